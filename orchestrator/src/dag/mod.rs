@@ -1,0 +1,22 @@
+//! DAG files: the model, the parser with positioned errors, graph validation, schedules,
+//! templating, and the folder loader.
+
+mod error;
+mod loader;
+mod model;
+mod parse;
+mod schedule;
+mod template;
+mod validate;
+mod watch;
+
+pub use error::{DagFileError, Problem};
+pub use loader::DagBag;
+pub use model::{Dag, RetryPolicy, TaskSpec, TriggerRule};
+pub use parse::parse_dag_file;
+pub use schedule::{Schedule, ScheduleError};
+pub use template::{TemplateContext, render_config};
+pub use watch::watch_folder;
+
+#[cfg(test)]
+mod parse_tests;

@@ -1,0 +1,103 @@
+use std::{path::PathBuf, time::Duration};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::Schedule;
+
+/// One DAG, parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    pub id: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub schedule: Schedule,
+    pub timezone: Tz,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub max_active_tasks: u32,
+    /// Defaults for `params`, overridden key by key by the conf given at trigger time.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub tags: Vec<String>,
+    /// Tasks in a topological order (every task after its upstreams).
+    pub tasks: Vec<TaskSpec>,
+}
+
+impl Dag {
+    pub fn task(&self, task_id: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|task| task.id == task_id)
+    }
+
+    /// The ids of the tasks that list `task_id` as an upstream.
+    pub fn downstream_of<'a>(&'a self, task_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.tasks
+            .iter()
+            .filter(move |task| task.upstream.iter().any(|up| up == task_id))
+            .map(|task| task.id.as_str())
+    }
+}
+
+/// One task of a DAG: the common fields and the operator's raw (untemplated) config.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub id: String,
+    pub operator: String,
+    pub upstream: Vec<String>,
+    pub trigger_rule: TriggerRule,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    /// The operator config as written, `operator` key included; string values are templates
+    /// rendered at the start of each try.
+    pub config: serde_json::Value,
+}
+
+/// When a task may run, given the states of its upstreams (Airflow's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every upstream succeeded (or was skipped).
+    #[default]
+    AllSuccess,
+    /// Every upstream is done, whatever its state.
+    AllDone,
+    /// At least one upstream succeeded.
+    OneSuccess,
+    /// At least one upstream failed.
+    OneFailed,
+    /// No upstream failed or was upstream_failed (success or skipped).
+    NoneFailed,
+}
+
+/// Retries of a task: `retries` more tries after the first, waiting `retry_delay` (doubled each
+/// time with exponential backoff, never more than `max_retry_delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub delay: Duration,
+    pub exponential_backoff: bool,
+    pub max_delay: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 0,
+            delay: Duration::from_secs(300),
+            exponential_backoff: false,
+            max_delay: None,
+        }
+    }
+}
+
+/// The conf of a run merged over the DAG's params.
+pub fn merge_params(
+    defaults: &serde_json::Map<String, serde_json::Value>,
+    conf: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut params = defaults.clone();
+    params.extend(conf.iter().map(|(k, v)| (k.clone(), v.clone())));
+    params
+}

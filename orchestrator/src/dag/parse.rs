@@ -1,0 +1,435 @@
+//! One DAG file -> a [`Dag`], or every problem in it with line, column and field.
+
+use std::{ops::Range, path::Path};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, de::IntoDeserializer};
+use tasks::{HumanDuration, OperatorConfig};
+use toml::{
+    Spanned,
+    de::{DeTable, DeValue},
+};
+
+use super::{
+    DagFileError, Problem, RetryPolicy, Schedule, TaskSpec, TriggerRule,
+    error::line_column,
+    model::Dag,
+    validate::{ParsedTask, validate_graph},
+};
+
+/// The keys of a `[[task]]` table common to every operator; the rest belong to the operator.
+const COMMON_TASK_KEYS: &[&str] = &[
+    "id",
+    "operator",
+    "upstream",
+    "trigger_rule",
+    "retries",
+    "retry_delay",
+    "retry_exponential_backoff",
+    "max_retry_delay",
+    "timeout",
+];
+
+/// The `[dag]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDag {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    start_date: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    end_date: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    catchup: Option<bool>,
+    #[serde(default)]
+    max_active_runs: Option<u32>,
+    #[serde(default)]
+    max_active_tasks: Option<u32>,
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// The common fields of a `[[task]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    id: Spanned<String>,
+    operator: Spanned<String>,
+    #[serde(default)]
+    upstream: Vec<Spanned<String>>,
+    #[serde(default)]
+    trigger_rule: TriggerRule,
+    #[serde(default)]
+    retries: u32,
+    #[serde(default)]
+    retry_delay: Option<HumanDuration>,
+    #[serde(default)]
+    retry_exponential_backoff: bool,
+    #[serde(default)]
+    max_retry_delay: Option<HumanDuration>,
+    #[serde(default)]
+    timeout: Option<HumanDuration>,
+}
+
+/// Collects problems with positions computed from the file's text.
+pub(crate) struct Problems<'s> {
+    source: &'s str,
+    pub(crate) list: Vec<Problem>,
+}
+
+impl<'s> Problems<'s> {
+    fn new(source: &'s str) -> Self {
+        Self {
+            source,
+            list: Vec::new(),
+        }
+    }
+
+    pub(crate) fn at(
+        &mut self,
+        span: Option<Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = span.map(|s| line_column(self.source, s.start)).unzip();
+        self.list.push(Problem {
+            line,
+            column,
+            field: Some(field.into()),
+            message: message.into(),
+        });
+    }
+
+    /// Reports a deserialization error at the key it names, else where toml says, else at
+    /// `fallback` (the enclosing table).
+    fn toml_error(
+        &mut self,
+        error: &toml::de::Error,
+        field: &str,
+        table: Option<&DeTable<'_>>,
+        fallback: Option<Range<usize>>,
+    ) {
+        let message = error.message().trim().to_owned();
+        let span = named_key_span(&message, table)
+            .or_else(|| error.span())
+            .or(fallback);
+        self.at(span, field, message);
+    }
+}
+
+/// The span of the first key named in backticks in `message`, if `table` has it: serde names
+/// the offending key in messages such as "unknown field `x`".
+fn named_key_span(message: &str, table: Option<&DeTable<'_>>) -> Option<Range<usize>> {
+    let table = table?;
+    let name = message.split('`').nth(1)?;
+    table
+        .iter()
+        .find(|(key, _)| key.get_ref() == name)
+        .map(|(key, _)| key.span())
+}
+
+fn deserialize<'de, T: Deserialize<'de>>(
+    value: Spanned<DeValue<'de>>,
+) -> Result<T, toml::de::Error> {
+    T::deserialize(value.into_deserializer())
+}
+
+/// Parses and validates one DAG file; `path` only names the file in errors and in the result.
+pub fn parse_dag_file(path: &Path, source: &str) -> Result<Dag, DagFileError> {
+    let fail = |problems| DagFileError {
+        file: path.to_owned(),
+        problems,
+    };
+    let mut problems = Problems::new(source);
+    let root = match DeTable::parse(source) {
+        Ok(root) => root.into_inner(),
+        Err(error) => {
+            problems.toml_error(&error, "toml", None, None);
+            return Err(fail(problems.list));
+        }
+    };
+    for (key, _) in root.iter() {
+        if key.get_ref() != "dag" && key.get_ref() != "task" {
+            problems.at(
+                Some(key.span()),
+                key.get_ref().to_string(),
+                "unknown top-level key: expected `[dag]` and `[[task]]` tables",
+            );
+        }
+    }
+    let dag = parse_dag_table(&root, &mut problems);
+    let tasks = parse_task_tables(&root, &mut problems);
+    let tasks = validate_graph(tasks, &mut problems);
+    match dag {
+        Some(mut dag) if problems.list.is_empty() => {
+            dag.file = path.to_owned();
+            dag.tasks = tasks;
+            Ok(dag)
+        }
+        _ => Err(fail(problems.list)),
+    }
+}
+
+fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Dag> {
+    let Some(value) = root.get("dag") else {
+        problems.at(Some(0..0), "dag", "missing `[dag]` table");
+        return None;
+    };
+    let table = value.get_ref().as_table();
+    let raw: RawDag = match deserialize(value.clone()) {
+        Ok(raw) => raw,
+        Err(error) => {
+            problems.toml_error(&error, "dag", table, Some(value.span()));
+            return None;
+        }
+    };
+    check_id(raw.id.get_ref(), Some(raw.id.span()), "dag.id", problems);
+    let schedule = match Schedule::parse(raw.schedule.as_ref().map(|s| s.get_ref().as_str())) {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            problems.at(
+                raw.schedule.as_ref().map(|s| s.span()),
+                "dag.schedule",
+                error.to_string(),
+            );
+            Schedule::Manual
+        }
+    };
+    let timezone = match &raw.timezone {
+        None => Tz::UTC,
+        Some(name) => name.get_ref().parse::<Tz>().unwrap_or_else(|_| {
+            problems.at(
+                Some(name.span()),
+                "dag.timezone",
+                format!(
+                    "unknown timezone {:?} (use an IANA name such as \"Europe/Berlin\")",
+                    name.get_ref()
+                ),
+            );
+            Tz::UTC
+        }),
+    };
+    let start_date = raw
+        .start_date
+        .as_ref()
+        .and_then(|d| parse_date(d, "dag.start_date", timezone, problems));
+    let end_date = raw
+        .end_date
+        .as_ref()
+        .and_then(|d| parse_date(d, "dag.end_date", timezone, problems));
+    if let (Some(start), Some(end)) = (start_date, end_date) {
+        if end < start {
+            problems.at(
+                raw.end_date.as_ref().map(|d| d.span()),
+                "dag.end_date",
+                "end_date is before start_date",
+            );
+        }
+    }
+    Some(Dag {
+        id: raw.id.into_inner(),
+        file: Default::default(),
+        description: raw.description,
+        schedule,
+        timezone,
+        start_date,
+        end_date,
+        catchup: raw.catchup.unwrap_or(false),
+        max_active_runs: raw.max_active_runs.unwrap_or(16).max(1),
+        max_active_tasks: raw.max_active_tasks.unwrap_or(16).max(1),
+        params: raw.params,
+        tags: raw.tags,
+        tasks: Vec::new(),
+    })
+}
+
+/// Ids name folders of the log tree and appear in URLs: keep them to a safe alphabet.
+pub(crate) fn check_id(
+    id: &str,
+    span: Option<Range<usize>>,
+    field: &str,
+    problems: &mut Problems<'_>,
+) {
+    let valid = !id.is_empty()
+        && id.len() <= 250
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && !id.starts_with('.');
+    if !valid {
+        problems.at(
+            span,
+            field,
+            format!("invalid id {id:?}: use letters, digits, `_`, `-` and `.` (not first)"),
+        );
+    }
+}
+
+/// A TOML datetime, an RFC 3339 string, or a plain date (midnight in the DAG's timezone).
+fn parse_date(
+    value: &Spanned<toml::Value>,
+    field: &str,
+    tz: Tz,
+    problems: &mut Problems<'_>,
+) -> Option<DateTime<Utc>> {
+    let text = match value.get_ref() {
+        toml::Value::String(text) => text.clone(),
+        toml::Value::Datetime(datetime) => datetime.to_string(),
+        other => {
+            problems.at(
+                Some(value.span()),
+                field,
+                format!("expected a date or datetime, got {}", other.type_str()),
+            );
+            return None;
+        }
+    };
+    if let Ok(datetime) = DateTime::parse_from_rfc3339(&text) {
+        return Some(datetime.with_timezone(&Utc));
+    }
+    if let Some(local) = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        if let Some(datetime) = local.and_local_timezone(tz).earliest() {
+            return Some(datetime.with_timezone(&Utc));
+        }
+    }
+    problems.at(
+        Some(value.span()),
+        field,
+        format!(
+            "bad date {text:?}: expected RFC 3339 (2026-01-01T00:00:00Z) or a date (2026-01-01)"
+        ),
+    );
+    None
+}
+
+fn parse_task_tables(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Vec<ParsedTask> {
+    let Some(value) = root.get("task") else {
+        problems.at(
+            Some(0..0),
+            "task",
+            "no `[[task]]` table: a DAG needs at least one task",
+        );
+        return Vec::new();
+    };
+    let DeValue::Array(array) = value.get_ref() else {
+        problems.at(
+            Some(value.span()),
+            "task",
+            "`task` must be an array of tables: write `[[task]]`",
+        );
+        return Vec::new();
+    };
+    array
+        .iter()
+        .enumerate()
+        .filter_map(|(index, task)| parse_task_table(index, task, problems))
+        .collect()
+}
+
+fn parse_task_table(
+    index: usize,
+    value: &Spanned<DeValue<'_>>,
+    problems: &mut Problems<'_>,
+) -> Option<ParsedTask> {
+    let field = format!("task[{index}]");
+    let DeValue::Table(table) = value.get_ref() else {
+        problems.at(Some(value.span()), field, "expected a table");
+        return None;
+    };
+    let (common, operator) = split_task_table(table);
+    let raw: RawTask = match deserialize(Spanned::new(value.span(), DeValue::Table(common.clone())))
+    {
+        Ok(raw) => raw,
+        Err(error) => {
+            problems.toml_error(&error, &field, Some(&common), Some(value.span()));
+            return None;
+        }
+    };
+    let field = format!("task {:?}", raw.id.get_ref());
+    check_id(
+        raw.id.get_ref(),
+        Some(raw.id.span()),
+        &format!("{field}.id"),
+        problems,
+    );
+    if !OperatorConfig::NAMES.contains(&raw.operator.get_ref().as_str()) {
+        let message = format!(
+            "unknown operator {:?}: expected one of {}",
+            raw.operator.get_ref(),
+            OperatorConfig::NAMES.join(", ")
+        );
+        problems.at(
+            Some(raw.operator.span()),
+            format!("{field}.operator"),
+            message,
+        );
+        return None;
+    }
+    let operator_value = Spanned::new(value.span(), DeValue::Table(operator.clone()));
+    if let Err(error) = deserialize::<OperatorConfig>(operator_value.clone()) {
+        problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
+        return None;
+    }
+    let config: serde_json::Value = match deserialize(operator_value) {
+        Ok(config) => config,
+        Err(error) => {
+            problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
+            return None;
+        }
+    };
+    Some(task_spec(raw, config))
+}
+
+/// Splits a task table into its common keys and its operator's keys (`operator` in both: it
+/// tags the operator config).
+fn split_task_table<'i>(table: &DeTable<'i>) -> (DeTable<'i>, DeTable<'i>) {
+    let mut common = DeTable::new();
+    let mut operator = DeTable::new();
+    for (key, value) in table.iter() {
+        let name = key.get_ref().as_ref();
+        if COMMON_TASK_KEYS.contains(&name) {
+            common.insert(key.clone(), value.clone());
+        }
+        if name == "operator" || !COMMON_TASK_KEYS.contains(&name) {
+            operator.insert(key.clone(), value.clone());
+        }
+    }
+    (common, operator)
+}
+
+fn task_spec(raw: RawTask, config: serde_json::Value) -> ParsedTask {
+    let defaults = RetryPolicy::default();
+    let retry = RetryPolicy {
+        retries: raw.retries,
+        delay: raw
+            .retry_delay
+            .map_or(defaults.delay, HumanDuration::as_duration),
+        exponential_backoff: raw.retry_exponential_backoff,
+        max_delay: raw.max_retry_delay.map(HumanDuration::as_duration),
+    };
+    ParsedTask {
+        id_span: raw.id.span(),
+        upstream_spans: raw.upstream.iter().map(|u| u.span()).collect(),
+        spec: TaskSpec {
+            id: raw.id.into_inner(),
+            operator: raw.operator.into_inner(),
+            upstream: raw.upstream.into_iter().map(Spanned::into_inner).collect(),
+            trigger_rule: raw.trigger_rule,
+            retry,
+            timeout: raw.timeout.map(HumanDuration::as_duration),
+            config,
+        },
+    }
+}

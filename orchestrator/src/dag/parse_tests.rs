@@ -1,0 +1,205 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[dag]
+id = "random_users"
+schedule = "*/1 * * * *"
+start_date = "2026-01-01T00:00:00Z"
+timezone = "Europe/Berlin"
+catchup = true
+max_active_runs = 2
+tags = ["demo"]
+[dag.params]
+api_url = "https://randomuser.me/api/"
+results = 500
+
+[[task]]
+id = "report"
+operator = "shell"
+upstream = ["fetch"]
+command = "echo {{ upstream.fetch.status }}"
+trigger_rule = "all_done"
+
+[[task]]
+id = "fetch"
+operator = "http"
+url = "{{ params.api_url }}?results={{ params.results }}"
+retries = 3
+retry_delay = "5s"
+retry_exponential_backoff = true
+max_retry_delay = "1m"
+timeout = "30s"
+"#;
+
+fn parse(source: &str) -> Result<Dag, DagFileError> {
+    parse_dag_file(Path::new("dags/test.toml"), source)
+}
+
+fn problems(source: &str) -> Vec<String> {
+    let error = parse(source).expect_err("the file should not parse");
+    error.to_string().lines().map(str::to_owned).collect()
+}
+
+fn has(problems: &[String], needle: &str) -> bool {
+    problems.iter().any(|p| p.contains(needle))
+}
+
+#[test]
+fn a_good_file_parses_with_every_field() {
+    let dag = parse(GOOD).unwrap();
+    assert_eq!(dag.id, "random_users");
+    assert!(dag.catchup);
+    assert_eq!(dag.max_active_runs, 2);
+    assert_eq!(dag.timezone.name(), "Europe/Berlin");
+    assert_eq!(dag.tags, vec!["demo"]);
+    assert_eq!(dag.params["results"], 500);
+    let order: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(order, vec!["fetch", "report"], "upstreams come first");
+    let fetch = dag.task("fetch").unwrap();
+    assert_eq!(fetch.retry.retries, 3);
+    assert_eq!(fetch.retry.delay.as_secs(), 5);
+    assert!(fetch.retry.exponential_backoff);
+    assert_eq!(fetch.retry.max_delay.unwrap().as_secs(), 60);
+    assert_eq!(fetch.timeout.unwrap().as_secs(), 30);
+    assert_eq!(
+        fetch.config["url"],
+        "{{ params.api_url }}?results={{ params.results }}"
+    );
+    assert_eq!(
+        dag.task("report").unwrap().trigger_rule,
+        TriggerRule::AllDone
+    );
+}
+
+#[test]
+fn toml_syntax_error_has_line_and_column() {
+    let p = problems("[dag]\nid = \"x\"\nschedule = \n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("dags/test.toml:3:"), "{p:?}");
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_position() {
+    let p = problems(
+        "[dag]\nid = \"x\"\nschedul = \"@daily\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\nbogus = 1\n",
+    );
+    assert!(
+        has(&p, "dags/test.toml:3:1: dag: unknown field `schedul`"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "dags/test.toml:7:1: task \"a\": unknown field `bogus`"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn unknown_operator_is_reported() {
+    let p = problems("[dag]\nid = \"x\"\n[[task]]\nid = \"a\"\noperator = \"teleport\"\n");
+    assert!(
+        has(
+            &p,
+            "5:12: task \"a\".operator: unknown operator \"teleport\""
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn missing_and_duplicate_task_ids_are_reported() {
+    let p = problems(
+        "[dag]\nid = \"x\"\n[[task]]\noperator = \"noop\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\n",
+    );
+    assert!(has(&p, "missing field `id`"), "{p:?}");
+    assert!(has(&p, "9:6: task \"a\".id: duplicate task id"), "{p:?}");
+}
+
+#[test]
+fn unknown_and_cyclic_upstreams_are_reported() {
+    let p = problems(
+        "[dag]\nid = \"x\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\nupstream = [\"b\"]\n[[task]]\nid = \"b\"\noperator = \"noop\"\nupstream = [\"a\"]\n[[task]]\nid = \"c\"\noperator = \"noop\"\nupstream = [\"ghost\"]\n",
+    );
+    assert!(has(&p, "cycle among tasks a, b"), "{p:?}");
+    assert!(
+        has(
+            &p,
+            "14:13: task \"c\".upstream: unknown upstream task \"ghost\""
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn bad_cron_duration_and_timezone_are_reported_together() {
+    let p = problems(
+        "[dag]\nid = \"x\"\nschedule = \"61 * * * *\"\ntimezone = \"Mars/Olympus\"\n[[task]]\nid = \"a\"\noperator = \"sleep\"\nduration = \"soon\"\n[[task]]\nid = \"b\"\noperator = \"noop\"\nretry_delay = \"often\"\n",
+    );
+    assert!(has(&p, "3:12: dag.schedule: bad cron expression"), "{p:?}");
+    assert!(
+        has(&p, "4:12: dag.timezone: unknown timezone \"Mars/Olympus\""),
+        "{p:?}"
+    );
+    assert!(has(&p, "task \"a\": bad duration \"soon\""), "{p:?}");
+    assert!(has(&p, "12:15: task[1]: bad duration \"often\""), "{p:?}");
+    assert_eq!(p.len(), 4, "{p:?}");
+}
+
+#[test]
+fn bad_ids_and_dates_are_reported() {
+    let p = problems(
+        "[dag]\nid = \"../etc\"\nstart_date = \"yesterday\"\n[[task]]\nid = \"a b\"\noperator = \"noop\"\n",
+    );
+    assert!(has(&p, "dag.id: invalid id \"../etc\""), "{p:?}");
+    assert!(has(&p, "dag.start_date: bad date \"yesterday\""), "{p:?}");
+    assert!(has(&p, "task \"a b\".id: invalid id"), "{p:?}");
+}
+
+#[test]
+fn missing_tables_are_reported() {
+    let p = problems("title = 1\n");
+    assert!(has(&p, "title: unknown top-level key"), "{p:?}");
+    assert!(has(&p, "missing `[dag]` table"), "{p:?}");
+    assert!(has(&p, "no `[[task]]` table"), "{p:?}");
+}
+
+#[test]
+fn native_toml_dates_and_plain_dates_are_accepted() {
+    let dag = parse("[dag]\nid = \"x\"\nstart_date = 2026-01-01T00:00:00Z\nend_date = \"2026-02-01\"\ntimezone = \"Europe/Berlin\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\n").unwrap();
+    assert_eq!(
+        dag.start_date.unwrap().to_rfc3339(),
+        "2026-01-01T00:00:00+00:00"
+    );
+    assert_eq!(
+        dag.end_date.unwrap().to_rfc3339(),
+        "2026-01-31T23:00:00+00:00",
+        "midnight in Berlin"
+    );
+}
+
+#[test]
+fn a_bad_file_does_not_stop_the_good_ones() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("good.toml"), GOOD).unwrap();
+    std::fs::write(folder.path().join("bad.toml"), "[dag]\nid = 3\n").unwrap();
+    std::fs::write(folder.path().join("same_id.toml"), GOOD).unwrap();
+    let bag = DagBag::load(folder.path()).unwrap();
+    assert_eq!(bag.dags.keys().collect::<Vec<_>>(), vec!["random_users"]);
+    let errors: Vec<String> = bag.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        has(
+            &errors,
+            "bad.toml:2:6: dag: invalid type: integer `3`, expected a string"
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        has(
+            &errors,
+            "same_id.toml:dag id \"random_users\" is already defined"
+        ),
+        "{errors:?}"
+    );
+}

@@ -1,0 +1,175 @@
+//! Templating of task configs: every string value is a minijinja template rendered at the
+//! start of each try. Undefined names are errors, so a typo fails the task with its name.
+
+use chrono::{DateTime, Utc};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// What a template can read.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateContext {
+    /// The DAG's params with the run's conf merged over them.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub run_id: String,
+    /// The logical date, RFC 3339 in UTC.
+    pub logical_date: String,
+    /// The logical date's day, `YYYY-MM-DD` in UTC.
+    pub ds: String,
+    /// The logical date without separators, `YYYYMMDD`.
+    pub ds_nodash: String,
+    /// `{ id, tags }` of the DAG.
+    pub dag: serde_json::Value,
+    /// `{ id, try_number }` of the task.
+    pub task: serde_json::Value,
+    /// The orchestrator's environment variables.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The result summary of each finished upstream task, by task id.
+    pub upstream: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TemplateContext {
+    pub fn new(
+        run_id: &str,
+        logical_date: DateTime<Utc>,
+        params: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        Self {
+            params,
+            run_id: run_id.to_owned(),
+            logical_date: logical_date.to_rfc3339(),
+            ds: logical_date.format("%Y-%m-%d").to_string(),
+            ds_nodash: logical_date.format("%Y%m%d").to_string(),
+            dag: serde_json::Value::Null,
+            task: serde_json::Value::Null,
+            env: std::env::vars().collect(),
+            upstream: serde_json::Map::new(),
+        }
+    }
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+/// Renders every string in `config` (keys stay as they are). The error names the field.
+pub fn render_config(
+    config: &serde_json::Value,
+    ctx: &TemplateContext,
+) -> Result<serde_json::Value, String> {
+    let env = environment();
+    let ctx = minijinja::Value::from_serialize(ctx);
+    render_value(&env, config, &ctx, "")
+}
+
+fn render_value(
+    env: &Environment<'_>,
+    value: &serde_json::Value,
+    ctx: &minijinja::Value,
+    path: &str,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(text) if text.contains("{{") || text.contains("{%") => {
+            let rendered = env.render_str(text, ctx).map_err(|e| {
+                format!(
+                    "template error in `{}`: {}",
+                    path.trim_start_matches('.'),
+                    template_message(&e)
+                )
+            })?;
+            Value::String(rendered)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| render_value(env, item, ctx, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        render_value(env, v, ctx, &format!("{path}.{k}"))?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn template_message(error: &minijinja::Error) -> String {
+    match error.detail() {
+        Some(detail) => format!("{} ({detail})", error.kind()),
+        None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn context() -> TemplateContext {
+        let logical = DateTime::parse_from_rfc3339("2026-03-04T05:06:07Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut params = serde_json::Map::new();
+        params.insert("api_url".into(), json!("https://randomuser.me/api/"));
+        params.insert("results".into(), json!(500));
+        let mut ctx = TemplateContext::new("manual__1", logical, params);
+        ctx.upstream.insert("fetch".into(), json!({"records": 42}));
+        ctx.dag = json!({"id": "d", "tags": ["x"]});
+        ctx.task = json!({"id": "t", "try_number": 2});
+        ctx
+    }
+
+    #[test]
+    fn renders_params_dates_upstream_and_nested_values() {
+        let config = json!({
+            "url": "{{ params.api_url }}?results={{ params.results }}",
+            "headers": {"X-Day": "{{ ds }}", "X-Run": "{{ run_id }}/{{ task.try_number }}"},
+            "command": ["echo {{ upstream.fetch.records }}", 3],
+            "plain": "no templates here"
+        });
+        let rendered = render_config(&config, &context()).unwrap();
+        assert_eq!(rendered["url"], "https://randomuser.me/api/?results=500");
+        assert_eq!(rendered["headers"]["X-Day"], "2026-03-04");
+        assert_eq!(rendered["headers"]["X-Run"], "manual__1/2");
+        assert_eq!(rendered["command"], json!(["echo 42", 3]));
+        assert_eq!(rendered["plain"], "no templates here");
+    }
+
+    #[test]
+    fn env_is_readable() {
+        let mut ctx = context();
+        ctx.env
+            .insert("UPDRAFT_TEMPLATE_TEST".into(), "hello".into());
+        let rendered =
+            render_config(&json!({"v": "{{ env.UPDRAFT_TEMPLATE_TEST }}"}), &ctx).unwrap();
+        assert_eq!(rendered["v"], "hello");
+    }
+
+    #[test]
+    fn undefined_names_fail_and_name_the_field() {
+        let err = render_config(
+            &json!({"headers": {"a": "{{ params.missing }}"}}),
+            &context(),
+        )
+        .unwrap_err();
+        assert!(err.contains("template error in `headers.a`"), "{err}");
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_fail_and_name_the_field() {
+        let err = render_config(&json!({"url": "{{ params.api_url "}), &context()).unwrap_err();
+        assert!(err.contains("template error in `url`"), "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! The task graph of a DAG: duplicate ids, unknown upstreams and cycles, all reported at once.
+
+use std::{
+    collections::{HashMap, HashSet},
+    ops::Range,
+};
+
+use super::{TaskSpec, parse::Problems};
+
+/// A task with the positions of its id and upstream entries, for error messages.
+pub(crate) struct ParsedTask {
+    pub spec: TaskSpec,
+    pub id_span: Range<usize>,
+    pub upstream_spans: Vec<Range<usize>>,
+}
+
+/// Checks the graph and returns the tasks in topological order (file order among equals).
+pub(crate) fn validate_graph(tasks: Vec<ParsedTask>, problems: &mut Problems<'_>) -> Vec<TaskSpec> {
+    let mut seen = HashSet::new();
+    for task in &tasks {
+        if !seen.insert(task.spec.id.as_str()) {
+            problems.at(
+                Some(task.id_span.clone()),
+                format!("task {:?}.id", task.spec.id),
+                "duplicate task id",
+            );
+        }
+    }
+    for task in &tasks {
+        let mut listed = HashSet::new();
+        for (upstream, span) in task.spec.upstream.iter().zip(&task.upstream_spans) {
+            let field = format!("task {:?}.upstream", task.spec.id);
+            if !listed.insert(upstream.as_str()) {
+                problems.at(
+                    Some(span.clone()),
+                    field,
+                    format!("upstream task {upstream:?} is listed twice"),
+                );
+            } else if upstream == &task.spec.id {
+                problems.at(
+                    Some(span.clone()),
+                    field,
+                    "a task cannot be its own upstream",
+                );
+            } else if !seen.contains(upstream.as_str()) {
+                problems.at(
+                    Some(span.clone()),
+                    field,
+                    format!("unknown upstream task {upstream:?}"),
+                );
+            }
+        }
+    }
+    let order = topological_order(&tasks);
+    if order.len() < tasks.len() {
+        let placed: HashSet<usize> = order.iter().copied().collect();
+        let cyclic: Vec<&ParsedTask> = (0..tasks.len())
+            .filter(|i| !placed.contains(i))
+            .map(|i| &tasks[i])
+            .collect();
+        let names: Vec<&str> = cyclic.iter().map(|t| t.spec.id.as_str()).collect();
+        if let Some(first) = cyclic.first() {
+            problems.at(
+                Some(first.id_span.clone()),
+                format!("task {:?}.upstream", first.spec.id),
+                format!("cycle among tasks {}", names.join(", ")),
+            );
+        }
+    }
+    let mut by_index: Vec<Option<TaskSpec>> = tasks.into_iter().map(|t| Some(t.spec)).collect();
+    order
+        .into_iter()
+        .filter_map(|i| by_index[i].take())
+        .collect()
+}
+
+/// Kahn's algorithm over task indices; tasks in a cycle (or behind one) are left out.
+fn topological_order(tasks: &[ParsedTask]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.spec.id.as_str(), i))
+        .collect();
+    let mut waiting_on: Vec<usize> = tasks
+        .iter()
+        .map(|t| {
+            t.spec
+                .upstream
+                .iter()
+                .filter(|u| index.contains_key(u.as_str()) && **u != t.spec.id)
+                .count()
+        })
+        .collect();
+    let mut order = Vec::with_capacity(tasks.len());
+    let mut ready: Vec<usize> = (0..tasks.len())
+        .filter(|&i| waiting_on[i] == 0)
+        .rev()
+        .collect();
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        let id = tasks[i].spec.id.as_str();
+        for (j, task) in tasks.iter().enumerate().rev() {
+            if task.spec.upstream.iter().any(|u| u == id) && waiting_on[j] > 0 {
+                waiting_on[j] -= 1;
+                if waiting_on[j] == 0 {
+                    ready.push(j);
+                }
+            }
+        }
+    }
+    order
+}

@@ -1,0 +1,22 @@
+//! Updraft operators.
+//!
+//! Every task in a DAG file names an `operator`; its config is one variant of the closed
+//! [`OperatorConfig`] enum, and [`OperatorConfig::build`] turns it into a boxed [`Operator`]
+//! that the orchestrator's executor runs with a [`TaskContext`] (cancellation, a log sink and
+//! live metrics) and that returns a [`TaskResult`] summary for downstream templates.
+
+mod config;
+mod context;
+mod duration;
+mod error;
+pub mod http;
+pub mod noop;
+mod operator;
+pub mod shell;
+pub mod sleep;
+
+pub use config::OperatorConfig;
+pub use context::{LogSink, Metrics, TaskContext};
+pub use duration::HumanDuration;
+pub use error::TaskError;
+pub use operator::{Operator, TaskResult};

@@ -1,0 +1,5 @@
+mod config;
+mod operator;
+
+pub use config::*;
+pub use operator::*;
