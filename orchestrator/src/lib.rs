@@ -1,3 +1,7 @@
 //! Updraft's orchestrator: DAG files, the metadata store, the scheduler and the executor.
 
 pub mod dag;
+pub mod executor;
+pub mod logs;
+pub mod scheduler;
+pub mod store;

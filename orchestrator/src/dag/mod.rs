@@ -12,7 +12,7 @@ mod watch;
 
 pub use error::{DagFileError, Problem};
 pub use loader::DagBag;
-pub use model::{Dag, RetryPolicy, TaskSpec, TriggerRule};
+pub use model::{Dag, RetryPolicy, TaskSpec, TriggerRule, merge_params};
 pub use parse::parse_dag_file;
 pub use schedule::{Schedule, ScheduleError};
 pub use template::{TemplateContext, render_config};

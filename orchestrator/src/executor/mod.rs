@@ -1,0 +1,161 @@
+//! The executor: drives DAG runs, moving task instances through their state machine the
+//! moment their upstreams allow it, with retries, timeouts, slots and graceful shutdown.
+
+mod backoff;
+mod driver;
+mod runner;
+mod state;
+mod trigger_rule;
+mod zombies;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::retry_delay;
+pub use state::can_transition;
+pub use trigger_rule::{Decision, decide};
+pub use zombies::{is_owner_alive, recover_zombies};
+
+use crate::{
+    logs::LogHub,
+    store::{Store, StoreError, TaskInstanceRow, TiState},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("illegal task state change {dag_id}.{task_id}: {from} -> {to}")]
+    IllegalTransition { dag_id: String, task_id: String, from: TiState, to: TiState },
+}
+
+/// Limits and identity of an executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Task instances running at once, over all DAGs.
+    pub parallelism: usize,
+    /// How long a cancelled task gets to stop before it is abandoned.
+    pub grace_period: Duration,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self { parallelism: 32, grace_period: Duration::from_secs(10) }
+    }
+}
+
+/// Runs DAG runs; cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    logs: LogHub,
+    config: ExecutorConfig,
+    slots: Arc<Semaphore>,
+    dag_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// `host:pid` of this process, written on the runs it drives.
+    owner: String,
+    hostname: String,
+    /// Fires on shutdown: running tasks are cancelled and recorded.
+    shutdown: CancellationToken,
+    /// Stop tokens of the runs in progress, by (dag_id, run_id).
+    active_runs: Mutex<HashMap<(String, String), CancellationToken>>,
+}
+
+impl Executor {
+    pub fn new(store: Store, logs: LogHub, config: ExecutorConfig) -> Self {
+        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+        let owner = format!("{hostname}:{}", std::process::id());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                logs,
+                slots: Arc::new(Semaphore::new(config.parallelism.max(1))),
+                config,
+                dag_slots: Mutex::default(),
+                owner,
+                hostname,
+                shutdown: CancellationToken::new(),
+                active_runs: Mutex::default(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn logs(&self) -> &LogHub {
+        &self.inner.logs
+    }
+
+    /// `host:pid` of this process.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Cancels every running task; drivers record their states and return.
+    pub fn shut_down(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Asks a run in progress in this process to stop (its tasks are cancelled); false if the
+    /// run is not driven here.
+    pub fn stop_run(&self, dag_id: &str, run_id: &str) -> bool {
+        let runs = self.inner.active_runs.lock().unwrap_or_else(|e| e.into_inner());
+        match runs.get(&(dag_id.to_owned(), run_id.to_owned())) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The (dag_id, run_id) of the runs this process drives now.
+    pub fn active_runs(&self) -> Vec<(String, String)> {
+        self.inner.active_runs.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    fn dag_slots(&self, dag_id: &str, max_active_tasks: u32) -> Arc<Semaphore> {
+        let mut slots = self.inner.dag_slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(dag_id.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(max_active_tasks as usize))).clone()
+    }
+
+    /// The one place task instances change state: checks the move, makes it durable, logs it.
+    async fn transition(&self, ti: &mut TaskInstanceRow, to: TiState) -> Result<(), ExecutorError> {
+        let from = ti.state;
+        if !can_transition(from, to) {
+            return Err(ExecutorError::IllegalTransition { dag_id: ti.dag_id.clone(), task_id: ti.task_id.clone(), from, to });
+        }
+        ti.state = to;
+        if let Err(error) = self.inner.store.save_task_instance(ti).await {
+            ti.state = from;
+            return Err(error.into());
+        }
+        tracing::info!(
+            dag_id = %ti.dag_id,
+            run_id = %ti.run_id,
+            task_id = %ti.task_id,
+            try_number = ti.try_number,
+            from = %from,
+            to = %to,
+            duration_ms = ti.duration_ms,
+            "Task state changed"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! Runs one task instance through its tries: slots, templating, the operator, timeout,
+//! retries with backoff, and what shutdown or a stop does to it.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tasks::{LogSink, Metrics, OperatorConfig, TaskContext, TaskResult};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::{Executor, ExecutorError, retry_delay};
+use crate::{
+    dag::{TaskSpec, TemplateContext, render_config},
+    store::{TaskInstanceRow, TiState},
+};
+
+pub(super) struct Runner {
+    pub executor: Executor,
+    pub slots: Arc<Semaphore>,
+    pub spec: TaskSpec,
+    pub base: Arc<TemplateContext>,
+    pub upstream_results: serde_json::Map<String, serde_json::Value>,
+    pub stop: CancellationToken,
+}
+
+/// What interrupted a wait.
+enum Interrupt {
+    Shutdown,
+    Stop,
+}
+
+impl Runner {
+    /// Runs the instance until it finishes, or shutdown leaves it to be resumed; returns it as
+    /// it stands.
+    pub async fn run(self, mut ti: TaskInstanceRow) -> TaskInstanceRow {
+        if let Err(error) = self.run_tries(&mut ti).await {
+            tracing::error!(dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, %error, "Task instance stopped on an error");
+        }
+        ti
+    }
+
+    async fn run_tries(&self, ti: &mut TaskInstanceRow) -> Result<(), ExecutorError> {
+        loop {
+            match ti.state {
+                TiState::UpForRetry => {
+                    let wait = ti.next_retry_at.map_or(Duration::ZERO, |at| (at - Utc::now()).to_std().unwrap_or_default());
+                    match self.interruptible(tokio::time::sleep(wait)).await {
+                        Err(Interrupt::Shutdown) => return Ok(()),
+                        Err(Interrupt::Stop) => return self.executor.transition(ti, TiState::Failed).await,
+                        Ok(()) => self.executor.transition(ti, TiState::Queued).await?,
+                    }
+                }
+                TiState::Queued => {
+                    if !self.try_once(ti).await? {
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn interruptible<T>(&self, wait: impl Future<Output = T>) -> Result<T, Interrupt> {
+        tokio::select! {
+            value = wait => Ok(value),
+            _ = self.stop.cancelled() => Err(if self.executor.is_shutting_down() { Interrupt::Shutdown } else { Interrupt::Stop }),
+        }
+    }
+
+    /// One try from `queued`; true when another try follows.
+    async fn try_once(&self, ti: &mut TaskInstanceRow) -> Result<bool, ExecutorError> {
+        let slots = async {
+            let global = self.executor.inner.slots.clone().acquire_owned().await;
+            let dag = self.slots.clone().acquire_owned().await;
+            (global, dag)
+        };
+        let _permits = match self.interruptible(slots).await {
+            Ok(permits) => permits,
+            Err(Interrupt::Shutdown) => return Ok(false),
+            Err(Interrupt::Stop) => {
+                ti.end = Some(Utc::now());
+                self.executor.transition(ti, TiState::Skipped).await?;
+                return Ok(false);
+            }
+        };
+        let started = Utc::now();
+        ti.try_number += 1;
+        ti.start = Some(started);
+        ti.end = None;
+        ti.duration_ms = None;
+        ti.error = None;
+        ti.next_retry_at = None;
+        ti.hostname = Some(self.executor.inner.hostname.clone());
+        ti.pid = Some(i64::from(std::process::id()));
+        self.executor.transition(ti, TiState::Running).await?;
+        let outcome = self.execute(ti).await;
+        let ended = Utc::now();
+        ti.end = Some(ended);
+        ti.duration_ms = Some((ended - started).num_milliseconds());
+        match outcome {
+            Ok(result) => {
+                ti.result = Some(serde_json::Value::Object(result));
+                self.executor.transition(ti, TiState::Success).await?;
+                Ok(false)
+            }
+            Err(message) => self.after_failure(ti, message).await,
+        }
+    }
+
+    /// A failed try: retry if tries remain (a try cut short by shutdown is not counted).
+    async fn after_failure(&self, ti: &mut TaskInstanceRow, message: String) -> Result<bool, ExecutorError> {
+        let shutdown = self.executor.is_shutting_down();
+        ti.error = Some(message);
+        if shutdown {
+            ti.max_tries += 1;
+        }
+        if ti.try_number < ti.max_tries && (shutdown || !self.stop.is_cancelled()) {
+            let delay = if shutdown { Duration::ZERO } else { retry_delay(&self.spec.retry, ti.try_number + 1) };
+            ti.next_retry_at = Some(Utc::now() + delay);
+            self.executor.transition(ti, TiState::UpForRetry).await?;
+            return Ok(!shutdown);
+        }
+        self.executor.transition(ti, TiState::Failed).await?;
+        Ok(false)
+    }
+
+    /// Runs the operator once: the error is the message shown to the user.
+    async fn execute(&self, ti: &TaskInstanceRow) -> Result<TaskResult, String> {
+        let logs = self.executor.logs();
+        let log = logs
+            .open_try(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number)
+            .map_err(|e| format!("cannot open the task log under {}: {e}", logs.root().display()))?;
+        let log: Arc<dyn LogSink> = Arc::new(log);
+        log.line(&format!("Try {} of {} of {}.{} in run {}", ti.try_number, ti.max_tries, ti.dag_id, ti.task_id, ti.run_id));
+        let outcome = self.render_and_execute(ti, &log).await;
+        match &outcome {
+            Ok(_) => log.line("Task succeeded"),
+            Err(message) => log.line(&format!("Task failed: {message}")),
+        }
+        outcome
+    }
+
+    async fn render_and_execute(&self, ti: &TaskInstanceRow, log: &Arc<dyn LogSink>) -> Result<TaskResult, String> {
+        let mut context = (*self.base).clone();
+        context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
+        context.upstream = self.upstream_results.clone();
+        let rendered = render_config(&self.spec.config, &context)?;
+        let config: OperatorConfig = serde_json::from_value(rendered).map_err(|e| format!("invalid config after templating: {e}"))?;
+        let operator = config.build();
+        let cancel = self.stop.child_token();
+        let ctx = TaskContext { cancel: cancel.clone(), log: log.clone(), metrics: Metrics::default() };
+        let mut execution = std::pin::pin!(operator.execute(&ctx));
+        let timeout = async {
+            match self.spec.timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut execution => result.map_err(|e| self.describe_error(e)),
+            _ = timeout => {
+                cancel.cancel();
+                let _ = tokio::time::timeout(self.executor.inner.config.grace_period, &mut execution).await;
+                Err(format!("timed out after {}", humantime::format_duration(self.spec.timeout.unwrap_or_default())))
+            }
+        }
+    }
+
+    fn describe_error(&self, error: tasks::TaskError) -> String {
+        match error {
+            tasks::TaskError::Cancelled if self.executor.is_shutting_down() => "interrupted by shutdown".into(),
+            tasks::TaskError::Cancelled if self.stop.is_cancelled() => "stopped with its run".into(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Task logs: one file per try at `<root>/<dag>/<run>/<task>/<try>.log`, written line by line,
+//! and a live feed of new lines for followers (the CLI's `run`, the UI's log tail).
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{LineWriter, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::broadcast;
+
+/// One line written to a try's log.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub dag_id: Arc<str>,
+    pub run_id: Arc<str>,
+    pub task_id: Arc<str>,
+    pub try_number: u32,
+    /// The line as written to the file, timestamp first.
+    pub text: String,
+}
+
+/// Opens try logs and carries their live feed.
+#[derive(Clone)]
+pub struct LogHub {
+    root: PathBuf,
+    live: broadcast::Sender<LogLine>,
+}
+
+impl LogHub {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let (live, _) = broadcast::channel(4096);
+        Self { root: root.into(), live }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
+        try_log_path(&self.root, dag_id, run_id, task_id, try_number)
+    }
+
+    /// Creates (or appends to) the log file of one try.
+    pub fn open_try(&self, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> std::io::Result<TryLog> {
+        let path = self.path(dag_id, run_id, task_id, try_number);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(TryLog {
+            file: Mutex::new(LineWriter::new(file)),
+            template: LogLine { dag_id: dag_id.into(), run_id: run_id.into(), task_id: task_id.into(), try_number, text: String::new() },
+            live: self.live.clone(),
+        })
+    }
+
+    /// Every line written from now on, by any try (filter on the fields).
+    pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
+        self.live.subscribe()
+    }
+}
+
+pub fn try_log_path(root: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
+    root.join(dag_id).join(run_id).join(task_id).join(format!("{try_number}.log"))
+}
+
+/// The log of one try: each line goes to the file at once, then to live followers.
+pub struct TryLog {
+    file: Mutex<LineWriter<File>>,
+    template: LogLine,
+    live: broadcast::Sender<LogLine>,
+}
+
+impl tasks::LogSink for TryLog {
+    fn line(&self, line: &str) {
+        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let text = format!("{stamp} {line}");
+        if let Ok(mut file) = self.file.lock() {
+            if let Err(error) = writeln!(file, "{text}") {
+                tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
+            }
+        }
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(LogLine { text, ..self.template.clone() });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tasks::LogSink;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_reach_the_file_and_live_followers() {
+        let root = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(root.path());
+        let mut live = hub.subscribe();
+        let log = hub.open_try("d", "manual__1", "t", 2).unwrap();
+        log.line("hello");
+        log.line("world");
+        let text = std::fs::read_to_string(root.path().join("d/manual__1/t/2.log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with(" hello") && lines[1].ends_with(" world"), "{text}");
+        let first = live.recv().await.unwrap();
+        assert_eq!((&*first.task_id, first.try_number), ("t", 2));
+        assert!(first.text.ends_with("hello"));
+    }
+}

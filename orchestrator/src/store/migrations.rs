@@ -1,0 +1,97 @@
+//! Schema migrations, in order; each runs once per database. The SQL is portable between
+//! SQLite and PostgreSQL: TEXT and BIGINT only, timestamps in microseconds.
+
+use sqlx::AnyPool;
+
+use super::Result;
+
+struct Migration {
+    version: i64,
+    description: &'static str,
+    statements: &'static [&'static str],
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "dags, dag runs and task instances",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS dags (
+            dag_id TEXT PRIMARY KEY,
+            file TEXT NOT NULL,
+            schedule TEXT NOT NULL DEFAULT '',
+            is_paused BIGINT NOT NULL DEFAULT 0,
+            is_active BIGINT NOT NULL DEFAULT 1,
+            last_parsed_us BIGINT NOT NULL
+        )",
+        "CREATE TABLE IF NOT EXISTS dag_runs (
+            dag_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            logical_date_us BIGINT NOT NULL,
+            run_type TEXT NOT NULL,
+            state TEXT NOT NULL,
+            conf TEXT NOT NULL,
+            queued_at_us BIGINT NOT NULL,
+            start_us BIGINT,
+            end_us BIGINT,
+            owner TEXT,
+            PRIMARY KEY (dag_id, run_id)
+        )",
+        "CREATE INDEX IF NOT EXISTS dag_runs_by_state ON dag_runs (state, dag_id)",
+        "CREATE INDEX IF NOT EXISTS dag_runs_by_date ON dag_runs (dag_id, run_type, logical_date_us)",
+        "CREATE TABLE IF NOT EXISTS task_instances (
+            dag_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            try_number BIGINT NOT NULL DEFAULT 0,
+            max_tries BIGINT NOT NULL,
+            start_us BIGINT,
+            end_us BIGINT,
+            duration_ms BIGINT,
+            hostname TEXT,
+            pid BIGINT,
+            next_retry_us BIGINT,
+            result TEXT,
+            error TEXT,
+            PRIMARY KEY (dag_id, run_id, task_id)
+        )",
+        "CREATE INDEX IF NOT EXISTS task_instances_by_state ON task_instances (state)",
+    ],
+}];
+
+/// Applies every migration newer than the database; returns the versions applied now.
+pub(super) async fn apply(pool: &AnyPool) -> Result<Vec<i64>> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS updraft_migrations (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at_us BIGINT NOT NULL
+        )",
+    )
+    .execute(pool)
+    .await?;
+    let mut applied_now = Vec::new();
+    for migration in MIGRATIONS {
+        let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM updraft_migrations WHERE version = $1")
+            .bind(migration.version)
+            .fetch_optional(pool)
+            .await?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        for statement in migration.statements {
+            sqlx::query(*statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO updraft_migrations (version, description, applied_at_us) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING")
+            .bind(migration.version)
+            .bind(migration.description)
+            .bind(super::to_micros(chrono::Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version = migration.version, description = migration.description, "Applied migration");
+        applied_now.push(migration.version);
+    }
+    Ok(applied_now)
+}

@@ -1,0 +1,135 @@
+//! The metadata store: DAGs, DAG runs and task instances in SQLite (default) or PostgreSQL,
+//! through one sqlx `Any` pool so both engines run the same SQL.
+
+mod dags;
+mod migrations;
+mod models;
+mod runs;
+mod task_instances;
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::{
+    AnyPool, Executor,
+    any::{AnyConnectOptions, AnyPoolOptions},
+};
+
+pub use dags::DagRow;
+pub use models::{DagRunRow, NewRun, RunFilter, RunState, RunType, TaskInstanceRow, TiState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://<file> or postgres://user@host:port/db")]
+    UnsupportedUrl(String),
+    #[error("cannot connect to the metadata database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("metadata database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt { table: &'static str, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A handle on the metadata database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, is_sqlite) = normalize_url(url)?;
+        let options = AnyConnectOptions::from_str(&url).map_err(|source| StoreError::Connect { url: url.clone(), source })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { url: redact(&url), source })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not yet applied; safe to run concurrently and repeatedly.
+    pub async fn migrate(&self) -> Result<Vec<i64>> {
+        migrations::apply(&self.pool).await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `sqlite://file` gets `mode=rwc` so the file is created on first use.
+fn normalize_url(url: &str) -> Result<(String, bool)> {
+    if url.starts_with("sqlite:") {
+        let url = if url.contains("mode=") {
+            url.to_owned()
+        } else if url.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        Ok((url, true))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok((url.to_owned(), false))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Timestamps are stored as microseconds since the Unix epoch (BIGINT on both engines).
+pub fn to_micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+pub fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_the_file() {
+        assert_eq!(normalize_url("sqlite://a.db").unwrap(), ("sqlite://a.db?mode=rwc".into(), true));
+        assert_eq!(normalize_url("sqlite://a.db?mode=ro").unwrap().0, "sqlite://a.db?mode=ro");
+        assert!(!normalize_url("postgres://u@h/db").unwrap().1);
+        assert!(matches!(normalize_url("mysql://x"), Err(StoreError::UnsupportedUrl(_))));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://me:secret@host:5432/db"), "postgres://me:***@host:5432/db");
+        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+}

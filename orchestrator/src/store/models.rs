@@ -1,0 +1,145 @@
+//! Rows of the store and the states they hold.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?}: expected one of {}",
+                        stringify!($name),
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// The state of a DAG run.
+    RunState { Queued => "queued", Running => "running", Success => "success", Failed => "failed", Stopped => "stopped" }
+);
+
+text_enum!(
+    /// What created a DAG run.
+    RunType { Scheduled => "scheduled", Manual => "manual", Backfill => "backfill" }
+);
+
+text_enum!(
+    /// The state of a task instance.
+    TiState {
+        Scheduled => "scheduled",
+        Queued => "queued",
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+        UpForRetry => "up_for_retry",
+        UpstreamFailed => "upstream_failed",
+        Skipped => "skipped",
+    }
+);
+
+impl RunState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::Stopped)
+    }
+}
+
+impl TiState {
+    /// Done for good: nothing more will happen to the instance in this run.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::UpstreamFailed | Self::Skipped)
+    }
+}
+
+/// A DAG run as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct DagRunRow {
+    pub dag_id: String,
+    pub run_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub run_type: RunType,
+    pub state: RunState,
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    pub queued_at: DateTime<Utc>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// `host:pid` of the process driving the run.
+    pub owner: Option<String>,
+}
+
+/// What is needed to create a DAG run.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub dag_id: String,
+    pub run_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub run_type: RunType,
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    /// `Some(owner)` creates the run already running and claimed by that owner.
+    pub owner: Option<String>,
+}
+
+impl NewRun {
+    /// Airflow-style run id: `<type>__<logical date>`.
+    pub fn run_id_for(run_type: RunType, logical_date: DateTime<Utc>) -> String {
+        format!("{}__{}", run_type, logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
+
+/// A task instance as stored: one task in one DAG run, across its tries.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskInstanceRow {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub state: TiState,
+    /// The number of the current (or last) try; 0 before the first.
+    pub try_number: u32,
+    pub max_tries: u32,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub hostname: Option<String>,
+    pub pid: Option<i64>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// The result summary, for downstream templates.
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub dag_id: Option<String>,
+    pub state: Option<RunState>,
+    pub limit: Option<i64>,
+}
