@@ -31,6 +31,11 @@ impl Dag {
         self.tasks.iter().find(|task| task.id == task_id)
     }
 
+    /// (task id, max tries) of every task: what a new run's task instances start from.
+    pub fn task_tries(&self) -> Vec<(String, u32)> {
+        self.tasks.iter().map(|task| (task.id.clone(), task.retry.retries.saturating_add(1))).collect()
+    }
+
     /// The ids of the tasks that list `task_id` as an upstream.
     pub fn downstream_of<'a>(&'a self, task_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.tasks

@@ -378,7 +378,7 @@ fn parse_task_table(
         return None;
     }
     let operator_value = Spanned::new(value.span(), DeValue::Table(operator.clone()));
-    if let Err(error) = deserialize::<OperatorConfig>(operator_value.clone()) {
+    if let Err(error) = check_operator_config(&operator, value.span()) {
         problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
         return None;
     }
@@ -390,6 +390,26 @@ fn parse_task_table(
         }
     };
     Some(task_spec(raw, config))
+}
+
+/// Checks the operator config's keys and types now, leaving out templated values: their
+/// type is known only once rendered (a template error fails the try, naming the field).
+fn check_operator_config(operator: &DeTable<'_>, span: Range<usize>) -> Result<(), toml::de::Error> {
+    let is_template = |value: &DeValue<'_>| value.as_str().is_some_and(|s| s.contains("{{") || s.contains("{%"));
+    let mut untemplated = DeTable::new();
+    let mut templated = Vec::new();
+    for (key, value) in operator.iter() {
+        if is_template(value.get_ref()) {
+            templated.push(key.get_ref().to_string());
+        } else {
+            untemplated.insert(key.clone(), value.clone());
+        }
+    }
+    match deserialize::<OperatorConfig>(Spanned::new(span, DeValue::Table(untemplated))) {
+        Err(error) if error.message().starts_with("missing field") && templated.iter().any(|k| error.message().contains(&format!("`{k}`"))) => Ok(()),
+        Err(error) => Err(error),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Splits a task table into its common keys and its operator's keys (`operator` in both: it

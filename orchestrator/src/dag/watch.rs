@@ -43,10 +43,12 @@ pub fn watch_folder(
             }
         }
     });
-    Ok((bag_rx, WatchGuard(watcher)))
+    Ok((bag_rx, WatchGuard { _watcher: watcher }))
 }
 
-struct WatchGuard(notify::RecommendedWatcher);
+struct WatchGuard {
+    _watcher: notify::RecommendedWatcher,
+}
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {

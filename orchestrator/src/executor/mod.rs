@@ -18,6 +18,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::retry_delay;
+pub use driver::RunOutcome;
+pub use runner::build_operator;
 pub use state::can_transition;
 pub use trigger_rule::{Decision, decide};
 pub use zombies::{is_owner_alive, recover_zombies};

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use tasks::{LogSink, Metrics, OperatorConfig, TaskContext, TaskResult};
+use tasks::{LogSink, Metrics, Operator, OperatorConfig, TaskContext, TaskResult};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -13,6 +13,13 @@ use crate::{
     dag::{TaskSpec, TemplateContext, render_config},
     store::{TaskInstanceRow, TiState},
 };
+
+/// Renders a task's config for one try and builds its operator; the error is for the user.
+pub fn build_operator(spec: &TaskSpec, context: &TemplateContext) -> Result<Box<dyn Operator>, String> {
+    let rendered = render_config(&spec.config, context)?;
+    let config: OperatorConfig = serde_json::from_value(rendered).map_err(|e| format!("invalid config after templating: {e}"))?;
+    Ok(config.build())
+}
 
 pub(super) struct Runner {
     pub executor: Executor,
@@ -144,9 +151,7 @@ impl Runner {
         let mut context = (*self.base).clone();
         context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
         context.upstream = self.upstream_results.clone();
-        let rendered = render_config(&self.spec.config, &context)?;
-        let config: OperatorConfig = serde_json::from_value(rendered).map_err(|e| format!("invalid config after templating: {e}"))?;
-        let operator = config.build();
+        let operator = build_operator(&self.spec, &context)?;
         let cancel = self.stop.child_token();
         let ctx = TaskContext { cancel: cancel.clone(), log: log.clone(), metrics: Metrics::default() };
         let mut execution = std::pin::pin!(operator.execute(&ctx));

@@ -1,1 +1,230 @@
+//! The scheduler: turns schedules into DAG runs and starts queued runs.
+//!
+//! A one-second heartbeat from tokio-cron-scheduler drives the schedules; which logical dates
+//! are due is computed by [`crate::dag::due_logical_dates`] in each DAG's timezone (the
+//! heartbeat itself is timezone-free: tokio-cron-scheduler 0.15 fixes a job's UTC offset when
+//! the job is created, which would shift runs by an hour after a DST change). Runs queued by
+//! other processes (CLI, REST) are picked up by a 200 ms poll of the store; the tasks of a run
+//! are handed off by events inside the executor, not by either loop.
 
+mod runs;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+pub use runs::{new_manual_run, parse_conf};
+
+use crate::{
+    dag::{CronWindow, Dag, DagBag, Schedule, due_logical_dates, next_fire},
+    executor::{Executor, recover_zombies},
+    store::{NewRun, RunState, RunType},
+};
+
+/// How often runs queued by other processes are looked for.
+const QUEUED_POLL: Duration = Duration::from_millis(200);
+
+pub struct Scheduler {
+    executor: Executor,
+    bags: watch::Receiver<Arc<DagBag>>,
+    /// When each DAG without a start_date was first seen: its schedule starts there.
+    first_seen: HashMap<String, DateTime<Utc>>,
+    /// The next fire time of each cron DAG, so quiet ticks touch no database.
+    next_due: HashMap<String, DateTime<Utc>>,
+    drivers: JoinSet<()>,
+}
+
+impl Scheduler {
+    pub fn new(executor: Executor, bags: watch::Receiver<Arc<DagBag>>) -> Self {
+        Self { executor, bags, first_seen: HashMap::new(), next_due: HashMap::new(), drivers: JoinSet::new() }
+    }
+
+    /// Schedules until `shutdown` fires, then stops the executor and waits for the runs in
+    /// progress to record their state (at most the grace period plus a margin).
+    pub async fn run(mut self, shutdown: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+        let (tick_tx, mut ticks) = mpsc::channel::<()>(1);
+        let mut heartbeat = JobScheduler::new().await?;
+        heartbeat
+            .add(Job::new_async("* * * * * *", move |_, _| {
+                let tick_tx = tick_tx.clone();
+                Box::pin(async move {
+                    let _ = tick_tx.try_send(());
+                })
+            })?)
+            .await?;
+        heartbeat.start().await?;
+        self.sync_dags().await;
+        self.resume_zombie_runs().await;
+        self.schedule_due().await;
+        let mut poll = tokio::time::interval(QUEUED_POLL);
+        loop {
+            tokio::select! {
+                _ = ticks.recv() => self.schedule_due().await,
+                _ = poll.tick() => self.start_queued().await,
+                Ok(()) = self.bags.changed() => self.sync_dags().await,
+                Some(_) = self.drivers.join_next() => self.start_queued().await,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        tracing::info!(runs = self.drivers.len(), "Shutting down: cancelling running tasks");
+        let _ = heartbeat.shutdown().await;
+        self.executor.shut_down();
+        let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
+            while self.drivers.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            tracing::warn!("Some tasks did not stop within the grace period");
+        }
+        Ok(())
+    }
+
+    async fn sync_dags(&mut self) {
+        let bag = self.bags.borrow_and_update().clone();
+        self.next_due.clear();
+        let rows: Vec<(String, String, String)> = bag.dags.values().map(|d| (d.id.clone(), d.file.display().to_string(), d.schedule.as_text())).collect();
+        if let Err(error) = self.executor.store().sync_dags(&rows).await {
+            tracing::error!(%error, "Cannot record the DAGs in the store");
+        }
+        for error in &bag.errors {
+            tracing::warn!(file = %error.file.display(), problems = error.problems.len(), "Import error: {error}");
+        }
+    }
+
+    async fn resume_zombie_runs(&mut self) {
+        match recover_zombies(&self.executor).await {
+            Ok(runs) => {
+                for run in runs {
+                    tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Resuming a run left by a dead process");
+                    self.spawn_driver(run);
+                }
+            }
+            Err(error) => tracing::error!(%error, "Cannot recover zombie task instances"),
+        }
+    }
+
+    fn spawn_driver(&mut self, run: crate::store::DagRunRow) {
+        let Some(dag) = self.bags.borrow().get(&run.dag_id) else {
+            let store = self.executor.store().clone();
+            tracing::error!(dag_id = %run.dag_id, run_id = %run.run_id, "The run's DAG is not in the DAGs folder: the run fails");
+            self.drivers.spawn(async move {
+                let _ = store.finish_run(&run.dag_id, &run.run_id, RunState::Failed).await;
+            });
+            return;
+        };
+        let executor = self.executor.clone();
+        self.drivers.spawn(async move {
+            if let Err(error) = executor.drive_run(dag, run).await {
+                tracing::error!(%error, "A run stopped on an error");
+            }
+        });
+    }
+
+    /// Starts queued runs while their DAG is unpaused and under max_active_runs.
+    async fn start_queued(&mut self) {
+        if let Err(error) = self.try_start_queued().await {
+            tracing::error!(%error, "Cannot start queued runs");
+        }
+    }
+
+    async fn try_start_queued(&mut self) -> anyhow::Result<()> {
+        let store = self.executor.store().clone();
+        let queued = store.runs_in_state(RunState::Queued).await?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let paused = store.paused_dags().await?;
+        for run in queued {
+            if paused.contains(&run.dag_id) {
+                continue;
+            }
+            let max_active = self.bags.borrow().get(&run.dag_id).map_or(1, |d| d.max_active_runs);
+            let (_, running) = store.unfinished_run_count(&run.dag_id).await?;
+            if running >= i64::from(max_active) || !store.claim_run(&run.dag_id, &run.run_id, self.executor.owner()).await? {
+                continue;
+            }
+            self.spawn_driver(run);
+        }
+        Ok(())
+    }
+
+    async fn schedule_due(&mut self) {
+        if let Err(error) = self.try_schedule_due().await {
+            tracing::error!(%error, "Scheduling pass failed");
+        }
+    }
+
+    async fn try_schedule_due(&mut self) -> anyhow::Result<()> {
+        let bag = self.bags.borrow().clone();
+        let paused = self.executor.store().paused_dags().await?;
+        let now = Utc::now();
+        for dag in bag.dags.values() {
+            if paused.contains(&dag.id) {
+                self.stop_continuous_runs(dag);
+                continue;
+            }
+            let first_seen = *self.first_seen.entry(dag.id.clone()).or_insert(now);
+            let start = dag.start_date.unwrap_or(first_seen);
+            match &dag.schedule {
+                Schedule::Manual => {}
+                Schedule::Once => {
+                    if now >= start && self.executor.store().last_scheduled_date(&dag.id).await?.is_none() {
+                        self.create_scheduled_run(dag, start).await?;
+                    }
+                }
+                Schedule::Continuous => {
+                    if self.executor.store().unfinished_run_count(&dag.id).await? == (0, 0) {
+                        self.create_scheduled_run(dag, now).await?;
+                    }
+                }
+                Schedule::Cron { cron, .. } => {
+                    if self.next_due.get(&dag.id).is_some_and(|next| now < *next) {
+                        continue;
+                    }
+                    let last = self.executor.store().last_scheduled_date(&dag.id).await?;
+                    let window = CronWindow { start_date: start, end_date: dag.end_date, last_logical: last, catchup: dag.catchup };
+                    let due = due_logical_dates(cron, dag.timezone, window, now);
+                    for logical_date in &due {
+                        self.create_scheduled_run(dag, *logical_date).await?;
+                    }
+                    let after = due.last().copied().or(last).unwrap_or(start - chrono::Duration::seconds(1));
+                    let next = next_fire(cron, dag.timezone, after).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    self.next_due.insert(dag.id.clone(), next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_scheduled_run(&self, dag: &Dag, logical_date: DateTime<Utc>) -> anyhow::Result<()> {
+        let new = NewRun {
+            dag_id: dag.id.clone(),
+            run_id: NewRun::run_id_for(RunType::Scheduled, logical_date),
+            logical_date,
+            run_type: RunType::Scheduled,
+            conf: serde_json::Map::new(),
+            owner: None,
+        };
+        if self.executor.store().create_run(&new, &dag.task_tries()).await?.is_some() {
+            tracing::info!(dag_id = %dag.id, run_id = %new.run_id, "Scheduled a run");
+        }
+        Ok(())
+    }
+
+    /// Pausing a `@continuous` DAG stops its active run.
+    fn stop_continuous_runs(&self, dag: &Dag) {
+        if !matches!(dag.schedule, Schedule::Continuous) {
+            return;
+        }
+        for (dag_id, run_id) in self.executor.active_runs().into_iter().filter(|(id, _)| *id == dag.id) {
+            if self.executor.stop_run(&dag_id, &run_id) {
+                tracing::info!(%dag_id, %run_id, "Stopping the continuous run of a paused DAG");
+            }
+        }
+    }
+}

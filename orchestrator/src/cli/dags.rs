@@ -1,0 +1,146 @@
+use std::{collections::HashSet, process::ExitCode};
+
+use clap::Subcommand;
+use orchestrator::{
+    dag::DagBag,
+    scheduler::{new_manual_run, parse_conf},
+};
+
+use super::{GlobalArgs, table};
+
+#[derive(Subcommand)]
+pub enum DagsCommand {
+    /// List the DAGs of the folder, and its import errors
+    List,
+    /// Show one DAG: schedule, params and tasks
+    Show { dag_id: String },
+    /// Check every DAG file; exit 1 if any has a problem
+    Validate,
+    /// Queue a manual run (started by `orchestrator serve`)
+    Trigger {
+        dag_id: String,
+        /// JSON object overriding the DAG's params
+        #[arg(long)]
+        conf: Option<String>,
+    },
+    /// Stop scheduling a DAG (a @continuous DAG's run is stopped)
+    Pause { dag_id: String },
+    /// Resume scheduling a DAG
+    Unpause { dag_id: String },
+    /// Run one DAG run now in the foreground (same as `orchestrator run`)
+    Test(super::run::RunArgs),
+}
+
+pub async fn execute(global: &GlobalArgs, command: DagsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DagsCommand::List => list(global).await,
+        DagsCommand::Show { dag_id } => show(global, &dag_id),
+        DagsCommand::Validate => validate(global),
+        DagsCommand::Trigger { dag_id, conf } => trigger(global, &dag_id, conf.as_deref()).await,
+        DagsCommand::Pause { dag_id } => set_paused(global, &dag_id, true).await,
+        DagsCommand::Unpause { dag_id } => set_paused(global, &dag_id, false).await,
+        DagsCommand::Test(args) => super::run::run(global, args).await,
+    }
+}
+
+/// The DAG list shared by the CLI and the REST API.
+pub fn dag_list(bag: &DagBag, paused: &HashSet<String>) -> ui::DagList {
+    ui::DagList {
+        dags: bag
+            .dags
+            .values()
+            .map(|dag| ui::DagView {
+                dag_id: dag.id.clone(),
+                schedule: dag.schedule.as_text(),
+                is_paused: paused.contains(&dag.id),
+                tasks: dag.tasks.len(),
+                file: dag.file.display().to_string(),
+            })
+            .collect(),
+        import_errors: bag
+            .errors
+            .iter()
+            .map(|e| ui::ImportErrorView { file: e.file.display().to_string(), problems: e.problems.iter().map(ToString::to_string).collect() })
+            .collect(),
+    }
+}
+
+async fn list(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let bag = global.dag_bag()?;
+    let paused = global.store().await?.paused_dags().await?;
+    let list = dag_list(&bag, &paused);
+    let rows: Vec<Vec<String>> = list
+        .dags
+        .iter()
+        .map(|d| vec![d.dag_id.clone(), if d.schedule.is_empty() { "-".into() } else { d.schedule.clone() }, d.is_paused.to_string(), d.tasks.to_string(), d.file.clone()])
+        .collect();
+    table::print(&["dag_id", "schedule", "paused", "tasks", "file"], &rows);
+    print_import_errors(&bag);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_import_errors(bag: &DagBag) {
+    if !bag.errors.is_empty() {
+        eprintln!("\nImport errors ({} files):", bag.errors.len());
+        for error in &bag.errors {
+            eprintln!("{error}");
+        }
+    }
+}
+
+fn show(global: &GlobalArgs, dag_id: &str) -> anyhow::Result<ExitCode> {
+    let dag = global.dag(dag_id)?;
+    println!("dag_id:           {}", dag.id);
+    println!("file:             {}", dag.file.display());
+    if let Some(description) = &dag.description {
+        println!("description:      {description}");
+    }
+    println!("schedule:         {}", if dag.schedule.as_text().is_empty() { "none (manual)".into() } else { dag.schedule.as_text() });
+    println!("timezone:         {}", dag.timezone.name());
+    println!("start_date:       {}", table::time(dag.start_date));
+    println!("end_date:         {}", table::time(dag.end_date));
+    println!("catchup:          {}", dag.catchup);
+    println!("max_active_runs:  {}", dag.max_active_runs);
+    println!("max_active_tasks: {}", dag.max_active_tasks);
+    println!("tags:             {}", dag.tags.join(", "));
+    println!("params:           {}", serde_json::Value::Object(dag.params.clone()));
+    println!();
+    let rows: Vec<Vec<String>> = dag
+        .tasks
+        .iter()
+        .map(|t| {
+            let timeout = t.timeout.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "-".into());
+            vec![t.id.clone(), t.operator.clone(), t.upstream.join(","), format!("{:?}", t.trigger_rule), t.retry.retries.to_string(), timeout]
+        })
+        .collect();
+    table::print(&["task_id", "operator", "upstream", "trigger_rule", "retries", "timeout"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let bag = global.dag_bag()?;
+    println!("{} DAGs loaded from {}", bag.dags.len(), global.dags_folder.display());
+    if bag.errors.is_empty() {
+        println!("No problems found");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_import_errors(&bag);
+    Ok(ExitCode::FAILURE)
+}
+
+async fn trigger(global: &GlobalArgs, dag_id: &str, conf: Option<&str>) -> anyhow::Result<ExitCode> {
+    let conf = parse_conf(conf).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
+    let dag = global.dag(dag_id)?;
+    let store = global.store().await?;
+    let new = new_manual_run(&dag, conf, None);
+    store.create_run(&new, &dag.task_tries()).await?;
+    println!("Queued run {} of {}", new.run_id, dag.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_paused(global: &GlobalArgs, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
+    let dag = global.dag(dag_id)?;
+    global.store().await?.set_paused(&dag.id, &dag.file.display().to_string(), paused).await?;
+    println!("{} is {}", dag.id, if paused { "paused" } else { "unpaused" });
+    Ok(ExitCode::SUCCESS)
+}

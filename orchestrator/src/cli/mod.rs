@@ -1,0 +1,99 @@
+//! The `orchestrator` command line: one Subcommand enum, one module per verb group.
+
+mod dags;
+mod db;
+mod run;
+mod runs;
+mod serve;
+mod tasks;
+mod table;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use orchestrator::{dag::DagBag, logs::LogHub, store::Store};
+
+#[derive(Parser)]
+#[command(name = "orchestrator", version, about = "Updraft: run DAGs of batch and stream tasks on schedules")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after any verb.
+#[derive(Args, Clone)]
+pub struct GlobalArgs {
+    /// Folder of DAG files (*.toml)
+    #[arg(long, global = true, env = "UPDRAFT_DAGS_FOLDER", default_value = "dags")]
+    pub dags_folder: PathBuf,
+    /// Metadata database: sqlite://<file> or postgres://user@host:port/db
+    #[arg(long, global = true, env = "UPDRAFT_DB", default_value = "sqlite://updraft.db")]
+    pub db: String,
+    /// Root folder of task logs
+    #[arg(long, global = true, env = "UPDRAFT_LOGS_FOLDER", default_value = "logs")]
+    pub logs_folder: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the scheduler, the executor and the web UI until SIGINT/SIGTERM
+    Serve(serve::ServeArgs),
+    /// Run one DAG run now in the foreground, streaming task logs; exit 0 only on success
+    Run(run::RunArgs),
+    /// List, show, validate, trigger, pause and unpause DAGs
+    #[command(subcommand)]
+    Dags(dags::DagsCommand),
+    /// List and show DAG runs
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Read task logs and test single tasks
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
+    /// Metadata database maintenance
+    #[command(subcommand)]
+    Db(db::DbCommand),
+}
+
+impl GlobalArgs {
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::connect(&self.db).await?)
+    }
+
+    pub fn dag_bag(&self) -> anyhow::Result<DagBag> {
+        DagBag::load(&self.dags_folder).context("loading DAG files")
+    }
+
+    pub fn log_hub(&self) -> LogHub {
+        LogHub::new(&self.logs_folder)
+    }
+
+    /// The DAG `dag_id` of the folder, or an error naming the import error of its file.
+    pub fn dag(&self, dag_id: &str) -> anyhow::Result<std::sync::Arc<orchestrator::dag::Dag>> {
+        let bag = self.dag_bag()?;
+        if let Some(dag) = bag.get(dag_id) {
+            return Ok(dag);
+        }
+        let known: Vec<&str> = bag.dags.keys().map(String::as_str).collect();
+        let mut message = format!("no DAG {dag_id:?} in {} (known: {})", self.dags_folder.display(), if known.is_empty() { "none".into() } else { known.join(", ") });
+        for error in &bag.errors {
+            message.push_str(&format!("\nimport error: {error}"));
+        }
+        anyhow::bail!(message)
+    }
+}
+
+/// Runs the command; the exit code.
+pub async fn execute(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        Command::Serve(args) => serve::serve(&global, args).await,
+        Command::Run(args) => run::run(&global, args).await,
+        Command::Dags(command) => dags::execute(&global, command).await,
+        Command::Runs(command) => runs::execute(&global, command).await,
+        Command::Tasks(command) => tasks::execute(&global, command).await,
+        Command::Db(command) => db::execute(&global, command).await,
+    }
+}

@@ -1,0 +1,74 @@
+use std::process::ExitCode;
+
+use clap::Args;
+use orchestrator::{
+    executor::{Executor, ExecutorConfig, RunOutcome},
+    scheduler::{new_manual_run, parse_conf},
+    store::RunState,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{GlobalArgs, runs::print_task_instances};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The DAG to run
+    pub dag_id: String,
+    /// JSON object overriding the DAG's params, e.g. '{"results": 10}'
+    #[arg(long)]
+    pub conf: Option<String>,
+    /// Task instances running at once
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: usize,
+}
+
+/// Runs one DAG run in this process, printing every task log line as it is written.
+pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let conf = parse_conf(args.conf.as_deref()).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
+    let dag = global.dag(&args.dag_id)?;
+    let store = global.store().await?;
+    let executor = Executor::new(store.clone(), global.log_hub(), ExecutorConfig { parallelism: args.parallelism, ..Default::default() });
+    let new = new_manual_run(&dag, conf, Some(executor.owner().to_owned()));
+    let Some(run) = store.create_run(&new, &dag.task_tries()).await? else {
+        anyhow::bail!("a run {} of {} already exists", new.run_id, dag.id);
+    };
+    println!("Running {} ({})", dag.id, run.run_id);
+    let printer = tokio::spawn(print_log_lines(executor.logs().subscribe(), run.run_id.clone()));
+    let interrupt = CancellationToken::new();
+    let on_signal = interrupt.clone();
+    let exec = executor.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+            exec.shut_down();
+        }
+    });
+    let outcome = executor.drive_run(dag.clone(), run.clone()).await?;
+    printer.abort();
+    print_task_instances(&store.task_instances(&run.dag_id, &run.run_id).await?, &dag);
+    Ok(match outcome {
+        RunOutcome::Finished(RunState::Success) => {
+            println!("Run {} succeeded", run.run_id);
+            ExitCode::SUCCESS
+        }
+        RunOutcome::Finished(state) => {
+            println!("Run {} ended {state}", run.run_id);
+            ExitCode::FAILURE
+        }
+        RunOutcome::Interrupted => {
+            println!("Run {} interrupted; `orchestrator serve` resumes it", run.run_id);
+            ExitCode::from(130)
+        }
+    })
+}
+
+async fn print_log_lines(mut lines: tokio::sync::broadcast::Receiver<orchestrator::logs::LogLine>, run_id: String) {
+    loop {
+        match lines.recv().await {
+            Ok(line) if *line.run_id == *run_id => println!("[{}#{}] {}", line.task_id, line.try_number, line.text),
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("... {n} log lines skipped (they are in the log files)"),
+            Err(_) => break,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use orchestrator::{
+    dag::Dag,
+    store::{RunFilter, RunState, TaskInstanceRow},
+};
+
+use super::{GlobalArgs, table};
+
+#[derive(Subcommand)]
+pub enum RunsCommand {
+    /// List DAG runs, newest first
+    List {
+        /// Only this DAG's runs
+        #[arg(long)]
+        dag: Option<String>,
+        /// Only runs in this state (queued, running, success, failed, stopped)
+        #[arg(long, value_parser = |s: &str| s.parse::<RunState>())]
+        state: Option<RunState>,
+        /// At most this many runs
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one run and its task instances
+    Show {
+        run_id: String,
+        /// The DAG, when several have a run with this id
+        #[arg(long)]
+        dag: Option<String>,
+    },
+}
+
+pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    match command {
+        RunsCommand::List { dag, state, limit } => {
+            let runs = store.list_runs(&RunFilter { dag_id: dag, state, limit: Some(limit) }).await?;
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .map(|r| vec![r.dag_id.clone(), r.run_id.clone(), r.state.to_string(), r.run_type.to_string(), table::time(Some(r.logical_date)), table::time(r.start), table::time(r.end)])
+                .collect();
+            table::print(&["dag_id", "run_id", "state", "type", "logical_date", "start", "end"], &rows);
+        }
+        RunsCommand::Show { run_id, dag } => {
+            let mut runs = store.find_runs(&run_id).await?;
+            runs.retain(|r| dag.as_ref().is_none_or(|d| *d == r.dag_id));
+            let run = match runs.len() {
+                0 => anyhow::bail!("no run {run_id:?}{}: see `orchestrator runs list`", dag.map(|d| format!(" in DAG {d:?}")).unwrap_or_default()),
+                1 => runs.remove(0),
+                _ => anyhow::bail!("several DAGs have a run {run_id:?}: add --dag <dag_id>"),
+            };
+            println!("dag_id:       {}\nrun_id:       {}\nstate:        {}\ntype:         {}\nlogical_date: {}\nconf:         {}\nstart:        {}\nend:          {}\n",
+                run.dag_id, run.run_id, run.state, run.run_type, table::time(Some(run.logical_date)), serde_json::Value::Object(run.conf.clone()), table::time(run.start), table::time(run.end));
+            let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
+            let dag = global.dag_bag().ok().and_then(|bag| bag.get(&run.dag_id));
+            match dag {
+                Some(dag) => print_task_instances(&tis, &dag),
+                None => print_rows(tis.iter().collect()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Task instances in the DAG's task order.
+pub fn print_task_instances(tis: &[TaskInstanceRow], dag: &Dag) {
+    let ordered: Vec<&TaskInstanceRow> = dag.tasks.iter().filter_map(|t| tis.iter().find(|ti| ti.task_id == t.id)).collect();
+    print_rows(ordered);
+}
+
+fn print_rows(tis: Vec<&TaskInstanceRow>) {
+    let rows: Vec<Vec<String>> = tis
+        .iter()
+        .map(|ti| {
+            vec![
+                ti.task_id.clone(),
+                ti.state.to_string(),
+                format!("{}/{}", ti.try_number, ti.max_tries),
+                table::time(ti.start),
+                ti.duration_ms.map(|d| format!("{d} ms")).unwrap_or_else(|| "-".into()),
+                ti.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::print(&["task_id", "state", "try", "start", "duration", "error"], &rows);
+}

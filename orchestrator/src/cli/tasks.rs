@@ -1,0 +1,128 @@
+use std::{io::SeekFrom, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::Subcommand;
+use orchestrator::{
+    dag::{TemplateContext, merge_params},
+    executor::build_operator,
+    logs::try_log_path,
+    scheduler::parse_conf,
+};
+use tasks::{LogSink, Metrics, TaskContext};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::sync::CancellationToken;
+
+use super::GlobalArgs;
+
+#[derive(Subcommand)]
+pub enum TasksCommand {
+    /// Print a task's log for one try (the latest by default)
+    Logs {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// Try number (1 is the first try)
+        #[arg(long = "try")]
+        try_number: Option<u32>,
+        /// Keep printing new lines until the task instance finishes
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Run one task now, without its upstreams and without recording state
+    Test {
+        dag_id: String,
+        task_id: String,
+        /// JSON object overriding the DAG's params
+        #[arg(long)]
+        conf: Option<String>,
+    },
+}
+
+pub async fn execute(global: &GlobalArgs, command: TasksCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TasksCommand::Logs { dag_id, run_id, task_id, try_number, follow } => logs(global, &dag_id, &run_id, &task_id, try_number, follow).await,
+        TasksCommand::Test { dag_id, task_id, conf } => test(global, &dag_id, &task_id, conf.as_deref()).await,
+    }
+}
+
+async fn logs(global: &GlobalArgs, dag_id: &str, run_id: &str, task_id: &str, try_number: Option<u32>, follow: bool) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let ti = store
+        .task_instance(dag_id, run_id, task_id)
+        .await?
+        .with_context(|| format!("no task instance {dag_id}.{task_id} in run {run_id:?}: see `orchestrator runs show {run_id}`"))?;
+    let try_number = try_number.unwrap_or(ti.try_number.max(1));
+    let path = try_log_path(&global.logs_folder, dag_id, run_id, task_id, try_number);
+    let mut offset = 0u64;
+    loop {
+        offset = print_from(&path, offset).await?;
+        if !follow {
+            break;
+        }
+        let state = store.task_instance(dag_id, run_id, task_id).await?.map(|t| (t.state, t.try_number));
+        if state.is_none_or(|(s, t)| s.is_finished() || t > try_number) {
+            print_from(&path, offset).await?;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if offset == 0 && !path.exists() {
+        eprintln!("No log yet at {} (task instance is {}, try {})", path.display(), ti.state, ti.try_number);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the file from `offset`; returns the new end (0 while the file does not exist).
+async fn print_from(path: &std::path::Path, offset: u64) -> anyhow::Result<u64> {
+    let Ok(mut file) = tokio::fs::File::open(path).await else { return Ok(offset) };
+    file.seek(SeekFrom::Start(offset)).await?;
+    let mut text = String::new();
+    let read = file.read_to_string(&mut text).await?;
+    print!("{text}");
+    Ok(offset + read as u64)
+}
+
+struct Stdout;
+
+impl LogSink for Stdout {
+    fn line(&self, line: &str) {
+        println!("{} {line}", Utc::now().format("%H:%M:%S%.3f"));
+    }
+}
+
+async fn test(global: &GlobalArgs, dag_id: &str, task_id: &str, conf: Option<&str>) -> anyhow::Result<ExitCode> {
+    let conf = parse_conf(conf).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
+    let dag = global.dag(dag_id)?;
+    let spec = dag.task(task_id).with_context(|| {
+        let known: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
+        format!("DAG {dag_id:?} has no task {task_id:?} (tasks: {})", known.join(", "))
+    })?;
+    let now = Utc::now();
+    let mut context = TemplateContext::new(&format!("test__{}", now.to_rfc3339()), now, merge_params(&dag.params, &conf));
+    context.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags });
+    context.task = serde_json::json!({ "id": spec.id, "try_number": 1 });
+    let operator = build_operator(spec, &context).map_err(|e| anyhow::anyhow!("{dag_id}.{task_id}: {e}"))?;
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let ctx = TaskContext { cancel, log: Arc::new(Stdout), metrics: Metrics::default() };
+    let outcome = match spec.timeout {
+        Some(limit) => tokio::time::timeout(limit, operator.execute(&ctx)).await.unwrap_or(Err(tasks::TaskError::Failed(format!("timed out after {}", humantime::format_duration(limit))))),
+        None => operator.execute(&ctx).await,
+    };
+    match outcome {
+        Ok(result) => {
+            println!("Task succeeded; result: {}", serde_json::Value::Object(result));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            println!("Task failed: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

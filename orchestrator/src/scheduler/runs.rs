@@ -1,0 +1,52 @@
+//! Manual runs (CLI, REST): conf parsing and the new run.
+
+use chrono::Utc;
+
+use crate::{
+    dag::Dag,
+    store::{NewRun, RunType},
+};
+
+/// Parses a trigger's conf: a JSON object (keys override the DAG's params).
+pub fn parse_conf(text: Option<&str>) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(serde_json::Map::new());
+    };
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!("conf must be a JSON object such as {{\"results\": 10}}, got {}", json_kind(&other))),
+        Err(e) => Err(format!("conf is not valid JSON: {e} (line {}, column {})", e.line(), e.column())),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A manual run of `dag` now; `owner` claims it at once (foreground `run`).
+pub fn new_manual_run(dag: &Dag, conf: serde_json::Map<String, serde_json::Value>, owner: Option<String>) -> NewRun {
+    let logical_date = Utc::now();
+    NewRun { dag_id: dag.id.clone(), run_id: NewRun::run_id_for(RunType::Manual, logical_date), logical_date, run_type: RunType::Manual, conf, owner }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_must_be_an_object() {
+        assert!(parse_conf(None).unwrap().is_empty());
+        assert_eq!(parse_conf(Some(r#"{"results": 3}"#)).unwrap()["results"], 3);
+        let err = parse_conf(Some("[1]")).unwrap_err();
+        assert!(err.contains("must be a JSON object") && err.contains("an array"), "{err}");
+        let err = parse_conf(Some("{results: 3}")).unwrap_err();
+        assert!(err.contains("not valid JSON") && err.contains("column 2"), "{err}");
+    }
+}
