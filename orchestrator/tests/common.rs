@@ -13,7 +13,9 @@ use orchestrator::{
 
 /// A fresh SQLite store in `dir`.
 pub async fn sqlite(dir: &Path) -> Store {
-    Store::connect(&format!("sqlite://{}", dir.join("updraft.db").display())).await.expect("SQLite store")
+    Store::connect(&format!("sqlite://{}", dir.join("updraft.db").display()))
+        .await
+        .expect("SQLite store")
 }
 
 /// The PostgreSQL store named by UPDRAFT_TEST_POSTGRES_URL (scripts/test starts one).
@@ -28,7 +30,11 @@ pub async fn postgres() -> Store {
 pub fn unique_id(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{name}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{name}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn dag(source: &str) -> Arc<Dag> {
@@ -36,5 +42,12 @@ pub fn dag(source: &str) -> Arc<Dag> {
 }
 
 pub fn executor(store: Store, logs: &Path) -> Executor {
-    Executor::new(store, LogHub::new(logs), ExecutorConfig { parallelism: 8, grace_period: std::time::Duration::from_secs(2) })
+    Executor::new(
+        store,
+        LogHub::new(logs),
+        ExecutorConfig {
+            parallelism: 8,
+            grace_period: std::time::Duration::from_secs(2),
+        },
+    )
 }

@@ -10,20 +10,48 @@ use orchestrator::{
     store::{RunState, Store, TiState},
 };
 
-async fn run_dag(store: Store, source: &str, conf: serde_json::Value) -> (String, Vec<orchestrator::store::TaskInstanceRow>, RunOutcome, tempfile::TempDir) {
+async fn run_dag(
+    store: Store,
+    source: &str,
+    conf: serde_json::Value,
+) -> (
+    String,
+    Vec<orchestrator::store::TaskInstanceRow>,
+    RunOutcome,
+    tempfile::TempDir,
+) {
     let logs = tempfile::tempdir().unwrap();
     let dag = common::dag(source);
     let executor = common::executor(store.clone(), logs.path());
     let conf = conf.as_object().cloned().unwrap_or_default();
-    let run = store.create_run(&new_manual_run(&dag, conf, Some(executor.owner().into())), &dag.task_tries()).await.unwrap().unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(60), executor.drive_run(dag, run.clone())).await.expect("the run ends within 60 s").unwrap();
-    let mut tis = store.task_instances(&run.dag_id, &run.run_id).await.unwrap();
+    let run = store
+        .create_run(
+            &new_manual_run(&dag, conf, Some(executor.owner().into())),
+            &dag.task_tries(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        executor.drive_run(dag, run.clone()),
+    )
+    .await
+    .expect("the run ends within 60 s")
+    .unwrap();
+    let mut tis = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap();
     tis.sort_by_key(|ti| ti.start);
     (run.run_id, tis, outcome, logs)
 }
 
 fn state_of(tis: &[orchestrator::store::TaskInstanceRow], task: &str) -> TiState {
-    tis.iter().find(|ti| ti.task_id == task).unwrap_or_else(|| panic!("no task {task}")).state
+    tis.iter()
+        .find(|ti| ti.task_id == task)
+        .unwrap_or_else(|| panic!("no task {task}"))
+        .state
 }
 
 async fn chain_passes_results_downstream(store: Store) {
@@ -49,15 +77,26 @@ operator = "noop"
 upstream = ["second"]
 "#
     );
-    let (run_id, tis, outcome, logs) = run_dag(store.clone(), &source, serde_json::json!({"who": "conf"})).await;
+    let (run_id, tis, outcome, logs) =
+        run_dag(store.clone(), &source, serde_json::json!({"who": "conf"})).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Success));
     let order: Vec<&str> = tis.iter().map(|ti| ti.task_id.as_str()).collect();
     assert_eq!(order, vec!["first", "second", "third"]);
     for pair in tis.windows(2) {
-        assert!(pair[1].start >= pair[0].end, "{} started before {} ended", pair[1].task_id, pair[0].task_id);
+        assert!(
+            pair[1].start >= pair[0].end,
+            "{} started before {} ended",
+            pair[1].task_id,
+            pair[0].task_id
+        );
     }
-    assert_eq!(tis[1].result.as_ref().unwrap()["output"], "got: hello conf", "conf overrides params and results flow downstream");
-    let log = std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("second/1.log")).unwrap();
+    assert_eq!(
+        tis[1].result.as_ref().unwrap()["output"],
+        "got: hello conf",
+        "conf overrides params and results flow downstream"
+    );
+    let log =
+        std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("second/1.log")).unwrap();
     assert!(log.contains("got: hello conf"), "{log}");
     let run = store.get_run(&id, &run_id).await.unwrap().unwrap();
     assert_eq!(run.state, RunState::Success);
@@ -106,10 +145,20 @@ trigger_rule = "one_failed"
     let (_, tis, outcome, _logs) = run_dag(store, &source, serde_json::json!({})).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
     let flaky = tis.iter().find(|t| t.task_id == "flaky").unwrap();
-    assert_eq!((flaky.state, flaky.try_number, flaky.max_tries), (TiState::Failed, 3, 3));
-    assert!(flaky.error.as_deref().unwrap().contains("exit status: 3"), "{:?}", flaky.error);
+    assert_eq!(
+        (flaky.state, flaky.try_number, flaky.max_tries),
+        (TiState::Failed, 3, 3)
+    );
+    assert!(
+        flaky.error.as_deref().unwrap().contains("exit status: 3"),
+        "{:?}",
+        flaky.error
+    );
     assert_eq!(state_of(&tis, "needs_success"), TiState::UpstreamFailed);
-    assert_eq!(state_of(&tis, "after_needs_success"), TiState::UpstreamFailed);
+    assert_eq!(
+        state_of(&tis, "after_needs_success"),
+        TiState::UpstreamFailed
+    );
     assert_eq!(state_of(&tis, "cleanup"), TiState::Success);
     assert_eq!(state_of(&tis, "on_failure"), TiState::Success);
     assert_eq!(state_of(&tis, "on_success_only"), TiState::Skipped);
@@ -136,33 +185,73 @@ command = "echo {{{{ params.missing }}}}"
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
     let slow = tis.iter().find(|t| t.task_id == "slow").unwrap();
     assert_eq!(slow.state, TiState::Failed);
-    assert!(slow.error.as_deref().unwrap().contains("timed out after 300ms"), "{:?}", slow.error);
+    assert!(
+        slow.error
+            .as_deref()
+            .unwrap()
+            .contains("timed out after 300ms"),
+        "{:?}",
+        slow.error
+    );
     let typo = tis.iter().find(|t| t.task_id == "typo").unwrap();
     assert_eq!(typo.state, TiState::Failed);
-    assert!(typo.error.as_deref().unwrap().contains("template error in `command`"), "{:?}", typo.error);
+    assert!(
+        typo.error
+            .as_deref()
+            .unwrap()
+            .contains("template error in `command`"),
+        "{:?}",
+        typo.error
+    );
 }
 
 async fn zombies_are_retried_and_the_run_resumed(store: Store) {
     let id = common::unique_id("zombie");
-    let dag = common::dag(&format!("[dag]\nid = \"{id}\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\nretries = 1\n[[task]]\nid = \"b\"\noperator = \"noop\"\nupstream = [\"a\"]\n"));
+    let dag = common::dag(&format!(
+        "[dag]\nid = \"{id}\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\nretries = 1\n[[task]]\nid = \"b\"\noperator = \"noop\"\nupstream = [\"a\"]\n"
+    ));
     let dead_owner = "ghost-host-of-this-test:1".to_owned();
     let hostname = nix::unistd::gethostname().unwrap().into_string().unwrap();
-    let dead_owner = dead_owner.replace("ghost-host-of-this-test", &hostname).replace(":1", ":2147483646");
-    let run = store.create_run(&new_manual_run(&dag, Default::default(), Some(dead_owner)), &dag.task_tries()).await.unwrap().unwrap();
-    let mut a = store.task_instance(&id, &run.run_id, "a").await.unwrap().unwrap();
+    let dead_owner = dead_owner
+        .replace("ghost-host-of-this-test", &hostname)
+        .replace(":1", ":2147483646");
+    let run = store
+        .create_run(
+            &new_manual_run(&dag, Default::default(), Some(dead_owner)),
+            &dag.task_tries(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let mut a = store
+        .task_instance(&id, &run.run_id, "a")
+        .await
+        .unwrap()
+        .unwrap();
     a.state = TiState::Running;
     a.try_number = 1;
     store.save_task_instance(&a).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let executor = common::executor(store.clone(), logs.path());
     let adopted = recover_zombies(&executor).await.unwrap();
-    let adopted = adopted.into_iter().find(|r| r.run_id == run.run_id && r.dag_id == id).expect("the zombie run is adopted");
-    let a = store.task_instance(&id, &run.run_id, "a").await.unwrap().unwrap();
+    let adopted = adopted
+        .into_iter()
+        .find(|r| r.run_id == run.run_id && r.dag_id == id)
+        .expect("the zombie run is adopted");
+    let a = store
+        .task_instance(&id, &run.run_id, "a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a.state, TiState::UpForRetry);
     assert!(a.error.unwrap().contains("zombie"));
     let outcome = executor.drive_run(dag, adopted).await.unwrap();
     assert_eq!(outcome, RunOutcome::Finished(RunState::Success));
-    let a = store.task_instance(&id, &run.run_id, "a").await.unwrap().unwrap();
+    let a = store
+        .task_instance(&id, &run.run_id, "a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((a.state, a.try_number), (TiState::Success, 2));
 }
 
@@ -188,4 +277,9 @@ macro_rules! on_both_engines {
     };
 }
 
-on_both_engines!(chain_passes_results_downstream, retries_and_trigger_rules, timeout_and_template_errors_fail_the_task, zombies_are_retried_and_the_run_resumed);
+on_both_engines!(
+    chain_passes_results_downstream,
+    retries_and_trigger_rules,
+    timeout_and_template_errors_fail_the_task,
+    zombies_are_retried_and_the_run_resumed
+);

@@ -58,14 +58,21 @@ impl From<BackendError> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         tracing::error!(error = %self.0, "Request failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": "internal error"}))).into_response()
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": "internal error"})),
+        )
+            .into_response()
     }
 }
 
 type AppState = Arc<dyn Backend>;
 
 pub fn router(backend: Arc<dyn Backend>) -> Router {
-    Router::new().route("/health", get(health)).nest("/api/v1", api_router()).with_state(backend)
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api/v1", api_router())
+        .with_state(backend)
 }
 
 fn api_router() -> Router<AppState> {
@@ -97,22 +104,42 @@ mod tests {
     }
 
     async fn get_json(backend: Fixed, uri: &str) -> (StatusCode, serde_json::Value) {
-        let response = router(Arc::new(backend)).oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let response = router(Arc::new(backend))
+            .oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[tokio::test]
     async fn lists_dags_and_import_errors() {
         let list = DagList {
-            dags: vec![DagView { dag_id: "a".into(), schedule: "@daily".into(), is_paused: false, tasks: 2, file: "dags/a.toml".into() }],
-            import_errors: vec![ImportErrorView { file: "dags/b.toml".into(), problems: vec!["2:1: dag: missing field `id`".into()] }],
+            dags: vec![DagView {
+                dag_id: "a".into(),
+                schedule: "@daily".into(),
+                is_paused: false,
+                tasks: 2,
+                file: "dags/a.toml".into(),
+            }],
+            import_errors: vec![ImportErrorView {
+                file: "dags/b.toml".into(),
+                problems: vec!["2:1: dag: missing field `id`".into()],
+            }],
         };
         let (status, body) = get_json(Fixed(Ok(list)), "/api/v1/dags").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["dags"][0]["dag_id"], "a");
-        assert_eq!(body["import_errors"][0]["problems"][0], "2:1: dag: missing field `id`");
+        assert_eq!(
+            body["import_errors"][0]["problems"][0],
+            "2:1: dag: missing field `id`"
+        );
     }
 
     #[tokio::test]

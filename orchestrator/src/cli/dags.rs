@@ -60,7 +60,10 @@ pub fn dag_list(bag: &DagBag, paused: &HashSet<String>) -> ui::DagList {
         import_errors: bag
             .errors
             .iter()
-            .map(|e| ui::ImportErrorView { file: e.file.display().to_string(), problems: e.problems.iter().map(ToString::to_string).collect() })
+            .map(|e| ui::ImportErrorView {
+                file: e.file.display().to_string(),
+                problems: e.problems.iter().map(ToString::to_string).collect(),
+            })
             .collect(),
     }
 }
@@ -72,7 +75,19 @@ async fn list(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<Vec<String>> = list
         .dags
         .iter()
-        .map(|d| vec![d.dag_id.clone(), if d.schedule.is_empty() { "-".into() } else { d.schedule.clone() }, d.is_paused.to_string(), d.tasks.to_string(), d.file.clone()])
+        .map(|d| {
+            vec![
+                d.dag_id.clone(),
+                if d.schedule.is_empty() {
+                    "-".into()
+                } else {
+                    d.schedule.clone()
+                },
+                d.is_paused.to_string(),
+                d.tasks.to_string(),
+                d.file.clone(),
+            ]
+        })
         .collect();
     table::print(&["dag_id", "schedule", "paused", "tasks", "file"], &rows);
     print_import_errors(&bag);
@@ -95,7 +110,14 @@ fn show(global: &GlobalArgs, dag_id: &str) -> anyhow::Result<ExitCode> {
     if let Some(description) = &dag.description {
         println!("description:      {description}");
     }
-    println!("schedule:         {}", if dag.schedule.as_text().is_empty() { "none (manual)".into() } else { dag.schedule.as_text() });
+    println!(
+        "schedule:         {}",
+        if dag.schedule.as_text().is_empty() {
+            "none (manual)".into()
+        } else {
+            dag.schedule.as_text()
+        }
+    );
     println!("timezone:         {}", dag.timezone.name());
     println!("start_date:       {}", table::time(dag.start_date));
     println!("end_date:         {}", table::time(dag.end_date));
@@ -103,23 +125,50 @@ fn show(global: &GlobalArgs, dag_id: &str) -> anyhow::Result<ExitCode> {
     println!("max_active_runs:  {}", dag.max_active_runs);
     println!("max_active_tasks: {}", dag.max_active_tasks);
     println!("tags:             {}", dag.tags.join(", "));
-    println!("params:           {}", serde_json::Value::Object(dag.params.clone()));
+    println!(
+        "params:           {}",
+        serde_json::Value::Object(dag.params.clone())
+    );
     println!();
     let rows: Vec<Vec<String>> = dag
         .tasks
         .iter()
         .map(|t| {
-            let timeout = t.timeout.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "-".into());
-            vec![t.id.clone(), t.operator.clone(), t.upstream.join(","), format!("{:?}", t.trigger_rule), t.retry.retries.to_string(), timeout]
+            let timeout = t
+                .timeout
+                .map(|d| humantime::format_duration(d).to_string())
+                .unwrap_or_else(|| "-".into());
+            vec![
+                t.id.clone(),
+                t.operator.clone(),
+                t.upstream.join(","),
+                format!("{:?}", t.trigger_rule),
+                t.retry.retries.to_string(),
+                timeout,
+            ]
         })
         .collect();
-    table::print(&["task_id", "operator", "upstream", "trigger_rule", "retries", "timeout"], &rows);
+    table::print(
+        &[
+            "task_id",
+            "operator",
+            "upstream",
+            "trigger_rule",
+            "retries",
+            "timeout",
+        ],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn validate(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let bag = global.dag_bag()?;
-    println!("{} DAGs loaded from {}", bag.dags.len(), global.dags_folder.display());
+    println!(
+        "{} DAGs loaded from {}",
+        bag.dags.len(),
+        global.dags_folder.display()
+    );
     if bag.errors.is_empty() {
         println!("No problems found");
         return Ok(ExitCode::SUCCESS);
@@ -128,7 +177,11 @@ fn validate(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-async fn trigger(global: &GlobalArgs, dag_id: &str, conf: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn trigger(
+    global: &GlobalArgs,
+    dag_id: &str,
+    conf: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let conf = parse_conf(conf).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
     let dag = global.dag(dag_id)?;
     let store = global.store().await?;
@@ -140,7 +193,15 @@ async fn trigger(global: &GlobalArgs, dag_id: &str, conf: Option<&str>) -> anyho
 
 async fn set_paused(global: &GlobalArgs, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
     let dag = global.dag(dag_id)?;
-    global.store().await?.set_paused(&dag.id, &dag.file.display().to_string(), paused).await?;
-    println!("{} is {}", dag.id, if paused { "paused" } else { "unpaused" });
+    global
+        .store()
+        .await?
+        .set_paused(&dag.id, &dag.file.display().to_string(), paused)
+        .await?;
+    println!(
+        "{} is {}",
+        dag.id,
+        if paused { "paused" } else { "unpaused" }
+    );
     Ok(ExitCode::SUCCESS)
 }

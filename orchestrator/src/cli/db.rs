@@ -8,7 +8,10 @@ pub enum DbCommand {
     Migrate,
 }
 
-pub async fn execute(global: &GlobalArgs, command: DbCommand) -> anyhow::Result<std::process::ExitCode> {
+pub async fn execute(
+    global: &GlobalArgs,
+    command: DbCommand,
+) -> anyhow::Result<std::process::ExitCode> {
     match command {
         DbCommand::Migrate => {
             let store = global.store().await?;

@@ -5,8 +5,8 @@ mod db;
 mod run;
 mod runs;
 mod serve;
-mod tasks;
 mod table;
+mod tasks;
 
 use std::path::PathBuf;
 
@@ -15,7 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use orchestrator::{dag::DagBag, logs::LogHub, store::Store};
 
 #[derive(Parser)]
-#[command(name = "orchestrator", version, about = "Updraft: run DAGs of batch and stream tasks on schedules")]
+#[command(
+    name = "orchestrator",
+    version,
+    about = "Updraft: run DAGs of batch and stream tasks on schedules"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -27,13 +31,28 @@ pub struct Cli {
 #[derive(Args, Clone)]
 pub struct GlobalArgs {
     /// Folder of DAG files (*.toml)
-    #[arg(long, global = true, env = "UPDRAFT_DAGS_FOLDER", default_value = "dags")]
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_DAGS_FOLDER",
+        default_value = "dags"
+    )]
     pub dags_folder: PathBuf,
     /// Metadata database: sqlite://<file> or postgres://user@host:port/db
-    #[arg(long, global = true, env = "UPDRAFT_DB", default_value = "sqlite://updraft.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_DB",
+        default_value = "sqlite://updraft.db"
+    )]
     pub db: String,
     /// Root folder of task logs
-    #[arg(long, global = true, env = "UPDRAFT_LOGS_FOLDER", default_value = "logs")]
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_LOGS_FOLDER",
+        default_value = "logs"
+    )]
     pub logs_folder: PathBuf,
 }
 
@@ -77,7 +96,15 @@ impl GlobalArgs {
             return Ok(dag);
         }
         let known: Vec<&str> = bag.dags.keys().map(String::as_str).collect();
-        let mut message = format!("no DAG {dag_id:?} in {} (known: {})", self.dags_folder.display(), if known.is_empty() { "none".into() } else { known.join(", ") });
+        let mut message = format!(
+            "no DAG {dag_id:?} in {} (known: {})",
+            self.dags_folder.display(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        );
         for error in &bag.errors {
             message.push_str(&format!("\nimport error: {error}"));
         }

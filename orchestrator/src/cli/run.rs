@@ -27,13 +27,23 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     let conf = parse_conf(args.conf.as_deref()).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
     let dag = global.dag(&args.dag_id)?;
     let store = global.store().await?;
-    let executor = Executor::new(store.clone(), global.log_hub(), ExecutorConfig { parallelism: args.parallelism, ..Default::default() });
+    let executor = Executor::new(
+        store.clone(),
+        global.log_hub(),
+        ExecutorConfig {
+            parallelism: args.parallelism,
+            ..Default::default()
+        },
+    );
     let new = new_manual_run(&dag, conf, Some(executor.owner().to_owned()));
     let Some(run) = store.create_run(&new, &dag.task_tries()).await? else {
         anyhow::bail!("a run {} of {} already exists", new.run_id, dag.id);
     };
     println!("Running {} ({})", dag.id, run.run_id);
-    let printer = tokio::spawn(print_log_lines(executor.logs().subscribe(), run.run_id.clone()));
+    let printer = tokio::spawn(print_log_lines(
+        executor.logs().subscribe(),
+        run.run_id.clone(),
+    ));
     let interrupt = CancellationToken::new();
     let on_signal = interrupt.clone();
     let exec = executor.clone();
@@ -56,18 +66,28 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             ExitCode::FAILURE
         }
         RunOutcome::Interrupted => {
-            println!("Run {} interrupted; `orchestrator serve` resumes it", run.run_id);
+            println!(
+                "Run {} interrupted; `orchestrator serve` resumes it",
+                run.run_id
+            );
             ExitCode::from(130)
         }
     })
 }
 
-async fn print_log_lines(mut lines: tokio::sync::broadcast::Receiver<orchestrator::logs::LogLine>, run_id: String) {
+async fn print_log_lines(
+    mut lines: tokio::sync::broadcast::Receiver<orchestrator::logs::LogLine>,
+    run_id: String,
+) {
     loop {
         match lines.recv().await {
-            Ok(line) if *line.run_id == *run_id => println!("[{}#{}] {}", line.task_id, line.try_number, line.text),
+            Ok(line) if *line.run_id == *run_id => {
+                println!("[{}#{}] {}", line.task_id, line.try_number, line.text)
+            }
             Ok(_) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("... {n} log lines skipped (they are in the log files)"),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                println!("... {n} log lines skipped (they are in the log files)")
+            }
             Err(_) => break,
         }
     }

@@ -35,23 +35,62 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
     let store = global.store().await?;
     match command {
         RunsCommand::List { dag, state, limit } => {
-            let runs = store.list_runs(&RunFilter { dag_id: dag, state, limit: Some(limit) }).await?;
+            let runs = store
+                .list_runs(&RunFilter {
+                    dag_id: dag,
+                    state,
+                    limit: Some(limit),
+                })
+                .await?;
             let rows: Vec<Vec<String>> = runs
                 .iter()
-                .map(|r| vec![r.dag_id.clone(), r.run_id.clone(), r.state.to_string(), r.run_type.to_string(), table::time(Some(r.logical_date)), table::time(r.start), table::time(r.end)])
+                .map(|r| {
+                    vec![
+                        r.dag_id.clone(),
+                        r.run_id.clone(),
+                        r.state.to_string(),
+                        r.run_type.to_string(),
+                        table::time(Some(r.logical_date)),
+                        table::time(r.start),
+                        table::time(r.end),
+                    ]
+                })
                 .collect();
-            table::print(&["dag_id", "run_id", "state", "type", "logical_date", "start", "end"], &rows);
+            table::print(
+                &[
+                    "dag_id",
+                    "run_id",
+                    "state",
+                    "type",
+                    "logical_date",
+                    "start",
+                    "end",
+                ],
+                &rows,
+            );
         }
         RunsCommand::Show { run_id, dag } => {
             let mut runs = store.find_runs(&run_id).await?;
             runs.retain(|r| dag.as_ref().is_none_or(|d| *d == r.dag_id));
             let run = match runs.len() {
-                0 => anyhow::bail!("no run {run_id:?}{}: see `orchestrator runs list`", dag.map(|d| format!(" in DAG {d:?}")).unwrap_or_default()),
+                0 => anyhow::bail!(
+                    "no run {run_id:?}{}: see `orchestrator runs list`",
+                    dag.map(|d| format!(" in DAG {d:?}")).unwrap_or_default()
+                ),
                 1 => runs.remove(0),
                 _ => anyhow::bail!("several DAGs have a run {run_id:?}: add --dag <dag_id>"),
             };
-            println!("dag_id:       {}\nrun_id:       {}\nstate:        {}\ntype:         {}\nlogical_date: {}\nconf:         {}\nstart:        {}\nend:          {}\n",
-                run.dag_id, run.run_id, run.state, run.run_type, table::time(Some(run.logical_date)), serde_json::Value::Object(run.conf.clone()), table::time(run.start), table::time(run.end));
+            println!(
+                "dag_id:       {}\nrun_id:       {}\nstate:        {}\ntype:         {}\nlogical_date: {}\nconf:         {}\nstart:        {}\nend:          {}\n",
+                run.dag_id,
+                run.run_id,
+                run.state,
+                run.run_type,
+                table::time(Some(run.logical_date)),
+                serde_json::Value::Object(run.conf.clone()),
+                table::time(run.start),
+                table::time(run.end)
+            );
             let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
             let dag = global.dag_bag().ok().and_then(|bag| bag.get(&run.dag_id));
             match dag {
@@ -65,7 +104,11 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
 
 /// Task instances in the DAG's task order.
 pub fn print_task_instances(tis: &[TaskInstanceRow], dag: &Dag) {
-    let ordered: Vec<&TaskInstanceRow> = dag.tasks.iter().filter_map(|t| tis.iter().find(|ti| ti.task_id == t.id)).collect();
+    let ordered: Vec<&TaskInstanceRow> = dag
+        .tasks
+        .iter()
+        .filter_map(|t| tis.iter().find(|ti| ti.task_id == t.id))
+        .collect();
     print_rows(ordered);
 }
 
@@ -78,10 +121,15 @@ fn print_rows(tis: Vec<&TaskInstanceRow>) {
                 ti.state.to_string(),
                 format!("{}/{}", ti.try_number, ti.max_tries),
                 table::time(ti.start),
-                ti.duration_ms.map(|d| format!("{d} ms")).unwrap_or_else(|| "-".into()),
+                ti.duration_ms
+                    .map(|d| format!("{d} ms"))
+                    .unwrap_or_else(|| "-".into()),
                 ti.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table::print(&["task_id", "state", "try", "start", "duration", "error"], &rows);
+    table::print(
+        &["task_id", "state", "try", "start", "duration", "error"],
+        &rows,
+    );
 }

@@ -30,16 +30,35 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     let store = global.store().await?;
     let bag = Arc::new(global.dag_bag()?);
     tracing::info!(dags = bag.dags.len(), import_errors = bag.errors.len(), folder = %global.dags_folder.display(), "Loaded the DAGs folder");
-    let (bags, _watcher) = watch_folder(global.dags_folder.clone(), bag).context("watching the DAGs folder")?;
-    let executor = Executor::new(store.clone(), global.log_hub(), ExecutorConfig { parallelism: args.parallelism, grace_period: args.grace_period });
+    let (bags, _watcher) =
+        watch_folder(global.dags_folder.clone(), bag).context("watching the DAGs folder")?;
+    let executor = Executor::new(
+        store.clone(),
+        global.log_hub(),
+        ExecutorConfig {
+            parallelism: args.parallelism,
+            grace_period: args.grace_period,
+        },
+    );
     let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding the web UI to {}", args.bind))?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding the web UI to {}", args.bind))?;
     tracing::info!(address = %args.bind, "Web UI listening");
-    let app = ui::router(Arc::new(UiBackend { store, bags: bags.clone() }));
+    let app = ui::router(Arc::new(UiBackend {
+        store,
+        bags: bags.clone(),
+    }));
     let web_shutdown = shutdown.clone();
-    let web = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(web_shutdown.cancelled_owned()).await });
+    let web = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(web_shutdown.cancelled_owned())
+            .await
+    });
     tokio::spawn(signal_shutdown(shutdown.clone()));
-    Scheduler::new(executor, bags).run(shutdown.clone(), args.grace_period).await?;
+    Scheduler::new(executor, bags)
+        .run(shutdown.clone(), args.grace_period)
+        .await?;
     shutdown.cancel();
     let _ = web.await;
     tracing::info!("Stopped");
@@ -48,7 +67,10 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
 
 async fn signal_shutdown(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("Cannot listen for SIGTERM/SIGINT");
         return;
     };
@@ -68,7 +90,11 @@ struct UiBackend {
 impl ui::Backend for UiBackend {
     async fn dags(&self) -> Result<ui::DagList, ui::BackendError> {
         let bag = self.bags.borrow().clone();
-        let paused = self.store.paused_dags().await.map_err(|e| ui::BackendError(e.to_string()))?;
+        let paused = self
+            .store
+            .paused_dags()
+            .await
+            .map_err(|e| ui::BackendError(e.to_string()))?;
         Ok(super::dags::dag_list(&bag, &paused))
     }
 }

@@ -41,12 +41,29 @@ pub enum TasksCommand {
 
 pub async fn execute(global: &GlobalArgs, command: TasksCommand) -> anyhow::Result<ExitCode> {
     match command {
-        TasksCommand::Logs { dag_id, run_id, task_id, try_number, follow } => logs(global, &dag_id, &run_id, &task_id, try_number, follow).await,
-        TasksCommand::Test { dag_id, task_id, conf } => test(global, &dag_id, &task_id, conf.as_deref()).await,
+        TasksCommand::Logs {
+            dag_id,
+            run_id,
+            task_id,
+            try_number,
+            follow,
+        } => logs(global, &dag_id, &run_id, &task_id, try_number, follow).await,
+        TasksCommand::Test {
+            dag_id,
+            task_id,
+            conf,
+        } => test(global, &dag_id, &task_id, conf.as_deref()).await,
     }
 }
 
-async fn logs(global: &GlobalArgs, dag_id: &str, run_id: &str, task_id: &str, try_number: Option<u32>, follow: bool) -> anyhow::Result<ExitCode> {
+async fn logs(
+    global: &GlobalArgs,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: Option<u32>,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
     let store = global.store().await?;
     let ti = store
         .task_instance(dag_id, run_id, task_id)
@@ -60,7 +77,10 @@ async fn logs(global: &GlobalArgs, dag_id: &str, run_id: &str, task_id: &str, tr
         if !follow {
             break;
         }
-        let state = store.task_instance(dag_id, run_id, task_id).await?.map(|t| (t.state, t.try_number));
+        let state = store
+            .task_instance(dag_id, run_id, task_id)
+            .await?
+            .map(|t| (t.state, t.try_number));
         if state.is_none_or(|(s, t)| s.is_finished() || t > try_number) {
             print_from(&path, offset).await?;
             break;
@@ -68,14 +88,21 @@ async fn logs(global: &GlobalArgs, dag_id: &str, run_id: &str, task_id: &str, tr
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if offset == 0 && !path.exists() {
-        eprintln!("No log yet at {} (task instance is {}, try {})", path.display(), ti.state, ti.try_number);
+        eprintln!(
+            "No log yet at {} (task instance is {}, try {})",
+            path.display(),
+            ti.state,
+            ti.try_number
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the file from `offset`; returns the new end (0 while the file does not exist).
 async fn print_from(path: &std::path::Path, offset: u64) -> anyhow::Result<u64> {
-    let Ok(mut file) = tokio::fs::File::open(path).await else { return Ok(offset) };
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return Ok(offset);
+    };
     file.seek(SeekFrom::Start(offset)).await?;
     let mut text = String::new();
     let read = file.read_to_string(&mut text).await?;
@@ -91,18 +118,31 @@ impl LogSink for Stdout {
     }
 }
 
-async fn test(global: &GlobalArgs, dag_id: &str, task_id: &str, conf: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn test(
+    global: &GlobalArgs,
+    dag_id: &str,
+    task_id: &str,
+    conf: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let conf = parse_conf(conf).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
     let dag = global.dag(dag_id)?;
     let spec = dag.task(task_id).with_context(|| {
         let known: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
-        format!("DAG {dag_id:?} has no task {task_id:?} (tasks: {})", known.join(", "))
+        format!(
+            "DAG {dag_id:?} has no task {task_id:?} (tasks: {})",
+            known.join(", ")
+        )
     })?;
     let now = Utc::now();
-    let mut context = TemplateContext::new(&format!("test__{}", now.to_rfc3339()), now, merge_params(&dag.params, &conf));
+    let mut context = TemplateContext::new(
+        &format!("test__{}", now.to_rfc3339()),
+        now,
+        merge_params(&dag.params, &conf),
+    );
     context.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags });
     context.task = serde_json::json!({ "id": spec.id, "try_number": 1 });
-    let operator = build_operator(spec, &context).map_err(|e| anyhow::anyhow!("{dag_id}.{task_id}: {e}"))?;
+    let operator =
+        build_operator(spec, &context).map_err(|e| anyhow::anyhow!("{dag_id}.{task_id}: {e}"))?;
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
@@ -110,14 +150,26 @@ async fn test(global: &GlobalArgs, dag_id: &str, task_id: &str, conf: Option<&st
             on_signal.cancel();
         }
     });
-    let ctx = TaskContext { cancel, log: Arc::new(Stdout), metrics: Metrics::default() };
+    let ctx = TaskContext {
+        cancel,
+        log: Arc::new(Stdout),
+        metrics: Metrics::default(),
+    };
     let outcome = match spec.timeout {
-        Some(limit) => tokio::time::timeout(limit, operator.execute(&ctx)).await.unwrap_or(Err(tasks::TaskError::Failed(format!("timed out after {}", humantime::format_duration(limit))))),
+        Some(limit) => tokio::time::timeout(limit, operator.execute(&ctx))
+            .await
+            .unwrap_or(Err(tasks::TaskError::Failed(format!(
+                "timed out after {}",
+                humantime::format_duration(limit)
+            )))),
         None => operator.execute(&ctx).await,
     };
     match outcome {
         Ok(result) => {
-            println!("Task succeeded; result: {}", serde_json::Value::Object(result));
+            println!(
+                "Task succeeded; result: {}",
+                serde_json::Value::Object(result)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {

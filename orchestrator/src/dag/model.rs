@@ -33,7 +33,10 @@ impl Dag {
 
     /// (task id, max tries) of every task: what a new run's task instances start from.
     pub fn task_tries(&self) -> Vec<(String, u32)> {
-        self.tasks.iter().map(|task| (task.id.clone(), task.retry.retries.saturating_add(1))).collect()
+        self.tasks
+            .iter()
+            .map(|task| (task.id.clone(), task.retry.retries.saturating_add(1)))
+            .collect()
     }
 
     /// The ids of the tasks that list `task_id` as an upstream.

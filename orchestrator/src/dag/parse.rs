@@ -394,8 +394,15 @@ fn parse_task_table(
 
 /// Checks the operator config's keys and types now, leaving out templated values: their
 /// type is known only once rendered (a template error fails the try, naming the field).
-fn check_operator_config(operator: &DeTable<'_>, span: Range<usize>) -> Result<(), toml::de::Error> {
-    let is_template = |value: &DeValue<'_>| value.as_str().is_some_and(|s| s.contains("{{") || s.contains("{%"));
+fn check_operator_config(
+    operator: &DeTable<'_>,
+    span: Range<usize>,
+) -> Result<(), toml::de::Error> {
+    let is_template = |value: &DeValue<'_>| {
+        value
+            .as_str()
+            .is_some_and(|s| s.contains("{{") || s.contains("{%"))
+    };
     let mut untemplated = DeTable::new();
     let mut templated = Vec::new();
     for (key, value) in operator.iter() {
@@ -406,7 +413,14 @@ fn check_operator_config(operator: &DeTable<'_>, span: Range<usize>) -> Result<(
         }
     }
     match deserialize::<OperatorConfig>(Spanned::new(span, DeValue::Table(untemplated))) {
-        Err(error) if error.message().starts_with("missing field") && templated.iter().any(|k| error.message().contains(&format!("`{k}`"))) => Ok(()),
+        Err(error)
+            if error.message().starts_with("missing field")
+                && templated
+                    .iter()
+                    .any(|k| error.message().contains(&format!("`{k}`"))) =>
+        {
+            Ok(())
+        }
         Err(error) => Err(error),
         Ok(_) => Ok(()),
     }

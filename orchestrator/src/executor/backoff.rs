@@ -10,7 +10,9 @@ pub fn retry_delay(policy: &RetryPolicy, next_try: u32) -> Duration {
     const CEILING: Duration = Duration::from_secs(24 * 3600);
     let retry_index = next_try.saturating_sub(2).min(32);
     let delay = if policy.exponential_backoff {
-        policy.delay.saturating_mul(2u32.saturating_pow(retry_index))
+        policy
+            .delay
+            .saturating_mul(2u32.saturating_pow(retry_index))
     } else {
         policy.delay
     };
@@ -22,7 +24,12 @@ mod tests {
     use super::*;
 
     fn policy(exponential: bool, max_delay: Option<u64>) -> RetryPolicy {
-        RetryPolicy { retries: 10, delay: Duration::from_secs(5), exponential_backoff: exponential, max_delay: max_delay.map(Duration::from_secs) }
+        RetryPolicy {
+            retries: 10,
+            delay: Duration::from_secs(5),
+            exponential_backoff: exponential,
+            max_delay: max_delay.map(Duration::from_secs),
+        }
     }
 
     #[test]
@@ -41,6 +48,9 @@ mod tests {
 
     #[test]
     fn huge_try_numbers_do_not_overflow() {
-        assert_eq!(retry_delay(&policy(true, None), u32::MAX), Duration::from_secs(24 * 3600));
+        assert_eq!(
+            retry_delay(&policy(true, None), u32::MAX),
+            Duration::from_secs(24 * 3600)
+        );
     }
 }

@@ -26,34 +26,64 @@ type TaskInstances = HashMap<String, TaskInstanceRow>;
 
 impl Executor {
     /// Drives a run that this process owns (state `running`) until it ends or shutdown.
-    pub async fn drive_run(&self, dag: Arc<Dag>, run: DagRunRow) -> Result<RunOutcome, ExecutorError> {
+    pub async fn drive_run(
+        &self,
+        dag: Arc<Dag>,
+        run: DagRunRow,
+    ) -> Result<RunOutcome, ExecutorError> {
         let key = (run.dag_id.clone(), run.run_id.clone());
         let stop = self.inner.shutdown.child_token();
-        self.inner.active_runs.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), stop.clone());
+        self.inner
+            .active_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), stop.clone());
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Run started");
         let outcome = self.drive(&dag, &run, &stop).await;
-        self.inner.active_runs.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.inner
+            .active_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, outcome = ?outcome, "Run ended");
         outcome
     }
 
-    async fn drive(&self, dag: &Arc<Dag>, run: &DagRunRow, stop: &CancellationToken) -> Result<RunOutcome, ExecutorError> {
-        let mut tis: TaskInstances = self.store().task_instances(&run.dag_id, &run.run_id).await?.into_iter().map(|ti| (ti.task_id.clone(), ti)).collect();
+    async fn drive(
+        &self,
+        dag: &Arc<Dag>,
+        run: &DagRunRow,
+        stop: &CancellationToken,
+    ) -> Result<RunOutcome, ExecutorError> {
+        let mut tis: TaskInstances = self
+            .store()
+            .task_instances(&run.dag_id, &run.run_id)
+            .await?
+            .into_iter()
+            .map(|ti| (ti.task_id.clone(), ti))
+            .collect();
         let base = Arc::new(template_base(dag, run));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<TaskInstanceRow>();
         let mut in_flight = 0usize;
-        for ti in tis.values().filter(|ti| matches!(ti.state, TiState::Queued | TiState::UpForRetry)) {
+        for ti in tis
+            .values()
+            .filter(|ti| matches!(ti.state, TiState::Queued | TiState::UpForRetry))
+        {
             self.spawn_runner(dag, ti.clone(), &tis, &base, stop, &done_tx);
             in_flight += 1;
         }
         loop {
             if !stop.is_cancelled() {
-                in_flight += self.release_ready(dag, &mut tis, &base, stop, &done_tx).await?;
+                in_flight += self
+                    .release_ready(dag, &mut tis, &base, stop, &done_tx)
+                    .await?;
             }
             if in_flight == 0 {
                 break;
             }
-            let Some(ti) = done_rx.recv().await else { break };
+            let Some(ti) = done_rx.recv().await else {
+                break;
+            };
             in_flight -= 1;
             tis.insert(ti.task_id.clone(), ti);
         }
@@ -66,7 +96,9 @@ impl Executor {
         } else {
             final_state(&tis)
         };
-        self.store().finish_run(&run.dag_id, &run.run_id, state).await?;
+        self.store()
+            .finish_run(&run.dag_id, &run.run_id, state)
+            .await?;
         Ok(RunOutcome::Finished(state))
     }
 
@@ -82,8 +114,17 @@ impl Executor {
     ) -> Result<usize, ExecutorError> {
         let mut started = 0;
         for spec in &dag.tasks {
-            let Some(ti) = tis.get(&spec.id).filter(|ti| ti.state == TiState::Scheduled) else { continue };
-            let upstream: Vec<TiState> = spec.upstream.iter().filter_map(|id| tis.get(id).map(|t| t.state)).collect();
+            let Some(ti) = tis
+                .get(&spec.id)
+                .filter(|ti| ti.state == TiState::Scheduled)
+            else {
+                continue;
+            };
+            let upstream: Vec<TiState> = spec
+                .upstream
+                .iter()
+                .filter_map(|id| tis.get(id).map(|t| t.state))
+                .collect();
             let next = match decide(spec.trigger_rule, &upstream) {
                 Decision::Wait => continue,
                 Decision::Run => TiState::Queued,
@@ -118,7 +159,10 @@ impl Executor {
             let _ = done_tx.send(ti);
             return;
         };
-        let upstream_results = tis.values().filter_map(|t| t.result.clone().map(|r| (t.task_id.clone(), r))).collect();
+        let upstream_results = tis
+            .values()
+            .filter_map(|t| t.result.clone().map(|r| (t.task_id.clone(), r)))
+            .collect();
         let runner = Runner {
             executor: self.clone(),
             slots: self.dag_slots(&dag.id, dag.max_active_tasks),
@@ -136,7 +180,10 @@ impl Executor {
 
     /// A stopped run: whatever has not started is skipped.
     async fn skip_waiting(&self, tis: &mut TaskInstances) -> Result<(), ExecutorError> {
-        for ti in tis.values_mut().filter(|ti| matches!(ti.state, TiState::Scheduled | TiState::Queued)) {
+        for ti in tis
+            .values_mut()
+            .filter(|ti| matches!(ti.state, TiState::Scheduled | TiState::Queued))
+        {
             ti.end = Some(Utc::now());
             self.transition(ti, TiState::Skipped).await?;
         }
@@ -145,13 +192,23 @@ impl Executor {
 }
 
 fn template_base(dag: &Dag, run: &DagRunRow) -> TemplateContext {
-    let mut base = TemplateContext::new(&run.run_id, run.logical_date, merge_params(&dag.params, &run.conf));
+    let mut base = TemplateContext::new(
+        &run.run_id,
+        run.logical_date,
+        merge_params(&dag.params, &run.conf),
+    );
     base.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags });
     base
 }
 
 /// Success when every task instance finished without failing.
 fn final_state(tis: &TaskInstances) -> RunState {
-    let failed = tis.values().any(|ti| matches!(ti.state, TiState::Failed | TiState::UpstreamFailed) || !ti.state.is_finished());
-    if failed { RunState::Failed } else { RunState::Success }
+    let failed = tis.values().any(|ti| {
+        matches!(ti.state, TiState::Failed | TiState::UpstreamFailed) || !ti.state.is_finished()
+    });
+    if failed {
+        RunState::Failed
+    } else {
+        RunState::Success
+    }
 }

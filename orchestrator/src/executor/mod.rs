@@ -34,7 +34,12 @@ pub enum ExecutorError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("illegal task state change {dag_id}.{task_id}: {from} -> {to}")]
-    IllegalTransition { dag_id: String, task_id: String, from: TiState, to: TiState },
+    IllegalTransition {
+        dag_id: String,
+        task_id: String,
+        from: TiState,
+        to: TiState,
+    },
 }
 
 /// Limits and identity of an executor.
@@ -48,7 +53,10 @@ pub struct ExecutorConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
-        Self { parallelism: 32, grace_period: Duration::from_secs(10) }
+        Self {
+            parallelism: 32,
+            grace_period: Duration::from_secs(10),
+        }
     }
 }
 
@@ -75,7 +83,10 @@ struct Inner {
 
 impl Executor {
     pub fn new(store: Store, logs: LogHub, config: ExecutorConfig) -> Self {
-        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
         let owner = format!("{hostname}:{}", std::process::id());
         Self {
             inner: Arc::new(Inner {
@@ -117,7 +128,11 @@ impl Executor {
     /// Asks a run in progress in this process to stop (its tasks are cancelled); false if the
     /// run is not driven here.
     pub fn stop_run(&self, dag_id: &str, run_id: &str) -> bool {
-        let runs = self.inner.active_runs.lock().unwrap_or_else(|e| e.into_inner());
+        let runs = self
+            .inner
+            .active_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match runs.get(&(dag_id.to_owned(), run_id.to_owned())) {
             Some(token) => {
                 token.cancel();
@@ -129,19 +144,37 @@ impl Executor {
 
     /// The (dag_id, run_id) of the runs this process drives now.
     pub fn active_runs(&self) -> Vec<(String, String)> {
-        self.inner.active_runs.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+        self.inner
+            .active_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     fn dag_slots(&self, dag_id: &str, max_active_tasks: u32) -> Arc<Semaphore> {
-        let mut slots = self.inner.dag_slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entry(dag_id.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(max_active_tasks as usize))).clone()
+        let mut slots = self
+            .inner
+            .dag_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(dag_id.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(max_active_tasks as usize)))
+            .clone()
     }
 
     /// The one place task instances change state: checks the move, makes it durable, logs it.
     async fn transition(&self, ti: &mut TaskInstanceRow, to: TiState) -> Result<(), ExecutorError> {
         let from = ti.state;
         if !can_transition(from, to) {
-            return Err(ExecutorError::IllegalTransition { dag_id: ti.dag_id.clone(), task_id: ti.task_id.clone(), from, to });
+            return Err(ExecutorError::IllegalTransition {
+                dag_id: ti.dag_id.clone(),
+                task_id: ti.task_id.clone(),
+                from,
+                to,
+            });
         }
         ti.state = to;
         if let Err(error) = self.inner.store.save_task_instance(ti).await {

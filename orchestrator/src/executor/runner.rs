@@ -15,9 +15,13 @@ use crate::{
 };
 
 /// Renders a task's config for one try and builds its operator; the error is for the user.
-pub fn build_operator(spec: &TaskSpec, context: &TemplateContext) -> Result<Box<dyn Operator>, String> {
+pub fn build_operator(
+    spec: &TaskSpec,
+    context: &TemplateContext,
+) -> Result<Box<dyn Operator>, String> {
     let rendered = render_config(&spec.config, context)?;
-    let config: OperatorConfig = serde_json::from_value(rendered).map_err(|e| format!("invalid config after templating: {e}"))?;
+    let config: OperatorConfig = serde_json::from_value(rendered)
+        .map_err(|e| format!("invalid config after templating: {e}"))?;
     Ok(config.build())
 }
 
@@ -50,10 +54,14 @@ impl Runner {
         loop {
             match ti.state {
                 TiState::UpForRetry => {
-                    let wait = ti.next_retry_at.map_or(Duration::ZERO, |at| (at - Utc::now()).to_std().unwrap_or_default());
+                    let wait = ti.next_retry_at.map_or(Duration::ZERO, |at| {
+                        (at - Utc::now()).to_std().unwrap_or_default()
+                    });
                     match self.interruptible(tokio::time::sleep(wait)).await {
                         Err(Interrupt::Shutdown) => return Ok(()),
-                        Err(Interrupt::Stop) => return self.executor.transition(ti, TiState::Failed).await,
+                        Err(Interrupt::Stop) => {
+                            return self.executor.transition(ti, TiState::Failed).await;
+                        }
                         Ok(()) => self.executor.transition(ti, TiState::Queued).await?,
                     }
                 }
@@ -115,14 +123,22 @@ impl Runner {
     }
 
     /// A failed try: retry if tries remain (a try cut short by shutdown is not counted).
-    async fn after_failure(&self, ti: &mut TaskInstanceRow, message: String) -> Result<bool, ExecutorError> {
+    async fn after_failure(
+        &self,
+        ti: &mut TaskInstanceRow,
+        message: String,
+    ) -> Result<bool, ExecutorError> {
         let shutdown = self.executor.is_shutting_down();
         ti.error = Some(message);
         if shutdown {
             ti.max_tries += 1;
         }
         if ti.try_number < ti.max_tries && (shutdown || !self.stop.is_cancelled()) {
-            let delay = if shutdown { Duration::ZERO } else { retry_delay(&self.spec.retry, ti.try_number + 1) };
+            let delay = if shutdown {
+                Duration::ZERO
+            } else {
+                retry_delay(&self.spec.retry, ti.try_number + 1)
+            };
             ti.next_retry_at = Some(Utc::now() + delay);
             self.executor.transition(ti, TiState::UpForRetry).await?;
             return Ok(!shutdown);
@@ -136,9 +152,17 @@ impl Runner {
         let logs = self.executor.logs();
         let log = logs
             .open_try(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number)
-            .map_err(|e| format!("cannot open the task log under {}: {e}", logs.root().display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot open the task log under {}: {e}",
+                    logs.root().display()
+                )
+            })?;
         let log: Arc<dyn LogSink> = Arc::new(log);
-        log.line(&format!("Try {} of {} of {}.{} in run {}", ti.try_number, ti.max_tries, ti.dag_id, ti.task_id, ti.run_id));
+        log.line(&format!(
+            "Try {} of {} of {}.{} in run {}",
+            ti.try_number, ti.max_tries, ti.dag_id, ti.task_id, ti.run_id
+        ));
         let outcome = self.render_and_execute(ti, &log).await;
         match &outcome {
             Ok(_) => log.line("Task succeeded"),
@@ -147,13 +171,21 @@ impl Runner {
         outcome
     }
 
-    async fn render_and_execute(&self, ti: &TaskInstanceRow, log: &Arc<dyn LogSink>) -> Result<TaskResult, String> {
+    async fn render_and_execute(
+        &self,
+        ti: &TaskInstanceRow,
+        log: &Arc<dyn LogSink>,
+    ) -> Result<TaskResult, String> {
         let mut context = (*self.base).clone();
         context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
         context.upstream = self.upstream_results.clone();
         let operator = build_operator(&self.spec, &context)?;
         let cancel = self.stop.child_token();
-        let ctx = TaskContext { cancel: cancel.clone(), log: log.clone(), metrics: Metrics::default() };
+        let ctx = TaskContext {
+            cancel: cancel.clone(),
+            log: log.clone(),
+            metrics: Metrics::default(),
+        };
         let mut execution = std::pin::pin!(operator.execute(&ctx));
         let timeout = async {
             match self.spec.timeout {
@@ -173,8 +205,12 @@ impl Runner {
 
     fn describe_error(&self, error: tasks::TaskError) -> String {
         match error {
-            tasks::TaskError::Cancelled if self.executor.is_shutting_down() => "interrupted by shutdown".into(),
-            tasks::TaskError::Cancelled if self.stop.is_cancelled() => "stopped with its run".into(),
+            tasks::TaskError::Cancelled if self.executor.is_shutting_down() => {
+                "interrupted by shutdown".into()
+            }
+            tasks::TaskError::Cancelled if self.stop.is_cancelled() => {
+                "stopped with its run".into()
+            }
             other => other.to_string(),
         }
     }

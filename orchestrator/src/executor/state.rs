@@ -26,9 +26,16 @@ mod tests {
     #[test]
     fn the_happy_path_and_retries_are_allowed() {
         use TiState::*;
-        let path = [Scheduled, Queued, Running, UpForRetry, Queued, Running, Success];
+        let path = [
+            Scheduled, Queued, Running, UpForRetry, Queued, Running, Success,
+        ];
         for pair in path.windows(2) {
-            assert!(can_transition(pair[0], pair[1]), "{:?} -> {:?}", pair[0], pair[1]);
+            assert!(
+                can_transition(pair[0], pair[1]),
+                "{:?} -> {:?}",
+                pair[0],
+                pair[1]
+            );
         }
     }
 

@@ -44,37 +44,85 @@ mod tests {
     #[test]
     fn all_success() {
         assert_eq!(decide(TriggerRule::AllSuccess, &[]), Decision::Run);
-        assert_eq!(decide(TriggerRule::AllSuccess, &[Success, Running]), Decision::Wait);
-        assert_eq!(decide(TriggerRule::AllSuccess, &[Success, Success]), Decision::Run);
-        assert_eq!(decide(TriggerRule::AllSuccess, &[Running, Failed]), Decision::UpstreamFailed);
-        assert_eq!(decide(TriggerRule::AllSuccess, &[Success, Skipped]), Decision::Skip);
+        assert_eq!(
+            decide(TriggerRule::AllSuccess, &[Success, Running]),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(TriggerRule::AllSuccess, &[Success, Success]),
+            Decision::Run
+        );
+        assert_eq!(
+            decide(TriggerRule::AllSuccess, &[Running, Failed]),
+            Decision::UpstreamFailed
+        );
+        assert_eq!(
+            decide(TriggerRule::AllSuccess, &[Success, Skipped]),
+            Decision::Skip
+        );
     }
 
     #[test]
     fn all_done() {
-        assert_eq!(decide(TriggerRule::AllDone, &[Success, UpForRetry]), Decision::Wait);
-        assert_eq!(decide(TriggerRule::AllDone, &[Failed, UpstreamFailed, Skipped]), Decision::Run);
+        assert_eq!(
+            decide(TriggerRule::AllDone, &[Success, UpForRetry]),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(TriggerRule::AllDone, &[Failed, UpstreamFailed, Skipped]),
+            Decision::Run
+        );
     }
 
     #[test]
     fn one_success() {
-        assert_eq!(decide(TriggerRule::OneSuccess, &[Success, Running]), Decision::Run);
-        assert_eq!(decide(TriggerRule::OneSuccess, &[Failed, Running]), Decision::Wait);
-        assert_eq!(decide(TriggerRule::OneSuccess, &[Failed, Failed]), Decision::UpstreamFailed);
-        assert_eq!(decide(TriggerRule::OneSuccess, &[Failed, Skipped]), Decision::Skip);
+        assert_eq!(
+            decide(TriggerRule::OneSuccess, &[Success, Running]),
+            Decision::Run
+        );
+        assert_eq!(
+            decide(TriggerRule::OneSuccess, &[Failed, Running]),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(TriggerRule::OneSuccess, &[Failed, Failed]),
+            Decision::UpstreamFailed
+        );
+        assert_eq!(
+            decide(TriggerRule::OneSuccess, &[Failed, Skipped]),
+            Decision::Skip
+        );
     }
 
     #[test]
     fn one_failed() {
-        assert_eq!(decide(TriggerRule::OneFailed, &[Failed, Running]), Decision::Run);
-        assert_eq!(decide(TriggerRule::OneFailed, &[Success, Running]), Decision::Wait);
-        assert_eq!(decide(TriggerRule::OneFailed, &[Success, Success]), Decision::Skip);
+        assert_eq!(
+            decide(TriggerRule::OneFailed, &[Failed, Running]),
+            Decision::Run
+        );
+        assert_eq!(
+            decide(TriggerRule::OneFailed, &[Success, Running]),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(TriggerRule::OneFailed, &[Success, Success]),
+            Decision::Skip
+        );
     }
 
     #[test]
     fn none_failed() {
-        assert_eq!(decide(TriggerRule::NoneFailed, &[Success, Skipped]), Decision::Run);
-        assert_eq!(decide(TriggerRule::NoneFailed, &[Success, Queued]), Decision::Wait);
-        assert_eq!(decide(TriggerRule::NoneFailed, &[UpstreamFailed, Queued]), Decision::UpstreamFailed);
+        assert_eq!(
+            decide(TriggerRule::NoneFailed, &[Success, Skipped]),
+            Decision::Run
+        );
+        assert_eq!(
+            decide(TriggerRule::NoneFailed, &[Success, Queued]),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(TriggerRule::NoneFailed, &[UpstreamFailed, Queued]),
+            Decision::UpstreamFailed
+        );
     }
 }

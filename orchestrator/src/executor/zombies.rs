@@ -10,7 +10,9 @@ use crate::store::{DagRunRow, RunState, TiState};
 /// Whether the `host:pid` owner is alive. Owners on other hosts are taken to be alive: only
 /// one host's processes can be checked from here.
 pub fn is_owner_alive(owner: Option<&str>, hostname: &str) -> bool {
-    let Some((host, pid)) = owner.and_then(|o| o.rsplit_once(':')) else { return false };
+    let Some((host, pid)) = owner.and_then(|o| o.rsplit_once(':')) else {
+        return false;
+    };
     if host != hostname {
         return true;
     }
@@ -26,13 +28,28 @@ pub async fn recover_zombies(executor: &Executor) -> Result<Vec<DagRunRow>, Exec
     let store = executor.store();
     let mut adopted = Vec::new();
     for run in store.runs_in_state(RunState::Running).await? {
-        if run.owner.as_deref() == Some(executor.owner()) || is_owner_alive(run.owner.as_deref(), &executor.inner.hostname) {
+        if run.owner.as_deref() == Some(executor.owner())
+            || is_owner_alive(run.owner.as_deref(), &executor.inner.hostname)
+        {
             continue;
         }
-        if !store.adopt_run(&run.dag_id, &run.run_id, run.owner.as_deref(), executor.owner()).await? {
+        if !store
+            .adopt_run(
+                &run.dag_id,
+                &run.run_id,
+                run.owner.as_deref(),
+                executor.owner(),
+            )
+            .await?
+        {
             continue;
         }
-        for mut ti in store.task_instances(&run.dag_id, &run.run_id).await?.into_iter().filter(|ti| ti.state == TiState::Running) {
+        for mut ti in store
+            .task_instances(&run.dag_id, &run.run_id)
+            .await?
+            .into_iter()
+            .filter(|ti| ti.state == TiState::Running)
+        {
             let owner = run.owner.as_deref().unwrap_or("unknown");
             ti.error = Some(format!("zombie: the process running it ({owner}) died"));
             ti.end = Some(Utc::now());
@@ -45,7 +62,10 @@ pub async fn recover_zombies(executor: &Executor) -> Result<Vec<DagRunRow>, Exec
             tracing::warn!(dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, dead_owner = owner, "Found a zombie task instance");
             executor.transition(&mut ti, next).await?;
         }
-        adopted.push(DagRunRow { owner: Some(executor.owner().to_owned()), ..run });
+        adopted.push(DagRunRow {
+            owner: Some(executor.owner().to_owned()),
+            ..run
+        });
     }
     Ok(adopted)
 }

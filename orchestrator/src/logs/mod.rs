@@ -31,7 +31,10 @@ pub struct LogHub {
 impl LogHub {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let (live, _) = broadcast::channel(4096);
-        Self { root: root.into(), live }
+        Self {
+            root: root.into(),
+            live,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -43,7 +46,13 @@ impl LogHub {
     }
 
     /// Creates (or appends to) the log file of one try.
-    pub fn open_try(&self, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> std::io::Result<TryLog> {
+    pub fn open_try(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        try_number: u32,
+    ) -> std::io::Result<TryLog> {
         let path = self.path(dag_id, run_id, task_id, try_number);
         if let Some(folder) = path.parent() {
             std::fs::create_dir_all(folder)?;
@@ -51,7 +60,13 @@ impl LogHub {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(TryLog {
             file: Mutex::new(LineWriter::new(file)),
-            template: LogLine { dag_id: dag_id.into(), run_id: run_id.into(), task_id: task_id.into(), try_number, text: String::new() },
+            template: LogLine {
+                dag_id: dag_id.into(),
+                run_id: run_id.into(),
+                task_id: task_id.into(),
+                try_number,
+                text: String::new(),
+            },
             live: self.live.clone(),
         })
     }
@@ -62,8 +77,17 @@ impl LogHub {
     }
 }
 
-pub fn try_log_path(root: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
-    root.join(dag_id).join(run_id).join(task_id).join(format!("{try_number}.log"))
+pub fn try_log_path(
+    root: &Path,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: u32,
+) -> PathBuf {
+    root.join(dag_id)
+        .join(run_id)
+        .join(task_id)
+        .join(format!("{try_number}.log"))
 }
 
 /// The log of one try: each line goes to the file at once, then to live followers.
@@ -83,7 +107,10 @@ impl tasks::LogSink for TryLog {
             }
         }
         if self.live.receiver_count() > 0 {
-            let _ = self.live.send(LogLine { text, ..self.template.clone() });
+            let _ = self.live.send(LogLine {
+                text,
+                ..self.template.clone()
+            });
         }
     }
 }
@@ -105,7 +132,10 @@ mod tests {
         let text = std::fs::read_to_string(root.path().join("d/manual__1/t/2.log")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].ends_with(" hello") && lines[1].ends_with(" world"), "{text}");
+        assert!(
+            lines[0].ends_with(" hello") && lines[1].ends_with(" world"),
+            "{text}"
+        );
         let first = live.recv().await.unwrap();
         assert_eq!((&*first.task_id, first.try_number), ("t", 2));
         assert!(first.text.ends_with("hello"));

@@ -42,7 +42,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(executor: Executor, bags: watch::Receiver<Arc<DagBag>>) -> Self {
-        Self { executor, bags, first_seen: HashMap::new(), next_due: HashMap::new(), drivers: JoinSet::new() }
+        Self {
+            executor,
+            bags,
+            first_seen: HashMap::new(),
+            next_due: HashMap::new(),
+            drivers: JoinSet::new(),
+        }
     }
 
     /// Schedules until `shutdown` fires, then stops the executor and waits for the runs in
@@ -72,7 +78,10 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
             }
         }
-        tracing::info!(runs = self.drivers.len(), "Shutting down: cancelling running tasks");
+        tracing::info!(
+            runs = self.drivers.len(),
+            "Shutting down: cancelling running tasks"
+        );
         let _ = heartbeat.shutdown().await;
         self.executor.shut_down();
         let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
@@ -87,7 +96,17 @@ impl Scheduler {
     async fn sync_dags(&mut self) {
         let bag = self.bags.borrow_and_update().clone();
         self.next_due.clear();
-        let rows: Vec<(String, String, String)> = bag.dags.values().map(|d| (d.id.clone(), d.file.display().to_string(), d.schedule.as_text())).collect();
+        let rows: Vec<(String, String, String)> = bag
+            .dags
+            .values()
+            .map(|d| {
+                (
+                    d.id.clone(),
+                    d.file.display().to_string(),
+                    d.schedule.as_text(),
+                )
+            })
+            .collect();
         if let Err(error) = self.executor.store().sync_dags(&rows).await {
             tracing::error!(%error, "Cannot record the DAGs in the store");
         }
@@ -113,7 +132,9 @@ impl Scheduler {
             let store = self.executor.store().clone();
             tracing::error!(dag_id = %run.dag_id, run_id = %run.run_id, "The run's DAG is not in the DAGs folder: the run fails");
             self.drivers.spawn(async move {
-                let _ = store.finish_run(&run.dag_id, &run.run_id, RunState::Failed).await;
+                let _ = store
+                    .finish_run(&run.dag_id, &run.run_id, RunState::Failed)
+                    .await;
             });
             return;
         };
@@ -143,9 +164,17 @@ impl Scheduler {
             if paused.contains(&run.dag_id) {
                 continue;
             }
-            let max_active = self.bags.borrow().get(&run.dag_id).map_or(1, |d| d.max_active_runs);
+            let max_active = self
+                .bags
+                .borrow()
+                .get(&run.dag_id)
+                .map_or(1, |d| d.max_active_runs);
             let (_, running) = store.unfinished_run_count(&run.dag_id).await?;
-            if running >= i64::from(max_active) || !store.claim_run(&run.dag_id, &run.run_id, self.executor.owner()).await? {
+            if running >= i64::from(max_active)
+                || !store
+                    .claim_run(&run.dag_id, &run.run_id, self.executor.owner())
+                    .await?
+            {
                 continue;
             }
             self.spawn_driver(run);
@@ -173,7 +202,14 @@ impl Scheduler {
             match &dag.schedule {
                 Schedule::Manual => {}
                 Schedule::Once => {
-                    if now >= start && self.executor.store().last_scheduled_date(&dag.id).await?.is_none() {
+                    if now >= start
+                        && self
+                            .executor
+                            .store()
+                            .last_scheduled_date(&dag.id)
+                            .await?
+                            .is_none()
+                    {
                         self.create_scheduled_run(dag, start).await?;
                     }
                 }
@@ -187,13 +223,23 @@ impl Scheduler {
                         continue;
                     }
                     let last = self.executor.store().last_scheduled_date(&dag.id).await?;
-                    let window = CronWindow { start_date: start, end_date: dag.end_date, last_logical: last, catchup: dag.catchup };
+                    let window = CronWindow {
+                        start_date: start,
+                        end_date: dag.end_date,
+                        last_logical: last,
+                        catchup: dag.catchup,
+                    };
                     let due = due_logical_dates(cron, dag.timezone, window, now);
                     for logical_date in &due {
                         self.create_scheduled_run(dag, *logical_date).await?;
                     }
-                    let after = due.last().copied().or(last).unwrap_or(start - chrono::Duration::seconds(1));
-                    let next = next_fire(cron, dag.timezone, after).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    let after = due
+                        .last()
+                        .copied()
+                        .or(last)
+                        .unwrap_or(start - chrono::Duration::seconds(1));
+                    let next =
+                        next_fire(cron, dag.timezone, after).unwrap_or(DateTime::<Utc>::MAX_UTC);
                     self.next_due.insert(dag.id.clone(), next);
                 }
             }
@@ -201,7 +247,11 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn create_scheduled_run(&self, dag: &Dag, logical_date: DateTime<Utc>) -> anyhow::Result<()> {
+    async fn create_scheduled_run(
+        &self,
+        dag: &Dag,
+        logical_date: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         let new = NewRun {
             dag_id: dag.id.clone(),
             run_id: NewRun::run_id_for(RunType::Scheduled, logical_date),
@@ -210,7 +260,13 @@ impl Scheduler {
             conf: serde_json::Map::new(),
             owner: None,
         };
-        if self.executor.store().create_run(&new, &dag.task_tries()).await?.is_some() {
+        if self
+            .executor
+            .store()
+            .create_run(&new, &dag.task_tries())
+            .await?
+            .is_some()
+        {
             tracing::info!(dag_id = %dag.id, run_id = %new.run_id, "Scheduled a run");
         }
         Ok(())
@@ -221,7 +277,12 @@ impl Scheduler {
         if !matches!(dag.schedule, Schedule::Continuous) {
             return;
         }
-        for (dag_id, run_id) in self.executor.active_runs().into_iter().filter(|(id, _)| *id == dag.id) {
+        for (dag_id, run_id) in self
+            .executor
+            .active_runs()
+            .into_iter()
+            .filter(|(id, _)| *id == dag.id)
+        {
             if self.executor.stop_run(&dag_id, &run_id) {
                 tracing::info!(%dag_id, %run_id, "Stopping the continuous run of a paused DAG");
             }

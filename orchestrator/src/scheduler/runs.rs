@@ -8,14 +8,23 @@ use crate::{
 };
 
 /// Parses a trigger's conf: a JSON object (keys override the DAG's params).
-pub fn parse_conf(text: Option<&str>) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+pub fn parse_conf(
+    text: Option<&str>,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(serde_json::Map::new());
     };
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(other) => Err(format!("conf must be a JSON object such as {{\"results\": 10}}, got {}", json_kind(&other))),
-        Err(e) => Err(format!("conf is not valid JSON: {e} (line {}, column {})", e.line(), e.column())),
+        Ok(other) => Err(format!(
+            "conf must be a JSON object such as {{\"results\": 10}}, got {}",
+            json_kind(&other)
+        )),
+        Err(e) => Err(format!(
+            "conf is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        )),
     }
 }
 
@@ -31,9 +40,20 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 }
 
 /// A manual run of `dag` now; `owner` claims it at once (foreground `run`).
-pub fn new_manual_run(dag: &Dag, conf: serde_json::Map<String, serde_json::Value>, owner: Option<String>) -> NewRun {
+pub fn new_manual_run(
+    dag: &Dag,
+    conf: serde_json::Map<String, serde_json::Value>,
+    owner: Option<String>,
+) -> NewRun {
     let logical_date = Utc::now();
-    NewRun { dag_id: dag.id.clone(), run_id: NewRun::run_id_for(RunType::Manual, logical_date), logical_date, run_type: RunType::Manual, conf, owner }
+    NewRun {
+        dag_id: dag.id.clone(),
+        run_id: NewRun::run_id_for(RunType::Manual, logical_date),
+        logical_date,
+        run_type: RunType::Manual,
+        conf,
+        owner,
+    }
 }
 
 #[cfg(test)]
@@ -45,8 +65,14 @@ mod tests {
         assert!(parse_conf(None).unwrap().is_empty());
         assert_eq!(parse_conf(Some(r#"{"results": 3}"#)).unwrap()["results"], 3);
         let err = parse_conf(Some("[1]")).unwrap_err();
-        assert!(err.contains("must be a JSON object") && err.contains("an array"), "{err}");
+        assert!(
+            err.contains("must be a JSON object") && err.contains("an array"),
+            "{err}"
+        );
         let err = parse_conf(Some("{results: 3}")).unwrap_err();
-        assert!(err.contains("not valid JSON") && err.contains("column 2"), "{err}");
+        assert!(
+            err.contains("not valid JSON") && err.contains("column 2"),
+            "{err}"
+        );
     }
 }

@@ -21,7 +21,9 @@ impl Store {
     pub async fn sync_dags(&self, dags: &[(String, String, String)]) -> Result<()> {
         let now = to_micros(Utc::now());
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE dags SET is_active = 0").execute(&mut *tx).await?;
+        sqlx::query("UPDATE dags SET is_active = 0")
+            .execute(&mut *tx)
+            .await?;
         for (dag_id, file, schedule) in dags {
             sqlx::query(
                 "INSERT INTO dags (dag_id, file, schedule, is_paused, is_active, last_parsed_us) VALUES ($1, $2, $3, 0, 1, $4)
@@ -54,8 +56,12 @@ impl Store {
     }
 
     pub async fn paused_dags(&self) -> Result<HashSet<String>> {
-        let rows = sqlx::query("SELECT dag_id FROM dags WHERE is_paused = 1").fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok(row.try_get::<String, _>("dag_id")?)).collect()
+        let rows = sqlx::query("SELECT dag_id FROM dags WHERE is_paused = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>("dag_id")?))
+            .collect()
     }
 
     pub async fn dag_rows(&self) -> Result<Vec<DagRow>> {

@@ -1,7 +1,7 @@
 //! Schema migrations, in order; each runs once per database. The SQL is portable between
 //! SQLite and PostgreSQL: TEXT and BIGINT only, timestamps in microseconds.
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool, Connection};
 
 use super::Result;
 
@@ -59,8 +59,31 @@ const MIGRATIONS: &[Migration] = &[Migration {
     ],
 }];
 
+/// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent
+/// `CREATE TABLE IF NOT EXISTS` races there); SQLite serialises writers by itself.
+const MIGRATION_LOCK: i64 = 0x5550_4452_4146_54;
+
 /// Applies every migration newer than the database; returns the versions applied now.
 pub(super) async fn apply(pool: &AnyPool) -> Result<Vec<i64>> {
+    let mut conn = pool.acquire().await?;
+    let is_postgres = conn.backend_name().eq_ignore_ascii_case("postgresql");
+    if is_postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let applied = apply_locked(&mut conn).await;
+    if is_postgres {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    applied
+}
+
+async fn apply_locked(conn: &mut AnyConnection) -> Result<Vec<i64>> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS updraft_migrations (
             version BIGINT PRIMARY KEY,
@@ -68,18 +91,19 @@ pub(super) async fn apply(pool: &AnyPool) -> Result<Vec<i64>> {
             applied_at_us BIGINT NOT NULL
         )",
     )
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     let mut applied_now = Vec::new();
     for migration in MIGRATIONS {
-        let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM updraft_migrations WHERE version = $1")
-            .bind(migration.version)
-            .fetch_optional(pool)
-            .await?;
+        let done: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM updraft_migrations WHERE version = $1")
+                .bind(migration.version)
+                .fetch_optional(&mut *conn)
+                .await?;
         if done.is_some() {
             continue;
         }
-        let mut tx = pool.begin().await?;
+        let mut tx = conn.begin().await?;
         for statement in migration.statements {
             sqlx::query(*statement).execute(&mut *tx).await?;
         }
@@ -90,7 +114,11 @@ pub(super) async fn apply(pool: &AnyPool) -> Result<Vec<i64>> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        tracing::info!(version = migration.version, description = migration.description, "Applied migration");
+        tracing::info!(
+            version = migration.version,
+            description = migration.description,
+            "Applied migration"
+        );
         applied_now.push(migration.version);
     }
     Ok(applied_now)

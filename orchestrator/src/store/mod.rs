@@ -27,7 +27,10 @@ pub enum StoreError {
     #[error("metadata database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("corrupt row in {table}: {message}")]
-    Corrupt { table: &'static str, message: String },
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -43,7 +46,10 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let (url, is_sqlite) = normalize_url(url)?;
-        let options = AnyConnectOptions::from_str(&url).map_err(|source| StoreError::Connect { url: url.clone(), source })?;
+        let options = AnyConnectOptions::from_str(&url).map_err(|source| StoreError::Connect {
+            url: url.clone(),
+            source,
+        })?;
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
             .after_connect(move |conn, _| {
@@ -58,7 +64,10 @@ impl Store {
             })
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect { url: redact(&url), source })?;
+            .map_err(|source| StoreError::Connect {
+                url: redact(&url),
+                source,
+            })?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -121,15 +130,27 @@ mod tests {
 
     #[test]
     fn sqlite_urls_create_the_file() {
-        assert_eq!(normalize_url("sqlite://a.db").unwrap(), ("sqlite://a.db?mode=rwc".into(), true));
-        assert_eq!(normalize_url("sqlite://a.db?mode=ro").unwrap().0, "sqlite://a.db?mode=ro");
+        assert_eq!(
+            normalize_url("sqlite://a.db").unwrap(),
+            ("sqlite://a.db?mode=rwc".into(), true)
+        );
+        assert_eq!(
+            normalize_url("sqlite://a.db?mode=ro").unwrap().0,
+            "sqlite://a.db?mode=ro"
+        );
         assert!(!normalize_url("postgres://u@h/db").unwrap().1);
-        assert!(matches!(normalize_url("mysql://x"), Err(StoreError::UnsupportedUrl(_))));
+        assert!(matches!(
+            normalize_url("mysql://x"),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://me:secret@host:5432/db"), "postgres://me:***@host:5432/db");
+        assert_eq!(
+            redact("postgres://me:secret@host:5432/db"),
+            "postgres://me:***@host:5432/db"
+        );
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
     }
 }

@@ -76,7 +76,10 @@ impl RunState {
 impl TiState {
     /// Done for good: nothing more will happen to the instance in this run.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Success | Self::Failed | Self::UpstreamFailed | Self::Skipped)
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::UpstreamFailed | Self::Skipped
+        )
     }
 }
 
@@ -111,7 +114,11 @@ pub struct NewRun {
 impl NewRun {
     /// Airflow-style run id: `<type>__<logical date>`.
     pub fn run_id_for(run_type: RunType, logical_date: DateTime<Utc>) -> String {
-        format!("{}__{}", run_type, logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        format!(
+            "{}__{}",
+            run_type,
+            logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        )
     }
 }
 

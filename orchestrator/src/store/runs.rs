@@ -1,10 +1,15 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Row, any::AnyRow};
 
-use super::{DagRunRow, NewRun, Result, RunFilter, RunState, Store, StoreError, from_micros, to_micros};
+use super::{
+    DagRunRow, NewRun, Result, RunFilter, RunState, Store, StoreError, from_micros, to_micros,
+};
 
 fn corrupt(message: String) -> StoreError {
-    StoreError::Corrupt { table: "dag_runs", message }
+    StoreError::Corrupt {
+        table: "dag_runs",
+        message,
+    }
 }
 
 fn run_from_row(row: &AnyRow) -> Result<DagRunRow> {
@@ -13,8 +18,14 @@ fn run_from_row(row: &AnyRow) -> Result<DagRunRow> {
         dag_id: row.try_get("dag_id")?,
         run_id: row.try_get("run_id")?,
         logical_date: from_micros(row.try_get("logical_date_us")?),
-        run_type: row.try_get::<String, _>("run_type")?.parse().map_err(corrupt)?,
-        state: row.try_get::<String, _>("state")?.parse().map_err(corrupt)?,
+        run_type: row
+            .try_get::<String, _>("run_type")?
+            .parse()
+            .map_err(corrupt)?,
+        state: row
+            .try_get::<String, _>("state")?
+            .parse()
+            .map_err(corrupt)?,
         conf: serde_json::from_str(&conf).map_err(|e| corrupt(format!("conf: {e}")))?,
         queued_at: from_micros(row.try_get("queued_at_us")?),
         start: row.try_get::<Option<i64>, _>("start_us")?.map(from_micros),
@@ -26,9 +37,17 @@ fn run_from_row(row: &AnyRow) -> Result<DagRunRow> {
 impl Store {
     /// Creates a run and its task instances (state `scheduled`) in one transaction.
     /// Returns `None` when a run with that id already exists.
-    pub async fn create_run(&self, new: &NewRun, tasks: &[(String, u32)]) -> Result<Option<DagRunRow>> {
+    pub async fn create_run(
+        &self,
+        new: &NewRun,
+        tasks: &[(String, u32)],
+    ) -> Result<Option<DagRunRow>> {
         let now = Utc::now();
-        let state = if new.owner.is_some() { RunState::Running } else { RunState::Queued };
+        let state = if new.owner.is_some() {
+            RunState::Running
+        } else {
+            RunState::Queued
+        };
         let start = new.owner.as_ref().map(|_| to_micros(now));
         let conf = serde_json::Value::Object(new.conf.clone()).to_string();
         let mut tx = self.pool.begin().await?;
@@ -76,7 +95,13 @@ impl Store {
     }
 
     /// Takes over a running run from a dead owner; false if its owner changed meanwhile.
-    pub async fn adopt_run(&self, dag_id: &str, run_id: &str, dead_owner: Option<&str>, owner: &str) -> Result<bool> {
+    pub async fn adopt_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        dead_owner: Option<&str>,
+        owner: &str,
+    ) -> Result<bool> {
         let result = sqlx::query("UPDATE dag_runs SET owner = $1 WHERE dag_id = $2 AND run_id = $3 AND state = 'running' AND COALESCE(owner, '') = $4")
             .bind(owner)
             .bind(dag_id)
@@ -88,19 +113,25 @@ impl Store {
     }
 
     pub async fn finish_run(&self, dag_id: &str, run_id: &str, state: RunState) -> Result<()> {
-        sqlx::query("UPDATE dag_runs SET state = $1, end_us = $2 WHERE dag_id = $3 AND run_id = $4")
-            .bind(state.as_str())
-            .bind(to_micros(Utc::now()))
-            .bind(dag_id)
-            .bind(run_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE dag_runs SET state = $1, end_us = $2 WHERE dag_id = $3 AND run_id = $4",
+        )
+        .bind(state.as_str())
+        .bind(to_micros(Utc::now()))
+        .bind(dag_id)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn get_run(&self, dag_id: &str, run_id: &str) -> Result<Option<DagRunRow>> {
         let sql = "SELECT dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner FROM dag_runs WHERE dag_id = $1 AND run_id = $2";
-        let row = sqlx::query(sql).bind(dag_id).bind(run_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sql)
+            .bind(dag_id)
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(run_from_row).transpose()
     }
 
@@ -114,7 +145,10 @@ impl Store {
     /// Runs in `state`, oldest logical date first.
     pub async fn runs_in_state(&self, state: RunState) -> Result<Vec<DagRunRow>> {
         let sql = "SELECT dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner FROM dag_runs WHERE state = $1 ORDER BY logical_date_us, queued_at_us";
-        let rows = sqlx::query(sql).bind(state.as_str()).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql)
+            .bind(state.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(run_from_row).collect()
     }
 

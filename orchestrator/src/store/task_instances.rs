@@ -3,7 +3,10 @@ use sqlx::{Row, any::AnyRow};
 use super::{Result, Store, StoreError, TaskInstanceRow, TiState, from_micros, to_micros};
 
 fn corrupt(message: String) -> StoreError {
-    StoreError::Corrupt { table: "task_instances", message }
+    StoreError::Corrupt {
+        table: "task_instances",
+        message,
+    }
 }
 
 fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
@@ -12,7 +15,10 @@ fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
         dag_id: row.try_get("dag_id")?,
         run_id: row.try_get("run_id")?,
         task_id: row.try_get("task_id")?,
-        state: row.try_get::<String, _>("state")?.parse().map_err(corrupt)?,
+        state: row
+            .try_get::<String, _>("state")?
+            .parse()
+            .map_err(corrupt)?,
         try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
         max_tries: u32::try_from(row.try_get::<i64, _>("max_tries")?).unwrap_or(1),
         start: row.try_get::<Option<i64>, _>("start_us")?.map(from_micros),
@@ -20,8 +26,13 @@ fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
         duration_ms: row.try_get("duration_ms")?,
         hostname: row.try_get("hostname")?,
         pid: row.try_get("pid")?,
-        next_retry_at: row.try_get::<Option<i64>, _>("next_retry_us")?.map(from_micros),
-        result: result.map(|text| serde_json::from_str(&text)).transpose().map_err(|e| corrupt(format!("result: {e}")))?,
+        next_retry_at: row
+            .try_get::<Option<i64>, _>("next_retry_us")?
+            .map(from_micros),
+        result: result
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| corrupt(format!("result: {e}")))?,
         error: row.try_get("error")?,
     })
 }
@@ -37,19 +48,29 @@ impl Store {
         rows.iter().map(ti_from_row).collect()
     }
 
-    pub async fn task_instance(&self, dag_id: &str, run_id: &str, task_id: &str) -> Result<Option<TaskInstanceRow>> {
-        let row = sqlx::query("SELECT * FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3")
-            .bind(dag_id)
-            .bind(run_id)
-            .bind(task_id)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn task_instance(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+    ) -> Result<Option<TaskInstanceRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+        )
+        .bind(dag_id)
+        .bind(run_id)
+        .bind(task_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(ti_from_row).transpose()
     }
 
     /// Every task instance in `state`, across runs.
     pub async fn task_instances_in_state(&self, state: TiState) -> Result<Vec<TaskInstanceRow>> {
-        let rows = sqlx::query("SELECT * FROM task_instances WHERE state = $1").bind(state.as_str()).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM task_instances WHERE state = $1")
+            .bind(state.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(ti_from_row).collect()
     }
 
