@@ -226,14 +226,14 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
         .end_date
         .as_ref()
         .and_then(|d| parse_date(d, "dag.end_date", timezone, problems));
-    if let (Some(start), Some(end)) = (start_date, end_date) {
-        if end < start {
-            problems.at(
-                raw.end_date.as_ref().map(|d| d.span()),
-                "dag.end_date",
-                "end_date is before start_date",
-            );
-        }
+    if let (Some(start), Some(end)) = (start_date, end_date)
+        && end < start
+    {
+        problems.at(
+            raw.end_date.as_ref().map(|d| d.span()),
+            "dag.end_date",
+            "end_date is before start_date",
+        );
     }
     Some(Dag {
         id: raw.id.into_inner(),
@@ -296,13 +296,12 @@ fn parse_date(
     if let Ok(datetime) = DateTime::parse_from_rfc3339(&text) {
         return Some(datetime.with_timezone(&Utc));
     }
-    if let Some(local) = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+    if let Some(datetime) = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|local| local.and_local_timezone(tz).earliest())
     {
-        if let Some(datetime) = local.and_local_timezone(tz).earliest() {
-            return Some(datetime.with_timezone(&Utc));
-        }
+        return Some(datetime.with_timezone(&Utc));
     }
     problems.at(
         Some(value.span()),

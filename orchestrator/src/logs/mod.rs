@@ -101,10 +101,10 @@ impl tasks::LogSink for TryLog {
     fn line(&self, line: &str) {
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let text = format!("{stamp} {line}");
-        if let Ok(mut file) = self.file.lock() {
-            if let Err(error) = writeln!(file, "{text}") {
-                tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
-            }
+        if let Ok(mut file) = self.file.lock()
+            && let Err(error) = writeln!(file, "{text}")
+        {
+            tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
         }
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(LogLine {

@@ -61,7 +61,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 
 /// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent
 /// `CREATE TABLE IF NOT EXISTS` races there); SQLite serialises writers by itself.
-const MIGRATION_LOCK: i64 = 0x5550_4452_4146_54;
+const MIGRATION_LOCK: i64 = 0x0055_5044_5241_4654;
 
 /// Applies every migration newer than the database; returns the versions applied now.
 pub(super) async fn apply(pool: &AnyPool) -> Result<Vec<i64>> {

@@ -55,10 +55,10 @@ impl HttpOperator {
 }
 
 fn body_summary(bytes: &[u8], max_bytes: usize) -> serde_json::Value {
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        if bytes.len() <= max_bytes {
-            return json;
-        }
+    if bytes.len() <= max_bytes
+        && let Ok(json) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        return json;
     }
     let cut = &bytes[..bytes.len().min(max_bytes)];
     String::from_utf8_lossy(cut).into_owned().into()
