@@ -4,10 +4,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Subcommand;
 use orchestrator::{
-    dag::{TemplateContext, merge_params},
-    executor::build_operator,
-    logs::try_log_path,
-    scheduler::parse_conf,
+    dag::TemplateContext, executor::build_operator, logs::try_log_path, scheduler::parse_conf,
 };
 use tasks::{LogSink, Metrics, TaskContext};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -134,12 +131,8 @@ async fn test(
         )
     })?;
     let now = Utc::now();
-    let mut context = TemplateContext::new(
-        &format!("test__{}", now.to_rfc3339()),
-        now,
-        merge_params(&dag.params, &conf),
-    );
-    context.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags });
+    let mut context =
+        TemplateContext::for_run(&dag, &format!("test__{}", now.to_rfc3339()), now, &conf);
     context.task = serde_json::json!({ "id": spec.id, "try_number": 1 });
     let operator =
         build_operator(spec, &context).map_err(|e| anyhow::anyhow!("{dag_id}.{task_id}: {e}"))?;

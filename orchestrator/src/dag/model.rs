@@ -38,14 +38,6 @@ impl Dag {
             .map(|task| (task.id.clone(), task.retry.retries.saturating_add(1)))
             .collect()
     }
-
-    /// The ids of the tasks that list `task_id` as an upstream.
-    pub fn downstream_of<'a>(&'a self, task_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.tasks
-            .iter()
-            .filter(move |task| task.upstream.iter().any(|up| up == task_id))
-            .map(|task| task.id.as_str())
-    }
 }
 
 /// One task of a DAG: the common fields and the operator's raw (untemplated) config.

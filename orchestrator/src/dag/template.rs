@@ -47,6 +47,20 @@ impl TemplateContext {
     }
 }
 
+impl TemplateContext {
+    /// The context of a run of `dag`: its params with `conf` merged over them, and `dag`.
+    pub fn for_run(
+        dag: &super::Dag,
+        run_id: &str,
+        logical_date: DateTime<Utc>,
+        conf: &serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        let mut context = Self::new(run_id, logical_date, super::merge_params(&dag.params, conf));
+        context.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags });
+        context
+    }
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Decision, Executor, ExecutorError, decide, runner::Runner};
 use crate::{
-    dag::{Dag, TemplateContext, merge_params},
+    dag::{Dag, TemplateContext},
     store::{DagRunRow, RunState, TaskInstanceRow, TiState},
 };
 
@@ -62,7 +62,12 @@ impl Executor {
             .into_iter()
             .map(|ti| (ti.task_id.clone(), ti))
             .collect();
-        let base = Arc::new(template_base(dag, run));
+        let base = Arc::new(TemplateContext::for_run(
+            dag,
+            &run.run_id,
+            run.logical_date,
+            &run.conf,
+        ));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<TaskInstanceRow>();
         let mut in_flight = 0usize;
         for ti in tis
@@ -189,16 +194,6 @@ impl Executor {
         }
         Ok(())
     }
-}
-
-fn template_base(dag: &Dag, run: &DagRunRow) -> TemplateContext {
-    let mut base = TemplateContext::new(
-        &run.run_id,
-        run.logical_date,
-        merge_params(&dag.params, &run.conf),
-    );
-    base.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags });
-    base
 }
 
 /// Success when every task instance finished without failing.
