@@ -2,6 +2,7 @@
 
 pub mod dag;
 pub mod executor;
+pub mod fake_randomuser;
 pub mod logs;
 pub mod scheduler;
 pub mod store;

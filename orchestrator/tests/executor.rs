@@ -233,7 +233,7 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
     store.save_task_instance(&a).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let executor = common::executor(store.clone(), logs.path());
-    let adopted = recover_zombies(&executor).await.unwrap();
+    let adopted = recover_zombies(&executor, |_, _| false).await.unwrap();
     let adopted = adopted
         .into_iter()
         .find(|r| r.run_id == run.run_id && r.dag_id == id)

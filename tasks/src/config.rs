@@ -1,7 +1,8 @@
 use serde::Deserialize;
 
 use crate::{
-    http::HttpConfig, noop::NoopConfig, operator::Operator, shell::ShellConfig, sleep::SleepConfig,
+    http::HttpConfig, http_to_kafka::HttpToKafkaConfig, noop::NoopConfig, operator::Operator,
+    shell::ShellConfig, sleep::SleepConfig, stream::StreamConfig,
 };
 
 /// The operator of a task and its config: a closed enum tagged by the `operator` key.
@@ -16,11 +17,16 @@ pub enum OperatorConfig {
     Shell(ShellConfig),
     /// Makes one HTTP request.
     Http(HttpConfig),
+    /// GETs a URL and produces the records it selects to Kafka topics.
+    HttpToKafka(HttpToKafkaConfig),
+    /// Consumes Kafka topics until stopped: transforms, windows, MongoDB or Kafka sink.
+    Stream(StreamConfig),
 }
 
 impl OperatorConfig {
     /// The names accepted in the `operator` key, for error messages.
-    pub const NAMES: &'static [&'static str] = &["noop", "sleep", "shell", "http"];
+    pub const NAMES: &'static [&'static str] =
+        &["noop", "sleep", "shell", "http", "http_to_kafka", "stream"];
 
     /// Builds the operator that runs this config.
     pub fn build(self) -> Box<dyn Operator> {
@@ -29,6 +35,10 @@ impl OperatorConfig {
             Self::Sleep(config) => Box::new(crate::sleep::SleepOperator::new(config)),
             Self::Shell(config) => Box::new(crate::shell::ShellOperator::new(config)),
             Self::Http(config) => Box::new(crate::http::HttpOperator::new(config)),
+            Self::Stream(config) => Box::new(crate::stream::StreamOperator::new(config)),
+            Self::HttpToKafka(config) => {
+                Box::new(crate::http_to_kafka::HttpToKafkaOperator::new(config))
+            }
         }
     }
 
@@ -39,6 +49,8 @@ impl OperatorConfig {
             Self::Sleep(_) => "sleep",
             Self::Shell(_) => "shell",
             Self::Http(_) => "http",
+            Self::HttpToKafka(_) => "http_to_kafka",
+            Self::Stream(_) => "stream",
         }
     }
 }
@@ -73,10 +85,19 @@ mod tests {
                 "sleep" => Some(("duration", "1s")),
                 "shell" => Some(("command", "true")),
                 "http" => Some(("url", "http://127.0.0.1:1/")),
+                "http_to_kafka" => Some(("topic", "t")),
                 _ => None,
             };
             if let Some((key, val)) = extra {
                 value[key] = serde_json::json!(val);
+            }
+            if *name == "stream" {
+                value["topics"] = serde_json::json!(["t"]);
+                value["group_id"] = serde_json::json!("g");
+                value["sink"] = serde_json::json!({"kind": "kafka", "topic": "out"});
+            }
+            if *name == "http_to_kafka" {
+                value["url"] = serde_json::json!("http://127.0.0.1:1/");
             }
             let config: OperatorConfig = serde_json::from_value(value).expect(name);
             assert_eq!(config.name(), *name);

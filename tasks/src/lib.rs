@@ -10,10 +10,15 @@ mod context;
 mod duration;
 mod error;
 pub mod http;
+pub mod http_to_kafka;
+pub mod jq;
+pub mod kafka;
+pub mod mongo;
 pub mod noop;
 mod operator;
 pub mod shell;
 pub mod sleep;
+pub mod stream;
 
 pub use config::OperatorConfig;
 pub use context::{LogSink, Metrics, TaskContext};

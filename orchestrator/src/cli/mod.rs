@@ -2,6 +2,7 @@
 
 mod dags;
 mod db;
+mod fake_randomuser;
 mod run;
 mod runs;
 mod serve;
@@ -74,6 +75,8 @@ pub enum Command {
     /// Metadata database maintenance
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Serve an offline copy of the randomuser.me 1.4 API (for the demo, tests and benchmarks)
+    FakeRandomuser(fake_randomuser::FakeRandomUserArgs),
 }
 
 impl GlobalArgs {
@@ -122,5 +125,6 @@ pub async fn execute(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Runs(command) => runs::execute(&global, command).await,
         Command::Tasks(command) => tasks::execute(&global, command).await,
         Command::Db(command) => db::execute(&global, command).await,
+        Command::FakeRandomuser(args) => fake_randomuser::serve(args).await,
     }
 }

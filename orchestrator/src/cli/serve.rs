@@ -65,7 +65,8 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn signal_shutdown(shutdown: CancellationToken) {
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+pub(super) async fn signal_shutdown(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

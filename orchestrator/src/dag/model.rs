@@ -54,6 +54,13 @@ pub struct TaskSpec {
     pub config: serde_json::Value,
 }
 
+impl TaskSpec {
+    /// Long-running stream tasks are supervised: restarted until their run stops.
+    pub fn is_stream(&self) -> bool {
+        self.operator == "stream"
+    }
+}
+
 /// When a task may run, given the states of its upstreams (Airflow's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

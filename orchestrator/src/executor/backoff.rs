@@ -19,6 +19,20 @@ pub fn retry_delay(policy: &RetryPolicy, next_try: u32) -> Duration {
     delay.min(policy.max_delay.unwrap_or(CEILING)).min(CEILING)
 }
 
+/// Stream tasks are restarted for as long as their run lives: 1 s after a try that had been
+/// running for a minute or more (a fresh failure), else doubling with each quick failure,
+/// up to a minute.
+pub fn stream_restart_delay(try_number: u32, ran_for: Duration) -> Duration {
+    const HEALTHY: Duration = Duration::from_secs(60);
+    const FIRST: Duration = Duration::from_secs(1);
+    if ran_for >= HEALTHY {
+        return FIRST;
+    }
+    FIRST
+        .saturating_mul(2u32.saturating_pow(try_number.saturating_sub(1).min(6)))
+        .min(HEALTHY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +65,19 @@ mod tests {
         assert_eq!(
             retry_delay(&policy(true, None), u32::MAX),
             Duration::from_secs(24 * 3600)
+        );
+    }
+
+    #[test]
+    fn streams_restart_fast_after_a_healthy_run_and_back_off_when_failing_fast() {
+        let quick = Duration::from_secs(2);
+        assert_eq!(stream_restart_delay(1, quick), Duration::from_secs(1));
+        assert_eq!(stream_restart_delay(2, quick), Duration::from_secs(2));
+        assert_eq!(stream_restart_delay(4, quick), Duration::from_secs(8));
+        assert_eq!(stream_restart_delay(50, quick), Duration::from_secs(60));
+        assert_eq!(
+            stream_restart_delay(50, Duration::from_secs(600)),
+            Duration::from_secs(1)
         );
     }
 }

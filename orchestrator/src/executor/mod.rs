@@ -17,7 +17,7 @@ use std::{
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use backoff::retry_delay;
+pub use backoff::{retry_delay, stream_restart_delay};
 pub use driver::RunOutcome;
 pub use runner::build_operator;
 pub use state::can_transition;

@@ -8,7 +8,7 @@ use tasks::{LogSink, Metrics, Operator, OperatorConfig, TaskContext, TaskResult}
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{Executor, ExecutorError, retry_delay};
+use super::{Executor, ExecutorError, retry_delay, stream_restart_delay};
 use crate::{
     dag::{TaskSpec, TemplateContext, render_config},
     store::{TaskInstanceRow, TiState},
@@ -130,8 +130,18 @@ impl Runner {
     ) -> Result<bool, ExecutorError> {
         let shutdown = self.executor.is_shutting_down();
         ti.error = Some(message);
+        let supervised = self.spec.is_stream() && !self.stop.is_cancelled();
         if shutdown {
             ti.max_tries += 1;
+        } else if supervised {
+            // Streams are restarted for as long as their run lives.
+            ti.max_tries = ti.max_tries.max(ti.try_number + 1);
+            let ran_for = Duration::from_millis(ti.duration_ms.unwrap_or(0).max(0) as u64);
+            let delay = stream_restart_delay(ti.try_number, ran_for);
+            ti.next_retry_at = Some(Utc::now() + delay);
+            tracing::warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, try_number = ti.try_number, delay_ms = delay.as_millis() as u64, error = ?ti.error, "Stream task failed; restarting");
+            self.executor.transition(ti, TiState::UpForRetry).await?;
+            return Ok(true);
         }
         if ti.try_number < ti.max_tries && (shutdown || !self.stop.is_cancelled()) {
             let delay = if shutdown {

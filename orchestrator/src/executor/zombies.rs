@@ -24,7 +24,12 @@ pub fn is_owner_alive(owner: Option<&str>, hostname: &str) -> bool {
 
 /// Adopts the running runs whose owner died, turning their `running` task instances into
 /// retries or failures; returns the adopted runs, to be driven again.
-pub async fn recover_zombies(executor: &Executor) -> Result<Vec<DagRunRow>, ExecutorError> {
+/// `is_stream(dag_id, task_id)` tells which instances are supervised streams: those are always
+/// restarted, whatever their tries.
+pub async fn recover_zombies(
+    executor: &Executor,
+    is_stream: impl Fn(&str, &str) -> bool,
+) -> Result<Vec<DagRunRow>, ExecutorError> {
     let store = executor.store();
     let mut adopted = Vec::new();
     for run in store.runs_in_state(RunState::Running).await? {
@@ -53,6 +58,9 @@ pub async fn recover_zombies(executor: &Executor) -> Result<Vec<DagRunRow>, Exec
             let owner = run.owner.as_deref().unwrap_or("unknown");
             ti.error = Some(format!("zombie: the process running it ({owner}) died"));
             ti.end = Some(Utc::now());
+            if is_stream(&ti.dag_id, &ti.task_id) {
+                ti.max_tries = ti.max_tries.max(ti.try_number + 1);
+            }
             let next = if ti.try_number < ti.max_tries {
                 ti.next_retry_at = Some(Utc::now());
                 TiState::UpForRetry

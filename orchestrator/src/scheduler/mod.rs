@@ -116,7 +116,13 @@ impl Scheduler {
     }
 
     async fn resume_zombie_runs(&mut self) {
-        match recover_zombies(&self.executor).await {
+        let bag = self.bags.borrow().clone();
+        let is_stream = |dag_id: &str, task_id: &str| {
+            bag.get(dag_id)
+                .and_then(|dag| dag.task(task_id).map(|t| t.is_stream()))
+                .unwrap_or(false)
+        };
+        match recover_zombies(&self.executor, is_stream).await {
             Ok(runs) => {
                 for run in runs {
                     tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Resuming a run left by a dead process");

@@ -1,0 +1,396 @@
+//! `scripts/bench scheduler`: orchestration overhead of the real executor on a durable SQLite
+//! store (every state change committed before the next step), and idle memory of `serve`.
+//!
+//! `cargo bench --bench scheduler` runs the full sizes; under `cargo test` (no `--bench`
+//! argument) it runs tiny sizes once, so the suite proves the benchmark still works.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use chrono::{DateTime, Utc};
+use orchestrator::{
+    dag::{Dag, parse_dag_file},
+    executor::{Executor, ExecutorConfig, RunOutcome},
+    logs::LogHub,
+    scheduler::new_manual_run,
+    store::{RunState, Store, TaskInstanceRow},
+};
+
+/// How big each measurement is.
+struct Sizes {
+    chain_len: usize,
+    chain_repeats: usize,
+    independent: usize,
+    throughput_repeats: usize,
+    idle_dags: usize,
+    idle_wait: Duration,
+}
+
+const FULL: Sizes = Sizes {
+    chain_len: 40,
+    chain_repeats: 5,
+    independent: 500,
+    throughput_repeats: 5,
+    idle_dags: 50,
+    idle_wait: Duration::from_secs(5),
+};
+
+const SMOKE: Sizes = Sizes {
+    chain_len: 3,
+    chain_repeats: 1,
+    independent: 10,
+    throughput_repeats: 1,
+    idle_dags: 2,
+    idle_wait: Duration::from_millis(200),
+};
+
+fn main() -> anyhow::Result<()> {
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes = if full { FULL } else { SMOKE };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(chains(&sizes))?;
+    runtime.block_on(throughput(&sizes))?;
+    idle_rss(&sizes)?;
+    Ok(())
+}
+
+/// One executor on a fresh SQLite file, as `serve` builds it.
+struct Bench {
+    _dir: tempfile::TempDir,
+    store: Store,
+    executor: Executor,
+}
+
+impl Bench {
+    async fn new(parallelism: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("bench.db").display()
+        ))
+        .await?;
+        let executor = Executor::new(
+            store.clone(),
+            LogHub::new(dir.path().join("logs")),
+            ExecutorConfig {
+                parallelism,
+                ..Default::default()
+            },
+        );
+        Ok(Self {
+            _dir: dir,
+            store,
+            executor,
+        })
+    }
+
+    /// Creates a manual run (the trigger) and drives it; returns the trigger time and the
+    /// task instances as the store recorded them.
+    async fn run(&self, dag: &Arc<Dag>) -> anyhow::Result<(DateTime<Utc>, Vec<TaskInstanceRow>)> {
+        let triggered = Utc::now();
+        let new = new_manual_run(dag, Default::default(), Some(self.executor.owner().into()));
+        let run = self
+            .store
+            .create_run(&new, &dag.task_tries())
+            .await?
+            .context("run id taken")?;
+        let outcome = self.executor.drive_run(dag.clone(), run.clone()).await?;
+        ensure!(
+            outcome == RunOutcome::Finished(RunState::Success),
+            "{} ended {outcome:?}",
+            dag.id
+        );
+        let tis = self.store.task_instances(&run.dag_id, &run.run_id).await?;
+        Ok((triggered, tis))
+    }
+}
+
+fn dag(source: &str) -> anyhow::Result<Arc<Dag>> {
+    Ok(Arc::new(parse_dag_file(Path::new("bench.toml"), source)?))
+}
+
+/// A chain `t0 -> t1 -> ...` where every task has the operator config `task`.
+fn chain_dag(id: &str, len: usize, task: &str) -> anyhow::Result<Arc<Dag>> {
+    let mut source = format!("[dag]\nid = \"{id}\"\n");
+    for i in 0..len {
+        source.push_str(&format!("[[task]]\nid = \"t{i}\"\n{task}\n"));
+        if i > 0 {
+            source.push_str(&format!("upstream = [\"t{}\"]\n", i - 1));
+        }
+    }
+    dag(&source)
+}
+
+fn micros(time: Option<DateTime<Utc>>) -> anyhow::Result<i64> {
+    Ok(time
+        .context("task instance without start or end")?
+        .timestamp_micros())
+}
+
+/// The chain's figures from the store: wall (trigger -> last success), hand-offs (upstream end
+/// -> downstream start) and the time spent inside tasks.
+struct ChainFigures {
+    wall_us: i64,
+    in_tasks_us: i64,
+    handoffs_us: Vec<i64>,
+}
+
+fn chain_figures(
+    triggered: DateTime<Utc>,
+    tis: &[TaskInstanceRow],
+    len: usize,
+) -> anyhow::Result<ChainFigures> {
+    let by_index = |i: usize| {
+        tis.iter()
+            .find(|t| t.task_id == format!("t{i}"))
+            .with_context(|| format!("t{i} missing"))
+    };
+    let mut handoffs_us = Vec::new();
+    let mut in_tasks_us = 0;
+    for i in 0..len {
+        let ti = by_index(i)?;
+        in_tasks_us += micros(ti.end)? - micros(ti.start)?;
+        if i > 0 {
+            handoffs_us.push(micros(ti.start)? - micros(by_index(i - 1)?.end)?);
+        }
+    }
+    let wall_us = micros(by_index(len - 1)?.end)? - triggered.timestamp_micros();
+    Ok(ChainFigures {
+        wall_us,
+        in_tasks_us,
+        handoffs_us,
+    })
+}
+
+async fn chains(sizes: &Sizes) -> anyhow::Result<()> {
+    let bench = Bench::new(32).await?;
+    let noop = chain_dag("chain_noop", sizes.chain_len, "operator = \"noop\"")?;
+    report_chain(&bench, &noop, "noop", sizes).await?;
+    let spin = calibrate_spin(Duration::from_millis(10))?;
+    let cpu = chain_dag(
+        "chain_cpu",
+        sizes.chain_len,
+        &format!("operator = \"shell\"\ncommand = \"{}\"", spin_command(spin)),
+    )?;
+    report_chain(&bench, &cpu, "~10 ms CPU (shell)", sizes).await
+}
+
+async fn report_chain(
+    bench: &Bench,
+    dag: &Arc<Dag>,
+    label: &str,
+    sizes: &Sizes,
+) -> anyhow::Result<()> {
+    let mut walls = Vec::new();
+    let mut overheads = Vec::new();
+    let mut in_tasks = Vec::new();
+    let mut handoffs = Vec::new();
+    for _ in 0..sizes.chain_repeats {
+        let (triggered, tis) = bench.run(dag).await?;
+        let figures = chain_figures(triggered, &tis, sizes.chain_len)?;
+        walls.push(figures.wall_us);
+        in_tasks.push(figures.in_tasks_us);
+        overheads.push(figures.wall_us - figures.in_tasks_us);
+        handoffs.extend(figures.handoffs_us);
+    }
+    println!(
+        "chain of {} {label} tasks ({} runs): wall {} ms (median), in tasks {} ms, orchestration overhead {} ms; hand-off p50 {} ms, p99 {} ms, max {} ms",
+        sizes.chain_len,
+        sizes.chain_repeats,
+        ms(percentile(&mut walls, 50.0)),
+        ms(percentile(&mut in_tasks, 50.0)),
+        ms(percentile(&mut overheads, 50.0)),
+        ms(percentile(&mut handoffs, 50.0)),
+        ms(percentile(&mut handoffs, 99.0)),
+        ms(percentile(&mut handoffs, 100.0)),
+    );
+    Ok(())
+}
+
+/// A bash busy loop of `iterations` steps (bash starts in a few ms; the loop burns the rest).
+fn spin_command(iterations: u64) -> String {
+    format!("i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); done")
+}
+
+/// Loop steps for which the whole `bash -c` process takes about `target`.
+fn calibrate_spin(target: Duration) -> anyhow::Result<u64> {
+    let time = |iterations: u64| -> anyhow::Result<Duration> {
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let status = Command::new("bash")
+                .arg("-c")
+                .arg(spin_command(iterations))
+                .status()?;
+            ensure!(status.success(), "bash busy loop failed");
+            best = best.min(started.elapsed());
+        }
+        Ok(best)
+    };
+    let empty = time(0)?;
+    let probe = 20_000;
+    let per_step = (time(probe)? - empty).as_secs_f64() / probe as f64;
+    let wanted = target.saturating_sub(empty).as_secs_f64();
+    Ok(((wanted / per_step) as u64).max(1))
+}
+
+async fn throughput(sizes: &Sizes) -> anyhow::Result<()> {
+    let n = sizes.independent;
+    let mut source = format!("[dag]\nid = \"wide\"\nmax_active_tasks = {n}\n");
+    for i in 0..n {
+        source.push_str(&format!("[[task]]\nid = \"t{i}\"\noperator = \"noop\"\n"));
+    }
+    let dag = dag(&source)?;
+    let bench = Bench::new(n).await?;
+    let mut rates = Vec::new();
+    for _ in 0..sizes.throughput_repeats {
+        let (triggered, tis) = bench.run(&dag).await?;
+        let last_end = tis
+            .iter()
+            .map(|t| micros(t.end))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .max()
+            .context("no task instances")?;
+        let seconds = (last_end - triggered.timestamp_micros()) as f64 / 1e6;
+        rates.push((n as f64 / seconds) as i64);
+    }
+    println!(
+        "{n} independent noop tasks ({} runs): {} task instances/s (median), {} min, {} max",
+        sizes.throughput_repeats,
+        percentile(&mut rates, 50.0),
+        percentile(&mut rates, 0.0),
+        percentile(&mut rates, 100.0),
+    );
+    Ok(())
+}
+
+/// Peak and current RSS of `orchestrator serve` idle with `idle_dags` DAGs loaded.
+fn idle_rss(sizes: &Sizes) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dags = dir.path().join("dags");
+    std::fs::create_dir(&dags)?;
+    for i in 0..sizes.idle_dags {
+        std::fs::write(dags.join(format!("dag_{i}.toml")), idle_dag(i))?;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .arg("serve")
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("UPDRAFT_DAGS_FOLDER", &dags)
+        .env(
+            "UPDRAFT_DB",
+            format!("sqlite://{}", dir.path().join("updraft.db").display()),
+        )
+        .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let measured = measure_idle(serve.id(), port, sizes);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let (dag_count, peak_kb, now_kb) = measured?;
+    ensure!(
+        dag_count == sizes.idle_dags,
+        "serve loaded {dag_count} DAGs, expected {}",
+        sizes.idle_dags
+    );
+    println!(
+        "orchestrator serve idle with {dag_count} DAGs: peak RSS {:.1} MB, RSS now {:.1} MB",
+        peak_kb as f64 / 1024.0,
+        now_kb as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn measure_idle(pid: u32, port: u16, sizes: &Sizes) -> anyhow::Result<(usize, u64, u64)> {
+    let started = Instant::now();
+    let dags = loop {
+        if let Some(body) = http_get(port, "/api/v1/dags") {
+            break body;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("serve did not answer on port {port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let dag_count = dags.matches("\"dag_id\"").count();
+    std::thread::sleep(sizes.idle_wait);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .with_context(|| format!("{name} missing in /proc/{pid}/status"))
+    };
+    Ok((dag_count, field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// A realistic idle DAG: a cron schedule in the future, a few templated shell tasks.
+fn idle_dag(i: usize) -> String {
+    format!(
+        r#"[dag]
+id = "idle_{i}"
+schedule = "{minute} 3 * * *"
+start_date = "2100-01-01T00:00:00Z"
+tags = ["bench"]
+[dag.params]
+name = "dag {i}"
+
+[[task]]
+id = "extract"
+operator = "http"
+url = "http://127.0.0.1:9/{{{{ params.name }}}}"
+
+[[task]]
+id = "transform"
+operator = "shell"
+upstream = ["extract"]
+command = "echo {{{{ upstream.extract.status }}}}"
+retries = 2
+
+[[task]]
+id = "load"
+operator = "sleep"
+upstream = ["transform"]
+duration = "1s"
+"#,
+        minute = i % 60
+    )
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.starts_with("HTTP/1.1 200").then_some(response)
+}
+
+/// The `p`th percentile (nearest rank) of `values`.
+fn percentile(values: &mut [i64], p: f64) -> i64 {
+    values.sort_unstable();
+    if values.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (values.len() - 1) as f64).round() as usize;
+    values[rank.min(values.len() - 1)]
+}
+
+fn ms(micros: i64) -> String {
+    format!("{:.2}", micros as f64 / 1000.0)
+}

@@ -1,0 +1,150 @@
+//! GET with retries: connection errors, 5xx and 429 are retried with exponential backoff,
+//! honouring Retry-After.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use reqwest::{StatusCode, header::RETRY_AFTER};
+
+use crate::{TaskContext, TaskError};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct Fetched {
+    pub status: u16,
+    pub body: bytes::Bytes,
+    pub attempts: u32,
+}
+
+/// What one attempt gave: a body, or a reason with whether it is worth another attempt.
+enum Attempt {
+    Done(Fetched),
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+pub async fn get_with_retries(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    timeout: Duration,
+    retries: u32,
+    ctx: &TaskContext,
+) -> Result<Fetched, TaskError> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| TaskError::Failed(format!("cannot build HTTP client: {e}")))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = tokio::select! {
+            outcome = get_once(&client, url, headers, attempt) => outcome?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        };
+        let (reason, after) = match outcome {
+            Attempt::Done(fetched) => return Ok(fetched),
+            Attempt::Retry { reason, after } => (reason, after),
+        };
+        if attempt > retries {
+            return Err(TaskError::Failed(format!(
+                "GET {url} failed after {attempt} attempts: {reason}"
+            )));
+        }
+        let wait = after.unwrap_or_else(|| backoff(attempt)).min(MAX_BACKOFF);
+        ctx.log(&format!(
+            "GET {url} attempt {attempt} failed ({reason}); retrying in {} ms",
+            wait.as_millis()
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        }
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, ... capped at 30 s.
+fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(MAX_BACKOFF)
+}
+
+async fn get_once(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    attempts: u32,
+) -> Result<Attempt, TaskError> {
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) if e.is_builder() => {
+            return Err(TaskError::Config(format!("url {url:?}: {e}")));
+        }
+        Err(e) => {
+            return Ok(Attempt::Retry {
+                reason: error_chain(&e),
+                after: None,
+            });
+        }
+    };
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Ok(Attempt::Retry {
+            reason: format!("status {status}"),
+            after,
+        });
+    }
+    let body = response.bytes().await;
+    match body {
+        Ok(body) if status.is_success() => Ok(Attempt::Done(Fetched {
+            status: status.as_u16(),
+            body,
+            attempts,
+        })),
+        Ok(body) => Err(TaskError::Failed(format!(
+            "GET {url}: status {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(500)])
+        ))),
+        Err(e) => Ok(Attempt::Retry {
+            reason: format!("reading the body: {}", error_chain(&e)),
+            after: None,
+        }),
+    }
+}
+
+/// The error with its causes ("error sending request: connection refused").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,7 @@
+mod config;
+mod fetch;
+mod operator;
+mod route;
+
+pub use config::*;
+pub use operator::*;

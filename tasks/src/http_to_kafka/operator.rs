@@ -1,0 +1,162 @@
+use std::{collections::BTreeMap, time::Duration, time::Instant};
+
+use async_trait::async_trait;
+use rdkafka::{
+    error::{KafkaError, RDKafkaErrorCode},
+    producer::{FutureProducer, FutureRecord},
+};
+
+use super::{HttpToKafkaConfig, fetch::get_with_retries, route};
+use crate::{
+    Operator, TaskContext, TaskError, TaskResult,
+    kafka::{self, TopicPolicy},
+};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// GETs a URL and produces the selected records to Kafka; succeeds only once the brokers
+/// have acknowledged every record. The result holds `records`, `topics` (count per topic),
+/// `created_topics`, `status` and `elapsed_ms`.
+pub struct HttpToKafkaOperator {
+    config: HttpToKafkaConfig,
+}
+
+impl HttpToKafkaOperator {
+    pub fn new(config: HttpToKafkaConfig) -> Self {
+        Self { config }
+    }
+
+    fn check(&self) -> Result<(), TaskError> {
+        if self.config.partitions < 1 {
+            return Err(TaskError::Config(format!(
+                "partitions must be at least 1, got {}",
+                self.config.partitions
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Operator for HttpToKafkaOperator {
+    async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
+        self.check()?;
+        let config = &self.config;
+        let started = Instant::now();
+        ctx.log(&format!("GET {}", config.url));
+        let timeout = config
+            .request_timeout
+            .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
+        let fetched = get_with_retries(
+            &config.url,
+            &config.headers,
+            timeout,
+            config.http_retries,
+            ctx,
+        )
+        .await?;
+        ctx.log(&format!(
+            "Response {} ({} bytes, {} attempt(s))",
+            fetched.status,
+            fetched.body.len(),
+            fetched.attempts
+        ));
+        let routing = config.clone();
+        let body = fetched.body;
+        let records = tokio::task::spawn_blocking(move || route::route(&routing, &body))
+            .await
+            .map_err(|e| TaskError::Failed(format!("routing records panicked: {e}")))?
+            .map_err(TaskError::Failed)?;
+        let brokers = kafka::brokers(config.brokers.as_deref());
+        let policy = TopicPolicy {
+            create: config.create_topics,
+            partitions: config.partitions,
+        };
+        let created = kafka::ensure_topics(&brokers, &route::topics(&records), policy).await?;
+        if !created.is_empty() {
+            ctx.log(&format!("Created topics {}", created.join(", ")));
+        }
+        let delivery_timeout = config
+            .delivery_timeout
+            .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
+        let producer = kafka::producer(&brokers, delivery_timeout)?;
+        let counts = tokio::select! {
+            counts = produce_all(&producer, &records) => counts?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        ctx.log(&format!(
+            "Produced {} records to {brokers} in {elapsed_ms} ms: {}",
+            records.len(),
+            counts
+                .iter()
+                .map(|(t, n)| format!("{t}={n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let mut result = TaskResult::new();
+        result.insert("records".into(), records.len().into());
+        result.insert(
+            "topics".into(),
+            serde_json::to_value(&counts).unwrap_or_default(),
+        );
+        result.insert("created_topics".into(), created.into());
+        result.insert("status".into(), fetched.status.into());
+        result.insert("elapsed_ms".into(), elapsed_ms.into());
+        Ok(result)
+    }
+}
+
+/// Sends every record and waits for every acknowledgement; counts per topic.
+async fn produce_all(
+    producer: &FutureProducer,
+    records: &[route::Routed],
+) -> Result<BTreeMap<String, u64>, TaskError> {
+    let mut pending = Vec::with_capacity(records.len());
+    for record in records {
+        let mut message = FutureRecord::to(&record.topic).payload(record.payload.as_bytes());
+        if let Some(key) = &record.key {
+            message = message.key(key.as_bytes());
+        }
+        loop {
+            match producer.send_result(message) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    message = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => {
+                    return Err(TaskError::Failed(format!(
+                        "cannot produce to {}: {error}",
+                        record.topic
+                    )));
+                }
+            }
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for (delivery, record) in futures::future::join_all(pending)
+        .await
+        .into_iter()
+        .zip(records)
+    {
+        match delivery {
+            Ok(Ok(_)) => *counts.entry(record.topic.clone()).or_insert(0) += 1,
+            Ok(Err((error, _))) => {
+                return Err(TaskError::Failed(format!(
+                    "a record to {} was not acknowledged: {error}",
+                    record.topic
+                )));
+            }
+            Err(_) => {
+                return Err(TaskError::Failed(
+                    "the producer shut down before every record was acknowledged".into(),
+                ));
+            }
+        }
+    }
+    Ok(counts)
+}

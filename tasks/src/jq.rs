@@ -1,0 +1,315 @@
+//! jq expressions (the jaq crates): compiled once when a config is read, so a typo is reported
+//! when the DAG file loads, then run on every record.
+
+use std::{fmt, sync::Arc};
+
+use jaq_core::{
+    Ctx, Vars,
+    compile::Undefined,
+    data::JustLut,
+    load::{self, Arena, File, Loader},
+};
+pub use jaq_json::Val;
+use serde::{Deserialize, Deserializer};
+
+type Data = JustLut<Val>;
+
+/// A compiled jq expression; cheap to clone and shareable between threads.
+#[derive(Clone)]
+pub struct JqFilter {
+    source: Arc<str>,
+    filter: Arc<jaq_core::Filter<Data>>,
+}
+
+impl fmt::Debug for JqFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JqFilter({:?})", self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for JqFilter {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        Self::compile(&source).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JqFilter {
+    /// Compiles `code` with jq's standard library; the error names the position and problem.
+    pub fn compile(code: &str) -> Result<Self, String> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs::<Data>()
+            .chain(jaq_std::funs::<Data>())
+            .chain(jaq_json::funs::<Data>());
+        let arena = Arena::default();
+        let modules = Loader::new(defs)
+            .load(&arena, File { code, path: () })
+            .map_err(|errors| format!("jq expression {code:?}: {}", load_errors(&errors)))?;
+        let filter = jaq_core::Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errors| format!("jq expression {code:?}: {}", compile_errors(&errors)))?;
+        Ok(Self {
+            source: code.into(),
+            filter: Arc::new(filter),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Every output of the expression on `input`, or the first error.
+    pub fn run(&self, input: Val) -> Result<Vec<Val>, String> {
+        let mut outputs = Vec::new();
+        self.for_each(input, |value| outputs.push(value))?;
+        Ok(outputs)
+    }
+
+    /// Calls `emit` on every output of the expression on `input`; stops at the first error.
+    pub fn for_each(&self, input: Val, mut emit: impl FnMut(Val)) -> Result<(), String> {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+        for item in self.filter.id.run((ctx, input)) {
+            match item {
+                Ok(value) => emit(value),
+                Err(exception) => {
+                    return match exception.get_err() {
+                        Ok(error) => Err(format!("jq {:?}: {error}", &*self.source)),
+                        Err(exception) => match exception.get_halt() {
+                            Ok(0) => Ok(()),
+                            Ok(code) => Err(format!("jq {:?}: halt {code}", &*self.source)),
+                            Err(_) => Err(format!("jq {:?}: internal error", &*self.source)),
+                        },
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The single output of the expression (e.g. a key or a topic name); an error when it
+    /// gives none or several.
+    pub fn one(&self, input: Val) -> Result<Val, String> {
+        let mut outputs = self.run(input)?;
+        match outputs.len() {
+            1 => Ok(outputs.remove(0)),
+            n => Err(format!(
+                "jq {:?} must give exactly one value, gave {n}",
+                &*self.source
+            )),
+        }
+    }
+}
+
+/// Text of a value used as a key or name: strings as they are, anything else as JSON.
+pub fn as_text(value: &Val) -> String {
+    match value {
+        Val::TStr(bytes) | Val::BStr(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses one JSON document straight into a jq value.
+pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
+    jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Converts a jq value to serde_json (non-finite numbers become null).
+pub fn to_json(value: &Val) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(n) => number_to_json(n),
+        Val::TStr(s) | Val::BStr(s) => Value::String(String::from_utf8_lossy(s).into_owned()),
+        Val::Arr(items) => Value::Array(items.iter().map(to_json).collect()),
+        Val::Obj(map) => Value::Object(map.iter().map(|(k, v)| (as_text(k), to_json(v))).collect()),
+    }
+}
+
+fn number_to_json(number: &jaq_json::Num) -> serde_json::Value {
+    let float = |f: f64| {
+        serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    };
+    match number {
+        jaq_json::Num::Int(i) => serde_json::Value::from(*i as i64),
+        jaq_json::Num::Float(f) => float(*f),
+        other => {
+            let text = other.to_string();
+            text.parse::<serde_json::Number>()
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|_| text.parse::<f64>().map_or(serde_json::Value::Null, float))
+        }
+    }
+}
+
+/// Converts serde_json to a jq value.
+pub fn from_json(value: &serde_json::Value) -> Val {
+    use serde_json::Value;
+    match value {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Val::Num(jaq_json::Num::from_integral(i)),
+            None => Val::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Val::from(s.clone()),
+        Value::Array(items) => items.iter().map(from_json).collect(),
+        Value::Object(map) => Val::obj(
+            map.iter()
+                .map(|(k, v)| (Val::from(k.clone()), from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Line and column of `part`, a slice of `code`.
+fn position(code: &str, part: &str) -> String {
+    let start = (part.as_ptr() as usize).wrapping_sub(code.as_ptr() as usize);
+    match code.get(..start) {
+        Some(before) => format!(
+            "line {}, column {}",
+            before.matches('\n').count() + 1,
+            before.rsplit('\n').next().unwrap_or("").chars().count() + 1
+        ),
+        None => "end of input".into(),
+    }
+}
+
+fn load_errors(errors: &load::Errors<&str, ()>) -> String {
+    let mut messages = Vec::new();
+    for (file, error) in errors {
+        match error {
+            load::Error::Io(errors) => messages.extend(
+                errors
+                    .iter()
+                    .map(|(path, e)| format!("cannot load module {path}: {e}")),
+            ),
+            load::Error::Lex(errors) => messages.extend(errors.iter().map(|(expected, at)| {
+                format!(
+                    "at {}: expected {}",
+                    position(file.code, at),
+                    expected.as_str()
+                )
+            })),
+            load::Error::Parse(errors) => {
+                messages.extend(errors.iter().map(|(expected, found)| {
+                    let shown = if found.is_empty() {
+                        "end of input".to_owned()
+                    } else {
+                        format!("{found:?}")
+                    };
+                    format!(
+                        "at {}: expected {}, found {shown}",
+                        position(file.code, found),
+                        expected.as_str()
+                    )
+                }))
+            }
+        }
+    }
+    messages.join("; ")
+}
+
+fn compile_errors(errors: &jaq_core::compile::Errors<&str, ()>) -> String {
+    errors
+        .iter()
+        .flat_map(|(file, errors)| {
+            errors.iter().map(move |(name, undefined)| {
+                let arity = match undefined {
+                    Undefined::Filter(n) => format!("/{n}"),
+                    _ => String::new(),
+                };
+                format!(
+                    "undefined {} {name}{arity} at {}",
+                    undefined.as_str(),
+                    position(file.code, name)
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(code: &str, input: serde_json::Value) -> Vec<serde_json::Value> {
+        JqFilter::compile(code)
+            .unwrap()
+            .run(from_json(&input))
+            .unwrap()
+            .iter()
+            .map(to_json)
+            .collect()
+    }
+
+    #[test]
+    fn selects_reshapes_and_explodes() {
+        let users =
+            serde_json::json!({"results": [{"nat": "US", "age": 30}, {"nat": "FR", "age": 40}]});
+        assert_eq!(run(".results[] | .nat", users.clone()), ["US", "FR"]);
+        assert_eq!(
+            run(
+                ".results[] | select(.age > 35) | {n: (.nat | ascii_downcase)}",
+                users
+            ),
+            [serde_json::json!({"n": "fr"})]
+        );
+        assert_eq!(
+            run(
+                r#".text | split(" ")[]"#,
+                serde_json::json!({"text": "a b c"})
+            ),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            run(
+                r#""users.\(.nat | ascii_downcase)""#,
+                serde_json::json!({"nat": "GB"})
+            ),
+            ["users.gb"]
+        );
+    }
+
+    #[test]
+    fn syntax_and_undefined_errors_say_where() {
+        let error = JqFilter::compile(".a | ").unwrap_err();
+        assert!(error.contains("\".a | \""), "{error}");
+        let error = JqFilter::compile(".a | nosuchfn").unwrap_err();
+        assert!(
+            error.contains("nosuchfn") && error.contains("column 6"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn runtime_errors_are_messages() {
+        let filter = JqFilter::compile(".a.b").unwrap();
+        let error = filter
+            .run(from_json(&serde_json::json!({"a": "text"})))
+            .unwrap_err();
+        assert!(error.contains(".a.b"), "{error}");
+        let error = JqFilter::compile(".[]")
+            .unwrap()
+            .one(from_json(&serde_json::json!([1, 2])))
+            .unwrap_err();
+        assert!(error.contains("exactly one"), "{error}");
+    }
+
+    #[test]
+    fn values_round_trip_and_text_keys() {
+        let value = serde_json::json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
+        assert_eq!(to_json(&from_json(&value)), value);
+        let parsed = parse_json(br#"{"k": "v"}"#).unwrap();
+        assert_eq!(
+            as_text(&JqFilter::compile(".k").unwrap().one(parsed).unwrap()),
+            "v"
+        );
+        assert_eq!(as_text(&from_json(&serde_json::json!(7))), "7");
+        assert!(parse_json(b"{oops").unwrap_err().contains("invalid JSON"));
+    }
+}

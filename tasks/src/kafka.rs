@@ -1,0 +1,231 @@
+//! Kafka plumbing shared by the operators: where the brokers are, clients with Updraft's
+//! settings, and topics created on demand.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer as _},
+    error::RDKafkaErrorCode,
+    producer::FutureProducer,
+};
+
+use crate::{
+    TaskError,
+    jq::{JqFilter, Val},
+};
+
+/// The environment variable naming the default brokers (`host:port,...`).
+pub const BROKERS_ENV: &str = "UPDRAFT_KAFKA_BROKERS";
+const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The brokers of a task: its own `brokers` setting, else `$UPDRAFT_KAFKA_BROKERS`, else
+/// 127.0.0.1:9092.
+pub fn brokers(configured: Option<&str>) -> String {
+    configured
+        .map(str::to_owned)
+        .or_else(|| std::env::var(BROKERS_ENV).ok())
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_BROKERS.to_owned())
+}
+
+fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("socket.timeout.ms", "10000")
+        .set("log_level", "3");
+    config
+}
+
+/// An idempotent producer that waits for all in-sync replicas, compresses, and gives up on a
+/// record after `delivery_timeout`.
+pub fn producer(brokers: &str, delivery_timeout: Duration) -> Result<FutureProducer, TaskError> {
+    base_config(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        )
+        .create()
+        .map_err(|e| {
+            TaskError::Failed(format!("cannot create a Kafka producer for {brokers}: {e}"))
+        })
+}
+
+/// How a task treats topics that do not exist yet.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicPolicy {
+    pub create: bool,
+    pub partitions: i32,
+}
+
+/// Makes sure every topic in `topics` exists: creates the missing ones (with
+/// `policy.partitions`), or fails naming them when creation is off. Fails clearly when no
+/// broker answers.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &BTreeSet<String>,
+    policy: TopicPolicy,
+) -> Result<Vec<String>, TaskError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(brokers)
+        .create()
+        .map_err(|e| TaskError::Failed(format!("cannot create a Kafka admin client: {e}")))?;
+    let existing = existing_topics(brokers).await?;
+    let missing: Vec<&String> = topics.iter().filter(|t| !existing.contains(*t)).collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !policy.create {
+        return Err(TaskError::Failed(format!(
+            "topics {} do not exist on {brokers} and create_topics is off",
+            join(&missing)
+        )));
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|t| NewTopic::new(t, policy.partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| TaskError::Failed(format!("creating topics on {brokers} failed: {e}")))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(TaskError::Failed(format!(
+                    "cannot create topic {topic} on {brokers}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(missing.into_iter().cloned().collect())
+}
+
+/// The topics the brokers know; fails clearly when none answers.
+pub async fn existing_topics(brokers: &str) -> Result<BTreeSet<String>, TaskError> {
+    let config = base_config(brokers);
+    let unreachable = |e: &dyn std::fmt::Display| {
+        TaskError::Failed(format!(
+            "cannot reach the Kafka brokers at {brokers} (within {}s): {e}",
+            METADATA_TIMEOUT.as_secs()
+        ))
+    };
+    // fetch_metadata blocks: run it off the async workers.
+    let metadata = tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = config.create()?;
+        client.fetch_metadata(None, METADATA_TIMEOUT)
+    })
+    .await
+    .map_err(|e| unreachable(&e))?
+    .map_err(|e| unreachable(&e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.name().to_owned())
+        .collect())
+}
+
+fn join(items: &[&String]) -> String {
+    items
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where a record goes: one named topic, or a jq expression giving a topic per record.
+#[derive(Debug, Clone)]
+pub enum TopicSpec {
+    Name(String),
+    Expression(JqFilter),
+}
+
+impl TopicSpec {
+    /// A legal topic name not starting with `.` (`users`, `users.us`) is that topic; anything
+    /// else is a jq expression (`.topic`, `"users." + .nat`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if is_topic_name(text) && !text.starts_with('.') {
+            return Ok(Self::Name(text.to_owned()));
+        }
+        JqFilter::compile(text).map(Self::Expression).map_err(|error| {
+            format!(
+                "{error} (a topic is a name of letters, digits, '.', '_' and '-', or a jq expression)"
+            )
+        })
+    }
+
+    /// The topic of `record`.
+    pub fn topic_of(&self, record: &Val) -> Result<String, String> {
+        match self {
+            Self::Name(name) => Ok(name.clone()),
+            Self::Expression(filter) => match filter.one(record.clone())? {
+                Val::TStr(name) if is_topic_name(&String::from_utf8_lossy(&name)) => {
+                    Ok(String::from_utf8_lossy(&name).into_owned())
+                }
+                other => Err(format!(
+                    "topic {:?} gave {other}, not a topic name",
+                    filter.source()
+                )),
+            },
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TopicSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Kafka's rule: 1 to 249 of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_names_or_expressions() {
+        let record = crate::jq::from_json(&serde_json::json!({"nat": "FR", "name": "fr-users"}));
+        for (spec, expected) in [
+            ("users", "users"),
+            ("all", "all"),
+            (".name", "fr-users"),
+            ("users.all", "users.all"),
+            ("user-stats_v2", "user-stats_v2"),
+            (r#""users." + (.nat | ascii_downcase)"#, "users.fr"),
+            (r#""users.\(.nat)""#, "users.FR"),
+        ] {
+            let spec = TopicSpec::parse(spec).unwrap();
+            assert_eq!(spec.topic_of(&record).unwrap(), expected);
+        }
+        let error = TopicSpec::parse("users | (").unwrap_err();
+        assert!(error.contains("topic is a name"), "{error}");
+        let error = TopicSpec::parse(".nat | length")
+            .unwrap()
+            .topic_of(&record)
+            .unwrap_err();
+        assert!(error.contains("not a topic name"), "{error}");
+    }
+}

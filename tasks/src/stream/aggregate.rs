@@ -1,0 +1,281 @@
+//! Window documents: absolute accumulator values plus, per source partition, the offset up
+//! to which a document includes records — what makes replays after a crash harmless.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mongodb::bson::{self, Bson, Document, doc};
+use serde::{Deserialize, Serialize};
+
+use super::AggregateSpec;
+
+/// What one record brings to an aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// `count` needs nothing.
+    None,
+    Number(f64),
+    /// `count_distinct` counts distinct texts.
+    Text(String),
+}
+
+/// The running state of one aggregate in one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accumulator {
+    pub n: i64,
+    pub sum: f64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub distinct: BTreeSet<String>,
+}
+
+impl Accumulator {
+    fn add(&mut self, input: &Input) {
+        self.n += 1;
+        match input {
+            Input::None => {}
+            Input::Number(x) => {
+                self.sum += x;
+                self.min = Some(self.min.map_or(*x, |m| m.min(*x)));
+                self.max = Some(self.max.map_or(*x, |m| m.max(*x)));
+            }
+            Input::Text(text) => {
+                self.distinct.insert(text.clone());
+            }
+        }
+    }
+
+    /// The value users read.
+    fn value(&self, spec: &AggregateSpec) -> Bson {
+        let float = |x: Option<f64>| x.map_or(Bson::Null, Bson::Double);
+        match spec {
+            AggregateSpec::Count => Bson::Int64(self.n),
+            AggregateSpec::Sum(_) => Bson::Double(self.sum),
+            AggregateSpec::Min(_) => float(self.min),
+            AggregateSpec::Max(_) => float(self.max),
+            AggregateSpec::Avg(_) => float((self.n > 0).then(|| self.sum / self.n as f64)),
+            AggregateSpec::CountDistinct(_) => Bson::Int64(self.distinct.len() as i64),
+        }
+    }
+}
+
+/// A source position: topic and partition.
+pub type Partition = (String, i32);
+
+/// One output document: a window of one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowDoc {
+    pub id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub group: BTreeMap<String, serde_json::Value>,
+    pub accumulators: BTreeMap<String, Accumulator>,
+    /// Per source partition, the next offset not yet included.
+    pub offsets: BTreeMap<Partition, i64>,
+    pub closed: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OffsetEntry {
+    topic: String,
+    partition: i32,
+    next: i64,
+}
+
+impl WindowDoc {
+    pub fn new(start_ms: i64, end_ms: i64, group: BTreeMap<String, serde_json::Value>) -> Self {
+        Self {
+            id: document_id(start_ms, &group),
+            start_ms,
+            end_ms,
+            group,
+            accumulators: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            closed: false,
+        }
+    }
+
+    /// Whether the record at `offset` of `partition` is already counted here.
+    pub fn includes(&self, partition: &Partition, offset: i64) -> bool {
+        self.offsets
+            .get(partition)
+            .is_some_and(|next| offset < *next)
+    }
+
+    /// Adds one record's inputs (by aggregate name).
+    pub fn add(&mut self, inputs: &BTreeMap<String, Input>) {
+        for (name, input) in inputs {
+            self.accumulators
+                .entry(name.clone())
+                .or_default()
+                .add(input);
+        }
+    }
+
+    /// Marks every record of `partition` up to `offset` as included.
+    pub fn include_up_to(&mut self, partition: &Partition, offset: i64) {
+        self.offsets.insert(partition.clone(), offset + 1);
+    }
+
+    pub fn to_document(&self, specs: &BTreeMap<String, AggregateSpec>) -> Result<Document, String> {
+        let mut document = doc! {
+            "_id": &self.id,
+            "window_start": iso(self.start_ms),
+            "window_end": iso(self.end_ms),
+        };
+        for (name, value) in &self.group {
+            document.insert(name, bson::to_bson(value).map_err(|e| e.to_string())?);
+        }
+        for (name, spec) in specs {
+            let value = self
+                .accumulators
+                .get(name)
+                .map_or_else(|| Accumulator::default().value(spec), |a| a.value(spec));
+            document.insert(name, value);
+        }
+        let offsets: Vec<OffsetEntry> = self
+            .offsets
+            .iter()
+            .map(|((topic, partition), next)| OffsetEntry {
+                topic: topic.clone(),
+                partition: *partition,
+                next: *next,
+            })
+            .collect();
+        document.insert("closed", self.closed);
+        document.insert(
+            "_state",
+            doc! {
+                "start_ms": self.start_ms,
+                "end_ms": self.end_ms,
+                "accumulators": bson::to_bson(&self.accumulators).map_err(|e| e.to_string())?,
+                "offsets": bson::to_bson(&offsets).map_err(|e| e.to_string())?,
+            },
+        );
+        Ok(document)
+    }
+
+    /// Reads back a document written by [`WindowDoc::to_document`].
+    pub fn from_document(
+        document: &Document,
+        group: BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self, String> {
+        let state = document
+            .get_document("_state")
+            .map_err(|e| format!("window document without _state: {e}"))?;
+        let number = |key: &str| -> Result<i64, String> {
+            match state.get(key) {
+                Some(Bson::Int64(n)) => Ok(*n),
+                Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+                Some(Bson::Double(n)) => Ok(*n as i64),
+                other => Err(format!("_state.{key} is {other:?}")),
+            }
+        };
+        let accumulators =
+            bson::from_bson(state.get("accumulators").cloned().unwrap_or(Bson::Null))
+                .map_err(|e| format!("_state.accumulators: {e}"))?;
+        let offsets: Vec<OffsetEntry> =
+            bson::from_bson(state.get("offsets").cloned().unwrap_or(Bson::Array(vec![])))
+                .map_err(|e| format!("_state.offsets: {e}"))?;
+        Ok(Self {
+            id: document
+                .get_str("_id")
+                .map_err(|e| format!("_id: {e}"))?
+                .to_owned(),
+            start_ms: number("start_ms")?,
+            end_ms: number("end_ms")?,
+            group,
+            accumulators,
+            offsets: offsets
+                .into_iter()
+                .map(|o| ((o.topic, o.partition), o.next))
+                .collect(),
+            closed: document.get_bool("closed").unwrap_or(false),
+        })
+    }
+}
+
+/// `<window start>|<group values as JSON>`: the same window and group always map here.
+pub fn document_id(start_ms: i64, group: &BTreeMap<String, serde_json::Value>) -> String {
+    let values: Vec<&serde_json::Value> = group.values().collect();
+    format!(
+        "{}|{}",
+        iso(start_ms),
+        serde_json::to_string(&values).unwrap_or_default()
+    )
+}
+
+/// RFC 3339 in UTC with milliseconds.
+pub fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jq::JqFilter;
+
+    fn specs() -> BTreeMap<String, AggregateSpec> {
+        let f = |s: &str| JqFilter::compile(s).unwrap();
+        BTreeMap::from([
+            ("users".to_string(), AggregateSpec::Count),
+            ("avg_age".to_string(), AggregateSpec::Avg(f(".age"))),
+            ("oldest".to_string(), AggregateSpec::Max(f(".age"))),
+            (
+                "cities".to_string(),
+                AggregateSpec::CountDistinct(f(".city")),
+            ),
+        ])
+    }
+
+    fn inputs(age: f64, city: &str) -> BTreeMap<String, Input> {
+        BTreeMap::from([
+            ("users".to_string(), Input::None),
+            ("avg_age".to_string(), Input::Number(age)),
+            ("oldest".to_string(), Input::Number(age)),
+            ("cities".to_string(), Input::Text(city.into())),
+        ])
+    }
+
+    #[test]
+    fn aggregates_and_offsets_round_trip_through_bson() {
+        let group = BTreeMap::from([("country".to_string(), serde_json::json!("France"))]);
+        let mut window = WindowDoc::new(60_000, 120_000, group.clone());
+        let partition = ("users.fr".to_string(), 2);
+        window.add(&inputs(30.0, "Paris"));
+        window.add(&inputs(40.0, "Lyon"));
+        window.add(&inputs(50.0, "Paris"));
+        window.include_up_to(&partition, 41);
+        let document = window.to_document(&specs()).unwrap();
+        assert_eq!(document.get_i64("users").unwrap(), 3);
+        assert_eq!(document.get_f64("avg_age").unwrap(), 40.0);
+        assert_eq!(document.get_f64("oldest").unwrap(), 50.0);
+        assert_eq!(document.get_i64("cities").unwrap(), 2);
+        assert_eq!(document.get_str("country").unwrap(), "France");
+        assert_eq!(
+            document.get_str("window_start").unwrap(),
+            "1970-01-01T00:01:00.000Z"
+        );
+        let back = WindowDoc::from_document(&document, group).unwrap();
+        assert_eq!(back, window);
+        assert!(back.includes(&partition, 41));
+        assert!(!back.includes(&partition, 42));
+        assert!(!back.includes(&("users.fr".to_string(), 0), 0));
+    }
+
+    #[test]
+    fn ids_are_deterministic_per_window_and_group() {
+        let a = BTreeMap::from([
+            ("country".to_string(), serde_json::json!("France")),
+            ("gender".to_string(), serde_json::json!("female")),
+        ]);
+        assert_eq!(document_id(0, &a), document_id(0, &a.clone()));
+        assert_eq!(
+            document_id(0, &a),
+            "1970-01-01T00:00:00.000Z|[\"France\",\"female\"]"
+        );
+        assert_ne!(document_id(0, &a), document_id(60_000, &a));
+    }
+}

@@ -1,0 +1,8 @@
+mod aggregate;
+mod config;
+mod operator;
+mod process;
+mod window;
+
+pub use config::*;
+pub use operator::*;

@@ -1,0 +1,758 @@
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use futures::{StreamExt as _, TryStreamExt as _};
+use mongodb::{
+    Collection,
+    bson::{Bson, Document, doc},
+};
+use rdkafka::{
+    ClientConfig, Message as _, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    message::{BorrowedMessage, Header, OwnedHeaders},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+};
+
+use super::{
+    AggregateSpec, SinkConfig, StartFrom, StreamConfig,
+    aggregate::{Partition, WindowDoc, document_id, iso},
+    process::{Contribution, Processor, windows},
+    window::{Watermark, Windows},
+};
+use crate::{
+    Operator, TaskContext, TaskError, TaskResult,
+    jq::{self, Val},
+    kafka, mongo,
+};
+
+const STATE_COLLECTION: &str = "updraft_stream_state";
+const RESERVED_FIELDS: &[&str] = &["_id", "window_start", "window_end", "closed", "_state"];
+const METRICS_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Consumes until cancelled; flushes and commits on the way out. See [`StreamConfig`].
+pub struct StreamOperator {
+    config: StreamConfig,
+}
+
+impl StreamOperator {
+    pub fn new(config: StreamConfig) -> Self {
+        Self { config }
+    }
+
+    fn check(&self) -> Result<(), TaskError> {
+        let config = &self.config;
+        let fail = |m: String| Err(TaskError::Config(m));
+        if config.topics.is_empty() {
+            return fail("topics: name at least one topic (or a ^regex)".into());
+        }
+        if config.flush_interval.as_duration().is_zero() {
+            return fail("flush_interval must be more than 0".into());
+        }
+        if let Some(window) = &config.window {
+            let size = window.size.as_duration();
+            if size.as_millis() == 0 {
+                return fail("window.size must be at least 1ms".into());
+            }
+            if let Some(slide) = window.slide
+                && (slide.as_duration().as_millis() == 0 || slide.as_duration() > size)
+            {
+                return fail("window.slide must be between 1ms and window.size".into());
+            }
+            if window.aggregates.is_empty() {
+                return fail("window.aggregates: name at least one aggregate".into());
+            }
+            let mut names = HashSet::new();
+            for name in window.group_by.keys().chain(window.aggregates.keys()) {
+                if RESERVED_FIELDS.contains(&name.as_str()) || !names.insert(name) {
+                    return fail(format!(
+                        "window: field name {name:?} is reserved or used twice (group_by and aggregates share one namespace; reserved: {})",
+                        RESERVED_FIELDS.join(", ")
+                    ));
+                }
+            }
+        }
+        match &config.sink {
+            SinkConfig::Mongodb { key: None, .. } if config.window.is_none() => fail(
+                "sink.key: a MongoDB sink without windows upserts records by a key: set key (a jq expression)".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Operator for StreamOperator {
+    async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
+        self.check()?;
+        let mut task = StreamTask::start(&self.config, ctx).await?;
+        task.run(ctx).await?;
+        Ok(task.summary())
+    }
+}
+
+/// Counters behind the live metrics and the result.
+#[derive(Default)]
+struct Counters {
+    records_in: u64,
+    records_out: u64,
+    skipped_replayed: u64,
+    late: u64,
+    dead_lettered: u64,
+    flushes: u64,
+    last_flush_docs: usize,
+    last_flush_ms: u64,
+    last_flush_at: Option<String>,
+}
+
+struct StreamTask<'a> {
+    config: &'a StreamConfig,
+    processor: Processor,
+    windows: Option<Windows>,
+    watermark: Watermark,
+    consumer: Arc<StreamConsumer>,
+    producer: FutureProducer,
+    collection: Option<Collection<Document>>,
+    state: Option<Collection<Document>>,
+    /// Window documents in memory (open, or loaded to check a replay), by `_id`.
+    open: HashMap<String, WindowDoc>,
+    dirty: HashSet<String>,
+    /// Records of a windowless MongoDB sink waiting for the next flush, by `_id` as JSON.
+    raw: HashMap<String, Document>,
+    deliveries: Vec<DeliveryFuture>,
+    /// Next offset to commit per partition, and whether it moved since the last commit.
+    positions: BTreeMap<Partition, i64>,
+    uncommitted: bool,
+    counters: Counters,
+}
+
+impl<'a> StreamTask<'a> {
+    async fn start(config: &'a StreamConfig, ctx: &TaskContext) -> Result<Self, TaskError> {
+        let brokers = kafka::brokers(config.brokers.as_deref());
+        kafka::existing_topics(&brokers).await?;
+        let consumer = consumer(config, &brokers)?;
+        let producer = kafka::producer(&brokers, Duration::from_secs(30))?;
+        let (collection, state) = match &config.sink {
+            SinkConfig::Mongodb {
+                uri,
+                database,
+                collection,
+                ..
+            } => {
+                let client = mongo::client(&mongo::uri(uri.as_deref())).await?;
+                let db = client.database(database);
+                (
+                    Some(db.collection::<Document>(collection)),
+                    Some(db.collection::<Document>(STATE_COLLECTION)),
+                )
+            }
+            SinkConfig::Kafka { .. } => (None, None),
+        };
+        let mut task = Self {
+            config,
+            processor: Processor::new(config),
+            windows: config.window.as_ref().map(windows),
+            watermark: Watermark::new(lateness_ms(config)),
+            consumer: Arc::new(consumer),
+            producer,
+            collection,
+            state,
+            open: HashMap::new(),
+            dirty: HashSet::new(),
+            raw: HashMap::new(),
+            deliveries: Vec::new(),
+            positions: BTreeMap::new(),
+            uncommitted: false,
+            counters: Counters::default(),
+        };
+        task.resume_watermark().await?;
+        ctx.log(&format!(
+            "Consuming {} from {brokers} as group {}",
+            config.topics.join(", "),
+            config.group_id
+        ));
+        Ok(task)
+    }
+
+    async fn run(&mut self, ctx: &TaskContext) -> Result<(), TaskError> {
+        let mut flush = tokio::time::interval(self.config.flush_interval.as_duration());
+        let mut metrics = tokio::time::interval(Duration::from_secs(1));
+        let mut rates = Rates::new(&self.counters);
+        let mut last_log = Instant::now();
+        let consumer = self.consumer.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => {
+                    self.flush().await?;
+                    ctx.log(&format!("Stopped after a final flush: {}", self.describe()));
+                    return Ok(());
+                }
+                _ = flush.tick() => self.flush().await?,
+                _ = metrics.tick() => {
+                    rates.publish(&self.counters, ctx, self.lag().await);
+                    if last_log.elapsed() >= METRICS_LOG_EVERY {
+                        last_log = Instant::now();
+                        ctx.log(&format!("Metrics: {}", rates.describe(&ctx.metrics)));
+                    }
+                }
+                message = consumer.recv() => match message {
+                    Ok(message) => self.handle(&message).await?,
+                    Err(error) => {
+                        tracing::warn!(group = %self.config.group_id, %error, "Kafka consumer error");
+                    }
+                },
+            }
+        }
+    }
+
+    async fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), TaskError> {
+        self.counters.records_in += 1;
+        let partition = (message.topic().to_owned(), message.partition());
+        let offset = message.offset();
+        let outcome = self.processor.transform(message.payload());
+        match outcome {
+            Err(reason) => self.dead_letter(message, &reason)?,
+            Ok(records) if self.windows.is_some() => {
+                match self
+                    .processor
+                    .contributions(records, message.timestamp().to_millis())
+                {
+                    Err(reason) => self.dead_letter(message, &reason)?,
+                    Ok(contributions) => {
+                        if !self.apply(contributions, &partition, offset).await? {
+                            self.counters.late += 1;
+                            self.dead_letter(
+                                message,
+                                "late: every window of the record is closed",
+                            )?;
+                        }
+                    }
+                }
+            }
+            Ok(records) => {
+                if let Err(reason) = self.sink_records(records) {
+                    self.dead_letter(message, &reason)?;
+                }
+            }
+        }
+        self.positions.insert(partition, offset + 1);
+        self.uncommitted = true;
+        Ok(())
+    }
+
+    /// Folds a record's contributions into their windows, skipping windows that already
+    /// include its offset; false when every window it falls in is closed (a late record).
+    async fn apply(
+        &mut self,
+        contributions: Vec<Contribution>,
+        partition: &Partition,
+        offset: i64,
+    ) -> Result<bool, TaskError> {
+        let Some(windows) = self.windows else {
+            return Ok(true);
+        };
+        let mut touched = HashSet::new();
+        let mut any_open = contributions.is_empty();
+        for contribution in contributions {
+            self.watermark.observe(contribution.event_ms);
+            for start in windows.starts(contribution.event_ms) {
+                let end = start + windows.size_ms;
+                if self.watermark.closes(end) {
+                    continue;
+                }
+                let id = document_id(start, &contribution.group);
+                let window = self.window(&id, start, end, &contribution.group).await?;
+                if window.closed {
+                    continue;
+                }
+                any_open = true;
+                if window.includes(partition, offset) {
+                    self.counters.skipped_replayed += 1;
+                    continue;
+                }
+                window.add(&contribution.inputs);
+                touched.insert(id);
+            }
+        }
+        for id in touched {
+            if let Some(window) = self.open.get_mut(&id) {
+                window.include_up_to(partition, offset);
+            }
+            self.dirty.insert(id);
+        }
+        Ok(any_open)
+    }
+
+    /// The window document `id`: in memory, else as stored, else new.
+    async fn window(
+        &mut self,
+        id: &str,
+        start: i64,
+        end: i64,
+        group: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<&mut WindowDoc, TaskError> {
+        if !self.open.contains_key(id) {
+            let stored = match &self.collection {
+                Some(collection) => collection
+                    .find_one(doc! { "_id": id })
+                    .await
+                    .map_err(|e| mongo_error("loading a window", &e))?,
+                None => None,
+            };
+            let window = match stored {
+                Some(document) => WindowDoc::from_document(&document, group.clone())
+                    .map_err(|e| TaskError::Failed(format!("window document {id}: {e}")))?,
+                None => WindowDoc::new(start, end, group.clone()),
+            };
+            self.open.insert(id.to_owned(), window);
+        }
+        self.open
+            .get_mut(id)
+            .ok_or_else(|| TaskError::Failed(format!("window {id} vanished")))
+    }
+
+    /// Sends records without windows to the sink.
+    fn sink_records(&mut self, records: Vec<Val>) -> Result<(), String> {
+        match &self.config.sink {
+            SinkConfig::Mongodb { key, .. } => {
+                let key = key.as_ref().ok_or("sink.key is not set")?;
+                let mut staged = Vec::new();
+                for record in records {
+                    let id = jq::to_json(&key.one(record.clone())?);
+                    if id.is_null() {
+                        return Err(format!("sink.key {:?} is null", key.source()));
+                    }
+                    let mut document = match mongodb::bson::to_bson(&jq::to_json(&record)) {
+                        Ok(Bson::Document(document)) => document,
+                        Ok(other) => {
+                            return Err(format!(
+                                "a record to upsert must be an object, not {other}"
+                            ));
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    let id_bson = mongodb::bson::to_bson(&id).map_err(|e| e.to_string())?;
+                    document.insert("_id", id_bson);
+                    staged.push((id.to_string(), document));
+                }
+                self.counters.records_out += staged.len() as u64;
+                self.raw.extend(staged);
+                Ok(())
+            }
+            SinkConfig::Kafka { topic, key } => {
+                let mut staged = Vec::new();
+                for record in records {
+                    let topic = topic.topic_of(&record)?;
+                    let key = key
+                        .as_ref()
+                        .map(|k| k.one(record.clone()).map(|v| jq::as_text(&v)))
+                        .transpose()?;
+                    staged.push((topic, key, record.to_string()));
+                }
+                for (topic, key, payload) in staged {
+                    self.produce(
+                        &topic,
+                        key.as_deref(),
+                        payload.as_bytes(),
+                        OwnedHeaders::new(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    self.counters.records_out += 1;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn produce(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), TaskError> {
+        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| TaskError::Failed(format!("cannot produce to {topic}: {e}")))?;
+        self.deliveries.push(delivery);
+        Ok(())
+    }
+
+    /// Sends the record to the dead-letter topic with the reason and its position; counts it.
+    fn dead_letter(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+    ) -> Result<(), TaskError> {
+        self.counters.dead_lettered += 1;
+        let Some(topic) = self.config.dead_letter_topic.clone() else {
+            tracing::debug!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                reason,
+                "Record dropped (no dead_letter_topic)"
+            );
+            return Ok(());
+        };
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "source_topic",
+                value: Some(message.topic()),
+            })
+            .insert(Header {
+                key: "source_partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "source_offset",
+                value: Some(&offset),
+            });
+        let key = message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        self.produce(
+            &topic,
+            key.as_deref(),
+            message.payload().unwrap_or_default(),
+            headers,
+        )
+    }
+
+    /// Writes every changed document, waits for every produced record, saves the
+    /// watermark, and only then commits the offsets.
+    async fn flush(&mut self) -> Result<(), TaskError> {
+        let started = Instant::now();
+        self.close_windows()?;
+        let written = self.write_documents().await?;
+        for delivery in std::mem::take(&mut self.deliveries) {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(TaskError::Failed(format!(
+                        "a produced record was not acknowledged: {e}"
+                    )));
+                }
+                Err(_) => return Err(TaskError::Failed("the producer stopped".into())),
+            }
+        }
+        self.save_watermark().await?;
+        self.commit().await?;
+        self.open.retain(|_, w| !w.closed);
+        if written > 0 {
+            self.counters.flushes += 1;
+            self.counters.last_flush_docs = written;
+            self.counters.last_flush_ms = started.elapsed().as_millis() as u64;
+            self.counters.last_flush_at = Some(chrono::Utc::now().to_rfc3339());
+        }
+        Ok(())
+    }
+
+    /// Marks windows the watermark has passed as closed (written once more, then dropped
+    /// from memory); with a Kafka sink, their results are produced now.
+    fn close_windows(&mut self) -> Result<(), TaskError> {
+        let closing: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, w)| !w.closed && self.watermark.closes(w.end_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in closing {
+            let Some(window) = self.open.get_mut(&id) else {
+                continue;
+            };
+            window.closed = true;
+            let untouched = window.accumulators.is_empty();
+            self.dirty.insert(id.clone());
+            if untouched {
+                continue;
+            }
+            if let SinkConfig::Kafka { topic, .. } = &self.config.sink {
+                let document = self.window_document(&id)?;
+                let json = serde_json::to_string(
+                    &mongodb::bson::Bson::Document(document).into_relaxed_extjson(),
+                )
+                .unwrap_or_default();
+                let record = jq::parse_json(json.as_bytes()).map_err(TaskError::Failed)?;
+                let topic = topic.topic_of(&record).map_err(TaskError::Failed)?;
+                self.produce(&topic, Some(&id), json.as_bytes(), OwnedHeaders::new())?;
+                self.counters.records_out += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn window_document(&self, id: &str) -> Result<Document, TaskError> {
+        let specs = self.aggregate_specs();
+        self.open
+            .get(id)
+            .ok_or_else(|| TaskError::Failed(format!("window {id} vanished")))?
+            .to_document(&specs)
+            .map_err(|e| TaskError::Failed(format!("window {id}: {e}")))
+    }
+
+    fn aggregate_specs(&self) -> BTreeMap<String, AggregateSpec> {
+        self.config
+            .window
+            .as_ref()
+            .map(|w| w.aggregates.clone())
+            .unwrap_or_default()
+    }
+
+    /// One upsert per changed document, a few at a time; how many were written.
+    async fn write_documents(&mut self) -> Result<usize, TaskError> {
+        let Some(collection) = self.collection.clone() else {
+            self.dirty.clear();
+            return Ok(0);
+        };
+        let mut documents: Vec<Document> = Vec::new();
+        for id in &self.dirty {
+            documents.push(self.window_document(id)?);
+        }
+        let window_docs = documents.len() as u64;
+        documents.extend(self.raw.values().cloned());
+        let count = documents.len();
+        futures::stream::iter(documents)
+            .map(|document| {
+                let collection = collection.clone();
+                async move {
+                    let id = document.get("_id").cloned().unwrap_or(Bson::Null);
+                    collection
+                        .replace_one(doc! { "_id": id }, document)
+                        .upsert(true)
+                        .await
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| mongo_error("writing results", &e))?;
+        self.counters.records_out += window_docs;
+        self.dirty.clear();
+        self.raw.clear();
+        Ok(count)
+    }
+
+    fn state_id(&self) -> String {
+        format!(
+            "{}:{}",
+            self.config.group_id,
+            collection_name(&self.config.sink)
+        )
+    }
+
+    async fn resume_watermark(&mut self) -> Result<(), TaskError> {
+        let (Some(state), Some(_)) = (&self.state, &self.windows) else {
+            return Ok(());
+        };
+        let stored = state
+            .find_one(doc! { "_id": self.state_id() })
+            .await
+            .map_err(|e| mongo_error("loading the stream state", &e))?;
+        if let Some(watermark) = stored.and_then(|d| d.get_i64("watermark_ms").ok()) {
+            self.watermark = Watermark::resume(lateness_ms(self.config), Some(watermark));
+        }
+        Ok(())
+    }
+
+    async fn save_watermark(&self) -> Result<(), TaskError> {
+        let (Some(state), Some(watermark)) = (&self.state, self.watermark.value()) else {
+            return Ok(());
+        };
+        state
+            .replace_one(
+                doc! { "_id": self.state_id() },
+                doc! { "_id": self.state_id(), "watermark_ms": watermark, "watermark": iso(watermark) },
+            )
+            .upsert(true)
+            .await
+            .map_err(|e| mongo_error("saving the watermark", &e))?;
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), TaskError> {
+        if !self.uncommitted {
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.positions {
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| TaskError::Failed(format!("offsets: {e}")))?;
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+            .await
+            .map_err(|e| TaskError::Failed(format!("commit: {e}")))?
+            .map_err(|e| TaskError::Failed(format!("committing offsets failed: {e}")))?;
+        self.uncommitted = false;
+        Ok(())
+    }
+
+    /// Consumer lag per partition (high watermark minus the next offset to process).
+    async fn lag(&self) -> BTreeMap<String, i64> {
+        let consumer = self.consumer.clone();
+        let positions = self.positions.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut lag = BTreeMap::new();
+            let Ok(assignment) = consumer.assignment() else {
+                return lag;
+            };
+            for element in assignment.elements() {
+                let partition = (element.topic().to_owned(), element.partition());
+                if let Ok((low, high)) =
+                    consumer.fetch_watermarks(&partition.0, partition.1, Duration::from_secs(1))
+                {
+                    let next = positions.get(&partition).copied().unwrap_or(low);
+                    lag.insert(
+                        format!("{}/{}", partition.0, partition.1),
+                        (high - next).max(0),
+                    );
+                }
+            }
+            lag
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.counters;
+        format!(
+            "{} in, {} out, {} late, {} dead-lettered, {} replayed records skipped",
+            c.records_in, c.records_out, c.late, c.dead_lettered, c.skipped_replayed
+        )
+    }
+
+    fn summary(&self) -> TaskResult {
+        let c = &self.counters;
+        let mut result = TaskResult::new();
+        result.insert("records_in".into(), c.records_in.into());
+        result.insert("records_out".into(), c.records_out.into());
+        result.insert("late".into(), c.late.into());
+        result.insert("dead_lettered".into(), c.dead_lettered.into());
+        result.insert("flushes".into(), c.flushes.into());
+        result
+    }
+}
+
+/// Per-second rates from counter deltas, published with the rest of the live metrics.
+struct Rates {
+    at: Instant,
+    records_in: u64,
+    records_out: u64,
+}
+
+impl Rates {
+    fn new(counters: &Counters) -> Self {
+        Self {
+            at: Instant::now(),
+            records_in: counters.records_in,
+            records_out: counters.records_out,
+        }
+    }
+
+    fn publish(&mut self, c: &Counters, ctx: &TaskContext, lag: BTreeMap<String, i64>) {
+        let seconds = self.at.elapsed().as_secs_f64().max(1e-3);
+        let m = &ctx.metrics;
+        m.set("records_in", c.records_in);
+        m.set("records_out", c.records_out);
+        m.set(
+            "records_in_per_s",
+            ((c.records_in - self.records_in) as f64 / seconds).round(),
+        );
+        m.set(
+            "records_out_per_s",
+            ((c.records_out - self.records_out) as f64 / seconds).round(),
+        );
+        m.set("late", c.late);
+        m.set("dead_lettered", c.dead_lettered);
+        m.set("replayed_skipped", c.skipped_replayed);
+        m.set("last_flush_at", c.last_flush_at.clone());
+        m.set("last_flush_docs", c.last_flush_docs);
+        m.set("last_flush_ms", c.last_flush_ms);
+        m.set("lag_total", lag.values().sum::<i64>());
+        m.set("lag", serde_json::to_value(lag).unwrap_or_default());
+        *self = Self::new(c);
+    }
+
+    fn describe(&self, metrics: &crate::Metrics) -> String {
+        let m = metrics.snapshot();
+        let get = |k: &str| m.get(k).cloned().unwrap_or_default();
+        format!(
+            "in {}/s, out {}/s, lag {}, late {}, dead-lettered {}, last flush {} docs in {} ms",
+            get("records_in_per_s"),
+            get("records_out_per_s"),
+            get("lag_total"),
+            get("late"),
+            get("dead_lettered"),
+            get("last_flush_docs"),
+            get("last_flush_ms")
+        )
+    }
+}
+
+fn consumer(config: &StreamConfig, brokers: &str) -> Result<StreamConsumer, TaskError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match config.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        )
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("log_level", "3")
+        .create()
+        .map_err(|e| {
+            TaskError::Failed(format!("cannot create a Kafka consumer for {brokers}: {e}"))
+        })?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| {
+        TaskError::Failed(format!("cannot subscribe to {}: {e}", topics.join(", ")))
+    })?;
+    Ok(consumer)
+}
+
+fn lateness_ms(config: &StreamConfig) -> i64 {
+    config
+        .window
+        .as_ref()
+        .map_or(0, |w| w.allowed_lateness.as_duration().as_millis() as i64)
+}
+
+fn collection_name(sink: &SinkConfig) -> String {
+    match sink {
+        SinkConfig::Mongodb {
+            database,
+            collection,
+            ..
+        } => format!("{database}.{collection}"),
+        SinkConfig::Kafka { .. } => "kafka".into(),
+    }
+}
+
+fn mongo_error(what: &str, error: &mongodb::error::Error) -> TaskError {
+    TaskError::Failed(format!("MongoDB: {what} failed: {error}"))
+}
