@@ -117,7 +117,7 @@ impl Executor {
         stop: &CancellationToken,
         done_tx: &mpsc::UnboundedSender<TaskInstanceRow>,
     ) -> Result<usize, ExecutorError> {
-        let mut started = 0;
+        let mut changes: Vec<(TaskInstanceRow, TiState)> = Vec::new();
         for spec in &dag.tasks {
             let Some(ti) = tis
                 .get(&spec.id)
@@ -140,12 +140,27 @@ impl Executor {
             if next != TiState::Queued {
                 ti.end = Some(Utc::now());
             }
-            self.transition(&mut ti, next).await?;
+            // Later tasks of this pass decide on the new state (skips cascade in one pass).
+            let mut decided = ti.clone();
+            decided.state = next;
+            tis.insert(spec.id.clone(), decided);
+            changes.push((ti, next));
+        }
+        // Written together: the state writer commits them in one transaction.
+        let written = futures::future::join_all(
+            changes
+                .iter_mut()
+                .map(|(ti, next)| self.transition(ti, *next)),
+        )
+        .await;
+        written.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let mut started = 0;
+        for (ti, next) in changes {
+            tis.insert(ti.task_id.clone(), ti.clone());
             if next == TiState::Queued {
-                self.spawn_runner(dag, ti.clone(), tis, base, stop, done_tx);
+                self.spawn_runner(dag, ti, tis, base, stop, done_tx);
                 started += 1;
             }
-            tis.insert(spec.id.clone(), ti);
         }
         Ok(started)
     }

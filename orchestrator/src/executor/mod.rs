@@ -6,6 +6,7 @@ mod driver;
 mod runner;
 mod state;
 mod trigger_rule;
+mod writer;
 mod zombies;
 
 use std::{
@@ -24,6 +25,7 @@ pub use state::can_transition;
 pub use trigger_rule::{Decision, decide};
 pub use zombies::{is_owner_alive, recover_zombies};
 
+use self::writer::StateWriter;
 use crate::{
     logs::LogHub,
     store::{Store, StoreError, TaskInstanceRow, TiState},
@@ -68,6 +70,7 @@ pub struct Executor {
 
 struct Inner {
     store: Store,
+    writer: StateWriter,
     logs: LogHub,
     config: ExecutorConfig,
     slots: Arc<Semaphore>,
@@ -90,6 +93,7 @@ impl Executor {
         let owner = format!("{hostname}:{}", std::process::id());
         Self {
             inner: Arc::new(Inner {
+                writer: StateWriter::start(store.clone()),
                 store,
                 logs,
                 slots: Arc::new(Semaphore::new(config.parallelism.max(1))),
@@ -165,7 +169,8 @@ impl Executor {
             .clone()
     }
 
-    /// The one place task instances change state: checks the move, makes it durable, logs it.
+    /// The one place task instances change state: checks the move, makes it durable (group
+    /// commit with the changes made at the same moment), logs it.
     async fn transition(&self, ti: &mut TaskInstanceRow, to: TiState) -> Result<(), ExecutorError> {
         let from = ti.state;
         if !can_transition(from, to) {
@@ -177,7 +182,7 @@ impl Executor {
             });
         }
         ti.state = to;
-        if let Err(error) = self.inner.store.save_task_instance(ti).await {
+        if let Err(error) = self.inner.writer.save(ti.clone()).await {
             ti.state = from;
             return Err(error.into());
         }

@@ -26,6 +26,8 @@ pub enum StoreError {
     Connect { url: String, source: sqlx::Error },
     #[error("metadata database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("the metadata store writer has stopped")]
+    Closed,
     #[error("corrupt row in {table}: {message}")]
     Corrupt {
         table: &'static str,

@@ -76,27 +76,39 @@ impl Store {
 
     /// Writes every mutable field of a task instance; durable when this returns.
     pub async fn save_task_instance(&self, ti: &TaskInstanceRow) -> Result<()> {
-        sqlx::query(
-            "UPDATE task_instances SET state = $1, try_number = $2, max_tries = $3, start_us = $4, end_us = $5, duration_ms = $6,
-                hostname = $7, pid = $8, next_retry_us = $9, result = $10, error = $11
-             WHERE dag_id = $12 AND run_id = $13 AND task_id = $14",
-        )
-        .bind(ti.state.as_str())
-        .bind(i64::from(ti.try_number))
-        .bind(i64::from(ti.max_tries))
-        .bind(ti.start.map(to_micros))
-        .bind(ti.end.map(to_micros))
-        .bind(ti.duration_ms)
-        .bind(ti.hostname.clone())
-        .bind(ti.pid)
-        .bind(ti.next_retry_at.map(to_micros))
-        .bind(ti.result.as_ref().map(|r| r.to_string()))
-        .bind(ti.error.clone())
-        .bind(ti.dag_id.as_str())
-        .bind(ti.run_id.as_str())
-        .bind(ti.task_id.as_str())
-        .execute(&self.pool)
-        .await?;
+        update_query(ti).execute(&self.pool).await?;
         Ok(())
     }
+
+    /// Writes several task instances in one transaction (group commit): all or none.
+    pub async fn save_task_instances(&self, tis: &[TaskInstanceRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for ti in tis {
+            update_query(ti).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn update_query(ti: &TaskInstanceRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "UPDATE task_instances SET state = $1, try_number = $2, max_tries = $3, start_us = $4, end_us = $5, duration_ms = $6,
+            hostname = $7, pid = $8, next_retry_us = $9, result = $10, error = $11
+         WHERE dag_id = $12 AND run_id = $13 AND task_id = $14",
+    )
+    .bind(ti.state.as_str())
+    .bind(i64::from(ti.try_number))
+    .bind(i64::from(ti.max_tries))
+    .bind(ti.start.map(to_micros))
+    .bind(ti.end.map(to_micros))
+    .bind(ti.duration_ms)
+    .bind(ti.hostname.clone())
+    .bind(ti.pid)
+    .bind(ti.next_retry_at.map(to_micros))
+    .bind(ti.result.as_ref().map(|r| r.to_string()))
+    .bind(ti.error.clone())
+    .bind(ti.dag_id.as_str())
+    .bind(ti.run_id.as_str())
+    .bind(ti.task_id.as_str())
 }

@@ -11,8 +11,8 @@ use mongodb::{
     bson::{Bson, Document, doc},
 };
 use rdkafka::{
-    ClientConfig, Message as _, Offset, TopicPartitionList,
-    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    ClientConfig, ClientContext, Message as _, Offset, Statistics, TopicPartitionList,
+    consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
     message::{BorrowedMessage, Header, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
@@ -26,7 +26,8 @@ use super::{
 use crate::{
     Operator, TaskContext, TaskError, TaskResult,
     jq::{self, Val},
-    kafka, mongo,
+    kafka::{self, TopicPolicy, TopicSpec},
+    mongo,
 };
 
 const STATE_COLLECTION: &str = "updraft_stream_state";
@@ -113,7 +114,9 @@ struct StreamTask<'a> {
     processor: Processor,
     windows: Option<Windows>,
     watermark: Watermark,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<LagContext>>,
+    /// Consumer lag per partition, from librdkafka's statistics (no blocking queries).
+    lag: Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
     producer: FutureProducer,
     collection: Option<Collection<Document>>,
     state: Option<Collection<Document>>,
@@ -132,8 +135,22 @@ struct StreamTask<'a> {
 impl<'a> StreamTask<'a> {
     async fn start(config: &'a StreamConfig, ctx: &TaskContext) -> Result<Self, TaskError> {
         let brokers = kafka::brokers(config.brokers.as_deref());
-        kafka::existing_topics(&brokers).await?;
-        let consumer = consumer(config, &brokers)?;
+        let outputs: std::collections::BTreeSet<String> = config
+            .dead_letter_topic
+            .iter()
+            .cloned()
+            .chain(match &config.sink {
+                SinkConfig::Kafka { topic: TopicSpec::Name(name), .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let policy = TopicPolicy { create: true, partitions: 1 };
+        let created = kafka::ensure_topics(&brokers, &outputs, policy).await?;
+        if !created.is_empty() {
+            ctx.log(&format!("Created topics {}", created.join(", ")));
+        }
+        let lag = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let consumer = consumer(config, &brokers, LagContext { lag: lag.clone() })?;
         let producer = kafka::producer(&brokers, Duration::from_secs(30))?;
         let (collection, state) = match &config.sink {
             SinkConfig::Mongodb {
@@ -157,6 +174,7 @@ impl<'a> StreamTask<'a> {
             windows: config.window.as_ref().map(windows),
             watermark: Watermark::new(lateness_ms(config)),
             consumer: Arc::new(consumer),
+            lag,
             producer,
             collection,
             state,
@@ -193,7 +211,7 @@ impl<'a> StreamTask<'a> {
                 }
                 _ = flush.tick() => self.flush().await?,
                 _ = metrics.tick() => {
-                    rates.publish(&self.counters, ctx, self.lag().await);
+                    rates.publish(&self.counters, ctx, self.lag());
                     if last_log.elapsed() >= METRICS_LOG_EVERY {
                         last_log = Instant::now();
                         ctx.log(&format!("Metrics: {}", rates.describe(&ctx.metrics)));
@@ -604,31 +622,9 @@ impl<'a> StreamTask<'a> {
         Ok(())
     }
 
-    /// Consumer lag per partition (high watermark minus the next offset to process).
-    async fn lag(&self) -> BTreeMap<String, i64> {
-        let consumer = self.consumer.clone();
-        let positions = self.positions.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut lag = BTreeMap::new();
-            let Ok(assignment) = consumer.assignment() else {
-                return lag;
-            };
-            for element in assignment.elements() {
-                let partition = (element.topic().to_owned(), element.partition());
-                if let Ok((low, high)) =
-                    consumer.fetch_watermarks(&partition.0, partition.1, Duration::from_secs(1))
-                {
-                    let next = positions.get(&partition).copied().unwrap_or(low);
-                    lag.insert(
-                        format!("{}/{}", partition.0, partition.1),
-                        (high - next).max(0),
-                    );
-                }
-            }
-            lag
-        })
-        .await
-        .unwrap_or_default()
+    /// Consumer lag per partition (high watermark minus the committed offset).
+    fn lag(&self) -> BTreeMap<String, i64> {
+        self.lag.lock().map(|lag| lag.clone()).unwrap_or_default()
     }
 
     fn describe(&self) -> String {
@@ -707,8 +703,35 @@ impl Rates {
     }
 }
 
-fn consumer(config: &StreamConfig, brokers: &str) -> Result<StreamConsumer, TaskError> {
-    let consumer: StreamConsumer = ClientConfig::new()
+/// Keeps the consumer lag that librdkafka reports in its statistics every 2 s.
+struct LagContext {
+    lag: Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = BTreeMap::new();
+        for (name, topic) in &statistics.topics {
+            for (id, partition) in &topic.partitions {
+                if *id >= 0 && partition.consumer_lag >= 0 {
+                    lag.insert(format!("{name}/{id}"), partition.consumer_lag);
+                }
+            }
+        }
+        if let Ok(mut current) = self.lag.lock() {
+            *current = lag;
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+fn consumer(
+    config: &StreamConfig,
+    brokers: &str,
+    context: LagContext,
+) -> Result<StreamConsumer<LagContext>, TaskError> {
+    let consumer: StreamConsumer<LagContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
@@ -723,8 +746,9 @@ fn consumer(config: &StreamConfig, brokers: &str) -> Result<StreamConsumer, Task
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
         .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("statistics.interval.ms", "2000")
         .set("log_level", "3")
-        .create()
+        .create_with_context(context)
         .map_err(|e| {
             TaskError::Failed(format!("cannot create a Kafka consumer for {brokers}: {e}"))
         })?;

@@ -1,0 +1,268 @@
+//! The streaming pipelines end to end on the real broker (tansu) and MongoDB server
+//! (nx-27017): `random_users` into topics, `user_stats` into MongoDB, bad records.
+
+mod common;
+mod services;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use mongodb::bson::Document;
+use orchestrator::{
+    dag::{Dag, parse_dag_file},
+    executor::{Executor, RunOutcome},
+    scheduler::new_manual_run,
+    store::RunState,
+};
+use services::{Consumed, assert_exact, minute_of, stats_dag_source, synthetic_users};
+
+/// A DAG file of the repo's `dags/` folder with its names made unique to this test.
+fn repo_dag(file: &str, renames: &[(&str, &str)]) -> Arc<Dag> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dags")
+        .join(file);
+    let mut source = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in renames {
+        assert!(source.contains(from), "{file} has no {from:?}");
+        source = source.replace(from, to);
+    }
+    Arc::new(parse_dag_file(&path, &source).unwrap_or_else(|e| panic!("{e}")))
+}
+
+async fn start_run(
+    executor: &Executor,
+    dag: &Arc<Dag>,
+    conf: serde_json::Value,
+) -> orchestrator::store::DagRunRow {
+    executor
+        .store()
+        .create_run(
+            &new_manual_run(dag, conf.as_object().cloned().unwrap_or_default(), Some(executor.owner().into())),
+            &dag.task_tries(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Serves the fake API on a free port of this process; its base URL.
+async fn fake_api() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, orchestrator::fake_randomuser::router())
+            .await
+            .unwrap()
+    });
+    format!("http://{address}/api/")
+}
+
+/// (minute start, country, gender) -> (users, sum of ages), computed from the records.
+fn ground_truth(records: &[Consumed]) -> BTreeMap<(i64, String, String), (i64, f64)> {
+    let mut truth = BTreeMap::new();
+    for record in records {
+        let user: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+        let minute = record.timestamp_ms.div_euclid(60_000) * 60_000;
+        let key = (
+            minute,
+            user["location"]["country"].as_str().unwrap().to_owned(),
+            user["gender"].as_str().unwrap().to_owned(),
+        );
+        let entry = truth.entry(key).or_insert((0, 0.0));
+        entry.0 += 1;
+        entry.1 += user["dob"]["age"].as_f64().unwrap();
+    }
+    truth
+}
+
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_users_to_topics_then_user_stats_into_mongodb() {
+    let ns = services::unique("e2e");
+    let database = ns.clone();
+    let db = services::mongo(&database).await;
+    let api = fake_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite(dir.path()).await;
+    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let _ = services::kafka_brokers();
+
+    // 1. random_users: 500 users from the API, fanned out by nationality, keyed by uuid.
+    let producer_dag = repo_dag(
+        "random_users.toml",
+        &[("\"users.\"", &format!("\"{ns}.users.\""))],
+    );
+    let run = start_run(
+        &executor,
+        &producer_dag,
+        serde_json::json!({"api_url": api, "results": 500}),
+    )
+    .await;
+    let outcome = executor.drive_run(producer_dag.clone(), run.clone()).await.unwrap();
+    let tis = store.task_instances(&run.dag_id, &run.run_id).await.unwrap();
+    let fetch = tis.iter().find(|t| t.task_id == "fetch_users").unwrap();
+    assert_eq!(outcome, RunOutcome::Finished(RunState::Success), "{:?}", fetch.error);
+    let result = fetch.result.clone().unwrap();
+    assert_eq!(result["records"], 500);
+    let topics: Vec<String> = result["topics"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert!(topics.len() > 5, "users of many nationalities: {topics:?}");
+    let records = services::consume_all(&topics, 500, Duration::from_secs(30));
+    assert_eq!(records.len(), 500);
+    let mut uuids = std::collections::BTreeSet::new();
+    for record in &records {
+        let user: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+        let nat = user["nat"].as_str().unwrap().to_ascii_lowercase();
+        assert_eq!(record.topic, format!("{ns}.users.{nat}"));
+        assert_eq!(record.key.as_deref(), user["login"]["uuid"].as_str());
+        uuids.insert(record.key.clone().unwrap());
+        assert_eq!(
+            result["topics"][&record.topic].as_u64().unwrap(),
+            records.iter().filter(|r| r.topic == record.topic).count() as u64
+        );
+    }
+    assert_eq!(uuids.len(), 500);
+
+    // 2. user_stats: windows by country and gender, and the users by uuid, in MongoDB.
+    let stats_dag = repo_dag(
+        "user_stats.toml",
+        &[
+            ("'^users\\.[a-z]{2}$'", &format!("'^{ns}\\.users\\.[a-z]{{2}}$'")),
+            ("database = \"updraft\"", &format!("database = \"{database}\"")),
+            ("group_id = \"user_stats.stats\"", &format!("group_id = \"{ns}.stats\"")),
+            ("group_id = \"user_stats.users\"", &format!("group_id = \"{ns}.users\"")),
+        ],
+    );
+    let run = start_run(&executor, &stats_dag, serde_json::json!({})).await;
+    let driver = tokio::spawn({
+        let executor = executor.clone();
+        let dag = stats_dag.clone();
+        let run = run.clone();
+        async move { executor.drive_run(dag, run).await }
+    });
+    let stats = db.collection::<Document>("user_stats");
+    let users = db.collection::<Document>("users");
+    services::eventually("every user counted in MongoDB", Duration::from_secs(60), || {
+        let (stats, users) = (stats.clone(), users.clone());
+        async move {
+            let counted: i64 = services::all_documents(&stats)
+                .await
+                .iter()
+                .map(|d| services::int(d, "users"))
+                .sum();
+            let stored = users.count_documents(Document::new()).await.unwrap();
+            counted == 500 && stored == 500
+        }
+    })
+    .await;
+    let truth = ground_truth(&records);
+    let documents = services::all_documents(&stats).await;
+    assert_eq!(documents.len(), truth.len(), "one document per window and group");
+    for document in &documents {
+        let key = (
+            minute_of(document),
+            document.get_str("country").unwrap().to_owned(),
+            document.get_str("gender").unwrap().to_owned(),
+        );
+        let (count, sum_age) = truth
+            .get(&key)
+            .unwrap_or_else(|| panic!("unexpected document {document}"));
+        assert_eq!(services::int(document, "users"), *count, "{document}");
+        let avg = services::float(document, "avg_age");
+        assert!((avg - sum_age / *count as f64).abs() < 1e-9, "{document}");
+    }
+    let some_user = users
+        .find_one(mongodb::bson::doc! {"_id": uuids.first().unwrap()})
+        .await
+        .unwrap()
+        .expect("users are upserted by login.uuid");
+    assert!(some_user.get_document("login").is_ok());
+
+    assert!(executor.stop_run(&run.dag_id, &run.run_id));
+    let outcome = tokio::time::timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("the stream stops within 30 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
+    assert_eq!(
+        services::group_lag(&format!("{ns}.stats"), &services::ends_of(&records)),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
+    let ns = services::unique("dlq");
+    let topic = format!("{ns}.in");
+    let dlq = format!("{ns}.dlq");
+    services::create_topic(&topic, 2).await;
+    let mut records = synthetic_users(2000, 1_700_000_000);
+    let mut good = Vec::new();
+    for (i, (_, payload)) in records.iter_mut().enumerate() {
+        match i % 100 {
+            17 => *payload = format!("{{\"broken\": {i}"),
+            53 => {
+                let mut value: serde_json::Value = serde_json::from_str(payload).unwrap();
+                value.as_object_mut().unwrap().remove("age");
+                *payload = value.to_string();
+            }
+            _ => good.push(serde_json::from_str::<serde_json::Value>(payload).unwrap()),
+        }
+    }
+    services::produce(&topic, &records).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite(dir.path()).await;
+    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let dag = Arc::new(
+        parse_dag_file(
+            std::path::Path::new("dlq.toml"),
+            &stats_dag_source(&ns, &topic, &format!("dead_letter_topic = \"{dlq}\"")),
+        )
+        .unwrap(),
+    );
+    let run = start_run(&executor, &dag, serde_json::json!({})).await;
+    let driver = tokio::spawn({
+        let (executor, dag, run) = (executor.clone(), dag.clone(), run.clone());
+        async move { executor.drive_run(dag, run).await }
+    });
+    let dead = services::consume_all(&[dlq.clone()], 40, Duration::from_secs(60));
+    assert_eq!(dead.len(), 40);
+    for record in &dead {
+        let error = &record.headers["error"];
+        assert!(
+            error.contains("invalid JSON") || (error.contains("total_age") || error.contains("avg_age")),
+            "{error}"
+        );
+        assert_eq!(record.headers["source_topic"], topic);
+        let offset: i64 = record.headers["source_offset"].parse().unwrap();
+        assert!(offset >= 0);
+        assert!(record.headers.contains_key("source_partition"));
+    }
+    let stats = services::mongo(&ns).await.collection::<Document>("stats");
+    let expected = good.len() as i64;
+    assert_eq!(expected, 1960);
+    services::eventually("every good record counted", Duration::from_secs(60), || {
+        let stats = stats.clone();
+        async move {
+            services::all_documents(&stats)
+                .await
+                .iter()
+                .map(|d| services::int(d, "users"))
+                .sum::<i64>()
+                == expected
+        }
+    })
+    .await;
+    assert_exact(&services::all_documents(&stats).await, &good);
+    assert!(executor.stop_run(&run.dag_id, &run.run_id));
+    tokio::time::timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("the stream stops")
+        .unwrap()
+        .unwrap();
+}
