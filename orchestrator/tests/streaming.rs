@@ -36,7 +36,11 @@ async fn start_run(
     executor
         .store()
         .create_run(
-            &new_manual_run(dag, conf.as_object().cloned().unwrap_or_default(), Some(executor.owner().into())),
+            &new_manual_run(
+                dag,
+                conf.as_object().cloned().unwrap_or_default(),
+                Some(executor.owner().into()),
+            ),
             &dag.task_tries(),
         )
         .await
@@ -74,7 +78,6 @@ fn ground_truth(records: &[Consumed]) -> BTreeMap<(i64, String, String), (i64, f
     truth
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let ns = services::unique("e2e");
@@ -97,10 +100,21 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
         serde_json::json!({"api_url": api, "results": 500}),
     )
     .await;
-    let outcome = executor.drive_run(producer_dag.clone(), run.clone()).await.unwrap();
-    let tis = store.task_instances(&run.dag_id, &run.run_id).await.unwrap();
+    let outcome = executor
+        .drive_run(producer_dag.clone(), run.clone())
+        .await
+        .unwrap();
+    let tis = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap();
     let fetch = tis.iter().find(|t| t.task_id == "fetch_users").unwrap();
-    assert_eq!(outcome, RunOutcome::Finished(RunState::Success), "{:?}", fetch.error);
+    assert_eq!(
+        outcome,
+        RunOutcome::Finished(RunState::Success),
+        "{:?}",
+        fetch.error
+    );
     let result = fetch.result.clone().unwrap();
     assert_eq!(result["records"], 500);
     let topics: Vec<String> = result["topics"]
@@ -130,10 +144,22 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let stats_dag = repo_dag(
         "user_stats.toml",
         &[
-            ("'^users\\.[a-z]{2}$'", &format!("'^{ns}\\.users\\.[a-z]{{2}}$'")),
-            ("database = \"updraft\"", &format!("database = \"{database}\"")),
-            ("group_id = \"user_stats.stats\"", &format!("group_id = \"{ns}.stats\"")),
-            ("group_id = \"user_stats.users\"", &format!("group_id = \"{ns}.users\"")),
+            (
+                "'^users\\.[a-z]{2}$'",
+                &format!("'^{ns}\\.users\\.[a-z]{{2}}$'"),
+            ),
+            (
+                "database = \"updraft\"",
+                &format!("database = \"{database}\""),
+            ),
+            (
+                "group_id = \"user_stats.stats\"",
+                &format!("group_id = \"{ns}.stats\""),
+            ),
+            (
+                "group_id = \"user_stats.users\"",
+                &format!("group_id = \"{ns}.users\""),
+            ),
         ],
     );
     let run = start_run(&executor, &stats_dag, serde_json::json!({})).await;
@@ -145,22 +171,30 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     });
     let stats = db.collection::<Document>("user_stats");
     let users = db.collection::<Document>("users");
-    services::eventually("every user counted in MongoDB", Duration::from_secs(60), || {
-        let (stats, users) = (stats.clone(), users.clone());
-        async move {
-            let counted: i64 = services::all_documents(&stats)
-                .await
-                .iter()
-                .map(|d| services::int(d, "users"))
-                .sum();
-            let stored = users.count_documents(Document::new()).await.unwrap();
-            counted == 500 && stored == 500
-        }
-    })
+    services::eventually(
+        "every user counted in MongoDB",
+        Duration::from_secs(60),
+        || {
+            let (stats, users) = (stats.clone(), users.clone());
+            async move {
+                let counted: i64 = services::all_documents(&stats)
+                    .await
+                    .iter()
+                    .map(|d| services::int(d, "users"))
+                    .sum();
+                let stored = users.count_documents(Document::new()).await.unwrap();
+                counted == 500 && stored == 500
+            }
+        },
+    )
     .await;
     let truth = ground_truth(&records);
     let documents = services::all_documents(&stats).await;
-    assert_eq!(documents.len(), truth.len(), "one document per window and group");
+    assert_eq!(
+        documents.len(),
+        truth.len(),
+        "one document per window and group"
+    );
     for document in &documents {
         let key = (
             minute_of(document),
@@ -235,7 +269,8 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     for record in &dead {
         let error = &record.headers["error"];
         assert!(
-            error.contains("invalid JSON") || (error.contains("total_age") || error.contains("avg_age")),
+            error.contains("invalid JSON")
+                || (error.contains("total_age") || error.contains("avg_age")),
             "{error}"
         );
         assert_eq!(record.headers["source_topic"], topic);

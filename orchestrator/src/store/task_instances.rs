@@ -91,7 +91,9 @@ impl Store {
     }
 }
 
-fn update_query(ti: &TaskInstanceRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+fn update_query(
+    ti: &TaskInstanceRow,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(
         "UPDATE task_instances SET state = $1, try_number = $2, max_tries = $3, start_us = $4, end_us = $5, duration_ms = $6,
             hostname = $7, pid = $8, next_retry_us = $9, result = $10, error = $11

@@ -76,15 +76,20 @@ pub async fn create_topic(topic: &str, partitions: i32) {
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
         .await
-        .unwrap_or_else(|e| panic!("cannot reach Kafka at {}: {e}: start it with `eval \"$(scripts/kafka start)\"`", kafka_brokers()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach Kafka at {}: {e}: start it with `eval \"$(scripts/kafka start)\"`",
+                kafka_brokers()
+            )
+        });
     for result in results {
         result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
     }
 }
 
-/// Produces (key, payload) pairs to `topic`, waits for every acknowledgement; the end offset
-/// of each partition written.
-pub async fn produce(topic: &str, records: &[(String, String)]) -> BTreeMap<(String, i32), i64> {
+/// Produces (key, payload) pairs to `topic`, waits for every acknowledgement; the
+/// (partition, offset) each record got.
+pub async fn produce(topic: &str, records: &[(String, String)]) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .set("linger.ms", "5")
@@ -97,11 +102,23 @@ pub async fn produce(topic: &str, records: &[(String, String)]) -> BTreeMap<(Str
             Duration::from_secs(30),
         )
     });
+    futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|result| {
+            let delivery =
+                result.unwrap_or_else(|(e, _)| panic!("producing to {topic} failed: {e}"));
+            (delivery.partition, delivery.offset)
+        })
+        .collect()
+}
+
+/// The end offset (last offset + 1) of every partition of `topic` the placements used.
+pub fn ends_of_placements(topic: &str, placements: &[(i32, i64)]) -> BTreeMap<(String, i32), i64> {
     let mut ends = BTreeMap::new();
-    for result in futures::future::join_all(sends).await {
-        let delivery = result.unwrap_or_else(|(e, _)| panic!("producing to {topic} failed: {e}"));
-        let end = ends.entry((topic.to_owned(), delivery.partition)).or_insert(0);
-        *end = (*end).max(delivery.offset + 1);
+    for (partition, offset) in placements {
+        let end = ends.entry((topic.to_owned(), *partition)).or_insert(0);
+        *end = (*end).max(offset + 1);
     }
     ends
 }
@@ -167,7 +184,9 @@ pub fn consume_all(topics: &[String], expected: usize, limit: Duration) -> Vec<C
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
-            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
             payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
             timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
             headers,
@@ -180,10 +199,38 @@ pub fn consume_all(topics: &[String], expected: usize, limit: Duration) -> Vec<C
 pub fn ends_of(records: &[Consumed]) -> BTreeMap<(String, i32), i64> {
     let mut ends = BTreeMap::new();
     for record in records {
-        let end = ends.entry((record.topic.clone(), record.partition)).or_insert(0);
+        let end = ends
+            .entry((record.topic.clone(), record.partition))
+            .or_insert(0);
         *end = (*end).max(record.offset + 1);
     }
     ends
+}
+
+/// The committed offset of `group` on each partition in `ends` (0 when none).
+pub fn committed(group: &str, ends: &BTreeMap<(String, i32), i64>) -> BTreeMap<(String, i32), i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for (topic, partition) in ends.keys() {
+        partitions.add_partition(topic, *partition);
+    }
+    consumer
+        .committed_offsets(partitions, Duration::from_secs(5))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            ((e.topic().to_owned(), e.partition()), offset)
+        })
+        .collect()
 }
 
 /// Total of (end offset - committed offset) of `group` over the partitions in `ends` (the
@@ -281,7 +328,8 @@ collection = "stats"
 pub fn assert_exact(documents: &[Document], records: &[serde_json::Value]) {
     let mut truth: BTreeMap<(i64, String, String), (i64, f64)> = BTreeMap::new();
     for record in records {
-        let minute = ((record["ts"].as_f64().unwrap() * 1000.0).round() as i64).div_euclid(60_000) * 60_000;
+        let minute =
+            ((record["ts"].as_f64().unwrap() * 1000.0).round() as i64).div_euclid(60_000) * 60_000;
         let key = (
             minute,
             record["country"].as_str().unwrap().to_owned(),
@@ -302,12 +350,15 @@ pub fn assert_exact(documents: &[Document], records: &[serde_json::Value]) {
             panic!("a document no record belongs to: {document}");
         };
         assert_eq!(int(document, "users"), *count, "users in {document}");
-        assert_eq!(float(document, "total_age"), *sum, "total_age in {document}");
+        assert_eq!(
+            float(document, "total_age"),
+            *sum,
+            "total_age in {document}"
+        );
         seen += 1;
     }
     assert_eq!(seen, truth.len(), "one document per window and group");
 }
-
 
 /// The start of a window document's window, in ms.
 pub fn minute_of(document: &Document) -> i64 {

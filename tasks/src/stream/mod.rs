@@ -2,6 +2,7 @@ mod aggregate;
 mod config;
 mod operator;
 mod process;
+mod source;
 mod window;
 
 pub use config::*;

@@ -1,6 +1,5 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -11,16 +10,16 @@ use mongodb::{
     bson::{Bson, Document, doc},
 };
 use rdkafka::{
-    ClientConfig, ClientContext, Message as _, Offset, Statistics, TopicPartitionList,
-    consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
+    Message as _,
     message::{BorrowedMessage, Header, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 
 use super::{
-    AggregateSpec, SinkConfig, StartFrom, StreamConfig,
+    AggregateSpec, SinkConfig, StreamConfig,
     aggregate::{Partition, WindowDoc, document_id, iso},
     process::{Contribution, Processor, windows},
+    source::Source,
     window::{Watermark, Windows},
 };
 use crate::{
@@ -33,6 +32,8 @@ use crate::{
 const STATE_COLLECTION: &str = "updraft_stream_state";
 const RESERVED_FIELDS: &[&str] = &["_id", "window_start", "window_end", "closed", "_state"];
 const METRICS_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Upserts in flight at once during a flush.
+const WRITE_CONCURRENCY: usize = 8;
 
 /// Consumes until cancelled; flushes and commits on the way out. See [`StreamConfig`].
 pub struct StreamOperator {
@@ -114,9 +115,7 @@ struct StreamTask<'a> {
     processor: Processor,
     windows: Option<Windows>,
     watermark: Watermark,
-    consumer: Arc<StreamConsumer<LagContext>>,
-    /// Consumer lag per partition, from librdkafka's statistics (no blocking queries).
-    lag: Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
+    source: Source,
     producer: FutureProducer,
     collection: Option<Collection<Document>>,
     state: Option<Collection<Document>>,
@@ -129,6 +128,8 @@ struct StreamTask<'a> {
     /// Next offset to commit per partition, and whether it moved since the last commit.
     positions: BTreeMap<Partition, i64>,
     uncommitted: bool,
+    /// The offset after the last record seen per partition, to report jumps.
+    expected: HashMap<Partition, i64>,
     counters: Counters,
 }
 
@@ -140,17 +141,23 @@ impl<'a> StreamTask<'a> {
             .iter()
             .cloned()
             .chain(match &config.sink {
-                SinkConfig::Kafka { topic: TopicSpec::Name(name), .. } => Some(name.clone()),
+                SinkConfig::Kafka {
+                    topic: TopicSpec::Name(name),
+                    ..
+                } => Some(name.clone()),
                 _ => None,
             })
             .collect();
-        let policy = TopicPolicy { create: true, partitions: 1 };
+        let policy = TopicPolicy {
+            create: true,
+            partitions: 1,
+        };
         let created = kafka::ensure_topics(&brokers, &outputs, policy).await?;
         if !created.is_empty() {
             ctx.log(&format!("Created topics {}", created.join(", ")));
         }
-        let lag = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
-        let consumer = consumer(config, &brokers, LagContext { lag: lag.clone() })?;
+        let mut source = Source::new(config, &brokers)?;
+        source.refresh_assignment().await?;
         let producer = kafka::producer(&brokers, Duration::from_secs(30))?;
         let (collection, state) = match &config.sink {
             SinkConfig::Mongodb {
@@ -161,9 +168,18 @@ impl<'a> StreamTask<'a> {
             } => {
                 let client = mongo::client(&mongo::uri(uri.as_deref())).await?;
                 let db = client.database(database);
+                // Journaled writes: a flush is acknowledged only once it is durable.
+                let durable = mongodb::options::CollectionOptions::builder()
+                    .write_concern(
+                        mongodb::options::WriteConcern::builder()
+                            .w(mongodb::options::Acknowledgment::Nodes(1))
+                            .journal(true)
+                            .build(),
+                    )
+                    .build();
                 (
-                    Some(db.collection::<Document>(collection)),
-                    Some(db.collection::<Document>(STATE_COLLECTION)),
+                    Some(db.collection_with_options::<Document>(collection, durable.clone())),
+                    Some(db.collection_with_options::<Document>(STATE_COLLECTION, durable)),
                 )
             }
             SinkConfig::Kafka { .. } => (None, None),
@@ -173,8 +189,7 @@ impl<'a> StreamTask<'a> {
             processor: Processor::new(config),
             windows: config.window.as_ref().map(windows),
             watermark: Watermark::new(lateness_ms(config)),
-            consumer: Arc::new(consumer),
-            lag,
+            source,
             producer,
             collection,
             state,
@@ -184,12 +199,14 @@ impl<'a> StreamTask<'a> {
             deliveries: Vec::new(),
             positions: BTreeMap::new(),
             uncommitted: false,
+            expected: HashMap::new(),
             counters: Counters::default(),
         };
         task.resume_watermark().await?;
         ctx.log(&format!(
-            "Consuming {} from {brokers} as group {}",
+            "Consuming {} ({} partitions) from {brokers} as group {}",
             config.topics.join(", "),
+            task.source.assigned(),
             config.group_id
         ));
         Ok(task)
@@ -200,7 +217,8 @@ impl<'a> StreamTask<'a> {
         let mut metrics = tokio::time::interval(Duration::from_secs(1));
         let mut rates = Rates::new(&self.counters);
         let mut last_log = Instant::now();
-        let consumer = self.consumer.clone();
+        let consumer = self.source.consumer.clone();
+        let mut topics = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 biased;
@@ -210,6 +228,12 @@ impl<'a> StreamTask<'a> {
                     return Ok(());
                 }
                 _ = flush.tick() => self.flush().await?,
+                _ = topics.tick() => {
+                    let added = self.source.refresh_assignment().await?;
+                    if !added.is_empty() {
+                        ctx.log(&format!("Reading {} more partitions ({} in all)", added.len(), self.source.assigned()));
+                    }
+                }
                 _ = metrics.tick() => {
                     rates.publish(&self.counters, ctx, self.lag());
                     if last_log.elapsed() >= METRICS_LOG_EVERY {
@@ -231,6 +255,15 @@ impl<'a> StreamTask<'a> {
         self.counters.records_in += 1;
         let partition = (message.topic().to_owned(), message.partition());
         let offset = message.offset();
+        match self.expected.insert(partition.clone(), offset + 1) {
+            None => {
+                tracing::debug!(topic = %partition.0, partition = partition.1, offset, "Partition starts")
+            }
+            Some(expected) if expected != offset => {
+                tracing::warn!(topic = %partition.0, partition = partition.1, expected, offset, "Partition offsets jump")
+            }
+            Some(_) => {}
+        }
         let outcome = self.processor.transform(message.payload());
         match outcome {
             Err(reason) => self.dead_letter(message, &reason)?,
@@ -315,15 +348,16 @@ impl<'a> StreamTask<'a> {
     ) -> Result<&mut WindowDoc, TaskError> {
         if !self.open.contains_key(id) {
             let stored = match &self.collection {
-                Some(collection) => collection
-                    .find_one(doc! { "_id": id })
-                    .await
-                    .map_err(|e| mongo_error("loading a window", &e))?,
+                Some(collection) => load_by_id(collection, id).await?,
                 None => None,
             };
             let window = match stored {
-                Some(document) => WindowDoc::from_document(&document, group.clone())
-                    .map_err(|e| TaskError::Failed(format!("window document {id}: {e}")))?,
+                Some(document) => {
+                    let w = WindowDoc::from_document(&document, group.clone())
+                        .map_err(|e| TaskError::Failed(format!("window document {id}: {e}")))?;
+                    tracing::debug!(id, offsets = ?w.offsets, "Window loaded");
+                    w
+                }
                 None => WindowDoc::new(start, end, group.clone()),
             };
             self.open.insert(id.to_owned(), window);
@@ -545,21 +579,32 @@ impl<'a> StreamTask<'a> {
         let window_docs = documents.len() as u64;
         documents.extend(self.raw.values().cloned());
         let count = documents.len();
-        futures::stream::iter(documents)
+        let results: Vec<(Bson, mongodb::results::UpdateResult)> = futures::stream::iter(documents)
             .map(|document| {
                 let collection = collection.clone();
                 async move {
                     let id = document.get("_id").cloned().unwrap_or(Bson::Null);
                     collection
-                        .replace_one(doc! { "_id": id }, document)
+                        .replace_one(doc! { "_id": id.clone() }, document)
                         .upsert(true)
                         .await
+                        .map(|result| (id, result))
                 }
             })
-            .buffer_unordered(16)
-            .try_collect::<Vec<_>>()
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect()
             .await
             .map_err(|e| mongo_error("writing results", &e))?;
+        // An upsert must have replaced or inserted its document; anything else means the
+        // server dropped the write, and committing offsets now would lose records.
+        if let Some((id, _)) = results
+            .iter()
+            .find(|(_, r)| r.matched_count == 0 && r.upserted_id.is_none())
+        {
+            return Err(TaskError::Failed(format!(
+                "MongoDB acknowledged the upsert of {id} without writing it"
+            )));
+        }
         self.counters.records_out += window_docs;
         self.dirty.clear();
         self.raw.clear();
@@ -607,24 +652,14 @@ impl<'a> StreamTask<'a> {
         if !self.uncommitted {
             return Ok(());
         }
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in &self.positions {
-            offsets
-                .add_partition_offset(topic, *partition, Offset::Offset(*next))
-                .map_err(|e| TaskError::Failed(format!("offsets: {e}")))?;
-        }
-        let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-            .await
-            .map_err(|e| TaskError::Failed(format!("commit: {e}")))?
-            .map_err(|e| TaskError::Failed(format!("committing offsets failed: {e}")))?;
+        self.source.commit(&self.positions).await?;
         self.uncommitted = false;
         Ok(())
     }
 
     /// Consumer lag per partition (high watermark minus the committed offset).
     fn lag(&self) -> BTreeMap<String, i64> {
-        self.lag.lock().map(|lag| lag.clone()).unwrap_or_default()
+        self.source.lag()
     }
 
     fn describe(&self) -> String {
@@ -703,62 +738,6 @@ impl Rates {
     }
 }
 
-/// Keeps the consumer lag that librdkafka reports in its statistics every 2 s.
-struct LagContext {
-    lag: Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
-}
-
-impl ClientContext for LagContext {
-    fn stats(&self, statistics: Statistics) {
-        let mut lag = BTreeMap::new();
-        for (name, topic) in &statistics.topics {
-            for (id, partition) in &topic.partitions {
-                if *id >= 0 && partition.consumer_lag >= 0 {
-                    lag.insert(format!("{name}/{id}"), partition.consumer_lag);
-                }
-            }
-        }
-        if let Ok(mut current) = self.lag.lock() {
-            *current = lag;
-        }
-    }
-}
-
-impl ConsumerContext for LagContext {}
-
-fn consumer(
-    config: &StreamConfig,
-    brokers: &str,
-    context: LagContext,
-) -> Result<StreamConsumer<LagContext>, TaskError> {
-    let consumer: StreamConsumer<LagContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.offset.reset",
-            match config.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            },
-        )
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("topic.metadata.refresh.interval.ms", "5000")
-        .set("statistics.interval.ms", "2000")
-        .set("log_level", "3")
-        .create_with_context(context)
-        .map_err(|e| {
-            TaskError::Failed(format!("cannot create a Kafka consumer for {brokers}: {e}"))
-        })?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|e| {
-        TaskError::Failed(format!("cannot subscribe to {}: {e}", topics.join(", ")))
-    })?;
-    Ok(consumer)
-}
-
 fn lateness_ms(config: &StreamConfig) -> i64 {
     config
         .window
@@ -775,6 +754,22 @@ fn collection_name(sink: &SinkConfig) -> String {
         } => format!("{database}.{collection}"),
         SinkConfig::Kafka { .. } => "kafka".into(),
     }
+}
+
+/// The document `id` as stored. A `find` cursor rather than `find_one`: nx-27017 0.8.1 can
+/// answer `find_one` by `_id` with an older version of a document that was replaced since.
+async fn load_by_id(
+    collection: &Collection<Document>,
+    id: &str,
+) -> Result<Option<Document>, TaskError> {
+    let mut cursor = collection
+        .find(doc! { "_id": id })
+        .await
+        .map_err(|e| mongo_error("loading a window", &e))?;
+    cursor
+        .try_next()
+        .await
+        .map_err(|e| mongo_error("loading a window", &e))
 }
 
 fn mongo_error(what: &str, error: &mongodb::error::Error) -> TaskError {

@@ -1,0 +1,196 @@
+//! The Kafka side of a stream task: one consumer that assigns itself every partition of the
+//! matching topics (no group membership, so no rebalances and no wait for a dead member's
+//! session to expire after a crash), starting from the group's committed offsets.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rdkafka::{
+    ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList,
+    consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
+};
+
+use super::{StartFrom, StreamConfig, aggregate::Partition};
+use crate::TaskError;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keeps the consumer lag that librdkafka reports in its statistics every 2 s.
+pub struct LagContext {
+    lag: Arc<Mutex<BTreeMap<String, i64>>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = BTreeMap::new();
+        for (name, topic) in &statistics.topics {
+            for (id, partition) in &topic.partitions {
+                if *id >= 0 && partition.consumer_lag >= 0 {
+                    lag.insert(format!("{name}/{id}"), partition.consumer_lag);
+                }
+            }
+        }
+        if let Ok(mut current) = self.lag.lock() {
+            *current = lag;
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// Which topics a task reads: exact names, and `^regex` patterns.
+struct TopicMatcher {
+    names: BTreeSet<String>,
+    patterns: Vec<regex::Regex>,
+}
+
+impl TopicMatcher {
+    fn new(topics: &[String]) -> Result<Self, TaskError> {
+        let mut names = BTreeSet::new();
+        let mut patterns = Vec::new();
+        for topic in topics {
+            if topic.starts_with('^') {
+                patterns.push(regex::Regex::new(topic).map_err(|e| {
+                    TaskError::Config(format!("topics: bad regular expression {topic:?}: {e}"))
+                })?);
+            } else {
+                names.insert(topic.clone());
+            }
+        }
+        Ok(Self { names, patterns })
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        self.names.contains(topic) || self.patterns.iter().any(|p| p.is_match(topic))
+    }
+}
+
+pub struct Source {
+    pub consumer: Arc<StreamConsumer<LagContext>>,
+    lag: Arc<Mutex<BTreeMap<String, i64>>>,
+    matcher: Arc<TopicMatcher>,
+    assigned: BTreeSet<Partition>,
+    start_from: StartFrom,
+    brokers: String,
+}
+
+impl Source {
+    pub fn new(config: &StreamConfig, brokers: &str) -> Result<Self, TaskError> {
+        let lag = Arc::new(Mutex::new(BTreeMap::new()));
+        let consumer: StreamConsumer<LagContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("statistics.interval.ms", "2000")
+            .set("log_level", "3")
+            .create_with_context(LagContext { lag: lag.clone() })
+            .map_err(|e| {
+                TaskError::Failed(format!("cannot create a Kafka consumer for {brokers}: {e}"))
+            })?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            lag,
+            matcher: Arc::new(TopicMatcher::new(&config.topics)?),
+            assigned: BTreeSet::new(),
+            start_from: config.start_from,
+            brokers: brokers.to_owned(),
+        })
+    }
+
+    /// Assigns partitions of matching topics not assigned yet (new topics and partitions
+    /// appear this way), each from the group's committed offset; the partitions added.
+    pub async fn refresh_assignment(&mut self) -> Result<Vec<Partition>, TaskError> {
+        let consumer = self.consumer.clone();
+        let matcher = self.matcher.clone();
+        let assigned = self.assigned.clone();
+        let start_from = self.start_from;
+        let brokers = self.brokers.clone();
+        let added = tokio::task::spawn_blocking(move || {
+            assign_new(&consumer, &matcher, &assigned, start_from, &brokers)
+        })
+        .await
+        .map_err(|e| TaskError::Failed(format!("assigning partitions: {e}")))??;
+        self.assigned.extend(added.iter().cloned());
+        Ok(added)
+    }
+
+    pub fn assigned(&self) -> usize {
+        self.assigned.len()
+    }
+
+    /// Commits `positions` (the next offset to read per partition); returns once the broker
+    /// has acknowledged.
+    pub async fn commit(&self, positions: &BTreeMap<Partition, i64>) -> Result<(), TaskError> {
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in positions {
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| TaskError::Failed(format!("offsets: {e}")))?;
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+            .await
+            .map_err(|e| TaskError::Failed(format!("commit: {e}")))?
+            .map_err(|e| TaskError::Failed(format!("committing offsets failed: {e}")))
+    }
+
+    /// Consumer lag per partition (high watermark minus the committed offset).
+    pub fn lag(&self) -> BTreeMap<String, i64> {
+        self.lag.lock().map(|lag| lag.clone()).unwrap_or_default()
+    }
+}
+
+fn assign_new(
+    consumer: &StreamConsumer<LagContext>,
+    matcher: &TopicMatcher,
+    assigned: &BTreeSet<Partition>,
+    start_from: StartFrom,
+    brokers: &str,
+) -> Result<Vec<Partition>, TaskError> {
+    let metadata = consumer
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(|e| TaskError::Failed(format!("cannot read topics from {brokers}: {e}")))?;
+    let mut new = TopicPartitionList::new();
+    let mut added = Vec::new();
+    for topic in metadata.topics() {
+        if topic.error().is_some() || !matcher.matches(topic.name()) {
+            continue;
+        }
+        for partition in topic.partitions() {
+            let key = (topic.name().to_owned(), partition.id());
+            if !assigned.contains(&key) {
+                new.add_partition(topic.name(), partition.id());
+                added.push(key);
+            }
+        }
+    }
+    if added.is_empty() {
+        return Ok(added);
+    }
+    let committed = consumer
+        .committed_offsets(new, METADATA_TIMEOUT)
+        .map_err(|e| {
+            TaskError::Failed(format!("cannot read committed offsets from {brokers}: {e}"))
+        })?;
+    let mut start = TopicPartitionList::new();
+    for element in committed.elements() {
+        let offset = match element.offset() {
+            Offset::Offset(next) => Offset::Offset(next),
+            _ => match start_from {
+                StartFrom::Earliest => Offset::Beginning,
+                StartFrom::Latest => Offset::End,
+            },
+        };
+        start
+            .add_partition_offset(element.topic(), element.partition(), offset)
+            .map_err(|e| TaskError::Failed(format!("offsets: {e}")))?;
+    }
+    consumer
+        .incremental_assign(&start)
+        .map_err(|e| TaskError::Failed(format!("cannot assign partitions: {e}")))?;
+    Ok(added)
+}
