@@ -264,7 +264,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         let (executor, dag, run) = (executor.clone(), dag.clone(), run.clone());
         async move { executor.drive_run(dag, run).await }
     });
-    let dead = services::consume_all(&[dlq.clone()], 40, Duration::from_secs(60));
+    let dead = services::consume_all(std::slice::from_ref(&dlq), 40, Duration::from_secs(60));
     assert_eq!(dead.len(), 40);
     for record in &dead {
         let error = &record.headers["error"];
