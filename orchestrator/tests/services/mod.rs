@@ -237,28 +237,9 @@ pub fn committed(group: &str, ends: &BTreeMap<(String, i32), i64>) -> BTreeMap<(
 /// records not yet committed). tansu's ListOffsets answers are unreliable, so the ends come
 /// from what the test produced or read.
 pub fn group_lag(group: &str, ends: &BTreeMap<(String, i32), i64>) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for (topic, partition) in ends.keys() {
-        partitions.add_partition(topic, *partition);
-    }
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(5))
-        .unwrap();
-    committed
-        .elements()
+    committed(group, ends)
         .iter()
-        .map(|e| {
-            let end = ends[&(e.topic().to_owned(), e.partition())];
-            match e.offset() {
-                Offset::Offset(o) => end - o,
-                _ => end,
-            }
-        })
+        .map(|(partition, next)| ends[partition] - next)
         .sum()
 }
 
