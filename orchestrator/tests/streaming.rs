@@ -172,6 +172,22 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let stats = db.collection::<Document>("user_stats");
     let users = db.collection::<Document>("users");
     services::eventually(
+        "live metrics of the stream task",
+        Duration::from_secs(60),
+        || {
+            let metrics = executor.task_metrics(&run.dag_id, &run.run_id, "stats");
+            async move {
+                metrics.is_some_and(|m| {
+                    m.get("records_in").and_then(|v| v.as_u64()) == Some(500)
+                        && m.contains_key("lag")
+                        && m.contains_key("records_in_per_s")
+                        && m.contains_key("last_flush_at")
+                })
+            }
+        },
+    )
+    .await;
+    services::eventually(
         "every user counted in MongoDB",
         Duration::from_secs(60),
         || {
@@ -222,6 +238,12 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
         .unwrap()
         .unwrap();
     assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
+    assert!(
+        executor
+            .task_metrics(&run.dag_id, &run.run_id, "stats")
+            .is_none(),
+        "metrics are withdrawn when the try ends"
+    );
     assert_eq!(
         services::group_lag(&format!("{ns}.stats"), &services::ends_of(&records)),
         0

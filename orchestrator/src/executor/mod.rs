@@ -82,7 +82,12 @@ struct Inner {
     shutdown: CancellationToken,
     /// Stop tokens of the runs in progress, by (dag_id, run_id).
     active_runs: Mutex<HashMap<(String, String), CancellationToken>>,
+    /// Live metrics of the tries running now, by (dag_id, run_id, task_id).
+    live_metrics: Mutex<HashMap<TaskKey, tasks::Metrics>>,
 }
+
+/// (dag_id, run_id, task_id)
+pub type TaskKey = (String, String, String);
 
 impl Executor {
     pub fn new(store: Store, logs: LogHub, config: ExecutorConfig) -> Self {
@@ -103,6 +108,7 @@ impl Executor {
                 hostname,
                 shutdown: CancellationToken::new(),
                 active_runs: Mutex::default(),
+                live_metrics: Mutex::default(),
             }),
         }
     }
@@ -157,6 +163,42 @@ impl Executor {
             .collect()
     }
 
+    /// The live metrics of a task's running try (records in/out per second, lag, ... for
+    /// stream tasks), or None when it is not running in this process.
+    pub fn task_metrics(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let key = (dag_id.to_owned(), run_id.to_owned(), task_id.to_owned());
+        self.live_metrics().get(&key).map(tasks::Metrics::snapshot)
+    }
+
+    /// The live metrics of every try running in this process.
+    pub fn all_task_metrics(&self) -> Vec<(TaskKey, serde_json::Map<String, serde_json::Value>)> {
+        self.live_metrics()
+            .iter()
+            .map(|(key, metrics)| (key.clone(), metrics.snapshot()))
+            .collect()
+    }
+
+    fn live_metrics(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, tasks::Metrics>> {
+        self.inner
+            .live_metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes a try's metrics until the returned guard is dropped.
+    fn publish_metrics(&self, key: TaskKey, metrics: tasks::Metrics) -> MetricsGuard {
+        self.live_metrics().insert(key.clone(), metrics);
+        MetricsGuard {
+            executor: self.clone(),
+            key,
+        }
+    }
+
     fn dag_slots(&self, dag_id: &str, max_active_tasks: u32) -> Arc<Semaphore> {
         let mut slots = self
             .inner
@@ -197,5 +239,17 @@ impl Executor {
             "Task state changed"
         );
         Ok(())
+    }
+}
+
+/// Removes a try's metrics from the executor when the try ends.
+struct MetricsGuard {
+    executor: Executor,
+    key: TaskKey,
+}
+
+impl Drop for MetricsGuard {
+    fn drop(&mut self) {
+        self.executor.live_metrics().remove(&self.key);
     }
 }

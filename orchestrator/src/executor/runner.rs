@@ -191,10 +191,15 @@ impl Runner {
         context.upstream = self.upstream_results.clone();
         let operator = build_operator(&self.spec, &context)?;
         let cancel = self.stop.child_token();
+        let metrics = Metrics::default();
+        let _published = self.executor.publish_metrics(
+            (ti.dag_id.clone(), ti.run_id.clone(), ti.task_id.clone()),
+            metrics.clone(),
+        );
         let ctx = TaskContext {
             cancel: cancel.clone(),
             log: log.clone(),
-            metrics: Metrics::default(),
+            metrics,
         };
         let mut execution = std::pin::pin!(operator.execute(&ctx));
         let timeout = async {
