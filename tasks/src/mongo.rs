@@ -17,16 +17,14 @@ pub fn uri(configured: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_URI.to_owned())
 }
 
-/// A client that gives up on an unreachable server after 5 s and on a request unanswered
-/// for 30 s (unless the URI says otherwise), so the task fails and is restarted instead of
-/// hanging.
+/// A client that gives up on an unreachable server after 5 s (unless the URI says
+/// otherwise) so the task can fail and be restarted, instead of hanging for 30 s.
 pub async fn client(uri: &str) -> Result<Client, TaskError> {
     let mut full = uri.to_owned();
     for (option, value) in [
         ("serverSelectionTimeoutMS", "5000"),
         ("connectTimeoutMS", "5000"),
         ("heartbeatFrequencyMS", "1000"),
-        ("socketTimeoutMS", "30000"),
         ("retryWrites", "false"),
     ] {
         if !full.contains(option) {
