@@ -85,6 +85,13 @@ impl Source {
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match config.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
             .set("statistics.interval.ms", "2000")
             .set("log_level", "3")
             .create_with_context(LagContext { lag: lag.clone() })
@@ -180,8 +187,11 @@ fn assign_new(
     for element in committed.elements() {
         let offset = match element.offset() {
             Offset::Offset(next) => Offset::Offset(next),
+            // Offset 0 rather than "beginning": tansu can leave an offset query on an empty
+            // partition unanswered, and the partition is then never read. When 0 is gone
+            // (retention), auto.offset.reset=earliest moves to the first offset kept.
             _ => match start_from {
-                StartFrom::Earliest => Offset::Beginning,
+                StartFrom::Earliest => Offset::Offset(0),
                 StartFrom::Latest => Offset::End,
             },
         };

@@ -1,0 +1,319 @@
+//! `scripts/bench stream`: on the broker and MongoDB server of `scripts/kafka` and
+//! `scripts/mongo`, in one run: the produce rate of `http_to_kafka` from the fake API, the raw
+//! consume rate of its topics, the `stream` task's rate with windows and 1 s flushes to
+//! MongoDB, and the produce -> counted-in-MongoDB latency.
+//!
+//! `cargo bench --bench stream` runs the full sizes; under `cargo test` (no `--bench`) tiny
+//! sizes, so the suite proves the benchmark still works.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use futures::TryStreamExt as _;
+use mongodb::bson::{Document, doc};
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer as _},
+    producer::{FutureProducer, FutureRecord},
+};
+use tasks::{LogSink, Metrics, OperatorConfig, TaskContext};
+use tokio_util::sync::CancellationToken;
+
+struct Sizes {
+    calls: usize,
+    per_call: usize,
+    latency_records: usize,
+    latency_rate: usize,
+}
+
+const FULL: Sizes = Sizes {
+    calls: 40,
+    per_call: 5000,
+    latency_records: 10_000,
+    latency_rate: 2000,
+};
+
+const SMOKE: Sizes = Sizes {
+    calls: 2,
+    per_call: 200,
+    latency_records: 200,
+    latency_rate: 400,
+};
+
+struct Quiet;
+
+impl LogSink for Quiet {
+    fn line(&self, _: &str) {}
+}
+
+fn context() -> TaskContext {
+    TaskContext {
+        cancel: CancellationToken::new(),
+        log: Arc::new(Quiet),
+        metrics: Metrics::default(),
+    }
+}
+
+fn env(name: &str, how: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: {how}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes = if full { FULL } else { SMOKE };
+    let brokers = env(
+        "UPDRAFT_KAFKA_BROKERS",
+        "start the broker with `eval \"$(scripts/kafka start)\"`",
+    )?;
+    let mongo = env(
+        "UPDRAFT_MONGO_URI",
+        "start MongoDB with `eval \"$(scripts/mongo start)\"`",
+    )?;
+    let ns = format!("bench{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let records = produce_from_api(&ns, &sizes).await?;
+        let raw = consume_raw(&brokers, &ns, records)?;
+        let task = stream_rate(&ns, records).await?;
+        println!(
+            "stream task with 1-minute windows and 1 s flushes to MongoDB: {task:.0} records/s = {:.2} x the raw consumer (target >= 0.8)",
+            task / raw
+        );
+        latency(&ns, &brokers, &mongo, &sizes).await
+    })
+}
+
+/// `http_to_kafka` GETs from the fake API and fans out to one topic per nationality.
+async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<usize> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(
+        async move { axum::serve(listener, orchestrator::fake_randomuser::router()).await },
+    );
+    let mut total = 0;
+    let mut busy = Duration::ZERO;
+    for call in 0..sizes.calls {
+        let config: OperatorConfig = serde_json::from_value(serde_json::json!({
+            "operator": "http_to_kafka",
+            "url": format!("http://{address}/api/?results={}&seed=bench&page={}", sizes.per_call, call + 1),
+            "key": ".login.uuid",
+            "topic": format!("\"{ns}.users.\" + (.nat | ascii_downcase)"),
+            "partitions": 1,
+        }))?;
+        let started = Instant::now();
+        let result = config
+            .build()
+            .execute(&context())
+            .await
+            .map_err(|e| anyhow::anyhow!("http_to_kafka: {e}"))?;
+        busy += started.elapsed();
+        total += result["records"].as_u64().context("records")? as usize;
+    }
+    ensure!(total == sizes.calls * sizes.per_call, "produced {total}");
+    println!(
+        "http_to_kafka from the fake API: {total} records in {} calls of {}, {:.0} records/s (target >= 100,000)",
+        sizes.calls,
+        sizes.per_call,
+        total as f64 / busy.as_secs_f64()
+    );
+    Ok(total)
+}
+
+/// An rdkafka consumer that only counts the records of the users topics.
+fn consume_raw(brokers: &str, ns: &str, expected: usize) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{ns}.raw"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&format!("^{ns}\\.users\\..*")])?;
+    let mut count = 0;
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while count < expected {
+        ensure!(
+            Instant::now() < deadline,
+            "raw consumer read {count} of {expected}"
+        );
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            count += 1;
+        }
+    }
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let rate = count as f64 / seconds.max(1e-6);
+    println!("raw rdkafka consumer (counts only): {count} records, {rate:.0} records/s");
+    Ok(rate)
+}
+
+fn stream_config(
+    ns: &str,
+    topics: &str,
+    group: &str,
+    window: serde_json::Value,
+) -> anyhow::Result<OperatorConfig> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "operator": "stream",
+        "topics": [topics],
+        "group_id": group,
+        "flush_interval": "1s",
+        "window": window,
+        "sink": {"kind": "mongodb", "database": ns, "collection": group},
+    }))?)
+}
+
+/// The stream task over the same topics: records per second from its first record to the last.
+async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
+    let config = stream_config(
+        ns,
+        &format!("^{ns}\\.users\\..*"),
+        &format!("{ns}_stats"),
+        serde_json::json!({
+            "size": "1m",
+            "allowed_lateness": "1h",
+            "group_by": {"country": ".location.country", "gender": ".gender"},
+            "aggregates": {"users": "count", "avg_age": {"avg": ".dob.age"}},
+        }),
+    )?;
+    let ctx = context();
+    let metrics = ctx.metrics.clone();
+    let cancel = ctx.cancel.clone();
+    let task = tokio::spawn(async move { config.build().execute(&ctx).await });
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let seen = metrics
+            .snapshot()
+            .get("records_in")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as usize;
+        if seen > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if seen >= expected {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "stream task read {seen} of {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Metrics are published once a second: the rate counts from the first report.
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64()) + 1.0;
+    cancel.cancel();
+    task.await?.map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    Ok(expected as f64 / seconds)
+}
+
+/// Records produced at a steady rate to one partition, counted by a live stream task in
+/// buckets of 100: a record is counted when its bucket's count in MongoDB passes its rank.
+async fn latency(ns: &str, brokers: &str, mongo: &str, sizes: &Sizes) -> anyhow::Result<()> {
+    let topic = format!("{ns}.latency");
+    let group = format!("{ns}_latency");
+    let config = stream_config(
+        ns,
+        &topic,
+        &group,
+        serde_json::json!({
+            "size": "1h",
+            "event_time": ".ts",
+            "allowed_lateness": "1h",
+            "group_by": {"bucket": ".i / 100 | floor"},
+            "aggregates": {"n": "count"},
+        }),
+    )?;
+    tasks::kafka::ensure_topics(
+        brokers,
+        &[topic.clone()].into_iter().collect(),
+        tasks::kafka::TopicPolicy {
+            create: true,
+            partitions: 1,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ctx = context();
+    let cancel = ctx.cancel.clone();
+    let task = tokio::spawn(async move { config.build().execute(&ctx).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let client = mongodb::Client::with_uri_str(format!("{mongo}/?retryWrites=false")).await?;
+    let collection = client.database(ns).collection::<Document>(&group);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()?;
+    let total = sizes.latency_records;
+    let start = Instant::now();
+    let mut produced_at = vec![Duration::ZERO; total];
+    let mut counted_at: Vec<Option<Duration>> = vec![None; total];
+    let mut sent = 0;
+    let mut deliveries = Vec::new();
+    let deadline = Duration::from_secs(120);
+    while counted_at.iter().any(Option::is_none) {
+        let due = ((start.elapsed().as_secs_f64() * sizes.latency_rate as f64) as usize).min(total);
+        while sent < due {
+            let payload = serde_json::json!({"i": sent, "ts": 0}).to_string();
+            produced_at[sent] = start.elapsed();
+            deliveries.push(
+                producer
+                    .send_result(FutureRecord::<(), _>::to(&topic).payload(&payload))
+                    .map_err(|(e, _)| e)?,
+            );
+            sent += 1;
+        }
+        let mut cursor = collection.find(doc! {}).await?;
+        let now = start.elapsed();
+        while let Some(document) = cursor.try_next().await? {
+            let bucket = number(&document, "bucket") as usize;
+            let n = number(&document, "n") as usize;
+            for rank in 0..n.min(100) {
+                let i = bucket * 100 + rank;
+                if i < total && counted_at[i].is_none() {
+                    counted_at[i] = Some(now);
+                }
+            }
+        }
+        ensure!(
+            start.elapsed() < deadline,
+            "records still uncounted after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for delivery in deliveries {
+        let _ = delivery.await;
+    }
+    cancel.cancel();
+    task.await?.map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    let mut latencies: Vec<Duration> = counted_at
+        .iter()
+        .zip(&produced_at)
+        .map(|(counted, produced)| counted.unwrap_or_default().saturating_sub(*produced))
+        .collect();
+    latencies.sort();
+    let at = |p: f64| latencies[((p / 100.0) * (latencies.len() - 1) as f64).round() as usize];
+    println!(
+        "produce -> counted in MongoDB, {total} records at {}/s, 1 s flushes: p50 {} ms, p99 {} ms, max {} ms (MongoDB polled every ~20 ms) (target p99 < 1500 ms)",
+        sizes.latency_rate,
+        at(50.0).as_millis(),
+        at(99.0).as_millis(),
+        at(100.0).as_millis(),
+    );
+    Ok(())
+}
+
+fn number(document: &Document, key: &str) -> i64 {
+    match document.get(key) {
+        Some(mongodb::bson::Bson::Int64(n)) => *n,
+        Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+        Some(mongodb::bson::Bson::Double(n)) => *n as i64,
+        _ => 0,
+    }
+}
