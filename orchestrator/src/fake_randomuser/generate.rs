@@ -113,12 +113,15 @@ pub fn random_seed() -> String {
 /// The users of one request.
 pub fn users(query: &UserQuery, now: DateTime<Utc>) -> Vec<Value> {
     (0..query.results)
-        .map(|index| {
-            let mut rng = Rng(user_seed(&query.seed, query.page, index));
-            let user = user(&mut rng, query, now);
-            select_fields(user, query)
-        })
+        .map(|index| user_at(query, index, now))
         .collect()
+}
+
+/// User `index` of the query's seed and page.
+pub fn user_at(query: &UserQuery, index: usize, now: DateTime<Utc>) -> Value {
+    let mut rng = Rng(user_seed(&query.seed, query.page, index));
+    let user = user(&mut rng, query, now);
+    select_fields(user, query)
 }
 
 fn select_fields(mut user: Map<String, Value>, query: &UserQuery) -> Value {

@@ -52,18 +52,60 @@ async fn serve_users(Query(params): Query<HashMap<String, String>>) -> Response 
     }
 }
 
-/// The JSON body for a query, as bytes.
+/// The JSON body for a query, as bytes; large requests are generated and serialized on every
+/// core (each user depends only on seed, page and index, so the order is unchanged).
 pub fn response_body(query: &UserQuery) -> Vec<u8> {
-    let results = users(query, Utc::now());
-    let body = if query.noinfo {
-        json!({ "results": results })
-    } else {
-        json!({
-            "results": results,
-            "info": { "seed": query.seed, "results": query.results, "page": query.page, "version": "1.4" },
-        })
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
+    const PER_THREAD_MIN: usize = 250;
+    let now = Utc::now();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, query.results.div_ceil(PER_THREAD_MIN).max(1));
+    let chunk = query.results.div_ceil(threads).max(1);
+    let parts: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..query.results)
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(query.results);
+                scope.spawn(move || serialize_users(query, start..end, now))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let mut body = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + 256);
+    body.extend_from_slice(b"{\"results\":[");
+    for (i, part) in parts.iter().filter(|p| !p.is_empty()).enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(part);
+    }
+    body.push(b']');
+    if !query.noinfo {
+        let info = json!({ "seed": query.seed, "results": query.results, "page": query.page, "version": "1.4" });
+        body.extend_from_slice(b",\"info\":");
+        body.extend_from_slice(&serde_json::to_vec(&info).unwrap_or_default());
+    }
+    body.push(b'}');
+    body
+}
+
+/// Users `range` as JSON objects separated by commas.
+fn serialize_users(
+    query: &UserQuery,
+    range: std::ops::Range<usize>,
+    now: chrono::DateTime<Utc>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(range.len() * 1100);
+    for (i, index) in range.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, &generate::user_at(query, index, now));
+    }
+    out
 }
 
 impl UserQuery {

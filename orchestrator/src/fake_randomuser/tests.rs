@@ -207,3 +207,11 @@ async fn the_router_serves_the_api_paths() {
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert!(body["error"].as_str().unwrap().contains("5000"));
 }
+
+#[test]
+fn a_body_made_on_several_threads_keeps_the_order() {
+    let query = query(&[("results", "1200"), ("seed", "threads")]).unwrap();
+    let body: Value = serde_json::from_slice(&response_body(&query)).unwrap();
+    let expected = users(&query, chrono::Utc::now());
+    assert_eq!(body["results"].as_array().unwrap(), &expected);
+}
