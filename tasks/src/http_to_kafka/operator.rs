@@ -63,10 +63,16 @@ impl Operator for HttpToKafkaOperator {
         ));
         let routing = config.clone();
         let body = fetched.body;
+        let routing_started = Instant::now();
         let records = tokio::task::spawn_blocking(move || route::route(&routing, &body))
             .await
             .map_err(|e| TaskError::Failed(format!("routing records panicked: {e}")))?
             .map_err(TaskError::Failed)?;
+        ctx.log(&format!(
+            "Selected and routed {} records in {} ms",
+            records.len(),
+            routing_started.elapsed().as_millis()
+        ));
         let brokers = kafka::brokers(config.brokers.as_deref());
         let policy = TopicPolicy {
             create: config.create_topics,
