@@ -40,7 +40,7 @@ async fn write_batches(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<TaskInstanceRow> = batch.iter().map(|(ti, _)| ti.clone()).collect();
+        let rows: Vec<&TaskInstanceRow> = batch.iter().map(|(ti, _)| ti).collect();
         match store.save_task_instances(&rows).await {
             Ok(()) => {
                 for (_, ack) in batch.drain(..) {

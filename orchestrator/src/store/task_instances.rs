@@ -81,7 +81,7 @@ impl Store {
     }
 
     /// Writes several task instances in one transaction (group commit): all or none.
-    pub async fn save_task_instances(&self, tis: &[TaskInstanceRow]) -> Result<()> {
+    pub async fn save_task_instances(&self, tis: &[&TaskInstanceRow]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for ti in tis {
             update_query(ti).execute(&mut *tx).await?;

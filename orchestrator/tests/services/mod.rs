@@ -143,6 +143,8 @@ pub fn consume_all(topics: &[String], expected: usize, limit: Duration) -> Vec<C
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        // A topic the task under test creates later is seen within a second, not 5 minutes.
+        .set("topic.metadata.refresh.interval.ms", "1000")
         .create()
         .unwrap();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();

@@ -16,7 +16,7 @@ use rdkafka::{
 };
 
 use super::{
-    AggregateSpec, SinkConfig, StreamConfig,
+    SinkConfig, StreamConfig,
     aggregate::{Partition, WindowDoc, document_id, iso},
     process::{Contribution, Processor, windows},
     source::Source,
@@ -125,11 +125,10 @@ struct StreamTask<'a> {
     /// Records of a windowless MongoDB sink waiting for the next flush, by `_id` as JSON.
     raw: HashMap<String, Document>,
     deliveries: Vec<DeliveryFuture>,
-    /// Next offset to commit per partition, and whether it moved since the last commit.
+    /// Next offset to commit (the one after the last record handled) per partition, and
+    /// whether it moved since the last commit.
     positions: BTreeMap<Partition, i64>,
     uncommitted: bool,
-    /// The offset after the last record seen per partition, to report jumps.
-    expected: HashMap<Partition, i64>,
     counters: Counters,
 }
 
@@ -199,7 +198,6 @@ impl<'a> StreamTask<'a> {
             deliveries: Vec::new(),
             positions: BTreeMap::new(),
             uncommitted: false,
-            expected: HashMap::new(),
             counters: Counters::default(),
         };
         task.resume_watermark().await?;
@@ -255,7 +253,8 @@ impl<'a> StreamTask<'a> {
         self.counters.records_in += 1;
         let partition = (message.topic().to_owned(), message.partition());
         let offset = message.offset();
-        match self.expected.insert(partition.clone(), offset + 1) {
+        // `positions` holds the offset after the last record handled: a gap shows as a jump.
+        match self.positions.get(&partition).copied() {
             None => {
                 tracing::debug!(topic = %partition.0, partition = partition.1, offset, "Partition starts")
             }
@@ -348,7 +347,10 @@ impl<'a> StreamTask<'a> {
     ) -> Result<&mut WindowDoc, TaskError> {
         if !self.open.contains_key(id) {
             let stored = match &self.collection {
-                Some(collection) => load_by_id(collection, id).await?,
+                Some(collection) => collection
+                    .find_one(doc! { "_id": id })
+                    .await
+                    .map_err(|e| mongo_error("loading a window", &e))?,
                 None => None,
             };
             let window = match stored {
@@ -550,20 +552,16 @@ impl<'a> StreamTask<'a> {
     }
 
     fn window_document(&self, id: &str) -> Result<Document, TaskError> {
-        let specs = self.aggregate_specs();
+        let window = self
+            .config
+            .window
+            .as_ref()
+            .ok_or_else(|| TaskError::Failed(format!("window {id} without window config")))?;
         self.open
             .get(id)
             .ok_or_else(|| TaskError::Failed(format!("window {id} vanished")))?
-            .to_document(&specs)
+            .to_document(&window.aggregates)
             .map_err(|e| TaskError::Failed(format!("window {id}: {e}")))
-    }
-
-    fn aggregate_specs(&self) -> BTreeMap<String, AggregateSpec> {
-        self.config
-            .window
-            .as_ref()
-            .map(|w| w.aggregates.clone())
-            .unwrap_or_default()
     }
 
     /// One upsert per changed document, a few at a time; how many were written.
@@ -754,22 +752,6 @@ fn collection_name(sink: &SinkConfig) -> String {
         } => format!("{database}.{collection}"),
         SinkConfig::Kafka { .. } => "kafka".into(),
     }
-}
-
-/// The document `id` as stored. A `find` cursor rather than `find_one`: nx-27017 0.8.1 can
-/// answer `find_one` by `_id` with an older version of a document that was replaced since.
-async fn load_by_id(
-    collection: &Collection<Document>,
-    id: &str,
-) -> Result<Option<Document>, TaskError> {
-    let mut cursor = collection
-        .find(doc! { "_id": id })
-        .await
-        .map_err(|e| mongo_error("loading a window", &e))?;
-    cursor
-        .try_next()
-        .await
-        .map_err(|e| mongo_error("loading a window", &e))
 }
 
 fn mongo_error(what: &str, error: &mongodb::error::Error) -> TaskError {
