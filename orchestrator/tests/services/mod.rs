@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod private;
+
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
@@ -55,6 +57,15 @@ pub async fn mongo(database: &str) -> mongodb::Database {
     db
 }
 
+/// The `users` counts of every window document in `collection`, summed.
+pub async fn users_counted(collection: &mongodb::Collection<Document>) -> i64 {
+    all_documents(collection)
+        .await
+        .iter()
+        .map(|d| int(d, "users"))
+        .sum()
+}
+
 pub async fn all_documents(collection: &mongodb::Collection<Document>) -> Vec<Document> {
     collection
         .find(Document::new())
@@ -66,8 +77,12 @@ pub async fn all_documents(collection: &mongodb::Collection<Document>) -> Vec<Do
 }
 
 pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_on(&kafka_brokers(), topic, partitions).await
+}
+
+pub async fn create_topic_on(brokers: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
     let results = admin
@@ -78,8 +93,7 @@ pub async fn create_topic(topic: &str, partitions: i32) {
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "cannot reach Kafka at {}: {e}: start it with `eval \"$(scripts/kafka start)\"`",
-                kafka_brokers()
+                "cannot reach Kafka at {brokers}: {e}: start it with `eval \"$(scripts/kafka start)\"`"
             )
         });
     for result in results {
@@ -90,8 +104,18 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 /// Produces (key, payload) pairs to `topic`, waits for every acknowledgement; the
 /// (partition, offset) each record got.
 pub async fn produce(topic: &str, records: &[(String, String)]) -> Vec<(i32, i64)> {
+    produce_on(&kafka_brokers(), topic, records).await
+}
+
+/// [`produce`] on `brokers`; a record waits up to 2 minutes for a broker that is down.
+pub async fn produce_on(
+    brokers: &str,
+    topic: &str,
+    records: &[(String, String)],
+) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "120000")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()
@@ -211,8 +235,16 @@ pub fn ends_of(records: &[Consumed]) -> BTreeMap<(String, i32), i64> {
 
 /// The committed offset of `group` on each partition in `ends` (0 when none).
 pub fn committed(group: &str, ends: &BTreeMap<(String, i32), i64>) -> BTreeMap<(String, i32), i64> {
+    committed_on(&kafka_brokers(), group, ends)
+}
+
+pub fn committed_on(
+    brokers: &str,
+    group: &str,
+    ends: &BTreeMap<(String, i32), i64>,
+) -> BTreeMap<(String, i32), i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .create()
         .unwrap();
@@ -239,7 +271,11 @@ pub fn committed(group: &str, ends: &BTreeMap<(String, i32), i64>) -> BTreeMap<(
 /// records not yet committed). tansu's ListOffsets answers are unreliable, so the ends come
 /// from what the test produced or read.
 pub fn group_lag(group: &str, ends: &BTreeMap<(String, i32), i64>) -> i64 {
-    committed(group, ends)
+    group_lag_on(&kafka_brokers(), group, ends)
+}
+
+pub fn group_lag_on(brokers: &str, group: &str, ends: &BTreeMap<(String, i32), i64>) -> i64 {
+    committed_on(brokers, group, ends)
         .iter()
         .map(|(partition, next)| ends[partition] - next)
         .sum()

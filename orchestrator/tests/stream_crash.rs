@@ -1,0 +1,197 @@
+//! Exactly once under crashes: `orchestrator serve` is killed with SIGKILL five times at
+//! random moments while its stream task folds 100,000 records into MongoDB windows; once the
+//! group's lag is zero, every window document equals the ground truth computed here.
+
+mod services;
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use mongodb::bson::Document;
+
+const RECORDS: usize = 100_000;
+const BATCH: usize = 4_000;
+const KILLS: usize = 5;
+
+/// `orchestrator serve` over `dir/dags`, its output appended to `dir/serve.log`.
+struct Serve {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Self {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("serve.log"))
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+            .env("UPDRAFT_DAGS_FOLDER", dir.join("dags"))
+            .env(
+                "UPDRAFT_DB",
+                format!("sqlite://{}", dir.join("updraft.db").display()),
+            )
+            .env("UPDRAFT_LOGS_FOLDER", dir.join("logs"))
+            .env("RUST_LOG", "info")
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("orchestrator serve starts");
+        Self {
+            dir: dir.to_owned(),
+            child,
+        }
+    }
+
+    /// SIGKILL: no flush, no commit, no goodbye.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn terminate(mut self) {
+        use nix::{sys::signal, unistd::Pid};
+        signal::kill(Pid::from_raw(self.child.id() as i32), signal::SIGTERM).unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}");
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "serve did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// A small xorshift generator; the seed is printed so a failing run can be replayed with
+/// `UPDRAFT_CRASH_SEED`.
+struct Random(u64);
+
+impl Random {
+    fn seeded() -> Self {
+        let seed = std::env::var("UPDRAFT_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("crash test seed {seed} (UPDRAFT_CRASH_SEED={seed} replays it)");
+        Self(seed)
+    }
+
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        low + self.0 % (high - low)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stream_is_exact_after_five_sigkills_of_serve() {
+    let ns = services::unique("crash");
+    let topic = format!("{ns}.in");
+    services::create_topic(&topic, 3).await;
+    let stats = services::mongo(&ns).await.collection::<Document>("stats");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    std::fs::write(
+        dir.path().join("dags/stats.toml"),
+        services::stats_dag_source(&ns, &topic, ""),
+    )
+    .unwrap();
+
+    // 100,000 records in batches of 4,000, one batch every ~0.8 s: about 20 s of input.
+    let records = services::synthetic_users(RECORDS, 1_700_000_000);
+    let producer = tokio::spawn({
+        let (topic, records) = (topic.clone(), records.clone());
+        async move {
+            let mut placements = Vec::new();
+            for batch in records.chunks(BATCH) {
+                placements.extend(services::produce(&topic, batch).await);
+                tokio::time::sleep(Duration::from_millis(800)).await;
+            }
+            placements
+        }
+    });
+
+    let mut random = Random::seeded();
+    let mut serve = Serve::start(dir.path());
+    for kill in 1..=KILLS {
+        tokio::time::sleep(Duration::from_millis(random.between(1_000, 3_000))).await;
+        let counted = services::users_counted(&stats).await;
+        serve.kill();
+        eprintln!("SIGKILL {kill}: {counted} records counted in MongoDB");
+        assert!(
+            counted < RECORDS as i64,
+            "kill {kill} came after the stream had counted everything: the test proves nothing"
+        );
+        serve = Serve::start(dir.path());
+    }
+
+    let placements = producer.await.unwrap();
+    assert_eq!(placements.len(), RECORDS);
+    let ends = services::ends_of_placements(&topic, &placements);
+    let counted_and_committed = || {
+        let (stats, ends, ns) = (stats.clone(), ends.clone(), ns.clone());
+        async move {
+            services::users_counted(&stats).await >= RECORDS as i64
+                && tokio::task::spawn_blocking(move || services::group_lag(&ns, &ends))
+                    .await
+                    .unwrap()
+                    == 0
+        }
+    };
+    let started = Instant::now();
+    while !counted_and_committed().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the stream did not count and commit every record within 120 s; the end of serve's log:\n{}",
+            serve.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let values: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
+        .collect();
+    services::assert_exact(&services::all_documents(&stats).await, &values);
+    let zombies = serve.log().matches("Found a zombie task instance").count();
+    assert!(
+        zombies >= KILLS,
+        "each restart adopts the killed stream task ({zombies} zombies logged)"
+    );
+    serve.terminate();
+}
