@@ -77,7 +77,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let raw_produce = produce_raw(&brokers, &ns, &sizes).await?;
         let records = produce_from_api(&ns, &sizes).await?;
+        println!(
+            "http_to_kafka = {:.2} x the raw producer",
+            records.1 / raw_produce
+        );
+        let records = records.0;
         let raw = consume_raw(&brokers, &ns, records)?;
         let task = stream_rate(&ns, records).await?;
         println!(
@@ -88,8 +94,93 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// `http_to_kafka` GETs from the fake API and fans out to one topic per nationality.
-async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<usize> {
+/// The ceiling: the same number of users, rendered beforehand, produced by an rdkafka
+/// producer with `http_to_kafka`'s settings (idempotent, acks=all, lz4) to one topic per
+/// nationality, waiting for every acknowledgement.
+async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f64> {
+    let mut params = std::collections::HashMap::new();
+    params.insert("results".to_owned(), sizes.per_call.to_string());
+    params.insert("seed".to_owned(), "raw".to_owned());
+    let query =
+        orchestrator::fake_randomuser::UserQuery::parse(&params).map_err(|e| anyhow::anyhow!(e))?;
+    let users = orchestrator::fake_randomuser::users(&query, chrono::Utc::now());
+    let records: Vec<(String, String, String)> = users
+        .iter()
+        .map(|user| {
+            let nat = user["nat"].as_str().unwrap_or("xx").to_ascii_lowercase();
+            let key = user["login"]["uuid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (format!("{ns}.raw.{nat}"), key, user.to_string())
+        })
+        .collect();
+    let topics = records.iter().map(|(topic, _, _)| topic.clone()).collect();
+    let policy = tasks::kafka::TopicPolicy {
+        create: true,
+        partitions: 1,
+    };
+    tasks::kafka::ensure_topics(brokers, &topics, policy)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let producer = tasks::kafka::producer(brokers, Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let total = sizes.calls * sizes.per_call;
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(total);
+    for (topic, key, payload) in records.iter().cycle().take(total) {
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break deliveries.push(delivery),
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery?.map_err(|(e, _)| e)?;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "raw rdkafka producer, same settings and broker: {total} users rendered beforehand, {rate:.0} records/s"
+    );
+    Ok(rate)
+}
+
+/// Keeps a task's log lines with the time each was written, to split a call into phases.
+#[derive(Default)]
+struct Timed(std::sync::Mutex<Vec<(Instant, String)>>);
+
+impl LogSink for Timed {
+    fn line(&self, line: &str) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push((Instant::now(), line.to_owned()));
+        }
+    }
+}
+
+impl Timed {
+    /// The time from the start to the first line starting with `prefix`.
+    fn at(&self, started: Instant, prefix: &str) -> Duration {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|lines| {
+                lines
+                    .iter()
+                    .find(|(_, line)| line.starts_with(prefix))
+                    .map(|(at, _)| at.duration_since(started))
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// `http_to_kafka` GETs from the fake API and fans out to one topic per nationality; the
+/// records produced and their rate.
+async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<(usize, f64)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(
@@ -97,6 +188,8 @@ async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<usize> {
     );
     let mut total = 0;
     let mut busy = Duration::ZERO;
+    // GET, parse and route, produce (topics, producer, every acknowledgement).
+    let mut phases = [Duration::ZERO; 3];
     for call in 0..sizes.calls {
         let config: OperatorConfig = serde_json::from_value(serde_json::json!({
             "operator": "http_to_kafka",
@@ -105,23 +198,37 @@ async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<usize> {
             "topic": format!("\"{ns}.users.\" + (.nat | ascii_downcase)"),
             "partitions": 1,
         }))?;
+        let timed = Arc::new(Timed::default());
+        let ctx = TaskContext {
+            log: timed.clone(),
+            ..context()
+        };
         let started = Instant::now();
         let result = config
             .build()
-            .execute(&context())
+            .execute(&ctx)
             .await
             .map_err(|e| anyhow::anyhow!("http_to_kafka: {e}"))?;
         busy += started.elapsed();
+        let response = timed.at(started, "Response");
+        let routed = timed.at(started, "Selected and routed");
+        phases[0] += response;
+        phases[1] += routed.saturating_sub(response);
+        phases[2] += started.elapsed().saturating_sub(routed);
         total += result["records"].as_u64().context("records")? as usize;
     }
     ensure!(total == sizes.calls * sizes.per_call, "produced {total}");
+    let rate = total as f64 / busy.as_secs_f64();
+    let per_call = |d: Duration| d.as_millis() / sizes.calls as u128;
     println!(
-        "http_to_kafka from the fake API: {total} records in {} calls of {}, {:.0} records/s (target >= 100,000)",
+        "http_to_kafka from the fake API: {total} records in {} calls of {}, {rate:.0} records/s (target >= 100,000); per call: GET {} ms, parse and route {} ms, produce {} ms",
         sizes.calls,
         sizes.per_call,
-        total as f64 / busy.as_secs_f64()
+        per_call(phases[0]),
+        per_call(phases[1]),
+        per_call(phases[2]),
     );
-    Ok(total)
+    Ok((total, rate))
 }
 
 /// An rdkafka consumer that only counts the records of the users topics.

@@ -316,3 +316,60 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         .unwrap()
         .unwrap();
 }
+
+/// tansu answers a fetch from an offset inside a record batch with the next batch: a task
+/// resuming there must notice and re-read, or it silently skips the rest of the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_resuming_inside_a_record_batch_reads_the_rest_of_it() {
+    let ns = services::unique("midbatch");
+    let topic = format!("{ns}.in");
+    services::create_topic(&topic, 1).await;
+    let records = synthetic_users(400, 1_700_000_000);
+    let placements = services::produce(&topic, &records).await;
+    let resume_at = 150;
+    services::commit(&ns, &topic, 0, resume_at);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite(dir.path()).await;
+    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let dag = Arc::new(
+        parse_dag_file(
+            std::path::Path::new("midbatch.toml"),
+            &stats_dag_source(&ns, &topic, ""),
+        )
+        .unwrap(),
+    );
+    let run = start_run(&executor, &dag, serde_json::json!({})).await;
+    let driver = tokio::spawn({
+        let (executor, dag, run) = (executor.clone(), dag.clone(), run.clone());
+        async move { executor.drive_run(dag, run).await }
+    });
+    let stats = services::mongo(&ns).await.collection::<Document>("stats");
+    let ends = services::ends_of_placements(&topic, &placements);
+    services::eventually(
+        "the records after the committed offset counted and committed",
+        Duration::from_secs(60),
+        || {
+            let (stats, ends, ns) = (stats.clone(), ends.clone(), ns.clone());
+            async move {
+                services::users_counted(&stats).await == 250
+                    && tokio::task::spawn_blocking(move || services::group_lag(&ns, &ends))
+                        .await
+                        .unwrap()
+                        == 0
+            }
+        },
+    )
+    .await;
+    let expected: Vec<serde_json::Value> = records[resume_at as usize..]
+        .iter()
+        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
+        .collect();
+    assert_exact(&services::all_documents(&stats).await, &expected);
+    assert!(executor.stop_run(&run.dag_id, &run.run_id));
+    tokio::time::timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("the stream stops")
+        .unwrap()
+        .unwrap();
+}

@@ -267,6 +267,24 @@ pub fn committed_on(
         .collect()
 }
 
+/// Commits `offset` (the next record to read) on `topic`/`partition` for `group`, as a
+/// consumer that stopped there would have.
+pub fn commit(group: &str, topic: &str, partition: i32, offset: i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    consumer
+        .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+        .unwrap_or_else(|e| panic!("committing {offset} on {topic}/{partition} for {group}: {e}"));
+}
+
 /// Total of (end offset - committed offset) of `group` over the partitions in `ends` (the
 /// records not yet committed). tansu's ListOffsets answers are unreliable, so the ends come
 /// from what the test produced or read.

@@ -22,6 +22,7 @@ pub struct Server {
     args: Vec<String>,
     port: u16,
     log: PathBuf,
+    dir: PathBuf,
     child: Option<Child>,
 }
 
@@ -49,7 +50,8 @@ impl Server {
     pub fn tansu(dir: &Path) -> Self {
         let port = free_port();
         let listener = format!("tcp://127.0.0.1:{port}");
-        let storage = format!("sqlite://{}", dir.join("tansu.db").display());
+        // tansu reads the path of a sqlite:// URL as relative: it runs in `dir`.
+        let storage = "sqlite://tansu.db";
         let args = [
             "broker",
             "--listener-url",
@@ -57,7 +59,7 @@ impl Server {
             "--advertised-listener-url",
             &listener,
             "--storage-engine",
-            &storage,
+            storage,
         ];
         Self::started(
             "tansu",
@@ -103,6 +105,7 @@ impl Server {
             args: args.iter().map(|a| a.to_string()).collect(),
             port,
             log: dir.join(format!("{name}.out")),
+            dir: dir.to_owned(),
             child: None,
         };
         server.start();
@@ -124,6 +127,7 @@ impl Server {
             .unwrap();
         let child = Command::new(&self.program)
             .args(&self.args)
+            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -132,6 +136,17 @@ impl Server {
         self.child = Some(child);
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none(),
+                "{} exited ({exited:?}) before listening on {}; its output: {}",
+                self.name,
+                self.port,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "{} did not listen on {} within 30 s; its output: {}",

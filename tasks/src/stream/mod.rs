@@ -3,6 +3,7 @@ mod config;
 mod operator;
 mod process;
 mod source;
+mod start_guard;
 mod window;
 
 pub use config::*;

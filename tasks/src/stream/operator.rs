@@ -20,6 +20,7 @@ use super::{
     aggregate::{Partition, WindowDoc, document_id, iso},
     process::{Contribution, Processor, windows},
     source::Source,
+    start_guard::{StartGuard, Verdict},
     window::{Watermark, Windows},
 };
 use crate::{
@@ -128,6 +129,9 @@ struct StreamTask<'a> {
     /// Next offset to commit (the one after the last record handled) per partition, and
     /// whether it moved since the last commit.
     positions: BTreeMap<Partition, i64>,
+    /// Partitions whose first record has not yet shown that the broker starts them at the
+    /// committed offset.
+    guards: HashMap<Partition, StartGuard>,
     uncommitted: bool,
     counters: Counters,
 }
@@ -156,7 +160,7 @@ impl<'a> StreamTask<'a> {
             ctx.log(&format!("Created topics {}", created.join(", ")));
         }
         let mut source = Source::new(config, &brokers)?;
-        source.refresh_assignment().await?;
+        let starts = source.refresh_assignment().await?;
         let producer = kafka::producer(&brokers, Duration::from_secs(30))?;
         let (collection, state) = match &config.sink {
             SinkConfig::Mongodb {
@@ -197,9 +201,11 @@ impl<'a> StreamTask<'a> {
             raw: HashMap::new(),
             deliveries: Vec::new(),
             positions: BTreeMap::new(),
+            guards: HashMap::new(),
             uncommitted: false,
             counters: Counters::default(),
         };
+        task.expect_starts(&starts);
         task.resume_watermark().await?;
         ctx.log(&format!(
             "Consuming {} ({} partitions) from {brokers} as group {}",
@@ -228,6 +234,7 @@ impl<'a> StreamTask<'a> {
                 _ = flush.tick() => self.flush().await?,
                 _ = topics.tick() => {
                     let added = self.source.refresh_assignment().await?;
+                    self.expect_starts(&added);
                     if !added.is_empty() {
                         ctx.log(&format!("Reading {} more partitions ({} in all)", added.len(), self.source.assigned()));
                     }
@@ -249,10 +256,51 @@ impl<'a> StreamTask<'a> {
         }
     }
 
+    /// Seeds `positions` with the offsets newly assigned partitions start at, and guards
+    /// their first records (see [`StartGuard`]).
+    fn expect_starts(&mut self, starts: &[(Partition, Option<i64>)]) {
+        for (partition, start) in starts {
+            if let Some(start) = start {
+                self.positions.entry(partition.clone()).or_insert(*start);
+                if let Some(guard) = StartGuard::new(*start) {
+                    self.guards.insert(partition.clone(), guard);
+                }
+            }
+        }
+    }
+
+    /// Whether the record at `offset` is to be processed, for a partition whose start is
+    /// still being verified; re-reads from further back when the broker skipped records.
+    async fn guard_start(&mut self, partition: &Partition, offset: i64) -> Result<bool, TaskError> {
+        let Some(guard) = self.guards.get_mut(partition) else {
+            return Ok(true);
+        };
+        let (verdict, done) = guard.check(offset);
+        let committed = guard.committed();
+        if done {
+            self.guards.remove(partition);
+        }
+        match verdict {
+            Verdict::Handle => Ok(true),
+            Verdict::Skip => {
+                self.counters.skipped_replayed += 1;
+                Ok(false)
+            }
+            Verdict::Rewind(back) => {
+                tracing::warn!(topic = %partition.0, partition = partition.1, committed, first = offset, from = back, "The broker started past the committed offset: re-reading from further back");
+                self.source.seek(partition, back).await?;
+                Ok(false)
+            }
+        }
+    }
+
     async fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), TaskError> {
-        self.counters.records_in += 1;
         let partition = (message.topic().to_owned(), message.partition());
         let offset = message.offset();
+        if !self.guard_start(&partition, offset).await? {
+            return Ok(());
+        }
+        self.counters.records_in += 1;
         // `positions` holds the offset after the last record handled: a gap shows as a jump.
         match self.positions.get(&partition).copied() {
             None => {
@@ -724,12 +772,13 @@ impl Rates {
         let m = metrics.snapshot();
         let get = |k: &str| m.get(k).cloned().unwrap_or_default();
         format!(
-            "in {}/s, out {}/s, lag {}, late {}, dead-lettered {}, last flush {} docs in {} ms",
+            "in {}/s, out {}/s, lag {}, late {}, dead-lettered {}, replayed skipped {}, last flush {} docs in {} ms",
             get("records_in_per_s"),
             get("records_out_per_s"),
             get("lag_total"),
             get("late"),
             get("dead_lettered"),
+            get("replayed_skipped"),
             get("last_flush_docs"),
             get("last_flush_ms")
         )

@@ -13,7 +13,7 @@ use rdkafka::{
     consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
 };
 
-use super::{StartFrom, StreamConfig, aggregate::Partition};
+use super::{StartFrom, StreamConfig, aggregate::Partition, start_guard::fetch_from};
 use crate::TaskError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,8 +109,9 @@ impl Source {
     }
 
     /// Assigns partitions of matching topics not assigned yet (new topics and partitions
-    /// appear this way), each from the group's committed offset; the partitions added.
-    pub async fn refresh_assignment(&mut self) -> Result<Vec<Partition>, TaskError> {
+    /// appear this way), each from the group's committed offset; the partitions added, with
+    /// the offset each resumes at (none for `start_from = "latest"` without a commit).
+    pub async fn refresh_assignment(&mut self) -> Result<Vec<(Partition, Option<i64>)>, TaskError> {
         let consumer = self.consumer.clone();
         let matcher = self.matcher.clone();
         let assigned = self.assigned.clone();
@@ -121,7 +122,8 @@ impl Source {
         })
         .await
         .map_err(|e| TaskError::Failed(format!("assigning partitions: {e}")))??;
-        self.assigned.extend(added.iter().cloned());
+        self.assigned
+            .extend(added.iter().map(|(partition, _)| partition.clone()));
         Ok(added)
     }
 
@@ -145,6 +147,23 @@ impl Source {
             .map_err(|e| TaskError::Failed(format!("committing offsets failed: {e}")))
     }
 
+    /// Moves the next fetch of `partition` to `offset`.
+    pub async fn seek(&self, partition: &Partition, offset: i64) -> Result<(), TaskError> {
+        let consumer = self.consumer.clone();
+        let (topic, id) = partition.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer.seek(&topic, id, Offset::Offset(offset), METADATA_TIMEOUT)
+        })
+        .await
+        .map_err(|e| TaskError::Failed(format!("seek: {e}")))?
+        .map_err(|e| {
+            TaskError::Failed(format!(
+                "cannot re-read {}/{} from offset {offset}: {e}",
+                partition.0, partition.1
+            ))
+        })
+    }
+
     /// Consumer lag per partition (high watermark minus the committed offset).
     pub fn lag(&self) -> BTreeMap<String, i64> {
         self.lag.lock().map(|lag| lag.clone()).unwrap_or_default()
@@ -157,7 +176,7 @@ fn assign_new(
     assigned: &BTreeSet<Partition>,
     start_from: StartFrom,
     brokers: &str,
-) -> Result<Vec<Partition>, TaskError> {
+) -> Result<Vec<(Partition, Option<i64>)>, TaskError> {
     let metadata = consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|e| TaskError::Failed(format!("cannot read topics from {brokers}: {e}")))?;
@@ -176,7 +195,7 @@ fn assign_new(
         }
     }
     if added.is_empty() {
-        return Ok(added);
+        return Ok(Vec::new());
     }
     let committed = consumer
         .committed_offsets(new, METADATA_TIMEOUT)
@@ -184,6 +203,7 @@ fn assign_new(
             TaskError::Failed(format!("cannot read committed offsets from {brokers}: {e}"))
         })?;
     let mut start = TopicPartitionList::new();
+    let mut starts = Vec::new();
     for element in committed.elements() {
         let offset = match element.offset() {
             Offset::Offset(next) => Offset::Offset(next),
@@ -195,12 +215,16 @@ fn assign_new(
                 StartFrom::Latest => Offset::End,
             },
         };
+        // A committed offset is fetched from a little earlier: see `start_guard`.
+        let committed = offset.to_raw().filter(|o| *o >= 0);
+        let fetch = committed.map_or(offset, |c| Offset::Offset(fetch_from(c)));
         start
-            .add_partition_offset(element.topic(), element.partition(), offset)
+            .add_partition_offset(element.topic(), element.partition(), fetch)
             .map_err(|e| TaskError::Failed(format!("offsets: {e}")))?;
+        starts.push(((element.topic().to_owned(), element.partition()), committed));
     }
     consumer
         .incremental_assign(&start)
         .map_err(|e| TaskError::Failed(format!("cannot assign partitions: {e}")))?;
-    Ok(added)
+    Ok(starts)
 }

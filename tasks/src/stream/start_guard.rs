@@ -1,0 +1,115 @@
+//! Makes sure a partition really resumes at its committed offset.
+//!
+//! A Kafka broker asked to fetch from an offset inside a record batch returns that whole batch
+//! and the client drops the records before the offset. tansu 0.6 returns the batches that
+//! *start* at or after the offset instead (`offsets.split_off(&offset)` in its dynostore), so
+//! a consumer resuming from a committed offset inside a batch silently misses the rest of that
+//! batch (seen in the crash test: resume at 11038, first record 11284, 246 records lost).
+//! So a partition is fetched from [`fetch_from`] the committed offset, a little earlier, and
+//! the guard skips what comes before the committed offset; when the first record still lands
+//! past it, the guard asks to re-read from further back, doubling the distance each time.
+//! (A partition whose last batch holds the committed offset and more than [`FIRST_REWIND`]
+//! records before it waits for the next batch, then re-reads: late, never lost.)
+
+/// How far back the first re-read starts, in records.
+const FIRST_REWIND: i64 = 1_000;
+
+/// What to do with a record of a partition whose start is being verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Process it: the start is verified (or the gap is real).
+    Handle,
+    /// Before the committed offset: already processed and committed; drop it.
+    Skip,
+    /// The broker skipped records: seek to this offset and drop this record.
+    Rewind(i64),
+}
+
+/// Where to fetch a partition that resumes at `committed`: a little earlier, so that the
+/// fetch starts at or before the batch holding `committed` (a batch boundary on tansu).
+pub fn fetch_from(committed: i64) -> i64 {
+    (committed - FIRST_REWIND).max(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct StartGuard {
+    committed: i64,
+    rewind: i64,
+    /// Whether a record before the committed offset arrived since the last rewind: the
+    /// broker then reads contiguously, and a later jump past the committed offset is a real
+    /// gap (compaction or retention), not a skipped batch.
+    reached_before: bool,
+    lowest_asked: i64,
+}
+
+impl StartGuard {
+    /// A guard for a partition resuming at `committed` and fetched from
+    /// [`fetch_from`]`(committed)`; none is needed at offset 0.
+    pub fn new(committed: i64) -> Option<Self> {
+        (committed > 0).then_some(Self {
+            committed,
+            rewind: FIRST_REWIND.saturating_mul(2),
+            reached_before: false,
+            lowest_asked: fetch_from(committed),
+        })
+    }
+
+    pub fn committed(&self) -> i64 {
+        self.committed
+    }
+
+    /// The verdict on the record at `offset`, and whether the guard is done with.
+    pub fn check(&mut self, offset: i64) -> (Verdict, bool) {
+        if offset < self.committed {
+            self.reached_before = true;
+            return (Verdict::Skip, false);
+        }
+        if offset == self.committed || self.reached_before || self.lowest_asked == 0 {
+            return (Verdict::Handle, true);
+        }
+        let back = (self.committed - self.rewind).max(0);
+        self.rewind = self.rewind.saturating_mul(2);
+        self.lowest_asked = back;
+        (Verdict::Rewind(back), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_before_the_committed_offset_are_skipped_then_handled() {
+        assert_eq!(fetch_from(11_038), 10_038);
+        assert_eq!(fetch_from(400), 0);
+        let mut guard = StartGuard::new(11_038).unwrap();
+        assert_eq!(guard.check(10_100), (Verdict::Skip, false));
+        assert_eq!(guard.check(11_037), (Verdict::Skip, false));
+        assert_eq!(guard.check(11_038), (Verdict::Handle, true));
+        assert!(StartGuard::new(0).is_none());
+    }
+
+    #[test]
+    fn a_skipped_batch_is_re_read_from_further_back() {
+        let mut guard = StartGuard::new(11_038).unwrap();
+        // Fetched from 10,038, the broker still answered past 11,038: go back twice as far.
+        assert_eq!(guard.check(11_284), (Verdict::Rewind(9_038), false));
+        assert_eq!(guard.check(11_284), (Verdict::Rewind(7_038), false));
+        assert_eq!(guard.check(7_100), (Verdict::Skip, false));
+        assert_eq!(guard.check(11_038), (Verdict::Handle, true));
+    }
+
+    #[test]
+    fn a_real_gap_is_accepted() {
+        // Records before the committed offset arrived, then a jump: the gap is in the log.
+        let mut guard = StartGuard::new(3_000).unwrap();
+        assert_eq!(guard.check(2_500), (Verdict::Skip, false));
+        assert_eq!(guard.check(3_020), (Verdict::Handle, true));
+        // Everything up to the start is gone (retention): accepted once offset 0 was asked.
+        let mut guard = StartGuard::new(300).unwrap();
+        assert_eq!(guard.check(900), (Verdict::Handle, true));
+        let mut guard = StartGuard::new(1_500).unwrap();
+        assert_eq!(guard.check(1_900), (Verdict::Rewind(0), false));
+        assert_eq!(guard.check(1_900), (Verdict::Handle, true));
+    }
+}
