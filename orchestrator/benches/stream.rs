@@ -141,7 +141,7 @@ async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f
         }
     }
     for delivery in deliveries {
-        delivery?.map_err(|(e, _)| e)?;
+        delivery.await?.map_err(|(e, _)| e)?;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
     println!(

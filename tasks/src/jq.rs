@@ -111,6 +111,15 @@ pub fn as_text(value: &Val) -> String {
     }
 }
 
+/// A value as compact JSON bytes (jaq's writer straight into a buffer: faster than
+/// formatting through `Display`).
+pub fn to_json_bytes(value: &Val) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    // Writing into a Vec cannot fail.
+    let _ = jaq_json::write::write(&mut out, &jaq_json::write::Pp::default(), 0, value);
+    out
+}
+
 /// Parses one JSON document straight into a jq value.
 pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
     jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
@@ -236,6 +245,19 @@ fn compile_errors(errors: &jaq_core::compile::Errors<&str, ()>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_bytes_are_the_compact_json_of_the_value() {
+        let value = parse_json(
+            br#"{"name": "Zo\u00eb \"Z\"\n\t\u0001", "n": [1, 2.5, -3e2, null, true], "e": {}}"#,
+        )
+        .unwrap();
+        let bytes = to_json_bytes(&value);
+        assert_eq!(bytes, value.to_string().into_bytes());
+        let back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back["name"], "Zo\u{eb} \"Z\"\n\t\u{1}");
+        assert_eq!(back["n"][2], -300.0);
+    }
 
     fn run(code: &str, input: serde_json::Value) -> Vec<serde_json::Value> {
         JqFilter::compile(code)

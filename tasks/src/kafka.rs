@@ -1,7 +1,11 @@
 //! Kafka plumbing shared by the operators: where the brokers are, clients with Updraft's
 //! settings, and topics created on demand.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::{LazyLock, Mutex},
+    time::Duration,
+};
 
 use rdkafka::{
     ClientConfig,
@@ -61,6 +65,57 @@ pub fn producer(brokers: &str, delivery_timeout: Duration) -> Result<FutureProdu
         })
 }
 
+/// Producers kept for the life of the process, one per brokers and delivery timeout.
+static SHARED_PRODUCERS: LazyLock<Mutex<HashMap<(String, Duration), FutureProducer>>> =
+    LazyLock::new(Mutex::default);
+
+/// Topics seen to exist, per brokers: checked once per process, not on every call.
+static KNOWN_TOPICS: LazyLock<Mutex<HashSet<(String, String)>>> = LazyLock::new(Mutex::default);
+
+/// A [`producer`] shared by every task of the process with the same brokers and delivery
+/// timeout. A warm producer has its connections, producer id and topic metadata: a fresh
+/// one spent ~550 ms of a 5,000-record `http_to_kafka` call getting them (BENCHMARKS.md).
+pub fn shared_producer(
+    brokers: &str,
+    delivery_timeout: Duration,
+) -> Result<FutureProducer, TaskError> {
+    let mut producers = SHARED_PRODUCERS
+        .lock()
+        .map_err(|_| TaskError::Failed("the shared Kafka producers are poisoned".into()))?;
+    let key = (brokers.to_owned(), delivery_timeout);
+    if let Some(producer) = producers.get(&key) {
+        return Ok(producer.clone());
+    }
+    let created = producer(brokers, delivery_timeout)?;
+    producers.insert(key, created.clone());
+    Ok(created)
+}
+
+/// Forgets the shared producer and the known topics of `brokers` after a failed delivery:
+/// the next task starts afresh (a producer in a fatal state, a deleted topic).
+pub fn forget_shared_state(brokers: &str, delivery_timeout: Duration) {
+    if let Ok(mut producers) = SHARED_PRODUCERS.lock() {
+        producers.remove(&(brokers.to_owned(), delivery_timeout));
+    }
+    if let Ok(mut known) = KNOWN_TOPICS.lock() {
+        known.retain(|(b, _)| b != brokers);
+    }
+}
+
+fn all_known(brokers: &str, topics: &BTreeSet<String>) -> bool {
+    KNOWN_TOPICS.lock().is_ok_and(|known| {
+        topics
+            .iter()
+            .all(|t| known.contains(&(brokers.to_owned(), t.clone())))
+    })
+}
+
+fn remember(brokers: &str, topics: &BTreeSet<String>) {
+    if let Ok(mut known) = KNOWN_TOPICS.lock() {
+        known.extend(topics.iter().map(|t| (brokers.to_owned(), t.clone())));
+    }
+}
+
 /// How a task treats topics that do not exist yet.
 #[derive(Debug, Clone, Copy)]
 pub struct TopicPolicy {
@@ -70,15 +125,25 @@ pub struct TopicPolicy {
 
 /// Makes sure every topic in `topics` exists: creates the missing ones (with
 /// `policy.partitions`), or fails naming them when creation is off. Fails clearly when no
-/// broker answers.
+/// broker answers. Topics once seen are not asked about again (see [`forget_shared_state`]).
 pub async fn ensure_topics(
     brokers: &str,
     topics: &BTreeSet<String>,
     policy: TopicPolicy,
 ) -> Result<Vec<String>, TaskError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(brokers)
-        .create()
-        .map_err(|e| TaskError::Failed(format!("cannot create a Kafka admin client: {e}")))?;
+    if all_known(brokers, topics) {
+        return Ok(Vec::new());
+    }
+    let created = check_and_create_topics(brokers, topics, policy).await?;
+    remember(brokers, topics);
+    Ok(created)
+}
+
+async fn check_and_create_topics(
+    brokers: &str,
+    topics: &BTreeSet<String>,
+    policy: TopicPolicy,
+) -> Result<Vec<String>, TaskError> {
     let existing = existing_topics(brokers).await?;
     let missing: Vec<&String> = topics.iter().filter(|t| !existing.contains(*t)).collect();
     if missing.is_empty() {
@@ -90,6 +155,9 @@ pub async fn ensure_topics(
             join(&missing)
         )));
     }
+    let admin: AdminClient<DefaultClientContext> = base_config(brokers)
+        .create()
+        .map_err(|e| TaskError::Failed(format!("cannot create a Kafka admin client: {e}")))?;
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|t| NewTopic::new(t, policy.partitions, TopicReplication::Fixed(1)))

@@ -85,9 +85,11 @@ impl Operator for HttpToKafkaOperator {
         let delivery_timeout = config
             .delivery_timeout
             .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
-        let producer = kafka::producer(&brokers, delivery_timeout)?;
+        let producer = kafka::shared_producer(&brokers, delivery_timeout)?;
         let counts = tokio::select! {
-            counts = produce_all(&producer, &records) => counts?,
+            counts = produce_all(&producer, &records) => counts.inspect_err(|_| {
+                kafka::forget_shared_state(&brokers, delivery_timeout);
+            })?,
             _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -120,7 +122,7 @@ async fn produce_all(
 ) -> Result<BTreeMap<String, u64>, TaskError> {
     let mut pending = Vec::with_capacity(records.len());
     for record in records {
-        let mut message = FutureRecord::to(&record.topic).payload(record.payload.as_bytes());
+        let mut message = FutureRecord::to(&record.topic).payload(&record.payload);
         if let Some(key) = &record.key {
             message = message.key(key.as_bytes());
         }
