@@ -373,3 +373,50 @@ async fn a_stream_resuming_inside_a_record_batch_reads_the_rest_of_it() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_to_kafka_fails_clearly_and_retries_when_the_broker_is_unreachable() {
+    let api = fake_api().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dag = common::dag(&format!(
+        r#"[dag]
+id = "{id}"
+[[task]]
+id = "fetch"
+operator = "http_to_kafka"
+url = "{api}?results=20"
+key = ".login.uuid"
+topic = "users"
+brokers = "{closed}"
+retries = 1
+retry_delay = "100ms"
+"#,
+        id = common::unique_id("unreachable"),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite(dir.path()).await;
+    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let run = start_run(&executor, &dag, serde_json::json!({})).await;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        executor.drive_run(dag.clone(), run.clone()),
+    )
+    .await
+    .expect("both tries end within 60 s")
+    .unwrap();
+    assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
+    let fetch = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(fetch.try_number, 2, "the failure was retried once");
+    let error = fetch.error.unwrap();
+    assert!(
+        error.contains(&format!("cannot reach the Kafka brokers at {closed}")),
+        "{error}"
+    );
+}
