@@ -292,17 +292,21 @@ async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
     let metrics = ctx.metrics.clone();
     let cancel = ctx.cancel.clone();
     let task = tokio::spawn(async move { config.build().execute(&ctx).await });
-    let mut first: Option<Instant> = None;
+    // Metrics are published once a second: the rate is the records read between the first
+    // report that shows any and the one that shows them all, over the time between the two.
+    let mut first: Option<(Instant, usize)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last_seen = 0;
     loop {
         let seen = metrics
             .snapshot()
             .get("records_in")
             .and_then(|v| v.as_u64())
             .unwrap_or(0) as usize;
-        if seen > 0 {
-            first.get_or_insert_with(Instant::now);
+        if seen != last_seen && first.is_none() {
+            first = Some((Instant::now(), seen));
         }
+        last_seen = seen;
         if seen >= expected {
             break;
         }
@@ -310,13 +314,13 @@ async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
             Instant::now() < deadline,
             "stream task read {seen} of {expected}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // Metrics are published once a second: the rate counts from the first report.
-    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64()) + 1.0;
+    let (at, seen) = first.context("no metrics report")?;
+    let rate = (expected - seen) as f64 / at.elapsed().as_secs_f64().max(1e-3);
     cancel.cancel();
     task.await?.map_err(|e| anyhow::anyhow!("stream: {e}"))?;
-    Ok(expected as f64 / seconds)
+    Ok(rate)
 }
 
 /// Records produced at a steady rate to one partition, counted by a live stream task in

@@ -6,10 +6,34 @@ use std::{path::Path, sync::Arc};
 
 use orchestrator::{
     dag::{Dag, parse_dag_file},
-    executor::{Executor, ExecutorConfig},
+    executor::{Executor, ExecutorConfig, RunOutcome},
     logs::LogHub,
-    store::Store,
+    store::{DagRunRow, Store},
 };
+use tokio::task::JoinHandle;
+
+/// What driving a run in the background gives back.
+pub type Driver = JoinHandle<Result<RunOutcome, orchestrator::executor::ExecutorError>>;
+
+/// Drives `run` in the background (a stream runs until stopped).
+pub fn drive_in_background(executor: &Executor, dag: &Arc<Dag>, run: &DagRunRow) -> Driver {
+    let (executor, dag, run) = (executor.clone(), dag.clone(), run.clone());
+    tokio::spawn(async move { executor.drive_run(dag, run).await })
+}
+
+/// Stops `run` and waits (30 s at most) for its driver to finish; the run's outcome.
+pub async fn stop_and_wait(executor: &Executor, run: &DagRunRow, driver: Driver) -> RunOutcome {
+    assert!(
+        executor.stop_run(&run.dag_id, &run.run_id),
+        "{} is not running",
+        run.run_id
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(30), driver)
+        .await
+        .expect("the run stops within 30 s of being stopped")
+        .unwrap()
+        .unwrap()
+}
 
 /// A fresh SQLite store in `dir`.
 pub async fn sqlite(dir: &Path) -> Store {

@@ -30,11 +30,7 @@ impl Serve {
             .append(true)
             .open(dir.join("serve.log"))
             .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = services::private::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
             .env("UPDRAFT_DAGS_FOLDER", dir.join("dags"))
             .env(

@@ -43,10 +43,7 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
         .await
         .unwrap()
         .unwrap();
-    let driver = tokio::spawn({
-        let (executor, dag, run) = (executor.clone(), dag.clone(), run.clone());
-        async move { executor.drive_run(dag, run).await }
-    });
+    let driver = common::drive_in_background(&executor, &dag, &run);
     let client = mongodb::Client::with_uri_str(format!(
         "{uri}/?serverSelectionTimeoutMS=2000&retryWrites=false"
     ))
@@ -133,10 +130,5 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
         stream.try_number
     );
 
-    assert!(executor.stop_run(&run.dag_id, &run.run_id));
-    tokio::time::timeout(Duration::from_secs(30), driver)
-        .await
-        .expect("the stream stops within 30 s")
-        .unwrap()
-        .unwrap();
+    common::stop_and_wait(&executor, &run, driver).await;
 }

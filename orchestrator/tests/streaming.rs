@@ -163,12 +163,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
         ],
     );
     let run = start_run(&executor, &stats_dag, serde_json::json!({})).await;
-    let driver = tokio::spawn({
-        let executor = executor.clone();
-        let dag = stats_dag.clone();
-        let run = run.clone();
-        async move { executor.drive_run(dag, run).await }
-    });
+    let driver = common::drive_in_background(&executor, &stats_dag, &run);
     let stats = db.collection::<Document>("user_stats");
     let users = db.collection::<Document>("users");
     services::eventually(
@@ -231,12 +226,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
         .expect("users are upserted by login.uuid");
     assert!(some_user.get_document("login").is_ok());
 
-    assert!(executor.stop_run(&run.dag_id, &run.run_id));
-    let outcome = tokio::time::timeout(Duration::from_secs(30), driver)
-        .await
-        .expect("the stream stops within 30 s")
-        .unwrap()
-        .unwrap();
+    let outcome = common::stop_and_wait(&executor, &run, driver).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
     assert!(
         executor
@@ -282,10 +272,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         .unwrap(),
     );
     let run = start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = tokio::spawn({
-        let (executor, dag, run) = (executor.clone(), dag.clone(), run.clone());
-        async move { executor.drive_run(dag, run).await }
-    });
+    let driver = common::drive_in_background(&executor, &dag, &run);
     let dead = services::consume_all(std::slice::from_ref(&dlq), 40, Duration::from_secs(60));
     assert_eq!(dead.len(), 40);
     for record in &dead {
@@ -309,12 +296,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     })
     .await;
     assert_exact(&services::all_documents(&stats).await, &good);
-    assert!(executor.stop_run(&run.dag_id, &run.run_id));
-    tokio::time::timeout(Duration::from_secs(30), driver)
-        .await
-        .expect("the stream stops")
-        .unwrap()
-        .unwrap();
+    common::stop_and_wait(&executor, &run, driver).await;
 }
 
 /// tansu answers a fetch from an offset inside a record batch with the next batch: a task
@@ -340,10 +322,7 @@ async fn a_stream_resuming_inside_a_record_batch_reads_the_rest_of_it() {
         .unwrap(),
     );
     let run = start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = tokio::spawn({
-        let (executor, dag, run) = (executor.clone(), dag.clone(), run.clone());
-        async move { executor.drive_run(dag, run).await }
-    });
+    let driver = common::drive_in_background(&executor, &dag, &run);
     let stats = services::mongo(&ns).await.collection::<Document>("stats");
     let ends = services::ends_of_placements(&topic, &placements);
     services::eventually(
@@ -366,12 +345,7 @@ async fn a_stream_resuming_inside_a_record_batch_reads_the_rest_of_it() {
         .map(|(_, payload)| serde_json::from_str(payload).unwrap())
         .collect();
     assert_exact(&services::all_documents(&stats).await, &expected);
-    assert!(executor.stop_run(&run.dag_id, &run.run_id));
-    tokio::time::timeout(Duration::from_secs(30), driver)
-        .await
-        .expect("the stream stops")
-        .unwrap()
-        .unwrap();
+    common::stop_and_wait(&executor, &run, driver).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

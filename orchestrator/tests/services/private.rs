@@ -37,7 +37,8 @@ fn binary(variable: &str, install: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on at the moment.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
