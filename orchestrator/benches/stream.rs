@@ -22,6 +22,10 @@ use rdkafka::{
 use tasks::{LogSink, Metrics, OperatorConfig, TaskContext};
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `orchestrator` binary, so the tasks run here as they do there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Sizes {
     calls: usize,
     per_call: usize,
