@@ -22,6 +22,10 @@ use orchestrator::{
 };
 
 /// How big each measurement is.
+/// The allocator of the `orchestrator` binary, so the executor runs here as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Sizes {
     chain_len: usize,
     chain_repeats: usize,
