@@ -394,3 +394,114 @@ retry_delay = "100ms"
         "{error}"
     );
 }
+
+/// Word count, the Kafka-sink way: sentences exploded into words by a jq transform, counted
+/// per word over sliding event-time windows, each window produced once when the watermark
+/// closes it; a record for closed windows is late and goes to the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn word_counts_over_sliding_windows_go_to_a_topic_and_late_records_to_the_dlq() {
+    const VOCABULARY: &[&str] = &["kafka", "rust", "stream", "window", "mongo", "jq"];
+    let ns = services::unique("words");
+    let (input, output, dlq) = (
+        format!("{ns}.sentences"),
+        format!("{ns}.counts"),
+        format!("{ns}.dlq"),
+    );
+    services::create_topic(&input, 1).await;
+    let base_s: i64 = 1_700_000_000;
+    let sentence = |i: i64, ts: i64| {
+        let words: Vec<&str> = (0..3)
+            .map(|k| VOCABULARY[((i * 7 + k * 5 + i / 4) % 6) as usize])
+            .collect();
+        (
+            i.to_string(),
+            serde_json::json!({"text": words.join(" "), "ts": ts}).to_string(),
+        )
+    };
+    // 300 sentences one second apart, then one far behind the watermark (late), then one far
+    // ahead that closes every window of the first 300.
+    let mut records: Vec<(String, String)> = (0..300).map(|i| sentence(i, base_s + i)).collect();
+    records.push(sentence(300, base_s + 10));
+    records.push(sentence(301, base_s + 1_000));
+    services::produce(&input, &records).await;
+
+    let mut truth: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for (_, payload) in &records[..300] {
+        let value: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let ts_ms = value["ts"].as_i64().unwrap() * 1000;
+        let mut start = ts_ms.div_euclid(30_000) * 30_000;
+        while start > ts_ms - 60_000 {
+            for word in value["text"].as_str().unwrap().split(' ') {
+                *truth.entry((start, word.to_owned())).or_default() += 1;
+            }
+            start -= 30_000;
+        }
+    }
+
+    let dag = common::dag(&format!(
+        r#"[dag]
+id = "{ns}"
+schedule = "@continuous"
+[[task]]
+id = "words"
+operator = "stream"
+topics = ["{input}"]
+group_id = "{ns}"
+flush_interval = "200ms"
+dead_letter_topic = "{dlq}"
+transform = ['. as $s | $s.text | split(" ")[] | {{word: ., ts: $s.ts}}']
+[task.window]
+size = "1m"
+slide = "30s"
+event_time = ".ts"
+allowed_lateness = "5s"
+group_by = {{ word = ".word" }}
+aggregates = {{ n = "count" }}
+[task.sink]
+kind = "kafka"
+topic = "{output}"
+"#
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite(dir.path()).await;
+    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let run = start_run(&executor, &dag, serde_json::json!({})).await;
+    let driver = common::drive_in_background(&executor, &dag, &run);
+
+    let counts = services::consume_all(
+        std::slice::from_ref(&output),
+        truth.len(),
+        Duration::from_secs(60),
+    );
+    let mut produced: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for record in &counts {
+        let window: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+        let start = chrono::DateTime::parse_from_rfc3339(window["window_start"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        let word = window["word"].as_str().unwrap().to_owned();
+        assert_eq!(window["closed"], true, "{window}");
+        assert_eq!(record.key.as_deref(), window["_id"].as_str());
+        let previous = produced.insert((start, word), window["n"].as_i64().unwrap());
+        assert!(previous.is_none(), "a window produced twice: {window}");
+    }
+    assert_eq!(produced, truth);
+
+    let dead = services::consume_all(std::slice::from_ref(&dlq), 1, Duration::from_secs(30));
+    assert!(
+        dead[0].headers["error"].contains("late"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert_eq!(dead[0].headers["source_offset"], "300");
+    services::eventually(
+        "one late record in the live metrics",
+        Duration::from_secs(10),
+        || {
+            let metrics = executor.task_metrics(&run.dag_id, &run.run_id, "words");
+            async move { metrics.is_some_and(|m| m.get("late") == Some(&1.into())) }
+        },
+    )
+    .await;
+    common::stop_and_wait(&executor, &run, driver).await;
+}
