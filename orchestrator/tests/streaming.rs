@@ -505,3 +505,41 @@ topic = "{output}"
     .await;
     common::stop_and_wait(&executor, &run, driver).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_to_kafka_names_missing_topics_when_creation_is_off() {
+    let api = fake_api().await;
+    let ns = services::unique("nocreate");
+    let _ = services::kafka_brokers();
+    let dag = common::dag(&format!(
+        r#"[dag]
+id = "{ns}"
+[[task]]
+id = "fetch"
+operator = "http_to_kafka"
+url = "{api}?results=50&nat=fr,de"
+key = ".login.uuid"
+topic = '"{ns}." + (.nat | ascii_downcase)'
+create_topics = false
+"#
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite(dir.path()).await;
+    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let run = start_run(&executor, &dag, serde_json::json!({})).await;
+    let outcome = executor.drive_run(dag.clone(), run.clone()).await.unwrap();
+    assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
+    let error = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .remove(0)
+        .error
+        .unwrap();
+    assert!(
+        error.contains(&format!("{ns}.de, {ns}.fr"))
+            && error.contains("do not exist")
+            && error.contains("create_topics is off"),
+        "{error}"
+    );
+}

@@ -147,4 +147,110 @@ mod tests {
         assert_eq!(backoff(3), Duration::from_secs(2));
         assert_eq!(backoff(40), MAX_BACKOFF);
     }
+
+    /// A server answering each connection with the next canned response; the base URL.
+    async fn canned(responses: Vec<&'static str>) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for response in responses {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                socket.write_all(response.as_bytes()).await.unwrap();
+                socket.shutdown().await.unwrap();
+            }
+        });
+        format!("http://{address}/api/")
+    }
+
+    #[derive(Default)]
+    struct Lines(std::sync::Mutex<Vec<String>>);
+
+    impl crate::LogSink for Lines {
+        fn line(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_owned());
+        }
+    }
+
+    fn context(lines: &std::sync::Arc<Lines>) -> TaskContext {
+        TaskContext {
+            cancel: tokio_util::sync::CancellationToken::new(),
+            log: lines.clone(),
+            metrics: crate::Metrics::default(),
+        }
+    }
+
+    const UNAVAILABLE: &str =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const TOO_MANY: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const OK: &str =
+        "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}";
+    const NOT_FOUND: &str =
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope";
+
+    #[tokio::test]
+    async fn server_errors_and_429_are_retried_honouring_retry_after() {
+        let url = canned(vec![UNAVAILABLE, TOO_MANY, OK]).await;
+        let lines = std::sync::Arc::new(Lines::default());
+        let fetched = get_with_retries(
+            &url,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+            3,
+            &context(&lines),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((fetched.status, fetched.attempts), (200, 3));
+        assert_eq!(&fetched.body[..], br#"{"ok":true}"#);
+        let lines = lines.0.lock().unwrap().clone();
+        assert!(
+            lines[0].contains("status 503") && lines[0].contains("retrying in 500 ms"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("status 429") && lines[1].contains("retrying in 1000 ms"),
+            "Retry-After: 1 sets the wait: {lines:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_run_out_and_client_errors_are_not_retried() {
+        let url = canned(vec![UNAVAILABLE, UNAVAILABLE]).await;
+        let lines = std::sync::Arc::new(Lines::default());
+        let error = get_with_retries(
+            &url,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+            1,
+            &context(&lines),
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            error.contains("failed after 2 attempts: status 503"),
+            "{error}"
+        );
+
+        let url = canned(vec![NOT_FOUND]).await;
+        let error = get_with_retries(
+            &url,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+            3,
+            &context(&lines),
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            error.contains("status 404") && error.contains("nope"),
+            "{error}"
+        );
+    }
 }
