@@ -246,4 +246,28 @@ async fn stream_is_exact_after_five_sigkills_of_serve() {
         "each restart adopts the killed stream task ({zombies} zombies logged)"
     );
     serve.terminate();
+
+    // SIGTERM is not a crash: the stream flushed, committed and waits in its run for the
+    // next serve (up_for_retry), instead of ending the run.
+    let store = orchestrator::store::Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("updraft.db").display()
+    ))
+    .await
+    .unwrap();
+    let runs = store
+        .list_runs(&orchestrator::store::RunFilter {
+            dag_id: Some(ns.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1, "one run through every restart: {runs:?}");
+    assert_eq!(runs[0].state, orchestrator::store::RunState::Running);
+    let stream = store
+        .task_instances(&ns, &runs[0].run_id)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(stream.state, orchestrator::store::TiState::UpForRetry);
 }

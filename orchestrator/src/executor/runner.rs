@@ -113,6 +113,12 @@ impl Runner {
         ti.end = Some(ended);
         ti.duration_ms = Some((ended - started).num_milliseconds());
         match outcome {
+            // A stream ends cleanly when cancelled: on shutdown it has flushed and committed,
+            // and its run goes on with the next serve, like any interrupted task.
+            Ok(_) if self.spec.is_stream() && self.executor.is_shutting_down() => {
+                self.after_failure(ti, "interrupted by shutdown".into())
+                    .await
+            }
             Ok(result) => {
                 ti.result = Some(serde_json::Value::Object(result));
                 self.executor.transition(ti, TiState::Success).await?;
