@@ -1,5 +1,6 @@
 mod aggregate;
 mod config;
+mod metrics;
 mod operator;
 mod process;
 mod source;
