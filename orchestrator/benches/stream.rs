@@ -82,10 +82,15 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let raw_produce = produce_raw(&brokers, &ns, &sizes).await?;
-        let records = produce_from_api(&ns, &sizes).await?;
+        let records = produce_from_api(&ns, &sizes, Api::Fake).await?;
         println!(
             "http_to_kafka = {:.2} x the raw producer",
             records.1 / raw_produce
+        );
+        let (_, alone) = produce_from_api(&ns, &sizes, Api::Static).await?;
+        println!(
+            "http_to_kafka without the API's cost = {:.2} x the raw producer",
+            alone / raw_produce
         );
         let records = records.0;
         let raw = consume_raw(&brokers, &ns, records)?;
@@ -182,14 +187,43 @@ impl Timed {
     }
 }
 
+/// Where `http_to_kafka` gets its users: the fake API generating them on each call, or one
+/// answer generated beforehand and served as it is (the operator's own cost alone).
+#[derive(Clone, Copy)]
+enum Api {
+    Fake,
+    Static,
+}
+
 /// `http_to_kafka` GETs from the fake API and fans out to one topic per nationality; the
 /// records produced and their rate.
-async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<(usize, f64)> {
+async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(usize, f64)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    tokio::spawn(
-        async move { axum::serve(listener, orchestrator::fake_randomuser::router()).await },
-    );
+    let router = match api {
+        Api::Fake => orchestrator::fake_randomuser::router(),
+        Api::Static => {
+            let mut params = std::collections::HashMap::new();
+            params.insert("results".to_owned(), sizes.per_call.to_string());
+            params.insert("seed".to_owned(), "static".to_owned());
+            let query = orchestrator::fake_randomuser::UserQuery::parse(&params)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let body =
+                axum::body::Bytes::from(orchestrator::fake_randomuser::response_body(&query));
+            axum::Router::new().route(
+                "/api/",
+                axum::routing::get(move || {
+                    let body = body.clone();
+                    async move { body }
+                }),
+            )
+        }
+    };
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let prefix = match api {
+        Api::Fake => format!("{ns}.users."),
+        Api::Static => format!("{ns}.static."),
+    };
     let mut total = 0;
     let mut busy = Duration::ZERO;
     // GET, parse and route, produce (topics, producer, every acknowledgement).
@@ -199,7 +233,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<(usize, f64
             "operator": "http_to_kafka",
             "url": format!("http://{address}/api/?results={}&seed=bench&page={}", sizes.per_call, call + 1),
             "key": ".login.uuid",
-            "topic": format!("\"{ns}.users.\" + (.nat | ascii_downcase)"),
+            "topic": format!("\"{prefix}\" + (.nat | ascii_downcase)"),
             "partitions": 1,
         }))?;
         let timed = Arc::new(Timed::default());
@@ -225,7 +259,11 @@ async fn produce_from_api(ns: &str, sizes: &Sizes) -> anyhow::Result<(usize, f64
     let rate = total as f64 / busy.as_secs_f64();
     let per_call = |d: Duration| d.as_millis() / sizes.calls as u128;
     println!(
-        "http_to_kafka from the fake API: {total} records in {} calls of {}, {rate:.0} records/s (target >= 100,000); per call: GET {} ms, parse and route {} ms, produce {} ms",
+        "http_to_kafka from {}: {total} records in {} calls of {}, {rate:.0} records/s (target >= 100,000); per call: GET {} ms, parse and route {} ms, produce {} ms",
+        match api {
+            Api::Fake => "the fake API",
+            Api::Static => "one answer generated beforehand",
+        },
         sizes.calls,
         sizes.per_call,
         per_call(phases[0]),

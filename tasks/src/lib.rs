@@ -10,6 +10,7 @@ mod context;
 mod duration;
 mod error;
 pub mod http;
+mod http_client;
 pub mod http_to_kafka;
 pub mod jq;
 pub mod kafka;

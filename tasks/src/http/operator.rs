@@ -31,11 +31,8 @@ impl HttpOperator {
             .config
             .request_timeout
             .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| TaskError::Failed(format!("cannot build HTTP client: {e}")))?;
-        let mut request = client.request(method, &self.config.url);
+        let client = crate::http_client::shared()?;
+        let mut request = client.request(method, &self.config.url).timeout(timeout);
         for (name, value) in &self.config.headers {
             request = request.header(name, value);
         }

@@ -32,15 +32,12 @@ pub async fn get_with_retries(
     retries: u32,
     ctx: &TaskContext,
 ) -> Result<Fetched, TaskError> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| TaskError::Failed(format!("cannot build HTTP client: {e}")))?;
+    let client = crate::http_client::shared()?;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let outcome = tokio::select! {
-            outcome = get_once(&client, url, headers, attempt) => outcome?,
+            outcome = get_once(&client, url, headers, timeout, attempt) => outcome?,
             _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
         };
         let (reason, after) = match outcome {
@@ -75,9 +72,10 @@ async fn get_once(
     client: &reqwest::Client,
     url: &str,
     headers: &BTreeMap<String, String>,
+    timeout: Duration,
     attempts: u32,
 ) -> Result<Attempt, TaskError> {
-    let mut request = client.get(url);
+    let mut request = client.get(url).timeout(timeout);
     for (name, value) in headers {
         request = request.header(name, value);
     }
