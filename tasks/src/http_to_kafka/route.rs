@@ -1,6 +1,8 @@
 //! Turns a response into keyed records, each bound for its topic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::value::RawValue;
 
 use super::HttpToKafkaConfig;
 use crate::jq::{self, Val};
@@ -9,7 +11,8 @@ use crate::jq::{self, Val};
 pub struct Routed {
     pub topic: String,
     pub key: Option<String>,
-    /// The record as compact JSON.
+    /// The record's JSON: its own bytes from the answer when `records` is a plain path,
+    /// else the value jq selected, written compactly.
     pub payload: Vec<u8>,
 }
 
@@ -18,50 +21,96 @@ const RECORDS_PER_THREAD: usize = 500;
 
 /// Selects the records of `body` and routes each, in order; the error names the record that
 /// failed.
+///
+/// When `records` is a plain path to an array (`.results[]`, `.data.items[]`, `.[]`), the
+/// records are found by scanning the answer without building its tree, and each is parsed on
+/// its own, on every core, and sent as the bytes the API gave. Anything else, or an answer
+/// that does not have an array there, goes through jq (which then names the problem).
 pub fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, String> {
+    if let Some(raw) = plain_path(config.records.source()).and_then(|path| raw_records(body, &path))
+    {
+        return in_parallel(&raw, |raw: &&RawValue| {
+            let bytes = raw.get().as_bytes();
+            route_one(config, jq::parse_json(bytes)?, bytes.to_vec())
+        });
+    }
     let document = jq::parse_json(body).map_err(|e| format!("response: {e}"))?;
     let records = config
         .records
         .run(document)
         .map_err(|e| format!("records: {e}"))?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(records.len().div_ceil(RECORDS_PER_THREAD))
-        .max(1);
-    let chunk = records.len().div_ceil(threads).max(1);
-    let routed = std::thread::scope(|scope| {
-        let workers: Vec<_> = records
-            .chunks(chunk)
-            .enumerate()
-            .map(|(n, part)| scope.spawn(move || route_all(config, part, n * chunk)))
-            .collect();
-        let mut routed = Vec::with_capacity(records.len());
-        for worker in workers {
-            routed.extend(worker.join().map_err(|_| "routing a record panicked")??);
-        }
-        Ok::<_, String>(routed)
+    let routed = in_parallel(&records, |record: &Val| {
+        route_one(config, record.clone(), jq::to_json_bytes(record))
     })?;
     // Freeing a parsed answer of 5,000 users takes ~60 ms: off the task's path.
     std::thread::spawn(move || drop(records));
     Ok(routed)
 }
 
-/// Routes `records`, the first of which is record `first` of the answer.
-fn route_all(
-    config: &HttpToKafkaConfig,
-    records: &[Val],
-    first: usize,
-) -> Result<Vec<Routed>, String> {
-    records
-        .iter()
-        .enumerate()
-        .map(|(index, record)| {
-            route_one(config, record.clone()).map_err(|e| format!("record {}: {e}", first + index))
-        })
-        .collect()
+/// The keys of `records` when it is `.a.b[]` (or `.[]`): a path of plain names to an array.
+fn plain_path(records: &str) -> Option<Vec<&str>> {
+    let path = records.trim().strip_suffix("[]")?;
+    if path == "." {
+        return Some(Vec::new());
+    }
+    let keys: Vec<&str> = path.strip_prefix('.')?.split('.').collect();
+    let plain = |key: &&str| {
+        key.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    keys.iter().all(plain).then_some(keys)
 }
 
-fn route_one(config: &HttpToKafkaConfig, record: Val) -> Result<Routed, String> {
+/// The elements of the array at `path` in `body`, as slices of it; none when the answer has
+/// no array there.
+fn raw_records<'a>(body: &'a [u8], path: &[&str]) -> Option<Vec<&'a RawValue>> {
+    let mut current: &'a RawValue = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    for key in path {
+        let object: HashMap<String, &'a RawValue> = serde_json::from_str(current.get()).ok()?;
+        current = object.get(*key)?;
+    }
+    serde_json::from_str(current.get()).ok()
+}
+
+/// Routes every item with `route_item`, split over the cores, in order; the error names the
+/// first item that failed.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    route_item: impl Fn(&T) -> Result<Routed, String> + Sync,
+) -> Result<Vec<Routed>, String> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().div_ceil(RECORDS_PER_THREAD))
+        .max(1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let route_item = &route_item;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(index, item)| {
+                            route_item(item)
+                                .map_err(|e| format!("record {}: {e}", n * chunk + index))
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                })
+            })
+            .collect();
+        let mut routed = Vec::with_capacity(items.len());
+        for worker in workers {
+            routed.extend(worker.join().map_err(|_| "routing a record panicked")??);
+        }
+        Ok(routed)
+    })
+}
+
+fn route_one(config: &HttpToKafkaConfig, record: Val, payload: Vec<u8>) -> Result<Routed, String> {
     let key = match &config.key {
         Some(filter) => match filter.one(record.clone())? {
             Val::Null => return Err(format!("key {:?} is null", filter.source())),
@@ -73,7 +122,7 @@ fn route_one(config: &HttpToKafkaConfig, record: Val) -> Result<Routed, String> 
     Ok(Routed {
         topic,
         key,
-        payload: jq::to_json_bytes(&record),
+        payload,
     })
 }
 
@@ -133,6 +182,66 @@ mod tests {
         let body = serde_json::json!({ "results": users }).to_string();
         let error = route(&config, body.as_bytes()).err().unwrap();
         assert!(error.starts_with("record 1100:"), "{error}");
+    }
+
+    #[test]
+    fn plain_paths_are_recognised() {
+        assert_eq!(plain_path(".results[]"), Some(vec!["results"]));
+        assert_eq!(
+            plain_path(" .data.items_2[] "),
+            Some(vec!["data", "items_2"])
+        );
+        assert_eq!(plain_path(".[]"), Some(vec![]));
+        for other in [
+            ".results",
+            ".results[0]",
+            ".results[] | .x",
+            ".\"a b\"[]",
+            "..[]",
+            ".2x[]",
+        ] {
+            assert_eq!(plain_path(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_plain_path_sends_each_record_as_the_api_wrote_it() {
+        let body = br#"{"info": {"seed": "x"}, "results": [ {"nat": "US", "n": 1.50, "login": {"uuid": "u1"}},
+            {"nat":"FR","n":2e3,"login":{"uuid":"u2"}} ]}"#;
+        let config = config(serde_json::json!({"key": ".login.uuid", "topic": "t"}));
+        let routed = route(&config, body).unwrap();
+        assert_eq!(
+            String::from_utf8(routed[0].payload.clone()).unwrap(),
+            r#"{"nat": "US", "n": 1.50, "login": {"uuid": "u1"}}"#
+        );
+        assert_eq!(
+            String::from_utf8(routed[1].payload.clone()).unwrap(),
+            r#"{"nat":"FR","n":2e3,"login":{"uuid":"u2"}}"#
+        );
+        assert_eq!(routed[1].key.as_deref(), Some("u2"));
+    }
+
+    #[test]
+    fn other_selections_go_through_jq_and_missing_arrays_are_named() {
+        let config = config(serde_json::json!({
+            "records": ".results[] | select(.nat == \"FR\")",
+            "key": ".login.uuid",
+            "topic": "t",
+        }));
+        let routed = route(&config, BODY).unwrap();
+        assert_eq!(routed.len(), 1);
+        assert_eq!(routed[0].key.as_deref(), Some("u2"));
+        let error = route(&config, br#"{"info": {}}"#).err().unwrap();
+        assert!(error.starts_with("records:"), "{error}");
+        let plain = super::super::HttpToKafkaConfig {
+            records: crate::jq::JqFilter::compile(".results[]").unwrap(),
+            ..config
+        };
+        let error = route(&plain, br#"{"results": null}"#).err().unwrap();
+        assert!(
+            error.starts_with("records:") && error.contains("null"),
+            "{error}"
+        );
     }
 
     #[test]
