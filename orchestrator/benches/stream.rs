@@ -334,23 +334,22 @@ async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
     let metrics = ctx.metrics.clone();
     let cancel = ctx.cancel.clone();
     let task = tokio::spawn(async move { config.build().execute(&ctx).await });
-    // Metrics are published once a second: the rate is the records read between the first
-    // report that shows any and the one that shows them all, over the time between the two.
-    let mut first: Option<(Instant, usize)> = None;
+    // Metrics are published once a second, each exact when published: the rate is taken
+    // between the first report that shows records and the last one before all were read (the
+    // report showing them all comes up to a second after the last record).
+    let mut reports: Vec<(Instant, usize)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut last_seen = 0;
     loop {
         let seen = metrics
             .snapshot()
             .get("records_in")
             .and_then(|v| v.as_u64())
             .unwrap_or(0) as usize;
-        if seen != last_seen && first.is_none() {
-            first = Some((Instant::now(), seen));
-        }
-        last_seen = seen;
         if seen >= expected {
             break;
+        }
+        if seen > 0 && reports.last().is_none_or(|(_, last)| *last != seen) {
+            reports.push((Instant::now(), seen));
         }
         ensure!(
             Instant::now() < deadline,
@@ -358,8 +357,14 @@ async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (at, seen) = first.context("no metrics report")?;
-    let rate = (expected - seen) as f64 / at.elapsed().as_secs_f64().max(1e-3);
+    let ended = Instant::now();
+    let rate = match (reports.first(), reports.last()) {
+        (Some((t0, n0)), Some((t1, n1))) if n1 > n0 => {
+            (n1 - n0) as f64 / t1.duration_since(*t0).as_secs_f64()
+        }
+        (Some((t0, n0)), _) => (expected - n0) as f64 / ended.duration_since(*t0).as_secs_f64(),
+        _ => 0.0,
+    };
     cancel.cancel();
     task.await?.map_err(|e| anyhow::anyhow!("stream: {e}"))?;
     Ok(rate)
