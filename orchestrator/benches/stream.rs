@@ -278,6 +278,8 @@ fn consume_raw(brokers: &str, ns: &str, expected: usize) -> anyhow::Result<f64> 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{ns}.raw"))
+        // The stream task's fetch setting, so both read the broker the same way.
+        .set("fetch.wait.max.ms", "100")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;

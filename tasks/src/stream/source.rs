@@ -93,6 +93,9 @@ impl Source {
                 },
             )
             .set("statistics.interval.ms", "2000")
+            // An idle fetch returns after at most 100 ms (librdkafka waits 500 ms by default,
+            // and tansu holds a fetch that long even when records arrive meanwhile).
+            .set("fetch.wait.max.ms", "100")
             .set("log_level", "3")
             .create_with_context(LagContext { lag: lag.clone() })
             .map_err(|e| {
