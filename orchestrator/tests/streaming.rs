@@ -299,39 +299,47 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     common::stop_and_wait(&executor, &run, driver).await;
 }
 
-/// tansu answers a fetch from an offset inside a record batch with the next batch: a task
-/// resuming there must notice and re-read, or it silently skips the rest of the batch.
+/// tansu answers a fetch from an offset inside a record batch with the batches after it: a
+/// task resuming there must re-read from further back, or it skips the rest of the batch.
+/// Here the stream is fetched from offset 0 (a batch start), 1,000 before the commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_resuming_inside_a_record_batch_reads_the_rest_of_it() {
-    let ns = services::unique("midbatch");
+    resume_inside_one_batch("midbatch", 400, 150).await;
+}
+
+/// Fetched from 1,000 records before the commit, still inside the one batch there is: tansu
+/// answers nothing at all, and the task must notice the silence and go further back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_resuming_deep_inside_the_last_batch_reads_the_rest_of_it() {
+    resume_inside_one_batch("deepbatch", 2_000, 1_500).await;
+}
+
+/// `count` records in one batch, the group committed at `resume_at`: the stream counts
+/// exactly the records from `resume_at` on.
+async fn resume_inside_one_batch(name: &str, count: usize, resume_at: i64) {
+    let ns = services::unique(name);
     let topic = format!("{ns}.in");
     services::create_topic(&topic, 1).await;
-    let records = synthetic_users(400, 1_700_000_000);
-    let placements = services::produce(&topic, &records).await;
-    let resume_at = 150;
+    let records = synthetic_users(count, 1_700_000_000);
+    let placements = services::produce_in_one_batch(&topic, &records).await;
     services::commit(&ns, &topic, 0, resume_at);
 
     let dir = tempfile::tempdir().unwrap();
     let store = common::sqlite(dir.path()).await;
     let executor = common::executor(store.clone(), &dir.path().join("logs"));
-    let dag = Arc::new(
-        parse_dag_file(
-            std::path::Path::new("midbatch.toml"),
-            &stats_dag_source(&ns, &topic, ""),
-        )
-        .unwrap(),
-    );
+    let dag = common::dag(&stats_dag_source(&ns, &topic, ""));
     let run = start_run(&executor, &dag, serde_json::json!({})).await;
     let driver = common::drive_in_background(&executor, &dag, &run);
     let stats = services::mongo(&ns).await.collection::<Document>("stats");
     let ends = services::ends_of_placements(&topic, &placements);
+    let expected_count = (count as i64) - resume_at;
     services::eventually(
         "the records after the committed offset counted and committed",
         Duration::from_secs(60),
         || {
             let (stats, ends, ns) = (stats.clone(), ends.clone(), ns.clone());
             async move {
-                services::users_counted(&stats).await == 250
+                services::users_counted(&stats).await == expected_count
                     && tokio::task::spawn_blocking(move || services::group_lag(&ns, &ends))
                         .await
                         .unwrap()

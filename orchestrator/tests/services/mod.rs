@@ -113,10 +113,24 @@ pub async fn produce_on(
     topic: &str,
     records: &[(String, String)],
 ) -> Vec<(i32, i64)> {
+    produce_lingering(brokers, topic, records, 5).await
+}
+
+/// [`produce`] with the records of 200 ms in one batch per partition (up to 1 MB).
+pub async fn produce_in_one_batch(topic: &str, records: &[(String, String)]) -> Vec<(i32, i64)> {
+    produce_lingering(&kafka_brokers(), topic, records, 200).await
+}
+
+async fn produce_lingering(
+    brokers: &str,
+    topic: &str,
+    records: &[(String, String)],
+    linger_ms: u32,
+) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("message.timeout.ms", "120000")
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms.to_string())
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();

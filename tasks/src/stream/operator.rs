@@ -231,6 +231,7 @@ impl<'a> StreamTask<'a> {
                     }
                 }
                 _ = metrics.tick() => {
+                    self.unstall_starts().await?;
                     rates.publish(&self.counters, ctx, self.lag());
                     if last_log.elapsed() >= METRICS_LOG_EVERY {
                         last_log = Instant::now();
@@ -283,6 +284,23 @@ impl<'a> StreamTask<'a> {
                 Ok(false)
             }
         }
+    }
+
+    /// Re-reads from further back the guarded partitions that stayed silent with records to
+    /// give (see [`StartGuard::check_stalled`]).
+    async fn unstall_starts(&mut self) -> Result<(), TaskError> {
+        let mut seeks = Vec::new();
+        for (partition, guard) in &mut self.guards {
+            let high = self.source.high_watermark(partition);
+            if let Some(Verdict::Rewind(back)) = guard.check_stalled(high) {
+                tracing::warn!(topic = %partition.0, partition = partition.1, committed = guard.committed(), high, from = back, "The broker gave nothing from inside a batch: re-reading from further back");
+                seeks.push((partition.clone(), back));
+            }
+        }
+        for (partition, back) in seeks {
+            self.source.seek(&partition, back).await?;
+        }
+        Ok(())
     }
 
     async fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), TaskError> {

@@ -18,23 +18,32 @@ use crate::TaskError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Keeps the consumer lag that librdkafka reports in its statistics every 2 s.
+/// Keeps the consumer lag and the high watermarks that librdkafka reports in its statistics
+/// every 2 s.
 pub struct LagContext {
     lag: Arc<Mutex<BTreeMap<String, i64>>>,
+    high_watermarks: Arc<Mutex<BTreeMap<Partition, i64>>>,
 }
 
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
         let mut lag = BTreeMap::new();
+        let mut high = BTreeMap::new();
         for (name, topic) in &statistics.topics {
             for (id, partition) in &topic.partitions {
                 if *id >= 0 && partition.consumer_lag >= 0 {
                     lag.insert(format!("{name}/{id}"), partition.consumer_lag);
                 }
+                if *id >= 0 && partition.hi_offset >= 0 {
+                    high.insert((name.clone(), *id), partition.hi_offset);
+                }
             }
         }
         if let Ok(mut current) = self.lag.lock() {
             *current = lag;
+        }
+        if let Ok(mut current) = self.high_watermarks.lock() {
+            *current = high;
         }
     }
 }
@@ -71,6 +80,7 @@ impl TopicMatcher {
 pub struct Source {
     pub consumer: Arc<StreamConsumer<LagContext>>,
     lag: Arc<Mutex<BTreeMap<String, i64>>>,
+    high_watermarks: Arc<Mutex<BTreeMap<Partition, i64>>>,
     matcher: Arc<TopicMatcher>,
     assigned: BTreeSet<Partition>,
     start_from: StartFrom,
@@ -80,6 +90,7 @@ pub struct Source {
 impl Source {
     pub fn new(config: &StreamConfig, brokers: &str) -> Result<Self, TaskError> {
         let lag = Arc::new(Mutex::new(BTreeMap::new()));
+        let high_watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         let consumer: StreamConsumer<LagContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", &config.group_id)
@@ -97,13 +108,17 @@ impl Source {
             // and tansu holds a fetch that long even when records arrive meanwhile).
             .set("fetch.wait.max.ms", "100")
             .set("log_level", "3")
-            .create_with_context(LagContext { lag: lag.clone() })
+            .create_with_context(LagContext {
+                lag: lag.clone(),
+                high_watermarks: high_watermarks.clone(),
+            })
             .map_err(|e| {
                 TaskError::Failed(format!("cannot create a Kafka consumer for {brokers}: {e}"))
             })?;
         Ok(Self {
             consumer: Arc::new(consumer),
             lag,
+            high_watermarks,
             matcher: Arc::new(TopicMatcher::new(&config.topics)?),
             assigned: BTreeSet::new(),
             start_from: config.start_from,
@@ -165,6 +180,14 @@ impl Source {
                 partition.0, partition.1
             ))
         })
+    }
+
+    /// The end of `partition` (its next offset) as last reported, if any.
+    pub fn high_watermark(&self, partition: &Partition) -> Option<i64> {
+        self.high_watermarks
+            .lock()
+            .ok()
+            .and_then(|high| high.get(partition).copied())
     }
 
     /// Consumer lag per partition (high watermark minus the committed offset).

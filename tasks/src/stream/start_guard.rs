@@ -8,11 +8,15 @@
 //! So a partition is fetched from [`fetch_from`] the committed offset, a little earlier, and
 //! the guard skips what comes before the committed offset; when the first record still lands
 //! past it, the guard asks to re-read from further back, doubling the distance each time.
-//! (A partition whose last batch holds the committed offset and more than [`FIRST_REWIND`]
-//! records before it waits for the next batch, then re-reads: late, never lost.)
+//! A partition whose last batch holds the committed offset and more than [`FIRST_REWIND`]
+//! records before it gets no answer at all; when nothing came for [`STALL`] while the
+//! partition has records past the committed offset, the guard re-reads from further back too.
 
 /// How far back the first re-read starts, in records.
 const FIRST_REWIND: i64 = 1_000;
+
+/// How long a guarded partition may stay silent while it has records to give.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What to do with a record of a partition whose start is being verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub struct StartGuard {
     /// gap (compaction or retention), not a skipped batch.
     reached_before: bool,
     lowest_asked: i64,
+    /// When the partition was last (re)positioned.
+    asked_at: std::time::Instant,
 }
 
 impl StartGuard {
@@ -51,6 +57,7 @@ impl StartGuard {
             rewind: FIRST_REWIND.saturating_mul(2),
             reached_before: false,
             lowest_asked: fetch_from(committed),
+            asked_at: std::time::Instant::now(),
         })
     }
 
@@ -67,10 +74,27 @@ impl StartGuard {
         if offset == self.committed || self.reached_before || self.lowest_asked == 0 {
             return (Verdict::Handle, true);
         }
+        (self.rewind_further(), false)
+    }
+
+    /// For a partition that gave nothing since it was positioned: a re-read from further back
+    /// when it was asked to fetch inside a batch (it has records past the committed offset,
+    /// `high_watermark`, yet stayed silent for [`STALL`]).
+    pub fn check_stalled(&mut self, high_watermark: Option<i64>) -> Option<Verdict> {
+        let has_records = high_watermark.is_some_and(|high| high > self.committed);
+        (has_records
+            && !self.reached_before
+            && self.lowest_asked > 0
+            && self.asked_at.elapsed() >= STALL)
+            .then(|| self.rewind_further())
+    }
+
+    fn rewind_further(&mut self) -> Verdict {
         let back = (self.committed - self.rewind).max(0);
         self.rewind = self.rewind.saturating_mul(2);
         self.lowest_asked = back;
-        (Verdict::Rewind(back), false)
+        self.asked_at = std::time::Instant::now();
+        Verdict::Rewind(back)
     }
 }
 
@@ -97,6 +121,28 @@ mod tests {
         assert_eq!(guard.check(11_284), (Verdict::Rewind(7_038), false));
         assert_eq!(guard.check(7_100), (Verdict::Skip, false));
         assert_eq!(guard.check(11_038), (Verdict::Handle, true));
+    }
+
+    #[test]
+    fn a_silent_partition_with_records_is_re_read_from_further_back() {
+        let mut guard = StartGuard::new(1_500).unwrap();
+        guard.asked_at -= STALL;
+        assert_eq!(
+            guard.check_stalled(Some(1_500)),
+            None,
+            "nothing to read yet"
+        );
+        assert_eq!(guard.check_stalled(None), None, "no report yet");
+        assert_eq!(guard.check_stalled(Some(2_000)), Some(Verdict::Rewind(0)));
+        assert_eq!(guard.check_stalled(Some(2_000)), None, "just asked again");
+        assert_eq!(guard.check(0), (Verdict::Skip, false));
+        assert_eq!(guard.check(1_500), (Verdict::Handle, true));
+        let mut fresh = StartGuard::new(1_500).unwrap();
+        assert_eq!(
+            fresh.check_stalled(Some(2_000)),
+            None,
+            "not silent for long yet"
+        );
     }
 
     #[test]
