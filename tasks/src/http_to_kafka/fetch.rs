@@ -214,38 +214,31 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn retries_run_out_and_client_errors_are_not_retried() {
-        let url = canned(vec![UNAVAILABLE, UNAVAILABLE]).await;
+    /// The error of GETting the canned `responses` with `retries`.
+    async fn failure(responses: Vec<&'static str>, retries: u32) -> String {
+        let url = canned(responses).await;
         let lines = std::sync::Arc::new(Lines::default());
-        let error = get_with_retries(
+        get_with_retries(
             &url,
             &BTreeMap::new(),
             Duration::from_secs(5),
-            1,
+            retries,
             &context(&lines),
         )
         .await
         .err()
-        .unwrap()
-        .to_string();
+        .expect("the GET fails")
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn retries_run_out_and_client_errors_are_not_retried() {
+        let error = failure(vec![UNAVAILABLE, UNAVAILABLE], 1).await;
         assert!(
             error.contains("failed after 2 attempts: status 503"),
             "{error}"
         );
-
-        let url = canned(vec![NOT_FOUND]).await;
-        let error = get_with_retries(
-            &url,
-            &BTreeMap::new(),
-            Duration::from_secs(5),
-            3,
-            &context(&lines),
-        )
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+        let error = failure(vec![NOT_FOUND], 3).await;
         assert!(
             error.contains("status 404") && error.contains("nope"),
             "{error}"
