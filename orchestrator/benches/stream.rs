@@ -107,12 +107,10 @@ fn main() -> anyhow::Result<()> {
 /// producer with `http_to_kafka`'s settings (idempotent, acks=all, lz4) to one topic per
 /// nationality, waiting for every acknowledgement.
 async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f64> {
-    let mut params = std::collections::HashMap::new();
-    params.insert("results".to_owned(), sizes.per_call.to_string());
-    params.insert("seed".to_owned(), "raw".to_owned());
-    let query =
-        orchestrator::fake_randomuser::UserQuery::parse(&params).map_err(|e| anyhow::anyhow!(e))?;
-    let users = orchestrator::fake_randomuser::users(&query, chrono::Utc::now());
+    let users = orchestrator::fake_randomuser::users(
+        &user_query(sizes.per_call, "raw")?,
+        chrono::Utc::now(),
+    );
     let records: Vec<(String, String, String)> = users
         .iter()
         .map(|user| {
@@ -159,6 +157,18 @@ async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f
     Ok(rate)
 }
 
+/// The fake API's query for `results` users of `seed`.
+fn user_query(
+    results: usize,
+    seed: &str,
+) -> anyhow::Result<orchestrator::fake_randomuser::UserQuery> {
+    let params = [("results", results.to_string()), ("seed", seed.to_owned())]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    orchestrator::fake_randomuser::UserQuery::parse(&params).map_err(|e| anyhow::anyhow!(e))
+}
+
 /// Keeps a task's log lines with the time each was written, to split a call into phases.
 #[derive(Default)]
 struct Timed(std::sync::Mutex<Vec<(Instant, String)>>);
@@ -203,11 +213,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     let router = match api {
         Api::Fake => orchestrator::fake_randomuser::router(),
         Api::Static => {
-            let mut params = std::collections::HashMap::new();
-            params.insert("results".to_owned(), sizes.per_call.to_string());
-            params.insert("seed".to_owned(), "static".to_owned());
-            let query = orchestrator::fake_randomuser::UserQuery::parse(&params)
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let query = user_query(sizes.per_call, "static")?;
             let body =
                 axum::body::Bytes::from(orchestrator::fake_randomuser::response_body(&query));
             axum::Router::new().route(

@@ -378,23 +378,8 @@ retry_delay = "100ms"
 "#,
         id = common::unique_id("unreachable"),
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::sqlite(dir.path()).await;
-    let executor = common::executor(store.clone(), &dir.path().join("logs"));
-    let run = start_run(&executor, &dag, serde_json::json!({})).await;
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(60),
-        executor.drive_run(dag.clone(), run.clone()),
-    )
-    .await
-    .expect("both tries end within 60 s")
-    .unwrap();
+    let (outcome, fetch) = run_single_task(&dag).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
-    let fetch = store
-        .task_instances(&run.dag_id, &run.run_id)
-        .await
-        .unwrap()
-        .remove(0);
     assert_eq!(fetch.try_number, 2, "the failure was retried once");
     let error = fetch.error.unwrap();
     assert!(
@@ -531,23 +516,35 @@ topic = '"{ns}." + (.nat | ascii_downcase)'
 create_topics = false
 "#
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::sqlite(dir.path()).await;
-    let executor = common::executor(store.clone(), &dir.path().join("logs"));
-    let run = start_run(&executor, &dag, serde_json::json!({})).await;
-    let outcome = executor.drive_run(dag.clone(), run.clone()).await.unwrap();
+    let (outcome, fetch) = run_single_task(&dag).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
-    let error = store
-        .task_instances(&run.dag_id, &run.run_id)
-        .await
-        .unwrap()
-        .remove(0)
-        .error
-        .unwrap();
+    let error = fetch.error.unwrap();
     assert!(
         error.contains(&format!("{ns}.de, {ns}.fr"))
             && error.contains("do not exist")
             && error.contains("create_topics is off"),
         "{error}"
     );
+}
+
+/// Runs the one-task `dag` to its end (60 s at most) on a fresh store: the outcome and the
+/// task instance.
+async fn run_single_task(dag: &Arc<Dag>) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::sqlite(dir.path()).await;
+    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let run = start_run(&executor, dag, serde_json::json!({})).await;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        executor.drive_run(dag.clone(), run.clone()),
+    )
+    .await
+    .expect("the run ends within 60 s")
+    .unwrap();
+    let instance = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .remove(0);
+    (outcome, instance)
 }

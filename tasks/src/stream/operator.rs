@@ -267,13 +267,12 @@ impl<'a> StreamTask<'a> {
         let Some(guard) = self.guards.get_mut(partition) else {
             return Ok(true);
         };
-        let (verdict, done) = guard.check(offset);
         let committed = guard.committed();
-        if done {
-            self.guards.remove(partition);
-        }
-        match verdict {
-            Verdict::Handle => Ok(true),
+        match guard.check(offset) {
+            Verdict::Handle => {
+                self.guards.remove(partition);
+                Ok(true)
+            }
             Verdict::Skip => {
                 self.counters.skipped_replayed += 1;
                 Ok(false)
@@ -292,7 +291,7 @@ impl<'a> StreamTask<'a> {
         let mut seeks = Vec::new();
         for (partition, guard) in &mut self.guards {
             let high = self.source.high_watermark(partition);
-            if let Some(Verdict::Rewind(back)) = guard.check_stalled(high) {
+            if let Some(back) = guard.check_stalled(high) {
                 tracing::warn!(topic = %partition.0, partition = partition.1, committed = guard.committed(), high, from = back, "The broker gave nothing from inside a batch: re-reading from further back");
                 seeks.push((partition.clone(), back));
             }
@@ -306,7 +305,8 @@ impl<'a> StreamTask<'a> {
     async fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), TaskError> {
         let partition = (message.topic().to_owned(), message.partition());
         let offset = message.offset();
-        if !self.guard_start(&partition, offset).await? {
+        // Guards live only until each resumed partition's first record: empty in steady state.
+        if !self.guards.is_empty() && !self.guard_start(&partition, offset).await? {
             return Ok(());
         }
         self.counters.records_in += 1;

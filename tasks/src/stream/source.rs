@@ -18,32 +18,39 @@ use crate::TaskError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Keeps the consumer lag and the high watermarks that librdkafka reports in its statistics
-/// every 2 s.
+/// What librdkafka's statistics (every 2 s) last said of each partition.
+#[derive(Default)]
+struct Reported {
+    /// High watermark minus the committed offset, by `topic/partition`.
+    lag: BTreeMap<String, i64>,
+    /// The next offset of each partition.
+    high_watermarks: BTreeMap<Partition, i64>,
+}
+
+/// Keeps what librdkafka's statistics report.
 pub struct LagContext {
-    lag: Arc<Mutex<BTreeMap<String, i64>>>,
-    high_watermarks: Arc<Mutex<BTreeMap<Partition, i64>>>,
+    reported: Arc<Mutex<Reported>>,
 }
 
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
-        let mut lag = BTreeMap::new();
-        let mut high = BTreeMap::new();
+        let mut reported = Reported::default();
         for (name, topic) in &statistics.topics {
-            for (id, partition) in &topic.partitions {
-                if *id >= 0 && partition.consumer_lag >= 0 {
-                    lag.insert(format!("{name}/{id}"), partition.consumer_lag);
+            for (id, partition) in topic.partitions.iter().filter(|(id, _)| **id >= 0) {
+                if partition.consumer_lag >= 0 {
+                    reported
+                        .lag
+                        .insert(format!("{name}/{id}"), partition.consumer_lag);
                 }
-                if *id >= 0 && partition.hi_offset >= 0 {
-                    high.insert((name.clone(), *id), partition.hi_offset);
+                if partition.hi_offset >= 0 {
+                    reported
+                        .high_watermarks
+                        .insert((name.clone(), *id), partition.hi_offset);
                 }
             }
         }
-        if let Ok(mut current) = self.lag.lock() {
-            *current = lag;
-        }
-        if let Ok(mut current) = self.high_watermarks.lock() {
-            *current = high;
+        if let Ok(mut current) = self.reported.lock() {
+            *current = reported;
         }
     }
 }
@@ -79,8 +86,7 @@ impl TopicMatcher {
 
 pub struct Source {
     pub consumer: Arc<StreamConsumer<LagContext>>,
-    lag: Arc<Mutex<BTreeMap<String, i64>>>,
-    high_watermarks: Arc<Mutex<BTreeMap<Partition, i64>>>,
+    reported: Arc<Mutex<Reported>>,
     matcher: Arc<TopicMatcher>,
     assigned: BTreeSet<Partition>,
     start_from: StartFrom,
@@ -89,8 +95,7 @@ pub struct Source {
 
 impl Source {
     pub fn new(config: &StreamConfig, brokers: &str) -> Result<Self, TaskError> {
-        let lag = Arc::new(Mutex::new(BTreeMap::new()));
-        let high_watermarks = Arc::new(Mutex::new(BTreeMap::new()));
+        let reported = Arc::new(Mutex::new(Reported::default()));
         let consumer: StreamConsumer<LagContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", &config.group_id)
@@ -109,16 +114,14 @@ impl Source {
             .set("fetch.wait.max.ms", "100")
             .set("log_level", "3")
             .create_with_context(LagContext {
-                lag: lag.clone(),
-                high_watermarks: high_watermarks.clone(),
+                reported: reported.clone(),
             })
             .map_err(|e| {
                 TaskError::Failed(format!("cannot create a Kafka consumer for {brokers}: {e}"))
             })?;
         Ok(Self {
             consumer: Arc::new(consumer),
-            lag,
-            high_watermarks,
+            reported,
             matcher: Arc::new(TopicMatcher::new(&config.topics)?),
             assigned: BTreeSet::new(),
             start_from: config.start_from,
@@ -184,15 +187,18 @@ impl Source {
 
     /// The end of `partition` (its next offset) as last reported, if any.
     pub fn high_watermark(&self, partition: &Partition) -> Option<i64> {
-        self.high_watermarks
+        self.reported
             .lock()
             .ok()
-            .and_then(|high| high.get(partition).copied())
+            .and_then(|reported| reported.high_watermarks.get(partition).copied())
     }
 
     /// Consumer lag per partition (high watermark minus the committed offset).
     pub fn lag(&self) -> BTreeMap<String, i64> {
-        self.lag.lock().map(|lag| lag.clone()).unwrap_or_default()
+        self.reported
+            .lock()
+            .map(|reported| reported.lag.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -65,22 +65,22 @@ impl StartGuard {
         self.committed
     }
 
-    /// The verdict on the record at `offset`, and whether the guard is done with.
-    pub fn check(&mut self, offset: i64) -> (Verdict, bool) {
+    /// The verdict on the record at `offset`; after [`Verdict::Handle`] the guard is done.
+    pub fn check(&mut self, offset: i64) -> Verdict {
         if offset < self.committed {
             self.reached_before = true;
-            return (Verdict::Skip, false);
+            return Verdict::Skip;
         }
         if offset == self.committed || self.reached_before || self.lowest_asked == 0 {
-            return (Verdict::Handle, true);
+            return Verdict::Handle;
         }
-        (self.rewind_further(), false)
+        Verdict::Rewind(self.rewind_further())
     }
 
-    /// For a partition that gave nothing since it was positioned: a re-read from further back
+    /// For a partition that gave nothing since it was positioned: the offset to re-read from
     /// when it was asked to fetch inside a batch (it has records past the committed offset,
     /// `high_watermark`, yet stayed silent for [`STALL`]).
-    pub fn check_stalled(&mut self, high_watermark: Option<i64>) -> Option<Verdict> {
+    pub fn check_stalled(&mut self, high_watermark: Option<i64>) -> Option<i64> {
         let has_records = high_watermark.is_some_and(|high| high > self.committed);
         (has_records
             && !self.reached_before
@@ -89,12 +89,13 @@ impl StartGuard {
             .then(|| self.rewind_further())
     }
 
-    fn rewind_further(&mut self) -> Verdict {
+    /// The next offset to re-read from: twice as far back as the last.
+    fn rewind_further(&mut self) -> i64 {
         let back = (self.committed - self.rewind).max(0);
         self.rewind = self.rewind.saturating_mul(2);
         self.lowest_asked = back;
         self.asked_at = std::time::Instant::now();
-        Verdict::Rewind(back)
+        back
     }
 }
 
@@ -107,9 +108,9 @@ mod tests {
         assert_eq!(fetch_from(11_038), 10_038);
         assert_eq!(fetch_from(400), 0);
         let mut guard = StartGuard::new(11_038).unwrap();
-        assert_eq!(guard.check(10_100), (Verdict::Skip, false));
-        assert_eq!(guard.check(11_037), (Verdict::Skip, false));
-        assert_eq!(guard.check(11_038), (Verdict::Handle, true));
+        assert_eq!(guard.check(10_100), Verdict::Skip);
+        assert_eq!(guard.check(11_037), Verdict::Skip);
+        assert_eq!(guard.check(11_038), Verdict::Handle);
         assert!(StartGuard::new(0).is_none());
     }
 
@@ -117,10 +118,10 @@ mod tests {
     fn a_skipped_batch_is_re_read_from_further_back() {
         let mut guard = StartGuard::new(11_038).unwrap();
         // Fetched from 10,038, the broker still answered past 11,038: go back twice as far.
-        assert_eq!(guard.check(11_284), (Verdict::Rewind(9_038), false));
-        assert_eq!(guard.check(11_284), (Verdict::Rewind(7_038), false));
-        assert_eq!(guard.check(7_100), (Verdict::Skip, false));
-        assert_eq!(guard.check(11_038), (Verdict::Handle, true));
+        assert_eq!(guard.check(11_284), Verdict::Rewind(9_038));
+        assert_eq!(guard.check(11_284), Verdict::Rewind(7_038));
+        assert_eq!(guard.check(7_100), Verdict::Skip);
+        assert_eq!(guard.check(11_038), Verdict::Handle);
     }
 
     #[test]
@@ -133,10 +134,10 @@ mod tests {
             "nothing to read yet"
         );
         assert_eq!(guard.check_stalled(None), None, "no report yet");
-        assert_eq!(guard.check_stalled(Some(2_000)), Some(Verdict::Rewind(0)));
+        assert_eq!(guard.check_stalled(Some(2_000)), Some(0));
         assert_eq!(guard.check_stalled(Some(2_000)), None, "just asked again");
-        assert_eq!(guard.check(0), (Verdict::Skip, false));
-        assert_eq!(guard.check(1_500), (Verdict::Handle, true));
+        assert_eq!(guard.check(0), Verdict::Skip);
+        assert_eq!(guard.check(1_500), Verdict::Handle);
         let mut fresh = StartGuard::new(1_500).unwrap();
         assert_eq!(
             fresh.check_stalled(Some(2_000)),
@@ -149,13 +150,13 @@ mod tests {
     fn a_real_gap_is_accepted() {
         // Records before the committed offset arrived, then a jump: the gap is in the log.
         let mut guard = StartGuard::new(3_000).unwrap();
-        assert_eq!(guard.check(2_500), (Verdict::Skip, false));
-        assert_eq!(guard.check(3_020), (Verdict::Handle, true));
+        assert_eq!(guard.check(2_500), Verdict::Skip);
+        assert_eq!(guard.check(3_020), Verdict::Handle);
         // Everything up to the start is gone (retention): accepted once offset 0 was asked.
         let mut guard = StartGuard::new(300).unwrap();
-        assert_eq!(guard.check(900), (Verdict::Handle, true));
+        assert_eq!(guard.check(900), Verdict::Handle);
         let mut guard = StartGuard::new(1_500).unwrap();
-        assert_eq!(guard.check(1_900), (Verdict::Rewind(0), false));
-        assert_eq!(guard.check(1_900), (Verdict::Handle, true));
+        assert_eq!(guard.check(1_900), Verdict::Rewind(0));
+        assert_eq!(guard.check(1_900), Verdict::Handle);
     }
 }
