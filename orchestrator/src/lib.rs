@@ -1,8 +1,11 @@
 //! Updraft's orchestrator: DAG files, the metadata store, the scheduler and the executor.
 
+pub mod commands;
 pub mod dag;
 pub mod executor;
 pub mod fake_randomuser;
 pub mod logs;
 pub mod scheduler;
 pub mod store;
+pub mod users;
+pub mod web;

@@ -1,151 +1,77 @@
-//! Updraft's web UI and REST API. For now: health and the DAG list as JSON; the pages come
-//! with the web UI issue. The orchestrator implements [`Backend`]; this crate knows nothing
-//! of the scheduler or the store.
+//! Updraft's web UI and REST API: server-rendered askama pages with a small embedded script
+//! for the live parts, and a JSON API shaped after Airflow's under `/api/v1`. The orchestrator
+//! implements [`Backend`]; this crate knows nothing of the scheduler or the store.
 
-use std::sync::Arc;
+mod assets;
+mod auth;
+mod backend;
+mod error;
+mod html;
+mod ids;
+mod routes;
+pub mod views;
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use serde::Serialize;
+use std::{sync::Arc, time::Duration};
 
-/// A DAG as the UI shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DagView {
-    pub dag_id: String,
-    pub schedule: String,
-    pub is_paused: bool,
-    pub tasks: usize,
-    pub file: String,
+use axum::{Router, extract::DefaultBodyLimit, middleware};
+
+pub use backend::{Backend, BackendError, BackendResult};
+pub use ids::{DagId, RunKey, TaskKey, TryKey};
+
+/// How the UI behaves.
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    /// Whether pages and the read API need no sign-in (writes always do).
+    pub public_read: bool,
+    /// Mark the session cookie `Secure` (when served over HTTPS, e.g. behind a proxy).
+    pub secure_cookies: bool,
+    /// A session ends after this long without a request.
+    pub session_idle_timeout: Duration,
+    /// Failed sign-ins allowed per user name within `sign_in_window`.
+    pub max_failed_sign_ins: usize,
+    pub sign_in_window: Duration,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
 }
 
-/// A file that did not load, with every problem in it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImportErrorView {
-    pub file: String,
-    pub problems: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DagList {
-    pub dags: Vec<DagView>,
-    pub import_errors: Vec<ImportErrorView>,
-}
-
-/// What the UI needs from the orchestrator.
-#[async_trait::async_trait]
-pub trait Backend: Send + Sync + 'static {
-    async fn dags(&self) -> Result<DagList, BackendError>;
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BackendError(pub String);
-
-/// Errors shown to clients as a generic message; the detail goes to the log.
-pub struct AppError(BackendError);
-
-impl From<BackendError> for AppError {
-    fn from(error: BackendError) -> Self {
-        Self(error)
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        tracing::error!(error = %self.0, "Request failed");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": "internal error"})),
-        )
-            .into_response()
-    }
-}
-
-type AppState = Arc<dyn Backend>;
-
-pub fn router(backend: Arc<dyn Backend>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .nest("/api/v1", api_router())
-        .with_state(backend)
-}
-
-fn api_router() -> Router<AppState> {
-    Router::new().route("/dags", get(list_dags))
-}
-
-async fn health() -> &'static str {
-    "ok"
-}
-
-async fn list_dags(State(backend): State<AppState>) -> Result<Json<DagList>, AppError> {
-    Ok(Json(backend.dags().await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::body::Body;
-    use tower::ServiceExt;
-
-    use super::*;
-
-    struct Fixed(Result<DagList, String>);
-
-    #[async_trait::async_trait]
-    impl Backend for Fixed {
-        async fn dags(&self) -> Result<DagList, BackendError> {
-            self.0.clone().map_err(BackendError)
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            public_read: true,
+            secure_cookies: false,
+            session_idle_timeout: Duration::from_secs(8 * 3600),
+            max_failed_sign_ins: 5,
+            sign_in_window: Duration::from_secs(15 * 60),
+            max_body_bytes: 256 * 1024,
         }
     }
+}
 
-    async fn get_json(backend: Fixed, uri: &str) -> (StatusCode, serde_json::Value) {
-        let response = router(Arc::new(backend))
-            .oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
-    }
+/// What every handler reaches.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub config: Arc<UiConfig>,
+    pub sessions: Arc<auth::Sessions>,
+    pub limiter: Arc<auth::SignInLimiter>,
+}
 
-    #[tokio::test]
-    async fn lists_dags_and_import_errors() {
-        let list = DagList {
-            dags: vec![DagView {
-                dag_id: "a".into(),
-                schedule: "@daily".into(),
-                is_paused: false,
-                tasks: 2,
-                file: "dags/a.toml".into(),
-            }],
-            import_errors: vec![ImportErrorView {
-                file: "dags/b.toml".into(),
-                problems: vec!["2:1: dag: missing field `id`".into()],
-            }],
-        };
-        let (status, body) = get_json(Fixed(Ok(list)), "/api/v1/dags").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["dags"][0]["dag_id"], "a");
-        assert_eq!(
-            body["import_errors"][0]["problems"][0],
-            "2:1: dag: missing field `id`"
-        );
-    }
-
-    #[tokio::test]
-    async fn backend_errors_are_hidden_from_clients() {
-        let (status, body) = get_json(Fixed(Err("password=hunter2".into())), "/api/v1/dags").await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(body, serde_json::json!({"error": "internal error"}));
-    }
+/// The whole UI: pages, the live streams, the REST API and the static assets.
+pub fn router(backend: Arc<dyn Backend>, config: UiConfig) -> Router {
+    let state = AppState {
+        backend,
+        sessions: Arc::new(auth::Sessions::new(config.session_idle_timeout)),
+        limiter: Arc::new(auth::SignInLimiter::new(
+            config.max_failed_sign_ins,
+            config.sign_in_window,
+        )),
+        config: Arc::new(config),
+    };
+    routes::router()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
 }

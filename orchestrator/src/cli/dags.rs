@@ -1,10 +1,7 @@
-use std::{collections::HashSet, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Subcommand;
-use orchestrator::{
-    dag::DagBag,
-    scheduler::{new_manual_run, parse_conf},
-};
+use orchestrator::{commands, dag::DagBag, scheduler::parse_conf};
 
 use super::{GlobalArgs, table};
 
@@ -43,49 +40,24 @@ pub async fn execute(global: &GlobalArgs, command: DagsCommand) -> anyhow::Resul
     }
 }
 
-/// The DAG list shared by the CLI and the REST API.
-pub fn dag_list(bag: &DagBag, paused: &HashSet<String>) -> ui::DagList {
-    ui::DagList {
-        dags: bag
-            .dags
-            .values()
-            .map(|dag| ui::DagView {
-                dag_id: dag.id.clone(),
-                schedule: dag.schedule.as_text(),
-                is_paused: paused.contains(&dag.id),
-                tasks: dag.tasks.len(),
-                file: dag.file.display().to_string(),
-            })
-            .collect(),
-        import_errors: bag
-            .errors
-            .iter()
-            .map(|e| ui::ImportErrorView {
-                file: e.file.display().to_string(),
-                problems: e.problems.iter().map(ToString::to_string).collect(),
-            })
-            .collect(),
-    }
-}
-
 async fn list(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let bag = global.dag_bag()?;
     let paused = global.store().await?.paused_dags().await?;
-    let list = dag_list(&bag, &paused);
-    let rows: Vec<Vec<String>> = list
+    let rows: Vec<Vec<String>> = bag
         .dags
-        .iter()
+        .values()
         .map(|d| {
+            let schedule = d.schedule.as_text();
             vec![
-                d.dag_id.clone(),
-                if d.schedule.is_empty() {
+                d.id.clone(),
+                if schedule.is_empty() {
                     "-".into()
                 } else {
-                    d.schedule.clone()
+                    schedule
                 },
-                d.is_paused.to_string(),
-                d.tasks.to_string(),
-                d.file.clone(),
+                paused.contains(&d.id).to_string(),
+                d.tasks.len().to_string(),
+                d.file.display().to_string(),
             ]
         })
         .collect();
@@ -185,19 +157,14 @@ async fn trigger(
     let conf = parse_conf(conf).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
     let dag = global.dag(dag_id)?;
     let store = global.store().await?;
-    let new = new_manual_run(&dag, conf, None);
-    store.create_run(&new, &dag.task_tries()).await?;
-    println!("Queued run {} of {}", new.run_id, dag.id);
+    let run = commands::trigger(&store, &dag, conf).await?;
+    println!("Queued run {} of {}", run.run_id, dag.id);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn set_paused(global: &GlobalArgs, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
     let dag = global.dag(dag_id)?;
-    global
-        .store()
-        .await?
-        .set_paused(&dag.id, &dag.file.display().to_string(), paused)
-        .await?;
+    commands::set_paused(&global.store().await?, &dag, paused).await?;
     println!(
         "{} is {}",
         dag.id,

@@ -8,6 +8,7 @@ mod runs;
 mod serve;
 mod table;
 mod tasks;
+mod users;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,12 @@ pub enum Command {
     /// Metadata database maintenance
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Manage the users of the web UI and API
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Manage API bearer tokens
+    #[command(subcommand)]
+    Tokens(users::TokensCommand),
     /// Serve an offline copy of the randomuser.me 1.4 API (for the demo, tests and benchmarks)
     FakeRandomuser(fake_randomuser::FakeRandomUserArgs),
 }
@@ -125,6 +132,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Runs(command) => runs::execute(&global, command).await,
         Command::Tasks(command) => tasks::execute(&global, command).await,
         Command::Db(command) => db::execute(&global, command).await,
+        Command::Users(command) => users::users(&global, command).await,
+        Command::Tokens(command) => users::tokens(&global, command).await,
         Command::FakeRandomuser(args) => fake_randomuser::serve(args).await,
     }
 }

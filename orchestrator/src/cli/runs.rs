@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use orchestrator::{
+    commands,
     dag::Dag,
-    store::{RunFilter, RunState, TaskInstanceRow},
+    store::{DagRunRow, RunFilter, RunKey, RunState, Store, TaskInstanceRow},
 };
 
 use super::{GlobalArgs, table};
@@ -29,6 +30,13 @@ pub enum RunsCommand {
         #[arg(long)]
         dag: Option<String>,
     },
+    /// Stop a queued run (a running one is stopped from the UI or API of the `serve` driving it)
+    Stop {
+        run_id: String,
+        /// The DAG, when several have a run with this id
+        #[arg(long)]
+        dag: Option<String>,
+    },
 }
 
 pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Result<ExitCode> {
@@ -40,6 +48,7 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
                     dag_id: dag,
                     state,
                     limit: Some(limit),
+                    ..RunFilter::default()
                 })
                 .await?;
             let rows: Vec<Vec<String>> = runs
@@ -69,17 +78,17 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
                 &rows,
             );
         }
-        RunsCommand::Show { run_id, dag } => {
-            let mut runs = store.find_runs(&run_id).await?;
-            runs.retain(|r| dag.as_ref().is_none_or(|d| *d == r.dag_id));
-            let run = match runs.len() {
-                0 => anyhow::bail!(
-                    "no run {run_id:?}{}: see `orchestrator runs list`",
-                    dag.map(|d| format!(" in DAG {d:?}")).unwrap_or_default()
-                ),
-                1 => runs.remove(0),
-                _ => anyhow::bail!("several DAGs have a run {run_id:?}: add --dag <dag_id>"),
+        RunsCommand::Stop { run_id, dag } => {
+            let run = find_run(&store, &run_id, dag).await?;
+            let key = RunKey {
+                dag_id: run.dag_id,
+                run_id: run.run_id,
             };
+            let run = commands::stop(&store, None, &key, std::time::Duration::ZERO).await?;
+            println!("Run {} of {} is {}", run.run_id, run.dag_id, run.state);
+        }
+        RunsCommand::Show { run_id, dag } => {
+            let run = find_run(&store, &run_id, dag).await?;
             println!(
                 "dag_id:       {}\nrun_id:       {}\nstate:        {}\ntype:         {}\nlogical_date: {}\nconf:         {}\nstart:        {}\nend:          {}\n",
                 run.dag_id,
@@ -100,6 +109,20 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run with this id (in `dag` when given).
+async fn find_run(store: &Store, run_id: &str, dag: Option<String>) -> anyhow::Result<DagRunRow> {
+    let mut runs = store.find_runs(run_id).await?;
+    runs.retain(|r| dag.as_ref().is_none_or(|d| *d == r.dag_id));
+    match runs.len() {
+        0 => anyhow::bail!(
+            "no run {run_id:?}{}: see `orchestrator runs list`",
+            dag.map(|d| format!(" in DAG {d:?}")).unwrap_or_default()
+        ),
+        1 => Ok(runs.remove(0)),
+        _ => anyhow::bail!("several DAGs have a run {run_id:?}: add --dag <dag_id>"),
+    }
 }
 
 /// Task instances in the DAG's task order.

@@ -3,12 +3,13 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Args;
 use orchestrator::{
-    dag::{DagBag, watch_folder},
+    dag::watch_folder,
     executor::{Executor, ExecutorConfig},
     scheduler::Scheduler,
     store::Store,
+    users,
+    web::{Heartbeat, WebBackend},
 };
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::GlobalArgs;
@@ -24,6 +25,15 @@ pub struct ServeArgs {
     /// How long running tasks get to stop on shutdown
     #[arg(long, env = "UPDRAFT_GRACE_PERIOD", default_value = "10s", value_parser = humantime::parse_duration)]
     grace_period: Duration,
+    /// Whether pages and the read API need no sign-in (changes always need one)
+    #[arg(long, env = "UPDRAFT_PUBLIC_READ", default_value_t = true, action = clap::ArgAction::Set)]
+    public_read: bool,
+    /// Mark the session cookie Secure (serve behind HTTPS)
+    #[arg(long, env = "UPDRAFT_SECURE_COOKIES")]
+    secure_cookies: bool,
+    /// A UI session ends after this long without a request
+    #[arg(long, env = "UPDRAFT_SESSION_IDLE", default_value = "8h", value_parser = humantime::parse_duration)]
+    session_idle: Duration,
 }
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -44,11 +54,26 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding the web UI to {}", args.bind))?;
+    ensure_a_user(&store).await?;
     tracing::info!(address = %args.bind, "Web UI listening");
-    let app = ui::router(Arc::new(UiBackend {
+    let heartbeat = Heartbeat::default();
+    let backend = WebBackend::new(
         store,
-        bags: bags.clone(),
-    }));
+        bags.clone(),
+        executor.logs().clone(),
+        Some(executor.clone()),
+        heartbeat.clone(),
+        args.grace_period + Duration::from_secs(5),
+    );
+    let app = ui::router(
+        Arc::new(backend),
+        ui::UiConfig {
+            public_read: args.public_read,
+            secure_cookies: args.secure_cookies,
+            session_idle_timeout: args.session_idle,
+            ..ui::UiConfig::default()
+        },
+    );
     let web_shutdown = shutdown.clone();
     let web = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -57,6 +82,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     });
     tokio::spawn(signal_shutdown(shutdown.clone()));
     Scheduler::new(executor, bags)
+        .with_heartbeat(heartbeat)
         .run(shutdown.clone(), args.grace_period)
         .await?;
     shutdown.cancel();
@@ -82,20 +108,23 @@ pub(super) async fn signal_shutdown(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-struct UiBackend {
-    store: Store,
-    bags: watch::Receiver<Arc<DagBag>>,
-}
-
-#[async_trait::async_trait]
-impl ui::Backend for UiBackend {
-    async fn dags(&self) -> Result<ui::DagList, ui::BackendError> {
-        let bag = self.bags.borrow().clone();
-        let paused = self
-            .store
-            .paused_dags()
-            .await
-            .map_err(|e| ui::BackendError(e.to_string()))?;
-        Ok(super::dags::dag_list(&bag, &paused))
+/// With no user at all, creates `admin` with a random password (or `UPDRAFT_ADMIN_PASSWORD`)
+/// and prints it once.
+async fn ensure_a_user(store: &Store) -> anyhow::Result<()> {
+    if !store.users().await?.is_empty() {
+        return Ok(());
     }
+    let (password, generated) = match std::env::var("UPDRAFT_ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => (password, false),
+        _ => (users::random_secret()[..20].to_owned(), true),
+    };
+    users::add_user(store, "admin", &password).await?;
+    if generated {
+        eprintln!(
+            "\nCreated the user `admin` with password {password}\n(shown once; change users with `orchestrator users`)\n"
+        );
+    } else {
+        tracing::info!("Created the user admin with the password from UPDRAFT_ADMIN_PASSWORD");
+    }
+    Ok(())
 }

@@ -4,7 +4,12 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Subcommand;
 use orchestrator::{
-    dag::TemplateContext, executor::build_operator, logs::try_log_path, scheduler::parse_conf,
+    commands,
+    dag::TemplateContext,
+    executor::build_operator,
+    logs::try_log_path,
+    scheduler::parse_conf,
+    store::{TaskKey, TiState},
 };
 use tasks::{LogSink, Metrics, TaskContext};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -25,6 +30,24 @@ pub enum TasksCommand {
         /// Keep printing new lines until the task instance finishes
         #[arg(long, short)]
         follow: bool,
+    },
+    /// Clear a task instance of a finished run (and its downstream ones) so it runs again
+    Clear {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// Clear the tasks downstream of it too
+        #[arg(long)]
+        downstream: bool,
+    },
+    /// Mark a task instance of a finished run success or failed
+    Mark {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// success or failed
+        #[arg(value_parser = ["success", "failed"])]
+        state: String,
     },
     /// Run one task now, without its upstreams and without recording state
     Test {
@@ -50,6 +73,41 @@ pub async fn execute(global: &GlobalArgs, command: TasksCommand) -> anyhow::Resu
             task_id,
             conf,
         } => test(global, &dag_id, &task_id, conf.as_deref()).await,
+        TasksCommand::Clear {
+            dag_id,
+            run_id,
+            task_id,
+            downstream,
+        } => {
+            let dag = global.dag(&dag_id)?;
+            let key = TaskKey {
+                dag_id,
+                run_id,
+                task_id,
+            };
+            let cleared = commands::clear(&global.store().await?, &dag, &key, downstream).await?;
+            println!(
+                "Cleared {}; `orchestrator serve` runs them again",
+                cleared.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::Mark {
+            dag_id,
+            run_id,
+            task_id,
+            state,
+        } => {
+            let state: TiState = state.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let key = TaskKey {
+                dag_id,
+                run_id,
+                task_id,
+            };
+            commands::mark(&global.store().await?, &key, state).await?;
+            println!("Marked {}.{} {state}", key.dag_id, key.task_id);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

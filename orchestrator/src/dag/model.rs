@@ -21,6 +21,8 @@ pub struct Dag {
     pub max_active_tasks: u32,
     /// Defaults for `params`, overridden key by key by the conf given at trigger time.
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Whether a trigger's conf may hold keys that are not params (off: they are refused).
+    pub allow_extra_conf: bool,
     pub tags: Vec<String>,
     /// Tasks in a topological order (every task after its upstreams).
     pub tasks: Vec<TaskSpec>,
@@ -29,6 +31,21 @@ pub struct Dag {
 impl Dag {
     pub fn task(&self, task_id: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|task| task.id == task_id)
+    }
+
+    /// The ids of the tasks downstream of `task_id` (transitively), in task order.
+    pub fn downstream_of(&self, task_id: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for task in &self.tasks {
+            let below = task
+                .upstream
+                .iter()
+                .any(|u| u == task_id || found.contains(u));
+            if below {
+                found.push(task.id.clone());
+            }
+        }
+        found
     }
 
     /// (task id, max tries) of every task: what a new run's task instances start from.

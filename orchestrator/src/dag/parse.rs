@@ -55,6 +55,8 @@ struct RawDag {
     #[serde(default)]
     params: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
+    allow_extra_conf: bool,
+    #[serde(default)]
     tags: Vec<String>,
 }
 
@@ -247,6 +249,7 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
         max_active_runs: raw.max_active_runs.unwrap_or(16).max(1),
         max_active_tasks: raw.max_active_tasks.unwrap_or(16).max(1),
         params: raw.params,
+        allow_extra_conf: raw.allow_extra_conf,
         tags: raw.tags,
         tasks: Vec::new(),
     })

@@ -1,5 +1,10 @@
 //! Task logs: one file per try at `<root>/<dag>/<run>/<task>/<try>.log`, written line by line,
-//! and a live feed of new lines for followers (the CLI's `run`, the UI's log tail).
+//! and a live feed of new lines for followers (the CLI's `run`, the UI's log tail), with a
+//! notice when a try's log is closed for good.
+
+mod read;
+
+pub use read::{LogSlice, read_before, read_from, read_new_lines, read_tail, search};
 
 use std::{
     fs::{File, OpenOptions},
@@ -21,19 +26,39 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Names one try's log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TryLogKey {
+    pub dag_id: Arc<str>,
+    pub run_id: Arc<str>,
+    pub task_id: Arc<str>,
+    pub try_number: u32,
+}
+
+impl LogLine {
+    /// Whether the line belongs to the try `key`.
+    pub fn is_of(&self, key: &TryLogKey) -> bool {
+        self.try_number == key.try_number
+            && self.task_id == key.task_id
+            && self.run_id == key.run_id
+            && self.dag_id == key.dag_id
+    }
+}
+
 /// Opens try logs and carries their live feed.
 #[derive(Clone)]
 pub struct LogHub {
     root: PathBuf,
     live: broadcast::Sender<LogLine>,
+    closed: broadcast::Sender<TryLogKey>,
 }
 
 impl LogHub {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let (live, _) = broadcast::channel(4096);
         Self {
             root: root.into(),
-            live,
+            live: broadcast::channel(4096).0,
+            closed: broadcast::channel(256).0,
         }
     }
 
@@ -68,12 +93,19 @@ impl LogHub {
                 text: String::new(),
             },
             live: self.live.clone(),
+            closed: self.closed.clone(),
         })
     }
 
     /// Every line written from now on, by any try (filter on the fields).
     pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
         self.live.subscribe()
+    }
+
+    /// The tries whose logs are closed from now on (nothing more will be written to them by
+    /// this process).
+    pub fn subscribe_closed(&self) -> broadcast::Receiver<TryLogKey> {
+        self.closed.subscribe()
     }
 }
 
@@ -95,6 +127,23 @@ pub struct TryLog {
     file: Mutex<LineWriter<File>>,
     template: LogLine,
     live: broadcast::Sender<LogLine>,
+    closed: broadcast::Sender<TryLogKey>,
+}
+
+impl Drop for TryLog {
+    fn drop(&mut self) {
+        if let Ok(mut file) = self.file.lock() {
+            let _ = file.flush();
+        }
+        if self.closed.receiver_count() > 0 {
+            let _ = self.closed.send(TryLogKey {
+                dag_id: self.template.dag_id.clone(),
+                run_id: self.template.run_id.clone(),
+                task_id: self.template.task_id.clone(),
+                try_number: self.template.try_number,
+            });
+        }
+    }
 }
 
 impl tasks::LogSink for TryLog {

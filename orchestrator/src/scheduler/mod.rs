@@ -38,6 +38,7 @@ pub struct Scheduler {
     /// The next fire time of each cron DAG, so quiet ticks touch no database.
     next_due: HashMap<String, DateTime<Utc>>,
     drivers: JoinSet<()>,
+    heartbeat: crate::web::Heartbeat,
 }
 
 impl Scheduler {
@@ -48,7 +49,14 @@ impl Scheduler {
             first_seen: HashMap::new(),
             next_due: HashMap::new(),
             drivers: JoinSet::new(),
+            heartbeat: crate::web::Heartbeat::default(),
         }
+    }
+
+    /// Beats `heartbeat` on every scheduling pass (for `/health`).
+    pub fn with_heartbeat(mut self, heartbeat: crate::web::Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
     }
 
     /// Schedules until `shutdown` fires, then stops the executor and waits for the runs in
@@ -189,6 +197,7 @@ impl Scheduler {
     }
 
     async fn schedule_due(&mut self) {
+        self.heartbeat.beat();
         if let Err(error) = self.try_schedule_due().await {
             tracing::error!(%error, "Scheduling pass failed");
         }

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Result, Store, from_micros, to_micros};
+use super::{Result, Store, StoreEvent, from_micros, to_micros};
 
 /// A DAG as the store knows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,6 +52,10 @@ impl Store {
         .bind(to_micros(Utc::now()))
         .execute(&self.pool)
         .await?;
+        self.events.publish(StoreEvent::Dag {
+            dag_id: dag_id.to_owned(),
+            is_paused: paused,
+        });
         Ok(())
     }
 

@@ -11,11 +11,12 @@ struct Migration {
     statements: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "dags, dag runs and task instances",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS dags (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "dags, dag runs and task instances",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS dags (
             dag_id TEXT PRIMARY KEY,
             file TEXT NOT NULL,
             schedule TEXT NOT NULL DEFAULT '',
@@ -23,7 +24,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             is_active BIGINT NOT NULL DEFAULT 1,
             last_parsed_us BIGINT NOT NULL
         )",
-        "CREATE TABLE IF NOT EXISTS dag_runs (
+            "CREATE TABLE IF NOT EXISTS dag_runs (
             dag_id TEXT NOT NULL,
             run_id TEXT NOT NULL,
             logical_date_us BIGINT NOT NULL,
@@ -36,9 +37,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
             owner TEXT,
             PRIMARY KEY (dag_id, run_id)
         )",
-        "CREATE INDEX IF NOT EXISTS dag_runs_by_state ON dag_runs (state, dag_id)",
-        "CREATE INDEX IF NOT EXISTS dag_runs_by_date ON dag_runs (dag_id, run_type, logical_date_us)",
-        "CREATE TABLE IF NOT EXISTS task_instances (
+            "CREATE INDEX IF NOT EXISTS dag_runs_by_state ON dag_runs (state, dag_id)",
+            "CREATE INDEX IF NOT EXISTS dag_runs_by_date ON dag_runs (dag_id, run_type, logical_date_us)",
+            "CREATE TABLE IF NOT EXISTS task_instances (
             dag_id TEXT NOT NULL,
             run_id TEXT NOT NULL,
             task_id TEXT NOT NULL,
@@ -55,9 +56,30 @@ const MIGRATIONS: &[Migration] = &[Migration {
             error TEXT,
             PRIMARY KEY (dag_id, run_id, task_id)
         )",
-        "CREATE INDEX IF NOT EXISTS task_instances_by_state ON task_instances (state)",
-    ],
-}];
+            "CREATE INDEX IF NOT EXISTS task_instances_by_state ON task_instances (state)",
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "users, API tokens, runs by DAG and date",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS users (
+            username TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_at_us BIGINT NOT NULL
+        )",
+            "CREATE TABLE IF NOT EXISTS api_tokens (
+            token_id TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            created_at_us BIGINT NOT NULL,
+            revoked_at_us BIGINT
+        )",
+            "CREATE INDEX IF NOT EXISTS dag_runs_by_dag_date ON dag_runs (dag_id, logical_date_us)",
+        ],
+    },
+];
 
 /// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent
 /// `CREATE TABLE IF NOT EXISTS` races there); SQLite serialises writers by itself.

@@ -2,10 +2,12 @@
 //! through one sqlx `Any` pool so both engines run the same SQL.
 
 mod dags;
+mod events;
 mod migrations;
 mod models;
 mod runs;
 mod task_instances;
+mod users;
 
 use std::str::FromStr;
 
@@ -16,7 +18,11 @@ use sqlx::{
 };
 
 pub use dags::DagRow;
-pub use models::{DagRunRow, NewRun, RunFilter, RunState, RunType, TaskInstanceRow, TiState};
+pub use events::StoreEvent;
+pub use models::{
+    DagRunRow, NewRun, RunFilter, RunKey, RunState, RunType, TaskInstanceRow, TaskKey, TiState,
+};
+pub use users::{ApiTokenRow, UserRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,10 +43,11 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A handle on the metadata database; cheap to clone.
+/// A handle on the metadata database and its change feed; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    events: events::EventFeed,
 }
 
 impl Store {
@@ -70,7 +77,10 @@ impl Store {
                 url: redact(&url),
                 source,
             })?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            events: events::EventFeed::new(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -78,6 +88,17 @@ impl Store {
     /// Applies the migrations not yet applied; safe to run concurrently and repeatedly.
     pub async fn migrate(&self) -> Result<Vec<i64>> {
         migrations::apply(&self.pool).await
+    }
+
+    /// Every state change committed through this handle (or its clones) from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

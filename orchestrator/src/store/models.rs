@@ -148,5 +148,22 @@ pub struct TaskInstanceRow {
 pub struct RunFilter {
     pub dag_id: Option<String>,
     pub state: Option<RunState>,
+    pub run_type: Option<RunType>,
     pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// One DAG run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunKey {
+    pub dag_id: String,
+    pub run_id: String,
+}
+
+/// One task instance: a task in a DAG run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskKey {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
 }

@@ -2,8 +2,12 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    DagRunRow, NewRun, Result, RunFilter, RunState, Store, StoreError, from_micros, to_micros,
+    DagRunRow, NewRun, Result, RunFilter, RunKey, RunState, Store, StoreError, StoreEvent,
+    from_micros, to_micros,
 };
+
+const RUN_COLUMNS: &str =
+    "dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner";
 
 fn corrupt(message: String) -> StoreError {
     StoreError::Corrupt {
@@ -79,7 +83,16 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        self.publish_run(&new.dag_id, &new.run_id, state);
         self.get_run(&new.dag_id, &new.run_id).await
+    }
+
+    fn publish_run(&self, dag_id: &str, run_id: &str, state: RunState) {
+        self.events.publish(StoreEvent::Run {
+            dag_id: dag_id.to_owned(),
+            run_id: run_id.to_owned(),
+            state,
+        });
     }
 
     /// Moves a queued run to running for `owner`; false if another process got it first.
@@ -91,7 +104,11 @@ impl Store {
             .bind(run_id)
             .execute(&self.pool)
             .await?;
-        Ok(result.rows_affected() == 1)
+        let claimed = result.rows_affected() == 1;
+        if claimed {
+            self.publish_run(dag_id, run_id, RunState::Running);
+        }
+        Ok(claimed)
     }
 
     /// Takes over a running run from a dead owner; false if its owner changed meanwhile.
@@ -122,7 +139,60 @@ impl Store {
         .bind(run_id)
         .execute(&self.pool)
         .await?;
+        self.publish_run(dag_id, run_id, state);
         Ok(())
+    }
+
+    /// Ends a queued run as stopped (nothing ran); false when it is no longer queued.
+    pub async fn stop_queued_run(&self, run: &RunKey) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE dag_runs SET state = $1, end_us = $2 WHERE dag_id = $3 AND run_id = $4 AND state = $5",
+        )
+        .bind(RunState::Stopped.as_str())
+        .bind(to_micros(Utc::now()))
+        .bind(run.dag_id.as_str())
+        .bind(run.run_id.as_str())
+        .bind(RunState::Queued.as_str())
+        .execute(&self.pool)
+        .await?;
+        let stopped = result.rows_affected() == 1;
+        if stopped {
+            self.publish_run(&run.dag_id, &run.run_id, RunState::Stopped);
+        }
+        Ok(stopped)
+    }
+
+    /// The newest runs of a DAG by logical date (newest first), before `before` if given.
+    pub async fn latest_runs(
+        &self,
+        dag_id: &str,
+        before: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<DagRunRow>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date_us < $2
+             ORDER BY logical_date_us DESC, queued_at_us DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dag_id)
+            .bind(before.map_or(i64::MAX, to_micros))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// How many runs match `filter` (its limit and offset aside).
+    pub async fn count_runs(&self, filter: &RunFilter) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM dag_runs WHERE ($1 = '' OR dag_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR run_type = $3)",
+        )
+        .bind(filter.dag_id.clone().unwrap_or_default())
+        .bind(filter.state.map(|s| s.as_str()).unwrap_or_default())
+        .bind(filter.run_type.map(|s| s.as_str()).unwrap_or_default())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     pub async fn get_run(&self, dag_id: &str, run_id: &str) -> Result<Option<DagRunRow>> {
@@ -154,12 +224,17 @@ impl Store {
 
     /// Newest first, filtered.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<DagRunRow>> {
-        let sql = "SELECT dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner FROM dag_runs
-                   WHERE ($1 = '' OR dag_id = $1) AND ($2 = '' OR state = $2) ORDER BY queued_at_us DESC, logical_date_us DESC LIMIT $3";
-        let rows = sqlx::query(sql)
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs
+             WHERE ($1 = '' OR dag_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR run_type = $3)
+             ORDER BY queued_at_us DESC, logical_date_us DESC LIMIT $4 OFFSET $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(filter.dag_id.clone().unwrap_or_default())
             .bind(filter.state.map(|s| s.as_str()).unwrap_or_default())
+            .bind(filter.run_type.map(|s| s.as_str()).unwrap_or_default())
             .bind(filter.limit.unwrap_or(100))
+            .bind(filter.offset.unwrap_or(0))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()

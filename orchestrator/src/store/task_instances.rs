@@ -1,6 +1,11 @@
 use sqlx::{Row, any::AnyRow};
 
-use super::{Result, Store, StoreError, TaskInstanceRow, TiState, from_micros, to_micros};
+use chrono::Utc;
+
+use super::{
+    Result, RunKey, RunState, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey, TiState,
+    from_micros, to_micros,
+};
 
 fn corrupt(message: String) -> StoreError {
     StoreError::Corrupt {
@@ -77,7 +82,161 @@ impl Store {
     /// Writes every mutable field of a task instance; durable when this returns.
     pub async fn save_task_instance(&self, ti: &TaskInstanceRow) -> Result<()> {
         update_query(ti).execute(&self.pool).await?;
+        self.publish_task(ti);
         Ok(())
+    }
+
+    fn publish_task(&self, ti: &TaskInstanceRow) {
+        self.events.publish(StoreEvent::Task {
+            dag_id: ti.dag_id.clone(),
+            run_id: ti.run_id.clone(),
+            task_id: ti.task_id.clone(),
+            state: ti.state,
+            try_number: ti.try_number,
+        });
+    }
+
+    /// The task instances of several runs of one DAG.
+    pub async fn task_instances_of_runs(
+        &self,
+        dag_id: &str,
+        run_ids: &[String],
+    ) -> Result<Vec<TaskInstanceRow>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..run_ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT * FROM task_instances WHERE dag_id = $1 AND run_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(dag_id);
+        for run_id in run_ids {
+            query = query.bind(run_id.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(ti_from_row).collect()
+    }
+
+    /// Clears task instances of a finished run so they run again: each goes back to
+    /// `scheduled` with `tries` more tries, and the run back to `queued` for the scheduler.
+    /// False (nothing changed) when the run is not finished.
+    pub async fn clear_task_instances(
+        &self,
+        run: &RunKey,
+        tasks: &[(String, u32)],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let reopened = sqlx::query(
+            "UPDATE dag_runs SET state = $1, owner = NULL, start_us = NULL, end_us = NULL
+             WHERE dag_id = $2 AND run_id = $3 AND state IN ($4, $5, $6)",
+        )
+        .bind(RunState::Queued.as_str())
+        .bind(run.dag_id.as_str())
+        .bind(run.run_id.as_str())
+        .bind(RunState::Success.as_str())
+        .bind(RunState::Failed.as_str())
+        .bind(RunState::Stopped.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if reopened.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for (task_id, tries) in tasks {
+            sqlx::query(
+                "UPDATE task_instances SET state = $1, max_tries = try_number + $2, end_us = NULL, duration_ms = NULL,
+                    next_retry_us = NULL, error = NULL
+                 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5",
+            )
+            .bind(TiState::Scheduled.as_str())
+            .bind(i64::from(*tries))
+            .bind(run.dag_id.as_str())
+            .bind(run.run_id.as_str())
+            .bind(task_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.events.publish(StoreEvent::Run {
+            dag_id: run.dag_id.clone(),
+            run_id: run.run_id.clone(),
+            state: RunState::Queued,
+        });
+        for (task_id, _) in tasks {
+            self.events.publish(StoreEvent::Task {
+                dag_id: run.dag_id.clone(),
+                run_id: run.run_id.clone(),
+                task_id: task_id.clone(),
+                state: TiState::Scheduled,
+                try_number: 0,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Marks a task instance of a finished run `state` (success or failed) and sets the run's
+    /// state to what its task instances now say. False when the run is not finished.
+    pub async fn mark_task_instance(&self, task: &TaskKey, state: TiState) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let finished: Option<(String,)> = sqlx::query_as(
+            "SELECT state FROM dag_runs WHERE dag_id = $1 AND run_id = $2 AND state IN ($3, $4, $5)",
+        )
+        .bind(task.dag_id.as_str())
+        .bind(task.run_id.as_str())
+        .bind(RunState::Success.as_str())
+        .bind(RunState::Failed.as_str())
+        .bind(RunState::Stopped.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if finished.is_none() {
+            return Ok(false);
+        }
+        let now = to_micros(Utc::now());
+        sqlx::query(
+            "UPDATE task_instances SET state = $1, end_us = COALESCE(end_us, $2)
+             WHERE dag_id = $3 AND run_id = $4 AND task_id = $5",
+        )
+        .bind(state.as_str())
+        .bind(now)
+        .bind(task.dag_id.as_str())
+        .bind(task.run_id.as_str())
+        .bind(task.task_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let failing: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND state NOT IN ($3, $4)",
+        )
+        .bind(task.dag_id.as_str())
+        .bind(task.run_id.as_str())
+        .bind(TiState::Success.as_str())
+        .bind(TiState::Skipped.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let run_state = if failing.0 == 0 {
+            RunState::Success
+        } else {
+            RunState::Failed
+        };
+        sqlx::query("UPDATE dag_runs SET state = $1 WHERE dag_id = $2 AND run_id = $3")
+            .bind(run_state.as_str())
+            .bind(task.dag_id.as_str())
+            .bind(task.run_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.events.publish(StoreEvent::Task {
+            dag_id: task.dag_id.clone(),
+            run_id: task.run_id.clone(),
+            task_id: task.task_id.clone(),
+            state,
+            try_number: 0,
+        });
+        self.events.publish(StoreEvent::Run {
+            dag_id: task.dag_id.clone(),
+            run_id: task.run_id.clone(),
+            state: run_state,
+        });
+        Ok(true)
     }
 
     /// Writes several task instances in one transaction (group commit): all or none.
@@ -87,6 +246,9 @@ impl Store {
             update_query(ti).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        for ti in tis {
+            self.publish_task(ti);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,271 @@
+//! What users do to DAGs and runs — trigger, pause, clear, mark, stop — shared by the CLI, the
+//! web UI and the REST API. Conf is user input: it is checked against the DAG's params here.
+
+use std::time::Duration;
+
+use crate::{
+    dag::Dag,
+    executor::Executor,
+    scheduler::new_manual_run,
+    store::{DagRunRow, RunKey, Store, StoreError, TaskKey, TiState},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T> = std::result::Result<T, CommandError>;
+
+/// The JSON type of a value, as the trigger form and errors name it.
+pub fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// Checks a trigger's conf against the DAG's params: every key must be a param (unless the
+/// DAG allows extra conf) and hold a value of the param default's type (a `number` param
+/// takes integers too; a param defaulting to null takes anything).
+pub fn check_conf(dag: &Dag, conf: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    for (key, value) in conf {
+        let Some(default) = dag.params.get(key) else {
+            if dag.allow_extra_conf {
+                continue;
+            }
+            let known: Vec<&str> = dag.params.keys().map(String::as_str).collect();
+            return Err(CommandError::Invalid {
+                field: format!("conf.{key}"),
+                message: format!(
+                    "{key:?} is not a param of {} (params: {}); set allow_extra_conf = true in [dag] to accept other keys",
+                    dag.id,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            });
+        };
+        let (want, got) = (json_type(default), json_type(value));
+        let fits = want == got || want == "null" || (want == "number" && got == "integer");
+        if !fits {
+            return Err(CommandError::Invalid {
+                field: format!("conf.{key}"),
+                message: format!("expected {want} (the type of its default), got {got}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Queues a manual run of `dag` with `conf` (checked first).
+pub async fn trigger(
+    store: &Store,
+    dag: &Dag,
+    conf: serde_json::Map<String, serde_json::Value>,
+) -> Result<DagRunRow> {
+    check_conf(dag, &conf)?;
+    let new = new_manual_run(dag, conf, None);
+    store
+        .create_run(&new, &dag.task_tries())
+        .await?
+        .ok_or_else(|| CommandError::Conflict(format!("a run {} already exists", new.run_id)))
+}
+
+pub async fn set_paused(store: &Store, dag: &Dag, paused: bool) -> Result<()> {
+    store
+        .set_paused(&dag.id, &dag.file.display().to_string(), paused)
+        .await?;
+    Ok(())
+}
+
+/// Clears a task instance of a finished run (and, with `downstream`, the tasks below it) so
+/// the scheduler runs them again; returns the task ids cleared.
+pub async fn clear(
+    store: &Store,
+    dag: &Dag,
+    task: &TaskKey,
+    downstream: bool,
+) -> Result<Vec<String>> {
+    let run = run_key(task);
+    let existing = store.get_run(&run.dag_id, &run.run_id).await?;
+    let Some(existing) = existing else {
+        return Err(no_run(&run));
+    };
+    let Some(spec) = dag.task(&task.task_id) else {
+        return Err(CommandError::NotFound(format!(
+            "DAG {} has no task {:?}",
+            dag.id, task.task_id
+        )));
+    };
+    let mut ids = vec![spec.id.clone()];
+    if downstream {
+        ids.extend(dag.downstream_of(&spec.id));
+    }
+    let tries: Vec<(String, u32)> = ids
+        .iter()
+        .filter_map(|id| dag.task(id))
+        .map(|t| (t.id.clone(), t.retry.retries.saturating_add(1)))
+        .collect();
+    if !store.clear_task_instances(&run, &tries).await? {
+        return Err(still_running(&existing));
+    }
+    tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, tasks = ?ids, "Cleared task instances");
+    Ok(ids)
+}
+
+/// Marks a task instance of a finished run success or failed.
+pub async fn mark(store: &Store, task: &TaskKey, state: TiState) -> Result<()> {
+    let run = run_key(task);
+    let Some(existing) = store.get_run(&run.dag_id, &run.run_id).await? else {
+        return Err(no_run(&run));
+    };
+    if store
+        .task_instance(&task.dag_id, &task.run_id, &task.task_id)
+        .await?
+        .is_none()
+    {
+        return Err(CommandError::NotFound(format!(
+            "no task {:?} in run {}",
+            task.task_id, task.run_id
+        )));
+    }
+    if !store.mark_task_instance(task, state).await? {
+        return Err(still_running(&existing));
+    }
+    tracing::info!(dag_id = %task.dag_id, run_id = %task.run_id, task_id = %task.task_id, %state, "Marked a task instance");
+    Ok(())
+}
+
+/// Stops a run: a queued one at once; a running one driven by `executor` has its tasks
+/// cancelled (streams flush and commit first) and ends `stopped` — this waits for that up to
+/// `wait`. Returns the run as it stands then.
+pub async fn stop(
+    store: &Store,
+    executor: Option<&Executor>,
+    run: &RunKey,
+    wait: Duration,
+) -> Result<DagRunRow> {
+    let Some(existing) = store.get_run(&run.dag_id, &run.run_id).await? else {
+        return Err(no_run(run));
+    };
+    if existing.state.is_finished() {
+        return Err(CommandError::Conflict(format!(
+            "run {} already ended {}",
+            run.run_id, existing.state
+        )));
+    }
+    if store.stop_queued_run(run).await? {
+        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Stopped a queued run");
+    } else if let Some(executor) = executor.filter(|e| e.stop_run(&run.dag_id, &run.run_id)) {
+        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Stopping a run");
+        wait_until_finished(executor.store(), run, wait).await?;
+    } else {
+        return Err(CommandError::Conflict(format!(
+            "run {} is driven by another process ({}): stop it there",
+            run.run_id,
+            existing.owner.as_deref().unwrap_or("unknown")
+        )));
+    }
+    store
+        .get_run(&run.dag_id, &run.run_id)
+        .await?
+        .ok_or_else(|| no_run(run))
+}
+
+async fn wait_until_finished(store: &Store, run: &RunKey, wait: Duration) -> Result<()> {
+    let mut events = store.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let finished = store
+            .get_run(&run.dag_id, &run.run_id)
+            .await?
+            .is_none_or(|r| r.state.is_finished());
+        if finished {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
+fn run_key(task: &TaskKey) -> RunKey {
+    RunKey {
+        dag_id: task.dag_id.clone(),
+        run_id: task.run_id.clone(),
+    }
+}
+
+fn no_run(run: &RunKey) -> CommandError {
+    CommandError::NotFound(format!("DAG {} has no run {:?}", run.dag_id, run.run_id))
+}
+
+fn still_running(run: &DagRunRow) -> CommandError {
+    CommandError::Conflict(format!(
+        "run {} is {}: stop it or wait until it ends",
+        run.run_id, run.state
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dag(extra: bool) -> Dag {
+        let source = format!(
+            "[dag]\nid = \"d\"\nallow_extra_conf = {extra}\n[dag.params]\nname = \"world\"\nresults = 10\nratio = 0.5\nanything = []\n[[task]]\nid = \"t\"\noperator = \"noop\"\n"
+        );
+        crate::dag::parse_dag_file(std::path::Path::new("d.toml"), &source).unwrap()
+    }
+
+    fn conf(json: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        json.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn conf_values_must_have_their_param_types() {
+        let dag = dag(false);
+        assert!(
+            check_conf(
+                &dag,
+                &conf(serde_json::json!({"name": "you", "results": 3, "ratio": 2}))
+            )
+            .is_ok()
+        );
+        let error = check_conf(&dag, &conf(serde_json::json!({"results": "3"}))).unwrap_err();
+        assert!(
+            matches!(&error, CommandError::Invalid { field, message } if field == "conf.results" && message.contains("expected integer") && message.contains("got string")),
+            "{error}"
+        );
+        assert!(check_conf(&dag, &conf(serde_json::json!({"results": 2.5}))).is_err());
+        assert!(check_conf(&dag, &conf(serde_json::json!({"anything": {"a": 1}}))).is_err());
+    }
+
+    #[test]
+    fn keys_that_are_not_params_need_allow_extra_conf() {
+        let error = check_conf(&dag(false), &conf(serde_json::json!({"other": 1}))).unwrap_err();
+        assert!(
+            matches!(&error, CommandError::Invalid { field, message } if field == "conf.other" && message.contains("not a param")),
+            "{error}"
+        );
+        assert!(check_conf(&dag(true), &conf(serde_json::json!({"other": 1}))).is_ok());
+    }
+}

@@ -1,0 +1,286 @@
+//! Reading parts of a try's log without loading it whole: the last lines, the lines before or
+//! from an offset, what was appended since an offset, and a search. Offsets are bytes; every
+//! slice starts at a line start and ends after a newline (or at the end of the file).
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Read, Seek, SeekFrom},
+    path::Path,
+};
+
+/// Bytes read per step when scanning backwards.
+const BLOCK: u64 = 64 * 1024;
+/// The most bytes one forward read returns.
+const MAX_FORWARD_BYTES: usize = 4 * 1024 * 1024;
+
+/// A slice of a log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSlice {
+    pub text: String,
+    pub start: u64,
+    pub end: u64,
+    /// The file's size when read (0 when it does not exist yet).
+    pub size: u64,
+}
+
+fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
+    match File::open(path) {
+        Ok(file) => {
+            let size = file.metadata()?.len();
+            Ok(Some((file, size)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn empty(offset: u64) -> LogSlice {
+    LogSlice {
+        text: String::new(),
+        start: offset,
+        end: offset,
+        size: 0,
+    }
+}
+
+fn read_at(file: &mut File, start: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buffer = vec![0; len];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut buffer)?;
+    Ok(buffer)
+}
+
+/// The offset where the `lines`-th line before `end` starts (scanning back block by block).
+fn start_of_lines_before(file: &mut File, end: u64, lines: usize) -> io::Result<u64> {
+    let mut newlines = 0;
+    let mut position = end;
+    // The newline that ends the last line does not start a line.
+    let mut skip_last = end > 0 && read_at(file, end - 1, 1)?[0] == b'\n';
+    while position > 0 {
+        let from = position.saturating_sub(BLOCK);
+        let block = read_at(file, from, (position - from) as usize)?;
+        for (i, byte) in block.iter().enumerate().rev() {
+            if *byte != b'\n' {
+                continue;
+            }
+            if skip_last {
+                skip_last = false;
+                continue;
+            }
+            newlines += 1;
+            if newlines == lines {
+                return Ok(from + i as u64 + 1);
+            }
+        }
+        position = from;
+    }
+    Ok(0)
+}
+
+/// The last `lines` lines of the file.
+pub fn read_tail(path: &Path, lines: usize) -> io::Result<LogSlice> {
+    let Some((mut file, size)) = open(path)? else {
+        return Ok(empty(0));
+    };
+    let start = start_of_lines_before(&mut file, size, lines)?;
+    slice(&mut file, start, size, size)
+}
+
+/// The `lines` lines that end just before `offset` (a line start).
+pub fn read_before(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
+    let Some((mut file, size)) = open(path)? else {
+        return Ok(empty(0));
+    };
+    let end = align_to_line_start(&mut file, offset.min(size))?;
+    let start = start_of_lines_before(&mut file, end, lines)?;
+    slice(&mut file, start, end, size)
+}
+
+/// At most `lines` lines from the line holding `offset`.
+pub fn read_from(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
+    let Some((mut file, size)) = open(path)? else {
+        return Ok(empty(0));
+    };
+    let start = align_to_line_start(&mut file, offset.min(size))?;
+    let available = (size - start).min(MAX_FORWARD_BYTES as u64) as usize;
+    let bytes = read_at(&mut file, start, available)?;
+    let mut end = bytes.len();
+    let mut seen = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if *byte == b'\n' {
+            seen += 1;
+            if seen == lines {
+                end = i + 1;
+                break;
+            }
+        }
+    }
+    Ok(LogSlice {
+        text: String::from_utf8_lossy(&bytes[..end]).into_owned(),
+        start,
+        end: start + end as u64,
+        size,
+    })
+}
+
+/// The whole lines appended after `offset` (at most ~4 MB); with `to_end`, a last line
+/// without its newline too (the log is closed and will not grow).
+pub fn read_new_lines(path: &Path, offset: u64, to_end: bool) -> io::Result<LogSlice> {
+    let Some((mut file, size)) = open(path)? else {
+        return Ok(empty(offset));
+    };
+    if offset >= size {
+        return Ok(LogSlice {
+            size,
+            ..empty(offset)
+        });
+    }
+    let available = (size - offset).min(MAX_FORWARD_BYTES as u64) as usize;
+    let bytes = read_at(&mut file, offset, available)?;
+    let whole = match memchr::memrchr(b'\n', &bytes) {
+        Some(last) if !(to_end && available as u64 == size - offset) => last + 1,
+        // One line longer than a read: send it as it is rather than stall.
+        None if !to_end && available == MAX_FORWARD_BYTES => bytes.len(),
+        None if !to_end => 0,
+        _ => bytes.len(),
+    };
+    Ok(LogSlice {
+        text: String::from_utf8_lossy(&bytes[..whole]).into_owned(),
+        start: offset,
+        end: offset + whole as u64,
+        size,
+    })
+}
+
+/// Lines holding `query` (ASCII case-insensitive), at most `limit`, with their offsets.
+pub fn search(path: &Path, query: &str, limit: usize) -> io::Result<Vec<(u64, String)>> {
+    let Some((file, _)) = open(path)? else {
+        return Ok(Vec::new());
+    };
+    let needle = query.to_ascii_lowercase().into_bytes();
+    let finder = memchr::memmem::Finder::new(&needle);
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut line = Vec::new();
+    let mut lower = Vec::new();
+    let mut offset = 0u64;
+    let mut found = Vec::new();
+    while found.len() < limit {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 {
+            break;
+        }
+        lower.clear();
+        lower.extend(line.iter().map(u8::to_ascii_lowercase));
+        if finder.find(&lower).is_some() {
+            let text = String::from_utf8_lossy(&line);
+            found.push((offset, text.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        offset += read as u64;
+    }
+    Ok(found)
+}
+
+/// `offset` moved back to the start of its line.
+fn align_to_line_start(file: &mut File, offset: u64) -> io::Result<u64> {
+    let mut position = offset;
+    while position > 0 {
+        let from = position.saturating_sub(BLOCK);
+        let block = read_at(file, from, (position - from) as usize)?;
+        if let Some(i) = memchr::memrchr(b'\n', &block) {
+            return Ok(from + i as u64 + 1);
+        }
+        position = from;
+    }
+    Ok(0)
+}
+
+fn slice(file: &mut File, start: u64, end: u64, size: u64) -> io::Result<LogSlice> {
+    let bytes = read_at(file, start, (end - start) as usize)?;
+    Ok(LogSlice {
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        start,
+        end,
+        size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn log_of(lines: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.log");
+        let mut file = File::create(&path).unwrap();
+        for i in 0..lines {
+            writeln!(file, "line {i}").unwrap();
+        }
+        (dir, path)
+    }
+
+    #[test]
+    fn the_tail_holds_the_last_lines() {
+        let (_dir, path) = log_of(10);
+        let tail = read_tail(&path, 3).unwrap();
+        assert_eq!(tail.text, "line 7\nline 8\nline 9\n");
+        assert_eq!(tail.end, tail.size);
+        let before = read_before(&path, tail.start, 2).unwrap();
+        assert_eq!(before.text, "line 5\nline 6\n");
+        assert_eq!(before.end, tail.start);
+        let all = read_tail(&path, 100).unwrap();
+        assert_eq!(all.start, 0);
+    }
+
+    #[test]
+    fn the_tail_of_a_log_bigger_than_a_block_is_exact() {
+        let (_dir, path) = log_of(50_000);
+        let tail = read_tail(&path, 1000).unwrap();
+        assert_eq!(tail.text.lines().count(), 1000);
+        assert!(tail.text.starts_with("line 49000\n"));
+        let before = read_before(&path, tail.start, 1000).unwrap();
+        assert!(before.text.starts_with("line 48000\n") && before.text.ends_with("line 48999\n"));
+    }
+
+    #[test]
+    fn reads_from_an_offset_start_at_its_line() {
+        let (_dir, path) = log_of(5);
+        let slice = read_from(&path, 9, 2).unwrap();
+        assert_eq!((slice.start, slice.text.as_str()), (7, "line 1\nline 2\n"));
+    }
+
+    #[test]
+    fn new_lines_stop_at_the_last_newline_until_the_log_is_closed() {
+        let (_dir, path) = log_of(2);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        write!(file, "partial").unwrap();
+        let open = read_new_lines(&path, 7, false).unwrap();
+        assert_eq!((open.text.as_str(), open.end), ("line 1\n", 14));
+        let closed = read_new_lines(&path, 14, true).unwrap();
+        assert_eq!((closed.text.as_str(), closed.end), ("partial", 21));
+        assert_eq!(read_new_lines(&path, 21, false).unwrap().text, "");
+    }
+
+    #[test]
+    fn search_finds_lines_case_insensitively() {
+        let (_dir, path) = log_of(12);
+        let found = search(&path, "LINE 1", 10).unwrap();
+        let offsets: Vec<u64> = found.iter().map(|(o, _)| *o).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].1, "line 1");
+        assert_eq!(offsets[0], 7);
+        assert_eq!(search(&path, "line", 4).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_missing_file_reads_empty() {
+        let path = Path::new("/nonexistent/updraft/1.log");
+        assert_eq!(read_tail(path, 10).unwrap().text, "");
+        assert!(search(path, "x", 10).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,144 @@
+//! Users (argon2 password hashes) and API tokens (random, shown once, stored as SHA-256).
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("user {0:?} already exists")]
+    Exists(String),
+    #[error("no user {0:?}")]
+    Unknown(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The shortest password accepted.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+fn check_username(username: &str) -> Result<(), UserError> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@');
+    if username.is_empty() || username.len() > 64 || !username.chars().all(legal) {
+        return Err(UserError::Invalid(format!(
+            "user name {username:?}: use 1-64 letters, digits and _ - . @"
+        )));
+    }
+    Ok(())
+}
+
+pub fn hash_password(password: &str) -> Result<String, UserError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| UserError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&bytes).map_err(|e| UserError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| UserError::Hash(e.to_string()))
+}
+
+pub async fn add_user(store: &Store, username: &str, password: &str) -> Result<(), UserError> {
+    check_username(username)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(UserError::Invalid(format!(
+            "the password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    let hash = hash_password(password)?;
+    if !store.insert_user(username, &hash).await? {
+        return Err(UserError::Exists(username.to_owned()));
+    }
+    Ok(())
+}
+
+/// Whether `password` is the user's; false for unknown users too. The hash check runs on a
+/// blocking thread (argon2 takes tens of milliseconds by design).
+pub async fn verify_password(
+    store: &Store,
+    username: &str,
+    password: &str,
+) -> Result<bool, UserError> {
+    let Some(user) = store.user(username).await? else {
+        return Ok(false);
+    };
+    let password = password.to_owned();
+    let verified = tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&user.password_hash).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+    })
+    .await
+    .unwrap_or(false);
+    Ok(verified)
+}
+
+/// A random secret: 32 bytes as hex.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Creates an API token for `username`; returns (token id, token). The token is shown once.
+pub async fn create_token(
+    store: &Store,
+    username: &str,
+    description: &str,
+) -> Result<(String, String), UserError> {
+    if store.user(username).await?.is_none() {
+        return Err(UserError::Unknown(username.to_owned()));
+    }
+    let token = format!("updraft_{}", random_secret());
+    let token_id = token_hash(&token)[..12].to_owned();
+    store
+        .insert_token(&token_id, username, &token_hash(&token), description)
+        .await?;
+    Ok((token_id, token))
+}
+
+/// The user a bearer token belongs to, if it is live.
+pub async fn token_user(store: &Store, token: &str) -> Result<Option<String>, UserError> {
+    Ok(store.token_user(&token_hash(token)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_checked() {
+        assert!(check_username("admin").is_ok());
+        assert!(check_username("a b").is_err());
+        assert!(check_username("").is_err());
+    }
+
+    #[test]
+    fn password_hashes_verify_only_their_password() {
+        let hash = hash_password("correct horse").unwrap();
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"wrong", &parsed)
+                .is_err()
+        );
+    }
+}

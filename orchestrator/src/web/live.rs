@@ -1,0 +1,174 @@
+//! The live feed of the pages: the store's change feed numbered, with the latest events kept
+//! so a page that reconnects gets what it missed (or is told to reload).
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
+
+use futures::StreamExt;
+use tokio::sync::broadcast;
+use ui::views::{LiveEvent, LiveSubscription};
+
+use crate::store::{Store, StoreEvent};
+
+/// Events kept for reconnecting pages.
+const KEPT: usize = 2048;
+
+#[derive(Clone)]
+pub struct LiveHub {
+    inner: Arc<Mutex<Kept>>,
+    sender: broadcast::Sender<LiveEvent>,
+}
+
+struct Kept {
+    next_seq: u64,
+    events: VecDeque<LiveEvent>,
+}
+
+impl LiveHub {
+    /// Starts numbering the store's events (a task that ends with the store's feed).
+    pub fn start(store: &Store) -> Self {
+        let hub = Self {
+            inner: Arc::new(Mutex::new(Kept {
+                next_seq: 1,
+                events: VecDeque::with_capacity(KEPT),
+            })),
+            sender: broadcast::channel(4096).0,
+        };
+        let mut feed = store.subscribe();
+        let publisher = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                match feed.recv().await {
+                    Ok(event) => publisher.publish(event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "Live page feed fell behind the store");
+                        publisher.publish_reset();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        hub
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, make: impl FnOnce(u64) -> LiveEvent) {
+        let mut kept = self.lock();
+        let event = make(kept.next_seq);
+        kept.next_seq += 1;
+        if kept.events.len() == KEPT {
+            kept.events.pop_front();
+        }
+        kept.events.push_back(event.clone());
+        let _ = self.sender.send(event);
+    }
+
+    fn publish(&self, event: StoreEvent) {
+        self.push(|seq| live_event(seq, event));
+    }
+
+    fn publish_reset(&self) {
+        self.push(|seq| LiveEvent {
+            seq,
+            dag_id: String::new(),
+            run_id: None,
+            task_id: None,
+            kind: "reset".into(),
+            state: None,
+            try_number: None,
+        });
+    }
+
+    /// Events after `after` still kept, then every new one.
+    pub fn subscribe(&self, after: Option<u64>) -> LiveSubscription {
+        let kept = self.lock();
+        let receiver = self.sender.subscribe();
+        let (replay, gap) = match after {
+            None => (Vec::new(), false),
+            Some(after) => {
+                let oldest = kept.events.front().map_or(kept.next_seq, |e| e.seq);
+                let replay = kept
+                    .events
+                    .iter()
+                    .filter(|e| e.seq > after)
+                    .cloned()
+                    .collect();
+                (replay, after + 1 < oldest || after >= kept.next_seq)
+            }
+        };
+        drop(kept);
+        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(event) => return Some((event, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let reset = LiveEvent {
+                            seq: 0,
+                            dag_id: String::new(),
+                            run_id: None,
+                            task_id: None,
+                            kind: "reset".into(),
+                            state: None,
+                            try_number: None,
+                        };
+                        return Some((reset, receiver));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed();
+        LiveSubscription {
+            replay,
+            gap,
+            stream,
+        }
+    }
+}
+
+fn live_event(seq: u64, event: StoreEvent) -> LiveEvent {
+    match event {
+        StoreEvent::Run {
+            dag_id,
+            run_id,
+            state,
+        } => LiveEvent {
+            seq,
+            dag_id,
+            run_id: Some(run_id),
+            task_id: None,
+            kind: "run".into(),
+            state: Some(state.to_string()),
+            try_number: None,
+        },
+        StoreEvent::Task {
+            dag_id,
+            run_id,
+            task_id,
+            state,
+            try_number,
+        } => LiveEvent {
+            seq,
+            dag_id,
+            run_id: Some(run_id),
+            task_id: Some(task_id),
+            kind: "task".into(),
+            state: Some(state.to_string()),
+            try_number: Some(try_number),
+        },
+        StoreEvent::Dag { dag_id, is_paused } => LiveEvent {
+            seq,
+            dag_id,
+            run_id: None,
+            task_id: None,
+            kind: "dag".into(),
+            state: Some(if is_paused { "paused" } else { "active" }.into()),
+            try_number: None,
+        },
+    }
+}

@@ -1,0 +1,157 @@
+//! A try's log for the UI: parts of the file, search, and the live tail. The tail reads the
+//! file, never the feed: the feed of lines only wakes it, so a follower that falls behind
+//! re-reads from its offset instead of losing lines, and a reconnect resumes at any byte.
+
+use std::{path::PathBuf, time::Duration};
+
+use futures::{StreamExt, stream::BoxStream};
+use tokio::sync::broadcast::{self, error::RecvError};
+use ui::views::{LogEvent, LogRange};
+
+use crate::{
+    logs::{LogHub, LogLine, LogSlice, TryLogKey, read_new_lines},
+    store::{Store, StoreEvent, TiState},
+};
+
+/// How often a follower looks at the file when nothing wakes it (a try run by another process
+/// writes lines this process does not hear of).
+const QUIET_RECHECK: Duration = Duration::from_secs(2);
+
+/// Whether try `try_number` of a task instance has ended: the instance moved past it, or is
+/// no longer running it.
+pub async fn try_has_ended(
+    store: &Store,
+    key: &TryLogKey,
+) -> Result<bool, crate::store::StoreError> {
+    let ti = store
+        .task_instance(&key.dag_id, &key.run_id, &key.task_id)
+        .await?;
+    Ok(ti.is_none_or(|ti| {
+        ti.try_number > key.try_number
+            || (ti.try_number == key.try_number && ti.state != TiState::Running)
+    }))
+}
+
+/// Reads `range` of the log at `path` on a blocking thread.
+pub async fn read_range(path: PathBuf, range: LogRange) -> std::io::Result<LogSlice> {
+    tokio::task::spawn_blocking(move || match range {
+        LogRange::Tail { lines } => crate::logs::read_tail(&path, lines),
+        LogRange::Before { offset, lines } => crate::logs::read_before(&path, offset, lines),
+        LogRange::From { offset, lines } => crate::logs::read_from(&path, offset, lines),
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+async fn read_new(path: &PathBuf, offset: u64, to_end: bool) -> std::io::Result<LogSlice> {
+    let path = path.clone();
+    tokio::task::spawn_blocking(move || read_new_lines(&path, offset, to_end))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+struct Follower {
+    store: Store,
+    key: TryLogKey,
+    path: PathBuf,
+    offset: u64,
+    ended: bool,
+    done: bool,
+    lines: broadcast::Receiver<LogLine>,
+    closed: broadcast::Receiver<TryLogKey>,
+    states: broadcast::Receiver<StoreEvent>,
+}
+
+/// The log from byte `from` on, as whole lines, live until the try ends, then `End`.
+pub async fn follow(
+    store: Store,
+    hub: &LogHub,
+    key: TryLogKey,
+    from: u64,
+) -> Result<BoxStream<'static, LogEvent>, crate::store::StoreError> {
+    // Subscribe first, then look: nothing written or ended in between is missed.
+    let lines = hub.subscribe();
+    let closed = hub.subscribe_closed();
+    let states = store.subscribe();
+    let ended = try_has_ended(&store, &key).await?;
+    let follower = Follower {
+        path: hub.path(&key.dag_id, &key.run_id, &key.task_id, key.try_number),
+        store,
+        key,
+        offset: from,
+        ended,
+        done: false,
+        lines,
+        closed,
+        states,
+    };
+    Ok(futures::stream::unfold(follower, |mut f| async move {
+        let event = f.next_event().await?;
+        Some((event, f))
+    })
+    .boxed())
+}
+
+impl Follower {
+    async fn next_event(&mut self) -> Option<LogEvent> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let slice = match read_new(&self.path, self.offset, self.ended).await {
+                Ok(slice) => slice,
+                Err(error) => {
+                    tracing::warn!(%error, path = %self.path.display(), "Cannot read a task log");
+                    self.done = true;
+                    return Some(LogEvent::End);
+                }
+            };
+            if !slice.text.is_empty() {
+                self.offset = slice.end;
+                return Some(LogEvent::Lines {
+                    text: slice.text.trim_end_matches('\n').to_owned(),
+                    end: slice.end,
+                });
+            }
+            if self.ended {
+                self.done = true;
+                return Some(LogEvent::End);
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Sleeps until something may have changed: a line of this try, its log closed, its
+    /// task instance changed, or a quiet spell.
+    async fn wait(&mut self) {
+        let key = self.key.clone();
+        loop {
+            let wake = tokio::select! {
+            line = self.lines.recv() => match line {
+                Ok(line) => line.is_of(&key).then_some(false),
+                Err(RecvError::Lagged(_)) => Some(false),
+                Err(RecvError::Closed) => Some(true),
+            },
+            closed = self.closed.recv() => match closed {
+                Ok(closed) => (closed == key).then_some(true),
+                Err(_) => Some(true),
+            },
+            state = self.states.recv() => match state {
+                Ok(StoreEvent::Task { dag_id, run_id, task_id, .. })
+                    if *dag_id == *key.dag_id && *run_id == *key.run_id && *task_id == *key.task_id => Some(true),
+                Ok(_) => None,
+                Err(_) => Some(true),
+            },
+            _ = tokio::time::sleep(QUIET_RECHECK) => Some(true),
+            };
+            match wake {
+                None => continue,
+                Some(false) => return,
+                Some(true) => {
+                    self.ended = try_has_ended(&self.store, &self.key).await.unwrap_or(true);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The orchestrator behind the web UI: implements [`ui::Backend`] over the store, the DAGs
+//! folder, the logs and (under `serve`) the executor. Commands go through [`crate::commands`],
+//! as the CLI's do.
+
+mod live;
+mod logs;
+mod views;
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use tokio::sync::watch;
+use ui::{
+    BackendError, BackendResult, DagId, RunKey as UiRunKey, TaskKey as UiTaskKey, TryKey,
+    views::{
+        ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
+        ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, RunDetail,
+        RunList, RunQuery, RunView, SchedulerHealth, User,
+    },
+};
+
+pub use self::live::LiveHub;
+use self::views::{dag_detail, dag_summary, grid_rows, import_error_view, run_view};
+use crate::{
+    commands::{self, CommandError},
+    dag::{Dag, DagBag},
+    executor::Executor,
+    logs::{LogHub, TryLogKey},
+    store::{RunFilter, RunKey, Store, TaskKey, TiState},
+    users,
+};
+
+/// The latest moment the scheduler loop went round, shared with `/health`.
+#[derive(Clone, Default)]
+pub struct Heartbeat(Arc<AtomicI64>);
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        self.0
+            .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
+    }
+
+    pub fn latest(&self) -> Option<DateTime<Utc>> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            micros => DateTime::from_timestamp_micros(micros),
+        }
+    }
+}
+
+/// Runs shown as small squares in the DAG list.
+const RECENT_RUNS: i64 = 25;
+/// The most DAGs on one page of the list.
+const MAX_PAGE: usize = 500;
+/// A heartbeat older than this makes the scheduler unhealthy.
+const HEARTBEAT_LIMIT: Duration = Duration::from_secs(30);
+
+pub struct WebBackend {
+    store: Store,
+    bags: watch::Receiver<Arc<DagBag>>,
+    logs: LogHub,
+    executor: Option<Executor>,
+    heartbeat: Heartbeat,
+    live: LiveHub,
+    /// How long a stop waits for its run to end before answering.
+    stop_wait: Duration,
+}
+
+impl WebBackend {
+    pub fn new(
+        store: Store,
+        bags: watch::Receiver<Arc<DagBag>>,
+        logs: LogHub,
+        executor: Option<Executor>,
+        heartbeat: Heartbeat,
+        stop_wait: Duration,
+    ) -> Self {
+        Self {
+            live: LiveHub::start(&store),
+            store,
+            bags,
+            logs,
+            executor,
+            heartbeat,
+            stop_wait,
+        }
+    }
+
+    fn bag(&self) -> Arc<DagBag> {
+        self.bags.borrow().clone()
+    }
+
+    fn dag(&self, dag_id: &DagId) -> BackendResult<Arc<Dag>> {
+        self.bag().get(dag_id.as_str()).ok_or_else(|| {
+            BackendError::NotFound(format!("no DAG {:?} in the DAGs folder", dag_id.as_str()))
+        })
+    }
+
+    async fn paused(&self) -> BackendResult<HashSet<String>> {
+        self.store.paused_dags().await.map_err(internal)
+    }
+
+    async fn summary(&self, dag: &Dag, paused: &HashSet<String>) -> BackendResult<DagSummary> {
+        let recent = self
+            .store
+            .latest_runs(&dag.id, None, RECENT_RUNS)
+            .await
+            .map_err(internal)?;
+        Ok(dag_summary(dag, paused.contains(&dag.id), &recent))
+    }
+
+    /// The try's log key, if the task instance exists and has had that try.
+    async fn known_try(&self, key: &TryKey) -> BackendResult<TryLogKey> {
+        let task = &key.task;
+        let ti = self
+            .store
+            .task_instance(task.run.dag_id.as_str(), &task.run.run_id, &task.task_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                BackendError::NotFound(format!(
+                    "no task instance {}.{} in run {:?}",
+                    task.run.dag_id, task.task_id, task.run.run_id
+                ))
+            })?;
+        if key.try_number > ti.try_number.max(1) {
+            return Err(BackendError::NotFound(format!(
+                "no try {} of {}.{}: it has had {} tr{}",
+                key.try_number,
+                task.run.dag_id,
+                task.task_id,
+                ti.try_number,
+                if ti.try_number == 1 { "y" } else { "ies" }
+            )));
+        }
+        Ok(TryLogKey {
+            dag_id: task.run.dag_id.as_str().into(),
+            run_id: task.run.run_id.as_str().into(),
+            task_id: task.task_id.as_str().into(),
+            try_number: key.try_number,
+        })
+    }
+
+    fn log_path(&self, key: &TryLogKey) -> std::path::PathBuf {
+        self.logs
+            .path(&key.dag_id, &key.run_id, &key.task_id, key.try_number)
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> BackendError {
+    BackendError::Internal(error.to_string())
+}
+
+fn command_error(error: CommandError) -> BackendError {
+    match error {
+        CommandError::NotFound(message) => BackendError::NotFound(message),
+        CommandError::Conflict(message) => BackendError::Conflict(message),
+        CommandError::Invalid { field, message } => BackendError::Invalid { field, message },
+        CommandError::Store(error) => internal(error),
+    }
+}
+
+fn run_key(run: &UiRunKey) -> RunKey {
+    RunKey {
+        dag_id: run.dag_id.to_string(),
+        run_id: run.run_id.clone(),
+    }
+}
+
+fn task_key(task: &UiTaskKey) -> TaskKey {
+    TaskKey {
+        dag_id: task.run.dag_id.to_string(),
+        run_id: task.run.run_id.clone(),
+        task_id: task.task_id.clone(),
+    }
+}
+
+fn parse_filter<T: std::str::FromStr<Err = String>>(
+    field: &str,
+    value: Option<&str>,
+) -> BackendResult<Option<T>> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse::<T>().map_err(|e| BackendError::invalid(field, e)))
+        .transpose()
+}
+
+#[async_trait::async_trait]
+impl ui::Backend for WebBackend {
+    async fn dags(&self, query: &DagQuery) -> BackendResult<DagList> {
+        let bag = self.bag();
+        let search = query
+            .search
+            .as_deref()
+            .map(str::to_lowercase)
+            .unwrap_or_default();
+        let matching: Vec<&Arc<Dag>> = bag
+            .dags
+            .values()
+            .filter(|dag| {
+                search.is_empty()
+                    || dag.id.to_lowercase().contains(&search)
+                    || dag.tags.iter().any(|t| t.to_lowercase() == search)
+            })
+            .collect();
+        let paused = self.paused().await?;
+        let offset = query.offset.unwrap_or(0);
+        let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
+        let mut dags = Vec::new();
+        for dag in matching.iter().skip(offset).take(limit) {
+            dags.push(self.summary(dag, &paused).await?);
+        }
+        Ok(DagList {
+            dags,
+            total_entries: matching.len(),
+            import_errors: bag.errors.iter().map(import_error_view).collect(),
+        })
+    }
+
+    async fn dag(&self, dag_id: &DagId) -> BackendResult<DagDetail> {
+        let dag = self.dag(dag_id)?;
+        let summary = self.summary(&dag, &self.paused().await?).await?;
+        let source = tokio::fs::read_to_string(&dag.file)
+            .await
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", dag.file.display()));
+        Ok(dag_detail(&dag, summary, source))
+    }
+
+    async fn grid(
+        &self,
+        dag_id: &DagId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> BackendResult<GridView> {
+        let dag = self.dag(dag_id)?;
+        let before = before
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                DateTime::parse_from_rfc3339(b)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|e| {
+                        BackendError::invalid(
+                            "before",
+                            format!("{b:?} is not an RFC 3339 time: {e}"),
+                        )
+                    })
+            })
+            .transpose()?;
+        let mut runs = self
+            .store
+            .latest_runs(&dag.id, before, limit as i64 + 1)
+            .await
+            .map_err(internal)?;
+        let has_older = runs.len() > limit;
+        runs.truncate(limit);
+        runs.reverse();
+        let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
+        let tis = self
+            .store
+            .task_instances_of_runs(&dag.id, &run_ids)
+            .await
+            .map_err(internal)?;
+        Ok(GridView {
+            dag_id: dag.id.clone(),
+            rows: grid_rows(&dag, &runs, &tis),
+            older: has_older
+                .then(|| {
+                    runs.first().map(|r| {
+                        r.logical_date
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                    })
+                })
+                .flatten(),
+            runs: runs.iter().map(views::run_brief).collect(),
+        })
+    }
+
+    async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList> {
+        let filter = RunFilter {
+            dag_id: Some(dag_id.to_string()),
+            state: parse_filter("state", query.state.as_deref())?,
+            run_type: parse_filter("run_type", query.run_type.as_deref())?,
+            limit: Some(query.limit.unwrap_or(25).min(MAX_PAGE) as i64),
+            offset: query.offset.map(|o| o as i64),
+        };
+        if self.bag().get(dag_id.as_str()).is_none()
+            && self.store.count_runs(&filter).await.map_err(internal)? == 0
+        {
+            return Err(BackendError::NotFound(format!(
+                "no DAG {:?}",
+                dag_id.as_str()
+            )));
+        }
+        let runs = self.store.list_runs(&filter).await.map_err(internal)?;
+        Ok(RunList {
+            total_entries: self.store.count_runs(&filter).await.map_err(internal)? as usize,
+            dag_runs: runs.into_iter().map(run_view).collect(),
+        })
+    }
+
+    async fn run(&self, run: &UiRunKey) -> BackendResult<RunDetail> {
+        let row = self
+            .store
+            .get_run(run.dag_id.as_str(), &run.run_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                BackendError::NotFound(format!("DAG {} has no run {:?}", run.dag_id, run.run_id))
+            })?;
+        let tis = self
+            .store
+            .task_instances(run.dag_id.as_str(), &run.run_id)
+            .await
+            .map_err(internal)?;
+        let dag = self.bag().get(run.dag_id.as_str());
+        let is_active = self.executor.as_ref().is_some_and(|e| {
+            e.active_runs()
+                .iter()
+                .any(|(d, r)| d == run.dag_id.as_str() && *r == run.run_id)
+        });
+        Ok(RunDetail {
+            run: run_view(row),
+            task_instances: views::ordered_task_instances(tis, dag.as_deref()),
+            is_active,
+        })
+    }
+
+    async fn import_errors(&self) -> BackendResult<Vec<ImportErrorView>> {
+        Ok(self.bag().errors.iter().map(import_error_view).collect())
+    }
+
+    async fn health(&self) -> HealthView {
+        let db_ok = self.store.ping().await.is_ok();
+        let latest = self.heartbeat.latest();
+        let age = latest.map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0);
+        let scheduler_ok = age.is_some_and(|a| a < HEARTBEAT_LIMIT.as_secs_f64());
+        let status = |ok: bool| if ok { "healthy" } else { "unhealthy" }.to_owned();
+        HealthView {
+            status: status(db_ok && scheduler_ok),
+            metadatabase: ComponentHealth {
+                status: status(db_ok),
+            },
+            scheduler: SchedulerHealth {
+                status: status(scheduler_ok),
+                latest_heartbeat: latest,
+                heartbeat_age_seconds: age,
+            },
+        }
+    }
+
+    async fn read_log(&self, key: &TryKey, range: LogRange) -> BackendResult<LogChunk> {
+        let log = self.known_try(key).await?;
+        let slice = logs::read_range(self.log_path(&log), range)
+            .await
+            .map_err(internal)?;
+        let finished = logs::try_has_ended(&self.store, &log)
+            .await
+            .map_err(internal)?;
+        Ok(LogChunk {
+            text: slice.text,
+            start: slice.start,
+            end: slice.end,
+            size: slice.size,
+            finished,
+        })
+    }
+
+    async fn search_log(
+        &self,
+        key: &TryKey,
+        query: &str,
+        limit: usize,
+    ) -> BackendResult<Vec<LogMatch>> {
+        let log = self.known_try(key).await?;
+        let path = self.log_path(&log);
+        let query = query.to_owned();
+        let found = tokio::task::spawn_blocking(move || crate::logs::search(&path, &query, limit))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        Ok(found
+            .into_iter()
+            .map(|(offset, line)| LogMatch { offset, line })
+            .collect())
+    }
+
+    async fn follow_log(
+        &self,
+        key: &TryKey,
+        from: u64,
+    ) -> BackendResult<BoxStream<'static, LogEvent>> {
+        let log = self.known_try(key).await?;
+        logs::follow(self.store.clone(), &self.logs, log, from)
+            .await
+            .map_err(internal)
+    }
+
+    async fn log_file(&self, key: &TryKey) -> BackendResult<std::path::PathBuf> {
+        let log = self.known_try(key).await?;
+        let path = self.log_path(&log);
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(BackendError::NotFound(format!(
+                "try {} of {} has no log yet",
+                key.try_number, key.task.task_id
+            )));
+        }
+        Ok(path)
+    }
+
+    async fn trigger(
+        &self,
+        dag_id: &DagId,
+        conf: serde_json::Map<String, serde_json::Value>,
+        actor: &str,
+    ) -> BackendResult<RunView> {
+        let dag = self.dag(dag_id)?;
+        let run = commands::trigger(&self.store, &dag, conf)
+            .await
+            .map_err(command_error)?;
+        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, actor, "Triggered a run");
+        Ok(run_view(run))
+    }
+
+    async fn set_paused(
+        &self,
+        dag_id: &DagId,
+        paused: bool,
+        actor: &str,
+    ) -> BackendResult<DagSummary> {
+        let dag = self.dag(dag_id)?;
+        commands::set_paused(&self.store, &dag, paused)
+            .await
+            .map_err(command_error)?;
+        tracing::info!(dag_id = %dag.id, paused, actor, "Paused or unpaused a DAG");
+        self.summary(&dag, &self.paused().await?).await
+    }
+
+    async fn clear_task(
+        &self,
+        task: &UiTaskKey,
+        downstream: bool,
+        actor: &str,
+    ) -> BackendResult<Vec<String>> {
+        let dag = self.dag(&task.run.dag_id)?;
+        let cleared = commands::clear(&self.store, &dag, &task_key(task), downstream)
+            .await
+            .map_err(command_error)?;
+        tracing::info!(dag_id = %dag.id, run_id = %task.run.run_id, tasks = ?cleared, actor, "Cleared tasks");
+        Ok(cleared)
+    }
+
+    async fn mark_task(&self, task: &UiTaskKey, mark: Mark, actor: &str) -> BackendResult<()> {
+        let state = match mark {
+            Mark::Success => TiState::Success,
+            Mark::Failed => TiState::Failed,
+        };
+        commands::mark(&self.store, &task_key(task), state)
+            .await
+            .map_err(command_error)?;
+        tracing::info!(dag_id = %task.run.dag_id, run_id = %task.run.run_id, task_id = %task.task_id, %state, actor, "Marked a task");
+        Ok(())
+    }
+
+    async fn stop_run(&self, run: &UiRunKey, actor: &str) -> BackendResult<RunView> {
+        let stopped = commands::stop(
+            &self.store,
+            self.executor.as_ref(),
+            &run_key(run),
+            self.stop_wait,
+        )
+        .await
+        .map_err(command_error)?;
+        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, actor, "Stopped a run");
+        Ok(run_view(stopped))
+    }
+
+    fn live_events(&self, after: Option<u64>) -> LiveSubscription {
+        self.live.subscribe(after)
+    }
+
+    async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {
+        let ok = users::verify_password(&self.store, username, password)
+            .await
+            .map_err(internal)?;
+        Ok(ok.then(|| User {
+            username: username.to_owned(),
+        }))
+    }
+
+    async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>> {
+        let user = users::token_user(&self.store, token)
+            .await
+            .map_err(internal)?;
+        Ok(user.map(|username| User { username }))
+    }
+}

@@ -1,0 +1,173 @@
+//! Store rows and DAG models as the UI's view types.
+
+use chrono::Utc;
+use ui::views::{
+    DagDetail, DagSummary, GridCell, GridRow, ImportErrorView, ParamView, ProblemView, RunBrief,
+    RunView, TaskInstanceView, TaskNode,
+};
+
+use crate::{
+    commands::json_type,
+    dag::{Dag, DagFileError, Schedule, next_fire},
+    store::{DagRunRow, TaskInstanceRow},
+};
+
+pub fn run_brief(run: &DagRunRow) -> RunBrief {
+    RunBrief {
+        run_id: run.run_id.clone(),
+        state: run.state.to_string(),
+        run_type: run.run_type.to_string(),
+        logical_date: run.logical_date,
+    }
+}
+
+pub fn run_view(run: DagRunRow) -> RunView {
+    RunView {
+        dag_id: run.dag_id,
+        run_id: run.run_id,
+        state: run.state.to_string(),
+        run_type: run.run_type.to_string(),
+        logical_date: run.logical_date,
+        queued_at: run.queued_at,
+        start_date: run.start,
+        end_date: run.end,
+        conf: run.conf,
+    }
+}
+
+pub fn task_instance_view(ti: TaskInstanceRow, dag: Option<&Dag>) -> TaskInstanceView {
+    let operator = dag
+        .and_then(|d| d.task(&ti.task_id))
+        .map(|t| t.operator.clone())
+        .unwrap_or_default();
+    TaskInstanceView {
+        operator,
+        task_id: ti.task_id,
+        state: ti.state.to_string(),
+        try_number: ti.try_number,
+        max_tries: ti.max_tries,
+        start_date: ti.start,
+        end_date: ti.end,
+        duration_ms: ti.duration_ms,
+        error: ti.error,
+        result: ti.result,
+    }
+}
+
+/// Task instances in the DAG's task order (instances of tasks no longer in the file last).
+pub fn ordered_task_instances(
+    mut tis: Vec<TaskInstanceRow>,
+    dag: Option<&Dag>,
+) -> Vec<TaskInstanceView> {
+    let position = |task_id: &str| {
+        dag.and_then(|d| d.tasks.iter().position(|t| t.id == task_id))
+            .unwrap_or(usize::MAX)
+    };
+    tis.sort_by(|a, b| {
+        position(&a.task_id)
+            .cmp(&position(&b.task_id))
+            .then_with(|| a.task_id.cmp(&b.task_id))
+    });
+    tis.into_iter()
+        .map(|ti| task_instance_view(ti, dag))
+        .collect()
+}
+
+/// When the DAG runs next on its own, if it does.
+fn next_run(dag: &Dag) -> Option<chrono::DateTime<Utc>> {
+    let Schedule::Cron { cron, .. } = &dag.schedule else {
+        return None;
+    };
+    let now = Utc::now();
+    let after = dag.start_date.map_or(now, |start| start.max(now));
+    next_fire(cron, dag.timezone, after).filter(|next| dag.end_date.is_none_or(|end| *next <= end))
+}
+
+/// `recent` newest first, as the store returns them.
+pub fn dag_summary(dag: &Dag, is_paused: bool, recent: &[DagRunRow]) -> DagSummary {
+    DagSummary {
+        dag_id: dag.id.clone(),
+        description: dag.description.clone(),
+        tags: dag.tags.clone(),
+        schedule: dag.schedule.as_text(),
+        is_paused,
+        next_run: next_run(dag),
+        recent_runs: recent.iter().rev().map(run_brief).collect(),
+        tasks: dag.tasks.len(),
+        file: dag.file.display().to_string(),
+    }
+}
+
+pub fn dag_detail(dag: &Dag, summary: DagSummary, source: String) -> DagDetail {
+    DagDetail {
+        summary,
+        timezone: dag.timezone.name().to_owned(),
+        start_date: dag.start_date,
+        end_date: dag.end_date,
+        catchup: dag.catchup,
+        max_active_runs: dag.max_active_runs,
+        params: dag
+            .params
+            .iter()
+            .map(|(name, default)| ParamView {
+                name: name.clone(),
+                kind: json_type(default).to_owned(),
+                default: default.clone(),
+            })
+            .collect(),
+        allow_extra_conf: dag.allow_extra_conf,
+        tasks: dag
+            .tasks
+            .iter()
+            .map(|t| TaskNode {
+                task_id: t.id.clone(),
+                operator: t.operator.clone(),
+                upstream: t.upstream.clone(),
+                trigger_rule: serde_json::to_value(t.trigger_rule)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                retries: t.retry.retries,
+            })
+            .collect(),
+        source,
+    }
+}
+
+/// One grid row per task of the DAG, one cell per run (oldest first).
+pub fn grid_rows(dag: &Dag, runs: &[DagRunRow], tis: &[TaskInstanceRow]) -> Vec<GridRow> {
+    dag.tasks
+        .iter()
+        .map(|task| GridRow {
+            task_id: task.id.clone(),
+            cells: runs
+                .iter()
+                .map(|run| {
+                    let ti = tis
+                        .iter()
+                        .find(|ti| ti.run_id == run.run_id && ti.task_id == task.id);
+                    GridCell {
+                        state: ti.map(|ti| ti.state.to_string()),
+                        try_number: ti.map_or(0, |ti| ti.try_number),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+pub fn import_error_view(error: &DagFileError) -> ImportErrorView {
+    ImportErrorView {
+        file: error.file.display().to_string(),
+        problems: error
+            .problems
+            .iter()
+            .map(|p| ProblemView {
+                line: p.line,
+                column: p.column,
+                field: p.field.clone(),
+                message: p.message.clone(),
+            })
+            .collect(),
+    }
+}

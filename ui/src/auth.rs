@@ -1,0 +1,353 @@
+//! Who is asking: server-side sessions behind an opaque cookie (UI), bearer tokens (API),
+//! CSRF tokens on cookie-authenticated writes, and a limit on failed sign-ins.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::{Body, to_bytes},
+    extract::{Request, State},
+    http::{HeaderMap, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+
+use crate::{AppState, error::AppError, views::User};
+
+pub const SESSION_COOKIE: &str = "updraft_session";
+/// Form field and header carrying the CSRF token.
+pub const CSRF_FIELD: &str = "csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The most bytes of a form read to find its CSRF token.
+const MAX_FORM_BYTES: usize = 1 << 20;
+
+/// How a request is authenticated.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: Option<User>,
+    /// The session's CSRF token (cookie sign-ins only), for the forms of the page.
+    pub csrf: Option<String>,
+}
+
+impl Principal {
+    /// The user name a command acts for.
+    pub fn actor(&self) -> &str {
+        self.user
+            .as_ref()
+            .map_or("anonymous", |u| u.username.as_str())
+    }
+}
+
+/// A random token: 32 bytes as hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    user: User,
+    csrf: String,
+    last_seen: Instant,
+}
+
+/// Sessions held by this process (they end when `serve` restarts).
+pub struct Sessions {
+    idle_timeout: Duration,
+    by_id: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    pub fn new(idle_timeout: Duration) -> Self {
+        Self {
+            idle_timeout,
+            by_id: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a session; its id (the cookie's value).
+    pub fn start(&self, user: User) -> String {
+        let id = random_token();
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle_timeout);
+        sessions.insert(
+            id.clone(),
+            Session {
+                user,
+                csrf: random_token(),
+                last_seen: now,
+            },
+        );
+        id
+    }
+
+    /// The user and CSRF token of a live session, which counts as activity.
+    fn touch(&self, id: &str) -> Option<(User, String)> {
+        let mut sessions = self.lock();
+        let now = Instant::now();
+        let session = sessions.get_mut(id)?;
+        if now.duration_since(session.last_seen) >= self.idle_timeout {
+            sessions.remove(id);
+            return None;
+        }
+        session.last_seen = now;
+        Some((session.user.clone(), session.csrf.clone()))
+    }
+
+    pub fn end(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+/// Refuses sign-ins for a user name after too many failures in a window.
+pub struct SignInLimiter {
+    max_failures: usize,
+    window: Duration,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl SignInLimiter {
+    pub fn new(max_failures: usize, window: Duration) -> Self {
+        Self {
+            max_failures,
+            window,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Whether `username` may try now.
+    pub fn allows(&self, username: &str) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(times) = failures.get_mut(username) else {
+            return true;
+        };
+        let now = Instant::now();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        times.len() < self.max_failures
+    }
+
+    pub fn failed(&self, username: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .entry(username.to_owned())
+            .or_default()
+            .push_back(Instant::now());
+    }
+
+    pub fn succeeded(&self, username: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(username);
+    }
+}
+
+/// The session cookie for `id`.
+pub fn session_cookie(id: String, secure: bool) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, id))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .path("/")
+        .build()
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// Paths anyone may read, even when reading needs a sign-in.
+fn is_open(path: &str) -> bool {
+    path == "/login" || path == "/health" || path.starts_with("/static/")
+}
+
+/// Resolves the [`Principal`] of every request and enforces: reading needs a user unless
+/// reading is public; every write needs a user, and a cookie-authenticated write needs the
+/// session's CSRF token (header or form field).
+pub async fn authenticate(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authorize(&state, &jar, request).await {
+        Ok(request) => next.run(request).await,
+        Err(response) => response,
+    }
+}
+
+async fn authorize(
+    state: &AppState,
+    jar: &CookieJar,
+    mut request: Request,
+) -> Result<Request, Response> {
+    let path = request.uri().path().to_owned();
+    let (principal, by_cookie) = match bearer_token(request.headers()) {
+        Some(token) => {
+            let user = state
+                .backend
+                .user_for_token(token)
+                .await
+                .map_err(|e| AppError::from(e).into_response())?;
+            if user.is_none() {
+                return Err(unauthorized(
+                    &path,
+                    "the bearer token is unknown or revoked",
+                ));
+            }
+            (Principal { user, csrf: None }, false)
+        }
+        None => {
+            let session = jar
+                .get(SESSION_COOKIE)
+                .and_then(|c| state.sessions.touch(c.value()));
+            let (user, csrf) = session.unzip();
+            (Principal { user, csrf }, true)
+        }
+    };
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if writes && path != "/login" {
+        if principal.user.is_none() {
+            return Err(unauthorized(&path, "sign in to change anything"));
+        }
+        if by_cookie {
+            request = check_csrf(request, principal.csrf.as_deref().unwrap_or("")).await?;
+        }
+    } else if !state.config.public_read && principal.user.is_none() && !is_open(&path) {
+        return Err(unauthorized(&path, "sign in to see this page"));
+    }
+    request.extensions_mut().insert(principal);
+    Ok(request)
+}
+
+/// API: 401 JSON. Pages: off to the sign-in page, coming back here after.
+fn unauthorized(path: &str, detail: &str) -> Response {
+    if is_api(path) {
+        AppError::new(StatusCode::UNAUTHORIZED, detail).into_response()
+    } else {
+        let next: String = url_encode(path);
+        Redirect::to(&format!("/login?next={next}")).into_response()
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The request, if it carries the expected CSRF token in the header or its form body.
+async fn check_csrf(request: Request, expected: &str) -> Result<Request, Response> {
+    let refused = || {
+        AppError::new(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token: reload the page and try again",
+        )
+        .into_response()
+    };
+    if let Some(token) = request.headers().get(CSRF_HEADER) {
+        return match token.to_str() {
+            Ok(token) if same_token(token, expected) => Ok(request),
+            _ => Err(refused()),
+        };
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(refused());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
+        AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large").into_response()
+    })?;
+    let token = form_urlencoded_value(&bytes, CSRF_FIELD);
+    if !token.is_some_and(|t| same_token(&t, expected)) {
+        return Err(refused());
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn form_urlencoded_value(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_ins_are_limited_per_user_name() {
+        let limiter = SignInLimiter::new(3, Duration::from_secs(60));
+        for _ in 0..3 {
+            assert!(limiter.allows("admin"));
+            limiter.failed("admin");
+        }
+        assert!(!limiter.allows("admin"));
+        assert!(limiter.allows("other"));
+        limiter.succeeded("admin");
+        assert!(limiter.allows("admin"));
+    }
+
+    #[test]
+    fn idle_sessions_expire() {
+        let sessions = Sessions::new(Duration::from_millis(30));
+        let id = sessions.start(User {
+            username: "a".into(),
+        });
+        assert!(sessions.touch(&id).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(sessions.touch(&id).is_none());
+        assert!(sessions.touch("unknown").is_none());
+    }
+
+    #[test]
+    fn csrf_tokens_are_found_in_forms() {
+        assert_eq!(
+            form_urlencoded_value(b"a=1&csrf=abc%20d&b=2", "csrf").as_deref(),
+            Some("abc d")
+        );
+        assert_eq!(form_urlencoded_value(b"a=1", "csrf"), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! What the UI needs from the orchestrator: queries, commands and live streams. The
+//! orchestrator implements [`Backend`]; this crate knows nothing of the store or the scheduler.
+
+use futures::stream::BoxStream;
+
+use crate::{
+    ids::{DagId, RunKey, TaskKey, TryKey},
+    views::{
+        DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView, ImportErrorView,
+        LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, RunDetail, RunList,
+        RunQuery, RunView, User,
+    },
+};
+
+/// Why a backend call failed; the UI answers 404, 409, 422 or 500 (with a generic body).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the current state refuses it (e.g. stopping a finished run).
+    #[error("{0}")]
+    Conflict(String),
+    /// User input is wrong: `field` names it.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// Anything else; logged, never shown.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl BackendError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// The orchestrator as the UI sees it. `actor` is the signed-in user a command acts for.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    // Queries.
+    async fn dags(&self, query: &DagQuery) -> BackendResult<DagList>;
+    async fn dag(&self, dag_id: &DagId) -> BackendResult<DagDetail>;
+    /// The latest `limit` runs before the logical date `before` (RFC 3339), by task.
+    async fn grid(
+        &self,
+        dag_id: &DagId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> BackendResult<GridView>;
+    async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList>;
+    async fn run(&self, run: &RunKey) -> BackendResult<RunDetail>;
+    async fn import_errors(&self) -> BackendResult<Vec<ImportErrorView>>;
+    async fn health(&self) -> HealthView;
+
+    // Logs of one try.
+    async fn read_log(&self, key: &TryKey, range: LogRange) -> BackendResult<LogChunk>;
+    /// Lines holding `query` (case-insensitive), at most `limit`.
+    async fn search_log(
+        &self,
+        key: &TryKey,
+        query: &str,
+        limit: usize,
+    ) -> BackendResult<Vec<LogMatch>>;
+    /// The log from byte `from` on, live until the try ends ([`LogEvent::End`]).
+    async fn follow_log(
+        &self,
+        key: &TryKey,
+        from: u64,
+    ) -> BackendResult<BoxStream<'static, LogEvent>>;
+    /// The path of the log file, for raw downloads (checked against known tries).
+    async fn log_file(&self, key: &TryKey) -> BackendResult<std::path::PathBuf>;
+
+    // Commands (the CLI calls the same ones).
+    async fn trigger(
+        &self,
+        dag_id: &DagId,
+        conf: serde_json::Map<String, serde_json::Value>,
+        actor: &str,
+    ) -> BackendResult<RunView>;
+    async fn set_paused(
+        &self,
+        dag_id: &DagId,
+        paused: bool,
+        actor: &str,
+    ) -> BackendResult<DagSummary>;
+    /// Clears a task instance (and its downstream ones) so they run again; the ids cleared.
+    async fn clear_task(
+        &self,
+        task: &TaskKey,
+        downstream: bool,
+        actor: &str,
+    ) -> BackendResult<Vec<String>>;
+    async fn mark_task(&self, task: &TaskKey, mark: Mark, actor: &str) -> BackendResult<()>;
+    /// Stops a run (streams flush and commit first).
+    async fn stop_run(&self, run: &RunKey, actor: &str) -> BackendResult<RunView>;
+
+    // Live state changes, resuming after event `after`.
+    fn live_events(&self, after: Option<u64>) -> LiveSubscription;
+
+    // Users.
+    async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>>;
+    async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>>;
+}

@@ -1,0 +1,21 @@
+//! The one askama wrapper: a rendered template as an HTML response.
+
+use axum::{
+    http::StatusCode,
+    response::{Html, IntoResponse, Response},
+};
+
+/// A template answered as `text/html`; a rendering failure is logged and answered 500.
+pub struct Page<T>(pub T);
+
+impl<T: askama::Template> IntoResponse for Page<T> {
+    fn into_response(self) -> Response {
+        match self.0.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(error) => {
+                tracing::error!(%error, "Cannot render a page");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        }
+    }
+}

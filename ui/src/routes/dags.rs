@@ -1,0 +1,274 @@
+//! The DAG list, one DAG's page (grid, graph, runs, source), pause and trigger.
+
+use axum::{
+    Extension, Form, Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+
+use super::{ApiJson, ApiQuery, back_to};
+use crate::{
+    AppState,
+    auth::Principal,
+    backend::BackendError,
+    error::{AppError, PageError},
+    html::Page,
+    ids::DagId,
+    views::{
+        DagDetail, DagList, DagQuery, DagSummary, ImportErrorView, RunQuery,
+        pages::{
+            Chrome, DagLive, DagLiveView, DagPage, DagRows, DagRowsView, DagsPage,
+            ImportErrorsPage, TriggerForm, TriggerPage,
+        },
+    },
+};
+
+/// Runs in the grid and the run history by default.
+const GRID_RUNS: usize = 25;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dags", get(list_page))
+        .route("/dags/rows", get(list_rows))
+        .route("/import-errors", get(import_errors_page))
+        .route("/dags/{dag_id}", get(dag_page))
+        .route("/dags/{dag_id}/live", get(dag_live))
+        .route("/dags/{dag_id}/pause", axum::routing::post(pause))
+        .route("/dags/{dag_id}/trigger", get(trigger_page).post(trigger))
+}
+
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/dags", get(api_list))
+        .route("/dags/{dag_id}", get(api_get).patch(api_patch))
+        .route("/importErrors", get(api_import_errors))
+}
+
+async fn list_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiQuery(query): ApiQuery<DagQuery>,
+) -> Result<Page<DagsPage>, PageError> {
+    let list = state.backend.dags(&query).await?;
+    Ok(Page(DagsPage {
+        chrome: Chrome::new(&state, &principal, "DAGs"),
+        rows: DagRowsView::new(list, &query, &principal),
+    }))
+}
+
+/// The rows of the list alone, swapped in by the page when a state changes.
+async fn list_rows(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiQuery(query): ApiQuery<DagQuery>,
+) -> Result<Page<DagRows>, PageError> {
+    let list = state.backend.dags(&query).await?;
+    Ok(Page(DagRows {
+        rows: DagRowsView::new(list, &query, &principal),
+    }))
+}
+
+async fn import_errors_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Page<ImportErrorsPage>, PageError> {
+    Ok(Page(ImportErrorsPage {
+        chrome: Chrome::new(&state, &principal, "Import errors"),
+        errors: state.backend.import_errors().await?,
+    }))
+}
+
+/// What the DAG page shows: the grid page, the selected run, the history filters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct DagPageQuery {
+    /// Show runs before this logical date (RFC 3339) in the grid.
+    pub before: Option<String>,
+    /// The run whose states colour the graph.
+    pub run: Option<String>,
+    pub state: Option<String>,
+    pub run_type: Option<String>,
+    pub offset: Option<usize>,
+}
+
+async fn dag_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(dag_id): Path<String>,
+    ApiQuery(query): ApiQuery<DagPageQuery>,
+) -> Result<Page<DagPage>, PageError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    let detail = state.backend.dag(&dag_id).await?;
+    let live = dag_live_view(&state, &principal, &detail, query).await?;
+    Ok(Page(DagPage {
+        chrome: Chrome::new(&state, &principal, &dag_id.to_string()),
+        source_lines: detail.source.lines().map(str::to_owned).collect(),
+        dag: detail,
+        live,
+    }))
+}
+
+async fn dag_live(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(dag_id): Path<String>,
+    ApiQuery(query): ApiQuery<DagPageQuery>,
+) -> Result<Page<DagLive>, PageError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    let detail = state.backend.dag(&dag_id).await?;
+    let live = dag_live_view(&state, &principal, &detail, query).await?;
+    Ok(Page(DagLive { live }))
+}
+
+async fn dag_live_view(
+    state: &AppState,
+    principal: &Principal,
+    detail: &DagDetail,
+    query: DagPageQuery,
+) -> Result<DagLiveView, BackendError> {
+    let dag_id = DagId::parse(&detail.summary.dag_id)?;
+    let grid = state
+        .backend
+        .grid(&dag_id, query.before.as_deref(), GRID_RUNS)
+        .await?;
+    let run_query = RunQuery {
+        state: query.state.clone().filter(|s| !s.is_empty()),
+        run_type: query.run_type.clone().filter(|s| !s.is_empty()),
+        limit: Some(GRID_RUNS),
+        offset: query.offset,
+    };
+    let history = state.backend.runs(&dag_id, &run_query).await?;
+    let selected = query
+        .run
+        .clone()
+        .or_else(|| grid.runs.last().map(|r| r.run_id.clone()));
+    Ok(DagLiveView::new(
+        detail,
+        grid,
+        history,
+        run_query,
+        selected,
+        query.before,
+        principal,
+    ))
+}
+
+#[derive(Deserialize)]
+struct PauseForm {
+    paused: bool,
+    next: Option<String>,
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(dag_id): Path<String>,
+    Form(form): Form<PauseForm>,
+) -> Result<Response, PageError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    state
+        .backend
+        .set_paused(&dag_id, form.paused, principal.actor())
+        .await?;
+    Ok(back_to(form.next.as_deref(), &format!("/dags/{dag_id}")).into_response())
+}
+
+async fn trigger_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(dag_id): Path<String>,
+) -> Result<Page<TriggerPage>, PageError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    let dag = state.backend.dag(&dag_id).await?;
+    Ok(Page(TriggerPage {
+        chrome: Chrome::new(&state, &principal, &format!("Trigger {dag_id}")),
+        form: TriggerForm::defaults(&dag),
+        dag,
+    }))
+}
+
+/// The trigger form: `param.<name>` fields and the `conf` JSON editor.
+async fn trigger(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(dag_id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    let dag = state.backend.dag(&dag_id).await?;
+    let mut form = TriggerForm::submitted(&dag, &fields);
+    if let Some(conf) = form.conf() {
+        match state
+            .backend
+            .trigger(&dag_id, conf, principal.actor())
+            .await
+        {
+            Ok(run) => {
+                let to = format!("/dags/{dag_id}/runs/{}", run.run_id);
+                return Ok(back_to(Some(&to), "/dags").into_response());
+            }
+            Err(BackendError::Invalid { field, message }) => form.add_error(&field, message),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let page = TriggerPage {
+        chrome: Chrome::new(&state, &principal, &format!("Trigger {dag_id}")),
+        form,
+        dag,
+    };
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, Page(page)).into_response())
+}
+
+async fn api_list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<DagQuery>,
+) -> Result<Json<DagList>, AppError> {
+    Ok(Json(state.backend.dags(&query).await?))
+}
+
+async fn api_get(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<Json<DagDetail>, AppError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    Ok(Json(state.backend.dag(&dag_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DagPatch {
+    is_paused: bool,
+}
+
+async fn api_patch(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(dag_id): Path<String>,
+    ApiJson(patch): ApiJson<DagPatch>,
+) -> Result<Json<DagSummary>, AppError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    let summary = state
+        .backend
+        .set_paused(&dag_id, patch.is_paused, principal.actor())
+        .await?;
+    Ok(Json(summary))
+}
+
+#[derive(serde::Serialize)]
+struct ImportErrorList {
+    import_errors: Vec<ImportErrorView>,
+    total_entries: usize,
+}
+
+async fn api_import_errors(
+    State(state): State<AppState>,
+) -> Result<Json<ImportErrorList>, AppError> {
+    let import_errors = state.backend.import_errors().await?;
+    Ok(Json(ImportErrorList {
+        total_entries: import_errors.len(),
+        import_errors,
+    }))
+}

@@ -1,0 +1,62 @@
+//! One module per resource, each with its page and `/api/v1` handlers side by side.
+
+mod dags;
+mod live;
+mod runs;
+mod session;
+mod tasks;
+
+use axum::{
+    Json, Router,
+    extract::{FromRequest, FromRequestParts, State},
+    response::Redirect,
+    routing::get,
+};
+
+use crate::{AppState, assets, error::AppError, views::HealthView};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/health", get(health))
+        .route("/static/{name}", get(assets::serve))
+        .merge(session::router())
+        .merge(dags::router())
+        .merge(runs::router())
+        .merge(tasks::router())
+        .merge(live::router())
+        .nest("/api/v1", api_router())
+}
+
+fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .merge(dags::api_router())
+        .merge(runs::api_router())
+        .merge(tasks::api_router())
+        .fallback(|| async {
+            AppError::new(axum::http::StatusCode::NOT_FOUND, "no such API endpoint")
+        })
+}
+
+async fn health(State(state): State<AppState>) -> Json<HealthView> {
+    Json(state.backend.health().await)
+}
+
+/// `Json` whose rejections answer `{status, title, detail}`.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct ApiJson<T>(pub T);
+
+/// `Query` whose rejections answer `{status, title, detail}`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Where a form goes back to: a local path from the `next` field, else `fallback`.
+pub fn back_to(next: Option<&str>, fallback: &str) -> Redirect {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") => Redirect::to(path),
+        _ => Redirect::to(fallback),
+    }
+}

@@ -1,0 +1,250 @@
+//! DAG runs: the run page, trigger and stop through the API, clear and mark task instances.
+
+use axum::{
+    Extension, Form, Json, Router,
+    extract::{Path, State},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiJson, ApiQuery, back_to};
+use crate::{
+    AppState,
+    auth::Principal,
+    error::{AppError, PageError},
+    html::Page,
+    ids::{DagId, RunKey, TaskKey},
+    views::{
+        Mark, RunList, RunQuery, RunView, TaskInstanceView,
+        pages::{Chrome, RunLive, RunLiveView, RunPage},
+    },
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dags/{dag_id}/runs/{run_id}", get(run_page))
+        .route("/dags/{dag_id}/runs/{run_id}/live", get(run_live))
+        .route("/dags/{dag_id}/runs/{run_id}/stop", post(stop))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
+            post(clear),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(mark),
+        )
+}
+
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/dags/{dag_id}/dagRuns", get(api_list).post(api_trigger))
+        .route("/dags/{dag_id}/dagRuns/{run_id}", get(api_get))
+        .route("/dags/{dag_id}/dagRuns/{run_id}/stop", post(api_stop))
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            get(api_task_instances),
+        )
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+            axum::routing::patch(api_mark),
+        )
+        .route(
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/clear",
+            post(api_clear),
+        )
+}
+
+async fn run_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Page<RunPage>, PageError> {
+    let key = RunKey::parse(&dag_id, &run_id)?;
+    let detail = state.backend.run(&key).await?;
+    Ok(Page(RunPage {
+        chrome: Chrome::new(&state, &principal, &format!("{dag_id} · {run_id}")),
+        live: RunLiveView::new(detail, &principal),
+    }))
+}
+
+async fn run_live(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Page<RunLive>, PageError> {
+    let key = RunKey::parse(&dag_id, &run_id)?;
+    let detail = state.backend.run(&key).await?;
+    Ok(Page(RunLive {
+        live: RunLiveView::new(detail, &principal),
+    }))
+}
+
+fn run_path(key: &RunKey) -> String {
+    format!("/dags/{}/runs/{}", key.dag_id, key.run_id)
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let key = RunKey::parse(&dag_id, &run_id)?;
+    state.backend.stop_run(&key, principal.actor()).await?;
+    Ok(back_to(Some(&run_path(&key)), "/dags").into_response())
+}
+
+#[derive(Deserialize)]
+struct ClearForm {
+    /// Present (checkbox) to clear the downstream tasks too.
+    downstream: Option<String>,
+}
+
+async fn clear(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Form(form): Form<ClearForm>,
+) -> Result<Response, PageError> {
+    let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
+    state
+        .backend
+        .clear_task(&key, form.downstream.is_some(), principal.actor())
+        .await?;
+    Ok(back_to(Some(&run_path(&key.run)), "/dags").into_response())
+}
+
+#[derive(Deserialize)]
+struct MarkForm {
+    state: Mark,
+}
+
+async fn mark(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Form(form): Form<MarkForm>,
+) -> Result<Response, PageError> {
+    let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
+    state
+        .backend
+        .mark_task(&key, form.state, principal.actor())
+        .await?;
+    Ok(back_to(Some(&run_path(&key.run)), "/dags").into_response())
+}
+
+async fn api_list(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> Result<Json<RunList>, AppError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    Ok(Json(state.backend.runs(&dag_id, &query).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    #[serde(default)]
+    conf: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn api_trigger(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(dag_id): Path<String>,
+    ApiJson(body): ApiJson<TriggerBody>,
+) -> Result<Json<RunView>, AppError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    let run = state
+        .backend
+        .trigger(&dag_id, body.conf, principal.actor())
+        .await?;
+    Ok(Json(run))
+}
+
+async fn api_get(
+    State(state): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Json<RunView>, AppError> {
+    let key = RunKey::parse(&dag_id, &run_id)?;
+    Ok(Json(state.backend.run(&key).await?.run))
+}
+
+async fn api_stop(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Json<RunView>, AppError> {
+    let key = RunKey::parse(&dag_id, &run_id)?;
+    Ok(Json(state.backend.stop_run(&key, principal.actor()).await?))
+}
+
+#[derive(Serialize)]
+struct TaskInstanceList {
+    task_instances: Vec<TaskInstanceView>,
+    total_entries: usize,
+}
+
+async fn api_task_instances(
+    State(state): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Json<TaskInstanceList>, AppError> {
+    let key = RunKey::parse(&dag_id, &run_id)?;
+    let task_instances = state.backend.run(&key).await?.task_instances;
+    Ok(Json(TaskInstanceList {
+        total_entries: task_instances.len(),
+        task_instances,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkBody {
+    new_state: Mark,
+}
+
+async fn api_mark(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<MarkBody>,
+) -> Result<Json<TaskInstanceView>, AppError> {
+    let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
+    state
+        .backend
+        .mark_task(&key, body.new_state, principal.actor())
+        .await?;
+    let detail = state.backend.run(&key.run).await?;
+    let ti = detail
+        .task_instances
+        .into_iter()
+        .find(|ti| ti.task_id == key.task_id)
+        .ok_or_else(|| AppError::new(axum::http::StatusCode::NOT_FOUND, "no such task"))?;
+    Ok(Json(ti))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ClearBody {
+    include_downstream: bool,
+}
+
+#[derive(Serialize)]
+struct Cleared {
+    task_ids: Vec<String>,
+}
+
+async fn api_clear(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<ClearBody>,
+) -> Result<Json<Cleared>, AppError> {
+    let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
+    let task_ids = state
+        .backend
+        .clear_task(&key, body.include_downstream, principal.actor())
+        .await?;
+    Ok(Json(Cleared { task_ids }))
+}

@@ -1,0 +1,100 @@
+//! Sign-in and sign-out.
+
+use axum::{
+    Extension, Form, Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use super::back_to;
+use crate::{
+    AppState,
+    auth::{Principal, SESSION_COOKIE, session_cookie},
+    error::PageError,
+    html::Page,
+    views::pages::{Chrome, LoginPage},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(sign_in))
+        .route("/logout", post(sign_out))
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<NextQuery>,
+) -> Page<LoginPage> {
+    Page(LoginPage {
+        chrome: Chrome::new(&state, &principal, "Sign in"),
+        next: query.next.unwrap_or_else(|| "/dags".into()),
+        username: String::new(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    jar: CookieJar,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, PageError> {
+    let refuse = |status: StatusCode, error: &str| {
+        let page = LoginPage {
+            chrome: Chrome::new(&state, &principal, "Sign in"),
+            next: form.next.clone().unwrap_or_else(|| "/dags".into()),
+            username: form.username.clone(),
+            error: Some(error.to_owned()),
+        };
+        (status, Page(page)).into_response()
+    };
+    if !state.limiter.allows(&form.username) {
+        tracing::warn!(username = %form.username, "Sign-in refused: too many failures");
+        return Ok(refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins for this user: wait a few minutes",
+        ));
+    }
+    let Some(user) = state
+        .backend
+        .authenticate(&form.username, &form.password)
+        .await?
+    else {
+        state.limiter.failed(&form.username);
+        tracing::warn!(username = %form.username, "Sign-in failed");
+        return Ok(refuse(
+            StatusCode::UNAUTHORIZED,
+            "Wrong user name or password",
+        ));
+    };
+    state.limiter.succeeded(&form.username);
+    tracing::info!(username = %user.username, "Signed in");
+    let id = state.sessions.start(user);
+    let jar = jar.add(session_cookie(id, state.config.secure_cookies));
+    Ok((jar, back_to(form.next.as_deref(), "/dags")).into_response())
+}
+
+async fn sign_out(State(state): State<AppState>, jar: CookieJar) -> Response {
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        state.sessions.end(cookie.value());
+    }
+    let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
+    (jar, back_to(None, "/dags")).into_response()
+}

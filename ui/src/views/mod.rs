@@ -1,0 +1,48 @@
+//! The view types the backend returns: serialized as they are by the JSON API and rendered by
+//! the HTML pages.
+
+mod dags;
+pub mod format;
+mod graph;
+mod live;
+mod logs;
+pub mod pages;
+mod runs;
+
+pub use dags::{
+    DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView, ImportErrorView,
+    ParamView, ProblemView, TaskNode,
+};
+pub use live::{LiveEvent, LiveSubscription};
+pub use logs::{LogChunk, LogEvent, LogMatch, LogRange};
+pub use runs::{Mark, RunBrief, RunDetail, RunList, RunQuery, RunView, TaskInstanceView};
+
+use serde::Serialize;
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub username: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthView {
+    /// "healthy" when the metadata database answers and the scheduler beats.
+    pub status: String,
+    pub metadatabase: ComponentHealth,
+    pub scheduler: SchedulerHealth,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentHealth {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SchedulerHealth {
+    pub status: String,
+    pub latest_heartbeat: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds since the latest heartbeat.
+    pub heartbeat_age_seconds: Option<f64>,
+}

@@ -1,0 +1,125 @@
+// Updraft pages: times in UTC or the browser's zone, live regions refreshed when the server
+// pushes a state change (one SSE stream, no polling), and JSON fields checked as you type.
+(function () {
+  "use strict";
+
+  // ---- Times: <time datetime="..."> shows UTC; the toggle switches to the browser's zone.
+  var TZ_KEY = "updraft.tz";
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function localText(date) {
+    var zone = "";
+    try {
+      zone = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+        .formatToParts(date).filter(function (p) { return p.type === "timeZoneName"; })[0].value;
+    } catch (e) { zone = "local"; }
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " +
+      pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds()) + " " + zone;
+  }
+  function renderTimes(root) {
+    var local = localStorage.getItem(TZ_KEY) === "local";
+    (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      if (!el.dataset.utc) { el.dataset.utc = el.textContent; }
+      el.textContent = local ? localText(new Date(el.getAttribute("datetime"))) : el.dataset.utc;
+    });
+    var toggle = document.getElementById("tz-toggle");
+    if (toggle) {
+      toggle.textContent = local ? "Local time" : "UTC";
+      toggle.setAttribute("aria-pressed", local ? "true" : "false");
+    }
+  }
+  document.addEventListener("click", function (event) {
+    if (event.target && event.target.id === "tz-toggle") {
+      localStorage.setItem(TZ_KEY, localStorage.getItem(TZ_KEY) === "local" ? "utc" : "local");
+      renderTimes();
+    }
+  });
+
+  // ---- Live regions: <div data-live-src="/partial" data-live-dag="id" data-live-run="id">.
+  var pending = new Map();
+  var inFlight = new Set();
+  function refresh(region) {
+    if (inFlight.has(region)) { pending.set(region, true); return; }
+    inFlight.add(region);
+    fetch(region.dataset.liveSrc, { headers: { "x-requested-with": "updraft" }, credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (html !== null) {
+          region.innerHTML = html;
+          renderTimes(region);
+          region.dispatchEvent(new CustomEvent("updraft:refreshed", { bubbles: true }));
+        }
+      })
+      .catch(function () {})
+      .finally(function () {
+        inFlight.delete(region);
+        if (pending.get(region)) { pending.delete(region); schedule(region); }
+      });
+  }
+  var timers = new Map();
+  function schedule(region) {
+    if (timers.has(region)) { return; }
+    timers.set(region, setTimeout(function () { timers.delete(region); refresh(region); }, 40));
+  }
+  function concerns(region, change) {
+    var dag = region.dataset.liveDag, run = region.dataset.liveRun;
+    if (dag && dag !== change.dag_id) { return false; }
+    if (run && change.run_id && run !== change.run_id) { return false; }
+    return true;
+  }
+  function follow() {
+    var regions = Array.prototype.slice.call(document.querySelectorAll("[data-live-src]"));
+    if (!regions.length || !window.EventSource) { return; }
+    var source = new EventSource("/live/events");
+    source.addEventListener("state", function (message) {
+      var change = JSON.parse(message.data);
+      regions.forEach(function (region) { if (concerns(region, change)) { schedule(region); } });
+    });
+    source.addEventListener("reset", function () { regions.forEach(schedule); });
+    source.addEventListener("open", function () { document.documentElement.dataset.live = "open"; });
+    window.updraftLive = source;
+  }
+
+  // ---- JSON fields: <textarea data-json="object|any"> with a sibling .field-error.
+  function checkJson(field) {
+    var text = field.value.trim(), message = "";
+    if (text) {
+      try {
+        var value = JSON.parse(text);
+        if (field.dataset.json === "object" && (value === null || typeof value !== "object" || Array.isArray(value))) {
+          message = "must be a JSON object such as {\"key\": 1}";
+        }
+      } catch (e) { message = "invalid JSON: " + e.message; }
+    }
+    field.setCustomValidity(message);
+    var out = document.getElementById(field.id + "-error");
+    if (out && (message || !out.dataset.server)) { out.textContent = message; }
+  }
+  function checkInput(field) {
+    var out = document.getElementById(field.id + "-error");
+    if (out && !out.dataset.server) { out.textContent = field.validationMessage; }
+  }
+  document.addEventListener("input", function (event) {
+    var field = event.target;
+    if (field.dataset && field.dataset.json !== undefined) {
+      if (field.id) { var out = document.getElementById(field.id + "-error"); if (out) { delete out.dataset.server; } }
+      checkJson(field);
+    } else if (field.form && field.form.classList.contains("checked")) {
+      var o = document.getElementById(field.id + "-error"); if (o) { delete o.dataset.server; }
+      checkInput(field);
+    }
+  });
+
+  // "/" focuses the page's filter or search box.
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "/" && !/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) {
+      var box = document.querySelector("[data-shortcut='/']");
+      if (box) { event.preventDefault(); box.focus(); }
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    renderTimes();
+    document.querySelectorAll("textarea[data-json]").forEach(checkJson);
+    follow();
+  });
+})();
