@@ -1,0 +1,165 @@
+//! Every page renders what it should; unknown things are 404 pages; user strings are escaped.
+
+mod support;
+
+use axum::http::StatusCode;
+use support::{App, MemoryBackend, RUN_ID};
+
+#[tokio::test]
+async fn the_dag_list_shows_dags_recent_runs_and_an_import_error_banner() {
+    let (status, html) = App::public().get("/dags").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("href=\"/dags/hello\""), "{html}");
+    assert!(html.contains("Say hello"));
+    assert!(html.contains("*/5 * * * *"));
+    assert!(html.contains("class=\"sq s-success\""), "a square per recent run");
+    assert!(html.contains("id=\"import-errors-banner\""));
+    assert!(html.contains("dags/broken.toml"));
+    assert!(html.contains("data-live-src=\"/dags/rows"), "the rows refresh live");
+}
+
+#[tokio::test]
+async fn the_dag_filter_narrows_the_list() {
+    let (_, html) = App::public().get("/dags?search=nomatch").await;
+    assert!(!html.contains("href=\"/dags/hello\""));
+    assert!(html.contains("No DAG matches"));
+    let (_, html) = App::public().get("/dags/rows?search=example").await;
+    assert!(html.contains("href=\"/dags/hello\""));
+}
+
+#[tokio::test]
+async fn the_import_errors_page_lists_file_line_column_and_field() {
+    let (status, html) = App::public().get("/import-errors").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("dags/broken.toml"));
+    assert!(html.contains("line 3, column 7"));
+    assert!(html.contains("dag.schedule"));
+    assert!(html.contains("bad cron expression &#34;every day&#34;") || html.contains("bad cron expression &quot;every day&quot;"), "{html}");
+}
+
+#[tokio::test]
+async fn the_dag_page_has_the_grid_the_graph_the_history_and_the_source() {
+    let (status, html) = App::public().get("/dags/hello").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"grid\""));
+    assert!(html.contains("class=\"cell s-failed\""), "cells coloured by state");
+    assert!(html.contains(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/1")), "cells link to the try's log");
+    assert!(html.contains("<svg class=\"graph\""));
+    assert!(html.contains("class=\"edge\""), "an edge greet -> report");
+    assert!(html.contains("class=\"node s-failed\""), "nodes coloured by the selected run");
+    assert!(html.contains("id=\"history\""));
+    assert!(html.contains("id=\"L1\""), "source lines are numbered");
+    let (status, live) = App::public().get("/dags/hello/live").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(live.contains("id=\"grid\"") && !live.contains("<html"));
+}
+
+#[tokio::test]
+async fn a_bad_history_filter_is_refused_with_its_field() {
+    let (status, html) = App::public().get("/dags/hello?state=bogus").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("state: unknown state"), "{html}");
+}
+
+#[tokio::test]
+async fn unknown_dags_runs_and_tries_are_404_pages() {
+    let app = App::public();
+    for uri in [
+        "/dags/nope".to_owned(),
+        "/dags/nope/trigger".to_owned(),
+        format!("/dags/hello/runs/{RUN_ID}x"),
+        format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/2"),
+        format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/0"),
+        format!("/dags/hello/runs/{RUN_ID}/tasks/nope/logs/1"),
+    ] {
+        let (status, html) = app.get(&uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(html.contains("id=\"error-detail\""), "{uri}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn path_traversal_names_nothing() {
+    let app = App::public();
+    for uri in [
+        "/dags/..%2F..%2Fetc/runs/x/tasks/y/logs/1/raw",
+        "/dags/hello/runs/..%2F..%2Fetc/tasks/passwd/logs/1/raw",
+        "/dags/hello/runs/x/tasks/..%2F..%2F..%2Fetc%2Fpasswd/logs/1/raw",
+        "/api/v1/dags/hello/dagRuns/..%2F..%2F/taskInstances/t/logs/1",
+    ] {
+        let (status, body) = app.get(uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+        assert!(!body.contains("root:"), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_param_holding_a_script_is_escaped_on_the_trigger_page() {
+    let backend = MemoryBackend {
+        name_default: "<script>alert(1)</script>".into(),
+        ..MemoryBackend::default()
+    };
+    let app = App::new(backend, ui::UiConfig::default());
+    let (status, html) = app.get("/dags/hello/trigger").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("<script>alert(1)</script>"), "{html}");
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    let (_, json) = app.get("/api/v1/dags/hello").await;
+    assert!(json.contains("<script>alert(1)</script>"), "JSON keeps the value as it is");
+}
+
+#[tokio::test]
+async fn the_trigger_form_has_one_typed_input_per_param_and_a_conf_editor() {
+    let (_, html) = App::public().get("/dags/hello/trigger").await;
+    assert!(html.contains("name=\"param.name\" value=\"world\""), "{html}");
+    assert!(html.contains("type=\"number\" id=\"param-results\" name=\"param.results\" value=\"10\" step=\"1\""), "{html}");
+    assert!(html.contains("id=\"conf\" name=\"conf\" data-json=\"object\""));
+}
+
+#[tokio::test]
+async fn the_run_page_shows_task_instances_a_timeline_conf_and_results() {
+    let (status, html) = App::public().get(&format!("/dags/hello/runs/{RUN_ID}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"task-instances\""));
+    assert!(html.contains("data-task=\"report\" data-state=\"failed\""));
+    assert!(html.contains("class=\"gantt\""));
+    assert!(html.contains("id=\"run-conf\""));
+    assert!(html.contains("&#34;exit_code&#34;") || html.contains("&quot;exit_code&quot;"), "results shown");
+    assert!(!html.contains("id=\"stop-run\""), "a finished run has no stop button");
+    assert!(!html.contains("id=\"clear-greet\""), "actions need a sign-in");
+}
+
+#[tokio::test]
+async fn the_log_page_opens_on_the_tail_with_permalinks_and_highlights_search_hits() {
+    let base = format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/1");
+    let (status, html) = App::public().get(&base).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"o0\""), "lines anchored by byte offset");
+    assert!(html.contains(&format!("href=\"{base}?at=36#o36\"")), "{html}");
+    assert!(html.contains("data-finished=\"true\""));
+    assert!(html.contains(&format!("data-stream-url=\"{base}/stream\"")));
+    let (_, html) = App::public().get(&format!("{base}?q=HELLO")).await;
+    assert!(html.contains("1 matching line for"), "{html}");
+    assert!(html.contains("<mark>hello</mark>"));
+    let (status, _) = App::public().get(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "a task's page is its latest try's log");
+}
+
+#[tokio::test]
+async fn static_assets_are_served_with_long_cache_lifetimes() {
+    let app = App::public();
+    let response = app
+        .send(axum::http::Request::get("/static/app.js").body(axum::body::Body::empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let (status, _) = app.get("/static/nope.js").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, html) = app.get("/dags").await;
+    assert!(!html.contains("http://") && !html.contains("https://"), "no CDN");
+}

@@ -1,0 +1,515 @@
+//! An in-memory [`ui::Backend`] holding a few DAGs, runs and logs, and helpers to send
+//! requests through the router with `oneshot`.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, Response, StatusCode, header},
+};
+use chrono::{TimeZone, Utc};
+use futures::{StreamExt, stream::BoxStream};
+use tower::ServiceExt;
+use ui::{
+    BackendError, BackendResult, DagId, RunKey, TaskKey, TryKey, UiConfig,
+    views::{
+        ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView,
+        HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk, LogEvent, LogMatch,
+        LogRange, Mark, ParamView, ProblemView, RunBrief, RunDetail, RunList, RunQuery, RunView,
+        SchedulerHealth, TaskInstanceView, TaskNode, User,
+    },
+};
+
+pub const PASSWORD: &str = "correct horse";
+pub const TOKEN: &str = "updraft_testtoken";
+pub const RUN_ID: &str = "manual__2026-11-25T10:00:00Z";
+
+/// What the memory backend holds and records.
+#[derive(Default)]
+pub struct Memory {
+    pub paused: bool,
+    pub triggered: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub cleared: Vec<(String, bool)>,
+    pub marked: Vec<(String, Mark)>,
+    pub stopped: Vec<String>,
+    pub follow_from: Vec<u64>,
+    pub actors: Vec<String>,
+}
+
+pub struct MemoryBackend {
+    pub memory: Mutex<Memory>,
+    /// The log of try 1 of `greet`.
+    pub log: String,
+    pub log_finished: bool,
+    /// A default of the `name` param (to check escaping).
+    pub name_default: String,
+    pub live: Vec<LiveEvent>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self {
+            memory: Mutex::default(),
+            log: "2026-11-25T10:00:00.000Z Try 1 of 1\n2026-11-25T10:00:00.100Z hello world\n2026-11-25T10:00:00.200Z Task succeeded\n".into(),
+            log_finished: true,
+            name_default: "world".into(),
+            live: (1..=3)
+                .map(|seq| LiveEvent {
+                    seq,
+                    dag_id: "hello".into(),
+                    run_id: Some(RUN_ID.into()),
+                    task_id: Some("greet".into()),
+                    kind: "task".into(),
+                    state: Some("running".into()),
+                    try_number: Some(1),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl MemoryBackend {
+    pub fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap()
+    }
+
+    fn summary(&self) -> DagSummary {
+        DagSummary {
+            dag_id: "hello".into(),
+            description: Some("Say hello".into()),
+            tags: vec!["example".into()],
+            schedule: "*/5 * * * *".into(),
+            is_paused: self.memory().paused,
+            next_run: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 5, 0).unwrap()),
+            recent_runs: vec![RunBrief {
+                run_id: RUN_ID.into(),
+                state: "success".into(),
+                run_type: "manual".into(),
+                logical_date: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+            }],
+            tasks: 2,
+            file: "dags/hello.toml".into(),
+        }
+    }
+
+    fn run_view(&self) -> RunView {
+        RunView {
+            dag_id: "hello".into(),
+            run_id: RUN_ID.into(),
+            state: "success".into(),
+            run_type: "manual".into(),
+            logical_date: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+            queued_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+            start_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()),
+            end_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 2).unwrap()),
+            conf: serde_json::Map::new(),
+        }
+    }
+
+    fn check_dag(dag_id: &DagId) -> BackendResult<()> {
+        if dag_id.as_str() == "hello" {
+            Ok(())
+        } else {
+            Err(BackendError::NotFound(format!("no DAG {:?}", dag_id.as_str())))
+        }
+    }
+
+    fn check_run(run: &RunKey) -> BackendResult<()> {
+        Self::check_dag(&run.dag_id)?;
+        if run.run_id == RUN_ID {
+            Ok(())
+        } else {
+            Err(BackendError::NotFound(format!("no run {:?}", run.run_id)))
+        }
+    }
+
+    fn check_try(key: &TryKey) -> BackendResult<()> {
+        Self::check_run(&key.task.run)?;
+        if key.task.task_id == "greet" && key.try_number == 1 {
+            Ok(())
+        } else {
+            Err(BackendError::NotFound(format!(
+                "no try {} of {}",
+                key.try_number, key.task.task_id
+            )))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ui::Backend for MemoryBackend {
+    async fn dags(&self, query: &DagQuery) -> BackendResult<DagList> {
+        let matches = query
+            .search
+            .as_deref()
+            .is_none_or(|s| "hello".contains(s) || s == "example");
+        Ok(DagList {
+            dags: if matches { vec![self.summary()] } else { vec![] },
+            total_entries: usize::from(matches),
+            import_errors: vec![ImportErrorView {
+                file: "dags/broken.toml".into(),
+                problems: vec![ProblemView {
+                    line: Some(3),
+                    column: Some(7),
+                    field: Some("dag.schedule".into()),
+                    message: "bad cron expression \"every day\"".into(),
+                }],
+            }],
+        })
+    }
+
+    async fn dag(&self, dag_id: &DagId) -> BackendResult<DagDetail> {
+        Self::check_dag(dag_id)?;
+        Ok(DagDetail {
+            summary: self.summary(),
+            timezone: "UTC".into(),
+            start_date: None,
+            end_date: None,
+            catchup: false,
+            max_active_runs: 16,
+            params: vec![
+                ParamView {
+                    name: "name".into(),
+                    kind: "string".into(),
+                    default: self.name_default.clone().into(),
+                },
+                ParamView {
+                    name: "results".into(),
+                    kind: "integer".into(),
+                    default: 10.into(),
+                },
+            ],
+            allow_extra_conf: false,
+            tasks: vec![
+                TaskNode {
+                    task_id: "greet".into(),
+                    operator: "shell".into(),
+                    upstream: vec![],
+                    trigger_rule: "all_success".into(),
+                    retries: 0,
+                },
+                TaskNode {
+                    task_id: "report".into(),
+                    operator: "shell".into(),
+                    upstream: vec!["greet".into()],
+                    trigger_rule: "all_success".into(),
+                    retries: 0,
+                },
+            ],
+            source: "[dag]\nid = \"hello\"\n".into(),
+        })
+    }
+
+    async fn grid(&self, dag_id: &DagId, _: Option<&str>, _: usize) -> BackendResult<GridView> {
+        Self::check_dag(dag_id)?;
+        let cell = |state: &str| GridCell {
+            state: Some(state.into()),
+            try_number: 1,
+        };
+        Ok(GridView {
+            dag_id: "hello".into(),
+            runs: self.summary().recent_runs,
+            rows: vec![
+                GridRow {
+                    task_id: "greet".into(),
+                    cells: vec![cell("success")],
+                },
+                GridRow {
+                    task_id: "report".into(),
+                    cells: vec![cell("failed")],
+                },
+            ],
+            older: None,
+        })
+    }
+
+    async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList> {
+        Self::check_dag(dag_id)?;
+        if let Some(state) = query.state.as_deref()
+            && !["queued", "running", "success", "failed", "stopped"].contains(&state)
+        {
+            return Err(BackendError::invalid("state", format!("unknown state {state:?}")));
+        }
+        Ok(RunList {
+            dag_runs: vec![self.run_view()],
+            total_entries: 1,
+        })
+    }
+
+    async fn run(&self, run: &RunKey) -> BackendResult<RunDetail> {
+        Self::check_run(run)?;
+        let ti = |task_id: &str, state: &str| TaskInstanceView {
+            task_id: task_id.into(),
+            operator: "shell".into(),
+            state: state.into(),
+            try_number: 1,
+            max_tries: 1,
+            start_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()),
+            end_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap()),
+            duration_ms: Some(1000),
+            error: None,
+            result: Some(serde_json::json!({"exit_code": 0})),
+        };
+        Ok(RunDetail {
+            run: self.run_view(),
+            task_instances: vec![ti("greet", "success"), ti("report", "failed")],
+            is_active: false,
+        })
+    }
+
+    async fn import_errors(&self) -> BackendResult<Vec<ImportErrorView>> {
+        Ok(self.dags(&DagQuery::default()).await?.import_errors)
+    }
+
+    async fn health(&self) -> HealthView {
+        HealthView {
+            status: "healthy".into(),
+            metadatabase: ComponentHealth {
+                status: "healthy".into(),
+            },
+            scheduler: SchedulerHealth {
+                status: "healthy".into(),
+                latest_heartbeat: Some(Utc::now()),
+                heartbeat_age_seconds: Some(0.5),
+            },
+        }
+    }
+
+    async fn read_log(&self, key: &TryKey, range: LogRange) -> BackendResult<LogChunk> {
+        Self::check_try(key)?;
+        let size = self.log.len() as u64;
+        let (start, end) = match range {
+            LogRange::Tail { .. } => (0, size),
+            LogRange::Before { offset, .. } => (0, offset.min(size)),
+            LogRange::From { offset, .. } => (offset.min(size), size),
+        };
+        Ok(LogChunk {
+            text: self.log[start as usize..end as usize].to_owned(),
+            start,
+            end,
+            size,
+            finished: self.log_finished,
+        })
+    }
+
+    async fn search_log(&self, key: &TryKey, query: &str, _: usize) -> BackendResult<Vec<LogMatch>> {
+        Self::check_try(key)?;
+        let mut offset = 0;
+        let mut found = Vec::new();
+        for line in self.log.split_inclusive('\n') {
+            if line.to_lowercase().contains(&query.to_lowercase()) {
+                found.push(LogMatch {
+                    offset,
+                    line: line.trim_end().to_owned(),
+                });
+            }
+            offset += line.len() as u64;
+        }
+        Ok(found)
+    }
+
+    async fn follow_log(&self, key: &TryKey, from: u64) -> BackendResult<BoxStream<'static, LogEvent>> {
+        Self::check_try(key)?;
+        self.memory().follow_from.push(from);
+        let from = (from as usize).min(self.log.len());
+        let rest = self.log[from..].trim_end_matches('\n').to_owned();
+        let mut events = Vec::new();
+        if !rest.is_empty() {
+            events.push(LogEvent::Lines {
+                text: rest,
+                end: self.log.len() as u64,
+            });
+        }
+        events.push(LogEvent::End);
+        Ok(futures::stream::iter(events).boxed())
+    }
+
+    async fn log_file(&self, key: &TryKey) -> BackendResult<std::path::PathBuf> {
+        Self::check_try(key)?;
+        let path = std::env::temp_dir().join(format!("updraft-ui-test-{}.log", std::process::id()));
+        std::fs::write(&path, &self.log).map_err(|e| BackendError::Internal(e.to_string()))?;
+        Ok(path)
+    }
+
+    async fn trigger(
+        &self,
+        dag_id: &DagId,
+        conf: serde_json::Map<String, serde_json::Value>,
+        actor: &str,
+    ) -> BackendResult<RunView> {
+        Self::check_dag(dag_id)?;
+        if let Some(value) = conf.get("results")
+            && !value.is_i64()
+        {
+            return Err(BackendError::invalid("conf.results", "expected integer (the type of its default), got string"));
+        }
+        if let Some(key) = conf.keys().find(|k| *k != "name" && *k != "results") {
+            return Err(BackendError::invalid(format!("conf.{key}"), "not a param of hello"));
+        }
+        let mut memory = self.memory();
+        memory.triggered.push(conf.clone());
+        memory.actors.push(actor.to_owned());
+        Ok(RunView {
+            conf,
+            ..self.run_view()
+        })
+    }
+
+    async fn set_paused(&self, dag_id: &DagId, paused: bool, actor: &str) -> BackendResult<DagSummary> {
+        Self::check_dag(dag_id)?;
+        {
+            let mut memory = self.memory();
+            memory.paused = paused;
+            memory.actors.push(actor.to_owned());
+        }
+        Ok(self.summary())
+    }
+
+    async fn clear_task(&self, task: &TaskKey, downstream: bool, _: &str) -> BackendResult<Vec<String>> {
+        Self::check_run(&task.run)?;
+        self.memory().cleared.push((task.task_id.clone(), downstream));
+        Ok(vec![task.task_id.clone()])
+    }
+
+    async fn mark_task(&self, task: &TaskKey, mark: Mark, _: &str) -> BackendResult<()> {
+        Self::check_run(&task.run)?;
+        self.memory().marked.push((task.task_id.clone(), mark));
+        Ok(())
+    }
+
+    async fn stop_run(&self, run: &RunKey, _: &str) -> BackendResult<RunView> {
+        Self::check_run(run)?;
+        Err(BackendError::Conflict(format!("run {} already ended success", run.run_id)))
+    }
+
+    fn live_events(&self, after: Option<u64>) -> LiveSubscription {
+        let replay = self
+            .live
+            .iter()
+            .filter(|e| after.is_some_and(|a| e.seq > a))
+            .cloned()
+            .collect();
+        LiveSubscription {
+            replay,
+            gap: after == Some(0),
+            stream: futures::stream::empty().boxed(),
+        }
+    }
+
+    async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {
+        Ok((username == "admin" && password == PASSWORD).then(|| User {
+            username: username.into(),
+        }))
+    }
+
+    async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>> {
+        Ok((token == TOKEN).then(|| User {
+            username: "robot".into(),
+        }))
+    }
+}
+
+/// The router over a backend (kept to look at what it recorded).
+pub struct App {
+    pub backend: Arc<MemoryBackend>,
+    pub router: Router,
+}
+
+impl App {
+    pub fn new(backend: MemoryBackend, config: UiConfig) -> Self {
+        let backend = Arc::new(backend);
+        Self {
+            router: ui::router(backend.clone(), config),
+            backend,
+        }
+    }
+
+    pub fn public() -> Self {
+        Self::new(MemoryBackend::default(), UiConfig::default())
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Response<Body> {
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+
+    pub async fn get(&self, uri: &str) -> (StatusCode, String) {
+        text(self.send(Request::get(uri).body(Body::empty()).unwrap()).await).await
+    }
+
+    /// Signs in as admin; the session cookie and the CSRF token of its pages.
+    pub async fn sign_in(&self) -> Session {
+        let response = self
+            .send(form_request("/login", None, &format!("username=admin&password={}", PASSWORD.replace(' ', "+"))))
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let cookie = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .expect("a session cookie")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let page = self
+            .send(
+                Request::get("/dags/hello/trigger")
+                    .header(header::COOKIE, &cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let (_, html) = text(page).await;
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a CSRF token in the page")
+            .to_owned();
+        Session { cookie, csrf }
+    }
+}
+
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub fn form_request(uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+    let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.body(Body::from(body.to_owned())).unwrap()
+}
+
+pub fn json_request(method: &str, uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    request.body(Body::from(body.to_owned())).unwrap()
+}
+
+pub async fn text(response: Response<Body>) -> (StatusCode, String) {
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+pub async fn json(response: Response<Body>) -> (StatusCode, serde_json::Value) {
+    let (status, body) = text(response).await;
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
+pub fn map(json: serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    json.as_object().unwrap().clone().into_iter().collect()
+}
