@@ -68,7 +68,7 @@ fn free_port() -> u16 {
 fn serve_runs_cli_triggers_reloads_dags_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("dags")).unwrap();
-    std::fs::write(dir.path().join("dags/first.toml"), "[dag]\nid = \"first\"\n[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = \"echo from {{ params.who }}\"\n").unwrap();
+    std::fs::write(dir.path().join("dags/first.toml"), "[dag]\nid = \"first\"\n[dag.params]\nwho = \"nobody\"\n[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = \"echo from {{ params.who }}\"\n").unwrap();
     let port = free_port();
     let mut serve = orchestrator(dir.path())
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
@@ -77,7 +77,8 @@ fn serve_runs_cli_triggers_reloads_dags_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     wait_for("the web UI", Duration::from_secs(20), || {
-        http_get(port, "/health").is_some_and(|r| r.ends_with("ok"))
+        http_get(port, "/health")
+            .is_some_and(|r| r.contains(r#""metadatabase":{"status":"healthy"}"#))
     });
 
     let queued = output(orchestrator(dir.path()).args([

@@ -69,6 +69,23 @@
     view.appendChild(marker);
     setStatus("Ended", "success");
     if (following) { view.scrollTop = view.scrollHeight; }
+    showTaskState();
+  }
+  // The task instance's state beside the title, as it is now.
+  function showTaskState() {
+    var badge = document.getElementById("ti-state");
+    if (!badge || !view.dataset.taskUrl) { return; }
+    fetch(view.dataset.taskUrl, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        var ti = body && body.task_instances.filter(function (t) { return t.task_id === view.dataset.task; })[0];
+        if (!ti) { return; }
+        var span = document.createElement("span");
+        span.className = "state s-" + ti.state;
+        span.textContent = ti.state;
+        badge.replaceChildren(span);
+      })
+      .catch(function () {});
   }
   function connect() {
     if (finished || !window.EventSource) { return; }

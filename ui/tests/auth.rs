@@ -6,34 +6,56 @@ use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use support::{App, MemoryBackend, PASSWORD, RUN_ID, TOKEN, form_request, json, json_request, text};
+use support::{
+    App, MemoryBackend, PASSWORD, RUN_ID, TOKEN, form_request, json, json_request, text,
+};
 use ui::UiConfig;
 
 #[tokio::test]
 async fn signing_in_sets_an_http_only_same_site_cookie_and_goes_back() {
     let app = App::public();
-    let body = format!("username=admin&password={}&next=%2Fdags%2Fhello", PASSWORD.replace(' ', "+"));
+    let body = format!(
+        "username=admin&password={}&next=%2Fdags%2Fhello",
+        PASSWORD.replace(' ', "+")
+    );
     let response = app.send(form_request("/login", None, &body)).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[header::LOCATION], "/dags/hello");
     let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.starts_with("updraft_session="), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("Secure"), "plain HTTP by default");
 }
 
 #[tokio::test]
 async fn a_secure_deployment_marks_the_cookie_secure() {
-    let app = App::new(MemoryBackend::default(), UiConfig { secure_cookies: true, ..UiConfig::default() });
+    let app = App::new(
+        MemoryBackend::default(),
+        UiConfig {
+            secure_cookies: true,
+            ..UiConfig::default()
+        },
+    );
     let body = format!("username=admin&password={}", PASSWORD.replace(' ', "+"));
     let response = app.send(form_request("/login", None, &body)).await;
-    assert!(response.headers()[header::SET_COOKIE].to_str().unwrap().contains("Secure"));
+    assert!(
+        response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
 }
 
 #[tokio::test]
 async fn a_redirect_after_sign_in_stays_on_this_site() {
     let app = App::public();
-    let body = format!("username=admin&password={}&next=%2F%2Fevil.example", PASSWORD.replace(' ', "+"));
+    let body = format!(
+        "username=admin&password={}&next=%2F%2Fevil.example",
+        PASSWORD.replace(' ', "+")
+    );
     let response = app.send(form_request("/login", None, &body)).await;
     assert_eq!(response.headers()[header::LOCATION], "/dags");
 }
@@ -42,41 +64,87 @@ async fn a_redirect_after_sign_in_stays_on_this_site() {
 async fn failed_sign_ins_are_refused_then_rate_limited() {
     let app = App::public();
     for _ in 0..5 {
-        let (status, html) = text(app.send(form_request("/login", None, "username=admin&password=wrong")).await).await;
+        let (status, html) = text(
+            app.send(form_request(
+                "/login",
+                None,
+                "username=admin&password=wrong",
+            ))
+            .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(html.contains("Wrong user name or password"));
     }
     let body = format!("username=admin&password={}", PASSWORD.replace(' ', "+"));
     let (status, html) = text(app.send(form_request("/login", None, &body)).await).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
     assert!(html.contains("Too many failed sign-ins"));
 }
 
 #[tokio::test]
 async fn writes_need_a_user() {
     let app = App::public();
-    let (status, body) = json(app.send(json_request("POST", "/api/v1/dags/hello/dagRuns", None, "{}")).await).await;
+    let (status, body) = json(
+        app.send(json_request(
+            "POST",
+            "/api/v1/dags/hello/dagRuns",
+            None,
+            "{}",
+        ))
+        .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["status"], 401);
     assert_eq!(body["title"], "Unauthorized");
-    let response = app.send(form_request("/dags/hello/pause", None, "paused=true")).await;
+    let response = app
+        .send(form_request("/dags/hello/pause", None, "paused=true"))
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(response.headers()[header::LOCATION].to_str().unwrap().starts_with("/login?next="));
+    assert!(
+        response.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/login?next=")
+    );
     assert!(app.backend.memory().triggered.is_empty() && !app.backend.memory().paused);
 }
 
 #[tokio::test]
 async fn an_unknown_bearer_token_is_refused() {
     let app = App::public();
-    let (status, body) = json(app.send(json_request("GET", "/api/v1/dags", Some("nope"), "")).await).await;
+    let (status, body) = json(
+        app.send(json_request("GET", "/api/v1/dags", Some("nope"), ""))
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body["detail"].as_str().unwrap().contains("unknown or revoked"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unknown or revoked")
+    );
 }
 
 #[tokio::test]
 async fn a_bearer_token_writes_without_csrf() {
     let app = App::public();
-    let (status, body) = json(app.send(json_request("PATCH", "/api/v1/dags/hello", Some(TOKEN), r#"{"is_paused": true}"#)).await).await;
+    let (status, body) = json(
+        app.send(json_request(
+            "PATCH",
+            "/api/v1/dags/hello",
+            Some(TOKEN),
+            r#"{"is_paused": true}"#,
+        ))
+        .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["is_paused"], true);
     assert_eq!(app.backend.memory().actors, ["robot"]);
@@ -86,12 +154,26 @@ async fn a_bearer_token_writes_without_csrf() {
 async fn cookie_writes_without_the_csrf_token_are_refused() {
     let app = App::public();
     let session = app.sign_in().await;
-    let response = app.send(form_request("/dags/hello/pause", Some(&session.cookie), "paused=true")).await;
+    let response = app
+        .send(form_request(
+            "/dags/hello/pause",
+            Some(&session.cookie),
+            "paused=true",
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let response = app.send(form_request("/dags/hello/pause", Some(&session.cookie), "paused=true&csrf=wrong")).await;
+    let response = app
+        .send(form_request(
+            "/dags/hello/pause",
+            Some(&session.cookie),
+            "paused=true&csrf=wrong",
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let mut request = json_request("POST", "/api/v1/dags/hello/dagRuns", None, "{}");
-    request.headers_mut().insert(header::COOKIE, session.cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert(header::COOKIE, session.cookie.parse().unwrap());
     assert_eq!(app.send(request).await.status(), StatusCode::FORBIDDEN);
     assert!(!app.backend.memory().paused && app.backend.memory().triggered.is_empty());
 }
@@ -101,13 +183,28 @@ async fn cookie_writes_with_the_csrf_token_act_as_the_user() {
     let app = App::public();
     let session = app.sign_in().await;
     let body = format!("paused=true&next=%2Fdags&csrf={}", session.csrf);
-    let response = app.send(form_request("/dags/hello/pause", Some(&session.cookie), &body)).await;
+    let response = app
+        .send(form_request(
+            "/dags/hello/pause",
+            Some(&session.cookie),
+            &body,
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[header::LOCATION], "/dags");
     assert!(app.backend.memory().paused);
-    let mut request = json_request("POST", "/api/v1/dags/hello/dagRuns", None, r#"{"conf": {"name": "you"}}"#);
-    request.headers_mut().insert(header::COOKIE, session.cookie.parse().unwrap());
-    request.headers_mut().insert("x-csrf-token", session.csrf.parse().unwrap());
+    let mut request = json_request(
+        "POST",
+        "/api/v1/dags/hello/dagRuns",
+        None,
+        r#"{"conf": {"name": "you"}}"#,
+    );
+    request
+        .headers_mut()
+        .insert(header::COOKIE, session.cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-csrf-token", session.csrf.parse().unwrap());
     assert_eq!(app.send(request).await.status(), StatusCode::OK);
     assert_eq!(app.backend.memory().actors, ["admin", "admin"]);
 }
@@ -117,32 +214,70 @@ async fn signing_out_ends_the_session() {
     let app = App::public();
     let session = app.sign_in().await;
     let body = format!("csrf={}", session.csrf);
-    let response = app.send(form_request("/logout", Some(&session.cookie), &body)).await;
+    let response = app
+        .send(form_request("/logout", Some(&session.cookie), &body))
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let body = format!("paused=true&csrf={}", session.csrf);
-    let response = app.send(form_request("/dags/hello/pause", Some(&session.cookie), &body)).await;
+    let response = app
+        .send(form_request(
+            "/dags/hello/pause",
+            Some(&session.cookie),
+            &body,
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(response.headers()[header::LOCATION].to_str().unwrap().starts_with("/login"), "the old cookie no longer signs in");
+    assert!(
+        response.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/login"),
+        "the old cookie no longer signs in"
+    );
     assert!(!app.backend.memory().paused);
 }
 
 #[tokio::test]
 async fn private_reading_needs_a_sign_in() {
-    let app = App::new(MemoryBackend::default(), UiConfig { public_read: false, ..UiConfig::default() });
-    let response = app.send(Request::get("/dags/hello").body(Body::empty()).unwrap()).await;
+    let app = App::new(
+        MemoryBackend::default(),
+        UiConfig {
+            public_read: false,
+            ..UiConfig::default()
+        },
+    );
+    let response = app
+        .send(Request::get("/dags/hello").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()[header::LOCATION], "/login?next=/dags/hello");
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/login?next=/dags/hello"
+    );
     let (status, _) = app.get("/api/v1/dags").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = app.get(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/1/raw")).await;
+    let (status, _) = app
+        .get(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/1/raw"))
+        .await;
     assert_ne!(status, StatusCode::OK);
     for open in ["/login", "/health", "/static/app.css"] {
         assert_eq!(app.get(open).await.0, StatusCode::OK, "{open}");
     }
-    let (status, body) = json(app.send(json_request("GET", "/api/v1/dags", Some(TOKEN), "")).await).await;
+    let (status, body) = json(
+        app.send(json_request("GET", "/api/v1/dags", Some(TOKEN), ""))
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["total_entries"], 1);
     let session = app.sign_in().await;
-    let page = app.send(Request::get("/dags/hello").header(header::COOKIE, &session.cookie).body(Body::empty()).unwrap()).await;
+    let page = app
+        .send(
+            Request::get("/dags/hello")
+                .header(header::COOKIE, &session.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(page.status(), StatusCode::OK);
 }

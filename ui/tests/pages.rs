@@ -12,10 +12,16 @@ async fn the_dag_list_shows_dags_recent_runs_and_an_import_error_banner() {
     assert!(html.contains("href=\"/dags/hello\""), "{html}");
     assert!(html.contains("Say hello"));
     assert!(html.contains("*/5 * * * *"));
-    assert!(html.contains("class=\"sq s-success\""), "a square per recent run");
+    assert!(
+        html.contains("class=\"sq s-success\""),
+        "a square per recent run"
+    );
     assert!(html.contains("id=\"import-errors-banner\""));
     assert!(html.contains("dags/broken.toml"));
-    assert!(html.contains("data-live-src=\"/dags/rows"), "the rows refresh live");
+    assert!(
+        html.contains("data-live-src=\"/dags/rows"),
+        "the rows refresh live"
+    );
 }
 
 #[tokio::test]
@@ -34,7 +40,11 @@ async fn the_import_errors_page_lists_file_line_column_and_field() {
     assert!(html.contains("dags/broken.toml"));
     assert!(html.contains("line 3, column 7"));
     assert!(html.contains("dag.schedule"));
-    assert!(html.contains("bad cron expression &#34;every day&#34;") || html.contains("bad cron expression &quot;every day&quot;"), "{html}");
+    assert!(
+        html.contains("bad cron expression &#34;every day&#34;")
+            || html.contains("bad cron expression &quot;every day&quot;"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -42,11 +52,20 @@ async fn the_dag_page_has_the_grid_the_graph_the_history_and_the_source() {
     let (status, html) = App::public().get("/dags/hello").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("id=\"grid\""));
-    assert!(html.contains("class=\"cell s-failed\""), "cells coloured by state");
-    assert!(html.contains(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/1")), "cells link to the try's log");
+    assert!(
+        html.contains("class=\"cell s-failed\""),
+        "cells coloured by state"
+    );
+    assert!(
+        html.contains(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/1")),
+        "cells link to the try's log"
+    );
     assert!(html.contains("<svg class=\"graph\""));
     assert!(html.contains("class=\"edge\""), "an edge greet -> report");
-    assert!(html.contains("class=\"node s-failed\""), "nodes coloured by the selected run");
+    assert!(
+        html.contains("class=\"node s-failed\""),
+        "nodes coloured by the selected run"
+    );
     assert!(html.contains("id=\"history\""));
     assert!(html.contains("id=\"L1\""), "source lines are numbered");
     let (status, live) = App::public().get("/dags/hello/live").await;
@@ -109,28 +128,50 @@ async fn a_param_holding_a_script_is_escaped_on_the_trigger_page() {
         "{html}"
     );
     let (_, json) = app.get("/api/v1/dags/hello").await;
-    assert!(json.contains("<script>alert(1)</script>"), "JSON keeps the value as it is");
+    assert!(
+        json.contains("<script>alert(1)</script>"),
+        "JSON keeps the value as it is"
+    );
 }
 
 #[tokio::test]
 async fn the_trigger_form_has_one_typed_input_per_param_and_a_conf_editor() {
     let (_, html) = App::public().get("/dags/hello/trigger").await;
-    assert!(html.contains("name=\"param.name\" value=\"world\""), "{html}");
-    assert!(html.contains("type=\"number\" id=\"param-results\" name=\"param.results\" value=\"10\" step=\"1\""), "{html}");
+    assert!(
+        html.contains("name=\"param.name\" value=\"world\""),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "type=\"number\" id=\"param-results\" name=\"param.results\" value=\"10\" step=\"1\""
+        ),
+        "{html}"
+    );
     assert!(html.contains("id=\"conf\" name=\"conf\" data-json=\"object\""));
 }
 
 #[tokio::test]
 async fn the_run_page_shows_task_instances_a_timeline_conf_and_results() {
-    let (status, html) = App::public().get(&format!("/dags/hello/runs/{RUN_ID}")).await;
+    let (status, html) = App::public()
+        .get(&format!("/dags/hello/runs/{RUN_ID}"))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("id=\"task-instances\""));
     assert!(html.contains("data-task=\"report\" data-state=\"failed\""));
     assert!(html.contains("class=\"gantt\""));
     assert!(html.contains("id=\"run-conf\""));
-    assert!(html.contains("&#34;exit_code&#34;") || html.contains("&quot;exit_code&quot;"), "results shown");
-    assert!(!html.contains("id=\"stop-run\""), "a finished run has no stop button");
-    assert!(!html.contains("id=\"clear-greet\""), "actions need a sign-in");
+    assert!(
+        html.contains("&#34;exit_code&#34;") || html.contains("&quot;exit_code&quot;"),
+        "results shown"
+    );
+    assert!(
+        !html.contains("id=\"stop-run\""),
+        "a finished run has no stop button"
+    );
+    assert!(
+        !html.contains("id=\"clear-greet\""),
+        "actions need a sign-in"
+    );
 }
 
 #[tokio::test]
@@ -139,27 +180,53 @@ async fn the_log_page_opens_on_the_tail_with_permalinks_and_highlights_search_hi
     let (status, html) = App::public().get(&base).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("id=\"o0\""), "lines anchored by byte offset");
-    assert!(html.contains(&format!("href=\"{base}?at=36#o36\"")), "{html}");
+    assert!(
+        html.contains(&format!("href=\"{base}?at=36#o36\"")),
+        "{html}"
+    );
     assert!(html.contains("data-finished=\"true\""));
     assert!(html.contains(&format!("data-stream-url=\"{base}/stream\"")));
     let (_, html) = App::public().get(&format!("{base}?q=HELLO")).await;
     assert!(html.contains("1 matching line for"), "{html}");
     assert!(html.contains("<mark>hello</mark>"));
-    let (status, _) = App::public().get(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet")).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "a task's page is its latest try's log");
+    let (status, _) = App::public()
+        .get(&format!("/dags/hello/runs/{RUN_ID}/tasks/greet"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a task's page is its latest try's log"
+    );
 }
 
 #[tokio::test]
 async fn static_assets_are_served_with_long_cache_lifetimes() {
     let app = App::public();
     let response = app
-        .send(axum::http::Request::get("/static/app.js").body(axum::body::Body::empty()).unwrap())
+        .send(
+            axum::http::Request::get("/static/app.js")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["cache-control"].to_str().unwrap().contains("immutable"));
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     let (status, _) = app.get("/static/nope.js").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, html) = app.get("/dags").await;
-    assert!(!html.contains("http://") && !html.contains("https://"), "no CDN");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no CDN"
+    );
 }

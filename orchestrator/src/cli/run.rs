@@ -26,6 +26,7 @@ pub struct RunArgs {
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let conf = parse_conf(args.conf.as_deref()).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
     let dag = global.dag(&args.dag_id)?;
+    orchestrator::commands::check_conf(&dag, &conf)?;
     let store = global.store().await?;
     let executor = Executor::new(
         store.clone(),

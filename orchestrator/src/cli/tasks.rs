@@ -181,6 +181,7 @@ async fn test(
 ) -> anyhow::Result<ExitCode> {
     let conf = parse_conf(conf).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
     let dag = global.dag(dag_id)?;
+    commands::check_conf(&dag, &conf)?;
     let spec = dag.task(task_id).with_context(|| {
         let known: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
         format!(

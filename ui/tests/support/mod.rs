@@ -116,7 +116,10 @@ impl MemoryBackend {
         if dag_id.as_str() == "hello" {
             Ok(())
         } else {
-            Err(BackendError::NotFound(format!("no DAG {:?}", dag_id.as_str())))
+            Err(BackendError::NotFound(format!(
+                "no DAG {:?}",
+                dag_id.as_str()
+            )))
         }
     }
 
@@ -150,7 +153,11 @@ impl ui::Backend for MemoryBackend {
             .as_deref()
             .is_none_or(|s| "hello".contains(s) || s == "example");
         Ok(DagList {
-            dags: if matches { vec![self.summary()] } else { vec![] },
+            dags: if matches {
+                vec![self.summary()]
+            } else {
+                vec![]
+            },
             total_entries: usize::from(matches),
             import_errors: vec![ImportErrorView {
                 file: "dags/broken.toml".into(),
@@ -234,7 +241,10 @@ impl ui::Backend for MemoryBackend {
         if let Some(state) = query.state.as_deref()
             && !["queued", "running", "success", "failed", "stopped"].contains(&state)
         {
-            return Err(BackendError::invalid("state", format!("unknown state {state:?}")));
+            return Err(BackendError::invalid(
+                "state",
+                format!("unknown state {state:?}"),
+            ));
         }
         Ok(RunList {
             dag_runs: vec![self.run_view()],
@@ -298,7 +308,12 @@ impl ui::Backend for MemoryBackend {
         })
     }
 
-    async fn search_log(&self, key: &TryKey, query: &str, _: usize) -> BackendResult<Vec<LogMatch>> {
+    async fn search_log(
+        &self,
+        key: &TryKey,
+        query: &str,
+        _: usize,
+    ) -> BackendResult<Vec<LogMatch>> {
         Self::check_try(key)?;
         let mut offset = 0;
         let mut found = Vec::new();
@@ -314,7 +329,11 @@ impl ui::Backend for MemoryBackend {
         Ok(found)
     }
 
-    async fn follow_log(&self, key: &TryKey, from: u64) -> BackendResult<BoxStream<'static, LogEvent>> {
+    async fn follow_log(
+        &self,
+        key: &TryKey,
+        from: u64,
+    ) -> BackendResult<BoxStream<'static, LogEvent>> {
         Self::check_try(key)?;
         self.memory().follow_from.push(from);
         let from = (from as usize).min(self.log.len());
@@ -347,10 +366,16 @@ impl ui::Backend for MemoryBackend {
         if let Some(value) = conf.get("results")
             && !value.is_i64()
         {
-            return Err(BackendError::invalid("conf.results", "expected integer (the type of its default), got string"));
+            return Err(BackendError::invalid(
+                "conf.results",
+                "expected integer (the type of its default), got string",
+            ));
         }
         if let Some(key) = conf.keys().find(|k| *k != "name" && *k != "results") {
-            return Err(BackendError::invalid(format!("conf.{key}"), "not a param of hello"));
+            return Err(BackendError::invalid(
+                format!("conf.{key}"),
+                "not a param of hello",
+            ));
         }
         let mut memory = self.memory();
         memory.triggered.push(conf.clone());
@@ -361,7 +386,12 @@ impl ui::Backend for MemoryBackend {
         })
     }
 
-    async fn set_paused(&self, dag_id: &DagId, paused: bool, actor: &str) -> BackendResult<DagSummary> {
+    async fn set_paused(
+        &self,
+        dag_id: &DagId,
+        paused: bool,
+        actor: &str,
+    ) -> BackendResult<DagSummary> {
         Self::check_dag(dag_id)?;
         {
             let mut memory = self.memory();
@@ -371,9 +401,16 @@ impl ui::Backend for MemoryBackend {
         Ok(self.summary())
     }
 
-    async fn clear_task(&self, task: &TaskKey, downstream: bool, _: &str) -> BackendResult<Vec<String>> {
+    async fn clear_task(
+        &self,
+        task: &TaskKey,
+        downstream: bool,
+        _: &str,
+    ) -> BackendResult<Vec<String>> {
         Self::check_run(&task.run)?;
-        self.memory().cleared.push((task.task_id.clone(), downstream));
+        self.memory()
+            .cleared
+            .push((task.task_id.clone(), downstream));
         Ok(vec![task.task_id.clone()])
     }
 
@@ -385,7 +422,10 @@ impl ui::Backend for MemoryBackend {
 
     async fn stop_run(&self, run: &RunKey, _: &str) -> BackendResult<RunView> {
         Self::check_run(run)?;
-        Err(BackendError::Conflict(format!("run {} already ended success", run.run_id)))
+        Err(BackendError::Conflict(format!(
+            "run {} already ended success",
+            run.run_id
+        )))
     }
 
     fn live_events(&self, after: Option<u64>) -> LiveSubscription {
@@ -439,13 +479,21 @@ impl App {
     }
 
     pub async fn get(&self, uri: &str) -> (StatusCode, String) {
-        text(self.send(Request::get(uri).body(Body::empty()).unwrap()).await).await
+        text(
+            self.send(Request::get(uri).body(Body::empty()).unwrap())
+                .await,
+        )
+        .await
     }
 
     /// Signs in as admin; the session cookie and the CSRF token of its pages.
     pub async fn sign_in(&self) -> Session {
         let response = self
-            .send(form_request("/login", None, &format!("username=admin&password={}", PASSWORD.replace(' ', "+"))))
+            .send(form_request(
+                "/login",
+                None,
+                &format!("username=admin&password={}", PASSWORD.replace(' ', "+")),
+            ))
             .await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let cookie = response
@@ -481,7 +529,8 @@ pub struct Session {
 }
 
 pub fn form_request(uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
-    let mut request = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let mut request =
+        Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }
@@ -501,13 +550,18 @@ pub fn json_request(method: &str, uri: &str, token: Option<&str>, body: &str) ->
 
 pub async fn text(response: Response<Body>) -> (StatusCode, String) {
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .unwrap();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub async fn json(response: Response<Body>) -> (StatusCode, serde_json::Value) {
     let (status, body) = text(response).await;
-    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 pub fn map(json: serde_json::Value) -> BTreeMap<String, serde_json::Value> {

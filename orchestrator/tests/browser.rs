@@ -1,0 +1,382 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver (chromedriver) against
+//! `orchestrator serve` as a process. Screenshots go to `target/browser-screenshots/`.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const PASSWORD: &str = "browser-test-password";
+
+/// Kills its process when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_port(port: u16, what: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not listen on port {port} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn chromedriver() -> PathBuf {
+    let path =
+        std::env::var("UPDRAFT_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let path = PathBuf::from(path);
+    assert!(
+        path.exists() && Path::new("/usr/bin/chromium").exists(),
+        "no {} or /usr/bin/chromium: install Debian's chromium and chromium-driver (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+const HELLO: &str = r#"
+[dag]
+id = "hello"
+description = "Talks for a few seconds, then reports"
+tags = ["browser"]
+[dag.params]
+name = "world"
+lines = 20
+
+[[task]]
+id = "talk"
+operator = "shell"
+command = 'for i in $(seq 1 "$LINES"); do echo "line $i for $NAME"; sleep 0.15; done'
+env = { LINES = "{{ params.lines }}", NAME = "{{ params.name }}" }
+
+[[task]]
+id = "report"
+operator = "shell"
+upstream = ["talk"]
+command = "echo done"
+"#;
+
+const TICK: &str = r#"
+[dag]
+id = "tick"
+schedule = "* * * * * *"
+[[task]]
+id = "noop"
+operator = "noop"
+"#;
+
+struct Ui {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+    _serve: Guard,
+    _driver: Guard,
+    _dir: tempfile::TempDir,
+}
+
+impl Ui {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("dags")).unwrap();
+        std::fs::write(dir.path().join("dags/hello.toml"), HELLO).unwrap();
+        std::fs::write(dir.path().join("dags/tick.toml"), TICK).unwrap();
+        let port = free_port();
+        let serve = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+            .env("UPDRAFT_DAGS_FOLDER", dir.path().join("dags"))
+            .env(
+                "UPDRAFT_DB",
+                format!("sqlite://{}", dir.path().join("u.db").display()),
+            )
+            .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
+            .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
+            .env_remove("RUST_LOG")
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let serve = Guard(serve);
+        let driver_port = free_port();
+        let driver = Guard(
+            Command::new(chromedriver())
+                .arg(format!("--port={driver_port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_port(port, "orchestrator serve").await;
+        wait_port(driver_port, "chromedriver").await;
+        let profile = dir.path().join("chromium-profile");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--disable-dev-shm-usage", "--window-size=1400,1000",
+                         format!("--user-data-dir={}", profile.display())]
+            }),
+        );
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+            .expect("a WebDriver session in headless Chromium");
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Self {
+            client,
+            base: format!("http://127.0.0.1:{port}"),
+            shots,
+            _serve: serve,
+            _driver: driver,
+            _dir: dir,
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Waits (bounded) until `script` returns true.
+    async fn until(&self, what: &str, limit: Duration, script: &str) {
+        let started = Instant::now();
+        loop {
+            if self.js(script).await == serde_json::Value::Bool(true) {
+                return;
+            }
+            if started.elapsed() > limit {
+                self.shot("timeout").await;
+                panic!("timed out after {limit:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn sign_in(&self) {
+        self.goto("/login?next=/dags").await;
+        self.fill("#username", "admin").await;
+        self.fill("#password", PASSWORD).await;
+        self.click("#sign-in").await;
+        self.until(
+            "the DAG list after signing in",
+            Duration::from_secs(10),
+            "return location.pathname === '/dags' && !!document.querySelector('#trigger-hello')",
+        )
+        .await;
+    }
+
+    /// Runs `promise` (a JavaScript expression) in the page and returns what it resolves to.
+    async fn api(&self, promise: &str) -> serde_json::Value {
+        let script = format!("const done = arguments[0]; ({promise}).then(done)");
+        self.client.execute_async(&script, vec![]).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_triggers_watches_tails_and_pauses_in_the_browser() {
+    let ui = Ui::start().await;
+    ui.sign_in().await;
+    ui.shot("dags").await;
+
+    // Trigger from the DAG page with a conf; a key that is not a param is refused beside the
+    // conf editor, then the run starts.
+    ui.goto("/dags/hello").await;
+    ui.click("#trigger").await;
+    ui.until(
+        "the trigger form",
+        Duration::from_secs(10),
+        "return !!document.querySelector('#trigger-form')",
+    )
+    .await;
+    ui.fill("#conf", "{\"oops\": ").await;
+    ui.until(
+        "the browser to flag invalid JSON",
+        Duration::from_secs(5),
+        "return document.querySelector('#conf-error').textContent.includes('invalid JSON')",
+    )
+    .await;
+    ui.shot("trigger-invalid-json").await;
+    ui.fill("#conf", "{\"oops\": 1}").await;
+    ui.fill("#param-name", "browser").await;
+    ui.fill("#param-lines", "30").await;
+    ui.click("#trigger-submit").await;
+    ui.until(
+        "the server's refusal of an unknown key",
+        Duration::from_secs(10),
+        "return document.querySelector('#conf-error').textContent.includes('not a param')",
+    )
+    .await;
+    ui.shot("trigger-refused").await;
+    ui.fill("#conf", "{}").await;
+    ui.click("#trigger-submit").await;
+    ui.until(
+        "the run page",
+        Duration::from_secs(10),
+        "return location.pathname.startsWith('/dags/hello/runs/manual__')",
+    )
+    .await;
+    let run_path: String = ui
+        .js("return location.pathname")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run_id = run_path.rsplit('/').next().unwrap().to_owned();
+    let conf = ui
+        .js("return document.querySelector('#run-conf').textContent")
+        .await;
+    assert!(conf.as_str().unwrap().contains("\"browser\""), "{conf}");
+
+    // The DAG page's grid follows the run live: running, then success, with no reload.
+    ui.goto("/dags/hello").await;
+    ui.js("window.__notReloaded = true; return true").await;
+    let cell = |task: &str| {
+        format!("document.querySelector('a.cell[data-task=\"{task}\"][data-run=\"{run_id}\"]')")
+    };
+    ui.until(
+        "the talk cell to show running",
+        Duration::from_secs(10),
+        &format!(
+            "const c = {}; return !!c && c.dataset.state === 'running'",
+            cell("talk")
+        ),
+    )
+    .await;
+    ui.shot("grid-running").await;
+    ui.until("both cells to turn success", Duration::from_secs(30), &format!("const a = {}, b = {}; return !!a && !!b && a.dataset.state === 'success' && b.dataset.state === 'success'", cell("talk"), cell("report"))).await;
+    assert_eq!(
+        ui.js("return window.__notReloaded === true").await,
+        serde_json::Value::Bool(true),
+        "the grid changed without a reload"
+    );
+    ui.shot("grid-success").await;
+
+    // A running task's log: lines printed after the page opened arrive; a reconnect resumes
+    // from the last byte shown, with no duplicate; the end of the log is explicit.
+    ui.goto("/dags/hello/trigger").await;
+    ui.fill("#param-lines", "40").await;
+    ui.click("#trigger-submit").await;
+    ui.until("the second run page", Duration::from_secs(10), &format!("return location.pathname.startsWith('/dags/hello/runs/manual__') && location.pathname !== '{run_path}'")).await;
+    let second: String = ui
+        .js("return location.pathname")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ui.goto(&format!("{second}/tasks/talk/logs/1")).await;
+    let count = "return document.querySelectorAll('#log .line').length";
+    ui.until(
+        "some lines",
+        Duration::from_secs(10),
+        "return document.querySelectorAll('#log .line').length >= 2",
+    )
+    .await;
+    let at_open = ui.js(count).await.as_u64().unwrap();
+    ui.until(
+        "lines printed after the page opened",
+        Duration::from_secs(10),
+        &format!(
+            "return document.querySelectorAll('#log .line').length > {}",
+            at_open + 3
+        ),
+    )
+    .await;
+    ui.shot("log-live").await;
+    ui.js("window.updraftLog.reconnect(); return true").await;
+    ui.until(
+        "the end of the log",
+        Duration::from_secs(30),
+        "return !!document.querySelector('#end-of-log')",
+    )
+    .await;
+    ui.shot("log-ended").await;
+    let texts = ui.js("return Array.from(document.querySelectorAll('#log .line span')).map(s => s.textContent)").await;
+    let texts: Vec<String> = serde_json::from_value(texts).unwrap();
+    for i in 1..=40 {
+        let wanted = format!("line {i} for world");
+        let seen = texts.iter().filter(|t| **t == wanted).count();
+        assert_eq!(seen, 1, "{wanted:?} shown {seen} times: {texts:?}");
+    }
+    let mut unique = texts.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), texts.len(), "no line twice: {texts:?}");
+
+    // Pausing from the DAG list stops the scheduler creating runs of `tick` (every second).
+    ui.goto("/dags").await;
+    let runs_of_tick = "fetch('/api/v1/dags/tick/dagRuns?limit=500').then(r => r.json()).then(b => b.total_entries)";
+    let before = ui.api(runs_of_tick).await.as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ticking = ui.api(runs_of_tick).await.as_u64().unwrap();
+    assert!(
+        ticking > before,
+        "tick runs every second while unpaused ({before} -> {ticking})"
+    );
+    ui.click("#pause-tick").await;
+    ui.until(
+        "tick to show paused",
+        Duration::from_secs(10),
+        "return !!document.querySelector('#unpause-tick')",
+    )
+    .await;
+    ui.shot("paused").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let paused_at = ui.api(runs_of_tick).await.as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = ui.api(runs_of_tick).await.as_u64().unwrap();
+    assert_eq!(
+        later, paused_at,
+        "no run of tick is created while it is paused"
+    );
+    ui.client.close().await.unwrap();
+}
