@@ -73,15 +73,7 @@ impl LiveHub {
     }
 
     fn publish_reset(&self) {
-        self.push(|seq| LiveEvent {
-            seq,
-            dag_id: String::new(),
-            run_id: None,
-            task_id: None,
-            kind: "reset".into(),
-            state: None,
-            try_number: None,
-        });
+        self.push(reset_event);
     }
 
     /// Events after `after` still kept, then every new one.
@@ -103,24 +95,13 @@ impl LiveHub {
         };
         drop(kept);
         let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(event) => return Some((event, receiver)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let reset = LiveEvent {
-                            seq: 0,
-                            dag_id: String::new(),
-                            run_id: None,
-                            task_id: None,
-                            kind: "reset".into(),
-                            state: None,
-                            try_number: None,
-                        };
-                        return Some((reset, receiver));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+            let event = match receiver.recv().await {
+                Ok(event) => event,
+                // Fallen behind: the page reloads what it shows.
+                Err(broadcast::error::RecvError::Lagged(_)) => reset_event(0),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((event, receiver))
         })
         .boxed();
         LiveSubscription {
@@ -128,6 +109,19 @@ impl LiveHub {
             gap,
             stream,
         }
+    }
+}
+
+/// Tells pages to reload what they show (they missed events).
+fn reset_event(seq: u64) -> LiveEvent {
+    LiveEvent {
+        seq,
+        dag_id: String::new(),
+        run_id: None,
+        task_id: None,
+        kind: "reset".into(),
+        state: None,
+        try_number: None,
     }
 }
 

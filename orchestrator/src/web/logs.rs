@@ -43,8 +43,8 @@ pub async fn read_range(path: PathBuf, range: LogRange) -> std::io::Result<LogSl
     .map_err(std::io::Error::other)?
 }
 
-async fn read_new(path: &PathBuf, offset: u64, to_end: bool) -> std::io::Result<LogSlice> {
-    let path = path.clone();
+async fn read_new(path: &std::path::Path, offset: u64, to_end: bool) -> std::io::Result<LogSlice> {
+    let path = path.to_owned();
     tokio::task::spawn_blocking(move || read_new_lines(&path, offset, to_end))
         .await
         .map_err(std::io::Error::other)?
