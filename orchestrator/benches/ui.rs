@@ -31,6 +31,10 @@ struct Sizes {
     dags: usize,
     requests: usize,
     log_lines: usize,
+    triggers: usize,
+    viewers: usize,
+    triggers_per_second: u64,
+    load_seconds: u64,
 }
 
 const FULL: Sizes = Sizes {
@@ -38,6 +42,10 @@ const FULL: Sizes = Sizes {
     dags: 500,
     requests: 200,
     log_lines: 500,
+    triggers: 100,
+    viewers: 200,
+    triggers_per_second: 20,
+    load_seconds: 60,
 };
 
 const SMOKE: Sizes = Sizes {
@@ -45,13 +53,22 @@ const SMOKE: Sizes = Sizes {
     dags: 5,
     requests: 3,
     log_lines: 10,
+    triggers: 3,
+    viewers: 3,
+    triggers_per_second: 2,
+    load_seconds: 2,
 };
 
 fn main() -> anyhow::Result<()> {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { FULL } else { SMOKE };
-    tokio::runtime::Runtime::new()?.block_on(run(&sizes))
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(&sizes))?;
+    runtime.block_on(load::run(&sizes))
 }
+
+#[path = "ui/load.rs"]
+mod load;
 
 fn big_dag() -> String {
     let mut text = String::from("[dag]\nid = \"big\"\n");
@@ -134,7 +151,51 @@ async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         sizes.requests.min(50),
     )
     .await?;
-    log_latency(&app, &store, &executor, &bag, sizes.log_lines).await
+    log_latency(&app, &store, &executor, &bag, sizes.log_lines).await?;
+    trigger_to_event(&app, &store, &bag, sizes.triggers).await
+}
+
+/// A run created in the store -> its `run` event on the pages' SSE stream.
+async fn trigger_to_event(
+    app: &axum::Router,
+    store: &Store,
+    bag: &DagBag,
+    triggers: usize,
+) -> anyhow::Result<()> {
+    let response = app
+        .clone()
+        .oneshot(Request::get("/live/events").body(Body::empty())?)
+        .await?;
+    let mut events = response.into_body().into_data_stream();
+    let dag = bag
+        .get("d000")
+        .or_else(|| bag.get("big"))
+        .context("a DAG")?;
+    let mut times = Vec::new();
+    for i in 0..triggers {
+        let mut new = new_manual_run(&dag, serde_json::Map::new(), None);
+        new.run_id = format!("{}_{i}", new.run_id);
+        let started = Instant::now();
+        store.create_run(&new, &dag.task_tries()).await?;
+        let wanted = format!("\"run_id\":\"{}\"", new.run_id);
+        loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
+                .await
+                .context("no live event within 5 s")?
+                .context("the live stream ended")??;
+            if String::from_utf8_lossy(&chunk).contains(&wanted) {
+                break;
+            }
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "new run -> its event on /live/events: {triggers} runs, p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+    Ok(())
 }
 
 async fn seed_runs(store: &Store, bag: &DagBag, dag_id: &str, count: usize) -> anyhow::Result<()> {
@@ -229,7 +290,9 @@ async fn log_latency(
         pending.push_str(&String::from_utf8_lossy(&chunk?));
         let done = pending.contains("event: end");
         for line in pending.lines().filter_map(|l| l.strip_prefix("data: ")) {
-            if let Some(stamp) = line.rsplit(' ').next().and_then(|s| s.parse::<i64>().ok()) {
+            // Only the task's own lines: nanoseconds since the epoch.
+            let stamp = line.rsplit(' ').next().and_then(|s| s.parse::<i64>().ok());
+            if let Some(stamp) = stamp.filter(|ns| *ns > 1_000_000_000_000_000_000) {
                 latencies.push((received - stamp) as f64 / 1e6);
             }
         }
