@@ -101,6 +101,8 @@ pub trait Backend: Send + Sync + 'static {
 
     // Live state changes, resuming after event `after`.
     fn live_events(&self, after: Option<u64>) -> LiveSubscription;
+    /// The id of the latest live event: a page rendered now follows the stream from there.
+    fn live_seq(&self) -> u64;
 
     // Users.
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>>;

@@ -69,7 +69,8 @@
   function follow() {
     var regions = Array.prototype.slice.call(document.querySelectorAll("[data-live-src]"));
     if (!regions.length || !window.EventSource) { return; }
-    var source = new EventSource("/live/events");
+    // From the event the page was rendered at: nothing between render and connect is missed.
+    var source = new EventSource("/live/events?after=" + (document.body.dataset.liveSeq || ""));
     source.addEventListener("state", function (message) {
       var change = JSON.parse(message.data);
       regions.forEach(function (region) { if (concerns(region, change)) { schedule(region); } });

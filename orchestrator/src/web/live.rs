@@ -76,6 +76,11 @@ impl LiveHub {
         self.push(reset_event);
     }
 
+    /// The id of the latest event (0 before the first).
+    pub fn latest_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
     /// Events after `after` still kept, then every new one.
     pub fn subscribe(&self, after: Option<u64>) -> LiveSubscription {
         let kept = self.lock();

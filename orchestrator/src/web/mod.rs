@@ -486,6 +486,10 @@ impl ui::Backend for WebBackend {
         self.live.subscribe(after)
     }
 
+    fn live_seq(&self) -> u64 {
+        self.live.latest_seq()
+    }
+
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {
         let ok = users::verify_password(&self.store, username, password)
             .await

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 
 use axum::{
     Router,
-    extract::State,
+    extract::{Query, State},
     http::HeaderMap,
     response::sse::{Event, KeepAlive, Sse},
     routing::get,
@@ -20,11 +20,20 @@ pub fn router() -> Router<AppState> {
 
 /// `state` events (JSON [`LiveEvent`], id = sequence number); after a reconnect the events
 /// missed are replayed, or one `reset` event tells the page to reload what it shows.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct EventsQuery {
+    /// The id to resume after when there is no `Last-Event-ID` (a page's first connection).
+    after: Option<String>,
+}
+
 async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let subscription = state.backend.live_events(last_event_id(&headers));
+    let after = last_event_id(&headers).or_else(|| query.after.and_then(|a| a.parse().ok()));
+    let subscription = state.backend.live_events(after);
     let reset = subscription
         .gap
         .then(|| Event::default().event("reset").data("reload"));

@@ -18,11 +18,14 @@ pub struct Chrome {
     pub user: Option<String>,
     pub csrf: String,
     pub asset_version: &'static str,
+    /// The latest live event when the page was rendered (its live parts follow from there).
+    pub live_seq: u64,
 }
 
 impl Chrome {
-    pub(crate) fn new(_state: &AppState, principal: &Principal, title: &str) -> Self {
+    pub(crate) fn new(state: &AppState, principal: &Principal, title: &str) -> Self {
         Self {
+            live_seq: state.backend.live_seq(),
             title: title.to_owned(),
             user: principal.user.as_ref().map(|u| u.username.clone()),
             csrf: principal.csrf.clone().unwrap_or_default(),

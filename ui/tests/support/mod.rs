@@ -442,6 +442,10 @@ impl ui::Backend for MemoryBackend {
         }
     }
 
+    fn live_seq(&self) -> u64 {
+        self.live.len() as u64
+    }
+
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {
         Ok((username == "admin" && password == PASSWORD).then(|| User {
             username: username.into(),
