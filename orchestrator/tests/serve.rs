@@ -137,3 +137,70 @@ fn serve_runs_cli_triggers_reloads_dags_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `serve` SIGKILLed while a shell try sleeps before its side effect: the try dies with it,
+/// so once the next `serve` has retried the task, the side effect happened exactly once.
+#[test]
+fn a_try_dies_with_a_killed_serve_and_only_its_retry_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let effects = dir.path().join("effects.txt");
+    std::fs::write(
+        dir.path().join("dags/append.toml"),
+        format!(
+            "[dag]\nid = \"append\"\n[[task]]\nid = \"slow\"\noperator = \"shell\"\ncommand = 'sleep 4; echo once >> \"{}\"'\nretries = 1\nretry_delay = \"0s\"\n",
+            effects.display()
+        ),
+    )
+    .unwrap();
+    let start_serve = |port: u16| {
+        let serve = orchestrator(dir.path())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the web UI", Duration::from_secs(20), || {
+            http_get(port, "/health").is_some_and(|r| r.contains("metadatabase"))
+        });
+        serve
+    };
+    let port = free_port();
+    let mut first = start_serve(port);
+    output(orchestrator(dir.path()).args(["dags", "trigger", "append"]));
+    wait_for("the try to run", Duration::from_secs(10), || {
+        http_get(port, "/api/v1/dags/append/dagRuns")
+            .and_then(|r| {
+                r.split("\"dag_run_id\":\"")
+                    .nth(1)
+                    .map(|s| s.split('"').next().unwrap_or("").to_owned())
+            })
+            .and_then(|run| {
+                http_get(
+                    port,
+                    &format!("/api/v1/dags/append/dagRuns/{run}/taskInstances"),
+                )
+            })
+            .is_some_and(|r| r.contains("\"state\":\"running\""))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let port = free_port();
+    let mut second = start_serve(port);
+    wait_for("the retry to succeed", Duration::from_secs(30), || {
+        output(orchestrator(dir.path()).args(["runs", "list", "--dag", "append"]))
+            .contains("success")
+    });
+    // Try 1 would have appended ~2 s after the restart; give it twice that.
+    std::thread::sleep(Duration::from_secs(4));
+    let lines = std::fs::read_to_string(&effects).unwrap_or_default();
+    assert_eq!(
+        lines.lines().count(),
+        1,
+        "the side effect happened {} times:\n{lines}",
+        lines.lines().count()
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

@@ -5,6 +5,7 @@
 //! that the orchestrator's executor runs with a [`TaskContext`] (cancellation, a log sink and
 //! live metrics) and that returns a [`TaskResult`] summary for downstream templates.
 
+pub mod child;
 mod config;
 mod context;
 mod duration;

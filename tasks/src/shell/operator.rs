@@ -22,7 +22,7 @@ impl ShellOperator {
         Self { config }
     }
 
-    fn spawn(&self) -> Result<Child, TaskError> {
+    async fn spawn(&self) -> Result<Child, TaskError> {
         let mut command = Command::new("bash");
         command
             .arg("-c")
@@ -36,8 +36,8 @@ impl ShellOperator {
         if let Some(cwd) = &self.config.cwd {
             command.current_dir(cwd);
         }
-        command
-            .spawn()
+        crate::child::spawn(command)
+            .await
             .map_err(|e| TaskError::Failed(format!("cannot start bash: {e}")))
     }
 }
@@ -64,7 +64,7 @@ fn kill_group(child: &Child) {
 impl Operator for ShellOperator {
     async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
         ctx.log(&format!("Running: {}", self.config.command));
-        let mut child = self.spawn()?;
+        let mut child = self.spawn().await?;
         let (tx, mut lines) = mpsc::channel::<String>(256);
         if let Some(stdout) = child.stdout.take() {
             forward_lines(stdout, tx.clone());

@@ -1,0 +1,215 @@
+//! The commands the CLI and the UI share — trigger, mark, clear, stop — on a real store (SQLite
+//! and PostgreSQL), after real runs of the executor.
+
+mod common;
+
+use std::time::Duration;
+
+use orchestrator::{
+    commands::{self, CommandError},
+    executor::RunOutcome,
+    store::{RunKey, RunState, Store, TaskKey, TiState},
+};
+
+fn source(id: &str) -> String {
+    format!(
+        "[dag]\nid = \"{id}\"\n[dag.params]\nfail = \"yes\"\n\
+         [[task]]\nid = \"first\"\noperator = \"shell\"\ncommand = 'test \"$FAIL\" != yes'\nenv = {{ FAIL = \"{{{{ params.fail }}}}\" }}\n\
+         [[task]]\nid = \"second\"\noperator = \"noop\"\nupstream = [\"first\"]\n"
+    )
+}
+
+async fn mark_clear_and_stop(store: Store) {
+    let id = common::unique_id("commands");
+    let dag = common::dag(&source(&id));
+    let logs = tempfile::tempdir().unwrap();
+    let executor = common::executor(store.clone(), logs.path());
+
+    let refused = commands::trigger(
+        &store,
+        &dag,
+        serde_json::json!({"fail": 1}).as_object().unwrap().clone(),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(CommandError::Invalid { ref field, .. }) if field == "conf.fail"),
+        "{refused:?}"
+    );
+
+    let run = commands::trigger(&store, &dag, serde_json::Map::new())
+        .await
+        .unwrap();
+    assert_eq!(run.state, RunState::Queued);
+    let key = RunKey {
+        dag_id: id.clone(),
+        run_id: run.run_id.clone(),
+    };
+    let task = |task_id: &str| TaskKey {
+        dag_id: id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: task_id.into(),
+    };
+
+    let running = commands::mark(&store, &task("first"), TiState::Success).await;
+    assert!(
+        matches!(running, Err(CommandError::Conflict(_))),
+        "an unfinished run is not marked: {running:?}"
+    );
+
+    assert!(
+        store
+            .claim_run(&id, &run.run_id, executor.owner())
+            .await
+            .unwrap()
+    );
+    let claimed = store.get_run(&id, &run.run_id).await.unwrap().unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        executor.drive_run(dag.clone(), claimed),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
+
+    commands::mark(&store, &task("first"), TiState::Success)
+        .await
+        .unwrap();
+    let tis = store.task_instances(&id, &run.run_id).await.unwrap();
+    let state = |t: &str| tis.iter().find(|ti| ti.task_id == t).unwrap().state;
+    assert_eq!(
+        (state("first"), state("second")),
+        (TiState::Success, TiState::UpstreamFailed)
+    );
+    assert_eq!(
+        store
+            .get_run(&id, &run.run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        RunState::Failed,
+        "second is still upstream_failed"
+    );
+
+    let cleared = commands::clear(&store, &dag, &task("first"), true)
+        .await
+        .unwrap();
+    assert_eq!(cleared, ["first", "second"]);
+    let reopened = store.get_run(&id, &run.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (reopened.state, reopened.owner.clone()),
+        (RunState::Queued, None),
+        "the scheduler picks it up again"
+    );
+    let tis = store.task_instances(&id, &run.run_id).await.unwrap();
+    assert!(
+        tis.iter().all(|ti| ti.state == TiState::Scheduled),
+        "{tis:?}"
+    );
+    let first = tis.iter().find(|ti| ti.task_id == "first").unwrap();
+    assert_eq!(
+        (first.try_number, first.max_tries),
+        (1, 2),
+        "the next try is try 2; old logs stay"
+    );
+
+    let stopped = commands::stop(&store, Some(&executor), &key, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped.state,
+        RunState::Stopped,
+        "a queued run stops at once"
+    );
+    let again = commands::stop(&store, Some(&executor), &key, Duration::from_secs(5)).await;
+    assert!(matches!(again, Err(CommandError::Conflict(_))), "{again:?}");
+    let unknown = commands::stop(
+        &store,
+        None,
+        &RunKey {
+            dag_id: id.clone(),
+            run_id: "nope".into(),
+        },
+        Duration::ZERO,
+    )
+    .await;
+    assert!(
+        matches!(unknown, Err(CommandError::NotFound(_))),
+        "{unknown:?}"
+    );
+}
+
+async fn stop_a_running_run(store: Store) {
+    let id = common::unique_id("stoppable");
+    let dag = common::dag(&format!(
+        "[dag]\nid = \"{id}\"\n[[task]]\nid = \"wait\"\noperator = \"sleep\"\nduration = \"30s\"\n"
+    ));
+    let logs = tempfile::tempdir().unwrap();
+    let executor = common::executor(store.clone(), logs.path());
+    let run = commands::trigger(&store, &dag, serde_json::Map::new())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_run(&id, &run.run_id, executor.owner())
+            .await
+            .unwrap()
+    );
+    let claimed = store.get_run(&id, &run.run_id).await.unwrap().unwrap();
+    let driver = common::drive_in_background(&executor, &dag, &claimed);
+    let started = std::time::Instant::now();
+    while store
+        .task_instance(&id, &run.run_id, "wait")
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        != TiState::Running
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the task starts"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let key = RunKey {
+        dag_id: id.clone(),
+        run_id: run.run_id.clone(),
+    };
+    let other_process = commands::stop(&store, None, &key, Duration::ZERO).await;
+    assert!(
+        matches!(other_process, Err(CommandError::Conflict(ref m)) if m.contains("another process")),
+        "{other_process:?}"
+    );
+    let stopped = commands::stop(&store, Some(&executor), &key, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(stopped.state, RunState::Stopped);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped long before the sleep's 30 s"
+    );
+    tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn mark_clear_and_stop_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    mark_clear_and_stop(common::sqlite(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn mark_clear_and_stop_on_postgres() {
+    mark_clear_and_stop(common::postgres().await).await;
+}
+
+#[tokio::test]
+async fn stopping_a_running_run_cancels_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    stop_a_running_run(common::sqlite(dir.path()).await).await;
+}
