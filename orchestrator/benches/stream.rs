@@ -58,6 +58,10 @@ fn context() -> TaskContext {
         cancel: CancellationToken::new(),
         log: Arc::new(Quiet),
         metrics: Metrics::default(),
+        connections: Arc::new(tasks::Connections {
+            kafka_brokers: std::env::var("UPDRAFT_KAFKA_BROKERS").unwrap_or_default(),
+            mongo_uri: std::env::var("UPDRAFT_MONGO_URI").unwrap_or_default(),
+        }),
     }
 }
 
@@ -249,7 +253,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
         };
         let started = Instant::now();
         let result = config
-            .build()
+            .build()?
             .execute(&ctx)
             .await
             .map_err(|e| anyhow::anyhow!("http_to_kafka: {e}"))?;
@@ -341,7 +345,8 @@ async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
     let ctx = context();
     let metrics = ctx.metrics.clone();
     let cancel = ctx.cancel.clone();
-    let task = tokio::spawn(async move { config.build().execute(&ctx).await });
+    let operator = config.build()?;
+    let task = tokio::spawn(async move { operator.execute(&ctx).await });
     // Metrics are published once a second, each exact when published: the rate is taken
     // between the first report that shows records and the last one before all were read (the
     // report showing them all comes up to a second after the last record).
@@ -407,7 +412,8 @@ async fn latency(ns: &str, brokers: &str, mongo: &str, sizes: &Sizes) -> anyhow:
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ctx = context();
     let cancel = ctx.cancel.clone();
-    let task = tokio::spawn(async move { config.build().execute(&ctx).await });
+    let operator = config.build()?;
+    let task = tokio::spawn(async move { operator.execute(&ctx).await });
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let client = mongodb::Client::with_uri_str(format!("{mongo}/?retryWrites=false")).await?;

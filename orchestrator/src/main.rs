@@ -2,7 +2,7 @@
 
 mod cli;
 
-use std::process::ExitCode;
+use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -24,6 +24,8 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: `serve 2> file` gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli::execute(cli).await {
         Ok(code) => code,

@@ -72,6 +72,17 @@ pub fn executor(store: Store, logs: &Path) -> Executor {
         ExecutorConfig {
             parallelism: 8,
             grace_period: std::time::Duration::from_secs(2),
+            connections: Arc::new(connections()),
         },
     )
+}
+
+/// The broker and server scripts/test started, where tasks connect by default (the binary reads
+/// the same variables).
+pub fn connections() -> tasks::Connections {
+    let defaults = tasks::Connections::default();
+    tasks::Connections {
+        kafka_brokers: std::env::var("UPDRAFT_KAFKA_BROKERS").unwrap_or(defaults.kafka_brokers),
+        mongo_uri: std::env::var("UPDRAFT_MONGO_URI").unwrap_or(defaults.mongo_uri),
+    }
 }

@@ -164,12 +164,15 @@ trigger_rule = "one_failed"
     assert_eq!(state_of(&tis, "on_success_only"), TiState::Skipped);
 }
 
+/// A template or config error is the user's to fix: no retry, and no restart of a stream.
 async fn timeout_and_template_errors_fail_the_task(store: Store) {
     let id = common::unique_id("timeout");
     let source = format!(
         r#"
 [dag]
 id = "{id}"
+[dag.params]
+topic = "^("
 [[task]]
 id = "slow"
 operator = "shell"
@@ -179,6 +182,16 @@ timeout = "300ms"
 id = "typo"
 operator = "shell"
 command = "echo {{{{ params.missing }}}}"
+retries = 3
+retry_delay = "10ms"
+[[task]]
+id = "bad_stream"
+operator = "stream"
+topics = ["{{{{ params.topic }}}}"]
+group_id = "g"
+[task.sink]
+kind = "kafka"
+topic = "out"
 "#
     );
     let (_, tis, outcome, _logs) = run_dag(store, &source, serde_json::json!({})).await;
@@ -199,9 +212,21 @@ command = "echo {{{{ params.missing }}}}"
         typo.error
             .as_deref()
             .unwrap()
-            .contains("template error in `command`"),
+            .contains("invalid config: command: template error"),
         "{:?}",
         typo.error
+    );
+    assert_eq!(typo.try_number, 1, "a template error is not retried");
+    let stream = tis.iter().find(|t| t.task_id == "bad_stream").unwrap();
+    assert_eq!((stream.state, stream.try_number), (TiState::Failed, 1));
+    assert!(
+        stream
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("invalid config: topics[0]: bad regular expression \"^(\""),
+        "{:?}",
+        stream.error
     );
 }
 

@@ -1,8 +1,10 @@
-use serde::Deserialize;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    http::HttpConfig, http_to_kafka::HttpToKafkaConfig, noop::NoopConfig, operator::Operator,
-    shell::ShellConfig, sleep::SleepConfig, stream::StreamConfig,
+    ConfigError, http::HttpConfig, http_to_kafka::HttpToKafkaConfig, noop::NoopConfig,
+    operator::Operator, shell::ShellConfig, sleep::SleepConfig, stream::StreamConfig,
 };
 
 /// The operator of a task and its config: a closed enum tagged by the `operator` key.
@@ -23,14 +25,73 @@ pub enum OperatorConfig {
     Stream(StreamConfig),
 }
 
-impl OperatorConfig {
-    /// The names accepted in the `operator` key, for error messages.
-    pub const NAMES: &'static [&'static str] =
-        &["noop", "sleep", "shell", "http", "http_to_kafka", "stream"];
+/// The operator a task names, as written in DAG files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    Noop,
+    Sleep,
+    Shell,
+    Http,
+    HttpToKafka,
+    Stream,
+}
 
-    /// Builds the operator that runs this config.
-    pub fn build(self) -> Box<dyn Operator> {
+impl OperatorKind {
+    pub const ALL: [Self; 6] = [
+        Self::Noop,
+        Self::Sleep,
+        Self::Shell,
+        Self::Http,
+        Self::HttpToKafka,
+        Self::Stream,
+    ];
+
+    /// The name written in the `operator` key.
+    pub fn name(self) -> &'static str {
         match self {
+            Self::Noop => "noop",
+            Self::Sleep => "sleep",
+            Self::Shell => "shell",
+            Self::Http => "http",
+            Self::HttpToKafka => "http_to_kafka",
+            Self::Stream => "stream",
+        }
+    }
+
+    /// The kind named `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Every name, comma-separated, for error messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+}
+
+impl fmt::Display for OperatorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl OperatorConfig {
+    /// Checks every rule serde cannot (window slides, durations above zero, URLs, patterns);
+    /// run when a DAG file loads and again on the rendered config before each try.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            Self::Noop(_) | Self::Sleep(_) | Self::Shell(_) => Ok(()),
+            Self::Http(config) => config.validate(),
+            Self::HttpToKafka(config) => config.validate(),
+            Self::Stream(config) => config.validate(),
+        }
+    }
+
+    /// Validates this config and builds the operator that runs it.
+    pub fn build(self) -> Result<Box<dyn Operator>, ConfigError> {
+        self.validate()?;
+        Ok(match self {
             Self::Noop(config) => Box::new(crate::noop::NoopOperator::new(config)),
             Self::Sleep(config) => Box::new(crate::sleep::SleepOperator::new(config)),
             Self::Shell(config) => Box::new(crate::shell::ShellOperator::new(config)),
@@ -39,18 +100,17 @@ impl OperatorConfig {
             Self::HttpToKafka(config) => {
                 Box::new(crate::http_to_kafka::HttpToKafkaOperator::new(config))
             }
-        }
+        })
     }
 
-    /// The operator's name as written in DAG files.
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> OperatorKind {
         match self {
-            Self::Noop(_) => "noop",
-            Self::Sleep(_) => "sleep",
-            Self::Shell(_) => "shell",
-            Self::Http(_) => "http",
-            Self::HttpToKafka(_) => "http_to_kafka",
-            Self::Stream(_) => "stream",
+            Self::Noop(_) => OperatorKind::Noop,
+            Self::Sleep(_) => OperatorKind::Sleep,
+            Self::Shell(_) => OperatorKind::Shell,
+            Self::Http(_) => OperatorKind::Http,
+            Self::HttpToKafka(_) => OperatorKind::HttpToKafka,
+            Self::Stream(_) => OperatorKind::Stream,
         }
     }
 }
@@ -79,9 +139,10 @@ mod tests {
 
     #[test]
     fn every_name_deserializes() {
-        for name in OperatorConfig::NAMES {
+        for kind in OperatorKind::ALL {
+            let name = kind.name();
             let mut value = serde_json::json!({"operator": name});
-            let extra = match *name {
+            let extra = match name {
                 "sleep" => Some(("duration", "1s")),
                 "shell" => Some(("command", "true")),
                 "http" => Some(("url", "http://127.0.0.1:1/")),
@@ -91,16 +152,18 @@ mod tests {
             if let Some((key, val)) = extra {
                 value[key] = serde_json::json!(val);
             }
-            if *name == "stream" {
+            if name == "stream" {
                 value["topics"] = serde_json::json!(["t"]);
                 value["group_id"] = serde_json::json!("g");
                 value["sink"] = serde_json::json!({"kind": "kafka", "topic": "out"});
             }
-            if *name == "http_to_kafka" {
+            if name == "http_to_kafka" {
                 value["url"] = serde_json::json!("http://127.0.0.1:1/");
             }
             let config: OperatorConfig = serde_json::from_value(value).expect(name);
-            assert_eq!(config.name(), *name);
+            assert_eq!(config.kind(), kind);
+            assert_eq!(OperatorKind::from_name(name), Some(kind));
+            config.validate().expect(name);
         }
     }
 }

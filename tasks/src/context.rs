@@ -29,6 +29,43 @@ impl Metrics {
     }
 }
 
+/// Where tasks connect when their own config does not say: read once by the binary (from
+/// `UPDRAFT_KAFKA_BROKERS` and `UPDRAFT_MONGO_URI`) and handed to every try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connections {
+    /// Kafka bootstrap servers, `host:port,...`.
+    pub kafka_brokers: String,
+    /// MongoDB connection string.
+    pub mongo_uri: String,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            kafka_brokers: "127.0.0.1:9092".into(),
+            mongo_uri: "mongodb://127.0.0.1:27017".into(),
+        }
+    }
+}
+
+impl Connections {
+    /// A task's own `brokers` setting when it has one, else the default.
+    pub fn kafka_brokers(&self, configured: Option<&str>) -> String {
+        non_blank(configured)
+            .unwrap_or(&self.kafka_brokers)
+            .to_owned()
+    }
+
+    /// A task's own `uri` setting when it has one, else the default.
+    pub fn mongo_uri(&self, configured: Option<&str>) -> String {
+        non_blank(configured).unwrap_or(&self.mongo_uri).to_owned()
+    }
+}
+
+fn non_blank(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
 /// What an operator gets for one try.
 #[derive(Clone)]
 pub struct TaskContext {
@@ -38,10 +75,30 @@ pub struct TaskContext {
     pub log: Arc<dyn LogSink>,
     /// Live metrics of the try.
     pub metrics: Metrics,
+    /// Default brokers and servers.
+    pub connections: Arc<Connections>,
 }
 
 impl TaskContext {
     pub fn log(&self, line: &str) {
         self.log.line(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_setting_wins_over_the_default() {
+        let defaults = Connections {
+            kafka_brokers: "k:1".into(),
+            mongo_uri: "mongodb://m:2".into(),
+        };
+        assert_eq!(defaults.kafka_brokers(Some("own:9")), "own:9");
+        assert_eq!(defaults.kafka_brokers(None), "k:1");
+        assert_eq!(defaults.kafka_brokers(Some(" ")), "k:1");
+        assert_eq!(defaults.mongo_uri(Some("mongodb://h:1")), "mongodb://h:1");
+        assert_eq!(defaults.mongo_uri(None), "mongodb://m:2");
     }
 }

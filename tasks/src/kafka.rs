@@ -21,20 +21,7 @@ use crate::{
     jq::{JqFilter, Val},
 };
 
-/// The environment variable naming the default brokers (`host:port,...`).
-pub const BROKERS_ENV: &str = "UPDRAFT_KAFKA_BROKERS";
-const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The brokers of a task: its own `brokers` setting, else `$UPDRAFT_KAFKA_BROKERS`, else
-/// 127.0.0.1:9092.
-pub fn brokers(configured: Option<&str>) -> String {
-    configured
-        .map(str::to_owned)
-        .or_else(|| std::env::var(BROKERS_ENV).ok())
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_BROKERS.to_owned())
-}
 
 fn base_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();

@@ -5,6 +5,7 @@
 //! that the orchestrator's executor runs with a [`TaskContext`] (cancellation, a log sink and
 //! live metrics) and that returns a [`TaskResult`] summary for downstream templates.
 
+mod checks;
 pub mod child;
 mod config;
 mod context;
@@ -22,8 +23,8 @@ pub mod shell;
 pub mod sleep;
 pub mod stream;
 
-pub use config::OperatorConfig;
-pub use context::{LogSink, Metrics, TaskContext};
+pub use config::{OperatorConfig, OperatorKind};
+pub use context::{Connections, LogSink, Metrics, TaskContext};
 pub use duration::HumanDuration;
-pub use error::TaskError;
+pub use error::{ConfigError, TaskError};
 pub use operator::{Operator, TaskResult};

@@ -4,22 +4,16 @@ use mongodb::Client;
 
 use crate::TaskError;
 
-/// The environment variable naming the default MongoDB connection string.
-pub const URI_ENV: &str = "UPDRAFT_MONGO_URI";
-const DEFAULT_URI: &str = "mongodb://127.0.0.1:27017";
-
-/// A task's `uri` setting, else `$UPDRAFT_MONGO_URI`, else mongodb://127.0.0.1:27017.
-pub fn uri(configured: Option<&str>) -> String {
-    configured
-        .map(str::to_owned)
-        .or_else(|| std::env::var(URI_ENV).ok())
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_URI.to_owned())
-}
-
 /// A client that gives up on an unreachable server after 5 s (unless the URI says
 /// otherwise) so the task can fail and be restarted, instead of hanging for 30 s.
 pub async fn client(uri: &str) -> Result<Client, TaskError> {
+    Client::with_uri_str(&with_defaults(uri))
+        .await
+        .map_err(|e| TaskError::Failed(format!("bad MongoDB connection string {uri:?}: {e}")))
+}
+
+/// `uri` with Updraft's timeouts added where the URI does not set them.
+fn with_defaults(uri: &str) -> String {
     let mut full = uri.to_owned();
     for (option, value) in [
         ("serverSelectionTimeoutMS", "5000"),
@@ -38,9 +32,7 @@ pub async fn client(uri: &str) -> Result<Client, TaskError> {
             full = format!("{full}{separator}{option}={value}");
         }
     }
-    Client::with_uri_str(&full)
-        .await
-        .map_err(|e| TaskError::Failed(format!("bad MongoDB connection string {uri:?}: {e}")))
+    full
 }
 
 #[cfg(test)]
@@ -48,7 +40,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn configured_uri_wins() {
-        assert_eq!(uri(Some("mongodb://h:1")), "mongodb://h:1");
+    fn timeouts_are_added_after_the_right_separator() {
+        assert_eq!(
+            with_defaults("mongodb://h:1"),
+            "mongodb://h:1/?serverSelectionTimeoutMS=5000&connectTimeoutMS=5000&heartbeatFrequencyMS=1000&retryWrites=false"
+        );
+        assert_eq!(
+            with_defaults("mongodb://h:1/db"),
+            "mongodb://h:1/db?serverSelectionTimeoutMS=5000&connectTimeoutMS=5000&heartbeatFrequencyMS=1000&retryWrites=false"
+        );
+    }
+
+    #[test]
+    fn options_in_the_uri_are_kept() {
+        let uri = with_defaults("mongodb://u:p@h:1/db?connectTimeoutMS=100&retryWrites=true");
+        assert!(
+            uri.starts_with("mongodb://u:p@h:1/db?connectTimeoutMS=100&retryWrites=true&"),
+            "{uri}"
+        );
+        assert_eq!(uri.matches("connectTimeoutMS").count(), 1, "{uri}");
+        assert_eq!(uri.matches("retryWrites").count(), 1, "{uri}");
+        assert!(uri.contains("&serverSelectionTimeoutMS=5000"), "{uri}");
     }
 }

@@ -112,7 +112,7 @@ fn show(global: &GlobalArgs, dag_id: &str) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "-".into());
             vec![
                 t.id.clone(),
-                t.operator.clone(),
+                t.operator.to_string(),
                 t.upstream.join(","),
                 format!("{:?}", t.trigger_rule),
                 t.retry.retries.to_string(),

@@ -56,6 +56,22 @@ pub struct GlobalArgs {
         default_value = "logs"
     )]
     pub logs_folder: PathBuf,
+    /// Kafka brokers of tasks that do not name theirs (host:port,...)
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
+    /// MongoDB connection string of tasks that do not name theirs
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_MONGO_URI",
+        default_value = "mongodb://127.0.0.1:27017"
+    )]
+    pub mongo_uri: String,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +103,14 @@ pub enum Command {
 }
 
 impl GlobalArgs {
+    /// Where tasks connect when their config does not say.
+    pub fn connections(&self) -> ::tasks::Connections {
+        ::tasks::Connections {
+            kafka_brokers: self.kafka_brokers.clone(),
+            mongo_uri: self.mongo_uri.clone(),
+        }
+    }
+
     pub async fn store(&self) -> anyhow::Result<Store> {
         Ok(Store::connect(&self.db).await?)
     }

@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
 use clap::Args;
 use orchestrator::{
@@ -33,6 +33,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         global.log_hub(),
         ExecutorConfig {
             parallelism: args.parallelism,
+            connections: Arc::new(global.connections()),
             ..Default::default()
         },
     );

@@ -48,6 +48,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         ExecutorConfig {
             parallelism: args.parallelism,
             grace_period: args.grace_period,
+            connections: Arc::new(global.connections()),
         },
     );
     let shutdown = CancellationToken::new();

@@ -206,6 +206,7 @@ async fn test(
         cancel,
         log: Arc::new(Stdout),
         metrics: Metrics::default(),
+        connections: Arc::new(global.connections()),
     };
     let outcome = match spec.timeout {
         Some(limit) => tokio::time::timeout(limit, operator.execute(&ctx))

@@ -1,4 +1,6 @@
-use std::{fmt, path::PathBuf};
+use std::{fmt, ops::Range, path::PathBuf};
+
+use toml::de::DeTable;
 
 /// One problem in a DAG file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,63 @@ pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = source[line_start..offset].chars().count() + 1;
     (line, column)
+}
+
+/// Collects problems with positions computed from the file's text.
+pub(crate) struct Problems<'s> {
+    source: &'s str,
+    pub(crate) list: Vec<Problem>,
+}
+
+impl<'s> Problems<'s> {
+    pub(crate) fn new(source: &'s str) -> Self {
+        Self {
+            source,
+            list: Vec::new(),
+        }
+    }
+
+    pub(crate) fn at(
+        &mut self,
+        span: Option<Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = span.map(|s| line_column(self.source, s.start)).unzip();
+        self.list.push(Problem {
+            line,
+            column,
+            field: Some(field.into()),
+            message: message.into(),
+        });
+    }
+
+    /// Reports a deserialization error at the key it names, else where toml says, else at
+    /// `fallback` (the enclosing table).
+    pub(crate) fn toml_error(
+        &mut self,
+        error: &toml::de::Error,
+        field: &str,
+        table: Option<&DeTable<'_>>,
+        fallback: Option<Range<usize>>,
+    ) {
+        let message = error.message().trim().to_owned();
+        let span = named_key_span(&message, table)
+            .or_else(|| error.span())
+            .or(fallback);
+        self.at(span, field, message);
+    }
+}
+
+/// The span of the first key named in backticks in `message`, if `table` has it: serde names
+/// the offending key in messages such as "unknown field `x`".
+fn named_key_span(message: &str, table: Option<&DeTable<'_>>) -> Option<Range<usize>> {
+    let table = table?;
+    let name = message.split('`').nth(1)?;
+    table
+        .iter()
+        .find(|(key, _)| key.get_ref() == name)
+        .map(|(key, _)| key.span())
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use tasks::OperatorKind;
+
 use super::Schedule;
 
 /// One DAG, parsed and validated.
@@ -61,7 +63,7 @@ impl Dag {
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
     pub id: String,
-    pub operator: String,
+    pub operator: OperatorKind,
     pub upstream: Vec<String>,
     pub trigger_rule: TriggerRule,
     pub retry: RetryPolicy,
@@ -74,7 +76,7 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// Long-running stream tasks are supervised: restarted until their run stops.
     pub fn is_stream(&self) -> bool {
-        self.operator == "stream"
+        self.operator == OperatorKind::Stream
     }
 }
 

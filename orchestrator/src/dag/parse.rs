@@ -5,15 +5,15 @@ use std::{ops::Range, path::Path};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, de::IntoDeserializer};
-use tasks::{HumanDuration, OperatorConfig};
+use tasks::{ConfigError, HumanDuration, OperatorConfig, OperatorKind};
 use toml::{
     Spanned,
     de::{DeTable, DeValue},
 };
 
 use super::{
-    DagFileError, Problem, RetryPolicy, Schedule, TaskSpec, TriggerRule,
-    error::line_column,
+    DagFileError, RetryPolicy, Schedule, TaskSpec, TriggerRule,
+    error::Problems,
     model::Dag,
     validate::{ParsedTask, validate_graph},
 };
@@ -80,63 +80,6 @@ struct RawTask {
     max_retry_delay: Option<HumanDuration>,
     #[serde(default)]
     timeout: Option<HumanDuration>,
-}
-
-/// Collects problems with positions computed from the file's text.
-pub(crate) struct Problems<'s> {
-    source: &'s str,
-    pub(crate) list: Vec<Problem>,
-}
-
-impl<'s> Problems<'s> {
-    fn new(source: &'s str) -> Self {
-        Self {
-            source,
-            list: Vec::new(),
-        }
-    }
-
-    pub(crate) fn at(
-        &mut self,
-        span: Option<Range<usize>>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        let (line, column) = span.map(|s| line_column(self.source, s.start)).unzip();
-        self.list.push(Problem {
-            line,
-            column,
-            field: Some(field.into()),
-            message: message.into(),
-        });
-    }
-
-    /// Reports a deserialization error at the key it names, else where toml says, else at
-    /// `fallback` (the enclosing table).
-    fn toml_error(
-        &mut self,
-        error: &toml::de::Error,
-        field: &str,
-        table: Option<&DeTable<'_>>,
-        fallback: Option<Range<usize>>,
-    ) {
-        let message = error.message().trim().to_owned();
-        let span = named_key_span(&message, table)
-            .or_else(|| error.span())
-            .or(fallback);
-        self.at(span, field, message);
-    }
-}
-
-/// The span of the first key named in backticks in `message`, if `table` has it: serde names
-/// the offending key in messages such as "unknown field `x`".
-fn named_key_span(message: &str, table: Option<&DeTable<'_>>) -> Option<Range<usize>> {
-    let table = table?;
-    let name = message.split('`').nth(1)?;
-    table
-        .iter()
-        .find(|(key, _)| key.get_ref() == name)
-        .map(|(key, _)| key.span())
 }
 
 fn deserialize<'de, T: Deserialize<'de>>(
@@ -366,11 +309,11 @@ fn parse_task_table(
         &format!("{field}.id"),
         problems,
     );
-    if !OperatorConfig::NAMES.contains(&raw.operator.get_ref().as_str()) {
+    let Some(kind) = OperatorKind::from_name(raw.operator.get_ref()) else {
         let message = format!(
             "unknown operator {:?}: expected one of {}",
             raw.operator.get_ref(),
-            OperatorConfig::NAMES.join(", ")
+            OperatorKind::names()
         );
         problems.at(
             Some(raw.operator.span()),
@@ -378,11 +321,23 @@ fn parse_task_table(
             message,
         );
         return None;
-    }
+    };
     let operator_value = Spanned::new(value.span(), DeValue::Table(operator.clone()));
-    if let Err(error) = check_operator_config(&operator, value.span()) {
-        problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
-        return None;
+    match check_operator_config(&operator, value.span()) {
+        Err(ConfigProblem::Toml(error)) => {
+            problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
+            return None;
+        }
+        Err(ConfigProblem::Rule(error)) => {
+            let span = value_span(&operator, &error.field).unwrap_or(value.span());
+            problems.at(
+                Some(span),
+                format!("{field}.{}", error.field),
+                error.message,
+            );
+            return None;
+        }
+        Ok(()) => {}
     }
     let config: serde_json::Value = match deserialize(operator_value) {
         Ok(config) => config,
@@ -391,15 +346,18 @@ fn parse_task_table(
             return None;
         }
     };
-    Some(task_spec(raw, config))
+    Some(task_spec(raw, kind, config))
 }
 
-/// Checks the operator config's keys and types now, leaving out templated values: their
-/// type is known only once rendered (a template error fails the try, naming the field).
-fn check_operator_config(
-    operator: &DeTable<'_>,
-    span: Range<usize>,
-) -> Result<(), toml::de::Error> {
+/// What is wrong with an operator config: a key or type (serde), or a rule of the operator.
+enum ConfigProblem {
+    Toml(toml::de::Error),
+    Rule(ConfigError),
+}
+
+/// Checks the operator config's keys, types and rules now, leaving out templated values: they
+/// are known only once rendered, and checked then, before the try starts.
+fn check_operator_config(operator: &DeTable<'_>, span: Range<usize>) -> Result<(), ConfigProblem> {
     let is_template = |value: &DeValue<'_>| {
         value
             .as_str()
@@ -423,9 +381,48 @@ fn check_operator_config(
         {
             Ok(())
         }
-        Err(error) => Err(error),
-        Ok(_) => Ok(()),
+        Err(error) => Err(ConfigProblem::Toml(error)),
+        Ok(config) => match config.validate() {
+            Err(error) if !templated.contains(&top_level_key(&error.field).to_owned()) => {
+                Err(ConfigProblem::Rule(error))
+            }
+            _ => Ok(()),
+        },
     }
+}
+
+/// `window` of `window.slide`, `topics` of `topics[1]`.
+fn top_level_key(field: &str) -> &str {
+    field.split(['.', '[']).next().unwrap_or(field)
+}
+
+/// The span of the value at `field` (`window.slide`, `topics[1]`), or of the deepest part of
+/// it that the table has.
+fn value_span(table: &DeTable<'_>, field: &str) -> Option<Range<usize>> {
+    let mut found = None;
+    let mut current: Option<&DeValue<'_>> = None;
+    for part in field.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let entries = match current {
+            None => Some(table),
+            Some(DeValue::Table(inner)) => Some(inner),
+            Some(_) => None,
+        };
+        let Some(mut value) = entries.and_then(|t| t.get(key)) else {
+            break;
+        };
+        if let (Some(i), DeValue::Array(items)) = (index, value.get_ref())
+            && let Some(item) = items.get(i)
+        {
+            value = item;
+        }
+        found = Some(value.span());
+        current = Some(value.get_ref());
+    }
+    found
 }
 
 /// Splits a task table into its common keys and its operator's keys (`operator` in both: it
@@ -445,7 +442,7 @@ fn split_task_table<'i>(table: &DeTable<'i>) -> (DeTable<'i>, DeTable<'i>) {
     (common, operator)
 }
 
-fn task_spec(raw: RawTask, config: serde_json::Value) -> ParsedTask {
+fn task_spec(raw: RawTask, operator: OperatorKind, config: serde_json::Value) -> ParsedTask {
     let defaults = RetryPolicy::default();
     let retry = RetryPolicy {
         retries: raw.retries,
@@ -460,7 +457,7 @@ fn task_spec(raw: RawTask, config: serde_json::Value) -> ParsedTask {
         upstream_spans: raw.upstream.iter().map(|u| u.span()).collect(),
         spec: TaskSpec {
             id: raw.id.into_inner(),
-            operator: raw.operator.into_inner(),
+            operator,
             upstream: raw.upstream.into_iter().map(Spanned::into_inner).collect(),
             trigger_rule: raw.trigger_rule,
             retry,

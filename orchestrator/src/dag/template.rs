@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
+use tasks::ConfigError;
 
 /// What a template can read.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +73,7 @@ fn environment() -> Environment<'static> {
 pub fn render_config(
     config: &serde_json::Value,
     ctx: &TemplateContext,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ConfigError> {
     let env = environment();
     let ctx = minijinja::Value::from_serialize(ctx);
     render_value(&env, config, &ctx, "")
@@ -83,15 +84,14 @@ fn render_value(
     value: &serde_json::Value,
     ctx: &minijinja::Value,
     path: &str,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ConfigError> {
     use serde_json::Value;
     Ok(match value {
         Value::String(text) if text.contains("{{") || text.contains("{%") => {
             let rendered = env.render_str(text, ctx).map_err(|e| {
-                format!(
-                    "template error in `{}`: {}",
+                ConfigError::new(
                     path.trim_start_matches('.'),
-                    template_message(&e)
+                    format!("template error: {}", template_message(&e)),
                 )
             })?;
             Value::String(rendered)
@@ -111,7 +111,7 @@ fn render_value(
                         render_value(env, v, ctx, &format!("{path}.{k}"))?,
                     ))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, ConfigError>>()?,
         ),
         other => other.clone(),
     })
@@ -177,13 +177,15 @@ mod tests {
             &context(),
         )
         .unwrap_err();
-        assert!(err.contains("template error in `headers.a`"), "{err}");
-        assert!(err.contains("undefined"), "{err}");
+        assert_eq!(err.field, "headers.a");
+        assert!(err.message.starts_with("template error: "), "{err}");
+        assert!(err.message.contains("undefined"), "{err}");
     }
 
     #[test]
     fn syntax_errors_fail_and_name_the_field() {
         let err = render_config(&json!({"url": "{{ params.api_url "}), &context()).unwrap_err();
-        assert!(err.contains("template error in `url`"), "{err}");
+        assert_eq!(err.field, "url");
+        assert!(err.message.starts_with("template error: "), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::{
     ops::Range,
 };
 
-use super::{TaskSpec, parse::Problems};
+use super::{TaskSpec, error::Problems};
 
 /// A task with the positions of its id and upstream entries, for error messages.
 pub(crate) struct ParsedTask {

@@ -15,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use tasks::Connections;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +52,8 @@ pub struct ExecutorConfig {
     pub parallelism: usize,
     /// How long a cancelled task gets to stop before it is abandoned.
     pub grace_period: Duration,
+    /// Where tasks connect when their config does not say.
+    pub connections: Arc<Connections>,
 }
 
 impl Default for ExecutorConfig {
@@ -58,6 +61,7 @@ impl Default for ExecutorConfig {
         Self {
             parallelism: 32,
             grace_period: Duration::from_secs(10),
+            connections: Arc::default(),
         }
     }
 }

@@ -4,7 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use tasks::{LogSink, Metrics, Operator, OperatorConfig, TaskContext, TaskResult};
+use tasks::{
+    ConfigError, LogSink, Metrics, Operator, OperatorConfig, TaskContext, TaskError, TaskResult,
+};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -14,15 +16,39 @@ use crate::{
     store::{TaskInstanceRow, TiState},
 };
 
-/// Renders a task's config for one try and builds its operator; the error is for the user.
+/// Renders a task's config for one try, checks it again and builds its operator.
 pub fn build_operator(
     spec: &TaskSpec,
     context: &TemplateContext,
-) -> Result<Box<dyn Operator>, String> {
+) -> Result<Box<dyn Operator>, ConfigError> {
     let rendered = render_config(&spec.config, context)?;
     let config: OperatorConfig = serde_json::from_value(rendered)
-        .map_err(|e| format!("invalid config after templating: {e}"))?;
-    Ok(config.build())
+        .map_err(|e| ConfigError::new(spec.id.as_str(), format!("after templating: {e}")))?;
+    config.build()
+}
+
+/// Why a try failed, as the user reads it, and whether another try could go differently.
+struct TryFailure {
+    message: String,
+    retryable: bool,
+}
+
+impl TryFailure {
+    fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+impl From<TaskError> for TryFailure {
+    fn from(error: TaskError) -> Self {
+        Self {
+            retryable: error.is_retryable(),
+            message: error.to_string(),
+        }
+    }
 }
 
 pub(super) struct Runner {
@@ -116,7 +142,7 @@ impl Runner {
             // A stream ends cleanly when cancelled: on shutdown it has flushed and committed,
             // and its run goes on with the next serve, like any interrupted task.
             Ok(_) if self.spec.is_stream() && self.executor.is_shutting_down() => {
-                self.after_failure(ti, "interrupted by shutdown".into())
+                self.after_failure(ti, TryFailure::retryable("interrupted by shutdown"))
                     .await
             }
             Ok(result) => {
@@ -124,18 +150,23 @@ impl Runner {
                 self.executor.transition(ti, TiState::Success).await?;
                 Ok(false)
             }
-            Err(message) => self.after_failure(ti, message).await,
+            Err(failure) => self.after_failure(ti, failure).await,
         }
     }
 
-    /// A failed try: retry if tries remain (a try cut short by shutdown is not counted).
+    /// A failed try: retry if tries remain (a try cut short by shutdown is not counted); a
+    /// config error fails the instance at once, stream or not.
     async fn after_failure(
         &self,
         ti: &mut TaskInstanceRow,
-        message: String,
+        failure: TryFailure,
     ) -> Result<bool, ExecutorError> {
         let shutdown = self.executor.is_shutting_down();
-        ti.error = Some(message);
+        ti.error = Some(failure.message);
+        if !failure.retryable && !shutdown {
+            self.executor.transition(ti, TiState::Failed).await?;
+            return Ok(false);
+        }
         let supervised = self.spec.is_stream() && !self.stop.is_cancelled();
         if shutdown {
             ti.max_tries += 1;
@@ -163,39 +194,53 @@ impl Runner {
         Ok(false)
     }
 
-    /// Runs the operator once: the error is the message shown to the user.
-    async fn execute(&self, ti: &TaskInstanceRow) -> Result<TaskResult, String> {
+    /// Runs the operator once.
+    async fn execute(&self, ti: &TaskInstanceRow) -> Result<TaskResult, TryFailure> {
         let logs = self.executor.logs();
         let log = logs
             .open_try(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number)
             .map_err(|e| {
-                format!(
+                TryFailure::retryable(format!(
                     "cannot open the task log under {}: {e}",
                     logs.root().display()
-                )
+                ))
             })?;
         let log: Arc<dyn LogSink> = Arc::new(log);
-        log.line(&format!(
-            "Try {} of {} of {}.{} in run {}",
-            ti.try_number, ti.max_tries, ti.dag_id, ti.task_id, ti.run_id
-        ));
+        log.line(&self.try_heading(ti));
         let outcome = self.render_and_execute(ti, &log).await;
         match &outcome {
             Ok(_) => log.line("Task succeeded"),
-            Err(message) => log.line(&format!("Task failed: {message}")),
+            Err(failure) if failure.retryable => {
+                log.line(&format!("Task failed: {}", failure.message))
+            }
+            Err(failure) => log.line(&format!(
+                "Task failed: {} (not retried: fix the DAG file)",
+                failure.message
+            )),
         }
         outcome
+    }
+
+    /// The first line of a try's log: "Try 2 of 3 ..." for tasks, "Restart 4 ..." for
+    /// supervised streams, which have no last try.
+    fn try_heading(&self, ti: &TaskInstanceRow) -> String {
+        let task = format!("{}.{} in run {}", ti.dag_id, ti.task_id, ti.run_id);
+        match ti.try_number {
+            1 if self.spec.is_stream() => format!("Start of stream {task}"),
+            n if self.spec.is_stream() => format!("Restart {} of stream {task}", n - 1),
+            n => format!("Try {n} of {} of {task}", ti.max_tries.max(n)),
+        }
     }
 
     async fn render_and_execute(
         &self,
         ti: &TaskInstanceRow,
         log: &Arc<dyn LogSink>,
-    ) -> Result<TaskResult, String> {
+    ) -> Result<TaskResult, TryFailure> {
         let mut context = (*self.base).clone();
         context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
         context.upstream = self.upstream_results.clone();
-        let operator = build_operator(&self.spec, &context)?;
+        let operator = build_operator(&self.spec, &context).map_err(TaskError::from)?;
         let cancel = self.stop.child_token();
         let metrics = Metrics::default();
         let _published = self.executor.publish_metrics(
@@ -206,6 +251,7 @@ impl Runner {
             cancel: cancel.clone(),
             log: log.clone(),
             metrics,
+            connections: self.executor.inner.config.connections.clone(),
         };
         let mut execution = std::pin::pin!(operator.execute(&ctx));
         let timeout = async {
@@ -219,20 +265,20 @@ impl Runner {
             _ = timeout => {
                 cancel.cancel();
                 let _ = tokio::time::timeout(self.executor.inner.config.grace_period, &mut execution).await;
-                Err(format!("timed out after {}", humantime::format_duration(self.spec.timeout.unwrap_or_default())))
+                Err(TryFailure::retryable(format!("timed out after {}", humantime::format_duration(self.spec.timeout.unwrap_or_default()))))
             }
         }
     }
 
-    fn describe_error(&self, error: tasks::TaskError) -> String {
+    fn describe_error(&self, error: TaskError) -> TryFailure {
         match error {
-            tasks::TaskError::Cancelled if self.executor.is_shutting_down() => {
-                "interrupted by shutdown".into()
+            TaskError::Cancelled if self.executor.is_shutting_down() => {
+                TryFailure::retryable("interrupted by shutdown")
             }
-            tasks::TaskError::Cancelled if self.stop.is_cancelled() => {
-                "stopped with its run".into()
+            TaskError::Cancelled if self.stop.is_cancelled() => {
+                TryFailure::retryable("stopped with its run")
             }
-            other => other.to_string(),
+            other => other.into(),
         }
     }
 }

@@ -38,7 +38,7 @@ pub fn run_view(run: DagRunRow) -> RunView {
 pub fn task_instance_view(ti: TaskInstanceRow, dag: Option<&Dag>) -> TaskInstanceView {
     let operator = dag
         .and_then(|d| d.task(&ti.task_id))
-        .map(|t| t.operator.clone())
+        .map(|t| t.operator.to_string())
         .unwrap_or_default();
     TaskInstanceView {
         operator,
@@ -121,7 +121,7 @@ pub fn dag_detail(dag: &Dag, summary: DagSummary, source: String) -> DagDetail {
             .iter()
             .map(|t| TaskNode {
                 task_id: t.id.clone(),
-                operator: t.operator.clone(),
+                operator: t.operator.to_string(),
                 upstream: t.upstream.clone(),
                 trigger_rule: serde_json::to_value(t.trigger_rule)
                     .ok()

@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::HumanDuration;
+use reqwest::Method;
+
+use crate::{ConfigError, HumanDuration, checks};
 
 /// `http` makes one request and fails unless the status is expected.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,4 +38,20 @@ fn default_method() -> String {
 
 fn default_max_body_bytes() -> usize {
     64 * 1024
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        checks::http_url("url", &self.url)?;
+        checks::headers("headers", &self.headers)?;
+        self.method()?;
+        checks::above_zero("request_timeout", self.request_timeout)
+    }
+
+    /// The request method, upper-cased.
+    pub fn method(&self) -> Result<Method, ConfigError> {
+        Method::from_bytes(self.method.to_uppercase().as_bytes()).map_err(|_| {
+            ConfigError::new("method", format!("unknown HTTP method {:?}", self.method))
+        })
+    }
 }

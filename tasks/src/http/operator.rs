@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 
 use super::HttpConfig;
 use crate::{Operator, TaskContext, TaskError, TaskResult};
@@ -20,13 +20,7 @@ impl HttpOperator {
     }
 
     fn request(&self) -> Result<reqwest::RequestBuilder, TaskError> {
-        let method =
-            Method::from_bytes(self.config.method.to_uppercase().as_bytes()).map_err(|_| {
-                TaskError::Config(format!(
-                    "method: unknown HTTP method {:?}",
-                    self.config.method
-                ))
-            })?;
+        let method = self.config.method()?;
         let timeout = self
             .config
             .request_timeout

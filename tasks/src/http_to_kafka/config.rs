@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{HumanDuration, jq::JqFilter, kafka::TopicSpec};
+use crate::{ConfigError, HumanDuration, checks, jq::JqFilter, kafka::TopicSpec};
 
 /// `http_to_kafka` GETs a URL, picks records out of the response with jq, and produces each
 /// one to the topic it routes to, keyed by a jq expression.
@@ -41,6 +41,21 @@ pub struct HttpToKafkaConfig {
     /// How long a record may take to be acknowledged by the brokers; 30 s by default.
     #[serde(default)]
     pub delivery_timeout: Option<HumanDuration>,
+}
+
+impl HttpToKafkaConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        checks::http_url("url", &self.url)?;
+        checks::headers("headers", &self.headers)?;
+        if self.partitions < 1 {
+            return Err(ConfigError::new(
+                "partitions",
+                format!("must be at least 1, got {}", self.partitions),
+            ));
+        }
+        checks::above_zero("request_timeout", self.request_timeout)?;
+        checks::above_zero("delivery_timeout", self.delivery_timeout)
+    }
 }
 
 fn default_http_retries() -> u32 {

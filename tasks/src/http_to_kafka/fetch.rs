@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use reqwest::{StatusCode, header::RETRY_AFTER};
 
-use crate::{TaskContext, TaskError};
+use crate::{ConfigError, TaskContext, TaskError};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -82,7 +82,7 @@ async fn get_once(
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) if e.is_builder() => {
-            return Err(TaskError::Config(format!("url {url:?}: {e}")));
+            return Err(ConfigError::new("url", format!("{url:?}: {e}")).into());
         }
         Err(e) => {
             return Ok(Attempt::Retry {
@@ -177,6 +177,7 @@ mod tests {
             cancel: tokio_util::sync::CancellationToken::new(),
             log: lines.clone(),
             metrics: crate::Metrics::default(),
+            connections: Default::default(),
         }
     }
 

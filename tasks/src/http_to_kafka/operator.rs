@@ -25,22 +25,11 @@ impl HttpToKafkaOperator {
     pub fn new(config: HttpToKafkaConfig) -> Self {
         Self { config }
     }
-
-    fn check(&self) -> Result<(), TaskError> {
-        if self.config.partitions < 1 {
-            return Err(TaskError::Config(format!(
-                "partitions must be at least 1, got {}",
-                self.config.partitions
-            )));
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl Operator for HttpToKafkaOperator {
     async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
-        self.check()?;
         let config = &self.config;
         let started = Instant::now();
         ctx.log(&format!("GET {}", config.url));
@@ -73,7 +62,7 @@ impl Operator for HttpToKafkaOperator {
             records.len(),
             routing_started.elapsed().as_millis()
         ));
-        let brokers = kafka::brokers(config.brokers.as_deref());
+        let brokers = ctx.connections.kafka_brokers(config.brokers.as_deref());
         let policy = TopicPolicy {
             create: config.create_topics,
             partitions: config.partitions,

@@ -1,8 +1,12 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::{HumanDuration, jq::JqFilter, kafka::TopicSpec};
+use crate::{ConfigError, HumanDuration, checks, jq::JqFilter, kafka::TopicSpec};
+
+/// Names a window document uses for itself: group-by fields and aggregates cannot take them.
+pub(crate) const RESERVED_FIELDS: &[&str] =
+    &["_id", "window_start", "window_end", "closed", "_state"];
 
 /// `stream` consumes Kafka topics until its run stops: jq transforms, optional event-time
 /// windows with aggregates, then a MongoDB or Kafka sink, exactly once into MongoDB.
@@ -103,6 +107,109 @@ pub enum SinkConfig {
         #[serde(default)]
         key: Option<JqFilter>,
     },
+}
+
+impl StreamConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.topics.is_empty() {
+            return Err(ConfigError::new(
+                "topics",
+                "name at least one topic (or a ^regex)",
+            ));
+        }
+        for (i, topic) in self.topics.iter().enumerate() {
+            validate_topic(&format!("topics[{i}]"), topic)?;
+        }
+        checks::not_blank("group_id", &self.group_id)?;
+        checks::above_zero("flush_interval", Some(self.flush_interval))?;
+        if let Some(topic) = &self.dead_letter_topic {
+            checks::not_blank("dead_letter_topic", topic)?;
+        }
+        if let Some(window) = &self.window {
+            window.validate()?;
+        }
+        self.sink.validate(self.window.is_some())
+    }
+}
+
+/// A topic name, or a `^regex` that compiles.
+fn validate_topic(field: &str, topic: &str) -> Result<(), ConfigError> {
+    checks::not_blank(field, topic)?;
+    if topic.starts_with('^') {
+        regex::Regex::new(topic).map_err(|e| {
+            // The syntax error is drawn over several lines; its last line says what is wrong.
+            let text = e.to_string();
+            let reason = text.lines().last().unwrap_or_default();
+            let reason = reason.trim_start_matches("error: ");
+            ConfigError::new(field, format!("bad regular expression {topic:?}: {reason}"))
+        })?;
+    }
+    Ok(())
+}
+
+impl WindowConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let size = self.size.as_duration();
+        if size.as_millis() == 0 {
+            return Err(ConfigError::new("window.size", "must be at least 1ms"));
+        }
+        if let Some(slide) = self.slide
+            && (slide.as_duration().as_millis() == 0 || slide.as_duration() > size)
+        {
+            return Err(ConfigError::new(
+                "window.slide",
+                format!("must be between 1ms and window.size ({})", self.size),
+            ));
+        }
+        if self.aggregates.is_empty() {
+            return Err(ConfigError::new(
+                "window.aggregates",
+                "name at least one aggregate",
+            ));
+        }
+        let mut names = HashSet::new();
+        for (table, name) in self
+            .group_by
+            .keys()
+            .map(|k| ("group_by", k))
+            .chain(self.aggregates.keys().map(|k| ("aggregates", k)))
+        {
+            if RESERVED_FIELDS.contains(&name.as_str()) || !names.insert(name) {
+                return Err(ConfigError::new(
+                    format!("window.{table}.{name}"),
+                    format!(
+                        "the name is reserved or used twice (group_by and aggregates share one namespace; reserved: {})",
+                        RESERVED_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SinkConfig {
+    fn validate(&self, windowed: bool) -> Result<(), ConfigError> {
+        match self {
+            Self::Mongodb {
+                database,
+                collection,
+                key,
+                ..
+            } => {
+                checks::not_blank("sink.database", database)?;
+                checks::not_blank("sink.collection", collection)?;
+                if key.is_none() && !windowed {
+                    return Err(ConfigError::new(
+                        "sink.key",
+                        "a MongoDB sink without windows upserts records by a key: set key (a jq expression)",
+                    ));
+                }
+                Ok(())
+            }
+            Self::Kafka { .. } => Ok(()),
+        }
+    }
 }
 
 fn default_flush_interval() -> HumanDuration {

@@ -36,7 +36,6 @@ use crate::{
 mod flush;
 
 const STATE_COLLECTION: &str = "updraft_stream_state";
-const RESERVED_FIELDS: &[&str] = &["_id", "window_start", "window_end", "closed", "_state"];
 const METRICS_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Upserts in flight at once during a flush.
 const WRITE_CONCURRENCY: usize = 8;
@@ -50,52 +49,11 @@ impl StreamOperator {
     pub fn new(config: StreamConfig) -> Self {
         Self { config }
     }
-
-    fn check(&self) -> Result<(), TaskError> {
-        let config = &self.config;
-        let fail = |m: String| Err(TaskError::Config(m));
-        if config.topics.is_empty() {
-            return fail("topics: name at least one topic (or a ^regex)".into());
-        }
-        if config.flush_interval.as_duration().is_zero() {
-            return fail("flush_interval must be more than 0".into());
-        }
-        if let Some(window) = &config.window {
-            let size = window.size.as_duration();
-            if size.as_millis() == 0 {
-                return fail("window.size must be at least 1ms".into());
-            }
-            if let Some(slide) = window.slide
-                && (slide.as_duration().as_millis() == 0 || slide.as_duration() > size)
-            {
-                return fail("window.slide must be between 1ms and window.size".into());
-            }
-            if window.aggregates.is_empty() {
-                return fail("window.aggregates: name at least one aggregate".into());
-            }
-            let mut names = HashSet::new();
-            for name in window.group_by.keys().chain(window.aggregates.keys()) {
-                if RESERVED_FIELDS.contains(&name.as_str()) || !names.insert(name) {
-                    return fail(format!(
-                        "window: field name {name:?} is reserved or used twice (group_by and aggregates share one namespace; reserved: {})",
-                        RESERVED_FIELDS.join(", ")
-                    ));
-                }
-            }
-        }
-        match &config.sink {
-            SinkConfig::Mongodb { key: None, .. } if config.window.is_none() => fail(
-                "sink.key: a MongoDB sink without windows upserts records by a key: set key (a jq expression)".into(),
-            ),
-            _ => Ok(()),
-        }
-    }
 }
 
 #[async_trait]
 impl Operator for StreamOperator {
     async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
-        self.check()?;
         let mut task = StreamTask::start(&self.config, ctx).await?;
         task.run(ctx).await?;
         Ok(task.summary())
@@ -129,7 +87,7 @@ struct StreamTask<'a> {
 
 impl<'a> StreamTask<'a> {
     async fn start(config: &'a StreamConfig, ctx: &TaskContext) -> Result<Self, TaskError> {
-        let brokers = kafka::brokers(config.brokers.as_deref());
+        let brokers = ctx.connections.kafka_brokers(config.brokers.as_deref());
         let outputs: std::collections::BTreeSet<String> = config
             .dead_letter_topic
             .iter()
@@ -160,7 +118,7 @@ impl<'a> StreamTask<'a> {
                 collection,
                 ..
             } => {
-                let client = mongo::client(&mongo::uri(uri.as_deref())).await?;
+                let client = mongo::client(&ctx.connections.mongo_uri(uri.as_deref())).await?;
                 let db = client.database(database);
                 // Journaled writes: a flush is acknowledged only once it is durable.
                 let durable = mongodb::options::CollectionOptions::builder()

@@ -14,7 +14,7 @@ use rdkafka::{
 };
 
 use super::{StartFrom, StreamConfig, aggregate::Partition, start_guard::fetch_from};
-use crate::TaskError;
+use crate::{ConfigError, TaskError};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,7 +70,7 @@ impl TopicMatcher {
         for topic in topics {
             if topic.starts_with('^') {
                 patterns.push(regex::Regex::new(topic).map_err(|e| {
-                    TaskError::Config(format!("topics: bad regular expression {topic:?}: {e}"))
+                    ConfigError::new("topics", format!("bad regular expression {topic:?}: {e}"))
                 })?);
             } else {
                 names.insert(topic.clone());
