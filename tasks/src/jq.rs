@@ -14,6 +14,20 @@ use serde::{Deserialize, Deserializer};
 
 type Data = JustLut<Val>;
 
+/// A jq expression that does not compile, fails on a value, or gives the wrong number of
+/// values; or a document that is not JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JqError {
+    #[error("jq expression {code:?}: {message}")]
+    Compile { code: String, message: String },
+    #[error("jq {code:?}: {message}")]
+    Run { code: Arc<str>, message: String },
+    #[error("jq {code:?} must give exactly one value, gave {count}")]
+    NotOne { code: Arc<str>, count: usize },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+}
+
 /// A compiled jq expression; cheap to clone and shareable between threads.
 #[derive(Clone)]
 pub struct JqFilter {
@@ -36,7 +50,7 @@ impl<'de> Deserialize<'de> for JqFilter {
 
 impl JqFilter {
     /// Compiles `code` with jq's standard library; the error names the position and problem.
-    pub fn compile(code: &str) -> Result<Self, String> {
+    pub fn compile(code: &str) -> Result<Self, JqError> {
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs());
@@ -46,11 +60,17 @@ impl JqFilter {
         let arena = Arena::default();
         let modules = Loader::new(defs)
             .load(&arena, File { code, path: () })
-            .map_err(|errors| format!("jq expression {code:?}: {}", load_errors(&errors)))?;
+            .map_err(|errors| JqError::Compile {
+                code: code.into(),
+                message: load_errors(&errors),
+            })?;
         let filter = jaq_core::Compiler::default()
             .with_funs(funs)
             .compile(modules)
-            .map_err(|errors| format!("jq expression {code:?}: {}", compile_errors(&errors)))?;
+            .map_err(|errors| JqError::Compile {
+                code: code.into(),
+                message: compile_errors(&errors),
+            })?;
         Ok(Self {
             source: code.into(),
             filter: Arc::new(filter),
@@ -62,25 +82,29 @@ impl JqFilter {
     }
 
     /// Every output of the expression on `input`, or the first error.
-    pub fn run(&self, input: Val) -> Result<Vec<Val>, String> {
+    pub fn run(&self, input: Val) -> Result<Vec<Val>, JqError> {
         let mut outputs = Vec::new();
         self.for_each(input, |value| outputs.push(value))?;
         Ok(outputs)
     }
 
     /// Calls `emit` on every output of the expression on `input`; stops at the first error.
-    pub fn for_each(&self, input: Val, mut emit: impl FnMut(Val)) -> Result<(), String> {
+    pub fn for_each(&self, input: Val, mut emit: impl FnMut(Val)) -> Result<(), JqError> {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         for item in self.filter.id.run((ctx, input)) {
             match item {
                 Ok(value) => emit(value),
                 Err(exception) => {
+                    let fail = |message: String| JqError::Run {
+                        code: self.source.clone(),
+                        message,
+                    };
                     return match exception.get_err() {
-                        Ok(error) => Err(format!("jq {:?}: {error}", &*self.source)),
+                        Ok(error) => Err(fail(error.to_string())),
                         Err(exception) => match exception.get_halt() {
                             Ok(0) => Ok(()),
-                            Ok(code) => Err(format!("jq {:?}: halt {code}", &*self.source)),
-                            Err(_) => Err(format!("jq {:?}: internal error", &*self.source)),
+                            Ok(code) => Err(fail(format!("halt {code}"))),
+                            Err(_) => Err(fail("internal error".into())),
                         },
                     };
                 }
@@ -91,14 +115,14 @@ impl JqFilter {
 
     /// The single output of the expression (e.g. a key or a topic name); an error when it
     /// gives none or several.
-    pub fn one(&self, input: Val) -> Result<Val, String> {
+    pub fn one(&self, input: Val) -> Result<Val, JqError> {
         let mut outputs = self.run(input)?;
         match outputs.len() {
             1 => Ok(outputs.remove(0)),
-            n => Err(format!(
-                "jq {:?} must give exactly one value, gave {n}",
-                &*self.source
-            )),
+            count => Err(JqError::NotOne {
+                code: self.source.clone(),
+                count,
+            }),
         }
     }
 }
@@ -121,8 +145,8 @@ pub fn to_json_bytes(value: &Val) -> Vec<u8> {
 }
 
 /// Parses one JSON document straight into a jq value.
-pub fn parse_json(bytes: &[u8]) -> Result<Val, String> {
-    jaq_json::read::parse_single(bytes).map_err(|e| format!("invalid JSON: {e}"))
+pub fn parse_json(bytes: &[u8]) -> Result<Val, JqError> {
+    jaq_json::read::parse_single(bytes).map_err(|e| JqError::Json(e.to_string()))
 }
 
 /// Converts a jq value to serde_json (non-finite numbers become null).
@@ -299,9 +323,11 @@ mod tests {
 
     #[test]
     fn syntax_and_undefined_errors_say_where() {
-        let error = JqFilter::compile(".a | ").unwrap_err();
+        let error = JqFilter::compile(".a | ").unwrap_err().to_string();
         assert!(error.contains("\".a | \""), "{error}");
         let error = JqFilter::compile(".a | nosuchfn").unwrap_err();
+        assert!(matches!(&error, JqError::Compile { code, .. } if code == ".a | nosuchfn"));
+        let error = error.to_string();
         assert!(
             error.contains("nosuchfn") && error.contains("column 6"),
             "{error}"
@@ -313,13 +339,14 @@ mod tests {
         let filter = JqFilter::compile(".a.b").unwrap();
         let error = filter
             .run(from_json(&serde_json::json!({"a": "text"})))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(".a.b"), "{error}");
         let error = JqFilter::compile(".[]")
             .unwrap()
             .one(from_json(&serde_json::json!([1, 2])))
             .unwrap_err();
-        assert!(error.contains("exactly one"), "{error}");
+        assert!(matches!(error, JqError::NotOne { count: 2, .. }), "{error}");
     }
 
     #[test]
@@ -332,6 +359,6 @@ mod tests {
             "v"
         );
         assert_eq!(as_text(&from_json(&serde_json::json!(7))), "7");
-        assert!(parse_json(b"{oops").unwrap_err().contains("invalid JSON"));
+        assert!(matches!(parse_json(b"{oops"), Err(JqError::Json(_))));
     }
 }

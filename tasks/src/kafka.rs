@@ -18,7 +18,7 @@ use rdkafka::{
 
 use crate::{
     TaskError,
-    jq::{JqFilter, Val},
+    jq::{JqError, JqFilter, Val},
 };
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -200,6 +200,15 @@ fn join(items: &[&String]) -> String {
         .join(", ")
 }
 
+/// Why a record has no topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error(transparent)]
+    Jq(#[from] JqError),
+    #[error("topic {code:?} gave {value}, not a topic name")]
+    NotATopic { code: String, value: String },
+}
+
 /// Where a record goes: one named topic, or a jq expression giving a topic per record.
 #[derive(Debug, Clone)]
 pub enum TopicSpec {
@@ -210,29 +219,25 @@ pub enum TopicSpec {
 impl TopicSpec {
     /// A legal topic name not starting with `.` (`users`, `users.us`) is that topic; anything
     /// else is a jq expression (`.topic`, `"users." + .nat`).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, JqError> {
         if is_topic_name(text) && !text.starts_with('.') {
             return Ok(Self::Name(text.to_owned()));
         }
-        JqFilter::compile(text).map(Self::Expression).map_err(|error| {
-            format!(
-                "{error} (a topic is a name of letters, digits, '.', '_' and '-', or a jq expression)"
-            )
-        })
+        JqFilter::compile(text).map(Self::Expression)
     }
 
     /// The topic of `record`.
-    pub fn topic_of(&self, record: &Val) -> Result<String, String> {
+    pub fn topic_of(&self, record: &Val) -> Result<String, TopicError> {
         match self {
             Self::Name(name) => Ok(name.clone()),
             Self::Expression(filter) => match filter.one(record.clone())? {
                 Val::TStr(name) if is_topic_name(&String::from_utf8_lossy(&name)) => {
                     Ok(String::from_utf8_lossy(&name).into_owned())
                 }
-                other => Err(format!(
-                    "topic {:?} gave {other}, not a topic name",
-                    filter.source()
-                )),
+                other => Err(TopicError::NotATopic {
+                    code: filter.source().to_owned(),
+                    value: other.to_string(),
+                }),
             },
         }
     }
@@ -241,7 +246,11 @@ impl TopicSpec {
 impl<'de> serde::Deserialize<'de> for TopicSpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        Self::parse(&text).map_err(|error| {
+            serde::de::Error::custom(format!(
+                "{error} (a topic is a name of letters, digits, '.', '_' and '-', or a jq expression)"
+            ))
+        })
     }
 }
 
@@ -275,12 +284,15 @@ mod tests {
             let spec = TopicSpec::parse(spec).unwrap();
             assert_eq!(spec.topic_of(&record).unwrap(), expected);
         }
-        let error = TopicSpec::parse("users | (").unwrap_err();
+        let error = serde_json::from_value::<TopicSpec>(serde_json::json!("users | ("))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("topic is a name"), "{error}");
         let error = TopicSpec::parse(".nat | length")
             .unwrap()
             .topic_of(&record)
             .unwrap_err();
-        assert!(error.contains("not a topic name"), "{error}");
+        assert!(matches!(error, TopicError::NotATopic { .. }), "{error}");
+        assert!(error.to_string().contains("not a topic name"), "{error}");
     }
 }

@@ -56,7 +56,7 @@ impl Operator for HttpToKafkaOperator {
         let records = tokio::task::spawn_blocking(move || route::route(&routing, &body))
             .await
             .map_err(|e| TaskError::Failed(format!("routing records panicked: {e}")))?
-            .map_err(TaskError::Failed)?;
+            .map_err(|e| TaskError::Failed(e.to_string()))?;
         ctx.log(&format!(
             "Selected and routed {} records in {} ms",
             records.len(),

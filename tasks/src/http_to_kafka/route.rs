@@ -5,7 +5,23 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::value::RawValue;
 
 use super::HttpToKafkaConfig;
-use crate::jq::{self, Val};
+use crate::{
+    RecordError,
+    jq::{self, JqError, Val},
+};
+
+/// Why an answer cannot be turned into records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("response: {0}")]
+    Response(JqError),
+    #[error("records: {0}")]
+    Records(JqError),
+    #[error("record {index}: {error}")]
+    Record { index: usize, error: RecordError },
+    #[error("routing a record panicked")]
+    Panicked,
+}
 
 /// One record ready to produce.
 pub struct Routed {
@@ -26,7 +42,7 @@ const RECORDS_PER_THREAD: usize = 500;
 /// records are found by scanning the answer without building its tree, and each is parsed on
 /// its own, on every core, and sent as the bytes the API gave. Anything else, or an answer
 /// that does not have an array there, goes through jq (which then names the problem).
-pub fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, String> {
+pub fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, RouteError> {
     if let Some(raw) = plain_path(config.records.source()).and_then(|path| raw_records(body, &path))
     {
         return in_parallel(&raw, |raw: &&RawValue| {
@@ -34,11 +50,8 @@ pub fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, Str
             route_one(config, jq::parse_json(bytes)?, bytes.to_vec())
         });
     }
-    let document = jq::parse_json(body).map_err(|e| format!("response: {e}"))?;
-    let records = config
-        .records
-        .run(document)
-        .map_err(|e| format!("records: {e}"))?;
+    let document = jq::parse_json(body).map_err(RouteError::Response)?;
+    let records = config.records.run(document).map_err(RouteError::Records)?;
     let routed = in_parallel(&records, |record: &Val| {
         route_one(config, record.clone(), jq::to_json_bytes(record))
     })?;
@@ -78,8 +91,8 @@ fn raw_records<'a>(body: &'a [u8], path: &[&str]) -> Option<Vec<&'a RawValue>> {
 /// first item that failed.
 fn in_parallel<T: Sync>(
     items: &[T],
-    route_item: impl Fn(&T) -> Result<Routed, String> + Sync,
-) -> Result<Vec<Routed>, String> {
+    route_item: impl Fn(&T) -> Result<Routed, RecordError> + Sync,
+) -> Result<Vec<Routed>, RouteError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len().div_ceil(RECORDS_PER_THREAD))
@@ -95,25 +108,36 @@ fn in_parallel<T: Sync>(
                     part.iter()
                         .enumerate()
                         .map(|(index, item)| {
-                            route_item(item)
-                                .map_err(|e| format!("record {}: {e}", n * chunk + index))
+                            route_item(item).map_err(|error| RouteError::Record {
+                                index: n * chunk + index,
+                                error,
+                            })
                         })
-                        .collect::<Result<Vec<_>, String>>()
+                        .collect::<Result<Vec<_>, RouteError>>()
                 })
             })
             .collect();
         let mut routed = Vec::with_capacity(items.len());
         for worker in workers {
-            routed.extend(worker.join().map_err(|_| "routing a record panicked")??);
+            routed.extend(worker.join().map_err(|_| RouteError::Panicked)??);
         }
         Ok(routed)
     })
 }
 
-fn route_one(config: &HttpToKafkaConfig, record: Val, payload: Vec<u8>) -> Result<Routed, String> {
+fn route_one(
+    config: &HttpToKafkaConfig,
+    record: Val,
+    payload: Vec<u8>,
+) -> Result<Routed, RecordError> {
     let key = match &config.key {
         Some(filter) => match filter.one(record.clone())? {
-            Val::Null => return Err(format!("key {:?} is null", filter.source())),
+            Val::Null => {
+                return Err(RecordError::NullKey {
+                    field: "key",
+                    code: filter.source().to_owned(),
+                });
+            }
             value => Some(jq::as_text(&value)),
         },
         None => None,
@@ -180,7 +204,7 @@ mod tests {
         let mut users = users;
         users[1_100] = serde_json::json!({"nat": "US"});
         let body = serde_json::json!({ "results": users }).to_string();
-        let error = route(&config, body.as_bytes()).err().unwrap();
+        let error = route(&config, body.as_bytes()).err().unwrap().to_string();
         assert!(error.starts_with("record 1100:"), "{error}");
     }
 
@@ -231,13 +255,19 @@ mod tests {
         let routed = route(&config, BODY).unwrap();
         assert_eq!(routed.len(), 1);
         assert_eq!(routed[0].key.as_deref(), Some("u2"));
-        let error = route(&config, br#"{"info": {}}"#).err().unwrap();
+        let error = route(&config, br#"{"info": {}}"#)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.starts_with("records:"), "{error}");
         let plain = super::super::HttpToKafkaConfig {
             records: crate::jq::JqFilter::compile(".results[]").unwrap(),
             ..config
         };
-        let error = route(&plain, br#"{"results": null}"#).err().unwrap();
+        let error = route(&plain, br#"{"results": null}"#)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             error.starts_with("records:") && error.contains("null"),
             "{error}"
@@ -253,19 +283,19 @@ mod tests {
     #[test]
     fn bad_records_and_bodies_are_named() {
         let config = config(serde_json::json!({"key": ".missing", "topic": "t"}));
-        let error = route(&config, BODY).err().unwrap();
+        let error = route(&config, BODY).err().unwrap().to_string();
         assert!(
             error.contains("record 0") && error.contains("null"),
             "{error}"
         );
-        let error = route(&config, b"<html>").err().unwrap();
+        let error = route(&config, b"<html>").err().unwrap().to_string();
         assert!(error.contains("invalid JSON"), "{error}");
         let by_number = super::super::HttpToKafkaConfig {
             topic: crate::kafka::TopicSpec::parse(".login").unwrap(),
             key: None,
             ..config
         };
-        let error = route(&by_number, BODY).err().unwrap();
+        let error = route(&by_number, BODY).err().unwrap().to_string();
         assert!(error.contains("not a topic name"), "{error}");
     }
 

@@ -7,38 +7,30 @@ use std::{
 };
 
 use async_trait::async_trait;
-use mongodb::{
-    Collection,
-    bson::{Bson, Document, doc},
-};
 use rdkafka::{
     Message as _,
     message::{BorrowedMessage, Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 
 use super::{
     SinkConfig, StreamConfig,
-    aggregate::{Partition, WindowDoc, document_id},
     metrics::{Counters, Rates},
+    outbox::Outbox,
     process::{Contribution, Processor, windows},
-    source::Source,
+    sink::{Sink, StageError},
+    source::{Partition, Source},
     start_guard::{StartGuard, Verdict},
     window::{Watermark, Windows},
+    window_doc::{WindowDoc, document_id},
 };
 use crate::{
     Operator, TaskContext, TaskError, TaskResult,
-    jq::{self, Val},
     kafka::{self, TopicPolicy, TopicSpec},
-    mongo,
 };
 
 mod flush;
 
-const STATE_COLLECTION: &str = "updraft_stream_state";
 const METRICS_LOG_EVERY: Duration = Duration::from_secs(10);
-/// Upserts in flight at once during a flush.
-const WRITE_CONCURRENCY: usize = 8;
 
 /// Consumes until cancelled; flushes and commits on the way out. See [`StreamConfig`].
 pub struct StreamOperator {
@@ -66,15 +58,12 @@ struct StreamTask<'a> {
     windows: Option<Windows>,
     watermark: Watermark,
     source: Source,
-    producer: FutureProducer,
-    collection: Option<Collection<Document>>,
-    state: Option<Collection<Document>>,
+    sink: Sink,
+    /// Records produced (Kafka sink results, dead letters), acknowledged at each flush.
+    outbox: Outbox,
     /// Window documents in memory (open, or loaded to check a replay), by `_id`.
     open: HashMap<String, WindowDoc>,
     dirty: HashSet<String>,
-    /// Records of a windowless MongoDB sink waiting for the next flush, by `_id` as JSON.
-    raw: HashMap<String, Document>,
-    deliveries: Vec<DeliveryFuture>,
     /// Next offset to commit (the one after the last record handled) per partition, and
     /// whether it moved since the last commit.
     positions: BTreeMap<Partition, i64>,
@@ -110,45 +99,18 @@ impl<'a> StreamTask<'a> {
         }
         let mut source = Source::new(config, &brokers)?;
         let starts = source.refresh_assignment().await?;
-        let producer = kafka::producer(&brokers, Duration::from_secs(30))?;
-        let (collection, state) = match &config.sink {
-            SinkConfig::Mongodb {
-                uri,
-                database,
-                collection,
-                ..
-            } => {
-                let client = mongo::client(&ctx.connections.mongo_uri(uri.as_deref())).await?;
-                let db = client.database(database);
-                // Journaled writes: a flush is acknowledged only once it is durable.
-                let durable = mongodb::options::CollectionOptions::builder()
-                    .write_concern(
-                        mongodb::options::WriteConcern::builder()
-                            .w(mongodb::options::Acknowledgment::Nodes(1))
-                            .journal(true)
-                            .build(),
-                    )
-                    .build();
-                (
-                    Some(db.collection_with_options::<Document>(collection, durable.clone())),
-                    Some(db.collection_with_options::<Document>(STATE_COLLECTION, durable)),
-                )
-            }
-            SinkConfig::Kafka { .. } => (None, None),
-        };
+        let outbox = Outbox::new(kafka::producer(&brokers, Duration::from_secs(30))?);
+        let sink = Sink::connect(config, ctx).await?;
         let mut task = Self {
             config,
             processor: Processor::new(config),
             windows: config.window.as_ref().map(windows),
             watermark: Watermark::new(lateness_ms(config)),
             source,
-            producer,
-            collection,
-            state,
+            sink,
+            outbox,
             open: HashMap::new(),
             dirty: HashSet::new(),
-            raw: HashMap::new(),
-            deliveries: Vec::new(),
             positions: BTreeMap::new(),
             guards: HashMap::new(),
             uncommitted: false,
@@ -280,13 +242,13 @@ impl<'a> StreamTask<'a> {
         }
         let outcome = self.processor.transform(message.payload());
         match outcome {
-            Err(reason) => self.dead_letter(message, &reason)?,
+            Err(reason) => self.dead_letter(message, &reason.to_string())?,
             Ok(records) if self.windows.is_some() => {
                 match self
                     .processor
                     .contributions(records, message.timestamp().to_millis())
                 {
-                    Err(reason) => self.dead_letter(message, &reason)?,
+                    Err(reason) => self.dead_letter(message, &reason.to_string())?,
                     Ok(contributions) => {
                         if !self.apply(contributions, &partition, offset).await? {
                             self.counters.late += 1;
@@ -298,11 +260,13 @@ impl<'a> StreamTask<'a> {
                     }
                 }
             }
-            Ok(records) => {
-                if let Err(reason) = self.sink_records(records) {
-                    self.dead_letter(message, &reason)?;
+            Ok(records) => match self.sink.stage(records, &mut self.outbox) {
+                Ok(count) => self.counters.records_out += count as u64,
+                Err(StageError::Record(reason)) => {
+                    self.dead_letter(message, &reason.to_string())?
                 }
-            }
+                Err(StageError::Sink(error)) => return Err(error),
+            },
         }
         self.positions.insert(partition, offset + 1);
         self.uncommitted = true;
@@ -361,14 +325,7 @@ impl<'a> StreamTask<'a> {
         group: &BTreeMap<String, serde_json::Value>,
     ) -> Result<&mut WindowDoc, TaskError> {
         if !self.open.contains_key(id) {
-            let stored = match &self.collection {
-                Some(collection) => collection
-                    .find_one(doc! { "_id": id })
-                    .await
-                    .map_err(|e| mongo_error("loading a window", &e))?,
-                None => None,
-            };
-            let window = match stored {
+            let window = match self.sink.load_window(id).await? {
                 Some(document) => {
                     let w = WindowDoc::from_document(&document, group.clone())
                         .map_err(|e| TaskError::Failed(format!("window document {id}: {e}")))?;
@@ -382,78 +339,6 @@ impl<'a> StreamTask<'a> {
         self.open
             .get_mut(id)
             .ok_or_else(|| TaskError::Failed(format!("window {id} vanished")))
-    }
-
-    /// Sends records without windows to the sink.
-    fn sink_records(&mut self, records: Vec<Val>) -> Result<(), String> {
-        match &self.config.sink {
-            SinkConfig::Mongodb { key, .. } => {
-                let key = key.as_ref().ok_or("sink.key is not set")?;
-                let mut staged = Vec::new();
-                for record in records {
-                    let id = jq::to_json(&key.one(record.clone())?);
-                    if id.is_null() {
-                        return Err(format!("sink.key {:?} is null", key.source()));
-                    }
-                    let mut document = match mongodb::bson::to_bson(&jq::to_json(&record)) {
-                        Ok(Bson::Document(document)) => document,
-                        Ok(other) => {
-                            return Err(format!(
-                                "a record to upsert must be an object, not {other}"
-                            ));
-                        }
-                        Err(e) => return Err(e.to_string()),
-                    };
-                    let id_bson = mongodb::bson::to_bson(&id).map_err(|e| e.to_string())?;
-                    document.insert("_id", id_bson);
-                    staged.push((id.to_string(), document));
-                }
-                self.counters.records_out += staged.len() as u64;
-                self.raw.extend(staged);
-                Ok(())
-            }
-            SinkConfig::Kafka { topic, key } => {
-                let mut staged = Vec::new();
-                for record in records {
-                    let topic = topic.topic_of(&record)?;
-                    let key = key
-                        .as_ref()
-                        .map(|k| k.one(record.clone()).map(|v| jq::as_text(&v)))
-                        .transpose()?;
-                    staged.push((topic, key, record.to_string()));
-                }
-                for (topic, key, payload) in staged {
-                    self.produce(
-                        &topic,
-                        key.as_deref(),
-                        payload.as_bytes(),
-                        OwnedHeaders::new(),
-                    )
-                    .map_err(|e| e.to_string())?;
-                    self.counters.records_out += 1;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn produce(
-        &mut self,
-        topic: &str,
-        key: Option<&str>,
-        payload: &[u8],
-        headers: OwnedHeaders,
-    ) -> Result<(), TaskError> {
-        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        let delivery = self
-            .producer
-            .send_result(record)
-            .map_err(|(e, _)| TaskError::Failed(format!("cannot produce to {topic}: {e}")))?;
-        self.deliveries.push(delivery);
-        Ok(())
     }
 
     /// Sends the record to the dead-letter topic with the reason and its position; counts it.
@@ -495,7 +380,7 @@ impl<'a> StreamTask<'a> {
         let key = message
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned());
-        self.produce(
+        self.outbox.send(
             &topic,
             key.as_deref(),
             message.payload().unwrap_or_default(),
@@ -533,19 +418,4 @@ fn lateness_ms(config: &StreamConfig) -> i64 {
         .window
         .as_ref()
         .map_or(0, |w| w.allowed_lateness.as_duration().as_millis() as i64)
-}
-
-fn collection_name(sink: &SinkConfig) -> String {
-    match sink {
-        SinkConfig::Mongodb {
-            database,
-            collection,
-            ..
-        } => format!("{database}.{collection}"),
-        SinkConfig::Kafka { .. } => "kafka".into(),
-    }
-}
-
-fn mongo_error(what: &str, error: &mongodb::error::Error) -> TaskError {
-    TaskError::Failed(format!("MongoDB: {what} failed: {error}"))
 }

@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{AggregateSpec, StreamConfig, aggregate::Input, window::Windows};
-use crate::jq::{self, JqFilter, Val};
+use super::{AggregateSpec, StreamConfig, window::Windows, window_doc::Input};
+use crate::{
+    RecordError,
+    jq::{self, JqFilter, Val},
+};
 
 /// What a record contributes to one window of one group.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,8 +42,8 @@ impl Processor {
     }
 
     /// Parses and transforms a payload into zero or more records.
-    pub fn transform(&self, payload: Option<&[u8]>) -> Result<Vec<Val>, String> {
-        let payload = payload.ok_or("record without a value")?;
+    pub fn transform(&self, payload: Option<&[u8]>) -> Result<Vec<Val>, RecordError> {
+        let payload = payload.ok_or(RecordError::NoValue)?;
         let mut records = vec![jq::parse_json(payload)?];
         for filter in &self.transforms {
             let mut next = Vec::new();
@@ -58,7 +61,7 @@ impl Processor {
         &self,
         records: Vec<Val>,
         kafka_ms: Option<i64>,
-    ) -> Result<Vec<Contribution>, String> {
+    ) -> Result<Vec<Contribution>, RecordError> {
         let Some(window) = &self.window else {
             return Ok(Vec::new());
         };
@@ -70,11 +73,19 @@ impl Processor {
 }
 
 impl WindowExprs {
-    fn contribution(&self, record: Val, kafka_ms: Option<i64>) -> Result<Contribution, String> {
+    fn contribution(
+        &self,
+        record: Val,
+        kafka_ms: Option<i64>,
+    ) -> Result<Contribution, RecordError> {
         let event_ms = match &self.event_time {
-            Some(filter) => event_time_ms(&filter.one(record.clone())?)
-                .map_err(|e| format!("event_time {:?}: {e}", filter.source()))?,
-            None => kafka_ms.ok_or("record without a Kafka timestamp")?,
+            Some(filter) => event_time_ms(&filter.one(record.clone())?).map_err(|reason| {
+                RecordError::EventTime {
+                    code: filter.source().to_owned(),
+                    reason,
+                }
+            })?,
+            None => kafka_ms.ok_or(RecordError::NoTimestamp)?,
         };
         let mut group = BTreeMap::new();
         for (name, filter) in &self.group_by {
@@ -82,10 +93,11 @@ impl WindowExprs {
         }
         let mut inputs = BTreeMap::new();
         for (name, spec) in &self.aggregates {
-            inputs.insert(
-                name.clone(),
-                input(spec, &record).map_err(|e| format!("aggregate {name}: {e}"))?,
-            );
+            let input = input(spec, &record).map_err(|reason| RecordError::Aggregate {
+                name: name.clone(),
+                reason,
+            })?;
+            inputs.insert(name.clone(), input);
         }
         Ok(Contribution {
             event_ms,
@@ -95,9 +107,12 @@ impl WindowExprs {
     }
 }
 
+/// What `record` brings to the aggregate `spec`; the error is the reason, for
+/// [`RecordError::Aggregate`].
 fn input(spec: &AggregateSpec, record: &Val) -> Result<Input, String> {
+    let one = |filter: &JqFilter| filter.one(record.clone()).map_err(|e| e.to_string());
     let number = |filter: &JqFilter| -> Result<Input, String> {
-        match filter.one(record.clone())? {
+        match one(filter)? {
             Val::Num(n) => n
                 .to_string()
                 .parse::<f64>()
@@ -112,7 +127,7 @@ fn input(spec: &AggregateSpec, record: &Val) -> Result<Input, String> {
         | AggregateSpec::Min(f)
         | AggregateSpec::Max(f)
         | AggregateSpec::Avg(f) => number(f),
-        AggregateSpec::CountDistinct(f) => match f.one(record.clone())? {
+        AggregateSpec::CountDistinct(f) => match one(f)? {
             Val::Null => Err(format!("{:?} gave null", f.source())),
             value => Ok(Input::Text(jq::as_text(&value))),
         },
@@ -193,7 +208,11 @@ mod tests {
     fn missing_fields_and_bad_json_are_reasons() {
         let processor = Processor::new(&config(window()));
         let error = processor.transform(Some(b"{not json")).unwrap_err();
-        assert!(error.contains("invalid JSON"), "{error}");
+        assert!(
+            matches!(error, RecordError::Jq(jq::JqError::Json(_))),
+            "{error}"
+        );
+        assert!(error.to_string().starts_with("invalid JSON"), "{error}");
         let records = processor
             .transform(Some(
                 br#"{"at": "1970-01-01T00:00:00Z", "country": "France"}"#,
@@ -201,14 +220,14 @@ mod tests {
             .unwrap();
         let error = processor.contributions(records, None).unwrap_err();
         assert!(
-            error.contains("avg_age") && error.contains("not a number"),
+            matches!(&error, RecordError::Aggregate { name, reason } if name == "avg_age" && reason.contains("not a number")),
             "{error}"
         );
         let records = processor
             .transform(Some(br#"{"at": "yesterday", "country": "x", "age": 1}"#))
             .unwrap();
         let error = processor.contributions(records, None).unwrap_err();
-        assert!(error.contains("RFC 3339"), "{error}");
+        assert!(error.to_string().contains("RFC 3339"), "{error}");
     }
 
     #[test]

@@ -13,10 +13,13 @@ use rdkafka::{
     consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
 };
 
-use super::{StartFrom, StreamConfig, aggregate::Partition, start_guard::fetch_from};
+use super::{StartFrom, StreamConfig, start_guard::fetch_from};
 use crate::{ConfigError, TaskError};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A source position: topic and partition.
+pub type Partition = (String, i32);
 
 /// What librdkafka's statistics (every 2 s) last said of each partition.
 #[derive(Default)]

@@ -6,7 +6,36 @@ use std::collections::{BTreeMap, BTreeSet};
 use mongodb::bson::{self, Bson, Document, doc};
 use serde::{Deserialize, Serialize};
 
-use super::AggregateSpec;
+use super::{AggregateSpec, source::Partition};
+
+/// A window document that cannot be written, or a stored one that cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowDocError {
+    #[error("window {id}: cannot encode {what}: {reason}")]
+    Encode {
+        id: String,
+        what: String,
+        reason: String,
+    },
+    #[error("stored window document: {field}: {reason}")]
+    Decode { field: String, reason: String },
+}
+
+/// `value` as BSON; the error names the window and what was encoded.
+fn encode<T: Serialize + ?Sized>(id: &str, what: &str, value: &T) -> Result<Bson, WindowDocError> {
+    bson::to_bson(value).map_err(|e| WindowDocError::Encode {
+        id: id.to_owned(),
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode(field: impl Into<String>) -> impl FnOnce(String) -> WindowDocError {
+    move |reason| WindowDocError::Decode {
+        field: field.into(),
+        reason,
+    }
+}
 
 /// What one record brings to an aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,9 +87,6 @@ impl Accumulator {
         }
     }
 }
-
-/// A source position: topic and partition.
-pub type Partition = (String, i32);
 
 /// One output document: a window of one group.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,14 +143,17 @@ impl WindowDoc {
         self.offsets.insert(partition.clone(), offset + 1);
     }
 
-    pub fn to_document(&self, specs: &BTreeMap<String, AggregateSpec>) -> Result<Document, String> {
+    pub fn to_document(
+        &self,
+        specs: &BTreeMap<String, AggregateSpec>,
+    ) -> Result<Document, WindowDocError> {
         let mut document = doc! {
             "_id": &self.id,
             "window_start": iso(self.start_ms),
             "window_end": iso(self.end_ms),
         };
         for (name, value) in &self.group {
-            document.insert(name, bson::to_bson(value).map_err(|e| e.to_string())?);
+            document.insert(name, encode(&self.id, name, value)?);
         }
         for (name, spec) in specs {
             let value = self
@@ -148,8 +177,8 @@ impl WindowDoc {
             doc! {
                 "start_ms": self.start_ms,
                 "end_ms": self.end_ms,
-                "accumulators": bson::to_bson(&self.accumulators).map_err(|e| e.to_string())?,
-                "offsets": bson::to_bson(&offsets).map_err(|e| e.to_string())?,
+                "accumulators": encode(&self.id, "accumulators", &self.accumulators)?,
+                "offsets": encode(&self.id, "offsets", &offsets)?,
             },
         );
         Ok(document)
@@ -159,28 +188,28 @@ impl WindowDoc {
     pub fn from_document(
         document: &Document,
         group: BTreeMap<String, serde_json::Value>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WindowDocError> {
         let state = document
             .get_document("_state")
-            .map_err(|e| format!("window document without _state: {e}"))?;
-        let number = |key: &str| -> Result<i64, String> {
+            .map_err(|e| decode("_state")(e.to_string()))?;
+        let number = |key: &str| -> Result<i64, WindowDocError> {
             match state.get(key) {
                 Some(Bson::Int64(n)) => Ok(*n),
                 Some(Bson::Int32(n)) => Ok(i64::from(*n)),
                 Some(Bson::Double(n)) => Ok(*n as i64),
-                other => Err(format!("_state.{key} is {other:?}")),
+                other => Err(decode(format!("_state.{key}"))(format!("{other:?}"))),
             }
         };
         let accumulators =
             bson::from_bson(state.get("accumulators").cloned().unwrap_or(Bson::Null))
-                .map_err(|e| format!("_state.accumulators: {e}"))?;
+                .map_err(|e| decode("_state.accumulators")(e.to_string()))?;
         let offsets: Vec<OffsetEntry> =
             bson::from_bson(state.get("offsets").cloned().unwrap_or(Bson::Array(vec![])))
-                .map_err(|e| format!("_state.offsets: {e}"))?;
+                .map_err(|e| decode("_state.offsets")(e.to_string()))?;
         Ok(Self {
             id: document
                 .get_str("_id")
-                .map_err(|e| format!("_id: {e}"))?
+                .map_err(|e| decode("_id")(e.to_string()))?
                 .to_owned(),
             start_ms: number("start_ms")?,
             end_ms: number("end_ms")?,

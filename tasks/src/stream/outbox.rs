@@ -1,0 +1,59 @@
+//! Records a stream task produces (results for a Kafka sink, dead letters): sent at once,
+//! acknowledged before the next offset commit.
+
+use rdkafka::{
+    message::OwnedHeaders,
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+};
+
+use crate::TaskError;
+
+pub struct Outbox {
+    producer: FutureProducer,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+impl Outbox {
+    pub fn new(producer: FutureProducer) -> Self {
+        Self {
+            producer,
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// Hands one record to the producer; [`Outbox::acknowledged`] waits for it.
+    pub fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), TaskError> {
+        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| TaskError::Failed(format!("cannot produce to {topic}: {e}")))?;
+        self.deliveries.push(delivery);
+        Ok(())
+    }
+
+    /// Waits until the brokers have acknowledged every record sent so far.
+    pub async fn acknowledged(&mut self) -> Result<(), TaskError> {
+        for delivery in std::mem::take(&mut self.deliveries) {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(TaskError::Failed(format!(
+                        "a produced record was not acknowledged: {e}"
+                    )));
+                }
+                Err(_) => return Err(TaskError::Failed("the producer stopped".into())),
+            }
+        }
+        Ok(())
+    }
+}
