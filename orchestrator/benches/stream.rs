@@ -111,10 +111,7 @@ fn main() -> anyhow::Result<()> {
 /// producer with `http_to_kafka`'s settings (idempotent, acks=all, lz4) to one topic per
 /// nationality, waiting for every acknowledgement.
 async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f64> {
-    let users = orchestrator::fake_randomuser::users(
-        &user_query(sizes.per_call, "raw")?,
-        chrono::Utc::now(),
-    );
+    let users = fake_randomuser::users(&user_query(sizes.per_call, "raw")?, chrono::Utc::now());
     let records: Vec<(String, String, String)> = users
         .iter()
         .map(|user| {
@@ -162,15 +159,12 @@ async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f
 }
 
 /// The fake API's query for `results` users of `seed`.
-fn user_query(
-    results: usize,
-    seed: &str,
-) -> anyhow::Result<orchestrator::fake_randomuser::UserQuery> {
+fn user_query(results: usize, seed: &str) -> anyhow::Result<fake_randomuser::UserQuery> {
     let params = [("results", results.to_string()), ("seed", seed.to_owned())]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
-    orchestrator::fake_randomuser::UserQuery::parse(&params).map_err(|e| anyhow::anyhow!(e))
+    fake_randomuser::UserQuery::parse(&params).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Keeps a task's log lines with the time each was written, to split a call into phases.
@@ -215,11 +209,10 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let router = match api {
-        Api::Fake => orchestrator::fake_randomuser::router(),
+        Api::Fake => fake_randomuser::router(),
         Api::Static => {
             let query = user_query(sizes.per_call, "static")?;
-            let body =
-                axum::body::Bytes::from(orchestrator::fake_randomuser::response_body(&query));
+            let body = axum::body::Bytes::from(fake_randomuser::response_body(&query));
             axum::Router::new().route(
                 "/api/",
                 axum::routing::get(move || {

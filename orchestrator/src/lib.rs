@@ -3,7 +3,6 @@
 pub mod commands;
 pub mod dag;
 pub mod executor;
-pub mod fake_randomuser;
 pub mod logs;
 pub mod scheduler;
 pub mod store;

@@ -53,7 +53,7 @@ async fn fake_api() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, orchestrator::fake_randomuser::router())
+        axum::serve(listener, fake_randomuser::router())
             .await
             .unwrap()
     });

@@ -19,7 +19,7 @@ pub async fn serve(args: FakeRandomUserArgs) -> anyhow::Result<ExitCode> {
     println!("Fake randomuser.me API on http://{address}/api/?results=10");
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(super::serve::signal_shutdown(shutdown.clone()));
-    axum::serve(listener, orchestrator::fake_randomuser::router())
+    axum::serve(listener, ::fake_randomuser::router())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(ExitCode::SUCCESS)
