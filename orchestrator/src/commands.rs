@@ -171,7 +171,7 @@ pub async fn stop(
     }
     if store.stop_queued_run(run).await? {
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Stopped a queued run");
-    } else if let Some(executor) = executor.filter(|e| e.stop_run(&run.dag_id, &run.run_id)) {
+    } else if let Some(executor) = executor.filter(|e| e.stop_run(run)) {
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Stopping a run");
         wait_until_finished(executor.store(), run, wait).await?;
     } else {

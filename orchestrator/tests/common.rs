@@ -24,7 +24,7 @@ pub fn drive_in_background(executor: &Executor, dag: &Arc<Dag>, run: &DagRunRow)
 /// Stops `run` and waits (30 s at most) for its driver to finish; the run's outcome.
 pub async fn stop_and_wait(executor: &Executor, run: &DagRunRow, driver: Driver) -> RunOutcome {
     assert!(
-        executor.stop_run(&run.dag_id, &run.run_id),
+        executor.stop_run(&run.key()),
         "{} is not running",
         run.run_id
     );

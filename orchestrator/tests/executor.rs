@@ -7,7 +7,7 @@ use std::time::Duration;
 use orchestrator::{
     executor::{RunOutcome, recover_zombies},
     scheduler::new_manual_run,
-    store::{RunState, Store, TiState},
+    store::{RunState, Store, StoreError, TiChange, TiState},
 };
 
 async fn run_dag(
@@ -242,7 +242,7 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
         .replace(":1", ":2147483646");
     let run = store
         .create_run(
-            &new_manual_run(&dag, Default::default(), Some(dead_owner)),
+            &new_manual_run(&dag, Default::default(), Some(dead_owner.clone())),
             &dag.task_tries(),
         )
         .await
@@ -255,7 +255,12 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
         .unwrap();
     a.state = TiState::Running;
     a.try_number = 1;
-    store.save_task_instance(&a).await.unwrap();
+    let as_dead_owner = |row| TiChange {
+        row,
+        from: TiState::Scheduled,
+        owner: &dead_owner,
+    };
+    store.save_task_instance(&as_dead_owner(&a)).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let executor = common::executor(store.clone(), logs.path());
     let adopted = recover_zombies(&executor, |_, _| false).await.unwrap();
@@ -269,7 +274,22 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
         .unwrap()
         .unwrap();
     assert_eq!(a.state, TiState::UpForRetry);
-    assert!(a.error.unwrap().contains("zombie"));
+    assert!(a.error.as_deref().unwrap().contains("zombie"));
+    // The dead owner, were it alive after all, can no longer write the instance or end the run.
+    let late_write = TiChange {
+        from: TiState::Running,
+        ..as_dead_owner(&a)
+    };
+    assert!(matches!(
+        store.save_task_instance(&late_write).await,
+        Err(StoreError::Lost { .. })
+    ));
+    assert!(matches!(
+        store
+            .finish_run(&run.key(), &dead_owner, RunState::Failed)
+            .await,
+        Err(StoreError::Lost { .. })
+    ));
     let outcome = executor.drive_run(dag, adopted).await.unwrap();
     assert_eq!(outcome, RunOutcome::Finished(RunState::Success));
     let a = store

@@ -170,7 +170,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
         "live metrics of the stream task",
         Duration::from_secs(60),
         || {
-            let metrics = executor.task_metrics(&run.dag_id, &run.run_id, "stats");
+            let metrics = executor.task_metrics(&task_key(&run, "stats"));
             async move {
                 metrics.is_some_and(|m| {
                     m.get("records_in").and_then(|v| v.as_u64()) == Some(500)
@@ -229,9 +229,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let outcome = common::stop_and_wait(&executor, &run, driver).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
     assert!(
-        executor
-            .task_metrics(&run.dag_id, &run.run_id, "stats")
-            .is_none(),
+        executor.task_metrics(&task_key(&run, "stats")).is_none(),
         "metrics are withdrawn when the try ends"
     );
     assert_eq!(
@@ -491,7 +489,7 @@ topic = "{output}"
         "one late record in the live metrics",
         Duration::from_secs(10),
         || {
-            let metrics = executor.task_metrics(&run.dag_id, &run.run_id, "words");
+            let metrics = executor.task_metrics(&task_key(&run, "words"));
             async move { metrics.is_some_and(|m| m.get("late") == Some(&1.into())) }
         },
     )
@@ -547,4 +545,12 @@ async fn run_single_task(dag: &Arc<Dag>) -> (RunOutcome, orchestrator::store::Ta
         .unwrap()
         .remove(0);
     (outcome, instance)
+}
+
+fn task_key(run: &orchestrator::store::DagRunRow, task_id: &str) -> orchestrator::store::TaskKey {
+    orchestrator::store::TaskKey {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: task_id.into(),
+    }
 }

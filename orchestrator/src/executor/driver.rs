@@ -31,7 +31,7 @@ impl Executor {
         dag: Arc<Dag>,
         run: DagRunRow,
     ) -> Result<RunOutcome, ExecutorError> {
-        let key = (run.dag_id.clone(), run.run_id.clone());
+        let key = run.key();
         let stop = self.inner.shutdown.child_token();
         self.inner
             .active_runs
@@ -102,7 +102,7 @@ impl Executor {
             final_state(&tis)
         };
         self.store()
-            .finish_run(&run.dag_id, &run.run_id, state)
+            .finish_run(&run.key(), self.owner(), state)
             .await?;
         Ok(RunOutcome::Finished(state))
     }

@@ -29,7 +29,7 @@ pub use zombies::{is_owner_alive, recover_zombies};
 use self::writer::StateWriter;
 use crate::{
     logs::LogHub,
-    store::{Store, StoreError, TaskInstanceRow, TiState},
+    store::{RunKey, Store, StoreError, TaskInstanceRow, TaskKey, TiState},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -84,14 +84,11 @@ struct Inner {
     hostname: String,
     /// Fires on shutdown: running tasks are cancelled and recorded.
     shutdown: CancellationToken,
-    /// Stop tokens of the runs in progress, by (dag_id, run_id).
-    active_runs: Mutex<HashMap<(String, String), CancellationToken>>,
-    /// Live metrics of the tries running now, by (dag_id, run_id, task_id).
+    /// Stop tokens of the runs in progress.
+    active_runs: Mutex<HashMap<RunKey, CancellationToken>>,
+    /// Live metrics of the tries running now.
     live_metrics: Mutex<HashMap<TaskKey, tasks::Metrics>>,
 }
-
-/// (dag_id, run_id, task_id)
-pub type TaskKey = (String, String, String);
 
 impl Executor {
     pub fn new(store: Store, logs: LogHub, config: ExecutorConfig) -> Self {
@@ -102,7 +99,7 @@ impl Executor {
         let owner = format!("{hostname}:{}", std::process::id());
         Self {
             inner: Arc::new(Inner {
-                writer: StateWriter::start(store.clone()),
+                writer: StateWriter::start(store.clone(), owner.clone()),
                 store,
                 logs,
                 slots: Arc::new(Semaphore::new(config.parallelism.max(1))),
@@ -141,13 +138,13 @@ impl Executor {
 
     /// Asks a run in progress in this process to stop (its tasks are cancelled); false if the
     /// run is not driven here.
-    pub fn stop_run(&self, dag_id: &str, run_id: &str) -> bool {
+    pub fn stop_run(&self, run: &RunKey) -> bool {
         let runs = self
             .inner
             .active_runs
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        match runs.get(&(dag_id.to_owned(), run_id.to_owned())) {
+        match runs.get(run) {
             Some(token) => {
                 token.cancel();
                 true
@@ -156,8 +153,8 @@ impl Executor {
         }
     }
 
-    /// The (dag_id, run_id) of the runs this process drives now.
-    pub fn active_runs(&self) -> Vec<(String, String)> {
+    /// The runs this process drives now.
+    pub fn active_runs(&self) -> Vec<RunKey> {
         self.inner
             .active_runs
             .lock()
@@ -171,12 +168,9 @@ impl Executor {
     /// stream tasks), or None when it is not running in this process.
     pub fn task_metrics(
         &self,
-        dag_id: &str,
-        run_id: &str,
-        task_id: &str,
+        task: &TaskKey,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
-        let key = (dag_id.to_owned(), run_id.to_owned(), task_id.to_owned());
-        self.live_metrics().get(&key).map(tasks::Metrics::snapshot)
+        self.live_metrics().get(task).map(tasks::Metrics::snapshot)
     }
 
     /// The live metrics of every try running in this process.
@@ -228,7 +222,7 @@ impl Executor {
             });
         }
         ti.state = to;
-        if let Err(error) = self.inner.writer.save(ti.clone()).await {
+        if let Err(error) = self.inner.writer.save(ti.clone(), from).await {
             ti.state = from;
             return Err(error.into());
         }

@@ -243,10 +243,7 @@ impl Runner {
         let operator = build_operator(&self.spec, &context).map_err(TaskError::from)?;
         let cancel = self.stop.child_token();
         let metrics = Metrics::default();
-        let _published = self.executor.publish_metrics(
-            (ti.dag_id.clone(), ti.run_id.clone(), ti.task_id.clone()),
-            metrics.clone(),
-        );
+        let _published = self.executor.publish_metrics(ti.key(), metrics.clone());
         let ctx = TaskContext {
             cancel: cancel.clone(),
             log: log.clone(),

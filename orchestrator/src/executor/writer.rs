@@ -3,31 +3,39 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Store, StoreError, TaskInstanceRow};
+use crate::store::{Store, StoreError, TaskInstanceRow, TiChange, TiState};
 
 /// The most rows one transaction takes.
 const MAX_BATCH: usize = 512;
 
 type Ack = oneshot::Sender<Result<(), StoreError>>;
 
+/// A row to write and the state it must still be in.
+struct Request {
+    row: TaskInstanceRow,
+    from: TiState,
+    ack: Ack,
+}
+
 /// Sends rows to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct StateWriter {
-    requests: mpsc::UnboundedSender<(TaskInstanceRow, Ack)>,
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 impl StateWriter {
-    /// Starts the writer task (it ends when the last `StateWriter` is dropped).
-    pub fn start(store: Store) -> Self {
+    /// Starts the writer task for the executor `owner` (it ends when the last `StateWriter`
+    /// is dropped).
+    pub fn start(store: Store, owner: String) -> Self {
         let (requests, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(store, receiver));
+        tokio::spawn(write_batches(store, owner, receiver));
         Self { requests }
     }
 
-    /// Saves `ti`; returns once it is durable.
-    pub async fn save(&self, ti: TaskInstanceRow) -> Result<(), StoreError> {
+    /// Saves `row` if it is still `from` in a run this executor holds; returns once durable.
+    pub async fn save(&self, row: TaskInstanceRow, from: TiState) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        if self.requests.send((ti, ack)).is_err() {
+        if self.requests.send(Request { row, from, ack }).is_err() {
             return Err(StoreError::Closed);
         }
         done.await.unwrap_or(Err(StoreError::Closed))
@@ -36,21 +44,36 @@ impl StateWriter {
 
 async fn write_batches(
     store: Store,
-    mut receiver: mpsc::UnboundedReceiver<(TaskInstanceRow, Ack)>,
+    owner: String,
+    mut receiver: mpsc::UnboundedReceiver<Request>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<&TaskInstanceRow> = batch.iter().map(|(ti, _)| ti).collect();
-        match store.save_task_instances(&rows).await {
+        let changes: Vec<TiChange<'_>> = batch
+            .iter()
+            .map(|r: &Request| TiChange {
+                row: &r.row,
+                from: r.from,
+                owner: &owner,
+            })
+            .collect();
+        let outcome = store.save_task_instances(&changes).await;
+        drop(changes);
+        match outcome {
             Ok(()) => {
-                for (_, ack) in batch.drain(..) {
-                    let _ = ack.send(Ok(()));
+                for request in batch.drain(..) {
+                    let _ = request.ack.send(Ok(()));
                 }
             }
             // One bad row must not fail the others: retry each alone for its own answer.
             Err(_) => {
-                for (ti, ack) in batch.drain(..) {
-                    let _ = ack.send(store.save_task_instance(&ti).await);
+                for request in batch.drain(..) {
+                    let change = TiChange {
+                        row: &request.row,
+                        from: request.from,
+                        owner: &owner,
+                    };
+                    let _ = request.ack.send(store.save_task_instance(&change).await);
                 }
             }
         }

@@ -144,11 +144,12 @@ impl Scheduler {
     fn spawn_driver(&mut self, run: crate::store::DagRunRow) {
         let Some(dag) = self.bags.borrow().get(&run.dag_id) else {
             let store = self.executor.store().clone();
+            let owner = self.executor.owner().to_owned();
             tracing::error!(dag_id = %run.dag_id, run_id = %run.run_id, "The run's DAG is not in the DAGs folder: the run fails");
             self.drivers.spawn(async move {
-                let _ = store
-                    .finish_run(&run.dag_id, &run.run_id, RunState::Failed)
-                    .await;
+                if let Err(error) = store.finish_run(&run.key(), &owner, RunState::Failed).await {
+                    tracing::error!(%error, "Cannot fail the run");
+                }
             });
             return;
         };
@@ -292,14 +293,14 @@ impl Scheduler {
         if !matches!(dag.schedule, Schedule::Continuous) {
             return;
         }
-        for (dag_id, run_id) in self
+        for run in self
             .executor
             .active_runs()
             .into_iter()
-            .filter(|(id, _)| *id == dag.id)
+            .filter(|run| run.dag_id == dag.id)
         {
-            if self.executor.stop_run(&dag_id, &run_id) {
-                tracing::info!(%dag_id, %run_id, "Stopping the continuous run of a paused DAG");
+            if self.executor.stop_run(&run) {
+                tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Stopping the continuous run of a paused DAG");
             }
         }
     }

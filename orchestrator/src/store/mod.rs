@@ -22,6 +22,7 @@ pub use events::StoreEvent;
 pub use models::{
     DagRunRow, NewRun, RunFilter, RunKey, RunState, RunType, TaskInstanceRow, TaskKey, TiState,
 };
+pub use task_instances::TiChange;
 pub use users::{ApiTokenRow, UserRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,10 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("the metadata store writer has stopped")]
     Closed,
+    /// A transition found the row changed under it: another state, or its run adopted by
+    /// another process.
+    #[error("{what} is no longer {expected}: another process took it over or changed it")]
+    Lost { what: String, expected: String },
     #[error("corrupt row in {table}: {message}")]
     Corrupt {
         table: &'static str,

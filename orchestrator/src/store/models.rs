@@ -99,6 +99,15 @@ pub struct DagRunRow {
     pub owner: Option<String>,
 }
 
+impl DagRunRow {
+    pub fn key(&self) -> RunKey {
+        RunKey {
+            dag_id: self.dag_id.clone(),
+            run_id: self.run_id.clone(),
+        }
+    }
+}
+
 /// What is needed to create a DAG run.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -141,6 +150,16 @@ pub struct TaskInstanceRow {
     /// The result summary, for downstream templates.
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
+}
+
+impl TaskInstanceRow {
+    pub fn key(&self) -> TaskKey {
+        TaskKey {
+            dag_id: self.dag_id.clone(),
+            run_id: self.run_id.clone(),
+            task_id: self.task_id.clone(),
+        }
+    }
 }
 
 /// Filters for listing runs.

@@ -2,8 +2,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    DagRunRow, NewRun, Result, RunFilter, RunKey, RunState, Store, StoreError, StoreEvent,
-    from_micros, to_micros,
+    DagRunRow, NewRun, Result, RunFilter, RunKey, RunState, RunType, Store, StoreError, StoreEvent,
+    TiState, from_micros, to_micros,
 };
 
 const RUN_COLUMNS: &str =
@@ -74,10 +74,11 @@ impl Store {
             return Ok(None);
         }
         for (task_id, max_tries) in tasks {
-            sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries) VALUES ($1, $2, $3, 'scheduled', 0, $4)")
+            sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries) VALUES ($1, $2, $3, $4, 0, $5)")
                 .bind(new.dag_id.as_str())
                 .bind(new.run_id.as_str())
                 .bind(task_id.as_str())
+                .bind(TiState::Scheduled.as_str())
                 .bind(i64::from(*max_tries))
                 .execute(&mut *tx)
                 .await?;
@@ -97,11 +98,13 @@ impl Store {
 
     /// Moves a queued run to running for `owner`; false if another process got it first.
     pub async fn claim_run(&self, dag_id: &str, run_id: &str, owner: &str) -> Result<bool> {
-        let result = sqlx::query("UPDATE dag_runs SET state = 'running', owner = $1, start_us = $2 WHERE dag_id = $3 AND run_id = $4 AND state = 'queued'")
+        let result = sqlx::query("UPDATE dag_runs SET state = $1, owner = $2, start_us = $3 WHERE dag_id = $4 AND run_id = $5 AND state = $6")
+            .bind(RunState::Running.as_str())
             .bind(owner)
             .bind(to_micros(Utc::now()))
             .bind(dag_id)
             .bind(run_id)
+            .bind(RunState::Queued.as_str())
             .execute(&self.pool)
             .await?;
         let claimed = result.rows_affected() == 1;
@@ -119,27 +122,37 @@ impl Store {
         dead_owner: Option<&str>,
         owner: &str,
     ) -> Result<bool> {
-        let result = sqlx::query("UPDATE dag_runs SET owner = $1 WHERE dag_id = $2 AND run_id = $3 AND state = 'running' AND COALESCE(owner, '') = $4")
+        let result = sqlx::query("UPDATE dag_runs SET owner = $1 WHERE dag_id = $2 AND run_id = $3 AND state = $4 AND COALESCE(owner, '') = $5")
             .bind(owner)
             .bind(dag_id)
             .bind(run_id)
+            .bind(RunState::Running.as_str())
             .bind(dead_owner.unwrap_or(""))
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn finish_run(&self, dag_id: &str, run_id: &str, state: RunState) -> Result<()> {
-        sqlx::query(
-            "UPDATE dag_runs SET state = $1, end_us = $2 WHERE dag_id = $3 AND run_id = $4",
+    /// Ends a running run that `owner` holds; [`StoreError::Lost`] when it no longer does.
+    pub async fn finish_run(&self, run: &RunKey, owner: &str, state: RunState) -> Result<()> {
+        let result = sqlx::query(
+            "UPDATE dag_runs SET state = $1, end_us = $2 WHERE dag_id = $3 AND run_id = $4 AND state = $5 AND owner = $6",
         )
         .bind(state.as_str())
         .bind(to_micros(Utc::now()))
-        .bind(dag_id)
-        .bind(run_id)
+        .bind(run.dag_id.as_str())
+        .bind(run.run_id.as_str())
+        .bind(RunState::Running.as_str())
+        .bind(owner)
         .execute(&self.pool)
         .await?;
-        self.publish_run(dag_id, run_id, state);
+        if result.rows_affected() != 1 {
+            return Err(StoreError::Lost {
+                what: format!("run {}.{}", run.dag_id, run.run_id),
+                expected: format!("running under {owner}"),
+            });
+        }
+        self.publish_run(&run.dag_id, &run.run_id, state);
         Ok(())
     }
 
@@ -242,21 +255,26 @@ impl Store {
 
     /// The logical date of the newest scheduled run of a DAG.
     pub async fn last_scheduled_date(&self, dag_id: &str) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query("SELECT MAX(logical_date_us) AS last FROM dag_runs WHERE dag_id = $1 AND run_type = 'scheduled'")
-            .bind(dag_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT MAX(logical_date_us) AS last FROM dag_runs WHERE dag_id = $1 AND run_type = $2",
+        )
+        .bind(dag_id)
+        .bind(RunType::Scheduled.as_str())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get::<Option<i64>, _>("last")?.map(from_micros))
     }
 
     /// How many runs of a DAG are queued or running.
     pub async fn unfinished_run_count(&self, dag_id: &str) -> Result<(i64, i64)> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS queued,
-                    COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS running
-             FROM dag_runs WHERE dag_id = $1 AND state IN ('queued', 'running')",
+            "SELECT COALESCE(SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END), 0) AS queued,
+                    COALESCE(SUM(CASE WHEN state = $3 THEN 1 ELSE 0 END), 0) AS running
+             FROM dag_runs WHERE dag_id = $1 AND state IN ($2, $3)",
         )
         .bind(dag_id)
+        .bind(RunState::Queued.as_str())
+        .bind(RunState::Running.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("queued")?, row.try_get("running")?))

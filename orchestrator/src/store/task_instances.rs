@@ -79,10 +79,11 @@ impl Store {
         rows.iter().map(ti_from_row).collect()
     }
 
-    /// Writes every mutable field of a task instance; durable when this returns.
-    pub async fn save_task_instance(&self, ti: &TaskInstanceRow) -> Result<()> {
-        update_query(ti).execute(&self.pool).await?;
-        self.publish_task(ti);
+    /// Writes every mutable field of a task instance that is still `from` in a run `owner`
+    /// holds; durable when this returns, [`StoreError::Lost`] when it is not.
+    pub async fn save_task_instance(&self, change: &TiChange<'_>) -> Result<()> {
+        check_applied(change, update_query(change).execute(&self.pool).await?)?;
+        self.publish_task(change.row);
         Ok(())
     }
 
@@ -240,26 +241,48 @@ impl Store {
     }
 
     /// Writes several task instances in one transaction (group commit): all or none.
-    pub async fn save_task_instances(&self, tis: &[&TaskInstanceRow]) -> Result<()> {
+    pub async fn save_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for ti in tis {
-            update_query(ti).execute(&mut *tx).await?;
+        for change in changes {
+            check_applied(change, update_query(change).execute(&mut *tx).await?)?;
         }
         tx.commit().await?;
-        for ti in tis {
-            self.publish_task(ti);
+        for change in changes {
+            self.publish_task(change.row);
         }
         Ok(())
     }
 }
 
-fn update_query(
-    ti: &TaskInstanceRow,
-) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+/// A task instance's new fields, to be written only if it is still in state `from` and its
+/// run is still held by `owner`: a process that lost its run to another cannot overwrite it.
+#[derive(Debug, Clone, Copy)]
+pub struct TiChange<'a> {
+    pub row: &'a TaskInstanceRow,
+    pub from: TiState,
+    pub owner: &'a str,
+}
+
+fn check_applied(change: &TiChange<'_>, result: sqlx::any::AnyQueryResult) -> Result<()> {
+    if result.rows_affected() == 1 {
+        return Ok(());
+    }
+    let ti = change.row;
+    Err(StoreError::Lost {
+        what: format!("task instance {}.{}.{}", ti.dag_id, ti.run_id, ti.task_id),
+        expected: format!("{} under {}", change.from, change.owner),
+    })
+}
+
+fn update_query<'q>(
+    change: &TiChange<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let ti = change.row;
     sqlx::query(
         "UPDATE task_instances SET state = $1, try_number = $2, max_tries = $3, start_us = $4, end_us = $5, duration_ms = $6,
             hostname = $7, pid = $8, next_retry_us = $9, result = $10, error = $11
-         WHERE dag_id = $12 AND run_id = $13 AND task_id = $14",
+         WHERE dag_id = $12 AND run_id = $13 AND task_id = $14 AND state = $15
+           AND EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = $12 AND r.run_id = $13 AND r.owner = $16)",
     )
     .bind(ti.state.as_str())
     .bind(i64::from(ti.try_number))
@@ -275,4 +298,6 @@ fn update_query(
     .bind(ti.dag_id.as_str())
     .bind(ti.run_id.as_str())
     .bind(ti.task_id.as_str())
+    .bind(change.from.as_str())
+    .bind(change.owner)
 }

@@ -324,7 +324,7 @@ impl ui::Backend for WebBackend {
         let is_active = self.executor.as_ref().is_some_and(|e| {
             e.active_runs()
                 .iter()
-                .any(|(d, r)| d == run.dag_id.as_str() && *r == run.run_id)
+                .any(|r| r.dag_id == run.dag_id.as_str() && r.run_id == run.run_id)
         });
         Ok(RunDetail {
             run: run_view(row),
