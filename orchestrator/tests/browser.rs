@@ -1,14 +1,16 @@
 //! The web UI in a real browser: headless Chromium driven over WebDriver (chromedriver) against
 //! `orchestrator serve` as a process. Screenshots go to `target/browser-screenshots/`.
 
+mod support;
+
 use std::{
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use support::{free_port, serve::Serve, wait_port};
 
 const PASSWORD: &str = "browser-test-password";
 
@@ -19,25 +21,6 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_port(port: u16, what: &str) {
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} did not listen on port {port} within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -88,7 +71,7 @@ struct Ui {
     client: Client,
     base: String,
     shots: PathBuf,
-    _serve: Guard,
+    _serve: Serve,
     _driver: Guard,
     _dir: tempfile::TempDir,
 }
@@ -99,22 +82,8 @@ impl Ui {
         std::fs::create_dir(dir.path().join("dags")).unwrap();
         std::fs::write(dir.path().join("dags/hello.toml"), HELLO).unwrap();
         std::fs::write(dir.path().join("dags/tick.toml"), TICK).unwrap();
-        let port = free_port();
-        let serve = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
-            .env("UPDRAFT_DAGS_FOLDER", dir.path().join("dags"))
-            .env(
-                "UPDRAFT_DB",
-                format!("sqlite://{}", dir.path().join("u.db").display()),
-            )
-            .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
-            .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
-            .env_remove("RUST_LOG")
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let serve = Guard(serve);
+        let serve = Serve::start(dir.path(), &[("UPDRAFT_ADMIN_PASSWORD", PASSWORD)]);
+        let port = serve.port();
         let driver_port = free_port();
         let driver = Guard(
             Command::new(chromedriver())
@@ -124,8 +93,8 @@ impl Ui {
                 .spawn()
                 .unwrap(),
         );
-        wait_port(port, "orchestrator serve").await;
-        wait_port(driver_port, "chromedriver").await;
+        wait_port(port, "orchestrator serve", Duration::from_secs(30)).await;
+        wait_port(driver_port, "chromedriver", Duration::from_secs(30)).await;
         let profile = dir.path().join("chromium-profile");
         let mut caps = serde_json::Map::new();
         caps.insert(

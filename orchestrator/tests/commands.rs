@@ -1,7 +1,7 @@
 //! The commands the CLI and the UI share — trigger, mark, clear, stop — on a real store (SQLite
 //! and PostgreSQL), after real runs of the executor.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -20,10 +20,10 @@ fn source(id: &str) -> String {
 }
 
 async fn mark_clear_and_stop(store: Store) {
-    let id = common::unique_id("commands");
-    let dag = common::dag(&source(&id));
+    let id = support::unique("commands");
+    let dag = support::dag(&source(&id));
     let logs = tempfile::tempdir().unwrap();
-    let executor = common::executor(store.clone(), logs.path());
+    let executor = support::executor(store.clone(), logs.path());
 
     let refused = commands::trigger(
         &store,
@@ -63,13 +63,7 @@ async fn mark_clear_and_stop(store: Store) {
             .unwrap()
     );
     let claimed = store.get_run(&id, &run.run_id).await.unwrap().unwrap();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(30),
-        executor.drive_run(dag.clone(), claimed),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let outcome = support::drive_to_end(&executor, &dag, &claimed, Duration::from_secs(30)).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
 
     commands::mark(&store, &task("first"), TiState::Success)
@@ -141,12 +135,12 @@ async fn mark_clear_and_stop(store: Store) {
 }
 
 async fn stop_a_running_run(store: Store) {
-    let id = common::unique_id("stoppable");
-    let dag = common::dag(&format!(
+    let id = support::unique("stoppable");
+    let dag = support::dag(&format!(
         "[dag]\nid = \"{id}\"\n[[task]]\nid = \"wait\"\noperator = \"sleep\"\nduration = \"30s\"\n"
     ));
     let logs = tempfile::tempdir().unwrap();
-    let executor = common::executor(store.clone(), logs.path());
+    let executor = support::executor(store.clone(), logs.path());
     let run = commands::trigger(&store, &dag, serde_json::Map::new())
         .await
         .unwrap();
@@ -157,22 +151,15 @@ async fn stop_a_running_run(store: Store) {
             .unwrap()
     );
     let claimed = store.get_run(&id, &run.run_id).await.unwrap().unwrap();
-    let driver = common::drive_in_background(&executor, &dag, &claimed);
+    let driver = support::drive_in_background(&executor, &dag, &claimed);
     let started = std::time::Instant::now();
-    while store
-        .task_instance(&id, &run.run_id, "wait")
-        .await
-        .unwrap()
-        .unwrap()
-        .state
-        != TiState::Running
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the task starts"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::eventually("the task to start", Duration::from_secs(10), || async {
+        store
+            .task_instance(&id, &run.run_id, "wait")
+            .await
+            .is_ok_and(|ti| ti.is_some_and(|ti| ti.state == TiState::Running))
+    })
+    .await;
     let key = RunKey {
         dag_id: id.clone(),
         run_id: run.run_id.clone(),
@@ -200,16 +187,16 @@ async fn stop_a_running_run(store: Store) {
 #[tokio::test]
 async fn mark_clear_and_stop_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    mark_clear_and_stop(common::sqlite(dir.path()).await).await;
+    mark_clear_and_stop(support::sqlite(dir.path()).await).await;
 }
 
 #[tokio::test]
 async fn mark_clear_and_stop_on_postgres() {
-    mark_clear_and_stop(common::postgres().await).await;
+    mark_clear_and_stop(support::postgres().await).await;
 }
 
 #[tokio::test]
 async fn stopping_a_running_run_cancels_its_tasks() {
     let dir = tempfile::tempdir().unwrap();
-    stop_a_running_run(common::sqlite(dir.path()).await).await;
+    stop_a_running_run(support::sqlite(dir.path()).await).await;
 }

@@ -1,6 +1,6 @@
 //! Real DAG runs through the real executor, on SQLite and on PostgreSQL.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -21,24 +21,10 @@ async fn run_dag(
     tempfile::TempDir,
 ) {
     let logs = tempfile::tempdir().unwrap();
-    let dag = common::dag(source);
-    let executor = common::executor(store.clone(), logs.path());
-    let conf = conf.as_object().cloned().unwrap_or_default();
-    let run = store
-        .create_run(
-            &new_manual_run(&dag, conf, Some(executor.owner().into())),
-            &dag.task_tries(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(60),
-        executor.drive_run(dag, run.clone()),
-    )
-    .await
-    .expect("the run ends within 60 s")
-    .unwrap();
+    let dag = support::dag(source);
+    let executor = support::executor(store.clone(), logs.path());
+    let run = support::start_run(&executor, &dag, conf).await;
+    let outcome = support::drive_to_end(&executor, &dag, &run, Duration::from_secs(60)).await;
     let mut tis = store
         .task_instances(&run.dag_id, &run.run_id)
         .await
@@ -55,7 +41,7 @@ fn state_of(tis: &[orchestrator::store::TaskInstanceRow], task: &str) -> TiState
 }
 
 async fn chain_passes_results_downstream(store: Store) {
-    let id = common::unique_id("chain");
+    let id = support::unique("chain");
     let source = format!(
         r#"
 [dag]
@@ -104,7 +90,7 @@ upstream = ["second"]
 }
 
 async fn retries_and_trigger_rules(store: Store) {
-    let id = common::unique_id("retries");
+    let id = support::unique("retries");
     let source = format!(
         r#"
 [dag]
@@ -166,7 +152,7 @@ trigger_rule = "one_failed"
 
 /// A template or config error is the user's to fix: no retry, and no restart of a stream.
 async fn timeout_and_template_errors_fail_the_task(store: Store) {
-    let id = common::unique_id("timeout");
+    let id = support::unique("timeout");
     let source = format!(
         r#"
 [dag]
@@ -231,8 +217,8 @@ topic = "out"
 }
 
 async fn zombies_are_retried_and_the_run_resumed(store: Store) {
-    let id = common::unique_id("zombie");
-    let dag = common::dag(&format!(
+    let id = support::unique("zombie");
+    let dag = support::dag(&format!(
         "[dag]\nid = \"{id}\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\nretries = 1\n[[task]]\nid = \"b\"\noperator = \"noop\"\nupstream = [\"a\"]\n"
     ));
     let dead_owner = "ghost-host-of-this-test:1".to_owned();
@@ -262,7 +248,7 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
     };
     store.save_task_instance(&as_dead_owner(&a)).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let executor = common::executor(store.clone(), logs.path());
+    let executor = support::executor(store.clone(), logs.path());
     let adopted = recover_zombies(&executor, |_, _| false).await.unwrap();
     let adopted = adopted
         .into_iter()
@@ -290,7 +276,7 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
             .await,
         Err(StoreError::Lost { .. })
     ));
-    let outcome = executor.drive_run(dag, adopted).await.unwrap();
+    let outcome = support::drive_to_end(&executor, &dag, &adopted, Duration::from_secs(60)).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Success));
     let a = store
         .task_instance(&id, &run.run_id, "a")
@@ -307,7 +293,7 @@ macro_rules! on_both_engines {
                 #[tokio::test]
                 async fn $name() {
                     let dir = tempfile::tempdir().unwrap();
-                    super::$name(super::common::sqlite(dir.path()).await).await;
+                    super::$name(super::support::sqlite(dir.path()).await).await;
                 }
             )+
         }
@@ -315,7 +301,7 @@ macro_rules! on_both_engines {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name(super::common::postgres().await).await;
+                    super::$name(super::support::postgres().await).await;
                 }
             )+
         }

@@ -2,108 +2,19 @@
 //! random moments while its stream task folds 100,000 records into MongoDB windows; once the
 //! group's lag is zero, every window document equals the ground truth computed here.
 
-mod services;
+mod support;
 
 use std::{
-    fs::File,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use mongodb::bson::Document;
+use support::serve::Serve;
 
 const RECORDS: usize = 100_000;
 const BATCH: usize = 1_000;
 const KILLS: usize = 5;
-
-/// `orchestrator serve` over `dir/dags`, its output appended to `dir/serve.log`.
-struct Serve {
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Serve {
-    fn start(dir: &Path) -> Self {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(dir.join("serve.log"))
-            .unwrap();
-        let port = services::private::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
-            .env("UPDRAFT_DAGS_FOLDER", dir.join("dags"))
-            .env(
-                "UPDRAFT_DB",
-                format!("sqlite://{}", dir.join("updraft.db").display()),
-            )
-            .env("UPDRAFT_LOGS_FOLDER", dir.join("logs"))
-            .env("RUST_LOG", "info")
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("orchestrator serve starts");
-        Self {
-            dir: dir.to_owned(),
-            child,
-        }
-    }
-
-    /// SIGKILL: no flush, no commit, no goodbye.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child.try_wait().ok().flatten().is_some()
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn terminate(mut self) {
-        use nix::{sys::signal, unistd::Pid};
-        signal::kill(Pid::from_raw(self.child.id() as i32), signal::SIGTERM).unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "serve exited with {status}");
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "serve did not stop within 30 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    /// Its warnings and errors but the expected zombie adoptions, then its last 20 lines.
-    fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let warnings = lines
-            .iter()
-            .filter(|l| (l.contains("WARN") || l.contains("ERROR")) && !l.contains("zombie"));
-        let tail = lines[lines.len().saturating_sub(20)..].iter();
-        warnings.chain(tail).copied().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Serve {
-    /// A failed assertion must not leave a stream running.
-    fn drop(&mut self) {
-        if !self.exited() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Every try log of the stream task, oldest first.
 fn task_logs(dir: &Path) -> String {
@@ -168,27 +79,27 @@ impl Random {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stream_is_exact_after_five_sigkills_of_serve() {
-    let ns = services::unique("crash");
+    let ns = support::unique("crash");
     let topic = format!("{ns}.in");
-    services::create_topic(&topic, 3).await;
-    let stats = services::mongo(&ns).await.collection::<Document>("stats");
+    support::create_topic(&topic, 3).await;
+    let stats = support::mongo(&ns).await.collection::<Document>("stats");
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("dags")).unwrap();
     std::fs::write(
         dir.path().join("dags/stats.toml"),
-        services::stats_dag_source(&ns, &topic, ""),
+        support::stats_dag_source(&ns, &topic, ""),
     )
     .unwrap();
 
     // 100,000 records in batches of 1,000, one every ~0.2 s: a steady ~20 s of input, so
     // every kill lands while records are in flight, folded but not yet flushed or committed.
-    let records = services::synthetic_users(RECORDS, 1_700_000_000);
+    let records = support::synthetic_users(RECORDS, 1_700_000_000);
     let producer = tokio::spawn({
         let (topic, records) = (topic.clone(), records.clone());
         async move {
             let mut placements = Vec::new();
             for batch in records.chunks(BATCH) {
-                placements.extend(services::produce(&topic, batch).await);
+                placements.extend(support::produce(&topic, batch).await);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             placements
@@ -196,39 +107,38 @@ async fn stream_is_exact_after_five_sigkills_of_serve() {
     });
 
     let mut random = Random::seeded();
-    let mut serve = Serve::start(dir.path());
+    let mut serve = Serve::start(dir.path(), &[]);
     for kill in 1..=KILLS {
         tokio::time::sleep(Duration::from_millis(random.between(1_000, 3_000))).await;
-        let counted = services::users_counted(&stats).await;
+        let counted = support::users_counted(&stats).await.unwrap_or(0);
         serve.kill();
         eprintln!("SIGKILL {kill}: {counted} records counted in MongoDB");
         assert!(
             counted < RECORDS as i64,
             "kill {kill} came after the stream had counted everything: the test proves nothing"
         );
-        serve = Serve::start(dir.path());
+        serve = Serve::start(dir.path(), &[]);
     }
 
     let placements = producer.await.unwrap();
     assert_eq!(placements.len(), RECORDS);
-    let ends = services::ends_of_placements(&topic, &placements);
+    let ends = support::ends_of_placements(&topic, &placements);
     let counted_and_committed = || {
         let (stats, ends, ns) = (stats.clone(), ends.clone(), ns.clone());
         async move {
-            services::users_counted(&stats).await >= RECORDS as i64
-                && tokio::task::spawn_blocking(move || services::group_lag(&ns, &ends))
-                    .await
-                    .unwrap()
-                    == 0
+            support::users_counted(&stats)
+                .await
+                .is_ok_and(|n| n >= RECORDS as i64)
+                && support::group_lag(&ns, &ends).await == Ok(0)
         }
     };
     let started = Instant::now();
     while !counted_and_committed().await {
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "the stream did not count and commit every record within 120 s: {} counted, committed {:?} of {ends:?}; the end of serve's log:\n{}\nthe stream task's logs:\n{}",
-            services::users_counted(&stats).await,
-            services::committed(&ns, &ends),
+            "the stream did not count and commit every record within 120 s: {:?} counted, committed {:?} of {ends:?}; the end of serve's log:\n{}\nthe stream task's logs:\n{}",
+            support::users_counted(&stats).await,
+            support::committed(&ns, &ends).await,
             serve.log_tail(),
             task_logs(dir.path())
         );
@@ -239,13 +149,15 @@ async fn stream_is_exact_after_five_sigkills_of_serve() {
         .iter()
         .map(|(_, payload)| serde_json::from_str(payload).unwrap())
         .collect();
-    services::assert_exact(&services::all_documents(&stats).await, &values);
+    support::assert_exact(&support::all_documents(&stats).await, &values);
     let zombies = serve.log().matches("Found a zombie task instance").count();
     assert!(
         zombies >= KILLS,
         "each restart adopts the killed stream task ({zombies} zombies logged)"
     );
-    serve.terminate();
+    tokio::task::spawn_blocking(move || serve.terminate())
+        .await
+        .unwrap();
 
     // SIGTERM is not a crash: the stream flushed, committed and waits in its run for the
     // next serve (up_for_retry), instead of ending the run.

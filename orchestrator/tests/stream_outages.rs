@@ -2,14 +2,13 @@
 //! its window documents stay exact. The test owns its broker (tansu on SQLite, so a restart
 //! keeps topics and offsets) and its MongoDB server, so stopping them disturbs no other test.
 
-mod common;
-mod services;
+mod support;
 
 use std::{sync::Arc, time::Duration};
 
 use mongodb::bson::Document;
 use orchestrator::{dag::parse_dag_file, scheduler::new_manual_run, store::TiState};
-use services::private::Server;
+use support::servers::Server;
 
 const BATCH: usize = 5_000;
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -17,24 +16,24 @@ const OUTAGE: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Server::tansu(dir.path());
-    let mut mongo = Server::mongo(dir.path());
+    let mut broker = Server::tansu(dir.path()).await;
+    let mut mongo = Server::mongo(dir.path()).await;
     let brokers = broker.address();
     let uri = format!("mongodb://{}", mongo.address());
-    let ns = services::unique("outage");
+    let ns = support::unique("outage");
     let topic = format!("{ns}.in");
-    services::create_topic_on(&brokers, &topic, 2).await;
-    let records = services::synthetic_users(3 * BATCH, 1_700_000_000);
-    let mut placements = services::produce_on(&brokers, &topic, &records[..BATCH]).await;
+    support::create_topic_on(&brokers, &topic, 2).await;
+    let records = support::synthetic_users(3 * BATCH, 1_700_000_000);
+    let mut placements = support::produce_on(&brokers, &topic, &records[..BATCH]).await;
 
-    let source = services::stats_dag_source(&ns, &topic, &format!("brokers = \"{brokers}\""))
+    let source = support::stats_dag_source(&ns, &topic, &format!("brokers = \"{brokers}\""))
         .replace(
             "kind = \"mongodb\"",
             &format!("kind = \"mongodb\"\nuri = \"{uri}\""),
         );
     let dag = Arc::new(parse_dag_file(std::path::Path::new("outage.toml"), &source).unwrap());
-    let store = common::sqlite(dir.path()).await;
-    let executor = common::executor(store.clone(), &dir.path().join("logs"));
+    let store = support::sqlite(dir.path()).await;
+    let executor = support::executor(store.clone(), &dir.path().join("logs"));
     let run = store
         .create_run(
             &new_manual_run(&dag, Default::default(), Some(executor.owner().into())),
@@ -43,7 +42,7 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
         .await
         .unwrap()
         .unwrap();
-    let driver = common::drive_in_background(&executor, &dag, &run);
+    let driver = support::drive_in_background(&executor, &dag, &run);
     let client = mongodb::Client::with_uri_str(format!(
         "{uri}/?serverSelectionTimeoutMS=2000&retryWrites=false"
     ))
@@ -54,10 +53,10 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
         let stats = stats.clone();
         move || {
             let stats = stats.clone();
-            async move { services::users_counted(&stats).await == expected as i64 }
+            async move { support::users_counted(&stats).await == Ok(expected as i64) }
         }
     };
-    services::eventually(
+    support::eventually(
         "the first batch counted",
         Duration::from_secs(60),
         counted(BATCH),
@@ -66,19 +65,19 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
 
     // The broker goes away for 20 s while the second batch is being produced: the producer
     // holds it, the stream waits, and both carry on once the broker is back.
-    broker.stop();
+    broker.stop().await;
     let second = tokio::spawn({
         let (brokers, topic, batch) = (
             brokers.clone(),
             topic.clone(),
             records[BATCH..2 * BATCH].to_vec(),
         );
-        async move { services::produce_on(&brokers, &topic, &batch).await }
+        async move { support::produce_on(&brokers, &topic, &batch).await }
     });
     tokio::time::sleep(OUTAGE).await;
-    broker.start();
+    broker.start().await;
     placements.extend(second.await.unwrap());
-    services::eventually(
+    support::eventually(
         "the second batch counted after the broker outage",
         Duration::from_secs(120),
         counted(2 * BATCH),
@@ -87,25 +86,20 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
 
     // MongoDB goes away for 20 s while the third batch arrives: flushes fail, the task is
     // restarted with backoff, and replays only what no document includes yet.
-    mongo.stop();
-    placements.extend(services::produce_on(&brokers, &topic, &records[2 * BATCH..]).await);
+    mongo.stop().await;
+    placements.extend(support::produce_on(&brokers, &topic, &records[2 * BATCH..]).await);
     tokio::time::sleep(OUTAGE).await;
-    mongo.start();
-    let ends = services::ends_of_placements(&topic, &placements);
-    services::eventually(
+    mongo.start().await;
+    let ends = support::ends_of_placements(&topic, &placements);
+    support::eventually(
         "every record counted and committed after the MongoDB outage",
         Duration::from_secs(180),
         || {
             let (stats, ends, ns, brokers) =
                 (stats.clone(), ends.clone(), ns.clone(), brokers.clone());
             async move {
-                services::users_counted(&stats).await == (3 * BATCH) as i64
-                    && tokio::task::spawn_blocking(move || {
-                        services::group_lag_on(&brokers, &ns, &ends)
-                    })
-                    .await
-                    .unwrap()
-                        == 0
+                support::users_counted(&stats).await == Ok((3 * BATCH) as i64)
+                    && support::group_lag_on(&brokers, &ns, &ends).await == Ok(0)
             }
         },
     )
@@ -115,7 +109,7 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
         .iter()
         .map(|(_, payload)| serde_json::from_str(payload).unwrap())
         .collect();
-    services::assert_exact(&services::all_documents(&stats).await, &values);
+    support::assert_exact(&support::all_documents(&stats).await, &values);
     let stream = store
         .task_instances(&run.dag_id, &run.run_id)
         .await
@@ -130,5 +124,5 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
         stream.try_number
     );
 
-    common::stop_and_wait(&executor, &run, driver).await;
+    support::stop_and_wait(&executor, &run, driver).await;
 }

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::free_port;
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -37,18 +38,9 @@ fn binary(variable: &str, install: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
-/// A loopback port nothing listens on at the moment.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Server {
     /// A tansu broker keeping its data in `dir/tansu.db`, started.
-    pub fn tansu(dir: &Path) -> Self {
+    pub async fn tansu(dir: &Path) -> Self {
         let port = free_port();
         let listener = format!("tcp://127.0.0.1:{port}");
         // tansu reads the path of a sqlite:// URL as relative: it runs in `dir`.
@@ -69,10 +61,11 @@ impl Server {
             port,
             dir,
         )
+        .await
     }
 
     /// An nx-27017 MongoDB-wire server keeping its databases in `dir/mongo`, started.
-    pub fn mongo(dir: &Path) -> Self {
+    pub async fn mongo(dir: &Path) -> Self {
         let port = free_port();
         let port_text = port.to_string();
         let data = dir.join("mongo").display().to_string();
@@ -97,9 +90,16 @@ impl Server {
             port,
             dir,
         )
+        .await
     }
 
-    fn started(name: &'static str, program: PathBuf, args: &[&str], port: u16, dir: &Path) -> Self {
+    async fn started(
+        name: &'static str,
+        program: PathBuf,
+        args: &[&str],
+        port: u16,
+        dir: &Path,
+    ) -> Self {
         let mut server = Self {
             name,
             program,
@@ -109,7 +109,7 @@ impl Server {
             dir: dir.to_owned(),
             child: None,
         };
-        server.start();
+        server.start().await;
         server
     }
 
@@ -118,8 +118,8 @@ impl Server {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server (again) and waits until it accepts connections.
-    pub fn start(&mut self) {
+    /// Starts the server (again) and waits (30 s at most) until it accepts connections.
+    pub async fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = File::options()
             .create(true)
@@ -155,12 +155,12 @@ impl Server {
                 self.port,
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Stops the server with SIGTERM (SIGKILL after 10 s) and waits for it to exit.
-    pub fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -172,7 +172,7 @@ impl Server {
                 let _ = child.wait();
                 break;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -1,14 +1,14 @@
-//! Shared helpers: the two metadata engines and DAG files written on the fly.
+//! The two metadata engines, DAG files written on the fly, and creating and driving runs
+//! in this process (every wait bounded).
 
-#![allow(dead_code)]
-
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use orchestrator::{
     dag::{Dag, parse_dag_file},
     executor::{Executor, ExecutorConfig, RunOutcome},
     logs::LogHub,
-    store::{DagRunRow, Store},
+    scheduler::new_manual_run,
+    store::{DagRunRow, Store, TaskKey},
 };
 use tokio::task::JoinHandle;
 
@@ -50,17 +50,6 @@ pub async fn postgres() -> Store {
     Store::connect(&url).await.unwrap_or_else(|e| panic!("cannot reach PostgreSQL at UPDRAFT_TEST_POSTGRES_URL ({e}): start it with `eval \"$(scripts/postgres start)\"`"))
 }
 
-/// A DAG id unique to this test process, so tests can share a PostgreSQL database.
-pub fn unique_id(name: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{name}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 pub fn dag(source: &str) -> Arc<Dag> {
     Arc::new(parse_dag_file(Path::new("test.toml"), source).unwrap_or_else(|e| panic!("{e}")))
 }
@@ -84,5 +73,42 @@ pub fn connections() -> tasks::Connections {
     tasks::Connections {
         kafka_brokers: std::env::var("UPDRAFT_KAFKA_BROKERS").unwrap_or(defaults.kafka_brokers),
         mongo_uri: std::env::var("UPDRAFT_MONGO_URI").unwrap_or(defaults.mongo_uri),
+    }
+}
+
+/// Creates a manual run of `dag` with `conf`, owned (already running) by `executor`.
+pub async fn start_run(executor: &Executor, dag: &Arc<Dag>, conf: serde_json::Value) -> DagRunRow {
+    let new = new_manual_run(
+        dag,
+        conf.as_object().cloned().unwrap_or_default(),
+        Some(executor.owner().into()),
+    );
+    executor
+        .store()
+        .create_run(&new, &dag.task_tries())
+        .await
+        .expect("the run is stored")
+        .expect("no run with that id yet")
+}
+
+/// Drives `run` to its end, failing after `limit`.
+pub async fn drive_to_end(
+    executor: &Executor,
+    dag: &Arc<Dag>,
+    run: &DagRunRow,
+    limit: Duration,
+) -> RunOutcome {
+    tokio::time::timeout(limit, executor.drive_run(dag.clone(), run.clone()))
+        .await
+        .unwrap_or_else(|_| panic!("{} did not end within {limit:?}", run.run_id))
+        .expect("the executor drives the run")
+}
+
+/// The key of `task_id` in `run`.
+pub fn task_key(run: &DagRunRow, task_id: &str) -> TaskKey {
+    TaskKey {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: task_id.into(),
     }
 }

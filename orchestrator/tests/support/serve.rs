@@ -1,0 +1,179 @@
+//! `orchestrator serve` as a process over a test folder (`dags/`, `updraft.db`, `logs/`), the
+//! CLI against the same folder, and a guard that kills `serve` when dropped, so a failed
+//! assertion never leaves one running.
+
+use std::{
+    fs::File,
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+use super::{free_port, wait_until};
+
+/// The `orchestrator` binary with its folders in `dir`.
+pub fn cli(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    command
+        .env("UPDRAFT_DAGS_FOLDER", dir.join("dags"))
+        .env(
+            "UPDRAFT_DB",
+            format!("sqlite://{}", dir.join("updraft.db").display()),
+        )
+        .env("UPDRAFT_LOGS_FOLDER", dir.join("logs"))
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs `command` and returns its standard output; fails with both outputs if it fails.
+pub fn cli_output(command: &mut Command) -> String {
+    let out = command.output().expect("the CLI runs");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        command,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One `serve` process; its output is appended to `dir/serve.log`.
+pub struct Serve {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl Serve {
+    /// Starts `serve` on a free port with `env` added (e.g. `UPDRAFT_ADMIN_PASSWORD`).
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("serve.log"))
+            .expect("dir/serve.log opens");
+        let port = free_port();
+        let child = cli(dir)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log file"))
+            .stderr(log)
+            .spawn()
+            .expect("orchestrator serve starts");
+        Self {
+            dir: dir.to_owned(),
+            port,
+            child,
+        }
+    }
+
+    /// [`Serve::start`], then waits (20 s at most) until its metadata database is healthy.
+    pub fn start_healthy(dir: &Path) -> Self {
+        let mut serve = Self::start(dir, &[]);
+        serve.wait_healthy(Duration::from_secs(20));
+        serve
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Polls `/health` until the metadata database is healthy; fails early if `serve` exits.
+    pub fn wait_healthy(&mut self, limit: Duration) {
+        wait_until("serve's /health", limit, || {
+            assert!(
+                !self.exited(),
+                "serve exited; its log:\n{}",
+                self.log_tail()
+            );
+            self.get("/health")
+                .is_some_and(|r| r.contains(r#""metadatabase":{"status":"healthy"}"#))
+        });
+    }
+
+    /// A GET on the web server; the whole response (status line, headers, body), or None when
+    /// it cannot be reached.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(response)
+    }
+
+    /// SIGKILL: no flush, no commit, no goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (30 s at most) for a clean exit.
+    pub fn terminate(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is sent");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("serve's status") {
+                assert!(
+                    status.success(),
+                    "serve exited with {status}; its log:\n{}",
+                    self.log_tail()
+                );
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "serve did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Its warnings and errors but the expected zombie adoptions, then its last 20 lines.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let warnings = lines
+            .iter()
+            .filter(|l| (l.contains("WARN") || l.contains("ERROR")) && !l.contains("zombie"));
+        let tail = lines[lines.len().saturating_sub(20)..].iter();
+        warnings.chain(tail).copied().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if !self.exited() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Expected window contents: synthetic users with event times, the stream DAG that counts
+//! them per minute, country and gender, and the check of every window document against counts
+//! computed here from the records.
+
+use std::collections::BTreeMap;
+
+use mongodb::bson::Document;
+
+use super::mongo::{float, int};
+
+/// Synthetic users: id, country, gender, age and an event time `ts` (seconds) 6 ms apart.
+pub fn synthetic_users(count: usize, base_seconds: i64) -> Vec<(String, String)> {
+    const COUNTRIES: &[&str] = &["France", "Germany", "Brazil", "India", "Norway", "Spain"];
+    (0..count)
+        .map(|i| {
+            let record = serde_json::json!({
+                "id": i,
+                "country": COUNTRIES[i % COUNTRIES.len()],
+                "gender": if i % 7 < 3 { "female" } else { "male" },
+                "age": 18 + (i * 31) % 60,
+                "ts": base_seconds as f64 + i as f64 * 0.006,
+            });
+            (i.to_string(), record.to_string())
+        })
+        .collect()
+}
+
+/// A stream task over `topic` counting users and summing ages per minute of `ts`.
+pub fn stats_dag_source(ns: &str, topic: &str, extra: &str) -> String {
+    format!(
+        r#"[dag]
+id = "{ns}"
+schedule = "@continuous"
+start_date = "2026-01-01T00:00:00Z"
+
+[[task]]
+id = "stats"
+operator = "stream"
+topics = ["{topic}"]
+group_id = "{ns}"
+flush_interval = "500ms"
+{extra}
+[task.window]
+size = "1m"
+event_time = ".ts"
+allowed_lateness = "1h"
+group_by = {{ country = ".country", gender = ".gender" }}
+aggregates = {{ users = "count", total_age = {{ sum = ".age" }}, avg_age = {{ avg = ".age" }} }}
+[task.sink]
+kind = "mongodb"
+database = "{ns}"
+collection = "stats"
+"#
+    )
+}
+
+/// Checks every window document against the records it should hold.
+pub fn assert_exact(documents: &[Document], records: &[serde_json::Value]) {
+    let mut truth: BTreeMap<(i64, String, String), (i64, f64)> = BTreeMap::new();
+    for record in records {
+        let minute =
+            ((record["ts"].as_f64().unwrap() * 1000.0).round() as i64).div_euclid(60_000) * 60_000;
+        let key = (
+            minute,
+            record["country"].as_str().unwrap().to_owned(),
+            record["gender"].as_str().unwrap().to_owned(),
+        );
+        let entry = truth.entry(key).or_insert((0, 0.0));
+        entry.0 += 1;
+        entry.1 += record["age"].as_f64().unwrap();
+    }
+    let mut seen = 0;
+    for document in documents {
+        let key = (
+            minute_of(document),
+            document.get_str("country").unwrap().to_owned(),
+            document.get_str("gender").unwrap().to_owned(),
+        );
+        let Some((count, sum)) = truth.get(&key) else {
+            panic!("a document no record belongs to: {document}");
+        };
+        assert_eq!(int(document, "users"), *count, "users in {document}");
+        assert_eq!(
+            float(document, "total_age"),
+            *sum,
+            "total_age in {document}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, truth.len(), "one document per window and group");
+}
+
+/// The start of a window document's window, in ms.
+pub fn minute_of(document: &Document) -> i64 {
+    let start = document.get_str("window_start").unwrap();
+    chrono::DateTime::parse_from_rfc3339(start)
+        .unwrap()
+        .timestamp_millis()
+}
