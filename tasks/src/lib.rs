@@ -23,6 +23,8 @@ mod record_error;
 pub mod shell;
 pub mod sleep;
 pub mod stream;
+#[cfg(test)]
+mod test_context;
 
 pub use config::{OperatorConfig, OperatorKind};
 pub use context::{Connections, LogSink, Metrics, TaskContext};

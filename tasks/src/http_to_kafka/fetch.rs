@@ -137,6 +137,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_context::{Lines, context};
 
     #[test]
     fn backoff_doubles_and_caps() {
@@ -163,24 +164,6 @@ mod tests {
         format!("http://{address}/api/")
     }
 
-    #[derive(Default)]
-    struct Lines(std::sync::Mutex<Vec<String>>);
-
-    impl crate::LogSink for Lines {
-        fn line(&self, line: &str) {
-            self.0.lock().unwrap().push(line.to_owned());
-        }
-    }
-
-    fn context(lines: &std::sync::Arc<Lines>) -> TaskContext {
-        TaskContext {
-            cancel: tokio_util::sync::CancellationToken::new(),
-            log: lines.clone(),
-            metrics: crate::Metrics::default(),
-            connections: Default::default(),
-        }
-    }
-
     const UNAVAILABLE: &str =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     const TOO_MANY: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -204,7 +187,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((fetched.status, fetched.attempts), (200, 3));
         assert_eq!(&fetched.body[..], br#"{"ok":true}"#);
-        let lines = lines.0.lock().unwrap().clone();
+        let lines = lines.all();
         assert!(
             lines[0].contains("status 503") && lines[0].contains("retrying in 500 ms"),
             "{lines:?}"

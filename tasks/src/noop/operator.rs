@@ -18,3 +18,22 @@ impl Operator for NoopOperator {
         Ok(TaskResult::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::test_context::{Lines, context};
+
+    #[tokio::test]
+    async fn succeeds_with_an_empty_result_and_no_log() {
+        let lines = Arc::new(Lines::default());
+        let result = NoopOperator::new(NoopConfig {})
+            .execute(&context(&lines))
+            .await
+            .unwrap();
+        assert!(result.is_empty());
+        assert!(lines.all().is_empty());
+    }
+}

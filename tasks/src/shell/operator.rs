@@ -54,8 +54,10 @@ fn forward_lines(stream: impl AsyncRead + Unpin + Send + 'static, lines: mpsc::S
     });
 }
 
-fn kill_group(child: &Child) {
-    if let Some(pid) = child.id() {
+/// Kills every process of the group `bash` leads. Its id is taken at spawn: tokio forgets a
+/// child's id once it has been reaped, and the group outlives its leader while members remain.
+fn kill_group(group: Option<u32>) {
+    if let Some(pid) = group {
         let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
 }
@@ -65,6 +67,7 @@ impl Operator for ShellOperator {
     async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
         ctx.log(&format!("Running: {}", self.config.command));
         let mut child = self.spawn().await?;
+        let group = child.id();
         let (tx, mut lines) = mpsc::channel::<String>(256);
         if let Some(stdout) = child.stdout.take() {
             forward_lines(stdout, tx.clone());
@@ -81,7 +84,7 @@ impl Operator for ShellOperator {
                 }
                 status = child.wait() => break status,
                 _ = ctx.cancel.cancelled() => {
-                    kill_group(&child);
+                    kill_group(group);
                     let _ = child.wait().await;
                     return Err(TaskError::Cancelled);
                 }
@@ -89,7 +92,7 @@ impl Operator for ShellOperator {
         };
         // Children left in the group (e.g. `sleep 100 &`) must not outlive the task, nor keep
         // its pipes open.
-        kill_group(&child);
+        kill_group(group);
         while let Some(line) = lines.recv().await {
             ctx.log(&line);
             last_line = line;
@@ -104,5 +107,138 @@ impl Operator for ShellOperator {
         result.insert("exit_code".into(), code.unwrap_or(0).into());
         result.insert("output".into(), last_line.into());
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::BTreeMap,
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+
+    use nix::{errno::Errno, sys::signal::kill};
+
+    use super::*;
+    use crate::test_context::{Lines, context};
+
+    fn shell(command: &str) -> ShellOperator {
+        ShellOperator::new(ShellConfig {
+            command: command.into(),
+            env: BTreeMap::new(),
+            cwd: None,
+        })
+    }
+
+    /// Whether process `pid` is gone, waiting up to 2 s for the kernel to reap it.
+    async fn gone(pid: i32) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            if matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn stdout_and_stderr_are_logged_and_the_last_line_is_the_output() {
+        let lines = Arc::new(Lines::default());
+        let result = shell("echo two >&2; echo one; echo three")
+            .execute(&context(&lines))
+            .await
+            .unwrap();
+        assert_eq!(result["exit_code"], 0);
+        let logged = lines.all();
+        // The two pipes are read side by side: only stdout's own order is certain.
+        let one = logged.iter().position(|l| l == "one").unwrap();
+        let three = logged.iter().position(|l| l == "three").unwrap();
+        assert!(one < three, "{logged:?}");
+        assert!(["two", "three"].contains(&result["output"].as_str().unwrap()));
+        for line in ["one", "two", "three", "Command exited with exit status: 0"] {
+            assert!(logged.iter().any(|l| l == line), "{line:?} in {logged:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_non_zero_exit_fails_the_try_with_its_code() {
+        let lines = Arc::new(Lines::default());
+        let error = shell("echo about to fail; exit 3")
+            .execute(&context(&lines))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, TaskError::Failed(m) if m.contains("exit status: 3")),
+            "{error}"
+        );
+        assert!(error.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn env_and_cwd_are_the_configured_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let operator = ShellOperator::new(ShellConfig {
+            command: "echo \"$WHO in $(pwd)\"".into(),
+            env: BTreeMap::from([("WHO".to_string(), "the task".to_string())]),
+            cwd: Some(dir.path().to_owned()),
+        });
+        let lines = Arc::new(Lines::default());
+        let result = operator.execute(&context(&lines)).await.unwrap();
+        let expected = format!(
+            "the task in {}",
+            dir.path().canonicalize().unwrap().display()
+        );
+        assert_eq!(result["output"], expected.as_str());
+    }
+
+    #[tokio::test]
+    async fn cancelling_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let command = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+        let lines = Arc::new(Lines::default());
+        let ctx = context(&lines);
+        let cancel = ctx.cancel.clone();
+        let operator = shell(&command);
+        let running = tokio::spawn(async move { operator.execute(&ctx).await });
+        let mut pid = None;
+        let started = Instant::now();
+        while pid.is_none() && started.elapsed() < Duration::from_secs(5) {
+            pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pid = pid.expect("the background sleep started");
+        cancel.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the try returns promptly once cancelled")
+            .unwrap();
+        assert!(matches!(outcome, Err(TaskError::Cancelled)), "{outcome:?}");
+        assert!(
+            gone(pid).await,
+            "the background sleep {pid} outlived the task"
+        );
+    }
+
+    #[tokio::test]
+    async fn children_left_behind_by_a_finished_command_are_killed() {
+        let lines = Arc::new(Lines::default());
+        // The background sleep keeps the pipes open too: the try must not wait for it.
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            shell("sleep 60 & echo $!").execute(&context(&lines)),
+        )
+        .await
+        .expect("the try ends with its command, not with the sleep it left behind")
+        .unwrap();
+        let pid: i32 = result["output"].as_str().unwrap().parse().unwrap();
+        assert!(
+            gone(pid).await,
+            "the background sleep {pid} outlived the task"
+        );
     }
 }

@@ -30,3 +30,50 @@ impl Operator for SleepOperator {
         Ok(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+    use crate::{
+        HumanDuration,
+        test_context::{Lines, context},
+    };
+
+    fn sleep(duration: Duration) -> SleepOperator {
+        SleepOperator::new(SleepConfig {
+            duration: HumanDuration(duration),
+        })
+    }
+
+    #[tokio::test]
+    async fn sleeps_for_the_duration() {
+        let lines = Arc::new(Lines::default());
+        let started = Instant::now();
+        let result = sleep(Duration::from_millis(120))
+            .execute(&context(&lines))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(120));
+        assert_eq!(result["slept_ms"], 120);
+        assert_eq!(lines.all(), ["Sleeping for 120ms"]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_sleep_returns_at_once() {
+        let lines = Arc::new(Lines::default());
+        let ctx = context(&lines);
+        ctx.cancel.cancel();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            sleep(Duration::from_secs(3600)).execute(&ctx),
+        )
+        .await
+        .expect("returns long before the hour");
+        assert!(matches!(outcome, Err(TaskError::Cancelled)));
+    }
+}
