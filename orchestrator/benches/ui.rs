@@ -17,9 +17,9 @@ use orchestrator::{
     dag::DagBag,
     executor::{Executor, ExecutorConfig},
     logs::LogHub,
-    scheduler::new_manual_run,
+    scheduler::{Heartbeat, new_manual_run},
     store::Store,
-    web::{Heartbeat, WebBackend},
+    web::WebBackend,
 };
 use tower::ServiceExt;
 

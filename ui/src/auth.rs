@@ -16,7 +16,11 @@ use axum::{
 };
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
-use crate::{AppState, error::AppError, views::User};
+use crate::{
+    AppState,
+    error::AppError,
+    views::{User, pages::url_encode},
+};
 
 pub const SESSION_COOKIE: &str = "updraft_session";
 /// Form field and header carrying the CSRF token.
@@ -258,17 +262,6 @@ fn unauthorized(path: &str, detail: &str) -> Response {
         let next: String = url_encode(path);
         Redirect::to(&format!("/login?next={next}")).into_response()
     }
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// The request, if it carries the expected CSRF token in the header or its form body.

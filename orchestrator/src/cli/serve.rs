@@ -5,10 +5,11 @@ use clap::Args;
 use orchestrator::{
     dag::watch_folder,
     executor::{Executor, ExecutorConfig},
+    scheduler::Heartbeat,
     scheduler::Scheduler,
     store::Store,
     users,
-    web::{Heartbeat, WebBackend},
+    web::WebBackend,
 };
 use tokio_util::sync::CancellationToken;
 

@@ -7,6 +7,7 @@
 //! other processes (CLI, REST) are picked up by a 200 ms poll of the store; the tasks of a run
 //! are handed off by events inside the executor, not by either loop.
 
+mod heartbeat;
 mod runs;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -19,6 +20,7 @@ use tokio::{
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
+pub use heartbeat::Heartbeat;
 pub use runs::{new_manual_run, parse_conf};
 
 use crate::{
@@ -38,7 +40,7 @@ pub struct Scheduler {
     /// The next fire time of each cron DAG, so quiet ticks touch no database.
     next_due: HashMap<String, DateTime<Utc>>,
     drivers: JoinSet<()>,
-    heartbeat: crate::web::Heartbeat,
+    heartbeat: Heartbeat,
 }
 
 impl Scheduler {
@@ -49,12 +51,12 @@ impl Scheduler {
             first_seen: HashMap::new(),
             next_due: HashMap::new(),
             drivers: JoinSet::new(),
-            heartbeat: crate::web::Heartbeat::default(),
+            heartbeat: Heartbeat::default(),
         }
     }
 
     /// Beats `heartbeat` on every scheduling pass (for `/health`).
-    pub fn with_heartbeat(mut self, heartbeat: crate::web::Heartbeat) -> Self {
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
         self.heartbeat = heartbeat;
         self
     }

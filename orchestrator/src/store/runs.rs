@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{Row, any::AnyRow};
 
@@ -193,6 +195,36 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
+    }
+
+    /// The newest `per_dag` runs of each of `dag_ids` (newest first), in one query.
+    pub async fn latest_runs_of_dags(
+        &self,
+        dag_ids: &[&str],
+        per_dag: i64,
+    ) -> Result<HashMap<String, Vec<DagRunRow>>> {
+        let mut by_dag: HashMap<String, Vec<DagRunRow>> = HashMap::new();
+        if dag_ids.is_empty() {
+            return Ok(by_dag);
+        }
+        let placeholders: Vec<String> = (0..dag_ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM (
+                SELECT {RUN_COLUMNS}, ROW_NUMBER() OVER (
+                    PARTITION BY dag_id ORDER BY logical_date_us DESC, queued_at_us DESC) AS newest
+                FROM dag_runs WHERE dag_id IN ({})) ranked
+             WHERE newest <= $1 ORDER BY dag_id, newest",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(per_dag);
+        for dag_id in dag_ids {
+            query = query.bind(*dag_id);
+        }
+        for row in query.fetch_all(&self.pool).await? {
+            let run = run_from_row(&row)?;
+            by_dag.entry(run.dag_id.clone()).or_default().push(run);
+        }
+        Ok(by_dag)
     }
 
     /// How many runs match `filter` (its limit and offset aside).

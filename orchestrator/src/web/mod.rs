@@ -6,14 +6,7 @@ mod live;
 mod logs;
 mod views;
 
-use std::{
-    collections::HashSet,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -34,27 +27,10 @@ use crate::{
     dag::{Dag, DagBag},
     executor::Executor,
     logs::{LogHub, TryLogKey},
+    scheduler::Heartbeat,
     store::{RunFilter, RunKey, Store, TaskKey, TiState},
     users,
 };
-
-/// The latest moment the scheduler loop went round, shared with `/health`.
-#[derive(Clone, Default)]
-pub struct Heartbeat(Arc<AtomicI64>);
-
-impl Heartbeat {
-    pub fn beat(&self) {
-        self.0
-            .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
-    }
-
-    pub fn latest(&self) -> Option<DateTime<Utc>> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            micros => DateTime::from_timestamp_micros(micros),
-        }
-    }
-}
 
 /// Runs shown as small squares in the DAG list.
 const RECENT_RUNS: i64 = 25;
@@ -214,10 +190,20 @@ impl ui::Backend for WebBackend {
         let paused = self.paused().await?;
         let offset = query.offset.unwrap_or(0);
         let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
-        let mut dags = Vec::new();
-        for dag in matching.iter().skip(offset).take(limit) {
-            dags.push(self.summary(dag, &paused).await?);
-        }
+        let page: Vec<&Arc<Dag>> = matching.iter().skip(offset).take(limit).copied().collect();
+        let ids: Vec<&str> = page.iter().map(|d| d.id.as_str()).collect();
+        let mut recent = self
+            .store
+            .latest_runs_of_dags(&ids, RECENT_RUNS)
+            .await
+            .map_err(internal)?;
+        let dags = page
+            .iter()
+            .map(|dag| {
+                let runs = recent.remove(&dag.id).unwrap_or_default();
+                dag_summary(dag, paused.contains(&dag.id), &runs)
+            })
+            .collect();
         Ok(DagList {
             dags,
             total_entries: matching.len(),

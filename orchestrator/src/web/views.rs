@@ -1,5 +1,7 @@
 //! Store rows and DAG models as the UI's view types.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use ui::views::{
     DagDetail, DagSummary, GridCell, GridRow, ImportErrorView, ParamView, ProblemView, RunBrief,
@@ -136,6 +138,10 @@ pub fn dag_detail(dag: &Dag, summary: DagSummary, source: String) -> DagDetail {
 
 /// One grid row per task of the DAG, one cell per run (oldest first).
 pub fn grid_rows(dag: &Dag, runs: &[DagRunRow], tis: &[TaskInstanceRow]) -> Vec<GridRow> {
+    let by_cell: HashMap<(&str, &str), &TaskInstanceRow> = tis
+        .iter()
+        .map(|ti| ((ti.run_id.as_str(), ti.task_id.as_str()), ti))
+        .collect();
     dag.tasks
         .iter()
         .map(|task| GridRow {
@@ -143,9 +149,7 @@ pub fn grid_rows(dag: &Dag, runs: &[DagRunRow], tis: &[TaskInstanceRow]) -> Vec<
             cells: runs
                 .iter()
                 .map(|run| {
-                    let ti = tis
-                        .iter()
-                        .find(|ti| ti.run_id == run.run_id && ti.task_id == task.id);
+                    let ti = by_cell.get(&(run.run_id.as_str(), task.id.as_str()));
                     GridCell {
                         state: ti.map(|ti| ti.state.to_string()),
                         try_number: ti.map_or(0, |ti| ti.try_number),

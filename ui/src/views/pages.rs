@@ -650,11 +650,11 @@ impl LogPage {
     }
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value (`/` stays: legal in a query, and readable in `?next=/dags`).
 pub fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => {
                 (b as char).to_string()
             }
             other => format!("%{other:02X}"),
