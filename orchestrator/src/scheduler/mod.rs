@@ -21,6 +21,15 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
 pub use heartbeat::Heartbeat;
+
+/// What stops the scheduler loop or one of its passes.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("the scheduler's clock: {0}")]
+    Clock(#[from] tokio_cron_scheduler::JobSchedulerError),
+}
 pub use runs::{new_manual_run, parse_conf};
 
 use crate::{
@@ -63,7 +72,11 @@ impl Scheduler {
 
     /// Schedules until `shutdown` fires, then stops the executor and waits for the runs in
     /// progress to record their state (at most the grace period plus a margin).
-    pub async fn run(mut self, shutdown: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), SchedulerError> {
         let (tick_tx, mut ticks) = mpsc::channel::<()>(1);
         let mut heartbeat = JobScheduler::new().await?;
         heartbeat
@@ -170,7 +183,7 @@ impl Scheduler {
         }
     }
 
-    async fn try_start_queued(&mut self) -> anyhow::Result<()> {
+    async fn try_start_queued(&mut self) -> Result<(), SchedulerError> {
         let store = self.executor.store().clone();
         let queued = store.runs_in_state(RunState::Queued).await?;
         if queued.is_empty() {
@@ -206,7 +219,7 @@ impl Scheduler {
         }
     }
 
-    async fn try_schedule_due(&mut self) -> anyhow::Result<()> {
+    async fn try_schedule_due(&mut self) -> Result<(), SchedulerError> {
         let bag = self.bags.borrow().clone();
         let paused = self.executor.store().paused_dags().await?;
         let now = Utc::now();
@@ -269,7 +282,7 @@ impl Scheduler {
         &self,
         dag: &Dag,
         logical_date: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), SchedulerError> {
         let new = NewRun {
             dag_id: dag.id.clone(),
             run_id: NewRun::run_id_for(RunType::Scheduled, logical_date),
