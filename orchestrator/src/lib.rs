@@ -6,5 +6,6 @@ pub mod executor;
 pub mod logs;
 pub mod scheduler;
 pub mod store;
+pub mod telemetry;
 pub mod users;
 pub mod web;

@@ -35,6 +35,12 @@ fn serve_runs_cli_triggers_reloads_dags_and_stops_on_sigterm() {
     );
     let log = cli_output(cli(dir.path()).args(["tasks", "logs", "first", &run_id, "say"]));
     assert!(log.contains("from the CLI"), "{log}");
+    // The scheduler's hand-off of the queued run is in /metrics.
+    let metrics = serve.get("/metrics").unwrap_or_default();
+    assert!(
+        metrics.contains(r#"updraft_scheduler_handoff_seconds_count{dag_id="first"} 1"#),
+        "{metrics}"
+    );
 
     std::fs::write(
         dir.path().join("dags/second.toml"),

@@ -204,6 +204,34 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
         .expect("users are upserted by login.uuid");
     assert!(some_user.get_document("login").is_ok());
 
+    // /metrics carries the same figures, per task and per partition.
+    let text = orchestrator::telemetry::render(&store, Some(&executor))
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let of_stats = |name: &str| -> Vec<&prometheus_parse::Sample> {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric == name
+                    && s.labels.get("dag_id") == Some(run.dag_id.as_str())
+                    && s.labels.get("task_id") == Some("stats")
+            })
+            .collect()
+    };
+    let records_in = of_stats("updraft_stream_records_in_total");
+    assert!(
+        matches!(records_in[..], [s] if s.value == prometheus_parse::Value::Counter(500.0)),
+        "{text}"
+    );
+    let lag = of_stats("updraft_stream_lag");
+    assert!(!lag.is_empty(), "lag per partition in:\n{text}");
+    assert!(
+        lag.iter()
+            .all(|s| s.labels.get("topic").is_some() && s.labels.get("partition").is_some()),
+        "{text}"
+    );
     let outcome = support::stop_and_wait(&executor, &run, driver).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
     assert!(

@@ -9,7 +9,7 @@ use orchestrator::{
     scheduler::Scheduler,
     store::Store,
     users,
-    web::WebBackend,
+    web::{WebBackend, metrics_router},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// A UI session ends after this long without a request
     #[arg(long, env = "UPDRAFT_SESSION_IDLE", default_value = "8h", value_parser = humantime::parse_duration)]
     session_idle: Duration,
+    /// Bearer token Prometheus must send to scrape /metrics (open when unset)
+    #[arg(long, env = "UPDRAFT_METRICS_TOKEN")]
+    metrics_token: Option<String>,
 }
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +62,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     ensure_a_user(&store).await?;
     tracing::info!(address = %args.bind, "Web UI listening");
     let heartbeat = Heartbeat::default();
+    let metrics = metrics_router(store.clone(), Some(executor.clone()), args.metrics_token);
     let backend = WebBackend::new(
         store,
         bags.clone(),
@@ -75,7 +79,8 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
             session_idle_timeout: args.session_idle,
             ..ui::UiConfig::default()
         },
-    );
+    )
+    .merge(metrics);
     let web_shutdown = shutdown.clone();
     let web = tokio::spawn(async move {
         axum::serve(listener, app)

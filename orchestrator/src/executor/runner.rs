@@ -138,6 +138,23 @@ impl Runner {
         let ended = Utc::now();
         ti.end = Some(ended);
         ti.duration_ms = Some((ended - started).num_milliseconds());
+        let more = self.conclude(ti, outcome).await?;
+        let outcome = match ti.state {
+            TiState::Success => "success",
+            TiState::Failed => "failed",
+            _ => "retry",
+        };
+        let seconds = (ended - started).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        crate::telemetry::observe_try(&ti.dag_id, &ti.task_id, outcome, seconds);
+        Ok(more)
+    }
+
+    /// Records how the try went; true when another try follows.
+    async fn conclude(
+        &self,
+        ti: &mut TaskInstanceRow,
+        outcome: Result<TaskResult, TryFailure>,
+    ) -> Result<bool, ExecutorError> {
         match outcome {
             // A stream ends cleanly when cancelled: on shutdown it has flushed and committed,
             // and its run goes on with the next serve, like any interrupted task.

@@ -207,6 +207,8 @@ impl Scheduler {
             {
                 continue;
             }
+            let waited = (Utc::now() - run.queued_at).num_microseconds().unwrap_or(0);
+            crate::telemetry::observe_handoff(&run.dag_id, waited as f64 / 1e6);
             self.spawn_driver(run);
         }
         Ok(())

@@ -227,6 +227,15 @@ impl Store {
         Ok(by_dag)
     }
 
+    /// (dag_id, state, count) of every DAG's runs.
+    pub async fn run_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT dag_id, state, COUNT(*) FROM dag_runs GROUP BY dag_id, state ORDER BY dag_id, state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// How many runs match `filter` (its limit and offset aside).
     pub async fn count_runs(&self, filter: &RunFilter) -> Result<i64> {
         let row = sqlx::query(

@@ -97,6 +97,15 @@ impl Store {
         });
     }
 
+    /// (dag_id, state, count) of every DAG's task instances.
+    pub async fn task_instance_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT dag_id, state, COUNT(*) FROM task_instances GROUP BY dag_id, state ORDER BY dag_id, state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The task instances of several runs of one DAG.
     pub async fn task_instances_of_runs(
         &self,

@@ -4,6 +4,7 @@
 
 mod live;
 mod logs;
+mod metrics;
 mod views;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -21,6 +22,7 @@ use ui::{
 };
 
 pub use self::live::LiveHub;
+pub use self::metrics::router as metrics_router;
 use self::views::{dag_detail, dag_summary, grid_rows, import_error_view, run_view};
 use crate::{
     commands::{self, CommandError},

@@ -1,0 +1,193 @@
+//! Prometheus metrics (`/metrics`, text exposition format): histograms observed as things
+//! happen (task tries, the scheduler's hand-off), and at each scrape the counts of runs and
+//! task instances by DAG and state from the store and the live figures of running streams.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::{
+    executor::Executor,
+    store::{Store, StoreError},
+};
+
+/// The histograms, observed for the life of the process.
+struct Observed {
+    registry: Registry,
+    task_duration: HistogramVec,
+    handoff: HistogramVec,
+}
+
+static OBSERVED: LazyLock<Observed> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let task_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "updraft_task_duration_seconds",
+            "Duration of task tries, by DAG, task and outcome (success, failed, retry)",
+        )
+        .buckets(vec![
+            0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+        ]),
+        &["dag_id", "task_id", "outcome"],
+    )
+    .expect("a valid histogram");
+    let handoff = HistogramVec::new(
+        HistogramOpts::new(
+            "updraft_scheduler_handoff_seconds",
+            "Time from a run being queued to its start by the executor, by DAG",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+        ]),
+        &["dag_id"],
+    )
+    .expect("a valid histogram");
+    for collector in [task_duration.clone(), handoff.clone()] {
+        registry
+            .register(Box::new(collector))
+            .expect("each histogram registers once");
+    }
+    Observed {
+        registry,
+        task_duration,
+        handoff,
+    }
+});
+
+/// A try of `task_id` ended after `seconds` with `outcome` (success, failed, retry).
+pub fn observe_try(dag_id: &str, task_id: &str, outcome: &str, seconds: f64) {
+    OBSERVED
+        .task_duration
+        .with_label_values(&[dag_id, task_id, outcome])
+        .observe(seconds);
+}
+
+/// A queued run of `dag_id` was started `seconds` after it was queued.
+pub fn observe_handoff(dag_id: &str, seconds: f64) {
+    OBSERVED
+        .handoff
+        .with_label_values(&[dag_id])
+        .observe(seconds.max(0.0));
+}
+
+/// Every metric in the text exposition format.
+pub async fn render(store: &Store, executor: Option<&Executor>) -> Result<String, StoreError> {
+    let scraped = Registry::new();
+    register_states(&scraped, store).await?;
+    if let Some(executor) = executor {
+        register_streams(&scraped, executor);
+    }
+    let mut families = OBSERVED.registry.gather();
+    families.extend(scraped.gather());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut text)
+        .map_err(|e| StoreError::Corrupt {
+            table: "metrics",
+            message: e.to_string(),
+        })?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let gauge = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("each gauge registers once per scrape");
+    gauge
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("each counter registers once per scrape");
+    counter
+}
+
+async fn register_states(registry: &Registry, store: &Store) -> Result<(), StoreError> {
+    let runs = gauge(
+        registry,
+        "updraft_dag_runs",
+        "DAG runs in the metadata database, by DAG and state",
+        &["dag_id", "state"],
+    );
+    for (dag_id, state, count) in store.run_counts().await? {
+        runs.with_label_values(&[&dag_id, &state]).set(count);
+    }
+    let instances = gauge(
+        registry,
+        "updraft_task_instances",
+        "Task instances in the metadata database, by DAG and state",
+        &["dag_id", "state"],
+    );
+    for (dag_id, state, count) in store.task_instance_counts().await? {
+        instances.with_label_values(&[&dag_id, &state]).set(count);
+    }
+    Ok(())
+}
+
+/// The live figures of every stream try running in this process.
+fn register_streams(registry: &Registry, executor: &Executor) {
+    let labels = ["dag_id", "task_id"];
+    let totals = [
+        (
+            "records_in",
+            "updraft_stream_records_in_total",
+            "Records a stream task read (this try)",
+        ),
+        (
+            "records_out",
+            "updraft_stream_records_out_total",
+            "Records or documents a stream task wrote (this try)",
+        ),
+        (
+            "dead_lettered",
+            "updraft_stream_dead_lettered_total",
+            "Records sent to the dead-letter topic (this try)",
+        ),
+        (
+            "late",
+            "updraft_stream_late_total",
+            "Records whose windows had all closed (this try)",
+        ),
+    ]
+    .map(|(key, name, help)| (key, counter(registry, name, help, &labels)));
+    let flush_ms = gauge(
+        registry,
+        "updraft_stream_last_flush_milliseconds",
+        "Duration of the stream task's last flush",
+        &labels,
+    );
+    let lag = gauge(
+        registry,
+        "updraft_stream_lag",
+        "Records not yet committed, by topic and partition",
+        &["dag_id", "task_id", "topic", "partition"],
+    );
+    for (key, metrics) in executor.all_task_metrics() {
+        if !metrics.contains_key("lag") {
+            continue;
+        }
+        let task = [key.dag_id.as_str(), key.task_id.as_str()];
+        let number = |name: &str| metrics.get(name).and_then(serde_json::Value::as_u64);
+        for (name, counter) in &totals {
+            counter
+                .with_label_values(&task)
+                .inc_by(number(name).unwrap_or(0));
+        }
+        flush_ms
+            .with_label_values(&task)
+            .set(number("last_flush_ms").unwrap_or(0) as i64);
+        let partitions = metrics.get("lag").and_then(serde_json::Value::as_object);
+        for (partition, behind) in partitions.into_iter().flatten() {
+            let (topic, id) = partition.rsplit_once('/').unwrap_or((partition, ""));
+            lag.with_label_values(&[&key.dag_id, &key.task_id, topic, id])
+                .set(behind.as_i64().unwrap_or(0));
+        }
+    }
+}
