@@ -8,6 +8,7 @@ mod metrics;
 mod operator;
 mod outbox;
 mod process;
+mod results;
 mod sink;
 mod source;
 mod start_guard;
@@ -16,3 +17,4 @@ mod window_doc;
 
 pub use config::*;
 pub use operator::*;
+pub use results::{RecordResults, StreamResults, WindowResults, WindowRow, read_results};

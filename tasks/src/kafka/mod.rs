@@ -1,6 +1,8 @@
 //! Kafka plumbing shared by the operators: where the brokers are, clients with Updraft's
 //! settings, and topics created on demand.
 
+mod tail;
+
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     sync::{LazyLock, Mutex},
@@ -21,9 +23,11 @@ use crate::{
     jq::{JqError, JqFilter, Val},
 };
 
+pub use tail::{TailRecord, tail};
+
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn base_config(brokers: &str) -> ClientConfig {
+pub(crate) fn base_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
