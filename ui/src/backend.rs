@@ -7,8 +7,8 @@ use crate::{
     ids::{DagId, RunKey, TaskKey, TryKey},
     views::{
         DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView, ImportErrorView,
-        LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, RunDetail, RunList,
-        RunQuery, RunView, User,
+        LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, ResultsView, RunDetail,
+        RunList, RunQuery, RunView, StreamDetail, StreamTick, StreamView, User,
     },
 };
 
@@ -98,6 +98,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn mark_task(&self, task: &TaskKey, mark: Mark, actor: &str) -> BackendResult<()>;
     /// Stops a run (streams flush and commit first).
     async fn stop_run(&self, run: &RunKey, actor: &str) -> BackendResult<RunView>;
+
+    // Streams running in this process.
+    async fn streams(&self) -> BackendResult<Vec<StreamView>>;
+    /// One running stream task with its latest dead letters; NotFound when it is not running.
+    async fn stream(&self, task: &TaskKey) -> BackendResult<StreamDetail>;
+    /// What a stream task's sink holds; `window` picks a window by its start.
+    async fn results(&self, task: &TaskKey, window: Option<&str>) -> BackendResult<ResultsView>;
+    /// A tick a second with every running stream's flush count, for the live pages.
+    fn stream_ticks(&self) -> BoxStream<'static, StreamTick>;
 
     // Live state changes, resuming after event `after`.
     fn live_events(&self, after: Option<u64>) -> LiveSubscription;

@@ -110,6 +110,23 @@
     }
   });
 
+  // ---- Pushed regions: <div data-push-src="/sse">: the server renders the region's HTML and
+  // pushes it as an `html` event (stream figures each second, results on each flush).
+  function followPushed() {
+    document.querySelectorAll("[data-push-src]").forEach(function (region) {
+      var source = new EventSource(region.dataset.pushSrc);
+      source.addEventListener("html", function (event) {
+        // Keep an open <select> or <details> as the user left it.
+        var open = Array.prototype.map.call(region.querySelectorAll("details[open]"), function (d) { return d.id; });
+        region.innerHTML = event.data;
+        open.forEach(function (id) { var d = id && document.getElementById(id); if (d) { d.open = true; } });
+        renderTimes(region);
+        region.dataset.pushed = String(Number(region.dataset.pushed || "0") + 1);
+        region.dispatchEvent(new CustomEvent("updraft:pushed", { bubbles: true }));
+      });
+    });
+  }
+
   // "/" focuses the page's filter or search box.
   document.addEventListener("keydown", function (event) {
     if (event.key === "/" && !/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) {
@@ -122,5 +139,6 @@
     renderTimes();
     document.querySelectorAll("textarea[data-json]").forEach(checkJson);
     follow();
+    followPushed();
   });
 })();

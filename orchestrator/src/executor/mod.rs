@@ -122,6 +122,11 @@ impl Executor {
         &self.inner.logs
     }
 
+    /// Where tasks connect when their config does not say.
+    pub fn connections(&self) -> &tasks::Connections {
+        &self.inner.config.connections
+    }
+
     /// `host:pid` of this process.
     pub fn owner(&self) -> &str {
         &self.inner.owner

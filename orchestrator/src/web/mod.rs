@@ -5,6 +5,8 @@
 mod live;
 mod logs;
 mod metrics;
+mod stream_backend;
+mod streams;
 mod views;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -16,8 +18,9 @@ use ui::{
     BackendError, BackendResult, DagId, RunKey as UiRunKey, TaskKey as UiTaskKey, TryKey,
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
-        ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, RunDetail,
-        RunList, RunQuery, RunView, SchedulerHealth, User,
+        ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
+        ResultsView, RunDetail, RunList, RunQuery, RunView, SchedulerHealth, StreamDetail,
+        StreamTick, StreamView, User,
     },
 };
 
@@ -50,6 +53,8 @@ pub struct WebBackend {
     live: LiveHub,
     /// How long a stop waits for its run to end before answering.
     stop_wait: Duration,
+    /// Histories of the running streams (with an executor).
+    streams: Option<streams::StreamSampler>,
 }
 
 impl WebBackend {
@@ -63,6 +68,7 @@ impl WebBackend {
     ) -> Self {
         Self {
             live: LiveHub::start(&store),
+            streams: executor.clone().map(streams::StreamSampler::start),
             store,
             bags,
             logs,
@@ -476,6 +482,22 @@ impl ui::Backend for WebBackend {
 
     fn live_seq(&self) -> u64 {
         self.live.latest_seq()
+    }
+
+    async fn streams(&self) -> BackendResult<Vec<StreamView>> {
+        self.stream_views().await
+    }
+
+    async fn stream(&self, task: &UiTaskKey) -> BackendResult<StreamDetail> {
+        self.stream_detail(task).await
+    }
+
+    async fn results(&self, task: &UiTaskKey, window: Option<&str>) -> BackendResult<ResultsView> {
+        self.stream_results(task, window).await
+    }
+
+    fn stream_ticks(&self) -> BoxStream<'static, StreamTick> {
+        self.ticks()
     }
 
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {

@@ -50,9 +50,7 @@ impl Rates {
         m.set("late", c.late);
         m.set("dead_lettered", c.dead_lettered);
         m.set("replayed_skipped", c.skipped_replayed);
-        m.set("last_flush_at", c.last_flush_at.clone());
-        m.set("last_flush_docs", c.last_flush_docs);
-        m.set("last_flush_ms", c.last_flush_ms);
+        publish_flush(c, m);
         m.set("lag_total", lag.values().sum::<i64>());
         m.set("lag", serde_json::to_value(lag).unwrap_or_default());
         *self = Self::new(c);
@@ -73,4 +71,13 @@ impl Rates {
             get("last_flush_ms")
         )
     }
+}
+
+/// The figures of the last flush: published as soon as a flush ends, so a results page can
+/// follow flushes within a fraction of a second.
+pub fn publish_flush(c: &Counters, m: &crate::Metrics) {
+    m.set("flushes", c.flushes);
+    m.set("last_flush_at", c.last_flush_at.clone());
+    m.set("last_flush_docs", c.last_flush_docs);
+    m.set("last_flush_ms", c.last_flush_ms);
 }

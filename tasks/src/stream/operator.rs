@@ -72,6 +72,8 @@ struct StreamTask<'a> {
     guards: HashMap<Partition, StartGuard>,
     uncommitted: bool,
     counters: Counters,
+    /// The try's live metrics (flush figures are published as each flush ends).
+    metrics: crate::Metrics,
 }
 
 impl<'a> StreamTask<'a> {
@@ -115,6 +117,7 @@ impl<'a> StreamTask<'a> {
             guards: HashMap::new(),
             uncommitted: false,
             counters: Counters::default(),
+            metrics: ctx.metrics.clone(),
         };
         task.expect_starts(&starts);
         task.resume_watermark().await?;

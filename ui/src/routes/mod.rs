@@ -4,6 +4,7 @@ mod dags;
 mod live;
 mod runs;
 mod session;
+mod streams;
 mod tasks;
 
 use axum::{
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(runs::router())
         .merge(tasks::router())
         .merge(live::router())
+        .merge(streams::router())
         .nest("/api/v1", api_router())
 }
 
@@ -34,6 +36,7 @@ fn api_router() -> Router<AppState> {
         .merge(dags::api_router())
         .merge(runs::api_router())
         .merge(tasks::api_router())
+        .merge(streams::api_router())
         .fallback(|| async {
             AppError::new(axum::http::StatusCode::NOT_FOUND, "no such API endpoint")
         })

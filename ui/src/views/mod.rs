@@ -1,6 +1,7 @@
 //! The view types the backend returns: serialized as they are by the JSON API and rendered by
 //! the HTML pages.
 
+pub mod charts;
 mod dags;
 pub mod format;
 mod graph;
@@ -8,6 +9,8 @@ mod live;
 mod logs;
 pub mod pages;
 mod runs;
+pub mod stream_pages;
+pub mod streams;
 
 pub use dags::{
     DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView, ImportErrorView,
@@ -16,6 +19,9 @@ pub use dags::{
 pub use live::{LiveEvent, LiveSubscription};
 pub use logs::{LogChunk, LogEvent, LogMatch, LogRange};
 pub use runs::{Mark, RunBrief, RunDetail, RunList, RunQuery, RunView, TaskInstanceView};
+pub use streams::{
+    DeadLetterView, ResultRow, ResultsView, StreamDetail, StreamSample, StreamTick, StreamView,
+};
 
 use serde::Serialize;
 

@@ -19,10 +19,11 @@ use tower::ServiceExt;
 use ui::{
     BackendError, BackendResult, DagId, RunKey, TaskKey, TryKey, UiConfig,
     views::{
-        ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView,
-        HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk, LogEvent, LogMatch,
-        LogRange, Mark, ParamView, ProblemView, RunBrief, RunDetail, RunList, RunQuery, RunView,
-        SchedulerHealth, TaskInstanceView, TaskNode, User,
+        ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
+        GridRow, GridView, HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk,
+        LogEvent, LogMatch, LogRange, Mark, ParamView, ProblemView, ResultRow, ResultsView,
+        RunBrief, RunDetail, RunList, RunQuery, RunView, SchedulerHealth, StreamDetail,
+        StreamSample, StreamTick, StreamView, TaskInstanceView, TaskNode, User,
     },
 };
 
@@ -50,6 +51,49 @@ pub struct MemoryBackend {
     /// A default of the `name` param (to check escaping).
     pub name_default: String,
     pub live: Vec<LiveEvent>,
+    /// Running streams (`users` / `stats` by default).
+    pub streams: Vec<StreamView>,
+    /// The flush counts the ticks carry, one tick each.
+    pub ticks: Vec<u64>,
+}
+
+/// The stream task the memory backend runs: `users`, run [`RUN_ID`], task `stats`.
+pub fn stats_stream() -> StreamView {
+    StreamView {
+        dag_id: "users".into(),
+        run_id: RUN_ID.into(),
+        task_id: "stats".into(),
+        try_number: 3,
+        restarts: 2,
+        last_error: Some("MongoDB: writing results failed: <unreachable>".into()),
+        records_in: 1200,
+        records_out: 40,
+        records_in_per_s: 250.0,
+        records_out_per_s: 8.0,
+        lag_total: 30,
+        lag: BTreeMap::from([
+            ("users.fr/0".to_string(), 10),
+            ("users.fr/1".to_string(), 20),
+        ]),
+        last_flush_at: Some("2026-11-25T10:00:05.000Z".into()),
+        last_flush_docs: 12,
+        last_flush_ms: 7,
+        late: 1,
+        dead_lettered: 2,
+        flushes: 5,
+        history: (0..90)
+            .map(|i| StreamSample {
+                at_ms: 1_764_064_800_000 + i * 1000,
+                in_per_s: (i % 10) as f64 * 30.0,
+                out_per_s: 8.0,
+                lag: 120 - i,
+            })
+            .collect(),
+        lag_growing: false,
+        restarting: true,
+        dead_letter_topic: Some("users.dlq".into()),
+        sink: "mongodb users.stats".into(),
+    }
 }
 
 impl Default for MemoryBackend {
@@ -70,6 +114,8 @@ impl Default for MemoryBackend {
                     try_number: Some(1),
                 })
                 .collect(),
+            streams: vec![stats_stream()],
+            ticks: vec![5, 5, 6],
         }
     }
 }
@@ -444,6 +490,92 @@ impl ui::Backend for MemoryBackend {
 
     fn live_seq(&self) -> u64 {
         self.live.len() as u64
+    }
+
+    async fn streams(&self) -> BackendResult<Vec<StreamView>> {
+        Ok(self.streams.clone())
+    }
+
+    async fn stream(&self, task: &TaskKey) -> BackendResult<StreamDetail> {
+        let stream = self
+            .streams
+            .iter()
+            .find(|s| {
+                s.dag_id == task.run.dag_id.as_str()
+                    && s.run_id == task.run.run_id
+                    && s.task_id == task.task_id
+            })
+            .cloned()
+            .ok_or_else(|| BackendError::NotFound(format!("no stream {} running", task.task_id)))?;
+        Ok(StreamDetail {
+            stream,
+            dead_letters: vec![DeadLetterView {
+                at: Some("2026-11-25T10:00:01.000Z".into()),
+                partition: 0,
+                offset: 4,
+                key: Some("k1".into()),
+                error: "invalid JSON: expected value at line 1 column 1".into(),
+                source: "users.fr/1@17".into(),
+                payload: "<not json>".into(),
+            }],
+            dead_letters_error: None,
+        })
+    }
+
+    async fn results(&self, task: &TaskKey, window: Option<&str>) -> BackendResult<ResultsView> {
+        self.stream(task).await?;
+        let windows = vec![
+            "2026-11-25T10:01:00.000Z".to_string(),
+            "2026-11-25T10:00:00.000Z".to_string(),
+        ];
+        let selected = window
+            .map(str::to_owned)
+            .unwrap_or_else(|| windows[0].clone());
+        let rows = if selected == windows[0] {
+            vec![("France", "7", "31.5"), ("Spain <b>", "3", "40")]
+        } else {
+            vec![("Norway", "11", "29")]
+        };
+        Ok(ResultsView {
+            dag_id: "users".into(),
+            run_id: RUN_ID.into(),
+            task_id: "stats".into(),
+            kind: "windows".into(),
+            sink: "mongodb users.stats".into(),
+            window_end: Some("2026-11-25T10:02:00.000Z".into()),
+            selected: Some(selected),
+            windows,
+            group_by: vec!["country".into()],
+            aggregates: vec!["users".into(), "avg_age".into()],
+            measure: 0,
+            rows: rows
+                .into_iter()
+                .map(|(country, users, age)| ResultRow {
+                    label: country.into(),
+                    group: vec![country.into()],
+                    values: vec![users.into(), age.into()],
+                    closed: false,
+                })
+                .collect(),
+            columns: Vec::new(),
+            records: Vec::new(),
+            flushes: 5,
+            error: None,
+        })
+    }
+
+    fn stream_ticks(&self) -> BoxStream<'static, StreamTick> {
+        let name = format!("users/{RUN_ID}/stats");
+        futures::stream::iter(
+            self.ticks
+                .clone()
+                .into_iter()
+                .map(move |flushes| StreamTick {
+                    flushes: BTreeMap::from([(name.clone(), flushes)]),
+                    sampled: true,
+                }),
+        )
+        .boxed()
     }
 
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {

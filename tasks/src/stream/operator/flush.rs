@@ -6,7 +6,10 @@ use std::time::Instant;
 use mongodb::bson::Document;
 
 use super::{StreamTask, lateness_ms};
-use crate::{TaskError, stream::window::Watermark};
+use crate::{
+    TaskError,
+    stream::{metrics::publish_flush, window::Watermark},
+};
 
 impl StreamTask<'_> {
     /// Writes every changed document, waits for every produced record, saves the
@@ -26,6 +29,7 @@ impl StreamTask<'_> {
             self.counters.last_flush_docs = written;
             self.counters.last_flush_ms = started.elapsed().as_millis() as u64;
             self.counters.last_flush_at = Some(chrono::Utc::now().to_rfc3339());
+            publish_flush(&self.counters, &self.metrics);
         }
         Ok(())
     }
