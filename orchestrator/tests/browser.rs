@@ -4,13 +4,18 @@
 mod support;
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use support::{free_port, serve::Serve, wait_port};
+use support::{
+    free_port,
+    serve::{Serve, cli, cli_output},
+    wait_port,
+};
 
 const PASSWORD: &str = "browser-test-password";
 
@@ -73,16 +78,28 @@ struct Ui {
     shots: PathBuf,
     _serve: Serve,
     _driver: Guard,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Ui {
     async fn start() -> Self {
+        Self::start_with(
+            &[("hello.toml", HELLO.into()), ("tick.toml", TICK.into())],
+            &[],
+        )
+        .await
+    }
+
+    /// `serve` over these DAG files (with `env` added) and a browser on it.
+    async fn start_with(dags: &[(&str, String)], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("dags")).unwrap();
-        std::fs::write(dir.path().join("dags/hello.toml"), HELLO).unwrap();
-        std::fs::write(dir.path().join("dags/tick.toml"), TICK).unwrap();
-        let serve = Serve::start(dir.path(), &[("UPDRAFT_ADMIN_PASSWORD", PASSWORD)]);
+        for (file, source) in dags {
+            std::fs::write(dir.path().join("dags").join(file), source).unwrap();
+        }
+        let mut env = env.to_vec();
+        env.push(("UPDRAFT_ADMIN_PASSWORD", PASSWORD));
+        let serve = Serve::start(dir.path(), &env);
         let port = serve.port();
         let driver_port = free_port();
         let driver = Guard(
@@ -120,7 +137,7 @@ impl Ui {
             shots,
             _serve: serve,
             _driver: driver,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -348,4 +365,182 @@ async fn a_user_triggers_watches_tails_and_pauses_in_the_browser() {
         "no run of tick is created while it is paused"
     );
     ui.client.close().await.unwrap();
+}
+
+/// The repo's `random_users` (manual here, fed by the fake API) and `user_stats` DAGs, with
+/// topics, groups and the database made unique to this test.
+fn pipeline_dags(ns: &str) -> Vec<(&'static str, String)> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags");
+    let read = |file: &str| std::fs::read_to_string(repo.join(file)).unwrap();
+    let producer = read("random_users.toml")
+        .replace("schedule = \"* * * * *\"\n", "")
+        .replace("\"users.\"", &format!("\"{ns}.users.\""));
+    let stream = read("user_stats.toml")
+        .replace(
+            "'^users\\.[a-z]{2}$'",
+            &format!("'^{ns}\\.users\\.[a-z]{{2}}$'"),
+        )
+        .replace("\"user_stats.", &format!("\"{ns}."))
+        .replace("\"dlq.user_stats\"", &format!("\"{ns}.dlq\""))
+        .replace("database = \"updraft\"", &format!("database = \"{ns}\""));
+    assert!(stream.contains(&format!("{ns}\\.users")), "{stream}");
+    vec![("random_users.toml", producer), ("user_stats.toml", stream)]
+}
+
+/// Users per `country · gender` in the MongoDB window documents of `window_start`.
+async fn users_by_group(db: &mongodb::Database, window_start: &str) -> BTreeMap<String, i64> {
+    support::all_documents(&db.collection("user_stats"))
+        .await
+        .into_iter()
+        .filter(|d| d.get_str("window_start") == Ok(window_start))
+        .map(|d| {
+            let label = format!(
+                "{} · {}",
+                d.get_str("country").unwrap(),
+                d.get_str("gender").unwrap()
+            );
+            (label, support::int(&d, "users"))
+        })
+        .collect()
+}
+
+/// What the results page shows: its window and `label -> value` of every group in the table;
+/// fails unless each bar of the chart (the largest 40 groups) shows its group's value.
+async fn chart(ui: &Ui) -> (String, BTreeMap<String, i64>) {
+    let shown = ui
+        .js("const svg = document.querySelector('#results-chart'); if (!svg) return null; \
+             const pairs = (nodes) => Array.from(nodes).map(n => [n.dataset.label || n.dataset.group, n.dataset.value]); \
+             return {window: svg.dataset.window, bars: pairs(svg.querySelectorAll('g.bar')), rows: pairs(document.querySelectorAll('#results-table tr[data-group]'))};")
+        .await;
+    let window = shown["window"].as_str().unwrap_or_default().to_owned();
+    let pairs = |key: &str| -> BTreeMap<String, i64> {
+        shown[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|pair| {
+                (
+                    pair[0].as_str().unwrap().to_owned(),
+                    pair[1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (bars, rows) = (pairs("bars"), pairs("rows"));
+    assert!(!bars.is_empty() && bars.len() <= 40, "{bars:?}");
+    for (label, value) in &bars {
+        assert_eq!(rows.get(label), Some(value), "the bar of {label}");
+    }
+    (window, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_results_follow_the_pipeline_live() {
+    let ns = support::unique("browser");
+    let db = support::mongo(&ns).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}/api/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, fake_randomuser::router()).await });
+    let ui = Ui::start_with(&pipeline_dags(&ns), &[("UPDRAFT_RANDOMUSER_URL", &api)]).await;
+    let trigger = |results: u32| {
+        cli_output(cli(ui.dir.path()).args([
+            "dags",
+            "trigger",
+            "random_users",
+            "--conf",
+            &format!("{{\"results\": {results}}}"),
+        ]))
+    };
+
+    // The streams page: user_stats' two streams appear; the first users show a rate above zero,
+    // then the lag goes back to 0 once they are counted.
+    ui.goto("/streams").await;
+    ui.until(
+        "user_stats' streams on the streams page",
+        Duration::from_secs(30),
+        "return !!document.querySelector('[data-stream=\"user_stats.stats\"]')",
+    )
+    .await;
+    trigger(300);
+    ui.until(
+        "a rate above zero",
+        Duration::from_secs(30),
+        "const v = document.querySelector('[data-stream=\"user_stats.stats\"] [data-rate-in]'); \
+         window.maxRate = Math.max(window.maxRate || 0, v ? Number(v.dataset.rateIn) : 0); return window.maxRate > 0;",
+    )
+    .await;
+    ui.until(
+        "the lag back to 0 after the users are counted",
+        Duration::from_secs(30),
+        "const s = document.querySelector('[data-stream=\"user_stats.stats\"]'); \
+         return !!s && s.querySelector('[data-lag]').dataset.lag === '0' && s.querySelector('.fig .value time') !== null;",
+    )
+    .await;
+    assert!(
+        ui.js(
+            "return document.querySelectorAll('[data-stream=\"user_stats.stats\"] polyline').length"
+        )
+        .await
+            == serde_json::json!(2),
+        "rate and lag sparklines"
+    );
+    ui.shot("streams").await;
+
+    // The results page: the bars are the MongoDB counts of the window shown.
+    ui.click("[data-stream=\"user_stats.stats\"] a[href$=\"/results\"]")
+        .await;
+    ui.until(
+        "the results chart",
+        Duration::from_secs(20),
+        "return !!document.querySelector('#results-chart g.bar')",
+    )
+    .await;
+    let (window, bars) = chart(&ui).await;
+    assert_eq!(bars, users_by_group(&db, &window).await, "window {window}");
+    assert_eq!(bars.values().sum::<i64>(), 300);
+    ui.shot("results").await;
+
+    // More users: the chart follows without a reload and matches MongoDB again.
+    ui.js("window.notReloaded = true; window.firstWindow = document.querySelector('#results-chart').dataset.window; return true;").await;
+    trigger(200);
+    ui.until(
+        "the chart to change after the next run",
+        Duration::from_secs(30),
+        "const rows = Array.from(document.querySelectorAll('#results-table tr[data-group]')); \
+         const total = rows.reduce((n, r) => n + Number(r.dataset.value), 0); \
+         const w = document.querySelector('#results-chart').dataset.window; \
+         return window.notReloaded === true && (total === 500 || w !== window.firstWindow);",
+    )
+    .await;
+    support::eventually(
+        "the chart to match MongoDB",
+        Duration::from_secs(20),
+        || async {
+            let (window, bars) = chart(&ui).await;
+            bars == users_by_group(&db, &window).await
+        },
+    )
+    .await;
+    let pushed = ui
+        .js("return Number(document.querySelector('#results-live').dataset.pushed || 0)")
+        .await;
+    assert!(pushed.as_f64().unwrap() >= 1.0, "pushed {pushed}");
+    ui.shot("results-after-next-run").await;
+
+    // A stream's own page: its figures and the dead-letter topic it reads.
+    ui.goto(&format!(
+        "{}",
+        ui.js("return document.querySelector('a[href$=\"/stream\"]').getAttribute('href')")
+            .await
+            .as_str()
+            .unwrap()
+    ))
+    .await;
+    ui.until(
+        "the stream page",
+        Duration::from_secs(10),
+        "return !!document.querySelector('#no-dead-letters, #dead-letters')",
+    )
+    .await;
+    ui.shot("stream").await;
 }

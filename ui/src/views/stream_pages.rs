@@ -53,6 +53,19 @@ impl StreamPanel {
         )
     }
 
+    /// The partitions furthest behind (5 at most), largest lag first.
+    pub fn behind(&self) -> Vec<(&String, &i64)> {
+        let mut behind: Vec<(&String, &i64)> = self
+            .stream
+            .lag
+            .iter()
+            .filter(|(_, lag)| **lag > 0)
+            .collect();
+        behind.sort_by(|a, b| b.1.cmp(a.1));
+        behind.truncate(5);
+        behind
+    }
+
     pub fn last_flush(&self) -> Stamp {
         stamp(self.stream.last_flush_at.as_deref())
     }
@@ -148,6 +161,13 @@ impl ResultsLive {
     pub fn measure_name(&self) -> &str {
         self.results
             .aggregates
+            .get(self.results.measure)
+            .map_or("", String::as_str)
+    }
+
+    /// A row's value of the aggregate charted.
+    pub fn measure_value<'r>(&self, row: &'r super::ResultRow) -> &'r str {
+        row.values
             .get(self.results.measure)
             .map_or("", String::as_str)
     }
