@@ -528,14 +528,10 @@ async fn streams_and_results_follow_the_pipeline_live() {
     ui.shot("results-after-next-run").await;
 
     // A stream's own page: its figures and the dead-letter topic it reads.
-    ui.goto(&format!(
-        "{}",
-        ui.js("return document.querySelector('a[href$=\"/stream\"]').getAttribute('href')")
-            .await
-            .as_str()
-            .unwrap()
-    ))
-    .await;
+    let stream_page = ui
+        .js("return document.querySelector('a[href$=\"/stream\"]').getAttribute('href')")
+        .await;
+    ui.goto(stream_page.as_str().unwrap()).await;
     ui.until(
         "the stream page",
         Duration::from_secs(10),
