@@ -178,14 +178,24 @@ impl Ui {
         field.send_keys(text).await.unwrap();
     }
 
+    /// Clicks `css`; a live region may replace the element between finding and clicking it,
+    /// so a stale element is looked up again (5 times at most).
     async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        for attempt in 1..=5 {
+            let clicked = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.click().await,
+                Err(error) => Err(error),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(error)
+                    if attempt < 5 && format!("{error:?}").contains("StaleElementReference") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("clicking {css}: {error}"),
+            }
+        }
     }
 
     async fn sign_in(&self) {
