@@ -131,11 +131,19 @@ mod tests {
         })
     }
 
-    /// Whether process `pid` is gone, waiting up to 2 s for the kernel to reap it.
+    /// Whether process `pid` is dead, waiting up to 5 s: gone, or a zombie (dead, waiting
+    /// for whoever adopted it to reap it, which a container's init may never do).
     async fn gone(pid: i32) -> bool {
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(2) {
-            if matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH)) {
+        while started.elapsed() < Duration::from_secs(5) {
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(false);
+            if zombie || matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH)) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,0 +1,383 @@
+//! `scripts/bench ui` (second part), on tansu and nx-27017: what watching a stream costs it,
+//! and how soon a results page hears of a flush.
+//!
+//! 1. The stream rate (records per second, first to last record) of a windowed stream task
+//!    into MongoDB over a topic filled beforehand, with nobody watching and with 10 viewers
+//!    on `/streams/events` and 10 on its results' events (SSE through the real router,
+//!    in-process). Rounds alternate; the ratio compares the medians.
+//! 2. Flush -> results push: with records arriving steadily, the time from the end of each
+//!    flush (`last_flush_at`) to the rendered results arriving at an SSE reader.
+//!
+//! Under `cargo test` it runs tiny sizes once.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use axum::{body::Body, http::Request};
+use futures::StreamExt as _;
+use orchestrator::{
+    dag::{DagBag, parse_dag_file},
+    executor::{Executor, ExecutorConfig},
+    logs::LogHub,
+    scheduler::{Heartbeat, new_manual_run},
+    store::{DagRunRow, Store, TaskKey},
+    web::WebBackend,
+};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
+use tower::ServiceExt as _;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Sizes {
+    records: usize,
+    rounds: usize,
+    viewers: usize,
+    flushes: usize,
+}
+
+const FULL: Sizes = Sizes {
+    records: 200_000,
+    rounds: 3,
+    viewers: 10,
+    flushes: 60,
+};
+
+const SMOKE: Sizes = Sizes {
+    records: 2_000,
+    rounds: 1,
+    viewers: 2,
+    flushes: 3,
+};
+
+fn env(name: &str, how: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: {how}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes = if full { FULL } else { SMOKE };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(&sizes))
+}
+
+/// Everything one measurement needs: a store, an executor, the UI router over them.
+struct Bench {
+    ns: String,
+    brokers: String,
+    executor: Executor,
+    app: axum::Router,
+    bag: Arc<DagBag>,
+    _dir: tempfile::TempDir,
+}
+
+fn stream_dag(ns: &str, id: &str) -> String {
+    format!(
+        r#"[dag]
+id = "{id}"
+schedule = "@continuous"
+[[task]]
+id = "stats"
+operator = "stream"
+topics = ["{ns}.users"]
+group_id = "{ns}.{id}"
+flush_interval = "1s"
+[task.window]
+size = "1m"
+event_time = ".ts"
+allowed_lateness = "1h"
+group_by = {{ country = ".country", gender = ".gender" }}
+aggregates = {{ users = "count", avg_age = {{ avg = ".age" }} }}
+[task.sink]
+kind = "mongodb"
+database = "{ns}"
+collection = "{id}"
+"#
+    )
+}
+
+async fn run(sizes: &Sizes) -> anyhow::Result<()> {
+    let brokers = env("UPDRAFT_KAFKA_BROKERS", "scripts/bench ui starts tansu")?;
+    let mongo = env("UPDRAFT_MONGO_URI", "scripts/bench ui starts nx-27017")?;
+    let ns = format!("sui{}", std::process::id());
+    let ids: Vec<String> = (0..sizes.rounds * 2 + 1).map(|i| format!("s{i}")).collect();
+    let dir = tempfile::tempdir()?;
+    let dags = dir.path().join("dags");
+    std::fs::create_dir(&dags)?;
+    for id in &ids {
+        std::fs::write(dags.join(format!("{id}.toml")), stream_dag(&ns, id))?;
+    }
+    let bag = Arc::new(DagBag::load(&dags)?);
+    anyhow::ensure!(bag.errors.is_empty(), "bench DAGs: {:?}", bag.errors);
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("u.db").display())).await?;
+    let executor = Executor::new(
+        store.clone(),
+        LogHub::new(dir.path().join("logs")),
+        ExecutorConfig {
+            connections: Arc::new(tasks::Connections {
+                kafka_brokers: brokers.clone(),
+                mongo_uri: mongo,
+            }),
+            ..Default::default()
+        },
+    );
+    let (_bags_tx, bags) = tokio::sync::watch::channel(bag.clone());
+    let backend = WebBackend::new(
+        store,
+        bags,
+        executor.logs().clone(),
+        Some(executor.clone()),
+        Heartbeat::default(),
+        Duration::from_secs(5),
+    );
+    let bench = Bench {
+        ns: ns.clone(),
+        brokers,
+        app: ui::router(Arc::new(backend), ui::UiConfig::default()),
+        executor,
+        bag,
+        _dir: dir,
+    };
+    let filled = Instant::now();
+    produce(&bench.brokers, &format!("{ns}.users"), 0, sizes.records).await?;
+    println!(
+        "topic {ns}.users filled with {} records in {:.1} s",
+        sizes.records,
+        filled.elapsed().as_secs_f64()
+    );
+    let (mut alone, mut watched) = (Vec::new(), Vec::new());
+    for round in 0..sizes.rounds {
+        alone.push(stream_rate(&bench, &ids[round * 2], sizes, 0).await?);
+        watched.push(stream_rate(&bench, &ids[round * 2 + 1], sizes, sizes.viewers).await?);
+    }
+    let (alone, watched) = (median(&mut alone), median(&mut watched));
+    println!(
+        "stream rate, median of {} rounds: {alone:.0} records/s unwatched, {watched:.0} records/s with {} viewers on /streams and {} on its results: {:.3}x",
+        sizes.rounds,
+        sizes.viewers,
+        sizes.viewers,
+        watched / alone
+    );
+    flush_to_push(&bench, ids.last().unwrap(), sizes).await
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Produces `count` synthetic users (event times 1 ms apart from `first`) to `topic`.
+async fn produce(brokers: &str, topic: &str, first: usize, count: usize) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    const COUNTRIES: &[&str] = &["France", "Spain", "Norway", "India", "Brazil", "Canada"];
+    let sends = (first..first + count).map(|i| {
+        let payload = serde_json::json!({
+            "country": COUNTRIES[i % COUNTRIES.len()],
+            "gender": if i % 3 == 0 { "female" } else { "male" },
+            "age": 18 + i % 60,
+            "ts": 1_700_000_000.0 + i as f64 / 1000.0,
+        })
+        .to_string();
+        let key = i.to_string();
+        let producer = producer.clone();
+        let topic = topic.to_owned();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("producing: {e}"))
+        }
+    });
+    let results: Vec<_> = futures::stream::iter(sends)
+        .buffer_unordered(10_000)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(())
+}
+
+/// Starts the stream DAG `id` and returns its run and the key of its task.
+async fn start(bench: &Bench, id: &str) -> anyhow::Result<(DagRunRow, TaskKey)> {
+    let dag = bench.bag.get(id).context("bench DAG")?;
+    let new = new_manual_run(
+        &dag,
+        Default::default(),
+        Some(bench.executor.owner().into()),
+    );
+    let run = bench
+        .executor
+        .store()
+        .create_run(&new, &dag.task_tries())
+        .await?
+        .context("a new run")?;
+    let executor = bench.executor.clone();
+    let driven = run.clone();
+    tokio::spawn(async move { executor.drive_run(dag, driven).await });
+    let key = TaskKey {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: "stats".into(),
+    };
+    Ok((run, key))
+}
+
+/// Opens an SSE stream of the router and reads it until dropped; counts the events.
+fn viewer(app: &axum::Router, uri: String) -> tokio::task::JoinHandle<usize> {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let Ok(response) = app
+            .oneshot(Request::get(uri).body(Body::empty()).expect("a request"))
+            .await;
+        let mut body = response.into_body().into_data_stream();
+        let mut events = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            events += chunk.windows(11).filter(|w| w == b"event: html").count();
+        }
+        events
+    })
+}
+
+fn number(metrics: &serde_json::Map<String, serde_json::Value>, name: &str) -> u64 {
+    metrics.get(name).and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+/// Records per second of one stream run over the whole topic, with `viewers` watching.
+async fn stream_rate(
+    bench: &Bench,
+    id: &str,
+    sizes: &Sizes,
+    viewers: usize,
+) -> anyhow::Result<f64> {
+    let (run, key) = start(bench, id).await?;
+    let mut watching = Vec::new();
+    for _ in 0..viewers {
+        watching.push(viewer(&bench.app, "/streams/events".into()));
+        watching.push(viewer(
+            &bench.app,
+            format!("/dags/{id}/runs/{}/tasks/stats/results/events", run.run_id),
+        ));
+    }
+    let limit = Instant::now() + Duration::from_secs(600);
+    let mut first: Option<(Instant, u64)> = None;
+    let last = loop {
+        anyhow::ensure!(
+            Instant::now() < limit,
+            "{id} did not read the topic within 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(metrics) = bench.executor.task_metrics(&key) else {
+            continue;
+        };
+        let read = number(&metrics, "records_in");
+        if read > 0 && first.is_none() {
+            first = Some((Instant::now(), read));
+        }
+        if read >= sizes.records as u64 {
+            break Instant::now();
+        }
+    };
+    bench.executor.stop_run(&run.key());
+    let mut pushes = 0;
+    for watcher in watching {
+        watcher.abort();
+        pushes += watcher.await.unwrap_or(0);
+    }
+    let (started, at_start) = first.context("no record read")?;
+    let rate = (sizes.records as u64 - at_start) as f64 / (last - started).as_secs_f64().max(1e-3);
+    println!("  {id}: {rate:.0} records/s with {viewers} + {viewers} viewers");
+    let _ = pushes;
+    Ok(rate)
+}
+
+/// With records arriving steadily, the time from each flush's end to its results push.
+async fn flush_to_push(bench: &Bench, id: &str, sizes: &Sizes) -> anyhow::Result<()> {
+    let topic = format!("{}.users", bench.ns);
+    let (run, key) = start(bench, id).await?;
+    // Let it catch up with the topic first: only flushes of new records are measured.
+    let limit = Instant::now() + Duration::from_secs(600);
+    while bench
+        .executor
+        .task_metrics(&key)
+        .is_none_or(|m| number(&m, "records_in") < sizes.records as u64)
+    {
+        anyhow::ensure!(Instant::now() < limit, "{id} did not catch up within 600 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let feeding = {
+        let (brokers, topic) = (bench.brokers.clone(), topic.clone());
+        tokio::spawn(async move {
+            for second in 0.. {
+                let first = 10_000_000 + second * 200;
+                if produce(&brokers, &topic, first, 200).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let response = bench
+        .app
+        .clone()
+        .oneshot(
+            Request::get(format!(
+                "/dags/{id}/runs/{}/tasks/stats/results/events",
+                run.run_id
+            ))
+            .body(Body::empty())?,
+        )
+        .await?;
+    let mut body = response.into_body().into_data_stream();
+    let mut latencies = Vec::new();
+    let limit = Instant::now() + Duration::from_secs(sizes.flushes as u64 * 3 + 30);
+    while latencies.len() < sizes.flushes {
+        anyhow::ensure!(Instant::now() < limit, "only {} pushes", latencies.len());
+        let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.next()).await? else {
+            anyhow::bail!("the results stream ended");
+        };
+        let received = chrono::Utc::now();
+        if !chunk?.windows(11).any(|w| w == b"event: html") {
+            continue;
+        }
+        let flushed = bench
+            .executor
+            .task_metrics(&key)
+            .and_then(|m| {
+                m.get("last_flush_at")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+            .context("a flush time")?;
+        latencies.push(
+            (received - flushed.with_timezone(&chrono::Utc))
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1000.0,
+        );
+    }
+    feeding.abort();
+    bench.executor.stop_run(&run.key());
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "flush -> results pushed to a viewer, {} flushes while 800 records/s arrive: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    Ok(())
+}
