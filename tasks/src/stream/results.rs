@@ -142,14 +142,7 @@ async fn mongo_windows(
         .distinct("window_start", doc! {})
         .await
         .map_err(|e| mongo_failed(&e))?;
-    let mut windows: Vec<String> = starts
-        .iter()
-        .filter_map(|b| b.as_str().map(str::to_owned))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .rev()
-        .take(MAX_WINDOWS)
-        .collect();
+    let mut windows = newest_first(starts.iter().filter_map(|b| b.as_str().map(str::to_owned)));
     let selected = pick(&windows, window);
     let documents: Vec<serde_json::Value> = match &selected {
         None => Vec::new(),
@@ -174,6 +167,12 @@ async fn mongo_windows(
     results.windows = windows;
     results.selected = selected;
     Ok(results)
+}
+
+/// Distinct window starts, newest first, [`MAX_WINDOWS`] at most.
+fn newest_first(starts: impl Iterator<Item = String>) -> Vec<String> {
+    let distinct: BTreeSet<String> = starts.collect();
+    distinct.into_iter().rev().take(MAX_WINDOWS).collect()
 }
 
 /// The requested window if there is one, else the newest.
@@ -230,14 +229,7 @@ fn shape_windows(
             .and_then(|v| v.as_str())
             .map(str::to_owned)
     };
-    let windows: Vec<String> = documents
-        .iter()
-        .filter_map(start_of)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .rev()
-        .take(MAX_WINDOWS)
-        .collect();
+    let windows = newest_first(documents.iter().filter_map(start_of));
     let selected = pick(&windows, window);
     let in_window = documents
         .into_iter()
