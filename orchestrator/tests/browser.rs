@@ -549,4 +549,18 @@ async fn streams_and_results_follow_the_pipeline_live() {
     )
     .await;
     ui.shot("stream").await;
+
+    // The run page carries the live figures of the run's streams.
+    let run_page = stream_page
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/tasks/stats/stream");
+    ui.goto(run_page).await;
+    ui.until(
+        "both streams' figures on the run page",
+        Duration::from_secs(10),
+        "return document.querySelectorAll('#run-streams [data-stream]').length === 2",
+    )
+    .await;
+    ui.shot("run-streams").await;
 }

@@ -194,3 +194,27 @@ async fn the_api_answers_streams_and_results_as_json() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error["status"], 404);
 }
+
+#[tokio::test]
+async fn a_running_run_with_streams_shows_their_panel() {
+    let backend = MemoryBackend {
+        streaming_run: true,
+        ..MemoryBackend::default()
+    };
+    let (status, html) = App::new(backend, UiConfig::default())
+        .get(&format!("/dags/hello/runs/{RUN_ID}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("id=\"run-streams\" data-push-src=\"/streams/events?dag_id=hello&#38;run_id=manual__2026-11-25T10%3A00%3A00Z\""),
+        "{html}"
+    );
+    assert!(html.contains("/tasks/greet/results\" class=\"results-link\""));
+    let (_, finished) = App::public()
+        .get(&format!("/dags/hello/runs/{RUN_ID}"))
+        .await;
+    assert!(
+        !finished.contains("id=\"run-streams\""),
+        "no stream task, no panel"
+    );
+}

@@ -510,6 +510,19 @@ impl RunLiveView {
     pub fn can_stop(&self) -> bool {
         self.can_write && !self.run.is_finished()
     }
+
+    /// The SSE stream of this run's stream tasks' figures, while it has any running.
+    pub fn streams_events(&self) -> Option<String> {
+        let streaming =
+            !self.run.is_finished() && self.rows.iter().any(|r| r.ti.operator == "stream");
+        streaming.then(|| {
+            format!(
+                "/streams/events?dag_id={}&run_id={}",
+                url_encode(&self.run.dag_id),
+                url_encode(&self.run.run_id)
+            )
+        })
+    }
 }
 
 #[derive(Template)]

@@ -55,6 +55,8 @@ pub struct MemoryBackend {
     pub streams: Vec<StreamView>,
     /// The flush counts the ticks carry, one tick each.
     pub ticks: Vec<u64>,
+    /// Runs are `running` with a `stream` task instead of a finished shell run.
+    pub streaming_run: bool,
 }
 
 /// The stream task the memory backend runs: `users`, run [`RUN_ID`], task `stats`.
@@ -116,6 +118,7 @@ impl Default for MemoryBackend {
                 .collect(),
             streams: vec![stats_stream()],
             ticks: vec![5, 5, 6],
+            streaming_run: false,
         }
     }
 }
@@ -300,9 +303,14 @@ impl ui::Backend for MemoryBackend {
 
     async fn run(&self, run: &RunKey) -> BackendResult<RunDetail> {
         Self::check_run(run)?;
+        let operator = if self.streaming_run {
+            "stream"
+        } else {
+            "shell"
+        };
         let ti = |task_id: &str, state: &str| TaskInstanceView {
             task_id: task_id.into(),
-            operator: "shell".into(),
+            operator: operator.into(),
             state: state.into(),
             try_number: 1,
             max_tries: 1,
@@ -312,10 +320,15 @@ impl ui::Backend for MemoryBackend {
             error: None,
             result: Some(serde_json::json!({"exit_code": 0})),
         };
+        let mut view = self.run_view();
+        if self.streaming_run {
+            view.state = "running".into();
+            view.end_date = None;
+        }
         Ok(RunDetail {
-            run: self.run_view(),
+            run: view,
             task_instances: vec![ti("greet", "success"), ti("report", "failed")],
-            is_active: false,
+            is_active: self.streaming_run,
         })
     }
 
