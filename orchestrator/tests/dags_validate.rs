@@ -128,6 +128,12 @@ fn broken_files() -> Vec<(&'static str, String, &'static str)> {
             "9:14: task \"p\".partitions: must be at least 1, got 0",
         ),
         (
+            "generate_weights",
+            "[dag]\nid = \"d\"\n\n[[task]]\nid = \"g\"\noperator = \"generate_to_kafka\"\nrecords = 10\ntopic = \"t\"\n[task.fields]\nstatus = { pick = [\"up\", \"down\"], weights = [1] }\n"
+                .into(),
+            "10:10: task \"g\".fields.status: 1 weights for 2 values",
+        ),
+        (
             "http_to_kafka_header",
             "[dag]\nid = \"d\"\n\n[[task]]\nid = \"p\"\noperator = \"http_to_kafka\"\nurl = \"http://h/\"\ntopic = \"t\"\nheaders = { \"x y\" = \"1\" }\n"
                 .into(),

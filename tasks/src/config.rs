@@ -3,8 +3,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ConfigError, http::HttpConfig, http_to_kafka::HttpToKafkaConfig, noop::NoopConfig,
-    operator::Operator, shell::ShellConfig, sleep::SleepConfig, stream::StreamConfig,
+    ConfigError, generate_to_kafka::GenerateToKafkaConfig, http::HttpConfig,
+    http_to_kafka::HttpToKafkaConfig, noop::NoopConfig, operator::Operator, shell::ShellConfig,
+    sleep::SleepConfig, stream::StreamConfig,
 };
 
 /// The operator of a task and its config: a closed enum tagged by the `operator` key.
@@ -21,6 +22,8 @@ pub enum OperatorConfig {
     Http(HttpConfig),
     /// GETs a URL and produces the records it selects to Kafka topics.
     HttpToKafka(HttpToKafkaConfig),
+    /// Produces simulated records, each field drawn by a generator.
+    GenerateToKafka(GenerateToKafkaConfig),
     /// Consumes Kafka topics until stopped: transforms, windows, MongoDB or Kafka sink.
     Stream(StreamConfig),
 }
@@ -34,16 +37,18 @@ pub enum OperatorKind {
     Shell,
     Http,
     HttpToKafka,
+    GenerateToKafka,
     Stream,
 }
 
 impl OperatorKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Noop,
         Self::Sleep,
         Self::Shell,
         Self::Http,
         Self::HttpToKafka,
+        Self::GenerateToKafka,
         Self::Stream,
     ];
 
@@ -55,6 +60,7 @@ impl OperatorKind {
             Self::Shell => "shell",
             Self::Http => "http",
             Self::HttpToKafka => "http_to_kafka",
+            Self::GenerateToKafka => "generate_to_kafka",
             Self::Stream => "stream",
         }
     }
@@ -84,6 +90,7 @@ impl OperatorConfig {
             Self::Noop(_) | Self::Sleep(_) | Self::Shell(_) => Ok(()),
             Self::Http(config) => config.validate(),
             Self::HttpToKafka(config) => config.validate(),
+            Self::GenerateToKafka(config) => config.validate(),
             Self::Stream(config) => config.validate(),
         }
     }
@@ -100,6 +107,9 @@ impl OperatorConfig {
             Self::HttpToKafka(config) => {
                 Box::new(crate::http_to_kafka::HttpToKafkaOperator::new(config))
             }
+            Self::GenerateToKafka(config) => Box::new(
+                crate::generate_to_kafka::GenerateToKafkaOperator::new(config),
+            ),
         })
     }
 
@@ -110,6 +120,7 @@ impl OperatorConfig {
             Self::Shell(_) => OperatorKind::Shell,
             Self::Http(_) => OperatorKind::Http,
             Self::HttpToKafka(_) => OperatorKind::HttpToKafka,
+            Self::GenerateToKafka(_) => OperatorKind::GenerateToKafka,
             Self::Stream(_) => OperatorKind::Stream,
         }
     }
@@ -159,6 +170,11 @@ mod tests {
             }
             if name == "http_to_kafka" {
                 value["url"] = serde_json::json!("http://127.0.0.1:1/");
+            }
+            if name == "generate_to_kafka" {
+                value["records"] = serde_json::json!(1);
+                value["topic"] = serde_json::json!("t");
+                value["fields"] = serde_json::json!({"id": "uuid"});
             }
             let config: OperatorConfig = serde_json::from_value(value).expect(name);
             assert_eq!(config.kind(), kind);

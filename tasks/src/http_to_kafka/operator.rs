@@ -1,10 +1,6 @@
-use std::{collections::BTreeMap, time::Duration, time::Instant};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::{
-    error::{KafkaError, RDKafkaErrorCode},
-    producer::{FutureProducer, FutureRecord},
-};
 
 use super::{HttpToKafkaConfig, fetch::get_with_retries, route};
 use crate::{
@@ -67,7 +63,7 @@ impl Operator for HttpToKafkaOperator {
             create: config.create_topics,
             partitions: config.partitions,
         };
-        let created = kafka::ensure_topics(&brokers, &route::topics(&records), policy).await?;
+        let created = kafka::ensure_topics(&brokers, &kafka::topics(&records), policy).await?;
         if !created.is_empty() {
             ctx.log(&format!("Created topics {}", created.join(", ")));
         }
@@ -76,7 +72,7 @@ impl Operator for HttpToKafkaOperator {
             .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
         let producer = kafka::shared_producer(&brokers, delivery_timeout)?;
         let counts = tokio::select! {
-            counts = produce_all(&producer, &records) => counts.inspect_err(|_| {
+            counts = kafka::produce_all(&producer, &records) => counts.inspect_err(|_| {
                 kafka::forget_shared_state(&brokers, delivery_timeout);
             })?,
             _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
@@ -102,58 +98,4 @@ impl Operator for HttpToKafkaOperator {
         result.insert("elapsed_ms".into(), elapsed_ms.into());
         Ok(result)
     }
-}
-
-/// Sends every record and waits for every acknowledgement; counts per topic.
-async fn produce_all(
-    producer: &FutureProducer,
-    records: &[route::Routed],
-) -> Result<BTreeMap<String, u64>, TaskError> {
-    let mut pending = Vec::with_capacity(records.len());
-    for record in records {
-        let mut message = FutureRecord::to(&record.topic).payload(&record.payload);
-        if let Some(key) = &record.key {
-            message = message.key(key.as_bytes());
-        }
-        loop {
-            match producer.send_result(message) {
-                Ok(delivery) => {
-                    pending.push(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    message = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((error, _)) => {
-                    return Err(TaskError::Failed(format!(
-                        "cannot produce to {}: {error}",
-                        record.topic
-                    )));
-                }
-            }
-        }
-    }
-    let mut counts = BTreeMap::new();
-    for (delivery, record) in futures::future::join_all(pending)
-        .await
-        .into_iter()
-        .zip(records)
-    {
-        match delivery {
-            Ok(Ok(_)) => *counts.entry(record.topic.clone()).or_insert(0) += 1,
-            Ok(Err((error, _))) => {
-                return Err(TaskError::Failed(format!(
-                    "a record to {} was not acknowledged: {error}",
-                    record.topic
-                )));
-            }
-            Err(_) => {
-                return Err(TaskError::Failed(
-                    "the producer shut down before every record was acknowledged".into(),
-                ));
-            }
-        }
-    }
-    Ok(counts)
 }

@@ -1,6 +1,6 @@
 //! Turns a response into keyed records, each bound for its topic.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
@@ -8,6 +8,7 @@ use super::HttpToKafkaConfig;
 use crate::{
     RecordError,
     jq::{self, JqError, Val},
+    kafka,
 };
 
 /// Why an answer cannot be turned into records.
@@ -23,14 +24,9 @@ pub enum RouteError {
     Panicked,
 }
 
-/// One record ready to produce.
-pub struct Routed {
-    pub topic: String,
-    pub key: Option<String>,
-    /// The record's JSON: its own bytes from the answer when `records` is a plain path,
-    /// else the value jq selected, written compactly.
-    pub payload: Vec<u8>,
-}
+/// One record ready to produce. Its payload is the record's JSON: its own bytes from the
+/// answer when `records` is a plain path, else the value jq selected, written compactly.
+pub type Routed = kafka::Outgoing;
 
 /// Records routed on one thread; larger answers are split over every core.
 const RECORDS_PER_THREAD: usize = 500;
@@ -150,11 +146,6 @@ fn route_one(
     })
 }
 
-/// The distinct topics of `records`.
-pub fn topics(records: &[Routed]) -> BTreeSet<String> {
-    records.iter().map(|r| r.topic.clone()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,7 +178,7 @@ mod tests {
         assert_eq!(pairs, [("users.us", Some("u1")), ("users.fr", Some("u2"))]);
         let payload: serde_json::Value = serde_json::from_slice(&routed[1].payload).unwrap();
         assert_eq!(payload["gender"], "female");
-        assert_eq!(topics(&routed).len(), 2);
+        assert_eq!(kafka::topics(&routed).len(), 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Kafka plumbing shared by the operators: where the brokers are, clients with Updraft's
 //! settings, and topics created on demand.
 
+mod produce;
 mod tail;
 
 use std::{
@@ -23,6 +24,7 @@ use crate::{
     jq::{JqError, JqFilter, Val},
 };
 
+pub use produce::{Outgoing, produce_all, topics};
 pub use tail::{TailRecord, tail};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

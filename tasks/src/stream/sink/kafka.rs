@@ -7,19 +7,12 @@ use super::super::outbox::Outbox;
 use crate::{
     RecordError, TaskError,
     jq::{self, JqFilter, Val},
-    kafka::TopicSpec,
+    kafka::{Outgoing, TopicSpec},
 };
 
 pub struct KafkaSink {
     topic: TopicSpec,
     key: Option<JqFilter>,
-}
-
-/// One record on its way out.
-pub struct Outgoing {
-    topic: String,
-    key: Option<String>,
-    payload: String,
 }
 
 impl KafkaSink {
@@ -42,7 +35,7 @@ impl KafkaSink {
                 Ok(Outgoing {
                     topic,
                     key,
-                    payload: record.to_string(),
+                    payload: jq::to_json_bytes(&record),
                 })
             })
             .collect()
@@ -54,7 +47,7 @@ impl KafkaSink {
             outbox.send(
                 &record.topic,
                 record.key.as_deref(),
-                record.payload.as_bytes(),
+                &record.payload,
                 OwnedHeaders::new(),
             )?;
         }
