@@ -1,4 +1,4 @@
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 
@@ -6,10 +6,8 @@ use super::{GenerateToKafkaConfig, generate::Records};
 use crate::{
     Operator, RecordError, TaskContext, TaskError, TaskResult,
     jq::{self, Val},
-    kafka::{self, Outgoing, TopicPolicy},
+    kafka::{self, Outgoing},
 };
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Generates the run's records, routes each to its topic with its key, and produces them all;
 /// succeeds once every record is acknowledged. The result holds `records`, `topics` (count
@@ -40,23 +38,12 @@ impl GenerateToKafkaOperator {
 
     fn route(&self, payload: Vec<u8>) -> Result<Outgoing, RecordError> {
         let record: Val = jq::parse_json(&payload)?;
-        let key = match &self.config.key {
-            Some(filter) => match filter.one(record.clone())? {
-                Val::Null => {
-                    return Err(RecordError::NullKey {
-                        field: "key",
-                        code: filter.source().to_owned(),
-                    });
-                }
-                value => Some(jq::as_text(&value)),
-            },
-            None => None,
-        };
-        Ok(Outgoing {
-            topic: self.config.topic.topic_of(&record)?,
-            key,
+        Outgoing::route(
+            &self.config.topic,
+            self.config.key.as_ref(),
+            &record,
             payload,
-        })
+        )
     }
 }
 
@@ -75,24 +62,13 @@ impl Operator for GenerateToKafkaOperator {
                 .map_or(String::new(), |seed| format!(" (seed {seed})"))
         ));
         let brokers = ctx.connections.kafka_brokers(config.brokers.as_deref());
-        let policy = TopicPolicy {
-            create: config.create_topics,
-            partitions: config.partitions,
-        };
-        let created = kafka::ensure_topics(&brokers, &kafka::topics(&records), policy).await?;
-        if !created.is_empty() {
-            ctx.log(&format!("Created topics {}", created.join(", ")));
-        }
-        let delivery_timeout = config
-            .delivery_timeout
-            .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
-        let producer = kafka::shared_producer(&brokers, delivery_timeout)?;
-        let counts = tokio::select! {
-            counts = kafka::produce_all(&producer, &records) => counts.inspect_err(|_| {
-                kafka::forget_shared_state(&brokers, delivery_timeout);
-            })?,
-            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
-        };
+        let delivery = kafka::Delivery::new(
+            &brokers,
+            config.create_topics,
+            config.partitions,
+            config.delivery_timeout,
+        );
+        let kafka::Delivered { counts, created } = kafka::deliver(ctx, &delivery, &records).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         ctx.log(&format!(
             "Produced {} records to {brokers} in {elapsed_ms} ms",

@@ -3,10 +3,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{HttpToKafkaConfig, fetch::get_with_retries, route};
-use crate::{
-    Operator, TaskContext, TaskError, TaskResult,
-    kafka::{self, TopicPolicy},
-};
+use crate::{Operator, TaskContext, TaskError, TaskResult, kafka};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -59,24 +56,13 @@ impl Operator for HttpToKafkaOperator {
             routing_started.elapsed().as_millis()
         ));
         let brokers = ctx.connections.kafka_brokers(config.brokers.as_deref());
-        let policy = TopicPolicy {
-            create: config.create_topics,
-            partitions: config.partitions,
-        };
-        let created = kafka::ensure_topics(&brokers, &kafka::topics(&records), policy).await?;
-        if !created.is_empty() {
-            ctx.log(&format!("Created topics {}", created.join(", ")));
-        }
-        let delivery_timeout = config
-            .delivery_timeout
-            .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
-        let producer = kafka::shared_producer(&brokers, delivery_timeout)?;
-        let counts = tokio::select! {
-            counts = kafka::produce_all(&producer, &records) => counts.inspect_err(|_| {
-                kafka::forget_shared_state(&brokers, delivery_timeout);
-            })?,
-            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
-        };
+        let delivery = kafka::Delivery::new(
+            &brokers,
+            config.create_topics,
+            config.partitions,
+            config.delivery_timeout,
+        );
+        let kafka::Delivered { counts, created } = kafka::deliver(ctx, &delivery, &records).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         ctx.log(&format!(
             "Produced {} records to {brokers} in {elapsed_ms} ms: {}",

@@ -126,24 +126,7 @@ fn route_one(
     record: Val,
     payload: Vec<u8>,
 ) -> Result<Routed, RecordError> {
-    let key = match &config.key {
-        Some(filter) => match filter.one(record.clone())? {
-            Val::Null => {
-                return Err(RecordError::NullKey {
-                    field: "key",
-                    code: filter.source().to_owned(),
-                });
-            }
-            value => Some(jq::as_text(&value)),
-        },
-        None => None,
-    };
-    let topic = config.topic.topic_of(&record)?;
-    Ok(Routed {
-        topic,
-        key,
-        payload,
-    })
+    Routed::route(&config.topic, config.key.as_ref(), &record, payload)
 }
 
 #[cfg(test)]

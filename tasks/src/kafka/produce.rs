@@ -10,7 +10,11 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
-use crate::TaskError;
+use super::{TopicPolicy, TopicSpec, ensure_topics, forget_shared_state, shared_producer};
+use crate::{
+    RecordError, TaskContext, TaskError,
+    jq::{self, JqFilter, Val},
+};
 
 /// One record ready to produce.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +22,90 @@ pub struct Outgoing {
     pub topic: String,
     pub key: Option<String>,
     pub payload: Vec<u8>,
+}
+
+impl Outgoing {
+    /// `record` (whose JSON is `payload`) bound for the topic `topic` gives it, keyed by `key`'s
+    /// value; a null key is the record's fault.
+    pub fn route(
+        topic: &TopicSpec,
+        key: Option<&JqFilter>,
+        record: &Val,
+        payload: Vec<u8>,
+    ) -> Result<Self, RecordError> {
+        let key = match key {
+            Some(filter) => match filter.one(record.clone())? {
+                Val::Null => {
+                    return Err(RecordError::NullKey {
+                        field: "key",
+                        code: filter.source().to_owned(),
+                    });
+                }
+                value => Some(jq::as_text(&value)),
+            },
+            None => None,
+        };
+        Ok(Self {
+            topic: topic.topic_of(record)?,
+            key,
+            payload,
+        })
+    }
+}
+
+/// How a producer task delivers: to which brokers, creating which topics, waiting how long.
+pub struct Delivery<'a> {
+    pub brokers: &'a str,
+    pub topics: TopicPolicy,
+    pub timeout: Duration,
+}
+
+impl<'a> Delivery<'a> {
+    /// A producer task's settings: `create_topics` with `partitions`, a delivery timeout
+    /// (30 s by default).
+    pub fn new(
+        brokers: &'a str,
+        create_topics: bool,
+        partitions: i32,
+        timeout: Option<crate::HumanDuration>,
+    ) -> Self {
+        Self {
+            brokers,
+            topics: TopicPolicy {
+                create: create_topics,
+                partitions,
+            },
+            timeout: timeout.map_or(Duration::from_secs(30), |t| t.as_duration()),
+        }
+    }
+}
+
+/// What a delivery did: records acknowledged per topic, and the topics it created.
+pub struct Delivered {
+    pub counts: BTreeMap<String, u64>,
+    pub created: Vec<String>,
+}
+
+/// Creates the missing topics, produces every record with the shared producer and waits for
+/// every acknowledgement (or for `ctx` to be cancelled). A failed delivery drops the shared
+/// producer, so the retry starts afresh.
+pub async fn deliver(
+    ctx: &TaskContext,
+    delivery: &Delivery<'_>,
+    records: &[Outgoing],
+) -> Result<Delivered, TaskError> {
+    let created = ensure_topics(delivery.brokers, &topics(records), delivery.topics).await?;
+    if !created.is_empty() {
+        ctx.log(&format!("Created topics {}", created.join(", ")));
+    }
+    let producer = shared_producer(delivery.brokers, delivery.timeout)?;
+    let counts = tokio::select! {
+        counts = produce_all(&producer, records) => counts.inspect_err(|_| {
+            forget_shared_state(delivery.brokers, delivery.timeout);
+        })?,
+        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+    };
+    Ok(Delivered { counts, created })
 }
 
 /// The distinct topics of `records`.
