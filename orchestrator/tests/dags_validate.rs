@@ -134,6 +134,12 @@ fn broken_files() -> Vec<(&'static str, String, &'static str)> {
             "10:10: task \"g\".fields.status: 1 weights for 2 values",
         ),
         (
+            "file_batch",
+            "[dag]\nid = \"d\"\n\n[[task]]\nid = \"f\"\noperator = \"file_to_kafka\"\npath = \"x.txt\"\ntopic = \"t\"\nbatch = 0\n"
+                .into(),
+            "9:9: task \"f\".batch: must be from 1 to 1000000, got 0",
+        ),
+        (
             "http_to_kafka_header",
             "[dag]\nid = \"d\"\n\n[[task]]\nid = \"p\"\noperator = \"http_to_kafka\"\nurl = \"http://h/\"\ntopic = \"t\"\nheaders = { \"x y\" = \"1\" }\n"
                 .into(),

@@ -621,3 +621,46 @@ n = "sequence"
         "3 in 4 web servers: {web} of 600"
     );
 }
+
+/// `file_to_kafka`: a file of 2,500 lines streamed in batches of 1,000 into one partition, in
+/// order; a line that is not UTF-8 goes as its raw bytes (a stream dead-letters it).
+#[tokio::test]
+async fn file_to_kafka_streams_every_line_in_order() {
+    let ns = support::unique("file");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.txt");
+    let mut content = Vec::new();
+    for i in 0..2_500 {
+        if i == 1_234 {
+            content.extend_from_slice(b"\xff not utf-8\n");
+        } else {
+            content.extend_from_slice(format!("line {i}: the quick brown fox\n").as_bytes());
+        }
+    }
+    std::fs::write(&path, &content).unwrap();
+    let dag = support::dag(&format!(
+        "[dag]\nid = \"{ns}\"\n[[task]]\nid = \"send\"\noperator = \"file_to_kafka\"\npath = \"{}\"\ntopic = \"{ns}\"\nbatch = 1000\n",
+        path.display()
+    ));
+    let (outcome, send) = run_single_task(&dag).await;
+    assert_eq!(
+        outcome,
+        RunOutcome::Finished(RunState::Success),
+        "{:?}",
+        send.error
+    );
+    assert_eq!(send.result.as_ref().unwrap()["records"], 2_500);
+    let records =
+        support::consume_all(std::slice::from_ref(&ns), 2_500, Duration::from_secs(60)).await;
+    let mut in_order = records.clone();
+    in_order.sort_by_key(|r| r.offset);
+    for (i, record) in in_order.iter().enumerate() {
+        assert_eq!(record.partition, 0);
+        if i == 1_234 {
+            assert_eq!(record.payload, String::from_utf8_lossy(b"\xff not utf-8"));
+        } else {
+            let line: String = serde_json::from_str(&record.payload).unwrap();
+            assert_eq!(line, format!("line {i}: the quick brown fox"));
+        }
+    }
+}

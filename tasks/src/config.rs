@@ -3,9 +3,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ConfigError, generate_to_kafka::GenerateToKafkaConfig, http::HttpConfig,
-    http_to_kafka::HttpToKafkaConfig, noop::NoopConfig, operator::Operator, shell::ShellConfig,
-    sleep::SleepConfig, stream::StreamConfig,
+    ConfigError, file_to_kafka::FileToKafkaConfig, generate_to_kafka::GenerateToKafkaConfig,
+    http::HttpConfig, http_to_kafka::HttpToKafkaConfig, noop::NoopConfig, operator::Operator,
+    shell::ShellConfig, sleep::SleepConfig, stream::StreamConfig,
 };
 
 /// The operator of a task and its config: a closed enum tagged by the `operator` key.
@@ -24,6 +24,8 @@ pub enum OperatorConfig {
     HttpToKafka(HttpToKafkaConfig),
     /// Produces simulated records, each field drawn by a generator.
     GenerateToKafka(GenerateToKafkaConfig),
+    /// Streams a file's lines, JSON lines or CSV rows into Kafka.
+    FileToKafka(FileToKafkaConfig),
     /// Consumes Kafka topics until stopped: transforms, windows, MongoDB or Kafka sink.
     Stream(StreamConfig),
 }
@@ -38,17 +40,19 @@ pub enum OperatorKind {
     Http,
     HttpToKafka,
     GenerateToKafka,
+    FileToKafka,
     Stream,
 }
 
 impl OperatorKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Noop,
         Self::Sleep,
         Self::Shell,
         Self::Http,
         Self::HttpToKafka,
         Self::GenerateToKafka,
+        Self::FileToKafka,
         Self::Stream,
     ];
 
@@ -61,6 +65,7 @@ impl OperatorKind {
             Self::Http => "http",
             Self::HttpToKafka => "http_to_kafka",
             Self::GenerateToKafka => "generate_to_kafka",
+            Self::FileToKafka => "file_to_kafka",
             Self::Stream => "stream",
         }
     }
@@ -91,6 +96,7 @@ impl OperatorConfig {
             Self::Http(config) => config.validate(),
             Self::HttpToKafka(config) => config.validate(),
             Self::GenerateToKafka(config) => config.validate(),
+            Self::FileToKafka(config) => config.validate(),
             Self::Stream(config) => config.validate(),
         }
     }
@@ -110,6 +116,9 @@ impl OperatorConfig {
             Self::GenerateToKafka(config) => Box::new(
                 crate::generate_to_kafka::GenerateToKafkaOperator::new(config),
             ),
+            Self::FileToKafka(config) => {
+                Box::new(crate::file_to_kafka::FileToKafkaOperator::new(config))
+            }
         })
     }
 
@@ -121,6 +130,7 @@ impl OperatorConfig {
             Self::Http(_) => OperatorKind::Http,
             Self::HttpToKafka(_) => OperatorKind::HttpToKafka,
             Self::GenerateToKafka(_) => OperatorKind::GenerateToKafka,
+            Self::FileToKafka(_) => OperatorKind::FileToKafka,
             Self::Stream(_) => OperatorKind::Stream,
         }
     }
@@ -170,6 +180,10 @@ mod tests {
             }
             if name == "http_to_kafka" {
                 value["url"] = serde_json::json!("http://127.0.0.1:1/");
+            }
+            if name == "file_to_kafka" {
+                value["path"] = serde_json::json!("words.txt");
+                value["topic"] = serde_json::json!("t");
             }
             if name == "generate_to_kafka" {
                 value["records"] = serde_json::json!(1);

@@ -57,7 +57,8 @@ impl TemplateContext {
         conf: &serde_json::Map<String, serde_json::Value>,
     ) -> Self {
         let mut context = Self::new(run_id, logical_date, super::merge_params(&dag.params, conf));
-        context.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags });
+        let folder = dag.file.parent().map(|f| f.display().to_string());
+        context.dag = serde_json::json!({ "id": dag.id, "tags": dag.tags, "folder": folder });
         context
     }
 }
@@ -129,6 +130,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn dag_folder_is_the_folder_of_the_dag_file() {
+        let dag = crate::dag::parse_dag_file(
+            std::path::Path::new("dags/words.toml"),
+            "[dag]\nid = \"words\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\n",
+        )
+        .unwrap();
+        let ctx = TemplateContext::for_run(&dag, "r", Utc::now(), &serde_json::Map::new());
+        let rendered =
+            render_config(&json!({"path": "{{ dag.folder }}/data/words.txt"}), &ctx).unwrap();
+        assert_eq!(rendered["path"], "dags/data/words.txt");
+    }
 
     fn context() -> TemplateContext {
         let logical = DateTime::parse_from_rfc3339("2026-03-04T05:06:07Z")

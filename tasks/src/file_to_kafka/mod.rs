@@ -1,0 +1,6 @@
+mod config;
+mod operator;
+mod read;
+
+pub use config::*;
+pub use operator::*;
