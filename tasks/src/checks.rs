@@ -44,6 +44,17 @@ pub fn above_zero(field: &str, duration: Option<HumanDuration>) -> Result<(), Co
     }
 }
 
+/// The partitions of topics a producer task creates: at least 1.
+pub fn partitions(field: &str, partitions: i32) -> Result<(), ConfigError> {
+    if partitions < 1 {
+        return Err(ConfigError::new(
+            field,
+            format!("must be at least 1, got {partitions}"),
+        ));
+    }
+    Ok(())
+}
+
 /// A name that must not be empty or blank.
 pub fn not_blank(field: &str, value: &str) -> Result<(), ConfigError> {
     if value.trim().is_empty() {

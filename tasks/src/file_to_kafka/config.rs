@@ -56,12 +56,7 @@ impl FileToKafkaConfig {
                 format!("must be from 1 to 1000000, got {}", self.batch),
             ));
         }
-        if self.partitions < 1 {
-            return Err(ConfigError::new(
-                "partitions",
-                format!("must be at least 1, got {}", self.partitions),
-            ));
-        }
+        checks::partitions("partitions", self.partitions)?;
         checks::above_zero("delivery_timeout", self.delivery_timeout)
     }
 }

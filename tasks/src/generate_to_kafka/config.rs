@@ -53,12 +53,7 @@ impl GenerateToKafkaConfig {
             return Err(ConfigError::new("fields", "name at least one field"));
         }
         self.generators()?;
-        if self.partitions < 1 {
-            return Err(ConfigError::new(
-                "partitions",
-                format!("must be at least 1, got {}", self.partitions),
-            ));
-        }
+        checks::partitions("partitions", self.partitions)?;
         checks::above_zero("delivery_timeout", self.delivery_timeout)
     }
 

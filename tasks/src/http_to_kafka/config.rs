@@ -47,12 +47,7 @@ impl HttpToKafkaConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         checks::http_url("url", &self.url)?;
         checks::headers("headers", &self.headers)?;
-        if self.partitions < 1 {
-            return Err(ConfigError::new(
-                "partitions",
-                format!("must be at least 1, got {}", self.partitions),
-            ));
-        }
+        checks::partitions("partitions", self.partitions)?;
         checks::above_zero("request_timeout", self.request_timeout)?;
         checks::above_zero("delivery_timeout", self.delivery_timeout)
     }
