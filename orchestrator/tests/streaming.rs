@@ -664,3 +664,166 @@ async fn file_to_kafka_streams_every_line_in_order() {
         }
     }
 }
+
+/// The user-logins pipeline of `dags/`: 150 simulated logins are cleaned into their own topic
+/// (RFC 3339 times, `UNK` locales, tidy device types) and counted per state over sliding
+/// windows into MongoDB, each document equal to counts computed here from the records read
+/// back; logins without a state are dead-lettered by both counting tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
+    let ns = support::unique("logins");
+    let (input, clean, stats, dlq) = (
+        format!("\"{ns}.in\""),
+        format!("\"{ns}.clean\""),
+        format!("\"{ns}.stats\""),
+        format!("\"{ns}.dlq\""),
+    );
+    let database = format!("database = \"{ns}\"");
+    let producer = repo_dag("user_logins.toml", &[("\"user-login\"", &input)]);
+    let cleaner = repo_dag(
+        "user_login_clean.toml",
+        &[
+            ("\"user-login\"", &input),
+            ("\"user-login-clean\"", &clean),
+            ("\"user_login_clean.", &format!("\"{ns}.clean.")),
+            ("\"dlq.user_logins\"", &dlq),
+        ],
+    );
+    let counter = repo_dag(
+        "user_login_stats.toml",
+        &[
+            ("\"user-login-clean\"", &clean),
+            ("\"user-login-stats\"", &stats),
+            ("\"user_login_stats.", &format!("\"{ns}.stats.")),
+            ("\"dlq.user_logins\"", &dlq),
+            ("database = \"updraft\"", &database),
+        ],
+    );
+    let db = support::mongo(&ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite(dir.path()).await;
+    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let mut drivers = Vec::new();
+    for dag in [&cleaner, &counter] {
+        let run = start_run(&executor, dag, serde_json::json!({})).await;
+        drivers.push((
+            run.clone(),
+            support::drive_in_background(&executor, dag, &run),
+        ));
+    }
+    for _ in 0..3 {
+        let (outcome, emit) = run_single_task(&producer).await;
+        assert_eq!(
+            outcome,
+            RunOutcome::Finished(RunState::Success),
+            "{:?}",
+            emit.error
+        );
+    }
+
+    // Cleaned: every login once, transformed.
+    let inputs = support::consume_all(&[format!("{ns}.in")], 150, Duration::from_secs(60)).await;
+    let cleaned =
+        support::consume_all(&[format!("{ns}.clean")], 150, Duration::from_secs(60)).await;
+    let expected_clean = |payload: &str| -> serde_json::Value {
+        let mut login: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let at = chrono::DateTime::from_timestamp(login["timestamp"].as_i64().unwrap(), 0).unwrap();
+        login["timestamp"] = at.format("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+        if login["locale"].is_null() {
+            login["locale"] = "UNK".into();
+        }
+        let device = login["device_type"].as_str().unwrap().trim().to_lowercase();
+        login["device_type"] = device.into();
+        login
+    };
+    let sorted = |mut values: Vec<String>| {
+        values.sort();
+        values
+    };
+    let want = sorted(
+        inputs
+            .iter()
+            .map(|r| expected_clean(&r.payload).to_string())
+            .collect(),
+    );
+    let got = sorted(
+        cleaned
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.payload)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect(),
+    );
+    assert_eq!(got, want);
+    assert!(cleaned.iter().all(|r| {
+        let login: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+        r.key.as_deref() == Some(login["user_id"].to_string().as_str())
+    }));
+
+    // Counted: logins per state in every 1-minute window that slides by 10 s.
+    let mut truth: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut without_state = 0;
+    for record in &inputs {
+        let login: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+        let Some(state) = login["state"].as_str() else {
+            without_state += 1;
+            continue;
+        };
+        let t = login["timestamp"].as_i64().unwrap() * 1000;
+        let last_start = t.div_euclid(10_000) * 10_000;
+        for k in 0..6 {
+            let start = chrono::DateTime::from_timestamp_millis(last_start - k * 10_000).unwrap();
+            let start = start.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            *truth.entry((start, state.to_owned())).or_insert(0) += 1;
+        }
+    }
+    assert!(truth.len() >= 6, "logins of at least one state: {truth:?}");
+    let collection = db.collection::<Document>("user_login_stats");
+    support::eventually(
+        "the window counts in MongoDB",
+        Duration::from_secs(60),
+        || {
+            let (collection, truth) = (collection.clone(), truth.clone());
+            async move {
+                let Ok(documents) = support::try_all_documents(&collection).await else {
+                    return false;
+                };
+                let counted: BTreeMap<(String, String), i64> = documents
+                    .iter()
+                    .map(|d| {
+                        (
+                            (
+                                d.get_str("window_start").unwrap().to_owned(),
+                                d.get_str("state").unwrap().to_owned(),
+                            ),
+                            support::int(d, "logins"),
+                        )
+                    })
+                    .collect();
+                counted == truth
+            }
+        },
+    )
+    .await;
+
+    // Logins without a state: dead-lettered by both counting tasks, the rest exact.
+    if without_state > 0 {
+        let dead = support::consume_all(
+            &[format!("{ns}.dlq")],
+            2 * without_state,
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(
+            dead.iter()
+                .all(|d| d.headers["error"].contains("login without a state")),
+            "{dead:?}"
+        );
+    }
+    for (run, driver) in drivers {
+        let outcome = support::stop_and_wait(&executor, &run, driver).await;
+        assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
+    }
+}

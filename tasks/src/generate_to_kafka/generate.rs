@@ -35,10 +35,15 @@ pub enum Generator {
     NowEpoch,
     /// 0, 1, 2, ... within a run.
     Sequence,
+    /// Null with probability `nulls`, else drawn by `of` (TOML has no null to pick).
+    Nullable {
+        nulls: f64,
+        of: Box<Generator>,
+    },
 }
 
 const HELPERS: &str = "\"uuid\", \"now\", \"now_epoch\", \"sequence\"";
-const TABLES: &str = "{ pick = [...], weights = [...] }, { int = [low, high] }, { float = [low, high], decimals = 2 } or { value = ... }";
+const TABLES: &str = "{ pick = [...], weights = [...] }, { int = [low, high] }, { float = [low, high], decimals = 2 } or { value = ... }, each with an optional nulls = 0.1";
 
 impl Generator {
     /// Reads a field's spec as written in the DAG file; the error says what is wrong.
@@ -61,6 +66,22 @@ impl Generator {
     }
 
     fn parse_table(table: &serde_json::Map<String, Value>) -> Result<Self, String> {
+        let Some(nulls) = table.get("nulls") else {
+            return Self::parse_kind(table);
+        };
+        let nulls = nulls
+            .as_f64()
+            .filter(|p| (0.0..=1.0).contains(p))
+            .ok_or("nulls must be a probability from 0 to 1")?;
+        let mut rest = table.clone();
+        rest.remove("nulls");
+        Ok(Self::Nullable {
+            nulls,
+            of: Box::new(Self::parse_kind(&rest)?),
+        })
+    }
+
+    fn parse_kind(table: &serde_json::Map<String, Value>) -> Result<Self, String> {
         let kinds: Vec<&str> = ["pick", "int", "float", "value"]
             .into_iter()
             .filter(|k| table.contains_key(*k))
@@ -178,6 +199,13 @@ impl Generator {
             Self::Now => Value::from(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             Self::NowEpoch => Value::from(now.timestamp()),
             Self::Sequence => Value::from(index),
+            Self::Nullable { nulls, of } => {
+                if rng.random::<f64>() < *nulls {
+                    Value::Null
+                } else {
+                    of.draw(rng, index, now)
+                }
+            }
         }
     }
 }
@@ -328,7 +356,7 @@ mod tests {
                 "cpu": {"float": [0, 100], "decimals": 1},
                 "status": {"pick": ["running", "failed"], "weights": [9, 1]},
                 "zone": {"value": "eu-west"},
-                "locale": {"pick": ["en_US", null], "weights": [1, 1]},
+                "locale": {"pick": ["en_US", "fr_FR"], "nulls": 0.5},
             }),
             1,
             10_000,
