@@ -543,10 +543,18 @@ create_topics = false
 /// Runs the one-task `dag` to its end (60 s at most) on a fresh store: the outcome and the
 /// task instance.
 async fn run_single_task(dag: &Arc<Dag>) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
+    run_single_task_with(dag, serde_json::json!({})).await
+}
+
+/// [`run_single_task`] with a conf.
+async fn run_single_task_with(
+    dag: &Arc<Dag>,
+    conf: serde_json::Value,
+) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
     let dir = tempfile::tempdir().unwrap();
     let store = support::sqlite(dir.path()).await;
     let executor = support::executor(store.clone(), &dir.path().join("logs"));
-    let run = start_run(&executor, dag, serde_json::json!({})).await;
+    let run = start_run(&executor, dag, conf).await;
     let outcome = support::drive_to_end(&executor, dag, &run, Duration::from_secs(60)).await;
     let instance = store
         .task_instances(&run.dag_id, &run.run_id)
@@ -826,4 +834,82 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
         let outcome = support::stop_and_wait(&executor, &run, driver).await;
         assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
     }
+}
+
+/// The names pipeline of `dags/`: 20 runs of `names` (one person each, from the fake API) and
+/// `first_letters` counting first letters per day into MongoDB, equal to counts computed here
+/// from the names read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn names_are_counted_by_first_letter_per_day() {
+    let ns = support::unique("names");
+    let api = fake_api().await;
+    let producer = repo_dag(
+        "names.toml",
+        &[("topic = \"names\"", &format!("topic = \"{ns}.names\""))],
+    );
+    let letters = repo_dag(
+        "first_letters.toml",
+        &[
+            ("[\"names\"]", &format!("[\"{ns}.names\"]")),
+            ("\"first_letters.", &format!("\"{ns}.")),
+            ("\"dlq.names\"", &format!("\"{ns}.dlq\"")),
+            ("database = \"updraft\"", &format!("database = \"{ns}\"")),
+            ("topic = \"stats\"", &format!("topic = \"{ns}.stats\"")),
+        ],
+    );
+    let db = support::mongo(&ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite(dir.path()).await;
+    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let run = start_run(&executor, &letters, serde_json::json!({})).await;
+    let driver = support::drive_in_background(&executor, &letters, &run);
+    for _ in 0..20 {
+        let (outcome, fetch) =
+            run_single_task_with(&producer, serde_json::json!({"api_url": api})).await;
+        assert_eq!(
+            outcome,
+            RunOutcome::Finished(RunState::Success),
+            "{:?}",
+            fetch.error
+        );
+    }
+    let names = support::consume_all(&[format!("{ns}.names")], 20, Duration::from_secs(60)).await;
+    let mut truth: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for record in &names {
+        let person: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+        let first = person["first"].as_str().unwrap();
+        let letter: String = first
+            .chars()
+            .take(1)
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let day = record.timestamp_ms.div_euclid(86_400_000) * 86_400_000;
+        *truth.entry((day, letter)).or_insert(0) += 1;
+    }
+    let collection = db.collection::<Document>("first_letters");
+    support::eventually(
+        "the letter counts in MongoDB",
+        Duration::from_secs(60),
+        || {
+            let (collection, truth) = (collection.clone(), truth.clone());
+            async move {
+                let Ok(documents) = support::try_all_documents(&collection).await else {
+                    return false;
+                };
+                let counted: BTreeMap<(i64, String), i64> = documents
+                    .iter()
+                    .map(|d| {
+                        (
+                            (minute_of(d), d.get_str("letter").unwrap().to_owned()),
+                            support::int(d, "names"),
+                        )
+                    })
+                    .collect();
+                counted == truth
+            }
+        },
+    )
+    .await;
+    let outcome = support::stop_and_wait(&executor, &run, driver).await;
+    assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
 }
