@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    TextEncoder, core::Collector,
 };
 
 use crate::{
@@ -45,15 +45,10 @@ static OBSERVED: LazyLock<Observed> = LazyLock::new(|| {
         &["dag_id"],
     )
     .expect("a valid histogram");
-    for collector in [task_duration.clone(), handoff.clone()] {
-        registry
-            .register(Box::new(collector))
-            .expect("each histogram registers once");
-    }
     Observed {
+        task_duration: registered(&registry, task_duration),
+        handoff: registered(&registry, handoff),
         registry,
-        task_duration,
-        handoff,
     }
 });
 
@@ -93,20 +88,26 @@ pub async fn render(store: &Store, executor: Option<&Executor>) -> Result<String
     Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let gauge = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
+/// Registers `collector` with `registry` and hands it back.
+fn registered<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
     registry
-        .register(Box::new(gauge.clone()))
-        .expect("each gauge registers once per scrape");
-    gauge
+        .register(Box::new(collector.clone()))
+        .expect("each metric registers once per registry");
+    collector
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge"),
+    )
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
-    registry
-        .register(Box::new(counter.clone()))
-        .expect("each counter registers once per scrape");
-    counter
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter"),
+    )
 }
 
 async fn register_states(registry: &Registry, store: &Store) -> Result<(), StoreError> {
@@ -169,10 +170,7 @@ fn register_streams(registry: &Registry, executor: &Executor) {
         "Records not yet committed, by topic and partition",
         &["dag_id", "task_id", "topic", "partition"],
     );
-    for (key, metrics) in executor.all_task_metrics() {
-        if !metrics.contains_key("lag") {
-            continue;
-        }
+    for (key, metrics) in executor.stream_metrics() {
         let task = [key.dag_id.as_str(), key.task_id.as_str()];
         let number = |name: &str| metrics.get(name).and_then(serde_json::Value::as_u64);
         for (name, counter) in &totals {

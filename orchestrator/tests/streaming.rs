@@ -771,7 +771,7 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
     }));
 
     // Counted: logins per state in every 1-minute window that slides by 10 s.
-    let mut truth: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut truth = support::WindowCounts::new();
     let mut without_state = 0;
     for record in &inputs {
         let login: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
@@ -782,37 +782,18 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
         let t = login["timestamp"].as_i64().unwrap() * 1000;
         let last_start = t.div_euclid(10_000) * 10_000;
         for k in 0..6 {
-            let start = chrono::DateTime::from_timestamp_millis(last_start - k * 10_000).unwrap();
-            let start = start.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-            *truth.entry((start, state.to_owned())).or_insert(0) += 1;
+            *truth
+                .entry((last_start - k * 10_000, state.to_owned()))
+                .or_insert(0) += 1;
         }
     }
     assert!(truth.len() >= 6, "logins of at least one state: {truth:?}");
-    let collection = db.collection::<Document>("user_login_stats");
-    support::eventually(
-        "the window counts in MongoDB",
+    support::wait_for_window_counts(
+        &db.collection::<Document>("user_login_stats"),
+        "state",
+        "logins",
+        &truth,
         Duration::from_secs(60),
-        || {
-            let (collection, truth) = (collection.clone(), truth.clone());
-            async move {
-                let Ok(documents) = support::try_all_documents(&collection).await else {
-                    return false;
-                };
-                let counted: BTreeMap<(String, String), i64> = documents
-                    .iter()
-                    .map(|d| {
-                        (
-                            (
-                                d.get_str("window_start").unwrap().to_owned(),
-                                d.get_str("state").unwrap().to_owned(),
-                            ),
-                            support::int(d, "logins"),
-                        )
-                    })
-                    .collect();
-                counted == truth
-            }
-        },
     )
     .await;
 
@@ -874,7 +855,7 @@ async fn names_are_counted_by_first_letter_per_day() {
         );
     }
     let names = support::consume_all(&[format!("{ns}.names")], 20, Duration::from_secs(60)).await;
-    let mut truth: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    let mut truth = support::WindowCounts::new();
     for record in &names {
         let person: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
         let first = person["first"].as_str().unwrap();
@@ -886,28 +867,12 @@ async fn names_are_counted_by_first_letter_per_day() {
         let day = record.timestamp_ms.div_euclid(86_400_000) * 86_400_000;
         *truth.entry((day, letter)).or_insert(0) += 1;
     }
-    let collection = db.collection::<Document>("first_letters");
-    support::eventually(
-        "the letter counts in MongoDB",
+    support::wait_for_window_counts(
+        &db.collection::<Document>("first_letters"),
+        "letter",
+        "names",
+        &truth,
         Duration::from_secs(60),
-        || {
-            let (collection, truth) = (collection.clone(), truth.clone());
-            async move {
-                let Ok(documents) = support::try_all_documents(&collection).await else {
-                    return false;
-                };
-                let counted: BTreeMap<(i64, String), i64> = documents
-                    .iter()
-                    .map(|d| {
-                        (
-                            (minute_of(d), d.get_str("letter").unwrap().to_owned()),
-                            support::int(d, "names"),
-                        )
-                    })
-                    .collect();
-                counted == truth
-            }
-        },
     )
     .await;
     let outcome = support::stop_and_wait(&executor, &run, driver).await;

@@ -4,6 +4,11 @@ use mongodb::Client;
 
 use crate::TaskError;
 
+/// A failed MongoDB call as a task error: `what` was being done.
+pub fn failed(what: &str, error: &mongodb::error::Error) -> TaskError {
+    TaskError::Failed(format!("MongoDB: {what} failed: {error}"))
+}
+
 /// A client that gives up on an unreachable server after 5 s (unless the URI says
 /// otherwise) so the task can fail and be restarted, instead of hanging for 30 s.
 pub async fn client(uri: &str) -> Result<Client, TaskError> {

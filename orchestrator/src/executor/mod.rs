@@ -186,6 +186,14 @@ impl Executor {
             .collect()
     }
 
+    /// The live metrics of every stream try running in this process (streams are the tasks
+    /// that publish their consumer `lag`).
+    pub fn stream_metrics(&self) -> Vec<(TaskKey, serde_json::Map<String, serde_json::Value>)> {
+        let mut all = self.all_task_metrics();
+        all.retain(|(_, metrics)| metrics.contains_key("lag"));
+        all
+    }
+
     fn live_metrics(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, tasks::Metrics>> {
         self.inner
             .live_metrics

@@ -102,10 +102,7 @@ impl WebBackend {
             return Ok(Vec::new());
         };
         let mut views = Vec::new();
-        for (key, metrics) in executor.all_task_metrics() {
-            if !metrics.contains_key("lag") {
-                continue;
-            }
+        for (key, metrics) in executor.stream_metrics() {
             let mut view = stream_view(&key, &metrics, sampler.history(&key));
             self.complete(&mut view, &key).await?;
             views.push(view);
@@ -130,8 +127,10 @@ impl WebBackend {
                 && ti
                     .start
                     .is_some_and(|start| chrono::Utc::now() - start < RESTARTING_FOR);
-            if ti.try_number > 1 {
-                view.last_error = self.try_error(key, ti.try_number - 1);
+            if let (Some(sampler), true) = (&self.streams, ti.try_number > 1) {
+                let previous = ti.try_number - 1;
+                view.last_error =
+                    sampler.previous_error(key, previous, || self.try_error(key, previous));
             }
         }
         if let Some(config) = self

@@ -32,6 +32,8 @@ struct History {
 #[derive(Clone)]
 pub struct StreamSampler {
     histories: Arc<Mutex<HashMap<TaskKey, History>>>,
+    /// Why each stream's previous try ended, read once from its log per try.
+    previous_errors: Arc<Mutex<HashMap<(TaskKey, u32), Option<String>>>>,
     ticks: broadcast::Sender<StreamTick>,
 }
 
@@ -41,6 +43,7 @@ impl StreamSampler {
         let (ticks, _) = broadcast::channel(64);
         let sampler = Self {
             histories: Arc::default(),
+            previous_errors: Arc::default(),
             ticks,
         };
         let running = sampler.clone();
@@ -61,10 +64,7 @@ impl StreamSampler {
         let mut flushes = BTreeMap::new();
         {
             let mut histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
-            for (key, metrics) in executor.all_task_metrics() {
-                if !metrics.contains_key("lag") {
-                    continue;
-                }
+            for (key, metrics) in executor.stream_metrics() {
                 let history = histories.entry(key.clone()).or_default();
                 let count = number(&metrics, "flushes") as u64;
                 flushed |= count != history.flushes;
@@ -84,6 +84,10 @@ impl StreamSampler {
                 flushes.insert(name(&key), count);
             }
             histories.retain(|_, h| now_ms - h.last_seen_ms < FORGET_AFTER.num_milliseconds());
+            self.previous_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(key, _), _| histories.contains_key(key));
         }
         if sample || flushed {
             let _ = self.ticks.send(StreamTick {
@@ -100,6 +104,23 @@ impl StreamSampler {
             .get(key)
             .map(|h| h.samples.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Why try `try_number` of a stream ended: `read` from its log the first time it is asked.
+    pub fn previous_error(
+        &self,
+        key: &TaskKey,
+        try_number: u32,
+        read: impl FnOnce() -> Option<String>,
+    ) -> Option<String> {
+        let mut errors = self
+            .previous_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        errors
+            .entry((key.clone(), try_number))
+            .or_insert_with(read)
+            .clone()
     }
 
     /// Every tick from now on (a slow reader skips the ones it missed).
@@ -201,6 +222,36 @@ mod tests {
             task_id: "t".into(),
         };
         assert_eq!(name(&key), "d/r/t");
+    }
+
+    #[test]
+    fn a_previous_error_is_read_once_per_try() {
+        let sampler = StreamSampler {
+            histories: Arc::default(),
+            previous_errors: Arc::default(),
+            ticks: broadcast::channel(1).0,
+        };
+        let key = TaskKey {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            task_id: "t".into(),
+        };
+        let reads = std::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            Some("broker down".to_string())
+        };
+        assert_eq!(
+            sampler.previous_error(&key, 1, read).as_deref(),
+            Some("broker down")
+        );
+        assert_eq!(
+            sampler.previous_error(&key, 1, read).as_deref(),
+            Some("broker down")
+        );
+        assert_eq!(reads.get(), 1);
+        sampler.previous_error(&key, 2, read);
+        assert_eq!(reads.get(), 2, "a new try is read anew");
     }
 
     #[test]

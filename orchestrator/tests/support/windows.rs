@@ -6,7 +6,42 @@ use std::collections::BTreeMap;
 
 use mongodb::bson::Document;
 
-use super::mongo::{float, int};
+use super::mongo::{float, int, try_all_documents};
+
+/// Counts by (window start in ms, group value).
+pub type WindowCounts = BTreeMap<(i64, String), i64>;
+
+/// Waits (`limit` at most) until the window documents of `collection` hold exactly `truth`:
+/// the `count` field of each document by its window start and its `group` field.
+pub async fn wait_for_window_counts(
+    collection: &mongodb::Collection<Document>,
+    group: &str,
+    count: &str,
+    truth: &WindowCounts,
+    limit: std::time::Duration,
+) {
+    super::eventually(
+        &format!("{count} by {group} in {}", collection.name()),
+        limit,
+        || async {
+            let Ok(documents) = try_all_documents(collection).await else {
+                return false;
+            };
+            let counted: WindowCounts = documents
+                .iter()
+                .map(|d| {
+                    let key = (
+                        minute_of(d),
+                        d.get_str(group).unwrap_or_default().to_owned(),
+                    );
+                    (key, int(d, count))
+                })
+                .collect();
+            counted == *truth
+        },
+    )
+    .await
+}
 
 /// Synthetic users: id, country, gender, age and an event time `ts` (seconds) 6 ms apart.
 pub fn synthetic_users(count: usize, base_seconds: i64) -> Vec<(String, String)> {

@@ -129,10 +129,6 @@ async fn mongo_collection(
     Ok(client.database(database).collection(collection))
 }
 
-fn mongo_failed(error: &mongodb::error::Error) -> TaskError {
-    TaskError::Failed(format!("MongoDB: reading results failed: {error}"))
-}
-
 async fn mongo_windows(
     collection: &Collection<Document>,
     spec: &WindowConfig,
@@ -141,7 +137,7 @@ async fn mongo_windows(
     let starts = collection
         .distinct("window_start", doc! {})
         .await
-        .map_err(|e| mongo_failed(&e))?;
+        .map_err(|e| mongo::failed("reading results", &e))?;
     let mut windows = newest_first(starts.iter().filter_map(|b| b.as_str().map(str::to_owned)));
     let selected = pick(&windows, window);
     let documents: Vec<serde_json::Value> = match &selected {
@@ -150,10 +146,10 @@ async fn mongo_windows(
             .find(doc! { "window_start": start })
             .projection(doc! { "_state": 0 })
             .await
-            .map_err(|e| mongo_failed(&e))?
+            .map_err(|e| mongo::failed("reading results", &e))?
             .try_collect::<Vec<Document>>()
             .await
-            .map_err(|e| mongo_failed(&e))?
+            .map_err(|e| mongo::failed("reading results", &e))?
             .into_iter()
             .map(|d| Bson::Document(d).into_relaxed_extjson())
             .collect(),
@@ -192,10 +188,10 @@ async fn mongo_records(collection: &Collection<Document>) -> Result<RecordResult
         .find(doc! {})
         .with_options(newest)
         .await
-        .map_err(|e| mongo_failed(&e))?
+        .map_err(|e| mongo::failed("reading results", &e))?
         .try_collect::<Vec<Document>>()
         .await
-        .map_err(|e| mongo_failed(&e))?;
+        .map_err(|e| mongo::failed("reading results", &e))?;
     Ok(shape_records(
         documents
             .into_iter()

@@ -92,7 +92,7 @@ impl MongoSink {
         self.collection
             .find_one(doc! { "_id": id })
             .await
-            .map_err(|e| mongo_error("loading a window", &e))
+            .map_err(|e| mongo::failed("loading a window", &e))
     }
 
     /// Upserts `windows` and the staged records, a few at a time; how many were written.
@@ -112,7 +112,7 @@ impl MongoSink {
             .buffer_unordered(WRITE_CONCURRENCY)
             .try_collect()
             .await
-            .map_err(|e| mongo_error("writing results", &e))?;
+            .map_err(|e| mongo::failed("writing results", &e))?;
         // An upsert must have replaced or inserted its document; anything else means the
         // server dropped the write, and committing offsets now would lose records.
         if let Some((id, _)) = results
@@ -132,7 +132,7 @@ impl MongoSink {
             .state
             .find_one(doc! { "_id": &self.state_id })
             .await
-            .map_err(|e| mongo_error("loading the stream state", &e))?;
+            .map_err(|e| mongo::failed("loading the stream state", &e))?;
         Ok(stored.and_then(|d| d.get_i64("watermark_ms").ok()))
     }
 
@@ -144,11 +144,7 @@ impl MongoSink {
             )
             .upsert(true)
             .await
-            .map_err(|e| mongo_error("saving the watermark", &e))?;
+            .map_err(|e| mongo::failed("saving the watermark", &e))?;
         Ok(())
     }
-}
-
-fn mongo_error(what: &str, error: &mongodb::error::Error) -> TaskError {
-    TaskError::Failed(format!("MongoDB: {what} failed: {error}"))
 }
