@@ -29,11 +29,14 @@ struct History {
     last_seen_ms: i64,
 }
 
+/// A stream task and one of its tries.
+type TryOf = (TaskKey, u32);
+
 #[derive(Clone)]
 pub struct StreamSampler {
     histories: Arc<Mutex<HashMap<TaskKey, History>>>,
     /// Why each stream's previous try ended, read once from its log per try.
-    previous_errors: Arc<Mutex<HashMap<(TaskKey, u32), Option<String>>>>,
+    previous_errors: Arc<Mutex<HashMap<TryOf, Option<String>>>>,
     ticks: broadcast::Sender<StreamTick>,
 }
 
