@@ -61,6 +61,8 @@ fn context() -> TaskContext {
         connections: Arc::new(tasks::Connections {
             kafka_brokers: std::env::var("UPDRAFT_KAFKA_BROKERS").unwrap_or_default(),
             mongo_uri: std::env::var("UPDRAFT_MONGO_URI").unwrap_or_default(),
+            postgres_url: std::env::var("UPDRAFT_TEST_POSTGRES_URL").unwrap_or_default(),
+            ..Default::default()
         }),
     }
 }

@@ -123,6 +123,7 @@ async fn run(sizes: &Sizes) -> anyhow::Result<()> {
             connections: Arc::new(tasks::Connections {
                 kafka_brokers: brokers.clone(),
                 mongo_uri: mongo,
+                ..Default::default()
             }),
             ..Default::default()
         },

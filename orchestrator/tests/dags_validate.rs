@@ -110,6 +110,25 @@ fn broken_files() -> Vec<(&'static str, String, &'static str)> {
             "9:1: task \"s\".sink.key: a MongoDB sink without windows upserts records by a key",
         ),
         (
+            "sql_table_name",
+            stream(
+                "topics = [\"t\"]\n[task.window]\nsize = \"1m\"\naggregates = { n = \"count\" }\n[task.sink]\nkind = \"postgres\"\ntable = \"word-counts\"\n",
+            ),
+            "14:9: task \"s\".sink.table: \"word-counts\" is not a SQL name",
+        ),
+        (
+            "sql_reserved_column",
+            stream(
+                "topics = [\"t\"]\n[task.window]\nsize = \"1m\"\ngroup_by = { id = \".id\" }\naggregates = { n = \"count\" }\n[task.sink]\nkind = \"mysql\"\ntable = \"t\"\n",
+            ),
+            "11:19: task \"s\".window.group_by.id: a SQL sink's table uses this column itself",
+        ),
+        (
+            "sql_without_key",
+            stream("topics = [\"t\"]\n[task.sink]\nkind = \"mysql\"\ntable = \"t\"\n"),
+            "9:1: task \"s\".sink.key: a SQL sink without windows upserts records by a key",
+        ),
+        (
             "http_bad_url",
             "[dag]\nid = \"d\"\n\n[[task]]\nid = \"h\"\noperator = \"http\"\nurl = \"example.com/x\"\n"
                 .into(),

@@ -1,6 +1,7 @@
 //! Exactly once under crashes: `orchestrator serve` is killed with SIGKILL five times at
-//! random moments while its stream task folds 100,000 records into MongoDB windows; once the
-//! group's lag is zero, every window document equals the ground truth computed here.
+//! random moments while its stream task folds 100,000 records into windows, in MongoDB and
+//! in PostgreSQL; once the group's lag is zero, every window equals the ground truth
+//! computed here.
 
 mod support;
 
@@ -10,7 +11,10 @@ use std::{
 };
 
 use mongodb::bson::Document;
-use support::serve::Serve;
+use support::{
+    serve::Serve,
+    sql::{SqlDb, total, window_rows},
+};
 
 const RECORDS: usize = 100_000;
 const BATCH: usize = 1_000;
@@ -77,17 +81,83 @@ impl Random {
     }
 }
 
+/// Where the stream's windows go, and how the test reads them back.
+#[derive(Clone)]
+enum Target {
+    Mongodb(mongodb::Collection<Document>),
+    Postgres(sqlx::AnyPool, String),
+}
+
+impl Target {
+    async fn new(postgres: bool, ns: &str) -> Self {
+        if postgres {
+            Self::Postgres(SqlDb::Postgres.pool().await, ns.to_owned())
+        } else {
+            Self::Mongodb(support::mongo(ns).await.collection::<Document>("stats"))
+        }
+    }
+
+    /// The stream DAG of the test, with this target as its sink.
+    fn dag_source(&self, ns: &str, topic: &str) -> String {
+        let source = support::stats_dag_source(ns, topic, "");
+        match self {
+            Self::Mongodb(_) => source,
+            Self::Postgres(_, table) => {
+                let head = &source[..source.find("[task.sink]").unwrap()];
+                format!(
+                    "{head}[task.sink]\nkind = \"postgres\"\nurl = \"{}\"\ntable = \"{table}\"\n",
+                    SqlDb::Postgres.url()
+                )
+            }
+        }
+    }
+
+    /// Users counted in every window so far.
+    async fn counted(&self) -> Result<i64, String> {
+        match self {
+            Self::Mongodb(stats) => support::users_counted(stats).await,
+            Self::Postgres(pool, table) => Ok(total(SqlDb::Postgres, pool, table, "users").await),
+        }
+    }
+
+    /// Every window, as documents.
+    async fn windows(&self) -> Vec<Document> {
+        match self {
+            Self::Mongodb(stats) => support::all_documents(stats).await,
+            Self::Postgres(pool, table) => window_rows(
+                SqlDb::Postgres,
+                pool,
+                table,
+                &["country", "gender"],
+                &["users"],
+                &["total_age"],
+            )
+            .await
+            .unwrap(),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn stream_is_exact_after_five_sigkills_of_serve() {
+async fn mongodb_windows_are_exact_after_five_sigkills_of_serve() {
+    exact_after_sigkills(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_windows_are_exact_after_five_sigkills_of_serve() {
+    exact_after_sigkills(true).await;
+}
+
+async fn exact_after_sigkills(postgres: bool) {
     let ns = support::unique("crash");
     let topic = format!("{ns}.in");
     support::create_topic(&topic, 3).await;
-    let stats = support::mongo(&ns).await.collection::<Document>("stats");
+    let stats = Target::new(postgres, &ns).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("dags")).unwrap();
     std::fs::write(
         dir.path().join("dags/stats.toml"),
-        support::stats_dag_source(&ns, &topic, ""),
+        stats.dag_source(&ns, &topic),
     )
     .unwrap();
 
@@ -110,9 +180,9 @@ async fn stream_is_exact_after_five_sigkills_of_serve() {
     let mut serve = Serve::start(dir.path(), &[]);
     for kill in 1..=KILLS {
         tokio::time::sleep(Duration::from_millis(random.between(1_000, 3_000))).await;
-        let counted = support::users_counted(&stats).await.unwrap_or(0);
+        let counted = stats.counted().await.unwrap_or(0);
         serve.kill();
-        eprintln!("SIGKILL {kill}: {counted} records counted in MongoDB");
+        eprintln!("SIGKILL {kill}: {counted} records counted");
         assert!(
             counted < RECORDS as i64,
             "kill {kill} came after the stream had counted everything: the test proves nothing"
@@ -126,9 +196,7 @@ async fn stream_is_exact_after_five_sigkills_of_serve() {
     let counted_and_committed = || {
         let (stats, ends, ns) = (stats.clone(), ends.clone(), ns.clone());
         async move {
-            support::users_counted(&stats)
-                .await
-                .is_ok_and(|n| n >= RECORDS as i64)
+            stats.counted().await.is_ok_and(|n| n >= RECORDS as i64)
                 && support::group_lag(&ns, &ends).await == Ok(0)
         }
     };
@@ -137,7 +205,7 @@ async fn stream_is_exact_after_five_sigkills_of_serve() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the stream did not count and commit every record within 120 s: {:?} counted, committed {:?} of {ends:?}; the end of serve's log:\n{}\nthe stream task's logs:\n{}",
-            support::users_counted(&stats).await,
+            stats.counted().await,
             support::committed(&ns, &ends).await,
             serve.log_tail(),
             task_logs(dir.path())
@@ -149,7 +217,7 @@ async fn stream_is_exact_after_five_sigkills_of_serve() {
         .iter()
         .map(|(_, payload)| serde_json::from_str(payload).unwrap())
         .collect();
-    support::assert_exact(&support::all_documents(&stats).await, &values);
+    support::assert_exact(&stats.windows().await, &values);
     let zombies = serve.log().matches("Found a zombie task instance").count();
     assert!(
         zombies >= KILLS,

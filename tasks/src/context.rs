@@ -37,6 +37,10 @@ pub struct Connections {
     pub kafka_brokers: String,
     /// MongoDB connection string.
     pub mongo_uri: String,
+    /// PostgreSQL URL of SQL sinks that do not name theirs.
+    pub postgres_url: String,
+    /// MySQL or MariaDB URL of SQL sinks that do not name theirs.
+    pub mysql_url: String,
 }
 
 impl Default for Connections {
@@ -44,6 +48,8 @@ impl Default for Connections {
         Self {
             kafka_brokers: "127.0.0.1:9092".into(),
             mongo_uri: "mongodb://127.0.0.1:27017".into(),
+            postgres_url: "postgres://127.0.0.1:5432/updraft".into(),
+            mysql_url: "mysql://127.0.0.1:3306/updraft".into(),
         }
     }
 }
@@ -59,6 +65,15 @@ impl Connections {
     /// A task's own `uri` setting when it has one, else the default.
     pub fn mongo_uri(&self, configured: Option<&str>) -> String {
         non_blank(configured).unwrap_or(&self.mongo_uri).to_owned()
+    }
+
+    /// A SQL sink's own `url` when it has one, else the default of its kind.
+    pub fn sql_url(&self, kind: crate::stream::SqlKind, configured: Option<&str>) -> String {
+        let default = match kind {
+            crate::stream::SqlKind::Postgres => &self.postgres_url,
+            crate::stream::SqlKind::Mysql => &self.mysql_url,
+        };
+        non_blank(configured).unwrap_or(default).to_owned()
     }
 }
 
@@ -94,11 +109,20 @@ mod tests {
         let defaults = Connections {
             kafka_brokers: "k:1".into(),
             mongo_uri: "mongodb://m:2".into(),
+            postgres_url: "postgres://p/db".into(),
+            mysql_url: "mysql://q/db".into(),
         };
         assert_eq!(defaults.kafka_brokers(Some("own:9")), "own:9");
         assert_eq!(defaults.kafka_brokers(None), "k:1");
         assert_eq!(defaults.kafka_brokers(Some(" ")), "k:1");
         assert_eq!(defaults.mongo_uri(Some("mongodb://h:1")), "mongodb://h:1");
         assert_eq!(defaults.mongo_uri(None), "mongodb://m:2");
+        use crate::stream::SqlKind;
+        assert_eq!(defaults.sql_url(SqlKind::Postgres, None), "postgres://p/db");
+        assert_eq!(defaults.sql_url(SqlKind::Mysql, Some("")), "mysql://q/db");
+        assert_eq!(
+            defaults.sql_url(SqlKind::Mysql, Some("mysql://own/x")),
+            "mysql://own/x"
+        );
     }
 }

@@ -72,6 +72,22 @@ pub struct GlobalArgs {
         default_value = "mongodb://127.0.0.1:27017"
     )]
     pub mongo_uri: String,
+    /// PostgreSQL URL of SQL sinks that do not name theirs
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_POSTGRES_URL",
+        default_value = "postgres://127.0.0.1:5432/updraft"
+    )]
+    pub postgres_url: String,
+    /// MySQL or MariaDB URL of SQL sinks that do not name theirs
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_MYSQL_URL",
+        default_value = "mysql://127.0.0.1:3306/updraft"
+    )]
+    pub mysql_url: String,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +124,8 @@ impl GlobalArgs {
         ::tasks::Connections {
             kafka_brokers: self.kafka_brokers.clone(),
             mongo_uri: self.mongo_uri.clone(),
+            postgres_url: self.postgres_url.clone(),
+            mysql_url: self.mysql_url.clone(),
         }
     }
 

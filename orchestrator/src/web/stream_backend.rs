@@ -35,6 +35,8 @@ fn sink_text(sink: &SinkConfig) -> String {
             collection,
             ..
         } => format!("mongodb {database}.{collection}"),
+        SinkConfig::Postgres(sql) => format!("postgres table {}", sql.table),
+        SinkConfig::Mysql(sql) => format!("mysql table {}", sql.table),
         SinkConfig::Kafka {
             topic: TopicSpec::Name(topic),
             ..

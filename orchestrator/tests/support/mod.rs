@@ -1,6 +1,7 @@
 //! What the integration tests share. Here: unique names, free ports and bounded waits. In the
 //! submodules: metadata stores, DAGs and driving runs (`runs`), `orchestrator serve` as a
-//! process with a guard (`serve`), the Kafka broker (`kafka`), MongoDB (`mongo`), servers a
+//! process with a guard (`serve`), the Kafka broker (`kafka`), MongoDB (`mongo`), the SQL
+//! sinks' PostgreSQL and MariaDB (`sql`), servers a
 //! test owns alone so it can stop them (`servers`), and expected window contents (`windows`).
 //! `scripts/test` starts the services; a test never skips when one is missing: it fails and
 //! says how to start it.
@@ -12,6 +13,7 @@ pub mod mongo;
 pub mod runs;
 pub mod serve;
 pub mod servers;
+pub mod sql;
 pub mod windows;
 
 use std::time::{Duration, Instant};

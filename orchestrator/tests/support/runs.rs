@@ -73,6 +73,8 @@ pub fn connections() -> tasks::Connections {
     tasks::Connections {
         kafka_brokers: std::env::var("UPDRAFT_KAFKA_BROKERS").unwrap_or(defaults.kafka_brokers),
         mongo_uri: std::env::var("UPDRAFT_MONGO_URI").unwrap_or(defaults.mongo_uri),
+        postgres_url: std::env::var("UPDRAFT_TEST_POSTGRES_URL").unwrap_or(defaults.postgres_url),
+        mysql_url: std::env::var("UPDRAFT_TEST_MYSQL_URL").unwrap_or(defaults.mysql_url),
     }
 }
 

@@ -99,6 +99,11 @@ pub enum SinkConfig {
         #[serde(default)]
         key: Option<JqFilter>,
     },
+    /// Window rows, or records upserted by `key`, in a PostgreSQL table; the rows and the
+    /// source offsets are written in one transaction at each flush.
+    Postgres(SqlSinkConfig),
+    /// The same in MySQL or MariaDB.
+    Mysql(SqlSinkConfig),
     /// Records (or window results, when they close) produced to a topic.
     Kafka {
         /// A topic name or a jq expression per record.
@@ -108,6 +113,34 @@ pub enum SinkConfig {
         key: Option<JqFilter>,
     },
 }
+
+/// A table in a SQL database: created if missing, with a column per group-by field and per
+/// aggregate (plus `id`, `window_start`, `window_end`, `closed`, `updraft_state`), or
+/// `key` and `record` (JSON) for records without windows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSinkConfig {
+    /// Connection URL; `--postgres-url` / `--mysql-url` (`$UPDRAFT_POSTGRES_URL`,
+    /// `$UPDRAFT_MYSQL_URL`) by default.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Table name: letters, digits and `_`.
+    pub table: String,
+    /// jq expression for a record's primary key (records without windows); required then.
+    #[serde(default)]
+    pub key: Option<JqFilter>,
+}
+
+/// Column names a SQL window table uses for itself.
+pub(crate) const SQL_RESERVED_COLUMNS: &[&str] = &[
+    "id",
+    "key",
+    "record",
+    "window_start",
+    "window_end",
+    "closed",
+    "updraft_state",
+];
 
 impl StreamConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -128,7 +161,7 @@ impl StreamConfig {
         if let Some(window) = &self.window {
             window.validate()?;
         }
-        self.sink.validate(self.window.is_some())
+        self.sink.validate(self.window.as_ref())
     }
 }
 
@@ -189,7 +222,8 @@ impl WindowConfig {
 }
 
 impl SinkConfig {
-    fn validate(&self, windowed: bool) -> Result<(), ConfigError> {
+    fn validate(&self, window: Option<&WindowConfig>) -> Result<(), ConfigError> {
+        let windowed = window.is_some();
         match self {
             Self::Mongodb {
                 database,
@@ -207,9 +241,80 @@ impl SinkConfig {
                 }
                 Ok(())
             }
+            Self::Postgres(sql) | Self::Mysql(sql) => sql.validate(window),
             Self::Kafka { .. } => Ok(()),
         }
     }
+}
+
+/// Which SQL database a sink writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlKind {
+    Postgres,
+    Mysql,
+}
+
+impl SinkConfig {
+    /// The database kind and settings of a SQL sink.
+    pub fn sql(&self) -> Option<(SqlKind, &SqlSinkConfig)> {
+        match self {
+            Self::Postgres(sql) => Some((SqlKind::Postgres, sql)),
+            Self::Mysql(sql) => Some((SqlKind::Mysql, sql)),
+            Self::Mongodb { .. } | Self::Kafka { .. } => None,
+        }
+    }
+}
+
+impl SqlSinkConfig {
+    fn validate(&self, window: Option<&WindowConfig>) -> Result<(), ConfigError> {
+        sql_identifier("sink.table", &self.table)?;
+        let Some(window) = window else {
+            if self.key.is_none() {
+                return Err(ConfigError::new(
+                    "sink.key",
+                    "a SQL sink without windows upserts records by a key: set key (a jq expression)",
+                ));
+            }
+            return Ok(());
+        };
+        for (table, name) in window
+            .group_by
+            .keys()
+            .map(|k| ("group_by", k))
+            .chain(window.aggregates.keys().map(|k| ("aggregates", k)))
+        {
+            let field = format!("window.{table}.{name}");
+            sql_identifier(&field, name)?;
+            if SQL_RESERVED_COLUMNS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "a SQL sink's table uses this column itself (reserved: {})",
+                        SQL_RESERVED_COLUMNS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name usable as a SQL table or column without quoting surprises: `[A-Za-z_][A-Za-z0-9_]*`,
+/// 63 characters at most (PostgreSQL's limit).
+fn sql_identifier(field: &str, name: &str) -> Result<(), ConfigError> {
+    let mut chars = name.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || name.len() > 63 {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{name:?} is not a SQL name: use letters, digits and _, not starting with a digit, 63 at most"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn default_flush_interval() -> HumanDuration {

@@ -99,10 +99,18 @@ impl<'a> StreamTask<'a> {
         if !created.is_empty() {
             ctx.log(&format!("Created topics {}", created.join(", ")));
         }
-        let mut source = Source::new(config, &brokers)?;
+        let sink = Sink::connect(config, ctx).await?;
+        let stored = sink.stored_offsets().await?;
+        if let Some(stored) = &stored {
+            ctx.log(&format!(
+                "Resuming from the offsets stored with the results in {} ({} partitions)",
+                sink.describe(),
+                stored.len()
+            ));
+        }
+        let mut source = Source::new(config, &brokers, stored)?;
         let starts = source.refresh_assignment().await?;
         let outbox = Outbox::new(kafka::producer(&brokers, Duration::from_secs(30))?);
-        let sink = Sink::connect(config, ctx).await?;
         let mut task = Self {
             config,
             processor: Processor::new(config),

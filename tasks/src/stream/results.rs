@@ -10,7 +10,7 @@ use mongodb::{
     options::FindOptions,
 };
 
-use super::{SinkConfig, StreamConfig, WindowConfig};
+use super::{SinkConfig, SqlKind, SqlSinkConfig, StreamConfig, WindowConfig, sink};
 use crate::{Connections, TaskError, kafka, mongo};
 
 /// The most windows offered in the window selector.
@@ -91,6 +91,12 @@ pub async fn read_results(
                 mongo_collection(connections, uri.as_deref(), database, collection).await?;
             mongo_records(&collection).await.map(StreamResults::Records)
         }
+        (SinkConfig::Postgres(sql), spec) => {
+            sql_results(SqlKind::Postgres, sql, spec.as_ref(), connections, window).await
+        }
+        (SinkConfig::Mysql(sql), spec) => {
+            sql_results(SqlKind::Mysql, sql, spec.as_ref(), connections, window).await
+        }
         (SinkConfig::Kafka { topic, .. }, window_spec) => {
             let kafka::TopicSpec::Name(topic) = topic else {
                 return Err(TaskError::Failed(
@@ -117,6 +123,27 @@ pub async fn read_results(
             })
         }
     }
+}
+
+async fn sql_results(
+    kind: SqlKind,
+    sql: &SqlSinkConfig,
+    spec: Option<&WindowConfig>,
+    connections: &Connections,
+    window: Option<&str>,
+) -> Result<StreamResults, TaskError> {
+    let url = connections.sql_url(kind, sql.url.as_deref());
+    let Some(spec) = spec else {
+        let records = sink::sql::read_records(kind, &url, &sql.table, MAX_RECORDS as usize).await?;
+        return Ok(StreamResults::Records(shape_records(records)));
+    };
+    let (windows, documents) =
+        sink::sql::read_windows(kind, &url, &sql.table, spec, window, MAX_WINDOWS).await?;
+    let selected = pick(&windows, window);
+    let mut results = shape_rows(documents, spec);
+    results.windows = windows;
+    results.selected = selected;
+    Ok(StreamResults::Windows(results))
 }
 
 async fn mongo_collection(

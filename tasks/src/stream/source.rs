@@ -94,10 +94,19 @@ pub struct Source {
     assigned: BTreeSet<Partition>,
     start_from: StartFrom,
     brokers: String,
+    /// Offsets kept by the sink with its results (SQL): where partitions start, instead of
+    /// the group's offsets committed in Kafka.
+    stored: Option<Arc<BTreeMap<Partition, i64>>>,
 }
 
 impl Source {
-    pub fn new(config: &StreamConfig, brokers: &str) -> Result<Self, TaskError> {
+    /// A source starting from `stored` offsets when the sink keeps them, else from the
+    /// group's committed offsets.
+    pub fn new(
+        config: &StreamConfig,
+        brokers: &str,
+        stored: Option<BTreeMap<Partition, i64>>,
+    ) -> Result<Self, TaskError> {
         let reported = Arc::new(Mutex::new(Reported::default()));
         let consumer: StreamConsumer<LagContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -129,20 +138,36 @@ impl Source {
             assigned: BTreeSet::new(),
             start_from: config.start_from,
             brokers: brokers.to_owned(),
+            stored: stored.map(Arc::new),
         })
     }
 
     /// Assigns partitions of matching topics not assigned yet (new topics and partitions
-    /// appear this way), each from the group's committed offset; the partitions added, with
-    /// the offset each resumes at (none for `start_from = "latest"` without a commit).
+    /// appear this way), each from its stored or committed offset; the partitions added,
+    /// with the offset each resumes at (none for `start_from = "latest"` without one).
     pub async fn refresh_assignment(&mut self) -> Result<Vec<(Partition, Option<i64>)>, TaskError> {
         let consumer = self.consumer.clone();
         let matcher = self.matcher.clone();
         let assigned = self.assigned.clone();
         let start_from = self.start_from;
         let brokers = self.brokers.clone();
+        let stored = self.stored.clone();
         let added = tokio::task::spawn_blocking(move || {
-            assign_new(&consumer, &matcher, &assigned, start_from, &brokers)
+            let new = new_partitions(&consumer, &matcher, &assigned, &brokers)?;
+            if new.count() == 0 {
+                return Ok(Vec::new());
+            }
+            let resume = match stored {
+                Some(stored) => stored_offsets(&new, &stored)?,
+                None => consumer
+                    .committed_offsets(new, METADATA_TIMEOUT)
+                    .map_err(|e| {
+                        TaskError::Failed(format!(
+                            "cannot read committed offsets from {brokers}: {e}"
+                        ))
+                    })?,
+            };
+            assign_from(&consumer, &resume, start_from)
         })
         .await
         .map_err(|e| TaskError::Failed(format!("assigning partitions: {e}")))??;
@@ -205,18 +230,17 @@ impl Source {
     }
 }
 
-fn assign_new(
+/// The partitions of matching topics not in `assigned`.
+fn new_partitions(
     consumer: &StreamConsumer<LagContext>,
     matcher: &TopicMatcher,
     assigned: &BTreeSet<Partition>,
-    start_from: StartFrom,
     brokers: &str,
-) -> Result<Vec<(Partition, Option<i64>)>, TaskError> {
+) -> Result<TopicPartitionList, TaskError> {
     let metadata = consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|e| TaskError::Failed(format!("cannot read topics from {brokers}: {e}")))?;
     let mut new = TopicPartitionList::new();
-    let mut added = Vec::new();
     for topic in metadata.topics() {
         if topic.error().is_some() || !matcher.matches(topic.name()) {
             continue;
@@ -225,21 +249,40 @@ fn assign_new(
             let key = (topic.name().to_owned(), partition.id());
             if !assigned.contains(&key) {
                 new.add_partition(topic.name(), partition.id());
-                added.push(key);
             }
         }
     }
-    if added.is_empty() {
-        return Ok(Vec::new());
+    Ok(new)
+}
+
+/// `partitions` with the offsets `stored` holds (none where it holds none).
+fn stored_offsets(
+    partitions: &TopicPartitionList,
+    stored: &BTreeMap<Partition, i64>,
+) -> Result<TopicPartitionList, TaskError> {
+    let mut resume = TopicPartitionList::new();
+    for element in partitions.elements() {
+        let key = (element.topic().to_owned(), element.partition());
+        let offset = stored
+            .get(&key)
+            .map_or(Offset::Invalid, |next| Offset::Offset(*next));
+        resume
+            .add_partition_offset(element.topic(), element.partition(), offset)
+            .map_err(|e| TaskError::Failed(format!("offsets: {e}")))?;
     }
-    let committed = consumer
-        .committed_offsets(new, METADATA_TIMEOUT)
-        .map_err(|e| {
-            TaskError::Failed(format!("cannot read committed offsets from {brokers}: {e}"))
-        })?;
+    Ok(resume)
+}
+
+/// Assigns the partitions of `resume`, each from its offset (or where `start_from` says when
+/// it has none); the partitions with the offset each resumes at.
+fn assign_from(
+    consumer: &StreamConsumer<LagContext>,
+    resume: &TopicPartitionList,
+    start_from: StartFrom,
+) -> Result<Vec<(Partition, Option<i64>)>, TaskError> {
     let mut start = TopicPartitionList::new();
     let mut starts = Vec::new();
-    for element in committed.elements() {
+    for element in resume.elements() {
         let offset = match element.offset() {
             Offset::Offset(next) => Offset::Offset(next),
             // Offset 0 rather than "beginning": tansu can leave an offset query on an empty
@@ -250,7 +293,7 @@ fn assign_new(
                 StartFrom::Latest => Offset::End,
             },
         };
-        // A committed offset is fetched from a little earlier: see `start_guard`.
+        // A resumed offset is fetched from a little earlier: see `start_guard`.
         let committed = offset.to_raw().filter(|o| *o >= 0);
         let fetch = committed.map_or(offset, |c| Offset::Offset(fetch_from(c)));
         start

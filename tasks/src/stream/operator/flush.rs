@@ -8,20 +8,18 @@ use mongodb::bson::Document;
 use super::{StreamTask, lateness_ms};
 use crate::{
     TaskError,
-    stream::{metrics::publish_flush, window::Watermark},
+    stream::{metrics::publish_flush, sink::Checkpoint, window::Watermark},
 };
 
 impl StreamTask<'_> {
-    /// Writes every changed document, waits for every produced record, saves the
-    /// watermark, and only then commits the offsets.
+    /// Waits for every produced record (dead letters, Kafka results), writes every changed
+    /// document with the watermark (and, into SQL, the offsets), and only then commits the
+    /// offsets to Kafka.
     pub(super) async fn flush(&mut self) -> Result<(), TaskError> {
         let started = Instant::now();
         self.close_windows()?;
-        let written = self.write_documents().await?;
         self.outbox.acknowledged().await?;
-        if let (Some(_), Some(watermark)) = (self.windows, self.watermark.value()) {
-            self.sink.save_watermark(watermark).await?;
-        }
+        let written = self.write_documents().await?;
         self.commit().await?;
         self.open.retain(|_, w| !w.closed);
         if written > 0 {
@@ -85,7 +83,11 @@ impl StreamTask<'_> {
             }
         }
         let window_docs = windows.len() as u64;
-        let written = match self.sink.write(windows).await {
+        let checkpoint = Checkpoint {
+            positions: &self.positions,
+            watermark_ms: self.windows.and(self.watermark.value()),
+        };
+        let written = match self.sink.write(windows, &checkpoint).await {
             Ok(written) => written,
             Err(error) => {
                 // Kept for the next flush of this try; a failed try starts over anyway.

@@ -3,12 +3,38 @@
 
 mod kafka;
 mod mongodb;
+pub mod sql;
+
+use std::collections::BTreeMap;
 
 use ::mongodb::bson::Document;
 
-use self::{kafka::KafkaSink, mongodb::MongoSink};
-use super::{SinkConfig, StreamConfig, outbox::Outbox};
+use self::{kafka::KafkaSink, mongodb::MongoSink, sql::SqlSink};
+use super::{SinkConfig, SqlKind, SqlSinkConfig, StreamConfig, outbox::Outbox, source::Partition};
 use crate::{RecordError, TaskContext, TaskError, jq::Val};
+
+/// Where a flush leaves the source: the next offset per partition, and the watermark.
+pub struct Checkpoint<'a> {
+    pub positions: &'a BTreeMap<Partition, i64>,
+    pub watermark_ms: Option<i64>,
+}
+
+async fn sql_sink(
+    kind: SqlKind,
+    sql: &SqlSinkConfig,
+    config: &StreamConfig,
+    ctx: &TaskContext,
+) -> Result<SqlSink, TaskError> {
+    SqlSink::connect(
+        kind,
+        &ctx.connections.sql_url(kind, sql.url.as_deref()),
+        &sql.table,
+        sql.key.clone(),
+        config.window.as_ref(),
+        &config.group_id,
+    )
+    .await
+}
 
 /// Why records could not be staged: theirs (the source record is dead-lettered) or the
 /// sink's (the try fails, and its restart replays from the committed offsets).
@@ -19,6 +45,7 @@ pub enum StageError {
 
 pub enum Sink {
     Mongodb(MongoSink),
+    Sql(SqlSink),
     Kafka(KafkaSink),
 }
 
@@ -40,16 +67,39 @@ impl Sink {
                 )
                 .await?,
             ),
+            SinkConfig::Postgres(sql) => {
+                Self::Sql(sql_sink(SqlKind::Postgres, sql, config, ctx).await?)
+            }
+            SinkConfig::Mysql(sql) => Self::Sql(sql_sink(SqlKind::Mysql, sql, config, ctx).await?),
             SinkConfig::Kafka { topic, key } => {
                 Self::Kafka(KafkaSink::new(topic.clone(), key.clone()))
             }
         })
     }
 
+    /// Where the source resumes, when this sink keeps the offsets with its results (SQL);
+    /// `None`: from the group's offsets committed in Kafka.
+    pub async fn stored_offsets(&self) -> Result<Option<BTreeMap<Partition, i64>>, TaskError> {
+        match self {
+            Self::Sql(sink) => sink.load_offsets().await.map(Some),
+            Self::Mongodb(_) | Self::Kafka(_) => Ok(None),
+        }
+    }
+
+    /// Where results go, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Mongodb(_) => "MongoDB".into(),
+            Self::Sql(sink) => format!("table {}", sink.table()),
+            Self::Kafka(_) => "Kafka".into(),
+        }
+    }
+
     /// Hands over records without windows; how many went out.
     pub fn stage(&mut self, records: Vec<Val>, outbox: &mut Outbox) -> Result<usize, StageError> {
         match self {
             Self::Mongodb(sink) => sink.stage(records).map_err(StageError::Record),
+            Self::Sql(sink) => sink.stage(records).map_err(StageError::Record),
             Self::Kafka(sink) => {
                 let outgoing = sink.route(records).map_err(StageError::Record)?;
                 sink.send(outgoing, outbox).map_err(StageError::Sink)
@@ -60,13 +110,14 @@ impl Sink {
     /// Whether window documents are stored here (and read back to resume), rather than
     /// produced once when they close.
     pub fn stores_windows(&self) -> bool {
-        matches!(self, Self::Mongodb(_))
+        matches!(self, Self::Mongodb(_) | Self::Sql(_))
     }
 
     /// The stored window document `id`, if this sink stores windows and has it.
     pub async fn load_window(&self, id: &str) -> Result<Option<Document>, TaskError> {
         match self {
             Self::Mongodb(sink) => sink.load_window(id).await,
+            Self::Sql(sink) => sink.load_window(id).await,
             Self::Kafka(_) => Ok(None),
         }
     }
@@ -79,16 +130,28 @@ impl Sink {
         outbox: &mut Outbox,
     ) -> Result<bool, TaskError> {
         match self {
-            Self::Mongodb(_) => Ok(false),
+            Self::Mongodb(_) | Self::Sql(_) => Ok(false),
             Self::Kafka(sink) => sink.window_closed(id, document, outbox).map(|()| true),
         }
     }
 
-    /// Makes `windows` (changed window documents) and staged records durable; how many
-    /// documents were written.
-    pub async fn write(&mut self, windows: Vec<Document>) -> Result<usize, TaskError> {
+    /// Makes `windows` (changed window documents), staged records and `checkpoint`'s
+    /// watermark durable (SQL: with the offsets, in one transaction); how many documents or
+    /// rows were written.
+    pub async fn write(
+        &mut self,
+        windows: Vec<Document>,
+        checkpoint: &Checkpoint<'_>,
+    ) -> Result<usize, TaskError> {
         match self {
-            Self::Mongodb(sink) => sink.write(windows).await,
+            Self::Mongodb(sink) => {
+                let written = sink.write(windows).await?;
+                if let Some(watermark) = checkpoint.watermark_ms {
+                    sink.save_watermark(watermark).await?;
+                }
+                Ok(written)
+            }
+            Self::Sql(sink) => sink.write(windows, checkpoint).await,
             Self::Kafka(_) => Ok(0),
         }
     }
@@ -97,14 +160,8 @@ impl Sink {
     pub async fn load_watermark(&self) -> Result<Option<i64>, TaskError> {
         match self {
             Self::Mongodb(sink) => sink.load_watermark().await,
+            Self::Sql(sink) => sink.load_watermark().await,
             Self::Kafka(_) => Ok(None),
-        }
-    }
-
-    pub async fn save_watermark(&self, watermark_ms: i64) -> Result<(), TaskError> {
-        match self {
-            Self::Mongodb(sink) => sink.save_watermark(watermark_ms).await,
-            Self::Kafka(_) => Ok(()),
         }
     }
 }

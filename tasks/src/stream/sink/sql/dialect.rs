@@ -1,0 +1,227 @@
+//! The SQL text a sink sends, for PostgreSQL or MySQL/MariaDB: quoting, column types,
+//! placeholders, `CREATE TABLE IF NOT EXISTS` and multi-row upserts.
+
+use crate::stream::SqlKind;
+
+/// What a column holds; each dialect names its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// A primary key of text (MySQL needs a length there).
+    Key,
+    /// A short name inside a primary key (group id, table, topic).
+    Name,
+    Text,
+    BigInt,
+    Double,
+    Bool,
+    Time,
+    Json,
+}
+
+/// A column of a table the sink writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+        Self {
+            name: name.into(),
+            ty,
+        }
+    }
+}
+
+/// A table: its columns and the ones forming the primary key (the upsert target).
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect(pub SqlKind);
+
+impl Dialect {
+    pub fn quote(self, name: &str) -> String {
+        match self.0 {
+            SqlKind::Postgres => format!("\"{name}\""),
+            SqlKind::Mysql => format!("`{name}`"),
+        }
+    }
+
+    fn type_name(self, ty: ColumnType) -> &'static str {
+        use ColumnType::*;
+        match (self.0, ty) {
+            (SqlKind::Postgres, Key | Name | Text) => "TEXT",
+            (SqlKind::Postgres, Double) => "DOUBLE PRECISION",
+            (SqlKind::Postgres, Time) => "TIMESTAMPTZ",
+            (SqlKind::Postgres, Json) => "JSONB",
+            // utf8mb4 keys may take 3072 bytes: 700 + 3 x 255 characters fit.
+            (SqlKind::Mysql, Key) => "VARCHAR(700)",
+            (SqlKind::Mysql, Name) => "VARCHAR(255)",
+            (SqlKind::Mysql, Text) => "TEXT",
+            (SqlKind::Mysql, Double) => "DOUBLE",
+            (SqlKind::Mysql, Time) => "DATETIME(3)",
+            (SqlKind::Mysql, Json) => "JSON",
+            (_, BigInt) => "BIGINT",
+            (_, Bool) => "BOOLEAN",
+        }
+    }
+
+    /// The `n`th (from 1) parameter of a statement, for a column of type `ty`.
+    fn placeholder(self, n: usize, ty: ColumnType) -> String {
+        match (self.0, ty) {
+            (SqlKind::Postgres, ColumnType::Json) => format!("${n}::jsonb"),
+            (SqlKind::Postgres, _) => format!("${n}"),
+            (SqlKind::Mysql, _) => "?".into(),
+        }
+    }
+
+    pub fn create_table(self, table: &TableSpec) -> String {
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                let not_null = if table.primary_key.contains(&c.name.as_str()) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {}{not_null}", self.quote(&c.name), self.type_name(c.ty))
+            })
+            .collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            self.quote(&table.name),
+            columns.join(", "),
+            self.quoted_list(table.primary_key.iter().copied())
+        )
+    }
+
+    /// An insert of `rows` rows that replaces the non-key columns of rows already there.
+    pub fn upsert(self, table: &TableSpec, rows: usize) -> String {
+        let width = table.columns.len();
+        let tuples: Vec<String> = (0..rows)
+            .map(|row| {
+                let values: Vec<String> = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| self.placeholder(row * width + i + 1, c.ty))
+                    .collect();
+                format!("({})", values.join(", "))
+            })
+            .collect();
+        let updated = table
+            .columns
+            .iter()
+            .filter(|c| !table.primary_key.contains(&c.name.as_str()));
+        let assignments: Vec<String> = updated
+            .map(|c| {
+                let column = self.quote(&c.name);
+                match self.0 {
+                    SqlKind::Postgres => format!("{column} = EXCLUDED.{column}"),
+                    SqlKind::Mysql => format!("{column} = VALUES({column})"),
+                }
+            })
+            .collect();
+        let conflict = match self.0 {
+            SqlKind::Postgres => format!(
+                "ON CONFLICT ({}) DO UPDATE SET",
+                self.quoted_list(table.primary_key.iter().copied())
+            ),
+            SqlKind::Mysql => "ON DUPLICATE KEY UPDATE".into(),
+        };
+        format!(
+            "INSERT INTO {} ({}) VALUES {} {conflict} {}",
+            self.quote(&table.name),
+            self.quoted_list(table.columns.iter().map(|c| c.name.as_str())),
+            tuples.join(", "),
+            assignments.join(", ")
+        )
+    }
+
+    /// `SELECT columns FROM table WHERE a = ? AND b = ?`.
+    pub fn select(self, table: &str, columns: &[&str], filters: &[&str]) -> String {
+        let conditions: Vec<String> = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                format!(
+                    "{} = {}",
+                    self.quote(f),
+                    self.placeholder(i + 1, ColumnType::Text)
+                )
+            })
+            .collect();
+        let mut sql = format!(
+            "SELECT {} FROM {}",
+            self.quoted_list(columns.iter().copied()),
+            self.quote(table)
+        );
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql
+    }
+
+    /// The names of `table`'s columns, in the current schema or database.
+    pub fn columns_of(self) -> &'static str {
+        match self.0 {
+            SqlKind::Postgres => {
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"
+            }
+            SqlKind::Mysql => {
+                "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+        }
+    }
+
+    fn quoted_list<'a>(self, names: impl Iterator<Item = &'a str>) -> String {
+        names.map(|n| self.quote(n)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets() -> TableSpec {
+        TableSpec {
+            name: "offsets".into(),
+            columns: vec![
+                Column::new("group_id", ColumnType::Name),
+                Column::new("next_offset", ColumnType::BigInt),
+                Column::new("state", ColumnType::Json),
+            ],
+            primary_key: vec!["group_id"],
+        }
+    }
+
+    #[test]
+    fn postgres_upserts_with_numbered_parameters() {
+        let sql = Dialect(SqlKind::Postgres).upsert(&offsets(), 2);
+        assert_eq!(
+            sql,
+            r#"INSERT INTO "offsets" ("group_id", "next_offset", "state") VALUES ($1, $2, $3::jsonb), ($4, $5, $6::jsonb) ON CONFLICT ("group_id") DO UPDATE SET "next_offset" = EXCLUDED."next_offset", "state" = EXCLUDED."state""#
+        );
+    }
+
+    #[test]
+    fn mysql_upserts_on_duplicate_keys() {
+        let sql = Dialect(SqlKind::Mysql).upsert(&offsets(), 1);
+        assert_eq!(
+            sql,
+            "INSERT INTO `offsets` (`group_id`, `next_offset`, `state`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), `state` = VALUES(`state`)"
+        );
+        assert_eq!(
+            Dialect(SqlKind::Mysql).create_table(&offsets()),
+            "CREATE TABLE IF NOT EXISTS `offsets` (`group_id` VARCHAR(255) NOT NULL, `next_offset` BIGINT, `state` JSON, PRIMARY KEY (`group_id`))"
+        );
+    }
+}
