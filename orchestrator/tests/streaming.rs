@@ -6,27 +6,10 @@ mod support;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use mongodb::bson::Document;
-use orchestrator::{
-    dag::{Dag, parse_dag_file},
-    executor::RunOutcome,
-    store::RunState,
-};
+use orchestrator::{dag::parse_dag_file, executor::RunOutcome, store::RunState};
 use support::{
     Consumed, assert_exact, minute_of, start_run, stats_dag_source, synthetic_users, task_key,
 };
-
-/// A DAG file of the repo's `dags/` folder with its names made unique to this test.
-fn repo_dag(file: &str, renames: &[(&str, &str)]) -> Arc<Dag> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../dags")
-        .join(file);
-    let mut source = std::fs::read_to_string(&path).unwrap();
-    for (from, to) in renames {
-        assert!(source.contains(from), "{file} has no {from:?}");
-        source = source.replace(from, to);
-    }
-    Arc::new(parse_dag_file(&path, &source).unwrap_or_else(|e| panic!("{e}")))
-}
 
 /// Serves the fake API on a free port of this process; its base URL.
 async fn fake_api() -> String {
@@ -70,7 +53,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let _ = support::kafka_brokers();
 
     // 1. random_users: 500 users from the API, fanned out by nationality, keyed by uuid.
-    let producer_dag = repo_dag(
+    let producer_dag = support::repo_dag(
         "random_users.toml",
         &[("\"users.\"", &format!("\"{ns}.users.\""))],
     );
@@ -119,7 +102,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     assert_eq!(uuids.len(), 500);
 
     // 2. user_stats: windows by country and gender, and the users by uuid, in MongoDB.
-    let stats_dag = repo_dag(
+    let stats_dag = support::repo_dag(
         "user_stats.toml",
         &[
             (
@@ -390,7 +373,7 @@ retry_delay = "100ms"
 "#,
         id = support::unique("unreachable"),
     ));
-    let (outcome, fetch) = run_single_task(&dag).await;
+    let (outcome, fetch) = support::run_single_task(&dag).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
     assert_eq!(fetch.try_number, 2, "the failure was retried once");
     let error = fetch.error.unwrap();
@@ -529,7 +512,7 @@ topic = '"{ns}." + (.nat | ascii_downcase)'
 create_topics = false
 "#
     ));
-    let (outcome, fetch) = run_single_task(&dag).await;
+    let (outcome, fetch) = support::run_single_task(&dag).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
     let error = fetch.error.unwrap();
     assert!(
@@ -538,30 +521,6 @@ create_topics = false
             && error.contains("create_topics is off"),
         "{error}"
     );
-}
-
-/// Runs the one-task `dag` to its end (60 s at most) on a fresh store: the outcome and the
-/// task instance.
-async fn run_single_task(dag: &Arc<Dag>) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
-    run_single_task_with(dag, serde_json::json!({})).await
-}
-
-/// [`run_single_task`] with a conf.
-async fn run_single_task_with(
-    dag: &Arc<Dag>,
-    conf: serde_json::Value,
-) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
-    let run = start_run(&executor, dag, conf).await;
-    let outcome = support::drive_to_end(&executor, dag, &run, Duration::from_secs(60)).await;
-    let instance = store
-        .task_instances(&run.dag_id, &run.run_id)
-        .await
-        .unwrap()
-        .remove(0);
-    (outcome, instance)
 }
 
 /// `generate_to_kafka`: seeded simulated records routed to a topic per server type and keyed
@@ -589,7 +548,7 @@ n = "sequence"
 "#
     ));
     for _ in 0..2 {
-        let (outcome, emit) = run_single_task(&dag).await;
+        let (outcome, emit) = support::run_single_task(&dag).await;
         assert_eq!(
             outcome,
             RunOutcome::Finished(RunState::Success),
@@ -650,7 +609,7 @@ async fn file_to_kafka_streams_every_line_in_order() {
         "[dag]\nid = \"{ns}\"\n[[task]]\nid = \"send\"\noperator = \"file_to_kafka\"\npath = \"{}\"\ntopic = \"{ns}\"\nbatch = 1000\n",
         path.display()
     ));
-    let (outcome, send) = run_single_task(&dag).await;
+    let (outcome, send) = support::run_single_task(&dag).await;
     assert_eq!(
         outcome,
         RunOutcome::Finished(RunState::Success),
@@ -687,8 +646,8 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
         format!("\"{ns}.dlq\""),
     );
     let database = format!("database = \"{ns}\"");
-    let producer = repo_dag("user_logins.toml", &[("\"user-login\"", &input)]);
-    let cleaner = repo_dag(
+    let producer = support::repo_dag("user_logins.toml", &[("\"user-login\"", &input)]);
+    let cleaner = support::repo_dag(
         "user_login_clean.toml",
         &[
             ("\"user-login\"", &input),
@@ -697,7 +656,7 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
             ("\"dlq.user_logins\"", &dlq),
         ],
     );
-    let counter = repo_dag(
+    let counter = support::repo_dag(
         "user_login_stats.toml",
         &[
             ("\"user-login-clean\"", &clean),
@@ -720,7 +679,7 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
         ));
     }
     for _ in 0..3 {
-        let (outcome, emit) = run_single_task(&producer).await;
+        let (outcome, emit) = support::run_single_task(&producer).await;
         assert_eq!(
             outcome,
             RunOutcome::Finished(RunState::Success),
@@ -824,11 +783,11 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
 async fn names_are_counted_by_first_letter_per_day() {
     let ns = support::unique("names");
     let api = fake_api().await;
-    let producer = repo_dag(
+    let producer = support::repo_dag(
         "names.toml",
         &[("topic = \"names\"", &format!("topic = \"{ns}.names\""))],
     );
-    let letters = repo_dag(
+    let letters = support::repo_dag(
         "first_letters.toml",
         &[
             ("[\"names\"]", &format!("[\"{ns}.names\"]")),
@@ -846,7 +805,7 @@ async fn names_are_counted_by_first_letter_per_day() {
     let driver = support::drive_in_background(&executor, &letters, &run);
     for _ in 0..20 {
         let (outcome, fetch) =
-            run_single_task_with(&producer, serde_json::json!({"api_url": api})).await;
+            support::run_single_task_with(&producer, serde_json::json!({"api_url": api})).await;
         assert_eq!(
             outcome,
             RunOutcome::Finished(RunState::Success),

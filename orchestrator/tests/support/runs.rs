@@ -114,3 +114,40 @@ pub fn task_key(run: &DagRunRow, task_id: &str) -> TaskKey {
         task_id: task_id.into(),
     }
 }
+
+/// A DAG file of the repo's `dags/` folder with its names made unique to this test.
+pub fn repo_dag(file: &str, renames: &[(&str, &str)]) -> Arc<Dag> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dags")
+        .join(file);
+    let mut source = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in renames {
+        assert!(source.contains(from), "{file} has no {from:?}");
+        source = source.replace(from, to);
+    }
+    Arc::new(parse_dag_file(&path, &source).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Runs the one-task `dag` to its end (60 s at most) on a fresh store: the outcome and the
+/// task instance.
+pub async fn run_single_task(dag: &Arc<Dag>) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
+    run_single_task_with(dag, serde_json::json!({})).await
+}
+
+/// [`run_single_task`] with a conf.
+pub async fn run_single_task_with(
+    dag: &Arc<Dag>,
+    conf: serde_json::Value,
+) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path()).await;
+    let executor = executor(store.clone(), &dir.path().join("logs"));
+    let run = start_run(&executor, dag, conf).await;
+    let outcome = drive_to_end(&executor, dag, &run, Duration::from_secs(60)).await;
+    let instance = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .remove(0);
+    (outcome, instance)
+}

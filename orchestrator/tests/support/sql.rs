@@ -103,3 +103,45 @@ pub async fn total(db: SqlDb, pool: &AnyPool, table: &str, column: &str) -> i64 
         .await
         .unwrap_or(0)
 }
+
+/// Waits (`limit` at most) until the rows of window table `table` hold exactly `truth`: the
+/// integer column `count` by window start and the text column `group`.
+pub async fn wait_for_sql_window_counts(
+    db: SqlDb,
+    pool: &AnyPool,
+    table: &str,
+    group: &str,
+    count: &str,
+    truth: &super::WindowCounts,
+    limit: std::time::Duration,
+) {
+    let mut last = super::WindowCounts::new();
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(rows) = window_rows(db, pool, table, &[group], &[count], &[]).await {
+            last = super::counts_of(&rows, group, count);
+            if last == *truth {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {count} by {group} in {table}: differences {:?}",
+            differences(&last, truth)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+/// (key, found, expected) where the two differ.
+fn differences(
+    found: &super::WindowCounts,
+    expected: &super::WindowCounts,
+) -> Vec<((i64, String), Option<i64>, Option<i64>)> {
+    let keys: std::collections::BTreeSet<_> = found.keys().chain(expected.keys()).collect();
+    keys.into_iter()
+        .filter(|k| found.get(*k) != expected.get(*k))
+        .take(10)
+        .map(|k| (k.clone(), found.get(k).copied(), expected.get(k).copied()))
+        .collect()
+}

@@ -27,20 +27,25 @@ pub async fn wait_for_window_counts(
             let Ok(documents) = try_all_documents(collection).await else {
                 return false;
             };
-            let counted: WindowCounts = documents
-                .iter()
-                .map(|d| {
-                    let key = (
-                        minute_of(d),
-                        d.get_str(group).unwrap_or_default().to_owned(),
-                    );
-                    (key, int(d, count))
-                })
-                .collect();
+            let counted = counts_of(&documents, group, count);
             counted == *truth
         },
     )
     .await
+}
+
+/// The `count` field of window documents by window start and their `group` field.
+pub fn counts_of(documents: &[Document], group: &str, count: &str) -> WindowCounts {
+    documents
+        .iter()
+        .map(|d| {
+            let key = (
+                minute_of(d),
+                d.get_str(group).unwrap_or_default().to_owned(),
+            );
+            (key, int(d, count))
+        })
+        .collect()
 }
 
 /// Synthetic users: id, country, gender, age and an event time `ts` (seconds) 6 ms apart.
