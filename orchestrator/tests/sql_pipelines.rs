@@ -143,7 +143,8 @@ async fn server_status_is_counted_and_averaged_per_type_and_status_per_minute() 
     let bad = serde_json::json!({"server_id": "srv-99", "server_type": "web", "status": "running", "cpu": "high", "memory": 50.0, "timestamp": chrono::Utc::now().to_rfc3339()});
     support::produce(&topic, &[("srv-99".into(), bad.to_string())]).await;
 
-    let records = support::consume_all(&[topic.clone()], 61, Duration::from_secs(60)).await;
+    let records =
+        support::consume_all(std::slice::from_ref(&topic), 61, Duration::from_secs(60)).await;
     // (minute, type, status) -> (events, sum of cpu)
     let mut truth: BTreeMap<(i64, String, String), (i64, f64)> = BTreeMap::new();
     for record in &records {

@@ -133,11 +133,11 @@ pub async fn wait_for_sql_window_counts(
     }
 }
 
-/// (key, found, expected) where the two differ.
-fn differences(
-    found: &super::WindowCounts,
-    expected: &super::WindowCounts,
-) -> Vec<((i64, String), Option<i64>, Option<i64>)> {
+/// A window and group, with its count found and expected.
+type Difference = ((i64, String), Option<i64>, Option<i64>);
+
+/// Up to 10 windows and groups whose counts differ.
+fn differences(found: &super::WindowCounts, expected: &super::WindowCounts) -> Vec<Difference> {
     let keys: std::collections::BTreeSet<_> = found.keys().chain(expected.keys()).collect();
     keys.into_iter()
         .filter(|k| found.get(*k) != expected.get(*k))
