@@ -1,7 +1,8 @@
-//! `scripts/bench stream`: on the broker and MongoDB server of `scripts/kafka` and
-//! `scripts/mongo`, in one run: the produce rate of `http_to_kafka` from the fake API, the raw
-//! consume rate of its topics, the `stream` task's rate with windows and 1 s flushes to
-//! MongoDB, and the produce -> counted-in-MongoDB latency.
+//! `scripts/bench stream`: on the broker, MongoDB and PostgreSQL servers of `scripts/kafka`,
+//! `scripts/mongo` and `scripts/postgres`, in one run: the produce rate of `http_to_kafka`
+//! from the fake API, the raw consume rate of its topics, the `stream` task's rate with
+//! windows and 1 s flushes to MongoDB and to PostgreSQL, and for each the produce -> counted
+//! latency.
 //!
 //! `cargo bench --bench stream` runs the full sizes; under `cargo test` (no `--bench`) tiny
 //! sizes, so the suite proves the benchmark still works.
@@ -82,6 +83,10 @@ fn main() -> anyhow::Result<()> {
         "UPDRAFT_MONGO_URI",
         "start MongoDB with `eval \"$(scripts/mongo start)\"`",
     )?;
+    let postgres = env(
+        "UPDRAFT_TEST_POSTGRES_URL",
+        "start PostgreSQL with `eval \"$(scripts/postgres start)\"`",
+    )?;
     let ns = format!("bench{}", std::process::id());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,13 +105,93 @@ fn main() -> anyhow::Result<()> {
         );
         let records = records.0;
         let raw = consume_raw(&brokers, &ns, records)?;
-        let task = stream_rate(&ns, records).await?;
-        println!(
-            "stream task with 1-minute windows and 1 s flushes to MongoDB: {task:.0} records/s = {:.2} x the raw consumer (target >= 0.8)",
-            task / raw
-        );
-        latency(&ns, &brokers, &mongo, &sizes).await
+        let sinks = [Sink::Mongodb(mongo.clone()), Sink::Postgres(postgres.clone())];
+        for sink in &sinks {
+            let task = stream_rate(&ns, records, sink).await?;
+            println!(
+                "stream task with 1-minute windows and 1 s flushes to {}: {task:.0} records/s = {:.2} x the raw consumer (target >= 0.8)",
+                sink.name(),
+                task / raw
+            );
+        }
+        for sink in &sinks {
+            latency(&ns, &brokers, sink, &sizes).await?;
+        }
+        Ok(())
     })
+}
+
+/// Where the benchmarked stream writes its windows.
+enum Sink {
+    /// A MongoDB URI.
+    Mongodb(String),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Sink {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Mongodb(_) => "MongoDB",
+            Self::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// The sink of a stream config writing into `table` (a collection in MongoDB).
+    fn config(&self, ns: &str, table: &str) -> serde_json::Value {
+        match self {
+            Self::Mongodb(_) => {
+                serde_json::json!({"kind": "mongodb", "database": ns, "collection": table})
+            }
+            Self::Postgres(url) => {
+                serde_json::json!({"kind": "postgres", "url": url, "table": table})
+            }
+        }
+    }
+
+    /// (bucket, n) of every window written into `table` by the latency stream.
+    async fn bucket_counts(&self, ns: &str, table: &str) -> anyhow::Result<Vec<(usize, usize)>> {
+        match self {
+            Self::Mongodb(uri) => {
+                let client =
+                    mongodb::Client::with_uri_str(format!("{uri}/?retryWrites=false")).await?;
+                let collection = client.database(ns).collection::<Document>(table);
+                let mut cursor = collection.find(doc! {}).await?;
+                let mut counts = Vec::new();
+                while let Some(document) = cursor.try_next().await? {
+                    counts.push((
+                        number(&document, "bucket") as usize,
+                        number(&document, "n") as usize,
+                    ));
+                }
+                Ok(counts)
+            }
+            Self::Postgres(url) => {
+                let pool = postgres_pool(url).await?;
+                let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(
+                    format!("SELECT bucket, n FROM {table}"),
+                ))
+                .fetch_all(&pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(bucket, n)| {
+                        let bucket = bucket?.parse::<f64>().ok()? as usize;
+                        Some((bucket, n? as usize))
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// One pool per URL for the whole bench.
+async fn postgres_pool(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    static POOL: tokio::sync::OnceCell<sqlx::PgPool> = tokio::sync::OnceCell::const_new();
+    Ok(POOL
+        .get_or_try_init(|| sqlx::PgPool::connect(url))
+        .await?
+        .clone())
 }
 
 /// The ceiling: the same number of users, rendered beforehand, produced by an rdkafka
@@ -309,10 +394,10 @@ fn consume_raw(brokers: &str, ns: &str, expected: usize) -> anyhow::Result<f64> 
 }
 
 fn stream_config(
-    ns: &str,
     topics: &str,
     group: &str,
     window: serde_json::Value,
+    sink: serde_json::Value,
 ) -> anyhow::Result<OperatorConfig> {
     Ok(serde_json::from_value(serde_json::json!({
         "operator": "stream",
@@ -320,22 +405,23 @@ fn stream_config(
         "group_id": group,
         "flush_interval": "1s",
         "window": window,
-        "sink": {"kind": "mongodb", "database": ns, "collection": group},
+        "sink": sink,
     }))?)
 }
 
 /// The stream task over the same topics: records per second from its first record to the last.
-async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
+async fn stream_rate(ns: &str, expected: usize, sink: &Sink) -> anyhow::Result<f64> {
+    let group = format!("{ns}_stats_{}", sink.name().to_ascii_lowercase());
     let config = stream_config(
-        ns,
         &format!("^{ns}\\.users\\..*"),
-        &format!("{ns}_stats"),
+        &group,
         serde_json::json!({
             "size": "1m",
             "allowed_lateness": "1h",
             "group_by": {"country": ".location.country", "gender": ".gender"},
             "aggregates": {"users": "count", "avg_age": {"avg": ".dob.age"}},
         }),
+        sink.config(ns, &group),
     )?;
     let ctx = context();
     let metrics = ctx.metrics.clone();
@@ -379,12 +465,12 @@ async fn stream_rate(ns: &str, expected: usize) -> anyhow::Result<f64> {
 }
 
 /// Records produced at a steady rate to one partition, counted by a live stream task in
-/// buckets of 100: a record is counted when its bucket's count in MongoDB passes its rank.
-async fn latency(ns: &str, brokers: &str, mongo: &str, sizes: &Sizes) -> anyhow::Result<()> {
-    let topic = format!("{ns}.latency");
-    let group = format!("{ns}_latency");
+/// buckets of 100: a record is counted when its bucket's count in the sink passes its rank.
+async fn latency(ns: &str, brokers: &str, sink: &Sink, sizes: &Sizes) -> anyhow::Result<()> {
+    let suffix = sink.name().to_ascii_lowercase();
+    let topic = format!("{ns}.latency.{suffix}");
+    let group = format!("{ns}_latency_{suffix}");
     let config = stream_config(
-        ns,
         &topic,
         &group,
         serde_json::json!({
@@ -394,6 +480,7 @@ async fn latency(ns: &str, brokers: &str, mongo: &str, sizes: &Sizes) -> anyhow:
             "group_by": {"bucket": ".i / 100 | floor"},
             "aggregates": {"n": "count"},
         }),
+        sink.config(ns, &group),
     )?;
     tasks::kafka::ensure_topics(
         brokers,
@@ -411,8 +498,6 @@ async fn latency(ns: &str, brokers: &str, mongo: &str, sizes: &Sizes) -> anyhow:
     let task = tokio::spawn(async move { operator.execute(&ctx).await });
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let client = mongodb::Client::with_uri_str(format!("{mongo}/?retryWrites=false")).await?;
-    let collection = client.database(ns).collection::<Document>(&group);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "0")
@@ -436,11 +521,9 @@ async fn latency(ns: &str, brokers: &str, mongo: &str, sizes: &Sizes) -> anyhow:
             );
             sent += 1;
         }
-        let mut cursor = collection.find(doc! {}).await?;
+        let counts = sink.bucket_counts(ns, &group).await?;
         let now = start.elapsed();
-        while let Some(document) = cursor.try_next().await? {
-            let bucket = number(&document, "bucket") as usize;
-            let n = number(&document, "n") as usize;
+        for (bucket, n) in counts {
             for rank in 0..n.min(100) {
                 let i = bucket * 100 + rank;
                 if i < total && counted_at[i].is_none() {
@@ -467,7 +550,8 @@ async fn latency(ns: &str, brokers: &str, mongo: &str, sizes: &Sizes) -> anyhow:
     latencies.sort();
     let at = |p: f64| latencies[((p / 100.0) * (latencies.len() - 1) as f64).round() as usize];
     println!(
-        "produce -> counted in MongoDB, {total} records at {}/s, 1 s flushes: p50 {} ms, p99 {} ms, max {} ms (MongoDB polled every ~20 ms) (target p99 < 1500 ms)",
+        "produce -> counted in {}, {total} records at {}/s, 1 s flushes: p50 {} ms, p99 {} ms, max {} ms (polled every ~20 ms) (target p99 < 1500 ms)",
+        sink.name(),
         sizes.latency_rate,
         at(50.0).as_millis(),
         at(99.0).as_millis(),
