@@ -141,6 +141,10 @@ impl<'a> StreamTask<'a> {
     async fn run(&mut self, ctx: &TaskContext) -> Result<(), TaskError> {
         let mut flush = tokio::time::interval(self.config.flush_interval.as_duration());
         let mut metrics = tokio::time::interval(Duration::from_secs(1));
+        // After a slow flush, ticks resume a period later instead of firing back to back: a
+        // second rate published right after the first would read 0 records per second.
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        metrics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rates = Rates::new(&self.counters);
         let mut last_log = Instant::now();
         let consumer = self.source.consumer.clone();
