@@ -47,9 +47,7 @@ fn value(sample: &Sample) -> f64 {
 
 #[tokio::test]
 async fn metrics_match_the_store_and_need_the_token_when_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, store, executor) = support::harness().await;
     let id = support::unique("metrics");
     let dag = support::dag(&format!(
         "[dag]\nid = \"{id}\"\n[[task]]\nid = \"ok\"\noperator = \"noop\"\n[[task]]\nid = \"bad\"\noperator = \"shell\"\ncommand = \"exit 1\"\nretries = 1\nretry_delay = \"0s\"\n[[task]]\nid = \"after\"\noperator = \"noop\"\nupstream = [\"bad\"]\n"

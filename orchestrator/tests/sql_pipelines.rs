@@ -23,7 +23,7 @@ fn words(line: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn word_count_counts_every_word_of_the_sample_text_per_minute() {
     let ns = support::unique("words");
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, _store, executor) = support::harness().await;
     // The shipped sample text, and one line that is not UTF-8.
     let sample = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags/data/word_count.txt"),
@@ -52,19 +52,8 @@ async fn word_count_counts_every_word_of_the_sample_text_per_minute() {
             ("table = \"word_counts\"", &format!("table = \"{ns}\"")),
         ],
     );
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
-    let run = support::start_run(&executor, &counter, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &counter, &run);
-    for _ in 0..2 {
-        let (outcome, send) = support::run_single_task(&producer).await;
-        assert_eq!(
-            outcome,
-            RunOutcome::Finished(RunState::Success),
-            "{:?}",
-            send.error
-        );
-    }
+    let (run, driver) = support::start_in_background(&executor, &counter).await;
+    support::run_to_success(&producer, serde_json::json!({}), 2).await;
 
     // Every line is a record, blank ones included.
     let lines = String::from_utf8_lossy(&text).lines().count();
@@ -126,20 +115,9 @@ async fn server_status_is_counted_and_averaged_per_type_and_status_per_minute() 
             ),
         ],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
-    let run = support::start_run(&executor, &stats, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &stats, &run);
-    for _ in 0..3 {
-        let (outcome, emit) = support::run_single_task(&producer).await;
-        assert_eq!(
-            outcome,
-            RunOutcome::Finished(RunState::Success),
-            "{:?}",
-            emit.error
-        );
-    }
+    let (_dir, _store, executor) = support::harness().await;
+    let (run, driver) = support::start_in_background(&executor, &stats).await;
+    support::run_to_success(&producer, serde_json::json!({}), 3).await;
     let bad = serde_json::json!({"server_id": "srv-99", "server_type": "web", "status": "running", "cpu": "high", "memory": 50.0, "timestamp": chrono::Utc::now().to_rfc3339()});
     support::produce(&topic, &[("srv-99".into(), bad.to_string())]).await;
 

@@ -8,17 +8,15 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use orchestrator::{dag::Dag, executor::RunOutcome, store::RunState};
-use support::sql::{SqlDb, total, window_rows};
+use support::sql::{SqlDb, sql_sink, total, window_rows};
 
 const BATCH: usize = 3_000;
 
 /// The users-per-minute stream of the crash test, into table `ns` of `db`.
 fn stats_dag(db: SqlDb, ns: &str, topic: &str) -> Arc<Dag> {
-    let source = support::stats_dag_source(ns, topic, "");
-    let head = &source[..source.find("[task.sink]").unwrap()];
-    support::dag(&format!(
-        "{head}[task.sink]\nkind = \"{}\"\ntable = \"{ns}\"\n",
-        db.kind()
+    support::dag(&support::with_sink(
+        &support::stats_dag_source(ns, topic, ""),
+        &sql_sink(db, ns),
     ))
 }
 
@@ -29,9 +27,7 @@ async fn windows_are_exact_across_a_restart(db: SqlDb) {
     let records = support::synthetic_users(2 * BATCH, 1_700_000_000);
     let mut placements = support::produce(&topic, &records[..BATCH]).await;
     let dag = stats_dag(db, &ns, &topic);
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, store, executor) = support::harness().await;
     let pool = db.pool().await;
     let counted = |expected: usize| {
         let (pool, ns) = (pool.clone(), ns.clone());
@@ -41,8 +37,7 @@ async fn windows_are_exact_across_a_restart(db: SqlDb) {
         }
     };
 
-    let run = support::start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &dag, &run);
+    let (run, driver) = support::start_in_background(&executor, &dag).await;
     support::eventually(
         "the first batch in SQL",
         Duration::from_secs(60),
@@ -57,8 +52,7 @@ async fn windows_are_exact_across_a_restart(db: SqlDb) {
         support::commit(&ns, &topic, partition, 0).await;
     }
     placements.extend(support::produce(&topic, &records[BATCH..]).await);
-    let run = support::start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &dag, &run);
+    let (run, driver) = support::start_in_background(&executor, &dag).await;
     support::eventually(
         "both batches in SQL",
         Duration::from_secs(60),
@@ -154,11 +148,8 @@ key = ".id"
 "#,
         db.kind()
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
-    let run = support::start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &dag, &run);
+    let (_dir, _store, executor) = support::harness().await;
+    let (run, driver) = support::start_in_background(&executor, &dag).await;
     let pool = db.pool().await;
     let as_text = match db {
         SqlDb::Postgres => "CAST(record AS TEXT)",
@@ -223,14 +214,11 @@ async fn a_table_made_for_another_sink_is_a_config_error() {
     .execute(&pool)
     .await
     .unwrap();
-    let source = support::stats_dag_source(&ns, &topic, "retries = 3");
-    let head = &source[..source.find("[task.sink]").unwrap()];
-    let dag = support::dag(&format!(
-        "{head}[task.sink]\nkind = \"postgres\"\ntable = \"{ns}\"\n"
+    let dag = support::dag(&support::with_sink(
+        &support::stats_dag_source(&ns, &topic, "retries = 3"),
+        &sql_sink(db, &ns),
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, store, executor) = support::harness().await;
     let run = support::start_run(&executor, &dag, serde_json::json!({})).await;
     let outcome = support::drive_to_end(&executor, &dag, &run, Duration::from_secs(60)).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));

@@ -13,7 +13,7 @@ use std::{
 use mongodb::bson::Document;
 use support::{
     serve::Serve,
-    sql::{SqlDb, total, window_rows},
+    sql::{SqlDb, sql_sink, total, window_rows},
 };
 
 const RECORDS: usize = 100_000;
@@ -103,11 +103,7 @@ impl Target {
         match self {
             Self::Mongodb(_) => source,
             Self::Postgres(_, table) => {
-                let head = &source[..source.find("[task.sink]").unwrap()];
-                format!(
-                    "{head}[task.sink]\nkind = \"postgres\"\nurl = \"{}\"\ntable = \"{table}\"\n",
-                    SqlDb::Postgres.url()
-                )
+                support::with_sink(&source, &sql_sink(SqlDb::Postgres, table))
             }
         }
     }

@@ -47,9 +47,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let database = ns.clone();
     let db = support::mongo(&database).await;
     let api = fake_api().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, store, executor) = support::harness().await;
     let _ = support::kafka_brokers();
 
     // 1. random_users: 500 users from the API, fanned out by nationality, keyed by uuid.
@@ -123,8 +121,7 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
             ),
         ],
     );
-    let run = start_run(&executor, &stats_dag, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &stats_dag, &run);
+    let (run, driver) = support::start_in_background(&executor, &stats_dag).await;
     let stats = db.collection::<Document>("user_stats");
     let users = db.collection::<Document>("users");
     support::eventually(
@@ -259,9 +256,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     }
     support::produce(&topic, &records).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, _store, executor) = support::harness().await;
     let dag = Arc::new(
         parse_dag_file(
             std::path::Path::new("dlq.toml"),
@@ -269,8 +264,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         )
         .unwrap(),
     );
-    let run = start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &dag, &run);
+    let (run, driver) = support::start_in_background(&executor, &dag).await;
     let dead = support::consume_all(std::slice::from_ref(&dlq), 40, Duration::from_secs(60)).await;
     assert_eq!(dead.len(), 40);
     for record in &dead {
@@ -322,12 +316,9 @@ async fn resume_inside_one_batch(name: &str, count: usize, resume_at: i64) {
     let placements = support::produce_in_one_batch(&topic, &records).await;
     support::commit(&ns, &topic, 0, resume_at).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, _store, executor) = support::harness().await;
     let dag = support::dag(&stats_dag_source(&ns, &topic, ""));
-    let run = start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &dag, &run);
+    let (run, driver) = support::start_in_background(&executor, &dag).await;
     let stats = support::mongo(&ns).await.collection::<Document>("stats");
     let ends = support::ends_of_placements(&topic, &placements);
     let expected_count = (count as i64) - resume_at;
@@ -450,11 +441,8 @@ kind = "kafka"
 topic = "{output}"
 "#
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
-    let run = start_run(&executor, &dag, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &dag, &run);
+    let (_dir, _store, executor) = support::harness().await;
+    let (run, driver) = support::start_in_background(&executor, &dag).await;
 
     let counts = support::consume_all(
         std::slice::from_ref(&output),
@@ -667,26 +655,12 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
         ],
     );
     let db = support::mongo(&ns).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, _store, executor) = support::harness().await;
     let mut drivers = Vec::new();
     for dag in [&cleaner, &counter] {
-        let run = start_run(&executor, dag, serde_json::json!({})).await;
-        drivers.push((
-            run.clone(),
-            support::drive_in_background(&executor, dag, &run),
-        ));
+        drivers.push(support::start_in_background(&executor, dag).await);
     }
-    for _ in 0..3 {
-        let (outcome, emit) = support::run_single_task(&producer).await;
-        assert_eq!(
-            outcome,
-            RunOutcome::Finished(RunState::Success),
-            "{:?}",
-            emit.error
-        );
-    }
+    support::run_to_success(&producer, serde_json::json!({}), 3).await;
 
     // Cleaned: every login once, transformed.
     let inputs = support::consume_all(&[format!("{ns}.in")], 150, Duration::from_secs(60)).await;
@@ -798,21 +772,9 @@ async fn names_are_counted_by_first_letter_per_day() {
         ],
     );
     let db = support::mongo(&ns).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite(dir.path()).await;
-    let executor = support::executor(store.clone(), &dir.path().join("logs"));
-    let run = start_run(&executor, &letters, serde_json::json!({})).await;
-    let driver = support::drive_in_background(&executor, &letters, &run);
-    for _ in 0..20 {
-        let (outcome, fetch) =
-            support::run_single_task_with(&producer, serde_json::json!({"api_url": api})).await;
-        assert_eq!(
-            outcome,
-            RunOutcome::Finished(RunState::Success),
-            "{:?}",
-            fetch.error
-        );
-    }
+    let (_dir, _store, executor) = support::harness().await;
+    let (run, driver) = support::start_in_background(&executor, &letters).await;
+    support::run_to_success(&producer, serde_json::json!({"api_url": api}), 20).await;
     let names = support::consume_all(&[format!("{ns}.names")], 20, Duration::from_secs(60)).await;
     let mut truth = support::WindowCounts::new();
     for record in &names {

@@ -128,6 +128,35 @@ pub fn repo_dag(file: &str, renames: &[(&str, &str)]) -> Arc<Dag> {
     Arc::new(parse_dag_file(&path, &source).unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// A temporary folder with a fresh SQLite store and an executor logging into it (keep the
+/// folder alive as long as the store).
+pub async fn harness() -> (tempfile::TempDir, Store, Executor) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = sqlite(dir.path()).await;
+    let executor = executor(store.clone(), &dir.path().join("logs"));
+    (dir, store, executor)
+}
+
+/// Starts a manual run of `dag` and drives it in the background (a stream runs until stopped).
+pub async fn start_in_background(executor: &Executor, dag: &Arc<Dag>) -> (DagRunRow, Driver) {
+    let run = start_run(executor, dag, serde_json::json!({})).await;
+    let driver = drive_in_background(executor, dag, &run);
+    (run, driver)
+}
+
+/// Runs the one-task `dag` with `conf` `times` times, each to success.
+pub async fn run_to_success(dag: &Arc<Dag>, conf: serde_json::Value, times: usize) {
+    for _ in 0..times {
+        let (outcome, task) = run_single_task_with(dag, conf.clone()).await;
+        assert_eq!(
+            outcome,
+            RunOutcome::Finished(orchestrator::store::RunState::Success),
+            "{:?}",
+            task.error
+        );
+    }
+}
+
 /// Runs the one-task `dag` to its end (60 s at most) on a fresh store: the outcome and the
 /// task instance.
 pub async fn run_single_task(dag: &Arc<Dag>) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
@@ -139,9 +168,7 @@ pub async fn run_single_task_with(
     dag: &Arc<Dag>,
     conf: serde_json::Value,
 ) -> (RunOutcome, orchestrator::store::TaskInstanceRow) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = sqlite(dir.path()).await;
-    let executor = executor(store.clone(), &dir.path().join("logs"));
+    let (_dir, store, executor) = harness().await;
     let run = start_run(&executor, dag, conf).await;
     let outcome = drive_to_end(&executor, dag, &run, Duration::from_secs(60)).await;
     let instance = store

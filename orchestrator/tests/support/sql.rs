@@ -115,33 +115,25 @@ pub async fn wait_for_sql_window_counts(
     truth: &super::WindowCounts,
     limit: std::time::Duration,
 ) {
-    let mut last = super::WindowCounts::new();
-    let started = std::time::Instant::now();
-    loop {
-        if let Ok(rows) = window_rows(db, pool, table, &[group], &[count], &[]).await {
-            last = super::counts_of(&rows, group, count);
-            if last == *truth {
-                return;
-            }
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {count} by {group} in {table}: differences {:?}",
-            differences(&last, truth)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    super::wait_for_counts(
+        &format!("{count} by {group} in {table}"),
+        truth,
+        limit,
+        || async {
+            let rows = window_rows(db, pool, table, &[group], &[count], &[])
+                .await
+                .ok()?;
+            Some(super::counts_of(&rows, group, count))
+        },
+    )
+    .await
 }
 
-/// A window and group, with its count found and expected.
-type Difference = ((i64, String), Option<i64>, Option<i64>);
-
-/// Up to 10 windows and groups whose counts differ.
-fn differences(found: &super::WindowCounts, expected: &super::WindowCounts) -> Vec<Difference> {
-    let keys: std::collections::BTreeSet<_> = found.keys().chain(expected.keys()).collect();
-    keys.into_iter()
-        .filter(|k| found.get(*k) != expected.get(*k))
-        .take(10)
-        .map(|k| (k.clone(), found.get(k).copied(), expected.get(k).copied()))
-        .collect()
+/// The sink section of a DAG file writing into `table` of `db`.
+pub fn sql_sink(db: SqlDb, table: &str) -> String {
+    format!(
+        "kind = \"{}\"\nurl = \"{}\"\ntable = \"{table}\"\n",
+        db.kind(),
+        db.url()
+    )
 }

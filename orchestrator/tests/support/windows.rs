@@ -20,18 +20,58 @@ pub async fn wait_for_window_counts(
     truth: &WindowCounts,
     limit: std::time::Duration,
 ) {
-    super::eventually(
+    wait_for_counts(
         &format!("{count} by {group} in {}", collection.name()),
+        truth,
         limit,
         || async {
-            let Ok(documents) = try_all_documents(collection).await else {
-                return false;
-            };
-            let counted = counts_of(&documents, group, count);
-            counted == *truth
+            let documents = try_all_documents(collection).await.ok()?;
+            Some(counts_of(&documents, group, count))
         },
     )
     .await
+}
+
+/// Waits (`limit` at most) until `read` gives exactly `truth` (`None`: not readable now, ask
+/// again); on timeout, fails naming `what` and the first counts that differ.
+pub async fn wait_for_counts<F, Fut>(
+    what: &str,
+    truth: &WindowCounts,
+    limit: std::time::Duration,
+    mut read: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<WindowCounts>>,
+{
+    let started = std::time::Instant::now();
+    let mut last = WindowCounts::new();
+    loop {
+        if let Some(counts) = read().await {
+            if counts == *truth {
+                return;
+            }
+            last = counts;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}: (window, group, found, expected) differ at {:?}",
+            differences(&last, truth)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A window and group, with its count found and expected.
+type Difference = ((i64, String), Option<i64>, Option<i64>);
+
+/// Up to 10 windows and groups whose counts differ.
+fn differences(found: &WindowCounts, expected: &WindowCounts) -> Vec<Difference> {
+    let keys: std::collections::BTreeSet<_> = found.keys().chain(expected.keys()).collect();
+    keys.into_iter()
+        .filter(|k| found.get(*k) != expected.get(*k))
+        .take(10)
+        .map(|k| (k.clone(), found.get(k).copied(), expected.get(k).copied()))
+        .collect()
 }
 
 /// The `count` field of window documents by window start and their `group` field.
@@ -92,6 +132,12 @@ database = "{ns}"
 collection = "stats"
 "#
     )
+}
+
+/// `source` (a stream DAG whose `[task.sink]` table comes last) with `sink` as its sink.
+pub fn with_sink(source: &str, sink: &str) -> String {
+    let head = &source[..source.find("[task.sink]").expect("a [task.sink] table")];
+    format!("{head}[task.sink]\n{sink}")
 }
 
 /// Checks every window document against the records it should hold.

@@ -1,4 +1,4 @@
-use std::{collections::BTreeMap, path::PathBuf, time::Instant};
+use std::{path::PathBuf, time::Instant};
 
 use async_trait::async_trait;
 
@@ -83,8 +83,7 @@ impl Operator for FileToKafkaOperator {
             config.format
         ));
         let mut reader = FileReader::open(&config.path, config.format)?;
-        let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-        let mut created = Vec::new();
+        let mut delivered = kafka::Delivered::default();
         loop {
             if ctx.cancel.is_cancelled() {
                 return Err(TaskError::Cancelled);
@@ -98,26 +97,14 @@ impl Operator for FileToKafkaOperator {
                 .into_iter()
                 .map(|r| self.route(r))
                 .collect::<Result<Vec<_>, _>>()?;
-            let delivered = kafka::deliver(ctx, &delivery, &outgoing).await?;
-            for (topic, count) in delivered.counts {
-                *totals.entry(topic).or_insert(0) += count;
-            }
-            created.extend(delivered.created);
+            delivered.add(kafka::deliver(ctx, &delivery, &outgoing).await?);
         }
-        let records: u64 = totals.values().sum();
+        let records = delivered.records();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         ctx.log(&format!(
             "Produced {records} records of {} to {brokers} in {elapsed_ms} ms",
             config.path.display()
         ));
-        let mut result = TaskResult::new();
-        result.insert("records".into(), records.into());
-        result.insert(
-            "topics".into(),
-            serde_json::to_value(&totals).unwrap_or_default(),
-        );
-        result.insert("created_topics".into(), created.into());
-        result.insert("elapsed_ms".into(), elapsed_ms.into());
-        Ok(result)
+        Ok(delivered.result(elapsed_ms))
     }
 }

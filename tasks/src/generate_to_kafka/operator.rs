@@ -68,21 +68,14 @@ impl Operator for GenerateToKafkaOperator {
             config.partitions,
             config.delivery_timeout,
         );
-        let kafka::Delivered { counts, created } = kafka::deliver(ctx, &delivery, &records).await?;
+        let delivered = kafka::deliver(ctx, &delivery, &records).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         ctx.log(&format!(
             "Produced {} records to {brokers} in {elapsed_ms} ms",
             records.len()
         ));
-        let mut result = TaskResult::new();
-        result.insert("records".into(), records.len().into());
-        result.insert(
-            "topics".into(),
-            serde_json::to_value(&counts).unwrap_or_default(),
-        );
-        result.insert("created_topics".into(), created.into());
+        let mut result = delivered.result(elapsed_ms);
         result.insert("seed".into(), config.seed.into());
-        result.insert("elapsed_ms".into(), elapsed_ms.into());
         Ok(result)
     }
 }

@@ -12,7 +12,7 @@ use rdkafka::{
 
 use super::{TopicPolicy, TopicSpec, ensure_topics, forget_shared_state, shared_producer};
 use crate::{
-    RecordError, TaskContext, TaskError,
+    RecordError, TaskContext, TaskError, TaskResult,
     jq::{self, JqFilter, Val},
 };
 
@@ -81,9 +81,38 @@ impl<'a> Delivery<'a> {
 }
 
 /// What a delivery did: records acknowledged per topic, and the topics it created.
+#[derive(Default)]
 pub struct Delivered {
     pub counts: BTreeMap<String, u64>,
     pub created: Vec<String>,
+}
+
+impl Delivered {
+    /// Adds a later delivery of the same task.
+    pub fn add(&mut self, more: Delivered) {
+        for (topic, count) in more.counts {
+            *self.counts.entry(topic).or_insert(0) += count;
+        }
+        self.created.extend(more.created);
+    }
+
+    pub fn records(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// The result of a producing task: `records`, `topics` (count per topic),
+    /// `created_topics`, and `elapsed_ms`.
+    pub fn result(&self, elapsed_ms: u64) -> TaskResult {
+        let mut result = TaskResult::new();
+        result.insert("records".into(), self.records().into());
+        result.insert(
+            "topics".into(),
+            serde_json::to_value(&self.counts).unwrap_or_default(),
+        );
+        result.insert("created_topics".into(), self.created.clone().into());
+        result.insert("elapsed_ms".into(), elapsed_ms.into());
+        result
+    }
 }
 
 /// Creates the missing topics, produces every record with the shared producer and waits for

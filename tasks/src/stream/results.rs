@@ -137,13 +137,15 @@ async fn sql_results(
         let records = sink::sql::read_records(kind, &url, &sql.table, MAX_RECORDS as usize).await?;
         return Ok(StreamResults::Records(shape_records(records)));
     };
-    let (windows, documents) =
-        sink::sql::read_windows(kind, &url, &sql.table, spec, window, MAX_WINDOWS).await?;
+    let windows = sink::sql::window_starts(kind, &url, &sql.table, MAX_WINDOWS).await?;
     let selected = pick(&windows, window);
-    let mut results = shape_rows(documents, spec);
-    results.windows = windows;
-    results.selected = selected;
-    Ok(StreamResults::Windows(results))
+    let documents = match &selected {
+        None => Vec::new(),
+        Some(start) => sink::sql::window_rows(kind, &url, &sql.table, spec, start).await?,
+    };
+    Ok(StreamResults::Windows(window_results(
+        windows, selected, documents, spec,
+    )))
 }
 
 async fn mongo_collection(
@@ -165,7 +167,7 @@ async fn mongo_windows(
         .distinct("window_start", doc! {})
         .await
         .map_err(|e| mongo::failed("reading results", &e))?;
-    let mut windows = newest_first(starts.iter().filter_map(|b| b.as_str().map(str::to_owned)));
+    let windows = newest_first(starts.iter().filter_map(|b| b.as_str().map(str::to_owned)));
     let selected = pick(&windows, window);
     let documents: Vec<serde_json::Value> = match &selected {
         None => Vec::new(),
@@ -181,6 +183,17 @@ async fn mongo_windows(
             .map(|d| Bson::Document(d).into_relaxed_extjson())
             .collect(),
     };
+    Ok(window_results(windows, selected, documents, spec))
+}
+
+/// The rows of the `selected` window's documents, with the windows to choose from (the
+/// selected one listed even when it is older than the newest [`MAX_WINDOWS`]).
+fn window_results(
+    mut windows: Vec<String>,
+    selected: Option<String>,
+    documents: Vec<serde_json::Value>,
+    spec: &WindowConfig,
+) -> WindowResults {
     if let Some(start) = &selected
         && !windows.contains(start)
     {
@@ -189,7 +202,7 @@ async fn mongo_windows(
     let mut results = shape_rows(documents, spec);
     results.windows = windows;
     results.selected = selected;
-    Ok(results)
+    results
 }
 
 /// Distinct window starts, newest first, [`MAX_WINDOWS`] at most.
@@ -258,10 +271,7 @@ fn shape_windows(
         .into_iter()
         .filter(|d| start_of(d).is_some() && start_of(d) == selected)
         .collect();
-    let mut results = shape_rows(in_window, spec);
-    results.windows = windows;
-    results.selected = selected;
-    results
+    window_results(windows, selected, in_window, spec)
 }
 
 /// The rows of one window's documents, largest primary aggregate first.

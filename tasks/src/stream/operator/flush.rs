@@ -84,7 +84,7 @@ impl StreamTask<'_> {
         }
         let window_docs = windows.len() as u64;
         let checkpoint = Checkpoint {
-            positions: &self.positions,
+            positions: self.uncommitted.then_some(&self.positions),
             watermark_ms: self.windows.and(self.watermark.value()),
         };
         let written = match self.sink.write(windows, &checkpoint).await {

@@ -13,9 +13,10 @@ use self::{kafka::KafkaSink, mongodb::MongoSink, sql::SqlSink};
 use super::{SinkConfig, SqlKind, SqlSinkConfig, StreamConfig, outbox::Outbox, source::Partition};
 use crate::{RecordError, TaskContext, TaskError, jq::Val};
 
-/// Where a flush leaves the source: the next offset per partition, and the watermark.
+/// Where a flush leaves the source: the next offset per partition and the watermark, when
+/// records were handled since the last flush (`None`: nothing moved, nothing to save).
 pub struct Checkpoint<'a> {
-    pub positions: &'a BTreeMap<Partition, i64>,
+    pub positions: Option<&'a BTreeMap<Partition, i64>>,
     pub watermark_ms: Option<i64>,
 }
 
@@ -146,7 +147,8 @@ impl Sink {
         match self {
             Self::Mongodb(sink) => {
                 let written = sink.write(windows).await?;
-                if let Some(watermark) = checkpoint.watermark_ms {
+                if let (Some(_), Some(watermark)) = (checkpoint.positions, checkpoint.watermark_ms)
+                {
                     sink.save_watermark(watermark).await?;
                 }
                 Ok(written)

@@ -8,12 +8,15 @@ mod client;
 mod dialect;
 mod results;
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::LazyLock,
+};
 
 use mongodb::bson::{Bson, Document, doc};
 
 pub use self::client::{SqlPool, SqlValue};
-pub use self::results::{read_records, read_windows};
+pub use self::results::{read_records, window_rows, window_starts};
 use self::{
     client::{ReadAs, Statement, failed},
     dialect::{Column, ColumnType, Dialect, TableSpec},
@@ -89,13 +92,13 @@ impl SqlSink {
     }
 
     async fn create_tables(&self) -> Result<(), TaskError> {
-        for table in [offsets_table(), watermarks_table(), self.table.clone()] {
-            let create = Statement::new(self.dialect.create_table(&table), Vec::new());
+        for table in [&*OFFSETS, &*WATERMARKS, &self.table] {
+            let create = Statement::new(self.dialect.create_table(table), Vec::new());
             self.pool
                 .transaction(&[create])
                 .await
                 .map_err(|e| failed(&format!("creating table {}", table.name), &e))?;
-            self.check_columns(&table).await?;
+            self.check_columns(table).await?;
         }
         Ok(())
     }
@@ -211,10 +214,12 @@ impl SqlSink {
         }));
         let written = rows.len();
         let mut statements = self.upserts(&self.table, rows);
-        statements.extend(self.upserts(&offsets_table(), self.offset_rows(checkpoint.positions)));
-        if let Some(watermark_ms) = checkpoint.watermark_ms {
-            statements
-                .extend(self.upserts(&watermarks_table(), vec![self.watermark_row(watermark_ms)]));
+        if let Some(positions) = checkpoint.positions {
+            statements.extend(self.upserts(&OFFSETS, self.offset_rows(positions)));
+            if let Some(watermark_ms) = checkpoint.watermark_ms {
+                statements
+                    .extend(self.upserts(&WATERMARKS, vec![self.watermark_row(watermark_ms)]));
+            }
         }
         if statements.is_empty() {
             return Ok(0);
@@ -405,29 +410,27 @@ fn results_table(name: &str, shape: &Shape) -> TableSpec {
     }
 }
 
-fn offsets_table() -> TableSpec {
-    TableSpec {
-        name: OFFSETS_TABLE.into(),
-        columns: vec![
-            Column::new("group_id", ColumnType::Name),
-            Column::new("sink_table", ColumnType::Name),
-            Column::new("topic", ColumnType::Name),
-            Column::new("kafka_partition", ColumnType::BigInt),
-            Column::new("next_offset", ColumnType::BigInt),
-        ],
-        primary_key: vec!["group_id", "sink_table", "topic", "kafka_partition"],
-    }
-}
+/// Updraft's table of the next offset per stream, table and partition.
+static OFFSETS: LazyLock<TableSpec> = LazyLock::new(|| TableSpec {
+    name: OFFSETS_TABLE.into(),
+    columns: vec![
+        Column::new("group_id", ColumnType::Name),
+        Column::new("sink_table", ColumnType::Name),
+        Column::new("topic", ColumnType::Name),
+        Column::new("kafka_partition", ColumnType::BigInt),
+        Column::new("next_offset", ColumnType::BigInt),
+    ],
+    primary_key: vec!["group_id", "sink_table", "topic", "kafka_partition"],
+});
 
-fn watermarks_table() -> TableSpec {
-    TableSpec {
-        name: WATERMARKS_TABLE.into(),
-        columns: vec![
-            Column::new("group_id", ColumnType::Name),
-            Column::new("sink_table", ColumnType::Name),
-            Column::new("watermark_ms", ColumnType::BigInt),
-            Column::new("watermark", ColumnType::Time),
-        ],
-        primary_key: vec!["group_id", "sink_table"],
-    }
-}
+/// Updraft's table of the watermark per stream and table.
+static WATERMARKS: LazyLock<TableSpec> = LazyLock::new(|| TableSpec {
+    name: WATERMARKS_TABLE.into(),
+    columns: vec![
+        Column::new("group_id", ColumnType::Name),
+        Column::new("sink_table", ColumnType::Name),
+        Column::new("watermark_ms", ColumnType::BigInt),
+        Column::new("watermark", ColumnType::Time),
+    ],
+    primary_key: vec!["group_id", "sink_table"],
+});

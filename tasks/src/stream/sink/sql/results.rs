@@ -30,80 +30,75 @@ async fn pool(kind: SqlKind, url: &str) -> Result<SqlPool, TaskError> {
     Ok(pool)
 }
 
-/// Window starts (RFC 3339, newest first, `limit` at most) and the rows of the window
-/// starting at `window` (the newest when absent) as objects like window documents.
-pub async fn read_windows(
+/// The distinct window starts of `table` (RFC 3339), newest first, `limit` at most.
+pub async fn window_starts(
+    kind: SqlKind,
+    url: &str,
+    table: &str,
+    limit: usize,
+) -> Result<Vec<String>, TaskError> {
+    let sql = format!(
+        "SELECT DISTINCT window_start FROM {} ORDER BY window_start DESC LIMIT {limit}",
+        Dialect(kind).quote(table)
+    );
+    let rows = pool(kind, url)
+        .await?
+        .fetch(&Statement::new(sql, Vec::new()), &[ReadAs::Time])
+        .await
+        .map_err(|e| failed("reading window starts", &e))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| match row.first() {
+            Some(SqlValue::Time(t)) => Some(iso(t.timestamp_millis())),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The rows of the window starting at `start` (RFC 3339) as objects like window documents.
+pub async fn window_rows(
     kind: SqlKind,
     url: &str,
     table: &str,
     spec: &WindowConfig,
-    window: Option<&str>,
-    limit: usize,
-) -> Result<(Vec<String>, Vec<serde_json::Value>), TaskError> {
-    let pool = pool(kind, url).await?;
-    let dialect = Dialect(kind);
-    let starts_sql = format!(
-        "SELECT DISTINCT window_start FROM {} ORDER BY window_start DESC LIMIT {limit}",
-        dialect.quote(table)
-    );
-    let starts: Vec<chrono::DateTime<chrono::Utc>> = pool
-        .fetch(&Statement::new(starts_sql, Vec::new()), &[ReadAs::Time])
-        .await
-        .map_err(|e| failed("reading window starts", &e))?
-        .into_iter()
-        .filter_map(|row| match row.first() {
-            Some(SqlValue::Time(t)) => Some(*t),
-            _ => None,
-        })
-        .collect();
-    let windows: Vec<String> = starts.iter().map(|t| iso(t.timestamp_millis())).collect();
-    let selected = match window.filter(|w| !w.is_empty()) {
-        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.to_utc())
-            .map_err(|e| TaskError::Failed(format!("window {text:?}: {e}")))?,
-        None => match starts.first() {
-            Some(newest) => *newest,
-            None => return Ok((windows, Vec::new())),
-        },
-    };
-    let group_by: Vec<&str> = spec.group_by.keys().map(String::as_str).collect();
-    let aggregates: Vec<(&str, ReadAs)> = spec
-        .aggregates
-        .iter()
-        .map(|(name, a)| {
-            let read = match a {
-                AggregateSpec::Count | AggregateSpec::CountDistinct(_) => ReadAs::Int,
-                _ => ReadAs::Float,
-            };
-            (name.as_str(), read)
-        })
-        .collect();
+    start: &str,
+) -> Result<Vec<serde_json::Value>, TaskError> {
+    let start = chrono::DateTime::parse_from_rfc3339(start)
+        .map_err(|e| TaskError::Failed(format!("window {start:?}: {e}")))?
+        .to_utc();
     let mut columns: Vec<&str> = vec!["window_start", "window_end", "closed"];
     let mut reads = vec![ReadAs::Time, ReadAs::Time, ReadAs::Bool];
-    columns.extend(&group_by);
-    reads.extend(group_by.iter().map(|_| ReadAs::Text));
-    columns.extend(aggregates.iter().map(|(name, _)| *name));
-    reads.extend(aggregates.iter().map(|(_, read)| *read));
+    for name in spec.group_by.keys() {
+        columns.push(name);
+        reads.push(ReadAs::Text);
+    }
+    for (name, aggregate) in &spec.aggregates {
+        columns.push(name);
+        reads.push(match aggregate {
+            AggregateSpec::Count | AggregateSpec::CountDistinct(_) => ReadAs::Int,
+            _ => ReadAs::Float,
+        });
+    }
     let query = Statement::new(
-        dialect.select(table, &columns, &["window_start"]),
-        vec![SqlValue::Time(selected)],
+        Dialect(kind).select(table, &columns, &["window_start"]),
+        vec![SqlValue::Time(start)],
     );
-    let rows = pool
+    let rows = pool(kind, url)
+        .await?
         .fetch(&query, &reads)
         .await
         .map_err(|e| failed("reading a window", &e))?;
-    let documents = rows
+    Ok(rows
         .into_iter()
         .map(|row| {
-            let object: serde_json::Map<String, serde_json::Value> = columns
+            let object = columns
                 .iter()
                 .zip(row)
                 .map(|(name, value)| ((*name).to_owned(), json(value)))
                 .collect();
             serde_json::Value::Object(object)
         })
-        .collect();
-    Ok((windows, documents))
+        .collect())
 }
 
 /// The newest `limit` records of a table of records, each as its JSON with `_id` (its key).
