@@ -132,7 +132,7 @@ pub struct SqlSinkConfig {
 }
 
 /// Column names a SQL window table uses for itself.
-pub(crate) const SQL_RESERVED_COLUMNS: &[&str] = &[
+const SQL_RESERVED_COLUMNS: &[&str] = &[
     "id",
     "key",
     "record",
@@ -181,6 +181,13 @@ fn validate_topic(field: &str, topic: &str) -> Result<(), ConfigError> {
 }
 
 impl WindowConfig {
+    /// The names a window's results carry, with the table naming each (`group_by` or
+    /// `aggregates`).
+    fn output_names(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        let group_by = self.group_by.keys().map(|k| ("group_by", k));
+        group_by.chain(self.aggregates.keys().map(|k| ("aggregates", k)))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let size = self.size.as_duration();
         if size.as_millis() == 0 {
@@ -201,12 +208,7 @@ impl WindowConfig {
             ));
         }
         let mut names = HashSet::new();
-        for (table, name) in self
-            .group_by
-            .keys()
-            .map(|k| ("group_by", k))
-            .chain(self.aggregates.keys().map(|k| ("aggregates", k)))
-        {
+        for (table, name) in self.output_names() {
             if RESERVED_FIELDS.contains(&name.as_str()) || !names.insert(name) {
                 return Err(ConfigError::new(
                     format!("window.{table}.{name}"),
@@ -254,17 +256,6 @@ pub enum SqlKind {
     Mysql,
 }
 
-impl SinkConfig {
-    /// The database kind and settings of a SQL sink.
-    pub fn sql(&self) -> Option<(SqlKind, &SqlSinkConfig)> {
-        match self {
-            Self::Postgres(sql) => Some((SqlKind::Postgres, sql)),
-            Self::Mysql(sql) => Some((SqlKind::Mysql, sql)),
-            Self::Mongodb { .. } | Self::Kafka { .. } => None,
-        }
-    }
-}
-
 impl SqlSinkConfig {
     fn validate(&self, window: Option<&WindowConfig>) -> Result<(), ConfigError> {
         sql_identifier("sink.table", &self.table)?;
@@ -277,12 +268,7 @@ impl SqlSinkConfig {
             }
             return Ok(());
         };
-        for (table, name) in window
-            .group_by
-            .keys()
-            .map(|k| ("group_by", k))
-            .chain(window.aggregates.keys().map(|k| ("aggregates", k)))
-        {
+        for (table, name) in window.output_names() {
             let field = format!("window.{table}.{name}");
             sql_identifier(&field, name)?;
             if SQL_RESERVED_COLUMNS.contains(&name.to_ascii_lowercase().as_str()) {

@@ -371,6 +371,7 @@ fn time(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// The column type of an aggregate: counts are integers, the rest floats.
 fn aggregate_type(spec: &AggregateSpec) -> ColumnType {
     match spec {
         AggregateSpec::Count | AggregateSpec::CountDistinct(_) => ColumnType::BigInt,

@@ -7,13 +7,13 @@ use std::{
 };
 
 use super::{
-    SqlPool, SqlValue,
+    SqlPool, SqlValue, aggregate_type,
     client::{ReadAs, Statement, failed},
-    dialect::Dialect,
+    dialect::{ColumnType, Dialect},
 };
 use crate::{
     TaskError,
-    stream::{AggregateSpec, SqlKind, WindowConfig, window_doc::iso},
+    stream::{SqlKind, WindowConfig, window_doc::iso},
 };
 
 /// Pools by URL, shared by every read of the results page.
@@ -74,8 +74,8 @@ pub async fn window_rows(
     }
     for (name, aggregate) in &spec.aggregates {
         columns.push(name);
-        reads.push(match aggregate {
-            AggregateSpec::Count | AggregateSpec::CountDistinct(_) => ReadAs::Int,
+        reads.push(match aggregate_type(aggregate) {
+            ColumnType::BigInt => ReadAs::Int,
             _ => ReadAs::Float,
         });
     }
