@@ -1,6 +1,6 @@
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     ConfigError, file_to_kafka::FileToKafkaConfig, generate_to_kafka::GenerateToKafkaConfig,
@@ -87,7 +87,35 @@ impl fmt::Display for OperatorKind {
     }
 }
 
+/// A config that does not fit its operator, with the path of the value serde stopped at
+/// (`window.size`, `fields.cpu`; empty when the config as a whole is wrong).
+pub type JsonConfigError = serde_path_to_error::Error<serde_json::Error>;
+
 impl OperatorConfig {
+    /// The config of a `kind` operator from JSON (a rendered config; an `operator` key is
+    /// ignored). Unlike deserializing the tagged enum, the error keeps the path of the value.
+    pub fn from_json(
+        kind: OperatorKind,
+        mut value: serde_json::Value,
+    ) -> Result<Self, JsonConfigError> {
+        fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, JsonConfigError> {
+            serde_path_to_error::deserialize(value)
+        }
+        if let Some(map) = value.as_object_mut() {
+            map.remove("operator");
+        }
+        Ok(match kind {
+            OperatorKind::Noop => Self::Noop(typed(value)?),
+            OperatorKind::Sleep => Self::Sleep(typed(value)?),
+            OperatorKind::Shell => Self::Shell(typed(value)?),
+            OperatorKind::Http => Self::Http(typed(value)?),
+            OperatorKind::HttpToKafka => Self::HttpToKafka(typed(value)?),
+            OperatorKind::GenerateToKafka => Self::GenerateToKafka(typed(value)?),
+            OperatorKind::FileToKafka => Self::FileToKafka(typed(value)?),
+            OperatorKind::Stream => Self::Stream(typed(value)?),
+        })
+    }
+
     /// Checks every rule serde cannot (window slides, durations above zero, URLs, patterns);
     /// run when a DAG file loads and again on the rendered config before each try.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -159,6 +187,22 @@ mod tests {
     }
 
     #[test]
+    fn from_json_names_the_path_of_a_wrong_value() {
+        let value = serde_json::json!({
+            "operator": "generate_to_kafka", "records": "100", "topic": "t",
+            "fields": {"id": "uuid"},
+        });
+        let err = OperatorConfig::from_json(OperatorKind::GenerateToKafka, value).unwrap_err();
+        assert_eq!(err.path().to_string(), "records");
+        assert!(
+            err.inner()
+                .to_string()
+                .starts_with("invalid type: string \"100\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_name_deserializes() {
         for kind in OperatorKind::ALL {
             let name = kind.name();
@@ -190,8 +234,10 @@ mod tests {
                 value["topic"] = serde_json::json!("t");
                 value["fields"] = serde_json::json!({"id": "uuid"});
             }
-            let config: OperatorConfig = serde_json::from_value(value).expect(name);
+            let config: OperatorConfig = serde_json::from_value(value.clone()).expect(name);
             assert_eq!(config.kind(), kind);
+            let from_json = OperatorConfig::from_json(kind, value).expect(name);
+            assert_eq!(from_json.kind(), kind);
             assert_eq!(OperatorKind::from_name(name), Some(kind));
             config.validate().expect(name);
         }

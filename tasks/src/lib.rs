@@ -28,7 +28,7 @@ pub mod stream;
 #[cfg(test)]
 mod test_context;
 
-pub use config::{OperatorConfig, OperatorKind};
+pub use config::{JsonConfigError, OperatorConfig, OperatorKind};
 pub use context::{Connections, LogSink, Metrics, TaskContext};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, TaskError};

@@ -5,7 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use tasks::{
-    ConfigError, LogSink, Metrics, Operator, OperatorConfig, TaskContext, TaskError, TaskResult,
+    ConfigError, JsonConfigError, LogSink, Metrics, Operator, OperatorConfig, TaskContext,
+    TaskError, TaskResult,
 };
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +23,88 @@ pub fn build_operator(
     context: &TemplateContext,
 ) -> Result<Box<dyn Operator>, ConfigError> {
     let rendered = render_config(&spec.config, context)?;
-    let config: OperatorConfig = serde_json::from_value(rendered)
-        .map_err(|e| ConfigError::new(spec.id.as_str(), format!("after templating: {e}")))?;
-    config.build()
+    typed_config(spec, rendered)?.build()
+}
+
+/// The operator config of a rendered `spec`. Templates render to text, so a templated value
+/// where the operator wants a number or a boolean (`records = "{{ params.n }}"`) is taken as
+/// the number or boolean its text spells, as Kestra does; any other mismatch names its field.
+fn typed_config(
+    spec: &TaskSpec,
+    mut rendered: serde_json::Value,
+) -> Result<OperatorConfig, ConfigError> {
+    loop {
+        let error = match OperatorConfig::from_json(spec.operator, rendered.clone()) {
+            Ok(config) => return Ok(config),
+            Err(error) => error,
+        };
+        if !retype_templated_scalar(&spec.config, &mut rendered, &error) {
+            let field = error.path().to_string();
+            let field = if field == "." { spec.id.clone() } else { field };
+            return Err(ConfigError::new(
+                field,
+                format!("after templating: {}", error.inner()),
+            ));
+        }
+    }
+}
+
+/// Turns the rendered text at the error's path into the number or boolean it spells, if the
+/// error is text given for something else and the value there came from a template; says
+/// whether it did.
+fn retype_templated_scalar(
+    template: &serde_json::Value,
+    rendered: &mut serde_json::Value,
+    error: &JsonConfigError,
+) -> bool {
+    use serde_json::Value;
+    if !error
+        .inner()
+        .to_string()
+        .starts_with("invalid type: string")
+    {
+        return false;
+    }
+    let is_template = matches!(value_at(template, error.path()),
+        Some(Value::String(text)) if text.contains("{{") || text.contains("{%"));
+    let Some(slot) = value_at_mut(rendered, error.path()) else {
+        return false;
+    };
+    let Some(Ok(scalar)) = slot
+        .as_str()
+        .map(|text| serde_json::from_str::<Value>(text.trim()))
+    else {
+        return false;
+    };
+    if !is_template || !(scalar.is_number() || scalar.is_boolean()) {
+        return false;
+    }
+    *slot = scalar;
+    true
+}
+
+fn value_at<'v>(
+    value: &'v serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<&'v serde_json::Value> {
+    use serde_path_to_error::Segment;
+    path.iter().try_fold(value, |value, segment| match segment {
+        Segment::Map { key } => value.get(key),
+        Segment::Seq { index } => value.get(index),
+        _ => None,
+    })
+}
+
+fn value_at_mut<'v>(
+    value: &'v mut serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<&'v mut serde_json::Value> {
+    use serde_path_to_error::Segment;
+    path.iter().try_fold(value, |value, segment| match segment {
+        Segment::Map { key } => value.get_mut(key),
+        Segment::Seq { index } => value.get_mut(index),
+        _ => None,
+    })
 }
 
 /// Why a try failed, as the user reads it, and whether another try could go differently.
@@ -294,5 +374,76 @@ impl Runner {
             }
             other => other.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::Utc;
+    use serde_json::json;
+    use tasks::OperatorConfig;
+
+    use super::typed_config;
+    use crate::dag::{TemplateContext, parse_dag_file, render_config};
+
+    const DAG: &str = r#"
+[dag]
+id = "sim"
+[dag.params]
+n = 5
+lines = 10
+flag = "yes"
+[[task]]
+id = "emit"
+operator = "generate_to_kafka"
+records = "{{ params.n }}"
+topic = "t"
+create_topics = "{{ params.flag }}"
+fields = { id = "uuid" }
+[[task]]
+id = "say"
+operator = "shell"
+command = "seq 1 $LINES"
+env = { LINES = "{{ params.lines }}" }
+"#;
+
+    fn typed(task: &str, conf: serde_json::Value) -> Result<OperatorConfig, tasks::ConfigError> {
+        let dag = parse_dag_file(Path::new("dags/sim.toml"), DAG).unwrap();
+        let conf = conf.as_object().unwrap().clone();
+        let context = TemplateContext::for_run(&dag, "r", Utc::now(), &conf);
+        let spec = dag.task(task).unwrap();
+        typed_config(spec, render_config(&spec.config, &context).unwrap())
+    }
+
+    #[test]
+    fn a_templated_number_or_boolean_is_taken_as_one() {
+        let config = typed("emit", json!({"flag": "false", "n": 7})).unwrap();
+        let OperatorConfig::GenerateToKafka(config) = config else {
+            panic!("{config:?}")
+        };
+        assert_eq!(config.records, 7);
+        assert!(!config.create_topics);
+    }
+
+    #[test]
+    fn a_templated_value_stays_text_where_text_is_wanted() {
+        let OperatorConfig::Shell(config) = typed("say", json!({})).unwrap() else {
+            panic!("not a shell config")
+        };
+        assert_eq!(config.env["LINES"], "10");
+    }
+
+    #[test]
+    fn a_templated_value_of_the_wrong_type_names_its_field() {
+        let error = typed("emit", json!({"n": "many", "flag": "true"})).unwrap_err();
+        assert_eq!(error.field, "records");
+        assert!(
+            error.message.contains("invalid type: string \"many\""),
+            "{error:?}"
+        );
+        let error = typed("emit", json!({"flag": "sometimes"})).unwrap_err();
+        assert_eq!(error.field, "create_topics");
     }
 }
