@@ -8,6 +8,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: parsing and freeing a JSON tree per record is allocation-bound (BENCHMARKS.md).
+/// Built with `no_thp`: its transparent huge pages added ~21 MB to idle RSS for no measured
+/// speed.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
