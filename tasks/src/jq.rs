@@ -144,6 +144,22 @@ pub fn to_json_bytes(value: &Val) -> Vec<u8> {
     out
 }
 
+/// The keys of `path` when it is a plain path (`.a.b_2`; `.` gives none), else none.
+pub fn plain_keys(path: &str) -> Option<Vec<&str>> {
+    let path = path.trim();
+    if path == "." {
+        return Some(Vec::new());
+    }
+    let keys: Vec<&str> = path.strip_prefix('.')?.split('.').collect();
+    let plain = |key: &&str| {
+        key.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    keys.iter().all(plain).then_some(keys)
+}
+
 /// Parses one JSON document straight into a jq value.
 pub fn parse_json(bytes: &[u8]) -> Result<Val, JqError> {
     jaq_json::read::parse_single(bytes).map_err(|e| JqError::Json(e.to_string()))

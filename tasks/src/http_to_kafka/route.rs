@@ -58,18 +58,7 @@ pub fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, Rou
 
 /// The keys of `records` when it is `.a.b[]` (or `.[]`): a path of plain names to an array.
 fn plain_path(records: &str) -> Option<Vec<&str>> {
-    let path = records.trim().strip_suffix("[]")?;
-    if path == "." {
-        return Some(Vec::new());
-    }
-    let keys: Vec<&str> = path.strip_prefix('.')?.split('.').collect();
-    let plain = |key: &&str| {
-        key.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    keys.iter().all(plain).then_some(keys)
+    jq::plain_keys(records.trim().strip_suffix("[]")?)
 }
 
 /// The elements of the array at `path` in `body`, as slices of it; none when the answer has

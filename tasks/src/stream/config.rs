@@ -84,6 +84,18 @@ pub enum AggregateSpec {
     CountDistinct(JqFilter),
 }
 
+impl AggregateSpec {
+    /// The expression the aggregate reads; none for `count`.
+    pub fn filter(&self) -> Option<&JqFilter> {
+        match self {
+            Self::Count => None,
+            Self::Sum(f) | Self::Min(f) | Self::Max(f) | Self::Avg(f) | Self::CountDistinct(f) => {
+                Some(f)
+            }
+        }
+    }
+}
+
 /// Where a stream's results go.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AggregateSpec, StreamConfig, window::Windows, window_doc::Input};
+use super::{AggregateSpec, StreamConfig, fields::Fields, window::Windows, window_doc::Input};
 use crate::{
     RecordError,
     jq::{self, JqFilter, Val},
@@ -19,6 +19,8 @@ pub struct Contribution {
 
 /// The compiled expressions of a stream task.
 pub struct Processor {
+    /// The parts of a record the expressions read, when that is not the whole record.
+    fields: Option<Fields>,
     transforms: Vec<JqFilter>,
     window: Option<WindowExprs>,
 }
@@ -31,7 +33,17 @@ struct WindowExprs {
 
 impl Processor {
     pub fn new(config: &StreamConfig) -> Self {
+        let fields = match &config.window {
+            Some(w) if config.transform.is_empty() => Fields::read_by(
+                w.event_time
+                    .iter()
+                    .chain(w.group_by.values())
+                    .chain(w.aggregates.values().filter_map(AggregateSpec::filter)),
+            ),
+            _ => None,
+        };
         Self {
+            fields,
             transforms: config.transform.clone(),
             window: config.window.as_ref().map(|w| WindowExprs {
                 event_time: w.event_time.clone(),
@@ -44,7 +56,11 @@ impl Processor {
     /// Parses and transforms a payload into zero or more records.
     pub fn transform(&self, payload: Option<&[u8]>) -> Result<Vec<Val>, RecordError> {
         let payload = payload.ok_or(RecordError::NoValue)?;
-        let mut records = vec![jq::parse_json(payload)?];
+        let record = match &self.fields {
+            Some(fields) => fields.parse(payload)?,
+            None => jq::parse_json(payload)?,
+        };
+        let mut records = vec![record];
         for filter in &self.transforms {
             let mut next = Vec::new();
             for record in records {
