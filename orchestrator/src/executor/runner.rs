@@ -65,46 +65,37 @@ fn retype_templated_scalar(
     {
         return false;
     }
-    let is_template = matches!(value_at(template, error.path()),
-        Some(Value::String(text)) if text.contains("{{") || text.contains("{%"));
-    let Some(slot) = value_at_mut(rendered, error.path()) else {
+    let Some(pointer) = json_pointer(error.path()) else {
         return false;
     };
-    let Some(Ok(scalar)) = slot
+    let is_template = matches!(template.pointer(&pointer),
+        Some(Value::String(text)) if text.contains("{{") || text.contains("{%"));
+    let Some(slot) = rendered.pointer_mut(&pointer).filter(|_| is_template) else {
+        return false;
+    };
+    match slot
         .as_str()
         .map(|text| serde_json::from_str::<Value>(text.trim()))
-    else {
-        return false;
-    };
-    if !is_template || !(scalar.is_number() || scalar.is_boolean()) {
-        return false;
+    {
+        Some(Ok(scalar)) if scalar.is_number() || scalar.is_boolean() => {
+            *slot = scalar;
+            true
+        }
+        _ => false,
     }
-    *slot = scalar;
-    true
 }
 
-fn value_at<'v>(
-    value: &'v serde_json::Value,
-    path: &serde_path_to_error::Path,
-) -> Option<&'v serde_json::Value> {
+/// The JSON pointer (`/window/size`, `/topics/1`) of a serde path, when every step is a key
+/// or an index.
+fn json_pointer(path: &serde_path_to_error::Path) -> Option<String> {
     use serde_path_to_error::Segment;
-    path.iter().try_fold(value, |value, segment| match segment {
-        Segment::Map { key } => value.get(key),
-        Segment::Seq { index } => value.get(index),
-        _ => None,
-    })
-}
-
-fn value_at_mut<'v>(
-    value: &'v mut serde_json::Value,
-    path: &serde_path_to_error::Path,
-) -> Option<&'v mut serde_json::Value> {
-    use serde_path_to_error::Segment;
-    path.iter().try_fold(value, |value, segment| match segment {
-        Segment::Map { key } => value.get_mut(key),
-        Segment::Seq { index } => value.get_mut(index),
-        _ => None,
-    })
+    path.iter()
+        .map(|segment| match segment {
+            Segment::Map { key } => Some(format!("/{}", key.replace('~', "~0").replace('/', "~1"))),
+            Segment::Seq { index } => Some(format!("/{index}")),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Why a try failed, as the user reads it, and whether another try could go differently.

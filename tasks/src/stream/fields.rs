@@ -70,7 +70,10 @@ impl Fields {
         let object = kept
             .into_iter()
             .map(|(key, fields, raw)| {
-                Ok((Val::from(key.clone()), fields.parse(raw.get().as_bytes())?))
+                Ok((
+                    Val::from(key.clone()),
+                    fields.parse_part(raw.get().as_bytes())?,
+                ))
             })
             .collect::<Result<_, JqError>>()?;
         Ok(Val::obj(object))
