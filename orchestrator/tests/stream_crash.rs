@@ -53,6 +53,46 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Waits (60 s at most) until try `try_number` (or a later one) of the stream task runs in `serve`, so that
+/// the kill that follows lands on a stream at work and the next `serve` has a zombie to adopt.
+/// (A kill during a slow start-up, before the scheduler started the try, would prove nothing.)
+async fn wait_for_running_try(serve: &mut Serve, dir: &Path, dag_id: &str, try_number: u32) {
+    tokio::task::block_in_place(|| serve.wait_healthy(Duration::from_secs(30)));
+    let store = orchestrator::store::Store::connect(&format!(
+        "sqlite://{}",
+        dir.join("updraft.db").display()
+    ))
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut last = None;
+    loop {
+        let runs = store
+            .list_runs(&orchestrator::store::RunFilter {
+                dag_id: Some(dag_id.to_owned()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(run) = runs.first() {
+            let tis = store.task_instances(dag_id, &run.run_id).await.unwrap();
+            last = tis.first().map(|ti| (ti.state, ti.try_number));
+            if last.is_some_and(|(state, tried)| {
+                state == orchestrator::store::TiState::Running && tried >= try_number
+            }) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "try {try_number} of the stream task did not start within 60 s (state and try: {last:?}); the end of serve's log:\n{}",
+            serve.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.close().await;
+}
+
 /// A small xorshift generator; the seed is printed so a failing run can be replayed with
 /// `UPDRAFT_CRASH_SEED`.
 struct Random(u64);
@@ -175,6 +215,7 @@ async fn exact_after_sigkills(postgres: bool) {
     let mut random = Random::seeded();
     let mut serve = Serve::start(dir.path(), &[]);
     for kill in 1..=KILLS {
+        wait_for_running_try(&mut serve, dir.path(), &ns, kill as u32).await;
         tokio::time::sleep(Duration::from_millis(random.between(1_000, 3_000))).await;
         let counted = stats.counted().await.unwrap_or(0);
         serve.kill();
