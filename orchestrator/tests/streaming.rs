@@ -730,6 +730,39 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
     )
     .await;
 
+    // Kafka: each window once it closes. One login an hour after the others moves the
+    // watermark past every window above; its own windows stay open.
+    let last = inputs
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.payload).unwrap()["timestamp"]
+                .as_i64()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    let later = chrono::DateTime::from_timestamp(last + 3_600, 0).unwrap();
+    let closer = serde_json::json!({"user_id": 0, "state": "ZZ", "timestamp": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()});
+    support::produce(&format!("{ns}.clean"), &[("0".into(), closer.to_string())]).await;
+    let closed = support::consume_all(
+        &[format!("{ns}.stats")],
+        truth.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        support::counts_of_records(&closed, "state", "logins"),
+        truth,
+        "the windows produced to Kafka"
+    );
+    assert!(
+        closed.iter().all(|r| {
+            let window: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+            r.key.as_deref() == window["_id"].as_str() && window.get("_state").is_none()
+        }),
+        "each window keyed by its id, without the sink's internal state: {closed:?}"
+    );
+
     // Logins without a state: dead-lettered by both counting tasks, the rest exact.
     if without_state > 0 {
         let dead = support::consume_all(
@@ -796,6 +829,21 @@ async fn names_are_counted_by_first_letter_per_day() {
         Duration::from_secs(60),
     )
     .await;
+    // Kafka: each day once it is over. A name two days later (Kafka time) closes every day
+    // above; its own day stays open.
+    let later = names.iter().map(|r| r.timestamp_ms).max().unwrap() + 2 * 86_400_000;
+    support::produce_at(&format!("{ns}.names"), "", r#"{"first":"Zoe"}"#, later).await;
+    let closed = support::consume_all(
+        &[format!("{ns}.stats")],
+        truth.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        support::counts_of_records(&closed, "letter", "names"),
+        truth,
+        "the days produced to Kafka"
+    );
     let outcome = support::stop_and_wait(&executor, &run, driver).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
 }

@@ -68,6 +68,25 @@ pub async fn produce_in_one_batch(topic: &str, records: &[(String, String)]) -> 
     produce_lingering(&kafka_brokers(), topic, records, 200).await
 }
 
+/// Produces one record with its Kafka timestamp set to `timestamp_ms` (the event time of a
+/// stream that windows by Kafka time).
+pub async fn produce_at(topic: &str, key: &str, payload: &str, timestamp_ms: i64) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .timestamp(timestamp_ms),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("producing to {topic} failed: {e}"));
+}
+
 async fn produce_lingering(
     brokers: &str,
     topic: &str,

@@ -88,6 +88,26 @@ pub fn counts_of(documents: &[Document], group: &str, count: &str) -> WindowCoun
         .collect()
 }
 
+/// [`counts_of`] for window results a Kafka sink produced, one JSON document per record;
+/// fails on a window and group produced twice.
+pub fn counts_of_records(records: &[super::Consumed], group: &str, count: &str) -> WindowCounts {
+    let documents: Vec<Document> = records
+        .iter()
+        .map(|r| {
+            let value: serde_json::Value = serde_json::from_str(&r.payload)
+                .unwrap_or_else(|e| panic!("a window result that is not JSON ({e}): {r:?}"));
+            mongodb::bson::to_document(&value).unwrap()
+        })
+        .collect();
+    let counts = counts_of(&documents, group, count);
+    assert_eq!(
+        counts.len(),
+        documents.len(),
+        "a window and group produced twice: {records:?}"
+    );
+    counts
+}
+
 /// Synthetic users: id, country, gender, age and an event time `ts` (seconds) 6 ms apart.
 pub fn synthetic_users(count: usize, base_seconds: i64) -> Vec<(String, String)> {
     const COUNTRIES: &[&str] = &["France", "Germany", "Brazil", "India", "Norway", "Spain"];

@@ -54,13 +54,15 @@ impl KafkaSink {
         Ok(count)
     }
 
-    /// Produces the result of a window that just closed, keyed by its id.
+    /// Produces the result of a window that just closed, keyed by its id: the window
+    /// document without its internal `_state` (accumulators and offsets).
     pub fn window_closed(
         &self,
         id: &str,
-        document: Document,
+        mut document: Document,
         outbox: &mut Outbox,
     ) -> Result<(), TaskError> {
+        document.remove("_state");
         let json = serde_json::to_string(&Bson::Document(document).into_relaxed_extjson())
             .map_err(|e| TaskError::Failed(format!("window {id}: {e}")))?;
         let record = jq::parse_json(json.as_bytes())
