@@ -224,7 +224,8 @@ impl Scheduler {
     async fn try_schedule_due(&mut self) -> Result<(), SchedulerError> {
         let bag = self.bags.borrow().clone();
         let paused = self.executor.store().paused_dags().await?;
-        let now = Utc::now();
+        // To the microsecond: `@once` and `@continuous` runs are dated now.
+        let now = NewRun::logical_date_now();
         for dag in bag.dags.values() {
             if paused.contains(&dag.id) {
                 self.stop_continuous_runs(dag);

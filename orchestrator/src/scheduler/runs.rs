@@ -1,7 +1,5 @@
 //! Manual runs (CLI, REST): conf parsing and the new run.
 
-use chrono::Utc;
-
 use crate::{
     dag::Dag,
     store::{NewRun, RunType},
@@ -45,7 +43,7 @@ pub fn new_manual_run(
     conf: serde_json::Map<String, serde_json::Value>,
     owner: Option<String>,
 ) -> NewRun {
-    let logical_date = Utc::now();
+    let logical_date = NewRun::logical_date_now();
     NewRun {
         dag_id: dag.id.clone(),
         run_id: NewRun::run_id_for(RunType::Manual, logical_date),
@@ -59,6 +57,23 @@ pub fn new_manual_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_run_id_names_its_logical_date_to_the_microsecond() {
+        let dag = crate::dag::parse_dag_file(
+            std::path::Path::new("d.toml"),
+            "[dag]\nid = \"d\"\n[[task]]\nid = \"t\"\noperator = \"noop\"\n",
+        )
+        .unwrap();
+        let run = new_manual_run(&dag, serde_json::Map::new(), None);
+        let date = run.run_id.strip_prefix("manual__").unwrap();
+        let parsed = chrono::DateTime::parse_from_rfc3339(date).unwrap();
+        assert_eq!(parsed, run.logical_date, "{}", run.run_id);
+        let fraction = date
+            .split_once('.')
+            .map_or("", |(_, f)| f.trim_end_matches('Z'));
+        assert!(fraction.len() <= 6, "{}", run.run_id);
+    }
 
     #[test]
     fn conf_must_be_an_object() {

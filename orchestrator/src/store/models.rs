@@ -121,6 +121,13 @@ pub struct NewRun {
 }
 
 impl NewRun {
+    /// The logical date of a run created now: the current time to the microsecond, the
+    /// precision the store keeps, so that a run id (`manual__2026-12-02T07:10:11.123456Z`)
+    /// names the logical date exactly.
+    pub fn logical_date_now() -> DateTime<Utc> {
+        chrono::SubsecRound::trunc_subsecs(Utc::now(), 6)
+    }
+
     /// Airflow-style run id: `<type>__<logical date>`.
     pub fn run_id_for(run_type: RunType, logical_date: DateTime<Utc>) -> String {
         format!(
