@@ -33,6 +33,8 @@ pub enum JqError {
 pub struct JqFilter {
     source: Arc<str>,
     filter: Arc<jaq_core::Filter<Data>>,
+    /// The keys of a plain path (`.a.b`), looked up without running jaq when they can be.
+    plain: Option<Arc<[Val]>>,
 }
 
 impl fmt::Debug for JqFilter {
@@ -71,10 +73,30 @@ impl JqFilter {
                 code: code.into(),
                 message: compile_errors(&errors),
             })?;
+        let plain = plain_keys(code)
+            .map(|keys| keys.into_iter().map(|k| Val::from(k.to_owned())).collect());
         Ok(Self {
             source: code.into(),
             filter: Arc::new(filter),
+            plain,
         })
+    }
+
+    /// The value of a plain path on an object or null, as jq gives it (null where a key is
+    /// missing); None for anything else, which jaq then runs on to give its own error.
+    fn at_plain_path(&self, input: &Val) -> Option<Val> {
+        let mut current = input;
+        for key in self.plain.as_deref()? {
+            match current {
+                Val::Obj(map) => match map.get(key) {
+                    Some(value) => current = value,
+                    None => return Some(Val::Null),
+                },
+                Val::Null => return Some(Val::Null),
+                _ => return None,
+            }
+        }
+        Some(current.clone())
     }
 
     pub fn source(&self) -> &str {
@@ -90,6 +112,10 @@ impl JqFilter {
 
     /// Calls `emit` on every output of the expression on `input`; stops at the first error.
     pub fn for_each(&self, input: Val, mut emit: impl FnMut(Val)) -> Result<(), JqError> {
+        if let Some(value) = self.at_plain_path(&input) {
+            emit(value);
+            return Ok(());
+        }
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         for item in self.filter.id.run((ctx, input)) {
             match item {
@@ -116,6 +142,9 @@ impl JqFilter {
     /// The single output of the expression (e.g. a key or a topic name); an error when it
     /// gives none or several.
     pub fn one(&self, input: Val) -> Result<Val, JqError> {
+        if let Some(value) = self.at_plain_path(&input) {
+            return Ok(value);
+        }
         let mut outputs = self.run(input)?;
         match outputs.len() {
             1 => Ok(outputs.remove(0)),
@@ -175,6 +204,15 @@ pub fn to_json(value: &Val) -> serde_json::Value {
         Val::TStr(s) | Val::BStr(s) => Value::String(String::from_utf8_lossy(s).into_owned()),
         Val::Arr(items) => Value::Array(items.iter().map(to_json).collect()),
         Val::Obj(map) => Value::Object(map.iter().map(|(k, v)| (as_text(k), to_json(v))).collect()),
+    }
+}
+
+/// A jq number as f64 (integers beyond 2^53 and long decimals rounded).
+pub fn number_to_f64(number: &jaq_json::Num) -> Result<f64, String> {
+    match number {
+        jaq_json::Num::Int(i) => Ok(*i as f64),
+        jaq_json::Num::Float(f) => Ok(*f),
+        other => other.to_string().parse::<f64>().map_err(|e| e.to_string()),
     }
 }
 
@@ -297,6 +335,50 @@ mod tests {
         let back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back["name"], "Zo\u{eb} \"Z\"\n\t\u{1}");
         assert_eq!(back["n"][2], -300.0);
+    }
+
+    #[test]
+    fn plain_paths_give_what_jaq_gives() {
+        let inputs = [
+            r#"{"a": {"b": [1, {"c": 2}]}, "x": null}"#,
+            r#"{"a": {"b": "text", "c": {"d": true}}}"#,
+            r#"{"a": null}"#,
+            r#"{"a": 3}"#,
+            r#"{"a": {"b": 1.5e300}}"#,
+            r#"{"b": 1}"#,
+            r#"{"a": [1, 2]}"#,
+            r#"{"a": "text"}"#,
+            "null",
+            "[1]",
+            "7",
+            r#""text""#,
+        ];
+        for path in [".", ".a", ".a.b", ".a.c.d", ".x.y", ".missing.b"] {
+            let plain = JqFilter::compile(path).unwrap();
+            assert!(plain.plain.is_some(), "{path} is a plain path");
+            // The same path in parentheses is no plain path: jaq runs it.
+            let jaq = JqFilter::compile(&format!("({path})")).unwrap();
+            assert!(jaq.plain.is_none());
+            for input in inputs {
+                let value = parse_json(input.as_bytes()).unwrap();
+                let strip = |r: Result<Vec<Val>, JqError>| {
+                    r.map_err(|e| match e {
+                        JqError::Run { message, .. } => message,
+                        other => other.to_string(),
+                    })
+                };
+                assert_eq!(
+                    strip(plain.run(value.clone())),
+                    strip(jaq.run(value.clone())),
+                    "{path} on {input}"
+                );
+                assert_eq!(
+                    plain.one(value.clone()).ok(),
+                    jaq.one(value).ok(),
+                    "one: {path} on {input}"
+                );
+            }
+        }
     }
 
     fn run(code: &str, input: serde_json::Value) -> Vec<serde_json::Value> {

@@ -129,11 +129,7 @@ fn input(spec: &AggregateSpec, record: &Val) -> Result<Input, String> {
     let one = |filter: &JqFilter| filter.one(record.clone()).map_err(|e| e.to_string());
     let number = |filter: &JqFilter| -> Result<Input, String> {
         match one(filter)? {
-            Val::Num(n) => n
-                .to_string()
-                .parse::<f64>()
-                .map(Input::Number)
-                .map_err(|e| e.to_string()),
+            Val::Num(n) => jq::number_to_f64(&n).map(Input::Number),
             other => Err(format!("{:?} gave {other}, not a number", filter.source())),
         }
     };
@@ -159,11 +155,7 @@ fn event_time_ms(value: &Val) -> Result<i64, String> {
                 .map(|t| t.timestamp_millis())
                 .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
         }
-        Val::Num(n) => n
-            .to_string()
-            .parse::<f64>()
-            .map(|seconds| (seconds * 1000.0).round() as i64)
-            .map_err(|e| e.to_string()),
+        Val::Num(n) => jq::number_to_f64(n).map(|seconds| (seconds * 1000.0).round() as i64),
         other => Err(format!("gave {other}, not a time")),
     }
 }

@@ -140,7 +140,12 @@ impl WindowDoc {
 
     /// Marks every record of `partition` up to `offset` as included.
     pub fn include_up_to(&mut self, partition: &Partition, offset: i64) {
-        self.offsets.insert(partition.clone(), offset + 1);
+        match self.offsets.get_mut(partition) {
+            Some(next) => *next = offset + 1,
+            None => {
+                self.offsets.insert(partition.clone(), offset + 1);
+            }
+        }
     }
 
     pub fn to_document(
@@ -239,7 +244,7 @@ pub fn document_id(start_ms: i64, group: &BTreeMap<String, serde_json::Value>) -
 /// RFC 3339 in UTC with milliseconds.
 pub fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -308,5 +313,7 @@ mod tests {
             "[\"France\",\"female\"]@1970-01-01T00:00:00.000Z"
         );
         assert_ne!(document_id(0, &a), document_id(60_000, &a));
+        assert_eq!(iso(1_796_194_960_123), "2026-12-02T07:02:40.123Z");
+        assert_eq!(iso(-60_000), "1969-12-31T23:59:00.000Z");
     }
 }
