@@ -117,6 +117,20 @@ fn broken_files() -> Vec<(&'static str, String, &'static str)> {
             "14:9: task \"s\".sink.table: \"word-counts\" is not a SQL name",
         ),
         (
+            "sql_table_in_a_schema",
+            stream(
+                "topics = [\"t\"]\n[task.window]\nsize = \"1m\"\naggregates = { n = \"count\" }\n[task.sink]\nkind = \"postgres\"\ntable = \"analytics.word-counts\"\n",
+            ),
+            "14:9: task \"s\".sink.table: \"word-counts\" is not a SQL name",
+        ),
+        (
+            "sql_table_three_parts",
+            stream(
+                "topics = [\"t\"]\n[task.window]\nsize = \"1m\"\naggregates = { n = \"count\" }\n[task.sink]\nkind = \"mysql\"\ntable = \"a.b.c\"\n",
+            ),
+            "14:9: task \"s\".sink.table: \"a.b.c\" is not a table name: use name or schema.name",
+        ),
+        (
             "sql_reserved_column",
             stream(
                 "topics = [\"t\"]\n[task.window]\nsize = \"1m\"\ngroup_by = { id = \".id\" }\naggregates = { n = \"count\" }\n[task.sink]\nkind = \"mysql\"\ntable = \"t\"\n",

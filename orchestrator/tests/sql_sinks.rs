@@ -236,3 +236,87 @@ async fn a_table_made_for_another_sink_is_a_config_error() {
         "{error}"
     );
 }
+
+/// A `schema.table` sink (a database on MySQL) creates and fills its table there, and the
+/// results page reads it back from there.
+async fn windows_land_in_the_named_schema(db: SqlDb, schema: &str, ns: &str) {
+    let table = format!("{schema}.{ns}");
+    let topic = format!("{ns}.in");
+    support::create_topic(&topic, 1).await;
+    let records = support::synthetic_users(BATCH, 1_700_000_000);
+    support::produce(&topic, &records).await;
+    let dag = support::dag(&support::with_sink(
+        &support::stats_dag_source(ns, &topic, ""),
+        &sql_sink(db, &table),
+    ));
+    let pool = db.pool().await;
+    let (_dir, _store, executor) = support::harness().await;
+    let (run, driver) = support::start_in_background(&executor, &dag).await;
+    support::eventually("the batch in SQL", Duration::from_secs(60), || {
+        let (pool, table) = (pool.clone(), table.clone());
+        async move { total(db, &pool, &table, "users").await == BATCH as i64 }
+    })
+    .await;
+    support::stop_and_wait(&executor, &run, driver).await;
+
+    let tables: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(COUNT(*) AS {}) FROM information_schema.tables WHERE table_schema = '{schema}' AND table_name = '{ns}'",
+        if db == SqlDb::Postgres { "BIGINT" } else { "SIGNED" }
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1, "table {ns} in schema {schema}");
+    let rows = window_rows(
+        db,
+        &pool,
+        &table,
+        &["country", "gender"],
+        &["users"],
+        &["total_age"],
+    )
+    .await
+    .unwrap();
+    let values: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
+        .collect();
+    support::assert_exact(&rows, &values);
+
+    let config: tasks::stream::StreamConfig = serde_json::from_value(serde_json::json!({
+        "topics": [topic],
+        "group_id": ns,
+        "window": {"size": "1m", "group_by": {"country": ".country"}, "aggregates": {"users": "count"}},
+        "sink": {"kind": db.kind(), "url": db.url(), "table": table},
+    }))
+    .unwrap();
+    let results = tasks::stream::read_results(&config, &Default::default(), None)
+        .await
+        .unwrap();
+    let tasks::stream::StreamResults::Windows(windows) = results else {
+        panic!("window results: {results:?}");
+    };
+    assert!(
+        !windows.windows.is_empty() && !windows.rows.is_empty(),
+        "{windows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_tables_may_live_in_a_schema() {
+    let ns = support::unique("sqlschema");
+    let pool = SqlDb::Postgres.pool().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {ns}_s")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    windows_land_in_the_named_schema(SqlDb::Postgres, &format!("{ns}_s"), &ns).await;
+}
+
+/// On MariaDB the test user may only use its own database, so the qualified name is that
+/// database's: the lookups still go through the qualified path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_tables_may_be_named_with_their_database() {
+    let ns = support::unique("sqlschema");
+    windows_land_in_the_named_schema(SqlDb::Mysql, "updraft", &ns).await;
+}

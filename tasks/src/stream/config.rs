@@ -270,7 +270,7 @@ pub enum SqlKind {
 
 impl SqlSinkConfig {
     fn validate(&self, window: Option<&WindowConfig>) -> Result<(), ConfigError> {
-        sql_identifier("sink.table", &self.table)?;
+        sql_table_name("sink.table", &self.table)?;
         let Some(window) = window else {
             if self.key.is_none() {
                 return Err(ConfigError::new(
@@ -313,6 +313,21 @@ fn sql_identifier(field: &str, name: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// A table name: `name`, or `schema.name` (in MySQL the schema is a database), each part a
+/// SQL name.
+fn sql_table_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 2 {
+        return Err(ConfigError::new(
+            field,
+            format!("{name:?} is not a table name: use name or schema.name"),
+        ));
+    }
+    parts
+        .iter()
+        .try_for_each(|part| sql_identifier(field, part))
 }
 
 fn default_flush_interval() -> HumanDuration {

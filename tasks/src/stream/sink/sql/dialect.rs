@@ -53,6 +53,15 @@ impl Dialect {
         }
     }
 
+    /// A table name, `name` or `schema.name`, each part quoted.
+    pub fn quote_table(self, table: &str) -> String {
+        table
+            .split('.')
+            .map(|part| self.quote(part))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
     fn type_name(self, ty: ColumnType) -> &'static str {
         use ColumnType::*;
         match (self.0, ty) {
@@ -96,7 +105,7 @@ impl Dialect {
             .collect();
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
-            self.quote(&table.name),
+            self.quote_table(&table.name),
             columns.join(", "),
             self.quoted_list(table.primary_key.iter().copied())
         )
@@ -138,7 +147,7 @@ impl Dialect {
         };
         format!(
             "INSERT INTO {} ({}) VALUES {} {conflict} {}",
-            self.quote(&table.name),
+            self.quote_table(&table.name),
             self.quoted_list(table.columns.iter().map(|c| c.name.as_str())),
             tuples.join(", "),
             assignments.join(", ")
@@ -161,7 +170,7 @@ impl Dialect {
         let mut sql = format!(
             "SELECT {} FROM {}",
             self.quoted_list(columns.iter().copied()),
-            self.quote(table)
+            self.quote_table(table)
         );
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
@@ -170,15 +179,26 @@ impl Dialect {
         sql
     }
 
-    /// The names of `table`'s columns, in the current schema or database.
-    pub fn columns_of(self) -> &'static str {
-        match self.0 {
-            SqlKind::Postgres => {
-                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1"
-            }
-            SqlKind::Mysql => {
-                "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?"
-            }
+    /// The query of a table's column names, and its parameters: the schema (database) and
+    /// table of `schema.name`, or the table of `name` in the current one.
+    pub fn columns_of(self, table: &str) -> (&'static str, Vec<String>) {
+        match (self.0, table.split_once('.')) {
+            (SqlKind::Postgres, None) => (
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
+                vec![table.to_owned()],
+            ),
+            (SqlKind::Mysql, None) => (
+                "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
+                vec![table.to_owned()],
+            ),
+            (SqlKind::Postgres, Some((schema, name))) => (
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                vec![schema.to_owned(), name.to_owned()],
+            ),
+            (SqlKind::Mysql, Some((schema, name))) => (
+                "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                vec![schema.to_owned(), name.to_owned()],
+            ),
         }
     }
 
@@ -210,6 +230,30 @@ mod tests {
             sql,
             r#"INSERT INTO "offsets" ("group_id", "next_offset", "state") VALUES ($1, $2, $3::jsonb), ($4, $5, $6::jsonb) ON CONFLICT ("group_id") DO UPDATE SET "next_offset" = EXCLUDED."next_offset", "state" = EXCLUDED."state""#
         );
+    }
+
+    #[test]
+    fn a_table_in_a_schema_is_quoted_and_looked_up_there() {
+        let table = TableSpec {
+            name: "analytics.counts".into(),
+            ..offsets()
+        };
+        let create = Dialect(SqlKind::Postgres).create_table(&table);
+        assert!(
+            create.starts_with(r#"CREATE TABLE IF NOT EXISTS "analytics"."counts" ("#),
+            "{create}"
+        );
+        let select = Dialect(SqlKind::Mysql).select(&table.name, &["state"], &[]);
+        assert_eq!(select, "SELECT `state` FROM `analytics`.`counts`");
+        let (sql, params) = Dialect(SqlKind::Postgres).columns_of(&table.name);
+        assert!(
+            sql.contains("table_schema = $1 AND table_name = $2"),
+            "{sql}"
+        );
+        assert_eq!(params, ["analytics", "counts"]);
+        let (sql, params) = Dialect(SqlKind::Mysql).columns_of("counts");
+        assert!(sql.contains("table_schema = DATABASE()"), "{sql}");
+        assert_eq!(params, ["counts"]);
     }
 
     #[test]

@@ -105,9 +105,13 @@ impl SqlSink {
 
     /// Fails with a config error when `table` existed before without the columns needed.
     async fn check_columns(&self, table: &TableSpec) -> Result<(), TaskError> {
+        let (sql, params) = self.dialect.columns_of(&table.name);
         let query = Statement::new(
-            self.dialect.columns_of(),
-            vec![SqlValue::Text(Some(table.name.clone()))],
+            sql,
+            params
+                .into_iter()
+                .map(|p| SqlValue::Text(Some(p)))
+                .collect(),
         );
         let present: Vec<String> = self
             .pool

@@ -39,7 +39,7 @@ pub async fn window_starts(
 ) -> Result<Vec<String>, TaskError> {
     let sql = format!(
         "SELECT DISTINCT window_start FROM {} ORDER BY window_start DESC LIMIT {limit}",
-        Dialect(kind).quote(table)
+        Dialect(kind).quote_table(table)
     );
     let rows = pool(kind, url)
         .await?
@@ -117,7 +117,7 @@ pub async fn read_records(
     let sql = format!(
         "SELECT {}, {record} FROM {} ORDER BY updated_at DESC LIMIT {limit}",
         dialect.quote("key"),
-        dialect.quote(table)
+        dialect.quote_table(table)
     );
     let rows = pool
         .fetch(
