@@ -20,6 +20,30 @@ fn stats_dag(db: SqlDb, ns: &str, topic: &str) -> Arc<Dag> {
     ))
 }
 
+/// Checks every window row of `table` against the synthetic users `records`.
+async fn assert_rows_exact(
+    db: SqlDb,
+    pool: &sqlx::AnyPool,
+    table: &str,
+    records: &[(String, String)],
+) {
+    let rows = window_rows(
+        db,
+        pool,
+        table,
+        &["country", "gender"],
+        &["users"],
+        &["total_age"],
+    )
+    .await
+    .unwrap();
+    let values: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
+        .collect();
+    support::assert_exact(&rows, &values);
+}
+
 async fn windows_are_exact_across_a_restart(db: SqlDb) {
     let ns = support::unique("sqlw");
     let topic = format!("{ns}.in");
@@ -78,21 +102,7 @@ async fn windows_are_exact_across_a_restart(db: SqlDb) {
         "the second run resumed from the stored offsets, not Kafka's: {records_in} records in"
     );
 
-    let rows = window_rows(
-        db,
-        &pool,
-        &ns,
-        &["country", "gender"],
-        &["users"],
-        &["total_age"],
-    )
-    .await
-    .unwrap();
-    let values: Vec<serde_json::Value> = records
-        .iter()
-        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
-        .collect();
-    support::assert_exact(&rows, &values);
+    assert_rows_exact(db, &pool, &ns, &records).await;
     let ends = support::ends_of_placements(&topic, &placements);
     let stored: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT topic, kafka_partition, next_offset FROM updraft_stream_offsets WHERE group_id = '{ns}' ORDER BY kafka_partition"
@@ -267,21 +277,7 @@ async fn windows_land_in_the_named_schema(db: SqlDb, schema: &str, ns: &str) {
     .await
     .unwrap();
     assert_eq!(tables, 1, "table {ns} in schema {schema}");
-    let rows = window_rows(
-        db,
-        &pool,
-        &table,
-        &["country", "gender"],
-        &["users"],
-        &["total_age"],
-    )
-    .await
-    .unwrap();
-    let values: Vec<serde_json::Value> = records
-        .iter()
-        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
-        .collect();
-    support::assert_exact(&rows, &values);
+    assert_rows_exact(db, &pool, &table, &records).await;
 
     let config: tasks::stream::StreamConfig = serde_json::from_value(serde_json::json!({
         "topics": [topic],

@@ -744,17 +744,9 @@ async fn user_logins_are_cleaned_and_counted_per_state_over_sliding_windows() {
     let later = chrono::DateTime::from_timestamp(last + 3_600, 0).unwrap();
     let closer = serde_json::json!({"user_id": 0, "state": "ZZ", "timestamp": later.format("%Y-%m-%dT%H:%M:%SZ").to_string()});
     support::produce(&format!("{ns}.clean"), &[("0".into(), closer.to_string())]).await;
-    let closed = support::consume_all(
-        &[format!("{ns}.stats")],
-        truth.len(),
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(
-        support::counts_of_records(&closed, "state", "logins"),
-        truth,
-        "the windows produced to Kafka"
-    );
+    let closed =
+        support::assert_kafka_window_counts(&format!("{ns}.stats"), "state", "logins", &truth)
+            .await;
     assert!(
         closed.iter().all(|r| {
             let window: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
@@ -833,17 +825,7 @@ async fn names_are_counted_by_first_letter_per_day() {
     // above; its own day stays open.
     let later = names.iter().map(|r| r.timestamp_ms).max().unwrap() + 2 * 86_400_000;
     support::produce_at(&format!("{ns}.names"), "", r#"{"first":"Zoe"}"#, later).await;
-    let closed = support::consume_all(
-        &[format!("{ns}.stats")],
-        truth.len(),
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(
-        support::counts_of_records(&closed, "letter", "names"),
-        truth,
-        "the days produced to Kafka"
-    );
+    support::assert_kafka_window_counts(&format!("{ns}.stats"), "letter", "names", &truth).await;
     let outcome = support::stop_and_wait(&executor, &run, driver).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
 }

@@ -88,9 +88,31 @@ pub fn counts_of(documents: &[Document], group: &str, count: &str) -> WindowCoun
         .collect()
 }
 
+/// Reads as many window results from `topic` as `truth` has windows and groups (60 s at
+/// most) and checks their counts against it; the records, for further checks.
+pub async fn assert_kafka_window_counts(
+    topic: &str,
+    group: &str,
+    count: &str,
+    truth: &WindowCounts,
+) -> Vec<super::Consumed> {
+    let closed = super::consume_all(
+        &[topic.to_owned()],
+        truth.len(),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        counts_of_records(&closed, group, count),
+        *truth,
+        "the windows produced to {topic}"
+    );
+    closed
+}
+
 /// [`counts_of`] for window results a Kafka sink produced, one JSON document per record;
 /// fails on a window and group produced twice.
-pub fn counts_of_records(records: &[super::Consumed], group: &str, count: &str) -> WindowCounts {
+fn counts_of_records(records: &[super::Consumed], group: &str, count: &str) -> WindowCounts {
     let documents: Vec<Document> = records
         .iter()
         .map(|r| {
