@@ -8,7 +8,7 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use orchestrator::{dag::Dag, executor::RunOutcome, store::RunState};
-use support::sql::{SqlDb, sql_sink, total, window_rows};
+use support::sql::{SqlDb, sql_sink, stats_rows, total};
 
 const BATCH: usize = 3_000;
 
@@ -27,16 +27,7 @@ async fn assert_rows_exact(
     table: &str,
     records: &[(String, String)],
 ) {
-    let rows = window_rows(
-        db,
-        pool,
-        table,
-        &["country", "gender"],
-        &["users"],
-        &["total_age"],
-    )
-    .await
-    .unwrap();
+    let rows = stats_rows(db, pool, table).await;
     let values: Vec<serde_json::Value> = records
         .iter()
         .map(|(_, payload)| serde_json::from_str(payload).unwrap())

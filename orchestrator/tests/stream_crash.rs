@@ -13,7 +13,7 @@ use std::{
 use mongodb::bson::Document;
 use support::{
     serve::Serve,
-    sql::{SqlDb, sql_sink, total, window_rows},
+    sql::{SqlDb, sql_sink, stats_rows, total},
 };
 
 const RECORDS: usize = 100_000;
@@ -160,16 +160,7 @@ impl Target {
     async fn windows(&self) -> Vec<Document> {
         match self {
             Self::Mongodb(stats) => support::all_documents(stats).await,
-            Self::Postgres(pool, table) => window_rows(
-                SqlDb::Postgres,
-                pool,
-                table,
-                &["country", "gender"],
-                &["users"],
-                &["total_age"],
-            )
-            .await
-            .unwrap(),
+            Self::Postgres(pool, table) => stats_rows(SqlDb::Postgres, pool, table).await,
         }
     }
 }

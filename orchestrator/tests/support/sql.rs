@@ -47,6 +47,21 @@ impl SqlDb {
     }
 }
 
+/// The rows of a table written by [`super::stats_dag_source`]'s stream (users and their
+/// total age by country and gender), as documents for [`super::assert_exact`].
+pub async fn stats_rows(db: SqlDb, pool: &AnyPool, table: &str) -> Vec<Document> {
+    window_rows(
+        db,
+        pool,
+        table,
+        &["country", "gender"],
+        &["users"],
+        &["total_age"],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("reading the rows of {table}: {e}"))
+}
+
 /// The rows of a window table as documents: `window_start` (RFC 3339), the text columns
 /// `groups`, the integer columns `counts` and the float columns `sums`.
 pub async fn window_rows(
