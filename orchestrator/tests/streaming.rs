@@ -480,6 +480,13 @@ topic = "{output}"
         },
     )
     .await;
+    // A Kafka sink writes no documents; its flushes produce records, and count.
+    let metrics = executor.task_metrics(&task_key(&run, "words")).unwrap();
+    let number = |key: &str| metrics.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(
+        number("flushes") > 0 && metrics.get("last_flush_at").is_some_and(|t| !t.is_null()),
+        "{metrics:?}"
+    );
     support::stop_and_wait(&executor, &run, driver).await;
 }
 

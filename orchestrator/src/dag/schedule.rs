@@ -128,6 +128,9 @@ pub fn due_logical_dates(
             .take(MAX_CATCHUP_RUNS_PER_PASS)
             .collect()
     } else {
+        // Whole seconds: inside a second the cron matches, croner would give `now` itself,
+        // fraction and all.
+        let horizon = chrono::SubsecRound::trunc_subsecs(horizon, 0);
         cron.find_previous_occurrence(&horizon.with_timezone(&tz), true)
             .ok()
             .map(|t| t.with_timezone(&Utc))
@@ -245,6 +248,17 @@ mod tests {
             utc("2026-01-01T03:30:00Z"),
         );
         assert_eq!(due, vec![utc("2026-01-01T03:00:00Z")]);
+    }
+
+    #[test]
+    fn the_latest_fire_time_of_a_seconds_cron_is_on_the_second() {
+        let due = due_logical_dates(
+            &cron("*/10 * * * * *"),
+            Tz::UTC,
+            window("2026-01-01T00:00:00Z", None, false),
+            utc("2026-12-02T07:52:30.464365Z"),
+        );
+        assert_eq!(due, vec![utc("2026-12-02T07:52:30Z")]);
     }
 
     #[test]

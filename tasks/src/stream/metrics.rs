@@ -60,7 +60,7 @@ impl Rates {
         let m = metrics.snapshot();
         let get = |k: &str| m.get(k).cloned().unwrap_or_default();
         format!(
-            "in {}/s, out {}/s, lag {}, late {}, dead-lettered {}, replayed skipped {}, last flush {} docs in {} ms",
+            "in {}/s, out {}/s, lag {}, late {}, dead-lettered {}, replayed skipped {}, last flush {} written in {} ms",
             get("records_in_per_s"),
             get("records_out_per_s"),
             get("lag_total"),

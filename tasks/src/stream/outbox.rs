@@ -41,9 +41,11 @@ impl Outbox {
         Ok(())
     }
 
-    /// Waits until the brokers have acknowledged every record sent so far.
-    pub async fn acknowledged(&mut self) -> Result<(), TaskError> {
-        for delivery in std::mem::take(&mut self.deliveries) {
+    /// Waits until the brokers have acknowledged every record sent so far; how many that was.
+    pub async fn acknowledged(&mut self) -> Result<usize, TaskError> {
+        let deliveries = std::mem::take(&mut self.deliveries);
+        let count = deliveries.len();
+        for delivery in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
@@ -54,6 +56,6 @@ impl Outbox {
                 Err(_) => return Err(TaskError::Failed("the producer stopped".into())),
             }
         }
-        Ok(())
+        Ok(count)
     }
 }

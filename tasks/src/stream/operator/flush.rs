@@ -18,13 +18,15 @@ impl StreamTask<'_> {
     pub(super) async fn flush(&mut self) -> Result<(), TaskError> {
         let started = Instant::now();
         self.close_windows()?;
-        self.outbox.acknowledged().await?;
+        let produced = self.outbox.acknowledged().await?;
         let written = self.write_documents().await?;
+        let moved = self.uncommitted;
         self.commit().await?;
         self.open.retain(|_, w| !w.closed);
-        if written > 0 {
+        // A flush that wrote, produced or moved offsets counts; an idle one does not.
+        if written + produced > 0 || moved {
             self.counters.flushes += 1;
-            self.counters.last_flush_docs = written;
+            self.counters.last_flush_docs = written + produced;
             self.counters.last_flush_ms = started.elapsed().as_millis() as u64;
             self.counters.last_flush_at = Some(chrono::Utc::now().to_rfc3339());
             publish_flush(&self.counters, &self.metrics);
