@@ -323,7 +323,7 @@ fn parse_task_table(
         return None;
     };
     let operator_value = Spanned::new(value.span(), DeValue::Table(operator.clone()));
-    match check_operator_config(&operator, value.span()) {
+    match check_operator_config(kind, &operator, value.span()) {
         Err(ConfigProblem::Toml(error)) => {
             problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
             return None;
@@ -355,35 +355,35 @@ enum ConfigProblem {
     Rule(ConfigError),
 }
 
-/// Checks the operator config's keys, types and rules now, leaving out templated values: they
-/// are known only once rendered, and checked then, before the try starts.
-fn check_operator_config(operator: &DeTable<'_>, span: Range<usize>) -> Result<(), ConfigProblem> {
-    let is_template = |value: &DeValue<'_>| {
-        value
-            .as_str()
-            .is_some_and(|s| s.contains("{{") || s.contains("{%"))
-    };
-    let mut untemplated = DeTable::new();
+/// Checks the operator config's keys, types and rules now, leaving out templated values (at
+/// any depth of tables): they are known only once rendered, and checked then, before the try
+/// starts.
+fn check_operator_config(
+    kind: OperatorKind,
+    operator: &DeTable<'_>,
+    span: Range<usize>,
+) -> Result<(), ConfigProblem> {
     let mut templated = Vec::new();
-    for (key, value) in operator.iter() {
-        if is_template(value.get_ref()) {
-            templated.push(key.get_ref().to_string());
-        } else {
-            untemplated.insert(key.clone(), value.clone());
-        }
-    }
-    match deserialize::<OperatorConfig>(Spanned::new(span, DeValue::Table(untemplated))) {
+    let untemplated = without_templates(operator, "", &mut templated);
+    let config = Spanned::new(span, DeValue::Table(untemplated));
+    match deserialize::<OperatorConfig>(config.clone()) {
         Err(error)
             if error.message().starts_with("missing field")
-                && templated
-                    .iter()
-                    .any(|k| error.message().contains(&format!("`{k}`"))) =>
+                && templated.iter().any(|path| {
+                    let leaf = path.rsplit('.').next().unwrap_or(path);
+                    error.message().contains(&format!("`{leaf}`"))
+                }) =>
         {
             Ok(())
         }
-        Err(error) => Err(ConfigProblem::Toml(error)),
+        Err(error) if error.message().starts_with("unknown field") => {
+            Err(ConfigProblem::Toml(error))
+        }
+        // A wrong value: the tagged enum's error has lost the field; find it.
+        Err(error) => Err(field_of_type_error(kind, config)
+            .map_or(ConfigProblem::Toml(error), ConfigProblem::Rule)),
         Ok(config) => match config.validate() {
-            Err(error) if !templated.contains(&top_level_key(&error.field).to_owned()) => {
+            Err(error) if !templated.iter().any(|path| overlaps(path, &error.field)) => {
                 Err(ConfigProblem::Rule(error))
             }
             _ => Ok(()),
@@ -391,9 +391,58 @@ fn check_operator_config(operator: &DeTable<'_>, span: Range<usize>) -> Result<(
     }
 }
 
-/// `window` of `window.slide`, `topics` of `topics[1]`.
-fn top_level_key(field: &str) -> &str {
-    field.split(['.', '[']).next().unwrap_or(field)
+/// A type error of `config` with the path of the value it is about (`window.size`), from
+/// deserializing it once more as the `kind` operator's config.
+fn field_of_type_error(kind: OperatorKind, config: Spanned<DeValue<'_>>) -> Option<ConfigError> {
+    let json: serde_json::Value = deserialize(config).ok()?;
+    let error = OperatorConfig::from_json(kind, json).err()?;
+    let path = error.path().to_string();
+    (path != ".").then(|| ConfigError::new(path, error.inner().to_string()))
+}
+
+/// `table` without its templated text values, at any depth of tables; their dotted paths
+/// (`url`, `window.size`) go to `templated`.
+fn without_templates<'a>(
+    table: &DeTable<'a>,
+    prefix: &str,
+    templated: &mut Vec<String>,
+) -> DeTable<'a> {
+    let is_template = |value: &DeValue<'_>| {
+        value
+            .as_str()
+            .is_some_and(|s| s.contains("{{") || s.contains("{%"))
+    };
+    let mut kept = DeTable::new();
+    for (key, value) in table.iter() {
+        let path = match prefix {
+            "" => key.get_ref().to_string(),
+            _ => format!("{prefix}.{}", key.get_ref()),
+        };
+        match value.get_ref() {
+            inner if is_template(inner) => templated.push(path),
+            DeValue::Table(inner) => {
+                let inner = without_templates(inner, &path, templated);
+                kept.insert(
+                    key.clone(),
+                    Spanned::new(value.span(), DeValue::Table(inner)),
+                );
+            }
+            _ => {
+                kept.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    kept
+}
+
+/// Whether a rule's `field` (`window.slide`, `topics[1]`) is, holds or lies inside the
+/// templated `path`.
+pub(super) fn overlaps(path: &str, field: &str) -> bool {
+    let within = |long: &str, short: &str| {
+        long.strip_prefix(short)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    within(field, path) || within(path, field)
 }
 
 /// The span of the value at `field` (`window.slide`, `topics[1]`), or of the deepest part of

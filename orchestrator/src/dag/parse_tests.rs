@@ -141,7 +141,10 @@ fn bad_cron_duration_and_timezone_are_reported_together() {
         has(&p, "4:12: dag.timezone: unknown timezone \"Mars/Olympus\""),
         "{p:?}"
     );
-    assert!(has(&p, "task \"a\": bad duration \"soon\""), "{p:?}");
+    assert!(
+        has(&p, "8:12: task \"a\".duration: bad duration \"soon\""),
+        "{p:?}"
+    );
     assert!(has(&p, "12:15: task[1]: bad duration \"often\""), "{p:?}");
     assert_eq!(p.len(), 4, "{p:?}");
 }
@@ -202,4 +205,34 @@ fn a_bad_file_does_not_stop_the_good_ones() {
         ),
         "{errors:?}"
     );
+}
+
+#[test]
+fn templated_values_are_left_out_of_the_load_check_at_any_depth() {
+    let stream = |window: &str| {
+        format!(
+            "[dag]\nid = \"d\"\nschedule = \"@continuous\"\nparams = {{ size = \"1m\" }}\n[[task]]\nid = \"s\"\noperator = \"stream\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n[task.window]\n{window}\naggregates = {{ n = \"count\" }}\n[task.sink]\nkind = \"kafka\"\ntopic = \"out\"\n"
+        )
+    };
+    // Templated: a nested required field, and a nested field a rule checks.
+    parse(&stream("size = \"{{ params.size }}\"")).unwrap();
+    parse(&stream("size = \"1m\"\nslide = \"{{ params.slide }}\"")).unwrap();
+    // As written, the same fields are checked.
+    let bad = problems(&stream("size = \"soon\""));
+    assert!(
+        has(&bad, "11:8: task \"s\".window.size: bad duration \"soon\""),
+        "{bad:?}"
+    );
+    let bad = problems(&stream("size = \"1m\"\nslide = \"2m\""));
+    assert!(has(&bad, "window.slide"), "{bad:?}");
+}
+
+#[test]
+fn a_templated_path_overlaps_the_fields_in_and_around_it() {
+    assert!(parse::overlaps("window.slide", "window.slide"));
+    assert!(parse::overlaps("window", "window.slide"));
+    assert!(parse::overlaps("window.slide", "window"));
+    assert!(parse::overlaps("topics", "topics[1]"));
+    assert!(!parse::overlaps("window.size", "window.slide"));
+    assert!(!parse::overlaps("key", "keys"));
 }
