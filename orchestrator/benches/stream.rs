@@ -106,6 +106,12 @@ fn main() -> anyhow::Result<()> {
             "http_to_kafka without the API's cost = {:.2} x the raw producer",
             alone / raw_produce
         );
+        let (_, one_topic) = produce_from_api(&ns, &sizes, Api::StaticOneTopic).await?;
+        println!(
+            "http_to_kafka into one topic by a plain key = {:.2} x the raw producer, {:.2} x the fan-out by expression",
+            one_topic / raw_produce,
+            one_topic / alone
+        );
         let records = records.0;
         let raw = consume_raw(&brokers, &ns, records)?;
         let sinks = [Sink::Mongodb(mongo.clone()), Sink::Postgres(postgres.clone())];
@@ -301,6 +307,9 @@ impl Timed {
 enum Api {
     Fake,
     Static,
+    /// The static answer into one topic named in the config, keyed by a plain path: only
+    /// the key is parsed out of each record.
+    StaticOneTopic,
 }
 
 /// `http_to_kafka` GETs from the fake API and fans out to one topic per nationality; the
@@ -310,7 +319,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     let address = listener.local_addr()?;
     let router = match api {
         Api::Fake => fake_randomuser::router(),
-        Api::Static => {
+        Api::Static | Api::StaticOneTopic => {
             let query = user_query(sizes.per_call, "static")?;
             let body = axum::body::Bytes::from(fake_randomuser::response_body(&query));
             axum::Router::new().route(
@@ -323,9 +332,10 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
         }
     };
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let prefix = match api {
-        Api::Fake => format!("{ns}.users."),
-        Api::Static => format!("{ns}.static."),
+    let topic = match api {
+        Api::Fake => format!("\"{ns}.users.\" + (.nat | ascii_downcase)"),
+        Api::Static => format!("\"{ns}.static.\" + (.nat | ascii_downcase)"),
+        Api::StaticOneTopic => format!("{ns}.one"),
     };
     let mut total = 0;
     let mut busy = Duration::ZERO;
@@ -336,7 +346,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
             "operator": "http_to_kafka",
             "url": format!("http://{address}/api/?results={}&seed=bench&page={}", sizes.per_call, call + 1),
             "key": ".login.uuid",
-            "topic": format!("\"{prefix}\" + (.nat | ascii_downcase)"),
+            "topic": topic,
             "partitions": 1,
         }))?;
         let timed = Arc::new(Timed::default());
@@ -366,6 +376,8 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
         match api {
             Api::Fake => "the fake API",
             Api::Static => "one answer generated beforehand",
+            Api::StaticOneTopic =>
+                "one answer generated beforehand, into one topic by a plain key (.login.uuid)",
         },
         sizes.calls,
         sizes.per_call,

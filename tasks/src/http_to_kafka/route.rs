@@ -9,6 +9,7 @@ use crate::{
     RecordError,
     jq::{self, JqError, Val},
     kafka,
+    stream::fields::Fields,
 };
 
 /// Why an answer cannot be turned into records.
@@ -41,9 +42,15 @@ const RECORDS_PER_THREAD: usize = 500;
 pub fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, RouteError> {
     if let Some(raw) = plain_path(config.records.source()).and_then(|path| raw_records(body, &path))
     {
+        // With a plain key and topic path (or a topic name), only what they read is parsed.
+        let fields = Fields::read_by(config.key.iter().chain(config.topic.filter()));
         return in_parallel(&raw, |raw: &&RawValue| {
             let bytes = raw.get().as_bytes();
-            route_one(config, jq::parse_json(bytes)?, bytes.to_vec())
+            let record = match &fields {
+                Some(fields) => fields.parse(bytes)?,
+                None => jq::parse_json(bytes)?,
+            };
+            route_one(config, record, bytes.to_vec())
         });
     }
     let document = jq::parse_json(body).map_err(RouteError::Response)?;
@@ -206,6 +213,36 @@ mod tests {
             r#"{"nat":"FR","n":2e3,"login":{"uuid":"u2"}}"#
         );
         assert_eq!(routed[1].key.as_deref(), Some("u2"));
+    }
+
+    #[test]
+    fn a_plain_key_reads_only_its_path_and_fails_as_jq_would() {
+        let plain = config(serde_json::json!({"key": ".login.uuid", "topic": "t"}));
+        let whole = config(serde_json::json!({"key": "(.login.uuid)", "topic": "t"}));
+        for body in [
+            &br#"{"results": [{"nat": "US", "login": {"uuid": 7, "x": [1, {"y": null}]}}]}"#[..],
+            br#"{"results": [{"nat": "US", "login": {"uuid": "u1"}}, {"nat": "FR"}]}"#,
+            br#"{"results": [{"login": "text"}]}"#,
+            br#"{"results": [{"login": {"uuid": null}}]}"#,
+            br#"{"results": [3]}"#,
+        ] {
+            let outcome = |config: &HttpToKafkaConfig| {
+                route(config, body)
+                    .map(|routed| {
+                        routed
+                            .into_iter()
+                            .map(|r| (r.topic, r.key, r.payload))
+                            .collect::<Vec<_>>()
+                    })
+                    .map_err(|e| e.to_string().replace("(.login.uuid)", ".login.uuid"))
+            };
+            assert_eq!(
+                outcome(&plain),
+                outcome(&whole),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

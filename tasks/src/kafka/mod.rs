@@ -232,6 +232,14 @@ impl TopicSpec {
         JqFilter::compile(text).map(Self::Expression)
     }
 
+    /// The expression, when the topic is one.
+    pub fn filter(&self) -> Option<&JqFilter> {
+        match self {
+            Self::Name(_) => None,
+            Self::Expression(filter) => Some(filter),
+        }
+    }
+
     /// The topic of `record`.
     pub fn topic_of(&self, record: &Val) -> Result<String, TopicError> {
         match self {

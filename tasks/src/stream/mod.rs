@@ -4,7 +4,7 @@
 //! results and `outbox.rs` produces records.
 
 mod config;
-mod fields;
+pub(crate) mod fields;
 mod metrics;
 mod operator;
 mod outbox;
