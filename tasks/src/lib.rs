@@ -11,6 +11,7 @@ mod config;
 mod context;
 mod duration;
 mod error;
+mod fields;
 pub mod file_to_kafka;
 pub mod generate_to_kafka;
 pub mod http;

@@ -7,9 +7,9 @@ use serde_json::value::RawValue;
 use super::HttpToKafkaConfig;
 use crate::{
     RecordError,
+    fields::Fields,
     jq::{self, JqError, Val},
     kafka,
-    stream::fields::Fields,
 };
 
 /// Why an answer cannot be turned into records.

@@ -4,7 +4,6 @@
 //! results and `outbox.rs` produces records.
 
 mod config;
-pub(crate) mod fields;
 mod metrics;
 mod operator;
 mod outbox;

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{AggregateSpec, StreamConfig, fields::Fields, window::Windows, window_doc::Input};
+use super::{AggregateSpec, StreamConfig, window::Windows, window_doc::Input};
 use crate::{
     RecordError,
+    fields::Fields,
     jq::{self, JqFilter, Val},
 };
 

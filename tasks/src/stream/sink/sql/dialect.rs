@@ -181,25 +181,24 @@ impl Dialect {
 
     /// The query of a table's column names, and its parameters: the schema (database) and
     /// table of `schema.name`, or the table of `name` in the current one.
-    pub fn columns_of(self, table: &str) -> (&'static str, Vec<String>) {
-        match (self.0, table.split_once('.')) {
-            (SqlKind::Postgres, None) => (
-                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
-                vec![table.to_owned()],
-            ),
-            (SqlKind::Mysql, None) => (
-                "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
-                vec![table.to_owned()],
-            ),
-            (SqlKind::Postgres, Some((schema, name))) => (
-                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+    pub fn columns_of(self, table: &str) -> (String, Vec<String>) {
+        let column = match self.0 {
+            SqlKind::Postgres => "column_name::text",
+            SqlKind::Mysql => "CAST(column_name AS CHAR)",
+        };
+        let (schema, params) = match (table.split_once('.'), self.0) {
+            (Some((schema, name)), _) => (
+                self.placeholder(1, ColumnType::Text),
                 vec![schema.to_owned(), name.to_owned()],
             ),
-            (SqlKind::Mysql, Some((schema, name))) => (
-                "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                vec![schema.to_owned(), name.to_owned()],
-            ),
-        }
+            (None, SqlKind::Postgres) => ("current_schema()".into(), vec![table.to_owned()]),
+            (None, SqlKind::Mysql) => ("DATABASE()".into(), vec![table.to_owned()]),
+        };
+        let name = self.placeholder(params.len(), ColumnType::Text);
+        let sql = format!(
+            "SELECT {column} FROM information_schema.columns WHERE table_schema = {schema} AND table_name = {name}"
+        );
+        (sql, params)
     }
 
     fn quoted_list<'a>(self, names: impl Iterator<Item = &'a str>) -> String {

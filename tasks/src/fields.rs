@@ -1,8 +1,9 @@
-//! Parsing only what a stream reads. When every expression of a windowed stream without
-//! transforms is a plain path (`.location.country`), a record is parsed into the values on
-//! those paths alone: the rest is checked as JSON and skipped, not built (building whole
-//! records was about half of the stream's CPU, BENCHMARKS.md). The expressions then give on
-//! that smaller value what they give on the whole record.
+//! Parsing only what expressions read. When every expression a record goes through is a
+//! plain path (`.location.country`): a windowed stream without transforms, or
+//! `http_to_kafka`'s key and topic, the record is parsed into the values on those paths
+//! alone: the rest is checked as JSON and skipped, not built (building whole records was
+//! about half of the stream's CPU, BENCHMARKS.md). The expressions then give on that smaller
+//! value what they give on the whole record.
 
 use std::{borrow::Cow, collections::BTreeMap, fmt};
 
