@@ -100,7 +100,7 @@ impl Bench {
         let new = new_manual_run(dag, Default::default(), Some(self.executor.owner().into()));
         let run = self
             .store
-            .create_run(&new, &dag.task_tries())
+            .create_run(&new, &dag.new_task_instances())
             .await?
             .context("run id taken")?;
         let outcome = self.executor.drive_run(dag.clone(), run.clone()).await?;

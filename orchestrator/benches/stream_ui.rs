@@ -227,7 +227,7 @@ async fn start(bench: &Bench, id: &str) -> anyhow::Result<(DagRunRow, TaskKey)> 
     let run = bench
         .executor
         .store()
-        .create_run(&new, &dag.task_tries())
+        .create_run(&new, &dag.new_task_instances())
         .await?
         .context("a new run")?;
     let executor = bench.executor.clone();

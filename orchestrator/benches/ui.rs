@@ -176,7 +176,7 @@ async fn trigger_to_event(
         let mut new = new_manual_run(&dag, serde_json::Map::new(), None);
         new.run_id = format!("{}_{i}", new.run_id);
         let started = Instant::now();
-        store.create_run(&new, &dag.task_tries()).await?;
+        store.create_run(&new, &dag.new_task_instances()).await?;
         let wanted = format!("\"run_id\":\"{}\"", new.run_id);
         loop {
             let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
@@ -205,7 +205,7 @@ async fn seed_runs(store: &Store, bag: &DagBag, dag_id: &str, count: usize) -> a
         let mut new = new_manual_run(&dag, serde_json::Map::new(), None);
         new.logical_date = start + chrono::Duration::hours(i as i64);
         new.run_id = format!("manual__{}", new.logical_date.to_rfc3339());
-        store.create_run(&new, &dag.task_tries()).await?;
+        store.create_run(&new, &dag.new_task_instances()).await?;
     }
     Ok(())
 }
@@ -262,7 +262,7 @@ async fn log_latency(
     conf.insert("lines".into(), lines.into());
     let new = new_manual_run(&dag, conf, Some(executor.owner().to_owned()));
     let run = store
-        .create_run(&new, &dag.task_tries())
+        .create_run(&new, &dag.new_task_instances())
         .await?
         .context("a new run")?;
     let uri = format!("/dags/talk/runs/{}/tasks/say/logs/1/stream", run.run_id);

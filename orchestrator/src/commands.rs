@@ -81,7 +81,7 @@ pub async fn trigger(
     check_conf(dag, &conf)?;
     let new = new_manual_run(dag, conf, None);
     store
-        .create_run(&new, &dag.task_tries())
+        .create_run(&new, &dag.new_task_instances())
         .await?
         .ok_or_else(|| CommandError::Conflict(format!("a run {} already exists", new.run_id)))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use orchestrator::{
     executor::{RunOutcome, recover_zombies},
     scheduler::new_manual_run,
-    store::{RunState, Store, StoreError, TiChange, TiState},
+    store::{Fence, RunState, Store, StoreError, TiChange, TiState},
 };
 
 async fn run_dag(
@@ -229,7 +229,7 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
     let run = store
         .create_run(
             &new_manual_run(&dag, Default::default(), Some(dead_owner.clone())),
-            &dag.task_tries(),
+            &dag.new_task_instances(),
         )
         .await
         .unwrap()
@@ -239,14 +239,21 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
         .await
         .unwrap()
         .unwrap();
-    a.state = TiState::Running;
-    a.try_number = 1;
-    let as_dead_owner = |row| TiChange {
-        row,
-        from: TiState::Scheduled,
-        owner: &dead_owner,
-    };
-    store.save_task_instance(&as_dead_owner(&a)).await.unwrap();
+    // The dead owner queued `a` and started its first try.
+    for (from, to) in [
+        (TiState::Scheduled, TiState::Queued),
+        (TiState::Queued, TiState::Running),
+    ] {
+        a.state = to;
+        a.try_number = u32::from(to == TiState::Running);
+        a.claimed_by = Some(dead_owner.clone());
+        let change = TiChange {
+            row: &a,
+            from,
+            fence: Fence::RunOwner(&dead_owner),
+        };
+        store.transition_task_instance(&change).await.unwrap();
+    }
     let logs = tempfile::tempdir().unwrap();
     let executor = support::executor(store.clone(), logs.path());
     let adopted = recover_zombies(&executor, |_, _| false).await.unwrap();
@@ -263,11 +270,12 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
     assert!(a.error.as_deref().unwrap().contains("zombie"));
     // The dead owner, were it alive after all, can no longer write the instance or end the run.
     let late_write = TiChange {
+        row: &a,
         from: TiState::Running,
-        ..as_dead_owner(&a)
+        fence: Fence::Claim(&dead_owner),
     };
     assert!(matches!(
-        store.save_task_instance(&late_write).await,
+        store.transition_task_instance(&late_write).await,
         Err(StoreError::Lost { .. })
     ));
     assert!(matches!(

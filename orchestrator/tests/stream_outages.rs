@@ -37,7 +37,7 @@ async fn stream_recovers_from_broker_and_mongodb_outages_exactly_once() {
     let run = store
         .create_run(
             &new_manual_run(&dag, Default::default(), Some(executor.owner().into())),
-            &dag.task_tries(),
+            &dag.new_task_instances(),
         )
         .await
         .unwrap()

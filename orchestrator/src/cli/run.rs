@@ -38,7 +38,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         },
     );
     let new = new_manual_run(&dag, conf, Some(executor.owner().to_owned()));
-    let Some(run) = store.create_run(&new, &dag.task_tries()).await? else {
+    let Some(run) = store.create_run(&new, &dag.new_task_instances()).await? else {
         anyhow::bail!("a run {} of {} already exists", new.run_id, dag.id);
     };
     println!("Running {} ({})", dag.id, run.run_id);

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use tasks::OperatorKind;
 
 use super::Schedule;
+use crate::store::NewTaskInstance;
+
+/// The queue of tasks and DAGs that name none.
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// One DAG, parsed and validated.
 #[derive(Debug, Clone)]
@@ -26,6 +30,8 @@ pub struct Dag {
     /// Whether a trigger's conf may hold keys that are not params (off: they are refused).
     pub allow_extra_conf: bool,
     pub tags: Vec<String>,
+    /// The queue of its tasks that name none (`[dag] queue`, else `default`).
+    pub queue: String,
     /// Tasks in a topological order (every task after its upstreams).
     pub tasks: Vec<TaskSpec>,
 }
@@ -50,11 +56,15 @@ impl Dag {
         found
     }
 
-    /// (task id, max tries) of every task: what a new run's task instances start from.
-    pub fn task_tries(&self) -> Vec<(String, u32)> {
+    /// What a new run's task instances start from: id, tries and queue of every task.
+    pub fn new_task_instances(&self) -> Vec<NewTaskInstance> {
         self.tasks
             .iter()
-            .map(|task| (task.id.clone(), task.retry.retries.saturating_add(1)))
+            .map(|task| NewTaskInstance {
+                task_id: task.id.clone(),
+                max_tries: task.retry.retries.saturating_add(1),
+                queue: task.queue.clone(),
+            })
             .collect()
     }
 }
@@ -68,6 +78,8 @@ pub struct TaskSpec {
     pub trigger_rule: TriggerRule,
     pub retry: RetryPolicy,
     pub timeout: Option<Duration>,
+    /// The queue whose workers run it (its own `queue`, else the DAG's).
+    pub queue: String,
     /// The operator config as written, `operator` key included; string values are templates
     /// rendered at the start of each try.
     pub config: serde_json::Value,

@@ -12,7 +12,7 @@ use toml::{
 };
 
 use super::{
-    DagFileError, RetryPolicy, Schedule, TaskSpec, TriggerRule,
+    DEFAULT_QUEUE, DagFileError, RetryPolicy, Schedule, TaskSpec, TriggerRule,
     error::Problems,
     model::Dag,
     validate::{ParsedTask, validate_graph},
@@ -29,6 +29,7 @@ const COMMON_TASK_KEYS: &[&str] = &[
     "retry_exponential_backoff",
     "max_retry_delay",
     "timeout",
+    "queue",
 ];
 
 /// The `[dag]` table as written.
@@ -58,6 +59,8 @@ struct RawDag {
     allow_extra_conf: bool,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    queue: Option<Spanned<String>>,
 }
 
 /// The common fields of a `[[task]]` table as written.
@@ -80,6 +83,8 @@ struct RawTask {
     max_retry_delay: Option<HumanDuration>,
     #[serde(default)]
     timeout: Option<HumanDuration>,
+    #[serde(default)]
+    queue: Option<Spanned<String>>,
 }
 
 fn deserialize<'de, T: Deserialize<'de>>(
@@ -118,6 +123,9 @@ pub fn parse_dag_file(path: &Path, source: &str) -> Result<Dag, DagFileError> {
         Some(mut dag) if problems.list.is_empty() => {
             dag.file = path.to_owned();
             dag.tasks = tasks;
+            for task in dag.tasks.iter_mut().filter(|t| t.queue.is_empty()) {
+                task.queue.clone_from(&dag.queue);
+            }
             Ok(dag)
         }
         _ => Err(fail(problems.list)),
@@ -138,6 +146,9 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
         }
     };
     check_id(raw.id.get_ref(), Some(raw.id.span()), "dag.id", problems);
+    if let Some(queue) = &raw.queue {
+        check_id(queue.get_ref(), Some(queue.span()), "dag.queue", problems);
+    }
     let schedule = match Schedule::parse(raw.schedule.as_ref().map(|s| s.get_ref().as_str())) {
         Ok(schedule) => schedule,
         Err(error) => {
@@ -194,6 +205,9 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
         params: raw.params,
         allow_extra_conf: raw.allow_extra_conf,
         tags: raw.tags,
+        queue: raw
+            .queue
+            .map_or_else(|| DEFAULT_QUEUE.to_owned(), Spanned::into_inner),
         tasks: Vec::new(),
     })
 }
@@ -309,6 +323,14 @@ fn parse_task_table(
         &format!("{field}.id"),
         problems,
     );
+    if let Some(queue) = &raw.queue {
+        check_id(
+            queue.get_ref(),
+            Some(queue.span()),
+            &format!("{field}.queue"),
+            problems,
+        );
+    }
     let Some(kind) = OperatorKind::from_name(raw.operator.get_ref()) else {
         let message = format!(
             "unknown operator {:?}: expected one of {}",
@@ -511,6 +533,8 @@ fn task_spec(raw: RawTask, operator: OperatorKind, config: serde_json::Value) ->
             trigger_rule: raw.trigger_rule,
             retry,
             timeout: raw.timeout.map(HumanDuration::as_duration),
+            // Empty: the DAG's queue, filled in once the `[dag]` table is known.
+            queue: raw.queue.map(Spanned::into_inner).unwrap_or_default(),
             config,
         },
     }

@@ -4,7 +4,6 @@
 mod backoff;
 mod driver;
 mod runner;
-mod state;
 mod trigger_rule;
 mod writer;
 mod zombies;
@@ -22,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 pub use backoff::{retry_delay, stream_restart_delay};
 pub use driver::RunOutcome;
 pub use runner::build_operator;
-pub use state::can_transition;
 pub use trigger_rule::{Decision, decide};
 pub use zombies::{is_owner_alive, recover_zombies};
 
@@ -36,13 +34,6 @@ use crate::{
 pub enum ExecutorError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("illegal task state change {dag_id}.{task_id}: {from} -> {to}")]
-    IllegalTransition {
-        dag_id: String,
-        task_id: String,
-        from: TiState,
-        to: TiState,
-    },
 }
 
 /// Limits and identity of an executor.
@@ -222,33 +213,19 @@ impl Executor {
             .clone()
     }
 
-    /// The one place task instances change state: checks the move, makes it durable (group
-    /// commit with the changes made at the same moment), logs it.
+    /// Moves a task instance through the store's state machine (which checks the edge, writes
+    /// it fenced by this process's hold on the run or the try, and logs it), in a group commit
+    /// with the moves made at the same moment; `ti` keeps its old state if the move fails.
     async fn transition(&self, ti: &mut TaskInstanceRow, to: TiState) -> Result<(), ExecutorError> {
         let from = ti.state;
-        if !can_transition(from, to) {
-            return Err(ExecutorError::IllegalTransition {
-                dag_id: ti.dag_id.clone(),
-                task_id: ti.task_id.clone(),
-                from,
-                to,
-            });
-        }
         ti.state = to;
+        if to == TiState::Running {
+            ti.claimed_by = Some(self.inner.owner.clone());
+        }
         if let Err(error) = self.inner.writer.save(ti.clone(), from).await {
             ti.state = from;
             return Err(error.into());
         }
-        tracing::info!(
-            dag_id = %ti.dag_id,
-            run_id = %ti.run_id,
-            task_id = %ti.task_id,
-            try_number = ti.try_number,
-            from = %from,
-            to = %to,
-            duration_ms = ti.duration_ms,
-            "Task state changed"
-        );
         Ok(())
     }
 }

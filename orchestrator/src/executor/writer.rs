@@ -3,7 +3,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Store, StoreError, TaskInstanceRow, TiChange, TiState};
+use crate::store::{Fence, Store, StoreError, TaskInstanceRow, TiChange, TiState};
 
 /// The most rows one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -54,10 +54,10 @@ async fn write_batches(
             .map(|r: &Request| TiChange {
                 row: &r.row,
                 from: r.from,
-                owner: &owner,
+                fence: fence(r.from, &owner),
             })
             .collect();
-        let outcome = store.save_task_instances(&changes).await;
+        let outcome = store.transition_task_instances(&changes).await;
         drop(changes);
         match outcome {
             Ok(()) => {
@@ -71,11 +71,22 @@ async fn write_batches(
                     let change = TiChange {
                         row: &request.row,
                         from: request.from,
-                        owner: &owner,
+                        fence: fence(request.from, &owner),
                     };
-                    let _ = request.ack.send(store.save_task_instance(&change).await);
+                    let _ = request
+                        .ack
+                        .send(store.transition_task_instance(&change).await);
                 }
             }
         }
+    }
+}
+
+/// A try's own moves (from running) are fenced by its claim; the others by the hold on the run.
+fn fence(from: TiState, owner: &str) -> Fence<'_> {
+    if from == TiState::Running {
+        Fence::Claim(owner)
+    } else {
+        Fence::RunOwner(owner)
     }
 }

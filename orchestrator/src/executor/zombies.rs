@@ -5,7 +5,7 @@ use chrono::Utc;
 use nix::{errno::Errno, sys::signal::kill, unistd::Pid};
 
 use super::{Executor, ExecutorError};
-use crate::store::{DagRunRow, RunState, TiState};
+use crate::store::{DagRunRow, Fence, RunState, TiChange, TiState};
 
 /// Whether the `host:pid` owner is alive. Owners on other hosts are taken to be alive: only
 /// one host's processes can be checked from here.
@@ -68,7 +68,15 @@ pub async fn recover_zombies(
                 TiState::Failed
             };
             tracing::warn!(dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, dead_owner = owner, "Found a zombie task instance");
-            executor.transition(&mut ti, next).await?;
+            let claimant = ti.claimed_by.clone().unwrap_or_default();
+            ti.state = next;
+            store
+                .transition_task_instance(&TiChange {
+                    row: &ti,
+                    from: TiState::Running,
+                    fence: Fence::Claim(&claimant),
+                })
+                .await?;
         }
         adopted.push(DagRunRow {
             owner: Some(executor.owner().to_owned()),

@@ -297,7 +297,7 @@ impl Scheduler {
         if self
             .executor
             .store()
-            .create_run(&new, &dag.task_tries())
+            .create_run(&new, &dag.new_task_instances())
             .await?
             .is_some()
         {

@@ -79,6 +79,35 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX IF NOT EXISTS dag_runs_by_dag_date ON dag_runs (dag_id, logical_date_us)",
         ],
     },
+    Migration {
+        version: 3,
+        description: "queues, claims, workers and the scheduler lease",
+        statements: &[
+            "ALTER TABLE task_instances ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",
+            "ALTER TABLE task_instances ADD COLUMN claimed_by TEXT",
+            "UPDATE task_instances SET claimed_by = (SELECT r.owner FROM dag_runs r
+                WHERE r.dag_id = task_instances.dag_id AND r.run_id = task_instances.run_id)
+             WHERE state = 'running'",
+            "CREATE INDEX IF NOT EXISTS task_instances_by_queue ON task_instances (state, queue)",
+            "CREATE TABLE IF NOT EXISTS workers (
+            worker_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            hostname TEXT NOT NULL,
+            queues TEXT NOT NULL,
+            slots BIGINT NOT NULL,
+            running BIGINT NOT NULL DEFAULT 0,
+            state TEXT NOT NULL,
+            started_us BIGINT NOT NULL,
+            heartbeat_us BIGINT NOT NULL
+        )",
+            "CREATE TABLE IF NOT EXISTS scheduler_lease (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            acquired_us BIGINT NOT NULL,
+            expires_us BIGINT NOT NULL
+        )",
+        ],
+    },
 ];
 
 /// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent

@@ -7,6 +7,7 @@ mod migrations;
 mod models;
 mod runs;
 mod task_instances;
+mod transitions;
 mod users;
 
 use std::str::FromStr;
@@ -20,9 +21,12 @@ use sqlx::{
 pub use dags::DagRow;
 pub use events::StoreEvent;
 pub use models::{
-    DagRunRow, NewRun, RunFilter, RunKey, RunState, RunType, TaskInstanceRow, TaskKey, TiState,
+    DagRunRow, NewRun, NewTaskInstance, RunFilter, RunKey, RunState, RunType, TaskInstanceRow,
+    TaskKey, TiState,
 };
-pub use task_instances::TiChange;
+pub use runs::{RunChange, RunEffect};
+pub use task_instances::{Fence, TiChange};
+pub use transitions::{run_can_transition, task_can_transition};
 pub use users::{ApiTokenRow, UserRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,13 @@ pub enum StoreError {
     /// another process.
     #[error("{what} is no longer {expected}: another process took it over or changed it")]
     Lost { what: String, expected: String },
+    /// A move the state machine does not allow (a bug, or a command on the wrong state).
+    #[error("{what} cannot move from {from} to {to}")]
+    IllegalTransition {
+        what: String,
+        from: String,
+        to: String,
+    },
     #[error("corrupt row in {table}: {message}")]
     Corrupt {
         table: &'static str,

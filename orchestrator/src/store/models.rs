@@ -138,6 +138,14 @@ impl NewRun {
     }
 }
 
+/// What a new run's task instance starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTaskInstance {
+    pub task_id: String,
+    pub max_tries: u32,
+    pub queue: String,
+}
+
 /// A task instance as stored: one task in one DAG run, across its tries.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskInstanceRow {
@@ -157,6 +165,11 @@ pub struct TaskInstanceRow {
     /// The result summary, for downstream templates.
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// The queue whose workers may run it (`default` unless the DAG or task names one).
+    pub queue: String,
+    /// Who claimed its current try (the executor or worker's owner token): the fence of
+    /// every write the try makes.
+    pub claimed_by: Option<String>,
 }
 
 impl TaskInstanceRow {

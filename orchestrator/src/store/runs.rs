@@ -1,11 +1,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, any::AnyRow};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
-    DagRunRow, NewRun, Result, RunFilter, RunKey, RunState, RunType, Store, StoreError, StoreEvent,
-    TiState, from_micros, to_micros,
+    DagRunRow, NewRun, NewTaskInstance, Result, RunFilter, RunKey, RunState, RunType, Store,
+    StoreError, StoreEvent, TiState, from_micros, to_micros, transitions::run_can_transition,
 };
 
 const RUN_COLUMNS: &str =
@@ -46,7 +46,7 @@ impl Store {
     pub async fn create_run(
         &self,
         new: &NewRun,
-        tasks: &[(String, u32)],
+        tasks: &[NewTaskInstance],
     ) -> Result<Option<DagRunRow>> {
         let now = Utc::now();
         let state = if new.owner.is_some() {
@@ -75,13 +75,14 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Ok(None);
         }
-        for (task_id, max_tries) in tasks {
-            sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries) VALUES ($1, $2, $3, $4, 0, $5)")
+        for task in tasks {
+            sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries, queue) VALUES ($1, $2, $3, $4, 0, $5, $6)")
                 .bind(new.dag_id.as_str())
                 .bind(new.run_id.as_str())
-                .bind(task_id.as_str())
+                .bind(task.task_id.as_str())
                 .bind(TiState::Scheduled.as_str())
-                .bind(i64::from(*max_tries))
+                .bind(i64::from(task.max_tries))
+                .bind(task.queue.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -100,20 +101,18 @@ impl Store {
 
     /// Moves a queued run to running for `owner`; false if another process got it first.
     pub async fn claim_run(&self, dag_id: &str, run_id: &str, owner: &str) -> Result<bool> {
-        let result = sqlx::query("UPDATE dag_runs SET state = $1, owner = $2, start_us = $3 WHERE dag_id = $4 AND run_id = $5 AND state = $6")
-            .bind(RunState::Running.as_str())
-            .bind(owner)
-            .bind(to_micros(Utc::now()))
-            .bind(dag_id)
-            .bind(run_id)
-            .bind(RunState::Queued.as_str())
-            .execute(&self.pool)
-            .await?;
-        let claimed = result.rows_affected() == 1;
-        if claimed {
-            self.publish_run(dag_id, run_id, RunState::Running);
-        }
-        Ok(claimed)
+        let run = RunKey {
+            dag_id: dag_id.to_owned(),
+            run_id: run_id.to_owned(),
+        };
+        self.transition_run(&RunChange {
+            run: &run,
+            from: RunState::Queued,
+            to: RunState::Running,
+            owner: None,
+            effect: RunEffect::Claim { owner },
+        })
+        .await
     }
 
     /// Takes over a running run from a dead owner; false if its owner changed meanwhile.
@@ -124,57 +123,77 @@ impl Store {
         dead_owner: Option<&str>,
         owner: &str,
     ) -> Result<bool> {
-        let result = sqlx::query("UPDATE dag_runs SET owner = $1 WHERE dag_id = $2 AND run_id = $3 AND state = $4 AND COALESCE(owner, '') = $5")
-            .bind(owner)
-            .bind(dag_id)
-            .bind(run_id)
-            .bind(RunState::Running.as_str())
-            .bind(dead_owner.unwrap_or(""))
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
+        let run = RunKey {
+            dag_id: dag_id.to_owned(),
+            run_id: run_id.to_owned(),
+        };
+        self.transition_run(&RunChange {
+            run: &run,
+            from: RunState::Running,
+            to: RunState::Running,
+            owner: Some(dead_owner.unwrap_or("")),
+            effect: RunEffect::Adopt { owner },
+        })
+        .await
     }
 
     /// Ends a running run that `owner` holds; [`StoreError::Lost`] when it no longer does.
     pub async fn finish_run(&self, run: &RunKey, owner: &str, state: RunState) -> Result<()> {
-        let result = sqlx::query(
-            "UPDATE dag_runs SET state = $1, end_us = $2 WHERE dag_id = $3 AND run_id = $4 AND state = $5 AND owner = $6",
-        )
-        .bind(state.as_str())
-        .bind(to_micros(Utc::now()))
-        .bind(run.dag_id.as_str())
-        .bind(run.run_id.as_str())
-        .bind(RunState::Running.as_str())
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() != 1 {
+        let ended = self
+            .transition_run(&RunChange {
+                run,
+                from: RunState::Running,
+                to: state,
+                owner: Some(owner),
+                effect: RunEffect::End,
+            })
+            .await?;
+        if !ended {
             return Err(StoreError::Lost {
                 what: format!("run {}.{}", run.dag_id, run.run_id),
                 expected: format!("running under {owner}"),
             });
         }
-        self.publish_run(&run.dag_id, &run.run_id, state);
         Ok(())
     }
 
     /// Ends a queued run as stopped (nothing ran); false when it is no longer queued.
     pub async fn stop_queued_run(&self, run: &RunKey) -> Result<bool> {
-        let result = sqlx::query(
-            "UPDATE dag_runs SET state = $1, end_us = $2 WHERE dag_id = $3 AND run_id = $4 AND state = $5",
-        )
-        .bind(RunState::Stopped.as_str())
-        .bind(to_micros(Utc::now()))
-        .bind(run.dag_id.as_str())
-        .bind(run.run_id.as_str())
-        .bind(RunState::Queued.as_str())
-        .execute(&self.pool)
-        .await?;
-        let stopped = result.rows_affected() == 1;
-        if stopped {
-            self.publish_run(&run.dag_id, &run.run_id, RunState::Stopped);
+        self.transition_run(&RunChange {
+            run,
+            from: RunState::Queued,
+            to: RunState::Stopped,
+            owner: None,
+            effect: RunEffect::End,
+        })
+        .await
+    }
+
+    /// Moves a run if it is still in `change.from` (and held by `change.owner`, if given);
+    /// false when it is not. Durable when this returns; logged and published after the commit.
+    pub async fn transition_run(&self, change: &RunChange<'_>) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let moved = apply_run_change(&mut conn, change).await?;
+        if moved {
+            self.after_run_change(change);
         }
-        Ok(stopped)
+        Ok(moved)
+    }
+
+    pub(super) fn after_run_change(&self, change: &RunChange<'_>) {
+        let owner = match change.effect {
+            RunEffect::Claim { owner } | RunEffect::Adopt { owner } => Some(owner),
+            _ => None,
+        };
+        tracing::info!(
+            dag_id = %change.run.dag_id,
+            run_id = %change.run.run_id,
+            from = %change.from,
+            to = %change.to,
+            owner,
+            "Run state changed"
+        );
+        self.publish_run(&change.run.dag_id, &change.run.run_id, change.to);
     }
 
     /// The newest runs of a DAG by logical date (newest first), before `before` if given.
@@ -320,4 +339,92 @@ impl Store {
         .await?;
         Ok((row.try_get("queued")?, row.try_get("running")?))
     }
+}
+
+/// A run's move from `from` to `to`, and what else it writes.
+#[derive(Debug, Clone, Copy)]
+pub struct RunChange<'a> {
+    pub run: &'a RunKey,
+    pub from: RunState,
+    pub to: RunState,
+    /// The owner the run must still have (`""`: none); `None` checks no owner.
+    pub owner: Option<&'a str>,
+    pub effect: RunEffect<'a>,
+}
+
+/// What a run's move writes besides its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEffect<'a> {
+    /// queued -> running: held by `owner` from now.
+    Claim { owner: &'a str },
+    /// running -> running: a scheduler takes over the run of a dead owner.
+    Adopt { owner: &'a str },
+    /// Ended now.
+    End,
+    /// finished -> queued (clear): no owner, start or end until it runs again.
+    Reopen,
+    /// finished -> finished (mark): the state only.
+    Restate,
+}
+
+/// Checks the edge and writes one run's move inside `conn` (a transaction or not); false when
+/// the run was no longer `from` under the expected owner.
+pub(super) async fn apply_run_change(
+    conn: &mut AnyConnection,
+    change: &RunChange<'_>,
+) -> Result<bool> {
+    if !run_can_transition(change.from, change.to) {
+        return Err(StoreError::IllegalTransition {
+            what: format!("run {}.{}", change.run.dag_id, change.run.run_id),
+            from: change.from.to_string(),
+            to: change.to.to_string(),
+        });
+    }
+    let now = to_micros(Utc::now());
+    // $1 to, $2 dag, $3 run, $4 from, then the owner check's and the effect's values.
+    let mut sql = String::from("UPDATE dag_runs SET state = $1");
+    let mut next = 5;
+    let mut placeholder = || {
+        next += 1;
+        format!("${}", next - 1)
+    };
+    let (owner, stamp) = match change.effect {
+        RunEffect::Claim { owner } => {
+            sql += &format!(", owner = {}, start_us = {}", placeholder(), placeholder());
+            (Some(owner), Some(now))
+        }
+        RunEffect::Adopt { owner } => {
+            sql += &format!(", owner = {}", placeholder());
+            (Some(owner), None)
+        }
+        RunEffect::End => {
+            sql += &format!(", end_us = {}", placeholder());
+            (None, Some(now))
+        }
+        RunEffect::Reopen => {
+            sql += ", owner = NULL, start_us = NULL, end_us = NULL";
+            (None, None)
+        }
+        RunEffect::Restate => (None, None),
+    };
+    sql += " WHERE dag_id = $2 AND run_id = $3 AND state = $4";
+    if change.owner.is_some() {
+        sql += &format!(" AND COALESCE(owner, '') = {}", placeholder());
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(change.to.as_str())
+        .bind(change.run.dag_id.as_str())
+        .bind(change.run.run_id.as_str())
+        .bind(change.from.as_str());
+    if let Some(owner) = owner {
+        query = query.bind(owner);
+    }
+    if let Some(stamp) = stamp {
+        query = query.bind(stamp);
+    }
+    if let Some(expected) = change.owner {
+        query = query.bind(expected);
+    }
+    let result = query.execute(&mut *conn).await?;
+    Ok(result.rows_affected() == 1)
 }

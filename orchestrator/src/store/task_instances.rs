@@ -1,10 +1,14 @@
-use sqlx::{Row, any::AnyRow};
+use std::collections::HashMap;
 
 use chrono::Utc;
+use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
     Result, RunKey, RunState, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey, TiState,
-    from_micros, to_micros,
+    from_micros,
+    runs::{RunChange, RunEffect, apply_run_change},
+    to_micros,
+    transitions::task_can_transition,
 };
 
 fn corrupt(message: String) -> StoreError {
@@ -39,6 +43,8 @@ fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
             .transpose()
             .map_err(|e| corrupt(format!("result: {e}")))?,
         error: row.try_get("error")?,
+        queue: row.try_get("queue")?,
+        claimed_by: row.try_get("claimed_by")?,
     })
 }
 
@@ -79,12 +85,10 @@ impl Store {
         rows.iter().map(ti_from_row).collect()
     }
 
-    /// Writes every mutable field of a task instance that is still `from` in a run `owner`
-    /// holds; durable when this returns, [`StoreError::Lost`] when it is not.
-    pub async fn save_task_instance(&self, change: &TiChange<'_>) -> Result<()> {
-        check_applied(change, update_query(change).execute(&self.pool).await?)?;
-        self.publish_task(change.row);
-        Ok(())
+    /// Moves one task instance (see [`Store::transition_task_instances`]).
+    pub async fn transition_task_instance(&self, change: &TiChange<'_>) -> Result<()> {
+        self.transition_task_instances(std::slice::from_ref(change))
+            .await
     }
 
     fn publish_task(&self, ti: &TaskInstanceRow) {
@@ -136,177 +140,239 @@ impl Store {
         run: &RunKey,
         tasks: &[(String, u32)],
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let reopened = sqlx::query(
-            "UPDATE dag_runs SET state = $1, owner = NULL, start_us = NULL, end_us = NULL
-             WHERE dag_id = $2 AND run_id = $3 AND state IN ($4, $5, $6)",
-        )
-        .bind(RunState::Queued.as_str())
-        .bind(run.dag_id.as_str())
-        .bind(run.run_id.as_str())
-        .bind(RunState::Success.as_str())
-        .bind(RunState::Failed.as_str())
-        .bind(RunState::Stopped.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if reopened.rows_affected() == 0 {
+        let Some(existing) = self.get_run(&run.dag_id, &run.run_id).await? else {
+            return Ok(false);
+        };
+        if !existing.state.is_finished() {
             return Ok(false);
         }
-        for (task_id, tries) in tasks {
-            sqlx::query(
-                "UPDATE task_instances SET state = $1, max_tries = try_number + $2, end_us = NULL, duration_ms = NULL,
-                    next_retry_us = NULL, error = NULL
-                 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5",
-            )
-            .bind(TiState::Scheduled.as_str())
-            .bind(i64::from(*tries))
-            .bind(run.dag_id.as_str())
-            .bind(run.run_id.as_str())
-            .bind(task_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        self.events.publish(StoreEvent::Run {
-            dag_id: run.dag_id.clone(),
-            run_id: run.run_id.clone(),
-            state: RunState::Queued,
-        });
-        for (task_id, _) in tasks {
-            self.events.publish(StoreEvent::Task {
-                dag_id: run.dag_id.clone(),
-                run_id: run.run_id.clone(),
-                task_id: task_id.clone(),
-                state: TiState::Scheduled,
-                try_number: 0,
-            });
-        }
-        Ok(true)
+        let mut current: HashMap<String, TaskInstanceRow> = self
+            .task_instances(&run.dag_id, &run.run_id)
+            .await?
+            .into_iter()
+            .map(|ti| (ti.task_id.clone(), ti))
+            .collect();
+        let cleared: Vec<(TaskInstanceRow, TiState)> = tasks
+            .iter()
+            .filter_map(|(task_id, tries)| {
+                let mut row = current.remove(task_id)?;
+                let from = row.state;
+                row.state = TiState::Scheduled;
+                row.max_tries = row.try_number.saturating_add(*tries);
+                row.end = None;
+                row.duration_ms = None;
+                row.next_retry_at = None;
+                row.error = None;
+                (from != TiState::Scheduled).then_some((row, from))
+            })
+            .collect();
+        let changes: Vec<TiChange<'_>> = cleared
+            .iter()
+            .map(|(row, from)| TiChange {
+                row,
+                from: *from,
+                fence: Fence::Command,
+            })
+            .collect();
+        let reopen = RunChange {
+            run,
+            from: existing.state,
+            to: RunState::Queued,
+            owner: None,
+            effect: RunEffect::Reopen,
+        };
+        self.command(&reopen, &changes).await
     }
 
     /// Marks a task instance of a finished run `state` (success or failed) and sets the run's
-    /// state to what its task instances now say. False when the run is not finished.
+    /// state to what its task instances now say. False when the run is not finished or the task
+    /// instance does not exist.
     pub async fn mark_task_instance(&self, task: &TaskKey, state: TiState) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let finished: Option<(String,)> = sqlx::query_as(
-            "SELECT state FROM dag_runs WHERE dag_id = $1 AND run_id = $2 AND state IN ($3, $4, $5)",
-        )
-        .bind(task.dag_id.as_str())
-        .bind(task.run_id.as_str())
-        .bind(RunState::Success.as_str())
-        .bind(RunState::Failed.as_str())
-        .bind(RunState::Stopped.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if finished.is_none() {
+        let Some(existing) = self.get_run(&task.dag_id, &task.run_id).await? else {
+            return Ok(false);
+        };
+        if !existing.state.is_finished() {
             return Ok(false);
         }
-        let now = to_micros(Utc::now());
-        sqlx::query(
-            "UPDATE task_instances SET state = $1, end_us = COALESCE(end_us, $2)
-             WHERE dag_id = $3 AND run_id = $4 AND task_id = $5",
-        )
-        .bind(state.as_str())
-        .bind(now)
-        .bind(task.dag_id.as_str())
-        .bind(task.run_id.as_str())
-        .bind(task.task_id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let failing: (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND state NOT IN ($3, $4)",
-        )
-        .bind(task.dag_id.as_str())
-        .bind(task.run_id.as_str())
-        .bind(TiState::Success.as_str())
-        .bind(TiState::Skipped.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        let run_state = if failing.0 == 0 {
+        let mut tis = self.task_instances(&task.dag_id, &task.run_id).await?;
+        let Some(ti) = tis.iter_mut().find(|ti| ti.task_id == task.task_id) else {
+            return Ok(false);
+        };
+        let from = ti.state;
+        ti.state = state;
+        ti.end = ti.end.or(Some(Utc::now()));
+        let marked = ti.clone();
+        let all_passed = tis
+            .iter()
+            .all(|ti| matches!(ti.state, TiState::Success | TiState::Skipped));
+        let run_state = if all_passed {
             RunState::Success
         } else {
             RunState::Failed
         };
-        sqlx::query("UPDATE dag_runs SET state = $1 WHERE dag_id = $2 AND run_id = $3")
-            .bind(run_state.as_str())
-            .bind(task.dag_id.as_str())
-            .bind(task.run_id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let change = TiChange {
+            row: &marked,
+            from,
+            fence: Fence::Command,
+        };
+        let changes = if from == state {
+            &[][..]
+        } else {
+            std::slice::from_ref(&change)
+        };
+        let restate = RunChange {
+            run: &RunKey {
+                dag_id: task.dag_id.clone(),
+                run_id: task.run_id.clone(),
+            },
+            from: existing.state,
+            to: run_state,
+            owner: None,
+            effect: RunEffect::Restate,
+        };
+        self.command(&restate, changes).await
+    }
+
+    /// A user's command on a finished run: the run's move and its task instances' moves in one
+    /// transaction; false (nothing written) when the run moved first. A run that keeps its
+    /// state is not written.
+    async fn command(&self, run: &RunChange<'_>, changes: &[TiChange<'_>]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if run.from != run.to && !apply_run_change(&mut tx, run).await? {
+            return Ok(false);
+        }
+        for change in changes {
+            apply_ti_change(&mut tx, change).await?;
+        }
         tx.commit().await?;
-        self.events.publish(StoreEvent::Task {
-            dag_id: task.dag_id.clone(),
-            run_id: task.run_id.clone(),
-            task_id: task.task_id.clone(),
-            state,
-            try_number: 0,
-        });
-        self.events.publish(StoreEvent::Run {
-            dag_id: task.dag_id.clone(),
-            run_id: task.run_id.clone(),
-            state: run_state,
-        });
+        if run.from != run.to {
+            self.after_run_change(run);
+        }
+        for change in changes {
+            self.after_ti_change(change);
+        }
         Ok(true)
     }
 
-    /// Writes several task instances in one transaction (group commit): all or none.
-    pub async fn save_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
+    /// Moves several task instances in one transaction (group commit): each must still be in
+    /// its `from` state under its fence, else none is written ([`StoreError::Lost`]). Durable
+    /// when this returns; each move is logged and published after the commit.
+    pub async fn transition_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for change in changes {
-            check_applied(change, update_query(change).execute(&mut *tx).await?)?;
+            apply_ti_change(&mut tx, change).await?;
         }
         tx.commit().await?;
         for change in changes {
-            self.publish_task(change.row);
+            self.after_ti_change(change);
         }
         Ok(())
     }
+
+    fn after_ti_change(&self, change: &TiChange<'_>) {
+        let ti = change.row;
+        tracing::info!(
+            dag_id = %ti.dag_id,
+            run_id = %ti.run_id,
+            task_id = %ti.task_id,
+            try_number = ti.try_number,
+            from = %change.from,
+            to = %ti.state,
+            duration_ms = ti.duration_ms,
+            "Task state changed"
+        );
+        self.publish_task(ti);
+    }
 }
 
-/// A task instance's new fields, to be written only if it is still in state `from` and its
-/// run is still held by `owner`: a process that lost its run to another cannot overwrite it.
+/// A task instance's move to `row.state` with its new fields, written only if it is still in
+/// state `from` and its fence still holds: a process that lost the run or the try to another
+/// cannot overwrite it.
 #[derive(Debug, Clone, Copy)]
 pub struct TiChange<'a> {
     pub row: &'a TaskInstanceRow,
     pub from: TiState,
-    pub owner: &'a str,
+    pub fence: Fence<'a>,
 }
 
-fn check_applied(change: &TiChange<'_>, result: sqlx::any::AnyQueryResult) -> Result<()> {
+/// Who may still write a task instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence<'a> {
+    /// The driver of the run: the run must still be held by this owner.
+    RunOwner(&'a str),
+    /// The claimant of the try: the instance must still be claimed by this owner for this try
+    /// (`row.try_number`).
+    Claim(&'a str),
+    /// A user's command, in the transaction that moved the finished run itself.
+    Command,
+}
+
+macro_rules! update_ti {
+    ($fence:literal) => {
+        concat!(
+            "UPDATE task_instances SET state = $1, try_number = $2, max_tries = $3, start_us = $4, end_us = $5, duration_ms = $6,
+                hostname = $7, pid = $8, next_retry_us = $9, result = $10, error = $11, claimed_by = $12
+             WHERE dag_id = $13 AND run_id = $14 AND task_id = $15 AND state = $16 ",
+            $fence
+        )
+    };
+}
+
+const UPDATE_BY_RUN_OWNER: &str = update_ti!(
+    "AND EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = $13 AND r.run_id = $14 AND r.owner = $17)"
+);
+const UPDATE_BY_CLAIM: &str = update_ti!("AND COALESCE(claimed_by, '') = $17 AND try_number = $2");
+const UPDATE_BY_COMMAND: &str = update_ti!("AND $17 = ''");
+
+/// Checks the edge and writes one move inside `conn`'s transaction.
+async fn apply_ti_change(conn: &mut AnyConnection, change: &TiChange<'_>) -> Result<()> {
+    let ti = change.row;
+    let what = || format!("task instance {}.{}.{}", ti.dag_id, ti.run_id, ti.task_id);
+    if !task_can_transition(change.from, ti.state) {
+        return Err(StoreError::IllegalTransition {
+            what: what(),
+            from: change.from.to_string(),
+            to: ti.state.to_string(),
+        });
+    }
+    let (sql, fence) = match change.fence {
+        Fence::RunOwner(owner) => (UPDATE_BY_RUN_OWNER, owner),
+        Fence::Claim(owner) => (UPDATE_BY_CLAIM, owner),
+        Fence::Command => (UPDATE_BY_COMMAND, ""),
+    };
+    let result = sqlx::query(sql)
+        .bind(ti.state.as_str())
+        .bind(i64::from(ti.try_number))
+        .bind(i64::from(ti.max_tries))
+        .bind(ti.start.map(to_micros))
+        .bind(ti.end.map(to_micros))
+        .bind(ti.duration_ms)
+        .bind(ti.hostname.clone())
+        .bind(ti.pid)
+        .bind(ti.next_retry_at.map(to_micros))
+        .bind(ti.result.as_ref().map(|r| r.to_string()))
+        .bind(ti.error.clone())
+        .bind(ti.claimed_by.clone())
+        .bind(ti.dag_id.as_str())
+        .bind(ti.run_id.as_str())
+        .bind(ti.task_id.as_str())
+        .bind(change.from.as_str())
+        .bind(fence)
+        .execute(&mut *conn)
+        .await?;
     if result.rows_affected() == 1 {
         return Ok(());
     }
-    let ti = change.row;
+    let expected = match change.fence {
+        Fence::RunOwner(owner) => format!("{} in a run held by {owner}", change.from),
+        Fence::Claim(owner) => format!(
+            "{} in try {} claimed by {owner}",
+            change.from, ti.try_number
+        ),
+        Fence::Command => change.from.to_string(),
+    };
     Err(StoreError::Lost {
-        what: format!("task instance {}.{}.{}", ti.dag_id, ti.run_id, ti.task_id),
-        expected: format!("{} under {}", change.from, change.owner),
+        what: what(),
+        expected,
     })
-}
-
-fn update_query<'q>(
-    change: &TiChange<'q>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    let ti = change.row;
-    sqlx::query(
-        "UPDATE task_instances SET state = $1, try_number = $2, max_tries = $3, start_us = $4, end_us = $5, duration_ms = $6,
-            hostname = $7, pid = $8, next_retry_us = $9, result = $10, error = $11
-         WHERE dag_id = $12 AND run_id = $13 AND task_id = $14 AND state = $15
-           AND EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = $12 AND r.run_id = $13 AND r.owner = $16)",
-    )
-    .bind(ti.state.as_str())
-    .bind(i64::from(ti.try_number))
-    .bind(i64::from(ti.max_tries))
-    .bind(ti.start.map(to_micros))
-    .bind(ti.end.map(to_micros))
-    .bind(ti.duration_ms)
-    .bind(ti.hostname.clone())
-    .bind(ti.pid)
-    .bind(ti.next_retry_at.map(to_micros))
-    .bind(ti.result.as_ref().map(|r| r.to_string()))
-    .bind(ti.error.clone())
-    .bind(ti.dag_id.as_str())
-    .bind(ti.run_id.as_str())
-    .bind(ti.task_id.as_str())
-    .bind(change.from.as_str())
-    .bind(change.owner)
 }

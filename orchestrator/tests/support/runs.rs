@@ -87,7 +87,7 @@ pub async fn start_run(executor: &Executor, dag: &Arc<Dag>, conf: serde_json::Va
     );
     executor
         .store()
-        .create_run(&new, &dag.task_tries())
+        .create_run(&new, &dag.new_task_instances())
         .await
         .expect("the run is stored")
         .expect("no run with that id yet")
