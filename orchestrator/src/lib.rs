@@ -9,3 +9,4 @@ pub mod store;
 pub mod telemetry;
 pub mod users;
 pub mod web;
+pub mod worker;

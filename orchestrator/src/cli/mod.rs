@@ -9,6 +9,7 @@ mod serve;
 mod table;
 mod tasks;
 mod users;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -114,6 +115,11 @@ pub enum Command {
     /// Manage API bearer tokens
     #[command(subcommand)]
     Tokens(users::TokensCommand),
+    /// Run task instances of some queues from a shared (PostgreSQL) metadata database
+    Worker(worker::WorkerArgs),
+    /// List the workers of a shared metadata database
+    #[command(subcommand)]
+    Workers(worker::WorkersCommand),
     /// Serve an offline copy of the randomuser.me 1.4 API (for the demo, tests and benchmarks)
     FakeRandomuser(fake_randomuser::FakeRandomUserArgs),
 }
@@ -176,6 +182,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Db(command) => db::execute(&global, command).await,
         Command::Users(command) => users::users(&global, command).await,
         Command::Tokens(command) => users::tokens(&global, command).await,
+        Command::Worker(args) => worker::worker(&global, args).await,
+        Command::Workers(command) => worker::workers(&global, command).await,
         Command::FakeRandomuser(args) => fake_randomuser::serve(args).await,
     }
 }

@@ -3,13 +3,14 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::Args;
 use orchestrator::{
-    dag::watch_folder,
-    executor::{Executor, ExecutorConfig},
+    dag::{DEFAULT_QUEUE, watch_folder},
+    executor::{Dispatch, Executor, ExecutorConfig, hostname},
     scheduler::Heartbeat,
     scheduler::Scheduler,
     store::Store,
     users,
     web::{WebBackend, metrics_router},
+    worker::{Worker, WorkerConfig},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,12 @@ pub struct ServeArgs {
     /// Bearer token Prometheus must send to scrape /metrics (open when unset)
     #[arg(long, env = "UPDRAFT_METRICS_TOKEN")]
     metrics_token: Option<String>,
+    /// Run no task here: schedule and serve the UI only, workers run the tasks (PostgreSQL)
+    #[arg(long, env = "UPDRAFT_NO_LOCAL_TASKS")]
+    no_local_tasks: bool,
+    /// A worker silent for this long loses its tries: retried elsewhere, or failed (PostgreSQL)
+    #[arg(long, env = "UPDRAFT_WORKER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    worker_timeout: Duration,
 }
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -46,16 +53,47 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     tracing::info!(dags = bag.dags.len(), import_errors = bag.errors.len(), folder = %global.dags_folder.display(), "Loaded the DAGs folder");
     let (bags, _watcher) =
         watch_folder(global.dags_folder.clone(), bag).context("watching the DAGs folder")?;
+    // On a shared database the tasks go through the queue, to this process's own worker
+    // (unless --no-local-tasks) and to any other.
+    let shared = store.is_shared();
+    anyhow::ensure!(
+        shared || !args.no_local_tasks,
+        "--no-local-tasks needs workers, and workers need a shared metadata database: use --db postgres://user@host:port/db"
+    );
+    let connections = Arc::new(global.connections());
     let executor = Executor::new(
         store.clone(),
         global.log_hub(),
         ExecutorConfig {
             parallelism: args.parallelism,
             grace_period: args.grace_period,
-            connections: Arc::new(global.connections()),
+            connections: connections.clone(),
+            dispatch: if shared {
+                Dispatch::Queue
+            } else {
+                Dispatch::InProcess
+            },
+            owner: None,
         },
     );
+    store.listen_to_other_processes().await?;
     let shutdown = CancellationToken::new();
+    let local_worker = (shared && !args.no_local_tasks).then(|| {
+        let worker = Worker::new(
+            store.clone(),
+            bags.clone(),
+            global.log_hub(),
+            WorkerConfig {
+                name: hostname(),
+                queues: vec![DEFAULT_QUEUE.to_owned()],
+                slots: u32::try_from(args.parallelism).unwrap_or(u32::MAX),
+                heartbeat_interval: Duration::from_secs(3),
+                grace_period: args.grace_period,
+                connections,
+            },
+        );
+        tokio::spawn(worker.run(shutdown.clone()))
+    });
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding the web UI to {}", args.bind))?;
@@ -88,11 +126,19 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
             .await
     });
     tokio::spawn(signal_shutdown(shutdown.clone()));
-    Scheduler::new(executor, bags)
-        .with_heartbeat(heartbeat)
-        .run(shutdown.clone(), args.grace_period)
-        .await?;
+    let mut scheduler = Scheduler::new(executor, bags).with_heartbeat(heartbeat);
+    if shared {
+        scheduler = scheduler.with_worker_timeout(args.worker_timeout);
+    }
+    scheduler.run(shutdown.clone(), args.grace_period).await?;
     shutdown.cancel();
+    if let Some(worker) = local_worker {
+        match worker.await {
+            Ok(Err(error)) => tracing::error!(%error, "The local worker stopped on an error"),
+            Err(error) => tracing::error!(%error, "The local worker panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     let _ = web.await;
     tracing::info!("Stopped");
     Ok(ExitCode::SUCCESS)

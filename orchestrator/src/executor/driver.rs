@@ -1,16 +1,20 @@
 //! Drives one DAG run: starts every task the moment its upstreams allow it (an event from the
-//! finishing task, not a polling tick) and records the run's end.
+//! finishing task, not a polling tick) and records the run's end. A task starts here
+//! ([`Dispatch::InProcess`]) or is left queued for a worker ([`Dispatch::Queue`]), whose moves
+//! come back as store events; the task-instance rows in the store are the truth either way.
 
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Decision, Executor, ExecutorError, decide, runner::Runner};
+use super::{
+    Decision, Dispatch, Executor, ExecutorError, decide, remote::RemoteTries, runner::Runner,
+};
 use crate::{
     dag::{Dag, TemplateContext},
-    store::{DagRunRow, RunState, TaskInstanceRow, TiState},
+    store::{DagRunRow, RunState, StoreError, StoreEvent, TaskInstanceRow, TiState},
 };
 
 /// How a drive ended.
@@ -55,71 +59,133 @@ impl Executor {
         run: &DagRunRow,
         stop: &CancellationToken,
     ) -> Result<RunOutcome, ExecutorError> {
-        let mut tis: TaskInstances = self
-            .store()
-            .task_instances(&run.dag_id, &run.run_id)
-            .await?
-            .into_iter()
-            .map(|ti| (ti.task_id.clone(), ti))
-            .collect();
-        let base = Arc::new(TemplateContext::for_run(
-            dag,
-            &run.run_id,
-            run.logical_date,
-            &run.conf,
-        ));
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<TaskInstanceRow>();
-        let mut in_flight = 0usize;
-        for ti in tis
-            .values()
-            .filter(|ti| matches!(ti.state, TiState::Queued | TiState::UpForRetry))
-        {
-            self.spawn_runner(dag, ti.clone(), &tis, &base, stop, &done_tx);
-            in_flight += 1;
-        }
+        // Subscribed before reading the rows: no move of a worker falls between the two.
+        let mut events = self.store().subscribe();
+        let mut drive = RunDrive::start(self, dag, run, stop).await?;
         loop {
+            if self.is_shutting_down() && self.dispatch() == Dispatch::Queue {
+                return Ok(RunOutcome::Interrupted);
+            }
             if !stop.is_cancelled() {
-                in_flight += self
-                    .release_ready(dag, &mut tis, &base, stop, &done_tx)
-                    .await?;
+                drive.release_ready().await?;
+            } else {
+                drive.stop_queued().await?;
             }
-            if in_flight == 0 {
+            if drive.in_flight() == 0 {
                 break;
             }
-            let Some(ti) = done_rx.recv().await else {
-                break;
-            };
-            in_flight -= 1;
-            tis.insert(ti.task_id.clone(), ti);
+            drive.wait(&mut events).await?;
         }
         if self.is_shutting_down() {
             return Ok(RunOutcome::Interrupted);
         }
         let state = if stop.is_cancelled() {
-            self.skip_waiting(&mut tis).await?;
+            drive.skip_waiting().await?;
             RunState::Stopped
         } else {
-            final_state(&tis)
+            final_state(&drive.tis)
         };
         self.store()
             .finish_run(&run.key(), self.owner(), state)
             .await?;
         Ok(RunOutcome::Finished(state))
     }
+}
 
-    /// Starts (or skips, or fails) every waiting task whose upstreams have decided its fate;
-    /// returns how many runners it started. One pass in topological order cascades.
-    async fn release_ready(
-        &self,
-        dag: &Arc<Dag>,
-        tis: &mut TaskInstances,
-        base: &Arc<TemplateContext>,
-        stop: &CancellationToken,
-        done_tx: &mpsc::UnboundedSender<TaskInstanceRow>,
-    ) -> Result<usize, ExecutorError> {
+/// What woke a drive up.
+enum Wake {
+    /// A try run here ended (or was left to be resumed).
+    Ran(Box<TaskInstanceRow>),
+    /// A task instance left to the queue moved (elsewhere).
+    Moved(String),
+    /// Re-read every queued instance: the poll, a due retry, missed events, a stop.
+    Recheck,
+    Nothing,
+}
+
+/// One run being driven.
+struct RunDrive<'a> {
+    executor: &'a Executor,
+    dag: &'a Arc<Dag>,
+    run: &'a DagRunRow,
+    stop: &'a CancellationToken,
+    base: Arc<TemplateContext>,
+    tis: TaskInstances,
+    done_tx: mpsc::UnboundedSender<TaskInstanceRow>,
+    done_rx: mpsc::UnboundedReceiver<TaskInstanceRow>,
+    /// Runners started here and not yet back.
+    in_process: usize,
+    /// Instances left to the queue and not yet finished.
+    remote: RemoteTries,
+    stop_seen: bool,
+}
+
+impl<'a> RunDrive<'a> {
+    /// Reads the run's task instances and starts again what was under way.
+    async fn start(
+        executor: &'a Executor,
+        dag: &'a Arc<Dag>,
+        run: &'a DagRunRow,
+        stop: &'a CancellationToken,
+    ) -> Result<Self, ExecutorError> {
+        let tis: TaskInstances = executor
+            .store()
+            .task_instances(&run.dag_id, &run.run_id)
+            .await?
+            .into_iter()
+            .map(|ti| (ti.task_id.clone(), ti))
+            .collect();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut drive = Self {
+            base: Arc::new(TemplateContext::for_run(
+                dag,
+                &run.run_id,
+                run.logical_date,
+                &run.conf,
+            )),
+            executor,
+            dag,
+            run,
+            stop,
+            tis,
+            done_tx,
+            done_rx,
+            in_process: 0,
+            remote: RemoteTries::default(),
+            stop_seen: false,
+        };
+        let queue = executor.dispatch() == Dispatch::Queue;
+        let under_way: Vec<TaskInstanceRow> = drive
+            .tis
+            .values()
+            .filter(|ti| match ti.state {
+                TiState::Queued | TiState::UpForRetry => true,
+                // A worker's try goes on whoever drives the run.
+                TiState::Running => queue,
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        for ti in under_way {
+            drive.dispatch(ti);
+        }
+        if queue && !drive.remote.is_empty() {
+            drive.recheck_remote().await?;
+        }
+        Ok(drive)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_process + self.remote.len()
+    }
+
+    /// Starts (or skips, or fails) every waiting task whose upstreams have decided its fate.
+    /// One pass in topological order cascades.
+    async fn release_ready(&mut self) -> Result<(), ExecutorError> {
         let mut changes: Vec<(TaskInstanceRow, TiState)> = Vec::new();
-        for spec in &dag.tasks {
-            let Some(ti) = tis
+        for spec in &self.dag.tasks {
+            let Some(ti) = self
+                .tis
                 .get(&spec.id)
                 .filter(|ti| ti.state == TiState::Scheduled)
             else {
@@ -128,7 +194,7 @@ impl Executor {
             let upstream: Vec<TiState> = spec
                 .upstream
                 .iter()
-                .filter_map(|id| tis.get(id).map(|t| t.state))
+                .filter_map(|id| self.tis.get(id).map(|t| t.state))
                 .collect();
             let next = match decide(spec.trigger_rule, &upstream) {
                 Decision::Wait => continue,
@@ -143,69 +209,199 @@ impl Executor {
             // Later tasks of this pass decide on the new state (skips cascade in one pass).
             let mut decided = ti.clone();
             decided.state = next;
-            tis.insert(spec.id.clone(), decided);
+            self.tis.insert(spec.id.clone(), decided);
             changes.push((ti, next));
         }
         // Written together: the state writer commits them in one transaction.
+        let executor = self.executor;
         let written = futures::future::join_all(
             changes
                 .iter_mut()
-                .map(|(ti, next)| self.transition(ti, *next)),
+                .map(|(ti, next)| executor.transition(ti, *next)),
         )
         .await;
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
-        let mut started = 0;
         for (ti, next) in changes {
-            tis.insert(ti.task_id.clone(), ti.clone());
+            self.tis.insert(ti.task_id.clone(), ti.clone());
             if next == TiState::Queued {
-                self.spawn_runner(dag, ti, tis, base, stop, done_tx);
-                started += 1;
+                self.dispatch(ti);
             }
         }
-        Ok(started)
+        Ok(())
     }
 
-    fn spawn_runner(
-        &self,
-        dag: &Arc<Dag>,
-        ti: TaskInstanceRow,
-        tis: &TaskInstances,
-        base: &Arc<TemplateContext>,
-        stop: &CancellationToken,
-        done_tx: &mpsc::UnboundedSender<TaskInstanceRow>,
-    ) {
-        let Some(spec) = dag.task(&ti.task_id).cloned() else {
+    /// A queued (or retrying, or running elsewhere) instance: run here or left to the queue.
+    fn dispatch(&mut self, ti: TaskInstanceRow) {
+        match self.executor.dispatch() {
+            Dispatch::Queue => self.remote.insert(ti.task_id.clone()),
+            Dispatch::InProcess => {
+                self.spawn_runner(ti);
+                self.in_process += 1;
+            }
+        }
+    }
+
+    fn spawn_runner(&self, ti: TaskInstanceRow) {
+        let Some(spec) = self.dag.task(&ti.task_id).cloned() else {
             tracing::warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, "Task no longer in the DAG file; left as it is");
-            let _ = done_tx.send(ti);
+            let _ = self.done_tx.send(ti);
             return;
         };
-        let upstream_results = tis
+        let upstream_results = self
+            .tis
             .values()
             .filter_map(|t| t.result.clone().map(|r| (t.task_id.clone(), r)))
             .collect();
         let runner = Runner {
-            executor: self.clone(),
-            slots: self.dag_slots(&dag.id, dag.max_active_tasks),
+            executor: self.executor.clone(),
+            slots: self
+                .executor
+                .dag_slots(&self.dag.id, self.dag.max_active_tasks),
             spec,
-            base: base.clone(),
+            base: self.base.clone(),
             upstream_results,
-            stop: stop.clone(),
+            stop: self.stop.clone(),
         };
-        let done_tx = done_tx.clone();
+        let done_tx = self.done_tx.clone();
         tokio::spawn(async move {
             let ti = runner.run(ti).await;
             let _ = done_tx.send(ti);
         });
     }
 
+    /// Waits for the next thing that can move the run on, and takes it in.
+    async fn wait(
+        &mut self,
+        events: &mut broadcast::Receiver<StoreEvent>,
+    ) -> Result<(), ExecutorError> {
+        let watching = !self.remote.is_empty();
+        let recheck_at = self.remote.next_check();
+        let stop_unseen = watching && !self.stop_seen;
+        let wake = tokio::select! {
+            Some(ti) = self.done_rx.recv() => Wake::Ran(Box::new(ti)),
+            event = events.recv(), if watching => self.classify(event),
+            _ = tokio::time::sleep_until(recheck_at), if watching => Wake::Recheck,
+            _ = self.stop.cancelled(), if stop_unseen => {
+                self.stop_seen = true;
+                Wake::Recheck
+            }
+        };
+        match wake {
+            Wake::Ran(ti) => {
+                self.in_process -= 1;
+                self.tis.insert(ti.task_id.clone(), *ti);
+            }
+            Wake::Moved(task_id) => {
+                if let Some(ti) = self
+                    .executor
+                    .store()
+                    .task_instance(&self.run.dag_id, &self.run.run_id, &task_id)
+                    .await?
+                {
+                    self.take_in(ti).await?;
+                }
+            }
+            Wake::Recheck => self.recheck_remote().await?,
+            Wake::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Whether a store event is a move of one of this run's queued instances that matters
+    /// here (it ended, or waits for a retry).
+    fn classify(&self, event: Result<StoreEvent, broadcast::error::RecvError>) -> Wake {
+        match event {
+            Ok(StoreEvent::Task {
+                dag_id,
+                run_id,
+                task_id,
+                state,
+                ..
+            }) if (state.is_finished() || state == TiState::UpForRetry)
+                && dag_id == self.run.dag_id
+                && run_id == self.run.run_id
+                && self.remote.contains(&task_id) =>
+            {
+                Wake::Moved(task_id)
+            }
+            Ok(_) => Wake::Nothing,
+            Err(_) => Wake::Recheck,
+        }
+    }
+
+    /// Re-reads the run's rows for every instance left to the queue (one query).
+    async fn recheck_remote(&mut self) -> Result<(), ExecutorError> {
+        let rows = self
+            .executor
+            .store()
+            .task_instances(&self.run.dag_id, &self.run.run_id)
+            .await?;
+        for ti in rows {
+            if self.remote.contains(&ti.task_id) {
+                self.take_in(ti).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in the row of an instance left to the queue: done, due for its retry, or not yet.
+    async fn take_in(&mut self, mut ti: TaskInstanceRow) -> Result<(), ExecutorError> {
+        let task_id = ti.task_id.clone();
+        match ti.state {
+            TiState::UpForRetry if self.stop.is_cancelled() => {
+                ti.end = Some(Utc::now());
+                self.executor.transition(&mut ti, TiState::Failed).await?;
+            }
+            TiState::UpForRetry => match ti.next_retry_at.filter(|at| *at > Utc::now()) {
+                Some(at) => self.remote.retry_at(&task_id, at),
+                None => self.executor.transition(&mut ti, TiState::Queued).await?,
+            },
+            _ => {}
+        }
+        if ti.state.is_finished() {
+            self.remote.remove(&task_id);
+        }
+        self.tis.insert(task_id, ti);
+        Ok(())
+    }
+
+    /// A stopped run: what no worker has claimed yet is skipped (a claim that came first
+    /// runs on, and is waited for).
+    async fn stop_queued(&mut self) -> Result<(), ExecutorError> {
+        let queued: Vec<TaskInstanceRow> = self
+            .tis
+            .values()
+            .filter(|ti| ti.state == TiState::Queued && self.remote.contains(&ti.task_id))
+            .cloned()
+            .collect();
+        for mut ti in queued {
+            ti.end = Some(Utc::now());
+            match self.executor.transition(&mut ti, TiState::Skipped).await {
+                Ok(()) => {
+                    self.remote.remove(&ti.task_id);
+                    self.tis.insert(ti.task_id.clone(), ti);
+                }
+                // A worker claimed it first: it runs on, and is waited for.
+                Err(ExecutorError::Store(StoreError::Lost { .. })) => {
+                    if let Some(claimed) = self.tis.get_mut(&ti.task_id) {
+                        claimed.state = TiState::Running;
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
     /// A stopped run: whatever has not started is skipped.
-    async fn skip_waiting(&self, tis: &mut TaskInstances) -> Result<(), ExecutorError> {
-        for ti in tis
+    async fn skip_waiting(&mut self) -> Result<(), ExecutorError> {
+        for ti in self
+            .tis
             .values_mut()
             .filter(|ti| matches!(ti.state, TiState::Scheduled | TiState::Queued))
         {
             ti.end = Some(Utc::now());
-            self.transition(ti, TiState::Skipped).await?;
+            self.executor.transition(ti, TiState::Skipped).await?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod driver;
+mod remote;
 mod runner;
 mod trigger_rule;
 mod writer;
@@ -22,7 +23,7 @@ pub use backoff::{retry_delay, stream_restart_delay};
 pub use driver::RunOutcome;
 pub use runner::build_operator;
 pub use trigger_rule::{Decision, decide};
-pub use zombies::{is_owner_alive, recover_zombies};
+pub use zombies::{is_owner_alive, recover_lost_workers, recover_zombies};
 
 use self::writer::StateWriter;
 use crate::{
@@ -45,6 +46,11 @@ pub struct ExecutorConfig {
     pub grace_period: Duration,
     /// Where tasks connect when their config does not say.
     pub connections: Arc<Connections>,
+    /// How the tasks of the runs this executor drives reach a slot.
+    pub dispatch: Dispatch,
+    /// The token this executor writes as the owner of its runs and the claimant of its tries
+    /// (a worker's id); `host:pid` when None.
+    pub owner: Option<String>,
 }
 
 impl Default for ExecutorConfig {
@@ -53,8 +59,20 @@ impl Default for ExecutorConfig {
             parallelism: 32,
             grace_period: Duration::from_secs(10),
             connections: Arc::default(),
+            dispatch: Dispatch::InProcess,
+            owner: None,
         }
     }
+}
+
+/// How a driven run's queued task instances reach a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Run here, by this executor (one process: SQLite, `orchestrator run`).
+    InProcess,
+    /// Left `queued` in the metadata database for any worker of their queue to claim
+    /// (PostgreSQL: `serve` with workers, its own local worker included).
+    Queue,
 }
 
 /// Runs DAG runs; cheap to clone.
@@ -83,11 +101,11 @@ struct Inner {
 
 impl Executor {
     pub fn new(store: Store, logs: LogHub, config: ExecutorConfig) -> Self {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into());
-        let owner = format!("{hostname}:{}", std::process::id());
+        let hostname = hostname();
+        let owner = config
+            .owner
+            .clone()
+            .unwrap_or_else(|| format!("{hostname}:{}", std::process::id()));
         Self {
             inner: Arc::new(Inner {
                 writer: StateWriter::start(store.clone(), owner.clone()),
@@ -118,9 +136,14 @@ impl Executor {
         &self.inner.config.connections
     }
 
-    /// `host:pid` of this process.
+    /// The token this executor holds runs and tries by (`host:pid` of this process unless
+    /// configured).
     pub fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    pub fn dispatch(&self) -> Dispatch {
+        self.inner.config.dispatch
     }
 
     /// Cancels every running task; drivers record their states and return.
@@ -228,6 +251,14 @@ impl Executor {
         }
         Ok(())
     }
+}
+
+/// This machine's host name (`localhost` when it has none).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Removes a try's metrics from the executor when the try ends.

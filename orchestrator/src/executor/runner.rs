@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Executor, ExecutorError, retry_delay, stream_restart_delay};
 use crate::{
-    dag::{TaskSpec, TemplateContext, render_config},
-    store::{TaskInstanceRow, TiState},
+    dag::{Dag, TaskSpec, TemplateContext, render_config},
+    store::{DagRunRow, TaskInstanceRow, TiState},
 };
 
 /// Renders a task's config for one try, checks it again and builds its operator.
@@ -96,6 +96,63 @@ fn json_pointer(path: &serde_path_to_error::Path) -> Option<String> {
             _ => None,
         })
         .collect()
+}
+
+impl Executor {
+    /// A token that cancels a try this executor runs; shutdown cancels it too.
+    pub fn try_stop_token(&self) -> CancellationToken {
+        self.inner.shutdown.child_token()
+    }
+
+    /// Runs a try that this executor's claim started (a worker's: `running`, claimed by
+    /// [`Executor::owner`]) to its end, `stop` cancelling it; returns the instance as it
+    /// stands. Its retry, if any, is queued by the run's driver.
+    pub async fn run_claimed_try(
+        &self,
+        dag: &Dag,
+        run: &DagRunRow,
+        ti: TaskInstanceRow,
+        upstream_results: serde_json::Map<String, serde_json::Value>,
+        stop: CancellationToken,
+    ) -> TaskInstanceRow {
+        let Some(spec) = dag.task(&ti.task_id).cloned() else {
+            let error = format!(
+                "task {:?} is no longer in the DAG file {}",
+                ti.task_id,
+                dag.file.display()
+            );
+            return self.fail_claimed_try(ti, error).await;
+        };
+        let runner = Runner {
+            executor: self.clone(),
+            slots: self.dag_slots(&dag.id, dag.max_active_tasks),
+            spec,
+            base: Arc::new(TemplateContext::for_run(
+                dag,
+                &run.run_id,
+                run.logical_date,
+                &run.conf,
+            )),
+            upstream_results,
+            stop,
+        };
+        runner.run_claimed(ti).await
+    }
+
+    /// Fails a claimed try that cannot start (its DAG or run is unknown here).
+    pub async fn fail_claimed_try(
+        &self,
+        mut ti: TaskInstanceRow,
+        error: String,
+    ) -> TaskInstanceRow {
+        tracing::error!(dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, %error, "A claimed try cannot start");
+        ti.error = Some(error);
+        ti.end = Some(Utc::now());
+        if let Err(error) = self.transition(&mut ti, TiState::Failed).await {
+            tracing::error!(dag_id = %ti.dag_id, task_id = %ti.task_id, %error, "Cannot fail the try");
+        }
+        ti
+    }
 }
 
 /// Why a try failed, as the user reads it, and whether another try could go differently.
@@ -205,6 +262,25 @@ impl Runner {
         ti.hostname = Some(self.executor.inner.hostname.clone());
         ti.pid = Some(i64::from(std::process::id()));
         self.executor.transition(ti, TiState::Running).await?;
+        self.finish_try(ti, started).await
+    }
+
+    /// Runs a try that a worker's claim started (`running`) to its end; whatever follows
+    /// (a retry, a restart) is up to the run's driver.
+    pub async fn run_claimed(self, mut ti: TaskInstanceRow) -> TaskInstanceRow {
+        let started = ti.start.unwrap_or_else(Utc::now);
+        if let Err(error) = self.finish_try(&mut ti, started).await {
+            tracing::error!(dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, %error, "Task instance stopped on an error");
+        }
+        ti
+    }
+
+    /// The operator of a `running` try, then how it went; true when another try follows.
+    async fn finish_try(
+        &self,
+        ti: &mut TaskInstanceRow,
+        started: chrono::DateTime<Utc>,
+    ) -> Result<bool, ExecutorError> {
         let outcome = self.execute(ti).await;
         let ended = Utc::now();
         ti.end = Some(ended);

@@ -34,12 +34,19 @@ pub use runs::{new_manual_run, parse_conf};
 
 use crate::{
     dag::{CronWindow, Dag, DagBag, Schedule, due_logical_dates, next_fire},
-    executor::{Executor, recover_zombies},
+    executor::{Executor, recover_lost_workers, recover_zombies},
     store::{NewRun, RunState, RunType},
 };
 
 /// How often runs queued by other processes are looked for.
 const QUEUED_POLL: Duration = Duration::from_millis(200);
+
+/// Whether `dag_id.task_id` is a supervised stream (restarted whatever its tries).
+fn is_stream_task(bag: &DagBag, dag_id: &str, task_id: &str) -> bool {
+    bag.get(dag_id)
+        .and_then(|dag| dag.task(task_id).map(|t| t.is_stream()))
+        .unwrap_or(false)
+}
 
 pub struct Scheduler {
     executor: Executor,
@@ -50,6 +57,8 @@ pub struct Scheduler {
     next_due: HashMap<String, DateTime<Utc>>,
     drivers: JoinSet<()>,
     heartbeat: Heartbeat,
+    /// With workers: how old a worker's heartbeat may get before its tries are taken over.
+    worker_timeout: Option<Duration>,
 }
 
 impl Scheduler {
@@ -61,7 +70,14 @@ impl Scheduler {
             next_due: HashMap::new(),
             drivers: JoinSet::new(),
             heartbeat: Heartbeat::default(),
+            worker_timeout: None,
         }
+    }
+
+    /// Takes over the tries of workers silent for longer than `timeout` (on every tick).
+    pub fn with_worker_timeout(mut self, timeout: Duration) -> Self {
+        self.worker_timeout = Some(timeout);
+        self
     }
 
     /// Beats `heartbeat` on every scheduling pass (for `/health`).
@@ -138,13 +154,20 @@ impl Scheduler {
         }
     }
 
+    async fn take_over_lost_workers(&self) {
+        let Some(timeout) = self.worker_timeout else {
+            return;
+        };
+        let bag = self.bags.borrow().clone();
+        let is_stream = |dag_id: &str, task_id: &str| is_stream_task(&bag, dag_id, task_id);
+        if let Err(error) = recover_lost_workers(&self.executor, timeout, is_stream).await {
+            tracing::error!(%error, "Cannot take over the tries of lost workers");
+        }
+    }
+
     async fn resume_zombie_runs(&mut self) {
         let bag = self.bags.borrow().clone();
-        let is_stream = |dag_id: &str, task_id: &str| {
-            bag.get(dag_id)
-                .and_then(|dag| dag.task(task_id).map(|t| t.is_stream()))
-                .unwrap_or(false)
-        };
+        let is_stream = |dag_id: &str, task_id: &str| is_stream_task(&bag, dag_id, task_id);
         match recover_zombies(&self.executor, is_stream).await {
             Ok(runs) => {
                 for run in runs {
@@ -216,6 +239,7 @@ impl Scheduler {
 
     async fn schedule_due(&mut self) {
         self.heartbeat.beat();
+        self.take_over_lost_workers().await;
         if let Err(error) = self.try_schedule_due().await {
             tracing::error!(%error, "Scheduling pass failed");
         }

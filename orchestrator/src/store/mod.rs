@@ -5,10 +5,12 @@ mod dags;
 mod events;
 mod migrations;
 mod models;
+mod notify;
 mod runs;
 mod task_instances;
 mod transitions;
 mod users;
+mod workers;
 
 use std::str::FromStr;
 
@@ -28,6 +30,7 @@ pub use runs::{RunChange, RunEffect};
 pub use task_instances::{Fence, TiChange};
 pub use transitions::{run_can_transition, task_can_transition};
 pub use users::{ApiTokenRow, UserRow};
+pub use workers::{Claimant, WorkerRow, WorkerState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,6 +67,18 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     events: events::EventFeed,
+    /// PostgreSQL: where other processes share this database.
+    remote: Option<Remote>,
+}
+
+/// What a handle on a shared (PostgreSQL) database needs to hear the other processes.
+#[derive(Clone, Debug)]
+struct Remote {
+    url: String,
+    /// Tells this handle's notifications from the others'.
+    origin: String,
+    /// Whether a listener already republishes into this handle's feed.
+    listening: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -93,9 +108,15 @@ impl Store {
                 url: redact(&url),
                 source,
             })?;
+        let remote = (!is_sqlite).then(|| Remote {
+            url: url.clone(),
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+            listening: Default::default(),
+        });
         let store = Self {
             pool,
             events: events::EventFeed::new(),
+            remote,
         };
         store.migrate().await?;
         Ok(store)
@@ -115,6 +136,12 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Whether other processes may share this database (PostgreSQL): workers, standby
+    /// schedulers and the queue need it.
+    pub fn is_shared(&self) -> bool {
+        self.remote.is_some()
     }
 
     pub async fn close(&self) {

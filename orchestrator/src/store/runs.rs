@@ -175,6 +175,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let moved = apply_run_change(&mut conn, change).await?;
         if moved {
+            self.notify_in(&mut conn, || vec![change.event()]).await?;
             self.after_run_change(change);
         }
         Ok(moved)
@@ -193,7 +194,7 @@ impl Store {
             owner,
             "Run state changed"
         );
-        self.publish_run(&change.run.dag_id, &change.run.run_id, change.to);
+        self.events.publish(change.event());
     }
 
     /// The newest runs of a DAG by logical date (newest first), before `before` if given.
@@ -350,6 +351,16 @@ pub struct RunChange<'a> {
     /// The owner the run must still have (`""`: none); `None` checks no owner.
     pub owner: Option<&'a str>,
     pub effect: RunEffect<'a>,
+}
+
+impl RunChange<'_> {
+    pub(super) fn event(&self) -> StoreEvent {
+        StoreEvent::Run {
+            dag_id: self.run.dag_id.clone(),
+            run_id: self.run.run_id.clone(),
+            state: self.to,
+        }
+    }
 }
 
 /// What a run's move writes besides its state.

@@ -18,7 +18,7 @@ fn corrupt(message: String) -> StoreError {
     }
 }
 
-fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
+pub(super) fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
     let result: Option<String> = row.try_get("result")?;
     Ok(TaskInstanceRow {
         dag_id: row.try_get("dag_id")?,
@@ -92,13 +92,7 @@ impl Store {
     }
 
     fn publish_task(&self, ti: &TaskInstanceRow) {
-        self.events.publish(StoreEvent::Task {
-            dag_id: ti.dag_id.clone(),
-            run_id: ti.run_id.clone(),
-            task_id: ti.task_id.clone(),
-            state: ti.state,
-            try_number: ti.try_number,
-        });
+        self.events.publish(task_event(ti));
     }
 
     /// (dag_id, state, count) of every DAG's task instances.
@@ -244,12 +238,18 @@ impl Store {
         for change in changes {
             apply_ti_change(&mut tx, change).await?;
         }
+        self.notify_in(&mut tx, || {
+            let run_event = (run.from != run.to).then(|| run.event());
+            let events = changes.iter().map(|c| task_event(c.row));
+            run_event.into_iter().chain(events).collect()
+        })
+        .await?;
         tx.commit().await?;
         if run.from != run.to {
             self.after_run_change(run);
         }
         for change in changes {
-            self.after_ti_change(change);
+            self.after_ti_change(change.row, change.from);
         }
         Ok(true)
     }
@@ -262,26 +262,39 @@ impl Store {
         for change in changes {
             apply_ti_change(&mut tx, change).await?;
         }
+        self.notify_in(&mut tx, || {
+            changes.iter().map(|c| task_event(c.row)).collect()
+        })
+        .await?;
         tx.commit().await?;
         for change in changes {
-            self.after_ti_change(change);
+            self.after_ti_change(change.row, change.from);
         }
         Ok(())
     }
 
-    fn after_ti_change(&self, change: &TiChange<'_>) {
-        let ti = change.row;
+    pub(super) fn after_ti_change(&self, ti: &TaskInstanceRow, from: TiState) {
         tracing::info!(
             dag_id = %ti.dag_id,
             run_id = %ti.run_id,
             task_id = %ti.task_id,
             try_number = ti.try_number,
-            from = %change.from,
+            from = %from,
             to = %ti.state,
             duration_ms = ti.duration_ms,
             "Task state changed"
         );
         self.publish_task(ti);
+    }
+}
+
+pub(super) fn task_event(ti: &TaskInstanceRow) -> StoreEvent {
+    StoreEvent::Task {
+        dag_id: ti.dag_id.clone(),
+        run_id: ti.run_id.clone(),
+        task_id: ti.task_id.clone(),
+        state: ti.state,
+        try_number: ti.try_number,
     }
 }
 

@@ -62,6 +62,7 @@ pub fn executor(store: Store, logs: &Path) -> Executor {
             parallelism: 8,
             grace_period: std::time::Duration::from_secs(2),
             connections: Arc::new(connections()),
+            ..Default::default()
         },
     )
 }
@@ -177,4 +178,29 @@ pub async fn run_single_task_with(
         .unwrap()
         .remove(0);
     (outcome, instance)
+}
+
+/// A new, empty PostgreSQL database on the server of UPDRAFT_TEST_POSTGRES_URL, for tests whose
+/// processes must not see other tests' runs (a scheduler takes every queued run it finds);
+/// its URL.
+pub async fn fresh_postgres_database(prefix: &str) -> String {
+    let url = std::env::var("UPDRAFT_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("UPDRAFT_TEST_POSTGRES_URL is not set: start PostgreSQL with `eval \"$(scripts/postgres start)\"` or run the whole suite with scripts/test")
+    });
+    let name = super::unique(prefix).to_lowercase();
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url} ({e}): start it with `eval \"$(scripts/postgres start)\"`"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot create database {name} ({e}): scripts/postgres gives its user CREATEDB")
+        });
+    admin.close().await;
+    let (server, _) = url
+        .rsplit_once('/')
+        .expect("a database URL ends in /<database>");
+    format!("{server}/{name}")
 }

@@ -177,3 +177,81 @@ impl Drop for Serve {
         }
     }
 }
+
+/// One `orchestrator worker` process named `name`; its output goes to `dir/worker-<name>.log`.
+/// Killed when dropped.
+pub struct WorkerProcess {
+    dir: PathBuf,
+    name: String,
+    child: Child,
+}
+
+impl WorkerProcess {
+    /// Starts a worker over `dir`'s DAGs with its own logs folder (`dir/logs-<name>`), `env`
+    /// added (`UPDRAFT_DB` at least: workers need PostgreSQL).
+    pub fn start(dir: &Path, name: &str, env: &[(&str, &str)]) -> Self {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("worker-{name}.log")))
+            .expect("the worker's log opens");
+        let child = cli(dir)
+            .env("RUST_LOG", "info")
+            .env("UPDRAFT_LOGS_FOLDER", dir.join(format!("logs-{name}")))
+            .envs(env.iter().copied())
+            .args(["worker", "--name", name])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log file"))
+            .stderr(log)
+            .spawn()
+            .expect("orchestrator worker starts");
+        Self {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("worker-{}.log", self.name)))
+            .unwrap_or_default()
+    }
+
+    /// SIGKILL: no hand-back, no goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (30 s at most) for a clean exit.
+    pub fn terminate(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is sent");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the worker's status") {
+                assert!(
+                    status.success(),
+                    "worker exited with {status}:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "worker did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

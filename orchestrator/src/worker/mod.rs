@@ -1,0 +1,291 @@
+//! `orchestrator worker`: takes queued task instances of its queues from the shared
+//! (PostgreSQL) metadata database and runs them with the same operators as `serve`.
+//!
+//! A claim is one transaction (`FOR UPDATE SKIP LOCKED`, so workers never wait on each
+//! other) that also starts the try; a notification of a newly queued instance wakes the
+//! worker, and a one-second poll covers a lost one. The worker heartbeats on its own row; when
+//! a scheduler declared it lost (its heartbeat was too old), its tries have been taken over:
+//! it cancels them (their writes are fenced by the claim anyway, and their child processes
+//! are killed) and registers again. On shutdown it stops claiming, lets running tries finish
+//! within the grace period and hands back the rest as `up_for_retry` without using a retry.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use tokio::{sync::watch, task::JoinSet, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    dag::DagBag,
+    executor::{Dispatch, Executor, ExecutorConfig},
+    logs::LogHub,
+    store::{
+        Claimant, Store, StoreError, StoreEvent, TaskInstanceRow, TiState, WorkerRow, WorkerState,
+    },
+};
+
+/// How often a worker looks for queued work without being told.
+const POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(
+        "workers need a metadata database that processes share: use --db postgres://user@host:port/db (on SQLite one `orchestrator serve` runs every task)"
+    )]
+    NotShared,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a worker is and may do.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Shown as the hostname of its tries and in `workers list`.
+    pub name: String,
+    pub queues: Vec<String>,
+    /// Tries running at once.
+    pub slots: u32,
+    pub heartbeat_interval: Duration,
+    /// How long running tries get to finish on shutdown.
+    pub grace_period: Duration,
+    pub connections: Arc<tasks::Connections>,
+}
+
+pub struct Worker {
+    store: Store,
+    bags: watch::Receiver<Arc<DagBag>>,
+    logs: LogHub,
+    config: WorkerConfig,
+}
+
+/// Why a registration ended.
+enum Ended {
+    Stopped,
+    Lost,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        bags: watch::Receiver<Arc<DagBag>>,
+        logs: LogHub,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            store,
+            bags,
+            logs,
+            config,
+        }
+    }
+
+    /// Works until `shutdown`, then stops gracefully.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        if !self.store.is_shared() {
+            return Err(WorkerError::NotShared);
+        }
+        self.store.listen_to_other_processes().await?;
+        loop {
+            match self.registration(&shutdown).await? {
+                Ended::Stopped => return Ok(()),
+                Ended::Lost => {
+                    tracing::warn!(worker = %self.config.name, "Declared lost by the scheduler: its tries were taken over; registering again")
+                }
+            }
+        }
+    }
+
+    /// One registration: a new worker id, claims and heartbeats until shutdown or loss.
+    async fn registration(&self, shutdown: &CancellationToken) -> Result<Ended, WorkerError> {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let worker_id = format!("{}-{}", self.config.name, &suffix[..12]);
+        let executor = Executor::new(
+            self.store.clone(),
+            self.logs.clone(),
+            ExecutorConfig {
+                parallelism: self.config.slots.max(1) as usize,
+                grace_period: self.config.grace_period,
+                connections: self.config.connections.clone(),
+                dispatch: Dispatch::InProcess,
+                owner: Some(worker_id.clone()),
+            },
+        );
+        self.store.register_worker(&self.row(&worker_id)).await?;
+        tracing::info!(worker_id = %worker_id, queues = ?self.config.queues, slots = self.config.slots, "Worker registered");
+        let claimant = Claimant {
+            worker_id: &worker_id,
+            name: &self.config.name,
+            pid: std::process::id(),
+        };
+        let ended = self.work(&executor, &claimant, shutdown).await;
+        if matches!(ended, Ok(Ended::Stopped)) {
+            self.store
+                .set_worker_state(&worker_id, WorkerState::Stopped)
+                .await?;
+            tracing::info!(worker_id = %worker_id, "Worker stopped");
+        }
+        ended
+    }
+
+    fn row(&self, worker_id: &str) -> WorkerRow {
+        let now = Utc::now();
+        WorkerRow {
+            worker_id: worker_id.to_owned(),
+            name: self.config.name.clone(),
+            hostname: crate::executor::hostname(),
+            queues: self.config.queues.clone(),
+            slots: self.config.slots,
+            running: 0,
+            state: WorkerState::Active,
+            started: now,
+            heartbeat: now,
+        }
+    }
+
+    async fn work(
+        &self,
+        executor: &Executor,
+        claimant: &Claimant<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<Ended, WorkerError> {
+        let mut events = self.store.subscribe();
+        let mut tries: JoinSet<()> = JoinSet::new();
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        let mut poll = tokio::time::interval(POLL);
+        let mut stopping: Option<Instant> = None;
+        let mut claim = true;
+        loop {
+            if claim && stopping.is_none() {
+                self.claim(executor, claimant, &mut tries).await;
+            }
+            if stopping.is_some() && tries.is_empty() {
+                return Ok(Ended::Stopped);
+            }
+            let grace_over =
+                stopping.map_or_else(Instant::now, |since| since + self.config.grace_period);
+            claim = tokio::select! {
+                Some(_) = tries.join_next() => true,
+                event = events.recv() => matches!(event, Ok(StoreEvent::Task { state: TiState::Queued, .. }) | Err(_)),
+                _ = poll.tick() => true,
+                _ = heartbeat.tick() => {
+                    let running = u32::try_from(tries.len()).unwrap_or(u32::MAX);
+                    match self.store.heartbeat_worker(claimant.worker_id, running).await {
+                        Ok(true) => false,
+                        Ok(false) => {
+                            self.abandon(executor, &mut tries).await;
+                            return Ok(Ended::Lost);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "Cannot record the worker's heartbeat");
+                            false
+                        }
+                    }
+                }
+                _ = shutdown.cancelled(), if stopping.is_none() => {
+                    tracing::info!(running = tries.len(), grace_period = ?self.config.grace_period, "Stopping: no more claims; running tries get the grace period");
+                    stopping = Some(Instant::now());
+                    self.store.set_worker_state(claimant.worker_id, WorkerState::Stopping).await?;
+                    false
+                }
+                _ = tokio::time::sleep_until(grace_over), if stopping.is_some() && !executor.is_shutting_down() => {
+                    tracing::warn!(running = tries.len(), "Grace period over: handing back the tries still running");
+                    executor.shut_down();
+                    false
+                }
+            };
+        }
+    }
+
+    /// Claims what the free slots can take and starts each try.
+    async fn claim(&self, executor: &Executor, claimant: &Claimant<'_>, tries: &mut JoinSet<()>) {
+        let free = (self.config.slots as usize).saturating_sub(tries.len());
+        let claimed = match self
+            .store
+            .claim_task_instances(claimant, &self.config.queues, free as u32)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot claim queued task instances");
+                return;
+            }
+        };
+        for ti in claimed {
+            let (executor, store, bag) = (
+                executor.clone(),
+                self.store.clone(),
+                self.bags.borrow().clone(),
+            );
+            tries.spawn(async move {
+                run_try(&executor, &store, &bag, ti).await;
+            });
+        }
+    }
+
+    /// This worker was declared lost: its tries belong to others now. Cancels them (killing
+    /// their processes) and waits for them to end, within the grace period.
+    async fn abandon(&self, executor: &Executor, tries: &mut JoinSet<()>) {
+        executor.shut_down();
+        let drained = tokio::time::timeout(self.config.grace_period, async {
+            while tries.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            tries.abort_all();
+        }
+    }
+}
+
+/// Runs one claimed try: its DAG from this worker's folder, its run and its upstreams'
+/// results from the store.
+async fn run_try(executor: &Executor, store: &Store, bag: &DagBag, ti: TaskInstanceRow) {
+    let Some(dag) = bag.get(&ti.dag_id) else {
+        let error = format!("no DAG {:?} in this worker's DAGs folder", ti.dag_id);
+        executor.fail_claimed_try(ti, error).await;
+        return;
+    };
+    let run = match store.get_run(&ti.dag_id, &ti.run_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            let error = format!("the run {} no longer exists", ti.run_id);
+            executor.fail_claimed_try(ti, error).await;
+            return;
+        }
+        Err(error) => {
+            executor.fail_claimed_try(ti, error.to_string()).await;
+            return;
+        }
+    };
+    let upstream_results = match upstream_results(store, &dag, &ti).await {
+        Ok(results) => results,
+        Err(error) => {
+            executor.fail_claimed_try(ti, error.to_string()).await;
+            return;
+        }
+    };
+    let stop = executor.try_stop_token();
+    executor
+        .run_claimed_try(&dag, &run, ti, upstream_results, stop)
+        .await;
+}
+
+/// The result summaries of a task instance's upstreams (and only theirs).
+async fn upstream_results(
+    store: &Store,
+    dag: &crate::dag::Dag,
+    ti: &TaskInstanceRow,
+) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    let upstream = dag
+        .task(&ti.task_id)
+        .map(|spec| spec.upstream.clone())
+        .unwrap_or_default();
+    if upstream.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    Ok(store
+        .task_instances(&ti.dag_id, &ti.run_id)
+        .await?
+        .into_iter()
+        .filter(|t| upstream.contains(&t.task_id))
+        .filter_map(|t| t.result.map(|r| (t.task_id, r)))
+        .collect())
+}

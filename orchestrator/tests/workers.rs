@@ -1,0 +1,245 @@
+//! Scale-out on PostgreSQL, in separate processes: `serve --no-local-tasks` schedules, two
+//! `orchestrator worker`s (each with its own logs folder) claim and run the tasks.
+
+mod support;
+
+use std::{collections::HashMap, path::Path, time::Duration};
+
+use orchestrator::store::{RunState, Store, TaskInstanceRow, TiState};
+use support::serve::{Serve, WorkerProcess, cli, cli_output};
+
+/// A DAG of `root` then `fan_out` tasks below it, each appending one line to its own
+/// side-effect file (and `pre` first, if given).
+fn fan_dag(id: &str, dir: &Path, fan_out: usize, pre: &str) -> String {
+    let effects = dir.join("effects");
+    std::fs::create_dir_all(&effects).unwrap();
+    let effect = |task: &str| {
+        format!(
+            "command = \"{pre}echo {{{{ task.try_number }}}} >> {}/{task}\"\n",
+            effects.display()
+        )
+    };
+    let mut source = format!(
+        "[dag]\nid = \"{id}\"\nmax_active_tasks = 64\n[[task]]\nid = \"root\"\noperator = \"shell\"\n{}",
+        effect("root")
+    );
+    for i in 0..fan_out {
+        source.push_str(&format!(
+            "[[task]]\nid = \"t{i}\"\noperator = \"shell\"\nupstream = [\"root\"]\nretries = 1\nretry_delay = \"1s\"\n{}",
+            effect(&format!("t{i}"))
+        ));
+    }
+    source
+}
+
+fn env(db: &str) -> Vec<(&str, &str)> {
+    vec![("UPDRAFT_DB", db)]
+}
+
+async fn trigger(dir: &Path, db: &str, dag_id: &str) -> String {
+    let out = cli_output(
+        cli(dir)
+            .env("UPDRAFT_DB", db)
+            .args(["dags", "trigger", dag_id]),
+    );
+    out.split_whitespace()
+        .find(|word| word.starts_with("manual__"))
+        .unwrap_or_else(|| panic!("no run id in {out:?}"))
+        .trim_end_matches(['.', ','])
+        .to_owned()
+}
+
+async fn wait_for_run(store: &Store, dag_id: &str, run_id: &str, limit: Duration) -> RunState {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(run)) = store.get_run(dag_id, run_id).await
+            && run.state.is_finished()
+        {
+            return run.state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run {run_id} did not end within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn by_task(tis: Vec<TaskInstanceRow>) -> HashMap<String, TaskInstanceRow> {
+    tis.into_iter().map(|t| (t.task_id.clone(), t)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_share_a_run_and_every_task_runs_exactly_once() {
+    let db = support::fresh_postgres_database("workers").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let id = "fan";
+    std::fs::write(
+        dir.path().join("dags/fan.toml"),
+        fan_dag(id, dir.path(), 199, ""),
+    )
+    .unwrap();
+    let mut serve_env = env(&db);
+    serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
+    let mut serve = Serve::start(dir.path(), &serve_env);
+    serve.wait_healthy(Duration::from_secs(30));
+    let workers: Vec<WorkerProcess> = ["w1", "w2"]
+        .iter()
+        .map(|name| WorkerProcess::start(dir.path(), name, &env(&db)))
+        .collect();
+    let store = Store::connect(&db).await.unwrap();
+    support::eventually(
+        "both workers to register",
+        Duration::from_secs(30),
+        || async { store.workers().await.is_ok_and(|w| w.len() == 2) },
+    )
+    .await;
+    let run_id = trigger(dir.path(), &db, id).await;
+    let state = wait_for_run(&store, id, &run_id, Duration::from_secs(120)).await;
+    let tis = by_task(store.task_instances(id, &run_id).await.unwrap());
+    assert_eq!(state, RunState::Success, "serve:\n{}", serve.log_tail());
+    assert_eq!(tis.len(), 200);
+    let mut per_worker: HashMap<String, usize> = HashMap::new();
+    for (task_id, ti) in &tis {
+        assert_eq!(
+            (ti.state, ti.try_number),
+            (TiState::Success, 1),
+            "{task_id}"
+        );
+        *per_worker
+            .entry(ti.hostname.clone().unwrap_or_default())
+            .or_default() += 1;
+        let effect = std::fs::read_to_string(dir.path().join("effects").join(task_id)).unwrap();
+        assert_eq!(effect, "1\n", "{task_id} ran once, in its first try");
+    }
+    assert_eq!(
+        per_worker.len(),
+        2,
+        "both workers ran tasks: {per_worker:?}"
+    );
+    assert!(per_worker.contains_key("w1") && per_worker.contains_key("w2"));
+    // Each try's log is in the folder of the worker that ran it.
+    let ti = &tis["t7"];
+    let log = dir
+        .path()
+        .join(format!("logs-{}", ti.hostname.as_deref().unwrap()))
+        .join(id);
+    assert!(log.exists(), "{} holds t7's log", log.display());
+    let listed = cli_output(
+        cli(dir.path())
+            .env("UPDRAFT_DB", &db)
+            .args(["workers", "list"]),
+    );
+    assert!(
+        listed.contains("w1") && listed.contains("w2") && listed.contains("active"),
+        "{listed}"
+    );
+    for worker in workers {
+        worker.terminate();
+    }
+    let listed = cli_output(
+        cli(dir.path())
+            .env("UPDRAFT_DB", &db)
+            .args(["workers", "list"]),
+    );
+    assert_eq!(listed.matches("stopped").count(), 2, "{listed}");
+    serve.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_workers_tries_are_retried_on_the_other_and_its_children_die() {
+    let db = support::fresh_postgres_database("workerkill").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let pids = dir.path().join("pids");
+    std::fs::create_dir_all(&pids).unwrap();
+    let id = "slow";
+    // Each try records its shell's pid, then sleeps long enough to be killed mid-try.
+    let pre = format!(
+        "echo $$ > {}/{{{{ task.id }}}}.{{{{ task.try_number }}}}; sleep 4; ",
+        pids.display()
+    );
+    std::fs::write(
+        dir.path().join("dags/slow.toml"),
+        fan_dag(id, dir.path(), 6, &pre),
+    )
+    .unwrap();
+    let mut serve_env = env(&db);
+    serve_env.extend([
+        ("UPDRAFT_NO_LOCAL_TASKS", "true"),
+        ("UPDRAFT_WORKER_TIMEOUT", "3s"),
+    ]);
+    let mut serve = Serve::start(dir.path(), &serve_env);
+    serve.wait_healthy(Duration::from_secs(30));
+    let mut worker_env = env(&db);
+    worker_env.push(("UPDRAFT_HEARTBEAT", "500ms"));
+    let doomed = WorkerProcess::start(dir.path(), "doomed", &worker_env);
+    let store = Store::connect(&db).await.unwrap();
+    support::eventually(
+        "the first worker to register",
+        Duration::from_secs(30),
+        || async { store.workers().await.is_ok_and(|w| w.len() == 1) },
+    )
+    .await;
+    let run_id = trigger(dir.path(), &db, id).await;
+    // Kill it while it runs the fan-out (root has succeeded on it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let running_there: Vec<String> = loop {
+        let running: Vec<String> = store
+            .task_instances(id, &run_id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.state == TiState::Running && t.hostname.as_deref() == Some("doomed"))
+            .map(|t| t.task_id)
+            .collect();
+        if running.len() >= 2 {
+            break running;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the doomed worker never ran the fan-out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    support::eventually(
+        "their shells to record their pids",
+        Duration::from_secs(10),
+        || async {
+            running_there
+                .iter()
+                .all(|task| pids.join(format!("{task}.1")).exists())
+        },
+    )
+    .await;
+    doomed.kill();
+    let _rescuer = WorkerProcess::start(dir.path(), "rescuer", &worker_env);
+    let state = wait_for_run(&store, id, &run_id, Duration::from_secs(90)).await;
+    assert_eq!(state, RunState::Success, "serve:\n{}", serve.log_tail());
+    let tis = by_task(store.task_instances(id, &run_id).await.unwrap());
+    for task in &running_there {
+        let ti = &tis[task];
+        assert_eq!(
+            (ti.state, ti.try_number, ti.hostname.as_deref()),
+            (TiState::Success, 2, Some("rescuer")),
+            "{task} was retried on the other worker"
+        );
+        let pid: i32 = std::fs::read_to_string(pids.join(format!("{task}.1")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        assert!(!alive, "the killed try's shell {pid} of {task} is gone");
+        let effect = std::fs::read_to_string(dir.path().join("effects").join(task)).unwrap();
+        assert_eq!(effect, "2\n", "{task}: only the second try finished");
+    }
+    let log = serve.log();
+    assert!(
+        log.contains("A worker stopped heartbeating"),
+        "{}",
+        serve.log_tail()
+    );
+    serve.terminate();
+}
