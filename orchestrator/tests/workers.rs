@@ -243,3 +243,98 @@ async fn a_killed_workers_tries_are_retried_on_the_other_and_its_children_die() 
     );
     serve.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_serve_takes_over_the_schedule_without_duplicate_runs() {
+    let db = support::fresh_postgres_database("standby").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let effects = dir.path().join("effects");
+    std::fs::create_dir_all(&effects).unwrap();
+    let id = "ticks";
+    std::fs::write(
+        dir.path().join("dags/ticks.toml"),
+        format!(
+            "[dag]\nid = \"{id}\"\nschedule = \"*/2 * * * * *\"\nmax_active_runs = 4\n[[task]]\nid = \"t\"\noperator = \"shell\"\ncommand = \"echo {{{{ run_id }}}} >> {}/runs\"\n",
+            effects.display()
+        ),
+    )
+    .unwrap();
+    let mut serve_env = env(&db);
+    serve_env.push(("UPDRAFT_WORKER_TIMEOUT", "3s"));
+    let mut first = Serve::start(dir.path(), &serve_env);
+    first.wait_healthy(Duration::from_secs(30));
+    let mut second = Serve::start(dir.path(), &serve_env);
+    second.wait_healthy(Duration::from_secs(30));
+    let store = Store::connect(&db).await.unwrap();
+    let successes = |store: Store| async move {
+        store
+            .latest_runs(id, None, 1000)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.state == RunState::Success)
+            .count()
+    };
+    support::eventually("two scheduled runs", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { successes(store).await >= 2 }
+    })
+    .await;
+    let holder = store
+        .scheduler_lease()
+        .await
+        .unwrap()
+        .expect("a lease")
+        .holder;
+    let (active, standby) = if holder.ends_with(&format!(":{}", first.pid())) {
+        (first, second)
+    } else {
+        assert!(holder.ends_with(&format!(":{}", second.pid())), "{holder}");
+        (second, first)
+    };
+    let before = successes(store.clone()).await;
+    let killed = std::time::Instant::now();
+    let killed_at = chrono::Utc::now();
+    active.kill();
+    support::eventually("the standby to schedule", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move {
+            store
+                .latest_runs(id, None, 1000)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.state == RunState::Success && r.queued_at > killed_at)
+        }
+    })
+    .await;
+    eprintln!(
+        "The standby scheduled a run {:?} after the kill",
+        killed.elapsed()
+    );
+    support::eventually("more runs", Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { successes(store).await >= before + 2 }
+    })
+    .await;
+    let runs = store.latest_runs(id, None, 1000).await.unwrap();
+    let mut dates: Vec<_> = runs.iter().map(|r| r.logical_date).collect();
+    dates.sort();
+    dates.dedup();
+    assert_eq!(dates.len(), runs.len(), "one run per tick");
+    let lines = std::fs::read_to_string(effects.join("runs")).unwrap();
+    let mut ran: Vec<&str> = lines.lines().collect();
+    let count = ran.len();
+    ran.sort();
+    ran.dedup();
+    assert_eq!(ran.len(), count, "no run's task ran twice: {lines}");
+    let holder = store
+        .scheduler_lease()
+        .await
+        .unwrap()
+        .expect("a lease")
+        .holder;
+    assert!(holder.ends_with(&format!(":{}", standby.pid())), "{holder}");
+    standby.terminate();
+}

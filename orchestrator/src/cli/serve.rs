@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::GlobalArgs;
 
+/// How long the scheduler lease lasts unrenewed (renewed every second): a standby `serve`
+/// takes over within this much of the active one dying.
+const SCHEDULER_LEASE: Duration = Duration::from_secs(5);
+
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address of the web UI and REST API
@@ -128,7 +132,9 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     tokio::spawn(signal_shutdown(shutdown.clone()));
     let mut scheduler = Scheduler::new(executor, bags).with_heartbeat(heartbeat);
     if shared {
-        scheduler = scheduler.with_worker_timeout(args.worker_timeout);
+        scheduler = scheduler
+            .with_worker_timeout(args.worker_timeout)
+            .with_lease(SCHEDULER_LEASE);
     }
     scheduler.run(shutdown.clone(), args.grace_period).await?;
     shutdown.cancel();

@@ -35,7 +35,7 @@ pub use runs::{new_manual_run, parse_conf};
 use crate::{
     dag::{CronWindow, Dag, DagBag, Schedule, due_logical_dates, next_fire},
     executor::{Executor, recover_lost_workers, recover_zombies},
-    store::{NewRun, RunState, RunType},
+    store::{LeaseAttempt, NewRun, RunState, RunType},
 };
 
 /// How often runs queued by other processes are looked for.
@@ -59,6 +59,10 @@ pub struct Scheduler {
     heartbeat: Heartbeat,
     /// With workers: how old a worker's heartbeat may get before its tries are taken over.
     worker_timeout: Option<Duration>,
+    /// With several `serve` on one database: how long the scheduler lease lasts unrenewed.
+    lease_ttl: Option<Duration>,
+    /// Whether this process holds the lease (always true without one).
+    scheduling: bool,
 }
 
 impl Scheduler {
@@ -71,7 +75,17 @@ impl Scheduler {
             drivers: JoinSet::new(),
             heartbeat: Heartbeat::default(),
             worker_timeout: None,
+            lease_ttl: None,
+            scheduling: true,
         }
+    }
+
+    /// Schedules only while holding the scheduler lease (renewed every second, lasting `ttl`):
+    /// one `serve` of several schedules, the others stand by and take over when it expires.
+    pub fn with_lease(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = Some(ttl);
+        self.scheduling = false;
+        self
     }
 
     /// Takes over the tries of workers silent for longer than `timeout` (on every tick).
@@ -105,7 +119,9 @@ impl Scheduler {
             .await?;
         heartbeat.start().await?;
         self.sync_dags().await;
-        self.resume_zombie_runs().await;
+        if self.lease_ttl.is_none() {
+            self.resume_zombie_runs().await;
+        }
         self.schedule_due().await;
         let mut poll = tokio::time::interval(QUEUED_POLL);
         loop {
@@ -123,6 +139,12 @@ impl Scheduler {
         );
         let _ = heartbeat.shutdown().await;
         self.executor.shut_down();
+        if self.lease_ttl.is_some() && self.scheduling {
+            let store = self.executor.store();
+            if let Err(error) = store.release_scheduler_lease(self.executor.owner()).await {
+                tracing::warn!(%error, "Cannot give up the scheduler lease");
+            }
+        }
         let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
             while self.drivers.join_next().await.is_some() {}
         });
@@ -151,6 +173,69 @@ impl Scheduler {
         }
         for error in &bag.errors {
             tracing::warn!(file = %error.file.display(), problems = error.problems.len(), "Import error: {error}");
+        }
+    }
+
+    /// Renews or takes the scheduler lease; on taking it, adopts the runs its last holder
+    /// drove (their workers' tries go on).
+    async fn hold_lease(&mut self) {
+        let Some(ttl) = self.lease_ttl else {
+            return;
+        };
+        let store = self.executor.store().clone();
+        let owner = self.executor.owner().to_owned();
+        match store.acquire_scheduler_lease(&owner, ttl).await {
+            Ok(LeaseAttempt::Renewed) => {}
+            Ok(LeaseAttempt::Taken { from }) => {
+                tracing::info!(
+                    previous = from.as_deref().unwrap_or("none"),
+                    "Took the scheduler lease: this serve schedules"
+                );
+                self.scheduling = true;
+                self.resume_zombie_runs().await;
+                if let Some(previous) = from {
+                    self.adopt_runs_of(&previous).await;
+                }
+            }
+            Ok(LeaseAttempt::HeldBy(holder)) => {
+                if self.scheduling {
+                    tracing::warn!(holder = %holder, "Lost the scheduler lease: standing by");
+                }
+                self.scheduling = false;
+            }
+            Err(error) => tracing::warn!(%error, "Cannot renew the scheduler lease"),
+        }
+    }
+
+    async fn adopt_runs_of(&mut self, previous: &str) {
+        let store = self.executor.store().clone();
+        let runs = match store.runs_owned_by(previous).await {
+            Ok(runs) => runs,
+            Err(error) => {
+                tracing::error!(%error, "Cannot read the runs of the last scheduler");
+                return;
+            }
+        };
+        for run in runs {
+            match store
+                .adopt_run(
+                    &run.dag_id,
+                    &run.run_id,
+                    Some(previous),
+                    self.executor.owner(),
+                )
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, previous, "Driving a run of the last scheduler");
+                    self.spawn_driver(crate::store::DagRunRow {
+                        owner: Some(self.executor.owner().to_owned()),
+                        ..run
+                    });
+                }
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "Cannot adopt a run of the last scheduler"),
+            }
         }
     }
 
@@ -201,6 +286,9 @@ impl Scheduler {
 
     /// Starts queued runs while their DAG is unpaused and under max_active_runs.
     async fn start_queued(&mut self) {
+        if !self.scheduling {
+            return;
+        }
         if let Err(error) = self.try_start_queued().await {
             tracing::error!(%error, "Cannot start queued runs");
         }
@@ -239,6 +327,10 @@ impl Scheduler {
 
     async fn schedule_due(&mut self) {
         self.heartbeat.beat();
+        self.hold_lease().await;
+        if !self.scheduling {
+            return;
+        }
         self.take_over_lost_workers().await;
         if let Err(error) = self.try_schedule_due().await {
             tracing::error!(%error, "Scheduling pass failed");

@@ -3,6 +3,7 @@
 
 mod dags;
 mod events;
+mod lease;
 mod migrations;
 mod models;
 mod notify;
@@ -22,6 +23,7 @@ use sqlx::{
 
 pub use dags::DagRow;
 pub use events::StoreEvent;
+pub use lease::{LeaseAttempt, LeaseHolder};
 pub use models::{
     DagRunRow, NewRun, NewTaskInstance, RunFilter, RunKey, RunState, RunType, TaskInstanceRow,
     TaskKey, TiState,
