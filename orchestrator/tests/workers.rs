@@ -293,6 +293,19 @@ async fn a_standby_serve_takes_over_the_schedule_without_duplicate_runs() {
         assert!(holder.ends_with(&format!(":{}", second.pid())), "{holder}");
         (second, first)
     };
+    let health = |serve: &Serve| serve.get("/health").unwrap_or_default();
+    assert!(
+        health(&standby).contains(r#""schedules_here":false"#),
+        "{}",
+        health(&standby)
+    );
+    assert!(
+        health(&active).contains(&format!(
+            r#""lease_holder":"{holder}","schedules_here":true"#
+        )),
+        "{}",
+        health(&active)
+    );
     let before = successes(store.clone()).await;
     let killed = std::time::Instant::now();
     let killed_at = chrono::Utc::now();
@@ -336,5 +349,10 @@ async fn a_standby_serve_takes_over_the_schedule_without_duplicate_runs() {
         .expect("a lease")
         .holder;
     assert!(holder.ends_with(&format!(":{}", standby.pid())), "{holder}");
+    assert!(
+        health(&standby).contains(r#""schedules_here":true"#),
+        "{}",
+        health(&standby)
+    );
     standby.terminate();
 }

@@ -336,6 +336,21 @@ impl ui::Backend for WebBackend {
         let latest = self.heartbeat.latest();
         let age = latest.map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0);
         let scheduler_ok = age.is_some_and(|a| a < HEARTBEAT_LIMIT.as_secs_f64());
+        let lease_holder = match self.store.is_shared() {
+            true => self
+                .store
+                .scheduler_lease()
+                .await
+                .ok()
+                .flatten()
+                .map(|l| l.holder),
+            false => None,
+        };
+        let own = self.executor.as_ref().map(|e| e.owner().to_owned());
+        let schedules_here = match &lease_holder {
+            Some(holder) => own.as_ref() == Some(holder),
+            None => own.is_some(),
+        };
         let status = |ok: bool| if ok { "healthy" } else { "unhealthy" }.to_owned();
         HealthView {
             status: status(db_ok && scheduler_ok),
@@ -346,6 +361,8 @@ impl ui::Backend for WebBackend {
                 status: status(scheduler_ok),
                 latest_heartbeat: latest,
                 heartbeat_age_seconds: age,
+                lease_holder,
+                schedules_here,
             },
         }
     }

@@ -51,4 +51,8 @@ pub struct SchedulerHealth {
     pub latest_heartbeat: Option<chrono::DateTime<chrono::Utc>>,
     /// Seconds since the latest heartbeat.
     pub heartbeat_age_seconds: Option<f64>,
+    /// With several `serve` on one database: who holds the scheduler lease (`host:pid`).
+    pub lease_holder: Option<String>,
+    /// Whether this `serve` is the one scheduling (false: it stands by).
+    pub schedules_here: bool,
 }

@@ -346,6 +346,8 @@ impl ui::Backend for MemoryBackend {
                 status: "healthy".into(),
                 latest_heartbeat: Some(Utc::now()),
                 heartbeat_age_seconds: Some(0.5),
+                lease_holder: None,
+                schedules_here: true,
             },
         }
     }
