@@ -356,3 +356,163 @@ async fn a_standby_serve_takes_over_the_schedule_without_duplicate_runs() {
     );
     standby.terminate();
 }
+
+/// The `lines` events of an SSE log stream body: (the offset after them, their lines).
+fn sse_lines(body: &str) -> (Vec<(u64, Vec<String>)>, bool) {
+    let mut events = Vec::new();
+    let mut ended = false;
+    for block in body.split("\n\n") {
+        let mut kind = "";
+        let mut id = None;
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(value) = line.strip_prefix("event: ") {
+                kind = value.trim();
+            } else if let Some(value) = line.strip_prefix("id: ") {
+                id = value.trim().parse::<u64>().ok();
+            } else if let Some(value) = line.strip_prefix("data: ") {
+                data.push(value.to_owned());
+            } else if line == "data:" {
+                data.push(String::new());
+            }
+        }
+        match (kind, id) {
+            ("lines", Some(id)) => events.push((id, data)),
+            ("end", _) => ended = true,
+            _ => {}
+        }
+    }
+    (events, ended)
+}
+
+/// The whole body of a GET (an SSE stream: until it ends), within 60 s.
+async fn body_of(url: String) -> String {
+    let response = tokio::time::timeout(Duration::from_secs(60), async {
+        reqwest::get(&url).await?.text().await
+    });
+    response
+        .await
+        .unwrap_or_else(|_| panic!("{url} did not end within 60 s"))
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// The text after each log line's timestamp.
+fn messages(lines: impl IntoIterator<Item = String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .map(|line| {
+            line.split_once(' ')
+                .map_or(line.clone(), |(_, m)| m.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workers_try_is_tailed_live_through_a_serve_on_another_logs_folder() {
+    let db = support::fresh_postgres_database("remotelog").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let id = "talk";
+    std::fs::write(
+        dir.path().join("dags/talk.toml"),
+        format!(
+            "[dag]\nid = \"{id}\"\n[[task]]\nid = \"talk\"\noperator = \"shell\"\ncommand = \"for i in $(seq 1 30); do echo line $i; sleep 0.05; done\"\n[[task]]\nid = \"hang\"\noperator = \"shell\"\nupstream = [\"talk\"]\ncommand = \"for i in $(seq 1 20); do echo early $i; done; sleep 120\"\n"
+        ),
+    )
+    .unwrap();
+    let mut serve_env = env(&db);
+    serve_env.extend([
+        ("UPDRAFT_NO_LOCAL_TASKS", "true"),
+        ("UPDRAFT_WORKER_TIMEOUT", "3s"),
+    ]);
+    let mut serve = Serve::start(dir.path(), &serve_env);
+    serve.wait_healthy(Duration::from_secs(30));
+    let worker = WorkerProcess::start(dir.path(), "far", &env(&db));
+    let store = Store::connect(&db).await.unwrap();
+    let run_id = trigger(dir.path(), &db, id).await;
+    let base = format!("/dags/{id}/runs/{run_id}/tasks");
+    support::eventually(
+        "talk to start on the worker",
+        Duration::from_secs(30),
+        || async {
+            store
+                .task_instance(id, &run_id, "talk")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.try_number == 1)
+        },
+    )
+    .await;
+    // Followed live from its first byte through the serve, which never ran it.
+    let stream_url = format!("{}{base}/talk/logs/1/stream", serve.base_url());
+    let follow = tokio::spawn(body_of(stream_url.clone()));
+    let body = follow.await.unwrap();
+    let (events, ended) = sse_lines(&body);
+    assert!(ended, "the stream says the log ended:\n{body}");
+    let said: Vec<String> = messages(events.iter().flat_map(|(_, lines)| lines.clone()))
+        .into_iter()
+        .filter(|m| m.starts_with("line "))
+        .collect();
+    let expected: Vec<String> = (1..=30).map(|i| format!("line {i}")).collect();
+    assert_eq!(said, expected, "every line once, in order:\n{body}");
+    assert!(
+        !dir.path().join("logs").join(id).exists(),
+        "the serve's own logs folder holds no file of the worker's try"
+    );
+    // A reconnect from an event's id resumes after it: nothing lost, nothing twice.
+    let (resume_at, seen) = events
+        .iter()
+        .scan(Vec::new(), |seen, (id, lines)| {
+            seen.extend(lines.clone());
+            Some((*id, seen.clone()))
+        })
+        .find(|(_, seen)| seen.len() >= 10)
+        .expect("ten lines in");
+    let resumed = body_of(format!("{stream_url}?from={resume_at}")).await;
+    let (rest, ended) = sse_lines(&resumed);
+    assert!(ended);
+    let mut all = seen;
+    all.extend(rest.into_iter().flat_map(|(_, lines)| lines));
+    let all_events: Vec<String> = events.into_iter().flat_map(|(_, l)| l).collect();
+    assert_eq!(all, all_events, "the resumed stream continues exactly");
+    // The CLI on another machine (another logs folder) reads it too.
+    let printed = cli_output(
+        cli(dir.path())
+            .env("UPDRAFT_DB", &db)
+            .env("UPDRAFT_LOGS_FOLDER", dir.path().join("elsewhere"))
+            .args(["tasks", "logs", id, &run_id, "talk"]),
+    );
+    assert!(
+        printed.contains("line 1\n") && printed.contains("line 30\n"),
+        "{printed}"
+    );
+    // The next task writes 20 lines, then hangs: its worker is SIGKILLed mid-try, and the
+    // lines it wrote stay readable.
+    let page = format!("{base}/hang/logs/1");
+    support::wait_until("hang's lines to show", Duration::from_secs(30), || {
+        serve.get(&page).is_some_and(|p| p.contains("early 20"))
+    });
+    worker.kill();
+    let tail = serve
+        .get(&format!("{base}/hang/logs/1/chunk?before=999999999"))
+        .unwrap();
+    for i in [1, 20] {
+        assert!(tail.contains(&format!("early {i}\\n")), "{tail}");
+    }
+    let end = wait_for_run(&store, id, &run_id, Duration::from_secs(60)).await;
+    assert_eq!(
+        end,
+        RunState::Failed,
+        "hang's only try died with its worker"
+    );
+    let after = body_of(format!("{}{base}/hang/logs/1/stream", serve.base_url())).await;
+    let (events, ended) = sse_lines(&after);
+    assert!(ended, "{after}");
+    let early = messages(events.into_iter().flat_map(|(_, l)| l))
+        .into_iter()
+        .filter(|m| m.starts_with("early "))
+        .count();
+    assert_eq!(early, 20);
+    serve.terminate();
+}

@@ -8,7 +8,7 @@ use crate::{
     views::{
         DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView, ImportErrorView,
         LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, ResultsView, RunDetail,
-        RunList, RunQuery, RunView, StreamDetail, StreamTick, StreamView, User,
+        RunList, RunQuery, RunView, StreamDetail, StreamTick, StreamView, User, WorkersView,
     },
 };
 
@@ -55,6 +55,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList>;
     async fn run(&self, run: &RunKey) -> BackendResult<RunDetail>;
     async fn import_errors(&self) -> BackendResult<Vec<ImportErrorView>>;
+    /// The workers of a shared metadata database and who holds the scheduler lease.
+    async fn workers(&self) -> BackendResult<WorkersView>;
     async fn health(&self) -> HealthView;
 
     // Logs of one try.

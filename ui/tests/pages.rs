@@ -159,6 +159,7 @@ async fn the_run_page_shows_task_instances_a_timeline_conf_and_results() {
     assert!(html.contains("id=\"task-instances\""));
     assert!(html.contains("data-task=\"report\" data-state=\"failed\""));
     assert!(html.contains("class=\"gantt\""));
+    assert!(html.contains("worker-7"), "the worker that ran each try");
     assert!(html.contains("id=\"run-conf\""));
     assert!(
         html.contains("&#34;exit_code&#34;") || html.contains("&quot;exit_code&quot;"),
@@ -229,4 +230,41 @@ async fn static_assets_are_served_with_long_cache_lifetimes() {
         !html.contains("http://") && !html.contains("https://"),
         "no CDN"
     );
+}
+
+#[tokio::test]
+async fn the_workers_page_shows_each_worker_its_tries_and_who_schedules() {
+    let (status, html) = App::public().get("/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-worker=\"w1\""), "{html}");
+    assert!(html.contains("default, etl"));
+    assert!(html.contains("1 / 8"), "slots used of slots");
+    assert!(
+        html.contains("href=\"/dags/etl/runs/manual__1/tasks/load/logs/2\""),
+        "a link to each running try's log"
+    );
+    assert!(html.contains("Scheduling: <span class=\"mono\">host-a:1</span>"));
+    assert!(
+        html.contains("stands by"),
+        "this serve is not the one scheduling"
+    );
+    assert!(
+        html.contains("href=\"/workers\""),
+        "the menu links the page"
+    );
+}
+
+#[tokio::test]
+async fn the_workers_api_answers_the_same_view() {
+    let (status, json) = support::json(
+        App::public()
+            .send(support::json_request("GET", "/api/v1/workers", None, ""))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["scheduler"], "host-a:1");
+    assert_eq!(json["workers"][0]["name"], "w1");
+    assert_eq!(json["workers"][0]["tries"][0]["try_number"], 2);
+    assert_eq!(json["workers"][0]["queues"][1], "etl");
 }

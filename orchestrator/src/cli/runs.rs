@@ -147,12 +147,15 @@ fn print_rows(tis: Vec<&TaskInstanceRow>) {
                 ti.duration_ms
                     .map(|d| format!("{d} ms"))
                     .unwrap_or_else(|| "-".into()),
+                ti.hostname.clone().unwrap_or_else(|| "-".into()),
                 ti.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
     table::print(
-        &["task_id", "state", "try", "start", "duration", "error"],
+        &[
+            "task_id", "state", "try", "start", "duration", "hostname", "error",
+        ],
         &rows,
     );
 }

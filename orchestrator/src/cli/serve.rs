@@ -65,9 +65,10 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         "--no-local-tasks needs workers, and workers need a shared metadata database: use --db postgres://user@host:port/db"
     );
     let connections = Arc::new(global.connections());
+    let logs = global.log_hub().shipping_to(&store);
     let executor = Executor::new(
         store.clone(),
-        global.log_hub(),
+        logs.clone(),
         ExecutorConfig {
             parallelism: args.parallelism,
             grace_period: args.grace_period,
@@ -86,7 +87,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         let worker = Worker::new(
             store.clone(),
             bags.clone(),
-            global.log_hub(),
+            logs,
             WorkerConfig {
                 name: hostname(),
                 queues: vec![DEFAULT_QUEUE.to_owned()],

@@ -1,4 +1,4 @@
-use std::{io::SeekFrom, process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -7,12 +7,11 @@ use orchestrator::{
     commands,
     dag::TemplateContext,
     executor::build_operator,
-    logs::try_log_path,
+    logs::{LogSource, TryLogKey, try_log_path},
     scheduler::parse_conf,
     store::{TaskKey, TiState},
 };
 use tasks::{LogSink, Metrics, TaskContext};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::sync::CancellationToken;
 
 use super::GlobalArgs;
@@ -126,23 +125,30 @@ async fn logs(
         .with_context(|| format!("no task instance {dag_id}.{task_id} in run {run_id:?}: see `orchestrator runs show {run_id}`"))?;
     let try_number = try_number.unwrap_or(ti.try_number.max(1));
     let path = try_log_path(&global.logs_folder, dag_id, run_id, task_id, try_number);
+    let key = TryLogKey {
+        dag_id: dag_id.into(),
+        run_id: run_id.into(),
+        task_id: task_id.into(),
+        try_number,
+    };
+    // This machine's file, or the chunks shipped by the worker that ran the try.
+    let source = LogSource::locate(path.clone(), &store, &key);
     let mut offset = 0u64;
     loop {
-        offset = print_from(&path, offset).await?;
-        if !follow {
-            break;
-        }
         let state = store
             .task_instance(dag_id, run_id, task_id)
             .await?
             .map(|t| (t.state, t.try_number));
-        if state.is_none_or(|(s, t)| s.is_finished() || t > try_number) {
-            print_from(&path, offset).await?;
+        // The try ended: the instance moved past it, or no longer runs it.
+        let ended =
+            state.is_none_or(|(s, t)| t > try_number || (t == try_number && s != TiState::Running));
+        offset = print_from(&source, offset, ended || !follow).await?;
+        if !follow || ended {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    if offset == 0 && !path.exists() {
+    if offset == 0 && matches!(source, LogSource::File(_)) && !path.exists() {
         eprintln!(
             "No log yet at {} (task instance is {}, try {})",
             path.display(),
@@ -153,16 +159,17 @@ async fn logs(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the file from `offset`; returns the new end (0 while the file does not exist).
-async fn print_from(path: &std::path::Path, offset: u64) -> anyhow::Result<u64> {
-    let Ok(mut file) = tokio::fs::File::open(path).await else {
-        return Ok(offset);
-    };
-    file.seek(SeekFrom::Start(offset)).await?;
-    let mut text = String::new();
-    let read = file.read_to_string(&mut text).await?;
-    print!("{text}");
-    Ok(offset + read as u64)
+/// Prints the log's lines from `offset` (the last one without its newline too when `to_end`);
+/// returns the new offset.
+async fn print_from(source: &LogSource, mut offset: u64, to_end: bool) -> anyhow::Result<u64> {
+    loop {
+        let slice = source.read_new(offset, to_end).await?;
+        if slice.text.is_empty() {
+            return Ok(offset);
+        }
+        print!("{}", slice.text);
+        offset = slice.end;
+    }
 }
 
 struct Stdout;

@@ -60,9 +60,8 @@ pub async fn worker(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<Exi
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
-    Worker::new(store, bags, global.log_hub(), config)
-        .run(shutdown)
-        .await?;
+    let logs = global.log_hub().shipping_to(&store);
+    Worker::new(store, bags, logs, config).run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

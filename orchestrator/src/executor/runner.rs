@@ -369,7 +369,8 @@ impl Runner {
                     logs.root().display()
                 ))
             })?;
-        let log: Arc<dyn LogSink> = Arc::new(log);
+        let try_log = Arc::new(log);
+        let log: Arc<dyn LogSink> = try_log.clone();
         log.line(&self.try_heading(ti));
         let outcome = self.render_and_execute(ti, &log).await;
         match &outcome {
@@ -382,6 +383,7 @@ impl Runner {
                 failure.message
             )),
         }
+        try_log.finish().await;
         outcome
     }
 

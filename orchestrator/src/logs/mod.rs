@@ -3,8 +3,11 @@
 //! notice when a try's log is closed for good.
 
 mod read;
+mod ship;
+mod source;
 
 pub use read::{LogSlice, read_before, read_from, read_new_lines, read_tail, search};
+pub use source::{LogPart, LogSource};
 
 use std::{
     fs::{File, OpenOptions},
@@ -14,6 +17,8 @@ use std::{
 };
 
 use tokio::sync::broadcast;
+
+use crate::store::Store;
 
 /// One line written to a try's log.
 #[derive(Debug, Clone)]
@@ -51,6 +56,8 @@ pub struct LogHub {
     root: PathBuf,
     live: broadcast::Sender<LogLine>,
     closed: broadcast::Sender<TryLogKey>,
+    /// A shared database that every try's lines are shipped to (workers, serve on PostgreSQL).
+    ship_to: Option<Store>,
 }
 
 impl LogHub {
@@ -59,7 +66,17 @@ impl LogHub {
             root: root.into(),
             live: broadcast::channel(4096).0,
             closed: broadcast::channel(256).0,
+            ship_to: None,
         }
+    }
+
+    /// Ships every try's log to `store` as well when other processes share it, so that any
+    /// `serve` can show a try run anywhere.
+    pub fn shipping_to(mut self, store: &Store) -> Self {
+        if store.is_shared() {
+            self.ship_to = Some(store.clone());
+        }
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -83,7 +100,24 @@ impl LogHub {
             std::fs::create_dir_all(folder)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let shipper = match &self.ship_to {
+            Some(store) => {
+                let key = TryLogKey {
+                    dag_id: dag_id.into(),
+                    run_id: run_id.into(),
+                    task_id: task_id.into(),
+                    try_number,
+                };
+                Some(ship::Shipper::start(
+                    store.clone(),
+                    key,
+                    file.metadata()?.len(),
+                ))
+            }
+            None => None,
+        };
         Ok(TryLog {
+            shipper,
             file: Mutex::new(LineWriter::new(file)),
             template: LogLine {
                 dag_id: dag_id.into(),
@@ -122,18 +156,33 @@ pub fn try_log_path(
         .join(format!("{try_number}.log"))
 }
 
-/// The log of one try: each line goes to the file at once, then to live followers.
+/// The log of one try: each line goes to the file at once, then to live followers (and to
+/// the shared database, when shipping).
 pub struct TryLog {
+    shipper: Option<ship::Shipper>,
     file: Mutex<LineWriter<File>>,
     template: LogLine,
     live: broadcast::Sender<LogLine>,
     closed: broadcast::Sender<TryLogKey>,
 }
 
+impl TryLog {
+    /// Waits until every line written so far is shipped (nothing to wait for when not
+    /// shipping): a try's end is recorded only after its log is complete everywhere.
+    pub async fn finish(&self) {
+        if let Some(shipper) = &self.shipper {
+            shipper.finish().await;
+        }
+    }
+}
+
 impl Drop for TryLog {
     fn drop(&mut self) {
         if let Ok(mut file) = self.file.lock() {
             let _ = file.flush();
+        }
+        if let Some(shipper) = &self.shipper {
+            shipper.close();
         }
         if self.closed.receiver_count() > 0 {
             let _ = self.closed.send(TryLogKey {
@@ -150,10 +199,17 @@ impl tasks::LogSink for TryLog {
     fn line(&self, line: &str) {
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let text = format!("{stamp} {line}");
-        if let Ok(mut file) = self.file.lock()
-            && let Err(error) = writeln!(file, "{text}")
-        {
-            tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
+        match self.file.lock() {
+            Ok(mut file) => {
+                if let Err(error) = writeln!(file, "{text}") {
+                    tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
+                }
+                // Under the file's lock: shipped in the order written.
+                if let Some(shipper) = &self.shipper {
+                    shipper.push(&format!("{text}\n"));
+                }
+            }
+            Err(_) => tracing::warn!(task_id = %self.template.task_id, "The task log is poisoned"),
         }
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(LogLine {

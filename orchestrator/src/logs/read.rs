@@ -4,7 +4,7 @@
 
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader, Read, Seek, SeekFrom},
+    io::{self, Read, Seek, SeekFrom},
     path::Path,
 };
 
@@ -21,6 +21,22 @@ pub struct LogSlice {
     pub end: u64,
     /// The file's size when read (0 when it does not exist yet).
     pub size: u64,
+}
+
+/// Random access to the bytes of a try's log: its file here, or the chunks a worker shipped
+/// to the store.
+pub trait LogBytes {
+    /// The bytes `start..start + len` (fewer at the end).
+    fn read_at(&mut self, start: u64, len: usize) -> io::Result<Vec<u8>>;
+}
+
+impl LogBytes for File {
+    fn read_at(&mut self, start: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buffer = Vec::with_capacity(len);
+        self.seek(SeekFrom::Start(start))?;
+        self.take(len as u64).read_to_end(&mut buffer)?;
+        Ok(buffer)
+    }
 }
 
 fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
@@ -43,22 +59,19 @@ fn empty(offset: u64) -> LogSlice {
     }
 }
 
-fn read_at(file: &mut File, start: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buffer = vec![0; len];
-    file.seek(SeekFrom::Start(start))?;
-    file.read_exact(&mut buffer)?;
-    Ok(buffer)
-}
-
 /// The offset where the `lines`-th line before `end` starts (scanning back block by block).
-fn start_of_lines_before(file: &mut File, end: u64, lines: usize) -> io::Result<u64> {
+fn start_of_lines_before(
+    log: &mut (impl LogBytes + ?Sized),
+    end: u64,
+    lines: usize,
+) -> io::Result<u64> {
     let mut newlines = 0;
     let mut position = end;
     // The newline that ends the last line does not start a line.
-    let mut skip_last = end > 0 && read_at(file, end - 1, 1)?[0] == b'\n';
+    let mut skip_last = end > 0 && log.read_at(end - 1, 1)?.first() == Some(&b'\n');
     while position > 0 {
         let from = position.saturating_sub(BLOCK);
-        let block = read_at(file, from, (position - from) as usize)?;
+        let block = log.read_at(from, (position - from) as usize)?;
         for (i, byte) in block.iter().enumerate().rev() {
             if *byte != b'\n' {
                 continue;
@@ -79,31 +92,58 @@ fn start_of_lines_before(file: &mut File, end: u64, lines: usize) -> io::Result<
 
 /// The last `lines` lines of the file.
 pub fn read_tail(path: &Path, lines: usize) -> io::Result<LogSlice> {
-    let Some((mut file, size)) = open(path)? else {
-        return Ok(empty(0));
-    };
-    let start = start_of_lines_before(&mut file, size, lines)?;
-    slice(&mut file, start, size, size)
+    match open(path)? {
+        Some((mut file, size)) => tail_of(&mut file, size, lines),
+        None => Ok(empty(0)),
+    }
+}
+
+/// The last `lines` lines of a log of `size` bytes.
+pub fn tail_of(
+    log: &mut (impl LogBytes + ?Sized),
+    size: u64,
+    lines: usize,
+) -> io::Result<LogSlice> {
+    let start = start_of_lines_before(log, size, lines)?;
+    slice(log, start, size, size)
 }
 
 /// The `lines` lines that end just before `offset` (a line start).
 pub fn read_before(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
-    let Some((mut file, size)) = open(path)? else {
-        return Ok(empty(0));
-    };
-    let end = align_to_line_start(&mut file, offset.min(size))?;
-    let start = start_of_lines_before(&mut file, end, lines)?;
-    slice(&mut file, start, end, size)
+    match open(path)? {
+        Some((mut file, size)) => before_of(&mut file, size, offset, lines),
+        None => Ok(empty(0)),
+    }
+}
+
+pub fn before_of(
+    log: &mut (impl LogBytes + ?Sized),
+    size: u64,
+    offset: u64,
+    lines: usize,
+) -> io::Result<LogSlice> {
+    let end = align_to_line_start(log, offset.min(size))?;
+    let start = start_of_lines_before(log, end, lines)?;
+    slice(log, start, end, size)
 }
 
 /// At most `lines` lines from the line holding `offset`.
 pub fn read_from(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
-    let Some((mut file, size)) = open(path)? else {
-        return Ok(empty(0));
-    };
-    let start = align_to_line_start(&mut file, offset.min(size))?;
+    match open(path)? {
+        Some((mut file, size)) => from_of(&mut file, size, offset, lines),
+        None => Ok(empty(0)),
+    }
+}
+
+pub fn from_of(
+    log: &mut (impl LogBytes + ?Sized),
+    size: u64,
+    offset: u64,
+    lines: usize,
+) -> io::Result<LogSlice> {
+    let start = align_to_line_start(log, offset.min(size))?;
     let available = (size - start).min(MAX_FORWARD_BYTES as u64) as usize;
-    let bytes = read_at(&mut file, start, available)?;
+    let bytes = log.read_at(start, available)?;
     let mut end = bytes.len();
     let mut seen = 0;
     for (i, byte) in bytes.iter().enumerate() {
@@ -126,9 +166,18 @@ pub fn read_from(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice>
 /// The whole lines appended after `offset` (at most ~4 MB); with `to_end`, a last line
 /// without its newline too (the log is closed and will not grow).
 pub fn read_new_lines(path: &Path, offset: u64, to_end: bool) -> io::Result<LogSlice> {
-    let Some((mut file, size)) = open(path)? else {
-        return Ok(empty(offset));
-    };
+    match open(path)? {
+        Some((mut file, size)) => new_lines_of(&mut file, size, offset, to_end),
+        None => Ok(empty(offset)),
+    }
+}
+
+pub fn new_lines_of(
+    log: &mut (impl LogBytes + ?Sized),
+    size: u64,
+    offset: u64,
+    to_end: bool,
+) -> io::Result<LogSlice> {
     if offset >= size {
         return Ok(LogSlice {
             size,
@@ -136,7 +185,8 @@ pub fn read_new_lines(path: &Path, offset: u64, to_end: bool) -> io::Result<LogS
         });
     }
     let available = (size - offset).min(MAX_FORWARD_BYTES as u64) as usize;
-    let bytes = read_at(&mut file, offset, available)?;
+    let bytes = log.read_at(offset, available)?;
+    let available = bytes.len();
     let whole = match memchr::memrchr(b'\n', &bytes) {
         Some(last) if !(to_end && available as u64 == size - offset) => last + 1,
         // One line longer than a read: send it as it is rather than stall.
@@ -154,39 +204,76 @@ pub fn read_new_lines(path: &Path, offset: u64, to_end: bool) -> io::Result<LogS
 
 /// Lines holding `query` (ASCII case-insensitive), at most `limit`, with their offsets.
 pub fn search(path: &Path, query: &str, limit: usize) -> io::Result<Vec<(u64, String)>> {
-    let Some((file, _)) = open(path)? else {
-        return Ok(Vec::new());
-    };
+    match open(path)? {
+        Some((mut file, size)) => search_in(&mut file, size, query, limit),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// [`search`] in a log of `size` bytes, read block by block.
+pub fn search_in(
+    log: &mut (impl LogBytes + ?Sized),
+    size: u64,
+    query: &str,
+    limit: usize,
+) -> io::Result<Vec<(u64, String)>> {
     let needle = query.to_ascii_lowercase().into_bytes();
     let finder = memchr::memmem::Finder::new(&needle);
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut line = Vec::new();
-    let mut lower = Vec::new();
-    let mut offset = 0u64;
     let mut found = Vec::new();
-    while found.len() < limit {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line)?;
-        if read == 0 {
+    let mut lower = Vec::new();
+    // `carry` holds the start of a line the previous block cut, from offset `line_start`.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut line_start = 0u64;
+    let mut position = 0u64;
+    while position < size && found.len() < limit {
+        let block = log.read_at(position, SEARCH_BLOCK.min((size - position) as usize))?;
+        if block.is_empty() {
             break;
         }
-        lower.clear();
-        lower.extend(line.iter().map(u8::to_ascii_lowercase));
-        if finder.find(&lower).is_some() {
-            let text = String::from_utf8_lossy(&line);
-            found.push((offset, text.trim_end_matches(['\n', '\r']).to_owned()));
+        position += block.len() as u64;
+        carry.extend_from_slice(&block);
+        let mut consumed = 0;
+        while let Some(newline) = memchr::memchr(b'\n', &carry[consumed..]) {
+            let line = &carry[consumed..consumed + newline + 1];
+            check_line(&finder, line, line_start, &mut lower, &mut found);
+            line_start += line.len() as u64;
+            consumed += newline + 1;
+            if found.len() >= limit {
+                return Ok(found);
+            }
         }
-        offset += read as u64;
+        carry.drain(..consumed);
+    }
+    if !carry.is_empty() && found.len() < limit {
+        check_line(&finder, &carry, line_start, &mut lower, &mut found);
     }
     Ok(found)
 }
 
+/// Bytes read per step of a search.
+const SEARCH_BLOCK: usize = 256 * 1024;
+
+fn check_line(
+    finder: &memchr::memmem::Finder<'_>,
+    line: &[u8],
+    offset: u64,
+    lower: &mut Vec<u8>,
+    found: &mut Vec<(u64, String)>,
+) {
+    lower.clear();
+    lower.extend(line.iter().map(u8::to_ascii_lowercase));
+    if finder.find(lower).is_some() {
+        let text = String::from_utf8_lossy(line);
+        found.push((offset, text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+}
+
 /// `offset` moved back to the start of its line.
-fn align_to_line_start(file: &mut File, offset: u64) -> io::Result<u64> {
+fn align_to_line_start(log: &mut (impl LogBytes + ?Sized), offset: u64) -> io::Result<u64> {
     let mut position = offset;
     while position > 0 {
         let from = position.saturating_sub(BLOCK);
-        let block = read_at(file, from, (position - from) as usize)?;
+        let block = log.read_at(from, (position - from) as usize)?;
         if let Some(i) = memchr::memrchr(b'\n', &block) {
             return Ok(from + i as u64 + 1);
         }
@@ -195,8 +282,13 @@ fn align_to_line_start(file: &mut File, offset: u64) -> io::Result<u64> {
     Ok(0)
 }
 
-fn slice(file: &mut File, start: u64, end: u64, size: u64) -> io::Result<LogSlice> {
-    let bytes = read_at(file, start, (end - start) as usize)?;
+fn slice(
+    log: &mut (impl LogBytes + ?Sized),
+    start: u64,
+    end: u64,
+    size: u64,
+) -> io::Result<LogSlice> {
+    let bytes = log.read_at(start, (end - start) as usize)?;
     Ok(LogSlice {
         text: String::from_utf8_lossy(&bytes).into_owned(),
         start,
@@ -275,6 +367,18 @@ mod tests {
         assert_eq!(found[0].1, "line 1");
         assert_eq!(offsets[0], 7);
         assert_eq!(search(&path, "line", 4).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn search_finds_lines_cut_by_a_block_boundary() {
+        let (_dir, path) = log_of(60_000);
+        let found = search(&path, "line 59999", 5).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let offset = text.find("line 59999").unwrap() as u64;
+        assert_eq!(found[0], (offset, "line 59999".to_owned()));
+        // Every line is found once, wherever the blocks cut.
+        assert_eq!(search(&path, "line", 100_000).unwrap().len(), 60_000);
     }
 
     #[test]

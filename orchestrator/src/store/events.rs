@@ -22,6 +22,13 @@ pub enum StoreEvent {
     },
     /// Paused or unpaused.
     Dag { dag_id: String, is_paused: bool },
+    /// Lines of a try's log reached the store (shipped by the process running the try).
+    Log {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        try_number: u32,
+    },
 }
 
 /// How many events a slow subscriber may fall behind before it is told it lagged.

@@ -108,6 +108,20 @@ const MIGRATIONS: &[Migration] = &[
         )",
         ],
     },
+    Migration {
+        version: 4,
+        description: "task log chunks shipped by workers",
+        statements: &["CREATE TABLE IF NOT EXISTS task_log_chunks (
+            dag_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            try_number BIGINT NOT NULL,
+            start_offset BIGINT NOT NULL,
+            end_offset BIGINT NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (dag_id, run_id, task_id, try_number, start_offset)
+        )"],
+    },
 ];
 
 /// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent

@@ -4,6 +4,7 @@
 mod dags;
 mod events;
 mod lease;
+mod log_chunks;
 mod migrations;
 mod models;
 mod notify;
@@ -24,6 +25,7 @@ use sqlx::{
 pub use dags::DagRow;
 pub use events::StoreEvent;
 pub use lease::{LeaseAttempt, LeaseHolder};
+pub use log_chunks::LogKey;
 pub use models::{
     DagRunRow, NewRun, NewTaskInstance, RunFilter, RunKey, RunState, RunType, TaskInstanceRow,
     TaskKey, TiState,

@@ -33,6 +33,14 @@ fn encode(origin: &str, event: &StoreEvent) -> Option<String> {
             run_id,
             state,
         } => Some(format!("{origin}\tR\t{dag_id}\t{run_id}\t{state}")),
+        StoreEvent::Log {
+            dag_id,
+            run_id,
+            task_id,
+            try_number,
+        } => Some(format!(
+            "{origin}\tL\t{dag_id}\t{run_id}\t{task_id}\t{try_number}"
+        )),
         StoreEvent::Dag { .. } => None,
     }
 }
@@ -47,6 +55,12 @@ fn decode(own_origin: &str, payload: &str) -> Option<StoreEvent> {
             run_id: (*run_id).to_owned(),
             task_id: (*task_id).to_owned(),
             state: state.parse::<TiState>().ok()?,
+            try_number: try_number.parse().ok()?,
+        }),
+        [_, "L", dag_id, run_id, task_id, try_number] => Some(StoreEvent::Log {
+            dag_id: (*dag_id).to_owned(),
+            run_id: (*run_id).to_owned(),
+            task_id: (*task_id).to_owned(),
             try_number: try_number.parse().ok()?,
         }),
         [_, "R", dag_id, run_id, state] => Some(StoreEvent::Run {
@@ -141,7 +155,13 @@ mod tests {
             run_id: "r".into(),
             state: RunState::Stopped,
         };
-        for event in [task, run] {
+        let log = StoreEvent::Log {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            task_id: "t".into(),
+            try_number: 2,
+        };
+        for event in [task, run, log] {
             let payload = encode("a", &event).unwrap();
             assert_eq!(decode("b", &payload), Some(event));
             assert_eq!(decode("a", &payload), None);

@@ -41,6 +41,8 @@ impl LiveHub {
         tokio::spawn(async move {
             loop {
                 match feed.recv().await {
+                    // Log lines have their own feed (the log followers).
+                    Ok(StoreEvent::Log { .. }) => {}
                     Ok(event) => publisher.publish(event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "Live page feed fell behind the store");
@@ -168,6 +170,21 @@ fn live_event(seq: u64, event: StoreEvent) -> LiveEvent {
             kind: "dag".into(),
             state: Some(if is_paused { "paused" } else { "active" }.into()),
             try_number: None,
+        },
+        // Not published to pages (see `start`); named for completeness.
+        StoreEvent::Log {
+            dag_id,
+            run_id,
+            task_id,
+            try_number,
+        } => LiveEvent {
+            seq,
+            dag_id,
+            run_id: Some(run_id),
+            task_id: Some(task_id),
+            kind: "log".into(),
+            state: None,
+            try_number: Some(try_number),
         },
     }
 }

@@ -2,14 +2,14 @@
 //! file, never the feed: the feed of lines only wakes it, so a follower that falls behind
 //! re-reads from its offset instead of losing lines, and a reconnect resumes at any byte.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::broadcast::{self, error::RecvError};
 use ui::views::{LogEvent, LogRange};
 
 use crate::{
-    logs::{LogHub, LogLine, LogSlice, TryLogKey, read_new_lines},
+    logs::{LogHub, LogLine, LogPart, LogSlice, LogSource, TryLogKey},
     store::{Store, StoreEvent, TiState},
 };
 
@@ -32,28 +32,20 @@ pub async fn try_has_ended(
     }))
 }
 
-/// Reads `range` of the log at `path` on a blocking thread.
-pub async fn read_range(path: PathBuf, range: LogRange) -> std::io::Result<LogSlice> {
-    tokio::task::spawn_blocking(move || match range {
-        LogRange::Tail { lines } => crate::logs::read_tail(&path, lines),
-        LogRange::Before { offset, lines } => crate::logs::read_before(&path, offset, lines),
-        LogRange::From { offset, lines } => crate::logs::read_from(&path, offset, lines),
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
-async fn read_new(path: &std::path::Path, offset: u64, to_end: bool) -> std::io::Result<LogSlice> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || read_new_lines(&path, offset, to_end))
-        .await
-        .map_err(std::io::Error::other)?
+/// Reads `range` of a try's log.
+pub async fn read_range(source: &LogSource, range: LogRange) -> std::io::Result<LogSlice> {
+    let part = match range {
+        LogRange::Tail { lines } => LogPart::Tail { lines },
+        LogRange::Before { offset, lines } => LogPart::Before { offset, lines },
+        LogRange::From { offset, lines } => LogPart::From { offset, lines },
+    };
+    source.read(part).await
 }
 
 struct Follower {
     store: Store,
     key: TryLogKey,
-    path: PathBuf,
+    source: LogSource,
     offset: u64,
     ended: bool,
     done: bool,
@@ -66,6 +58,7 @@ struct Follower {
 pub async fn follow(
     store: Store,
     hub: &LogHub,
+    source: LogSource,
     key: TryLogKey,
     from: u64,
 ) -> Result<BoxStream<'static, LogEvent>, crate::store::StoreError> {
@@ -75,7 +68,7 @@ pub async fn follow(
     let states = store.subscribe();
     let ended = try_has_ended(&store, &key).await?;
     let follower = Follower {
-        path: hub.path(&key.dag_id, &key.run_id, &key.task_id, key.try_number),
+        source,
         store,
         key,
         offset: from,
@@ -98,10 +91,10 @@ impl Follower {
             return None;
         }
         loop {
-            let slice = match read_new(&self.path, self.offset, self.ended).await {
+            let slice = match self.source.read_new(self.offset, self.ended).await {
                 Ok(slice) => slice,
                 Err(error) => {
-                    tracing::warn!(%error, path = %self.path.display(), "Cannot read a task log");
+                    tracing::warn!(%error, task_id = %self.key.task_id, "Cannot read a task log");
                     self.done = true;
                     return Some(LogEvent::End);
                 }
@@ -139,6 +132,9 @@ impl Follower {
             state = self.states.recv() => match state {
                 Ok(StoreEvent::Task { dag_id, run_id, task_id, .. })
                     if *dag_id == *key.dag_id && *run_id == *key.run_id && *task_id == *key.task_id => Some(true),
+                // Lines shipped by the worker running the try.
+                Ok(StoreEvent::Log { dag_id, run_id, task_id, try_number })
+                    if try_number == key.try_number && *dag_id == *key.dag_id && *run_id == *key.run_id && *task_id == *key.task_id => Some(false),
                 Ok(_) => None,
                 Err(_) => Some(true),
             },

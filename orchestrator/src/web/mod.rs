@@ -20,7 +20,7 @@ use ui::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
         ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
         ResultsView, RunDetail, RunList, RunQuery, RunView, SchedulerHealth, StreamDetail,
-        StreamTick, StreamView, User,
+        StreamTick, StreamView, User, WorkersView,
     },
 };
 
@@ -31,7 +31,7 @@ use crate::{
     commands::{self, CommandError},
     dag::{Dag, DagBag},
     executor::Executor,
-    logs::{LogHub, TryLogKey},
+    logs::{LogHub, LogSource, TryLogKey},
     scheduler::Heartbeat,
     store::{RunFilter, RunKey, Store, TaskKey, TiState},
     users,
@@ -136,6 +136,44 @@ impl WebBackend {
     fn log_path(&self, key: &TryLogKey) -> std::path::PathBuf {
         self.logs
             .path(&key.dag_id, &key.run_id, &key.task_id, key.try_number)
+    }
+
+    /// The try's file here, else the chunks its worker shipped.
+    fn log_source(&self, key: &TryLogKey) -> LogSource {
+        LogSource::locate(self.log_path(key), &self.store, key)
+    }
+
+    /// A file holding the shipped log of a try run elsewhere, for its raw download (written
+    /// anew under `<logs>/.downloads` on each request).
+    async fn download_copy(
+        &self,
+        key: &TryLogKey,
+        source: &LogSource,
+    ) -> std::io::Result<std::path::PathBuf> {
+        use tokio::io::AsyncWriteExt as _;
+        let root = self.logs.root().join(".downloads");
+        let path = crate::logs::try_log_path(
+            &root,
+            &key.dag_id,
+            &key.run_id,
+            &key.task_id,
+            key.try_number,
+        );
+        if let Some(folder) = path.parent() {
+            tokio::fs::create_dir_all(folder).await?;
+        }
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut offset = 0;
+        loop {
+            let slice = source.read_new(offset, true).await?;
+            if slice.text.is_empty() {
+                break;
+            }
+            file.write_all(slice.text.as_bytes()).await?;
+            offset = slice.end;
+        }
+        file.flush().await?;
+        Ok(path)
     }
 }
 
@@ -331,6 +369,34 @@ impl ui::Backend for WebBackend {
         Ok(self.bag().errors.iter().map(import_error_view).collect())
     }
 
+    async fn workers(&self) -> BackendResult<WorkersView> {
+        let shared = self.store.is_shared();
+        if !shared {
+            return Ok(views::workers_view(
+                Vec::new(),
+                Vec::new(),
+                None,
+                None,
+                false,
+            ));
+        }
+        let workers = self.store.workers().await.map_err(internal)?;
+        let running = self
+            .store
+            .task_instances_in_state(crate::store::TiState::Running)
+            .await
+            .map_err(internal)?;
+        let lease = self.store.scheduler_lease().await.map_err(internal)?;
+        let own = self.executor.as_ref().map(|e| e.owner().to_owned());
+        Ok(views::workers_view(
+            workers,
+            running,
+            lease.map(|l| l.holder),
+            own,
+            true,
+        ))
+    }
+
     async fn health(&self) -> HealthView {
         let db_ok = self.store.ping().await.is_ok();
         let latest = self.heartbeat.latest();
@@ -369,7 +435,7 @@ impl ui::Backend for WebBackend {
 
     async fn read_log(&self, key: &TryKey, range: LogRange) -> BackendResult<LogChunk> {
         let log = self.known_try(key).await?;
-        let slice = logs::read_range(self.log_path(&log), range)
+        let slice = logs::read_range(&self.log_source(&log), range)
             .await
             .map_err(internal)?;
         let finished = logs::try_has_ended(&self.store, &log)
@@ -391,11 +457,10 @@ impl ui::Backend for WebBackend {
         limit: usize,
     ) -> BackendResult<Vec<LogMatch>> {
         let log = self.known_try(key).await?;
-        let path = self.log_path(&log);
-        let query = query.to_owned();
-        let found = tokio::task::spawn_blocking(move || crate::logs::search(&path, &query, limit))
+        let found = self
+            .log_source(&log)
+            .search(query, limit)
             .await
-            .map_err(internal)?
             .map_err(internal)?;
         Ok(found
             .into_iter()
@@ -409,14 +474,18 @@ impl ui::Backend for WebBackend {
         from: u64,
     ) -> BackendResult<BoxStream<'static, LogEvent>> {
         let log = self.known_try(key).await?;
-        logs::follow(self.store.clone(), &self.logs, log, from)
+        let source = self.log_source(&log);
+        logs::follow(self.store.clone(), &self.logs, source, log, from)
             .await
             .map_err(internal)
     }
 
     async fn log_file(&self, key: &TryKey) -> BackendResult<std::path::PathBuf> {
         let log = self.known_try(key).await?;
-        let path = self.log_path(&log);
+        let path = match self.log_source(&log) {
+            LogSource::File(path) => path,
+            shipped => self.download_copy(&log, &shipped).await.map_err(internal)?,
+        };
         if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Err(BackendError::NotFound(format!(
                 "try {} of {} has no log yet",

@@ -51,6 +51,7 @@ pub fn task_instance_view(ti: TaskInstanceRow, dag: Option<&Dag>) -> TaskInstanc
         start_date: ti.start,
         end_date: ti.end,
         duration_ms: ti.duration_ms,
+        hostname: ti.hostname,
         error: ti.error,
         result: ti.result,
     }
@@ -173,5 +174,45 @@ pub fn import_error_view(error: &DagFileError) -> ImportErrorView {
                 message: p.message.clone(),
             })
             .collect(),
+    }
+}
+
+/// The Workers page's view: each worker with the tries it runs now.
+pub fn workers_view(
+    workers: Vec<crate::store::WorkerRow>,
+    running: Vec<TaskInstanceRow>,
+    scheduler: Option<String>,
+    this_serve: Option<String>,
+    shared: bool,
+) -> ui::views::WorkersView {
+    let workers = workers
+        .into_iter()
+        .map(|w| ui::views::WorkerView {
+            tries: running
+                .iter()
+                .filter(|ti| ti.claimed_by.as_deref() == Some(w.worker_id.as_str()))
+                .map(|ti| ui::views::WorkerTry {
+                    dag_id: ti.dag_id.clone(),
+                    run_id: ti.run_id.clone(),
+                    task_id: ti.task_id.clone(),
+                    try_number: ti.try_number,
+                })
+                .collect(),
+            name: w.name,
+            state: w.state.to_string(),
+            queues: w.queues,
+            slots: w.slots,
+            running: w.running,
+            started: w.started,
+            last_heartbeat: w.heartbeat,
+            hostname: w.hostname,
+            worker_id: w.worker_id,
+        })
+        .collect();
+    ui::views::WorkersView {
+        workers,
+        scheduler,
+        this_serve,
+        shared,
     }
 }

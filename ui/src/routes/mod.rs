@@ -6,6 +6,7 @@ mod runs;
 mod session;
 mod streams;
 mod tasks;
+mod workers;
 
 use axum::{
     Json, Router,
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(tasks::router())
         .merge(live::router())
         .merge(streams::router())
+        .merge(workers::router())
         .nest("/api/v1", api_router())
 }
 
@@ -37,6 +39,7 @@ fn api_router() -> Router<AppState> {
         .merge(runs::api_router())
         .merge(tasks::api_router())
         .merge(streams::api_router())
+        .merge(workers::api_router())
         .fallback(|| async {
             AppError::new(axum::http::StatusCode::NOT_FOUND, "no such API endpoint")
         })

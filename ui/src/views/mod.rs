@@ -11,6 +11,7 @@ pub mod pages;
 mod runs;
 pub mod stream_pages;
 pub mod streams;
+mod workers;
 
 pub use dags::{
     DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView, ImportErrorView,
@@ -22,6 +23,7 @@ pub use runs::{Mark, RunBrief, RunDetail, RunList, RunQuery, RunView, TaskInstan
 pub use streams::{
     DeadLetterView, ResultRow, ResultsView, StreamDetail, StreamSample, StreamTick, StreamView,
 };
+pub use workers::{WorkerTry, WorkerView, WorkersView};
 
 use serde::Serialize;
 

@@ -113,6 +113,13 @@ pub struct DagRows {
 }
 
 #[derive(Template)]
+#[template(path = "workers/list.html")]
+pub struct WorkersPage {
+    pub chrome: Chrome,
+    pub view: super::WorkersView,
+}
+
+#[derive(Template)]
 #[template(path = "import_errors.html")]
 pub struct ImportErrorsPage {
     pub chrome: Chrome,

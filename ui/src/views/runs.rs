@@ -64,6 +64,8 @@ pub struct TaskInstanceView {
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
+    /// The worker (or host) that ran its latest try.
+    pub hostname: Option<String>,
     pub error: Option<String>,
     /// The result summary (what downstream templates see as `upstream.<task>`).
     pub result: Option<serde_json::Value>,

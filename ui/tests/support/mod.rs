@@ -23,7 +23,8 @@ use ui::{
         GridRow, GridView, HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk,
         LogEvent, LogMatch, LogRange, Mark, ParamView, ProblemView, ResultRow, ResultsView,
         RunBrief, RunDetail, RunList, RunQuery, RunView, SchedulerHealth, StreamDetail,
-        StreamSample, StreamTick, StreamView, TaskInstanceView, TaskNode, User,
+        StreamSample, StreamTick, StreamView, TaskInstanceView, TaskNode, User, WorkerTry,
+        WorkerView, WorkersView,
     },
 };
 
@@ -317,6 +318,7 @@ impl ui::Backend for MemoryBackend {
             start_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()),
             end_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap()),
             duration_ms: Some(1000),
+            hostname: Some("worker-7".into()),
             error: None,
             result: Some(serde_json::json!({"exit_code": 0})),
         };
@@ -329,6 +331,32 @@ impl ui::Backend for MemoryBackend {
             run: view,
             task_instances: vec![ti("greet", "success"), ti("report", "failed")],
             is_active: self.streaming_run,
+        })
+    }
+
+    async fn workers(&self) -> BackendResult<WorkersView> {
+        let now = Utc::now();
+        Ok(WorkersView {
+            workers: vec![WorkerView {
+                name: "w1".into(),
+                state: "active".into(),
+                queues: vec!["default".into(), "etl".into()],
+                slots: 8,
+                running: 1,
+                started: now,
+                last_heartbeat: now,
+                hostname: "host-a".into(),
+                worker_id: "w1-0123456789ab".into(),
+                tries: vec![WorkerTry {
+                    dag_id: "etl".into(),
+                    run_id: "manual__1".into(),
+                    task_id: "load".into(),
+                    try_number: 2,
+                }],
+            }],
+            scheduler: Some("host-a:1".into()),
+            this_serve: Some("host-b:2".into()),
+            shared: true,
         })
     }
 
