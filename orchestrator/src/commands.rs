@@ -174,6 +174,10 @@ pub async fn stop(
     } else if let Some(executor) = executor.filter(|e| e.stop_run(run)) {
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Stopping a run");
         wait_until_finished(executor.store(), run, wait).await?;
+    } else if store.is_shared() && store.request_run_stop(run).await? {
+        // Driven by another serve: it hears the request, and the workers cancel the tries.
+        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, owner = ?existing.owner, "Asked the run's driver to stop it");
+        wait_until_finished(store, run, wait).await?;
     } else {
         return Err(CommandError::Conflict(format!(
             "run {} is driven by another process ({}): stop it there",
@@ -195,15 +199,13 @@ async fn wait_until_finished(store: &Store, run: &RunKey, wait: Duration) -> Res
             .get_run(&run.dag_id, &run.run_id)
             .await?
             .is_none_or(|r| r.state.is_finished());
-        if finished {
+        if finished || tokio::time::Instant::now() >= deadline {
             return Ok(());
         }
-        if tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .is_err()
-        {
-            return Ok(());
-        }
+        // A run's end written by another process may reach this one unannounced: look again
+        // every quarter second too.
+        let next_look = deadline.min(tokio::time::Instant::now() + Duration::from_millis(250));
+        let _ = tokio::time::timeout_at(next_look, events.recv()).await;
     }
 }
 

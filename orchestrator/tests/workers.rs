@@ -516,3 +516,118 @@ async fn a_workers_try_is_tailed_live_through_a_serve_on_another_logs_folder() {
     assert_eq!(early, 20);
     serve.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_stopped_from_the_cli_stops_its_tries_on_a_worker() {
+    let db = support::fresh_postgres_database("workerstop").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let pid_file = dir.path().join("pid");
+    let id = "long";
+    std::fs::write(
+        dir.path().join("dags/long.toml"),
+        format!(
+            "[dag]\nid = \"{id}\"\n[[task]]\nid = \"wait\"\noperator = \"shell\"\ncommand = \"echo $$ > {}; sleep 120\"\n[[task]]\nid = \"after\"\noperator = \"noop\"\nupstream = [\"wait\"]\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let mut serve_env = env(&db);
+    serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
+    let mut serve = Serve::start(dir.path(), &serve_env);
+    serve.wait_healthy(Duration::from_secs(30));
+    let _worker = WorkerProcess::start(dir.path(), "w", &env(&db));
+    let store = Store::connect(&db).await.unwrap();
+    let run_id = trigger(dir.path(), &db, id).await;
+    support::eventually("the shell to start", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n'))
+    })
+    .await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Not the serve driving the run: the CLI, another process, asks for the stop.
+    let out = cli_output(
+        cli(dir.path())
+            .env("UPDRAFT_DB", &db)
+            .args(["runs", "stop", &run_id]),
+    );
+    assert!(out.contains("stopped"), "{out}");
+    let state = wait_for_run(&store, id, &run_id, Duration::from_secs(30)).await;
+    assert_eq!(state, RunState::Stopped, "serve:\n{}", serve.log_tail());
+    let tis = by_task(store.task_instances(id, &run_id).await.unwrap());
+    assert_eq!(tis["wait"].state, TiState::Failed, "its try was stopped");
+    assert_eq!(tis["after"].state, TiState::Skipped);
+    support::wait_until("the shell to be killed", Duration::from_secs(10), || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+    });
+    serve.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_a_long_try_back_without_using_a_retry() {
+    let db = support::fresh_postgres_database("workerterm").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let id = "handback";
+    std::fs::write(
+        dir.path().join("dags/handback.toml"),
+        format!(
+            "[dag]\nid = \"{id}\"\n[[task]]\nid = \"quick\"\noperator = \"shell\"\ncommand = \"echo quick\"\n[[task]]\nid = \"slow\"\noperator = \"shell\"\ncommand = \"if [ {{{{ task.try_number }}}} = 1 ]; then sleep 120; fi; echo ran\"\n"
+        ),
+    )
+    .unwrap();
+    let mut serve_env = env(&db);
+    serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
+    let mut serve = Serve::start(dir.path(), &serve_env);
+    serve.wait_healthy(Duration::from_secs(30));
+    let mut worker_env = env(&db);
+    worker_env.push(("UPDRAFT_GRACE_PERIOD", "1s"));
+    let first = WorkerProcess::start(dir.path(), "first", &worker_env);
+    let store = Store::connect(&db).await.unwrap();
+    let run_id = trigger(dir.path(), &db, id).await;
+    support::eventually(
+        "slow to run and quick to succeed",
+        Duration::from_secs(30),
+        || async {
+            let tis = by_task(store.task_instances(id, &run_id).await.unwrap_or_default());
+            tis.get("slow").is_some_and(|t| t.state == TiState::Running)
+                && tis
+                    .get("quick")
+                    .is_some_and(|t| t.state == TiState::Success)
+        },
+    )
+    .await;
+    first.terminate();
+    let slow = store
+        .task_instance(id, &run_id, "slow")
+        .await
+        .unwrap()
+        .unwrap();
+    // Handed back: up for retry at once, or already queued again by the run's driver.
+    assert!(
+        matches!(slow.state, TiState::UpForRetry | TiState::Queued),
+        "{:?}",
+        slow.state
+    );
+    assert_eq!(
+        (slow.try_number, slow.max_tries),
+        (1, 2),
+        "the interrupted try does not use the task's only try"
+    );
+    let _second = WorkerProcess::start(dir.path(), "second", &worker_env);
+    let state = wait_for_run(&store, id, &run_id, Duration::from_secs(30)).await;
+    assert_eq!(state, RunState::Success, "serve:\n{}", serve.log_tail());
+    let slow = store
+        .task_instance(id, &run_id, "slow")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (slow.try_number, slow.hostname.as_deref()),
+        (2, Some("second"))
+    );
+    serve.terminate();
+}

@@ -84,7 +84,9 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
                 dag_id: run.dag_id,
                 run_id: run.run_id,
             };
-            let run = commands::stop(&store, None, &key, std::time::Duration::ZERO).await?;
+            // A running run's tries stop where they run (streams flush and commit first).
+            let run =
+                commands::stop(&store, None, &key, std::time::Duration::from_secs(30)).await?;
             println!("Run {} of {} is {}", run.run_id, run.dag_id, run.state);
         }
         RunsCommand::Show { run_id, dag } => {

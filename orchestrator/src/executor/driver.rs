@@ -100,6 +100,8 @@ enum Wake {
     Moved(String),
     /// Re-read every queued instance: the poll, a due retry, missed events, a stop.
     Recheck,
+    /// Someone asked the run to stop (from another process).
+    StopAsked,
     Nothing,
 }
 
@@ -118,6 +120,8 @@ struct RunDrive<'a> {
     /// Instances left to the queue and not yet finished.
     remote: RemoteTries,
     stop_seen: bool,
+    /// Whether the workers were told of the stop.
+    stop_told: bool,
 }
 
 impl<'a> RunDrive<'a> {
@@ -153,6 +157,7 @@ impl<'a> RunDrive<'a> {
             in_process: 0,
             remote: RemoteTries::default(),
             stop_seen: false,
+            stop_told: false,
         };
         let queue = executor.dispatch() == Dispatch::Queue;
         let under_way: Vec<TaskInstanceRow> = drive
@@ -302,6 +307,7 @@ impl<'a> RunDrive<'a> {
                 }
             }
             Wake::Recheck => self.recheck_remote().await?,
+            Wake::StopAsked => self.stop.cancel(),
             Wake::Nothing => {}
         }
         Ok(())
@@ -324,13 +330,28 @@ impl<'a> RunDrive<'a> {
             {
                 Wake::Moved(task_id)
             }
+            Ok(StoreEvent::StopRequested { dag_id, run_id })
+                if dag_id == self.run.dag_id && run_id == self.run.run_id =>
+            {
+                Wake::StopAsked
+            }
             Ok(_) => Wake::Nothing,
             Err(_) => Wake::Recheck,
         }
     }
 
-    /// Re-reads the run's rows for every instance left to the queue (one query).
+    /// Re-reads the run's rows for every instance left to the queue (one query), and whether
+    /// the run was asked to stop (in case its notification was lost).
     async fn recheck_remote(&mut self) -> Result<(), ExecutorError> {
+        if !self.stop.is_cancelled()
+            && self
+                .executor
+                .store()
+                .stop_requested(&self.run.key())
+                .await?
+        {
+            self.stop.cancel();
+        }
         let rows = self
             .executor
             .store()
@@ -368,6 +389,14 @@ impl<'a> RunDrive<'a> {
     /// A stopped run: what no worker has claimed yet is skipped (a claim that came first
     /// runs on, and is waited for).
     async fn stop_queued(&mut self) -> Result<(), ExecutorError> {
+        if !self.stop_told && !self.remote.is_empty() {
+            // The workers running its tries cancel them.
+            self.executor
+                .store()
+                .request_run_stop(&self.run.key())
+                .await?;
+            self.stop_told = true;
+        }
         let queued: Vec<TaskInstanceRow> = self
             .tis
             .values()

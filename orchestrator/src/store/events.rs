@@ -22,6 +22,8 @@ pub enum StoreEvent {
     },
     /// Paused or unpaused.
     Dag { dag_id: String, is_paused: bool },
+    /// Someone asked a running run to stop: whoever runs its tries cancels them.
+    StopRequested { dag_id: String, run_id: String },
     /// Lines of a try's log reached the store (shipped by the process running the try).
     Log {
         dag_id: String,

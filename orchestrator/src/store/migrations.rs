@@ -122,6 +122,11 @@ const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (dag_id, run_id, task_id, try_number, start_offset)
         )"],
     },
+    Migration {
+        version: 5,
+        description: "stop requests of runs, for the workers running their tries",
+        statements: &["ALTER TABLE dag_runs ADD COLUMN stop_requested_us BIGINT"],
+    },
 ];
 
 /// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent

@@ -41,6 +41,9 @@ fn encode(origin: &str, event: &StoreEvent) -> Option<String> {
         } => Some(format!(
             "{origin}\tL\t{dag_id}\t{run_id}\t{task_id}\t{try_number}"
         )),
+        StoreEvent::StopRequested { dag_id, run_id } => {
+            Some(format!("{origin}\tS\t{dag_id}\t{run_id}"))
+        }
         StoreEvent::Dag { .. } => None,
     }
 }
@@ -62,6 +65,10 @@ fn decode(own_origin: &str, payload: &str) -> Option<StoreEvent> {
             run_id: (*run_id).to_owned(),
             task_id: (*task_id).to_owned(),
             try_number: try_number.parse().ok()?,
+        }),
+        [_, "S", dag_id, run_id] => Some(StoreEvent::StopRequested {
+            dag_id: (*dag_id).to_owned(),
+            run_id: (*run_id).to_owned(),
         }),
         [_, "R", dag_id, run_id, state] => Some(StoreEvent::Run {
             dag_id: (*dag_id).to_owned(),
@@ -161,7 +168,11 @@ mod tests {
             task_id: "t".into(),
             try_number: 2,
         };
-        for event in [task, run, log] {
+        let stop = StoreEvent::StopRequested {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+        };
+        for event in [task, run, log, stop] {
             let payload = encode("a", &event).unwrap();
             assert_eq!(decode("b", &payload), Some(event));
             assert_eq!(decode("a", &payload), None);

@@ -169,6 +169,70 @@ impl Store {
         .await
     }
 
+    /// Asks a running run to stop, wherever it is driven and its tries run (notified); false
+    /// when it is not running.
+    pub async fn request_run_stop(&self, run: &RunKey) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let result = sqlx::query(
+            "UPDATE dag_runs SET stop_requested_us = COALESCE(stop_requested_us, $1)
+             WHERE dag_id = $2 AND run_id = $3 AND state = $4",
+        )
+        .bind(to_micros(Utc::now()))
+        .bind(run.dag_id.as_str())
+        .bind(run.run_id.as_str())
+        .bind(RunState::Running.as_str())
+        .execute(&mut *conn)
+        .await?;
+        let requested = result.rows_affected() == 1;
+        if requested {
+            let event = StoreEvent::StopRequested {
+                dag_id: run.dag_id.clone(),
+                run_id: run.run_id.clone(),
+            };
+            self.notify_in(&mut conn, || vec![event.clone()]).await?;
+            self.events.publish(event);
+        }
+        Ok(requested)
+    }
+
+    /// Whether a stop of the run was asked for.
+    pub async fn stop_requested(&self, run: &RunKey) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT stop_requested_us FROM dag_runs WHERE dag_id = $1 AND run_id = $2")
+                .bind(run.dag_id.as_str())
+                .bind(run.run_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(row) => row
+                .try_get::<Option<i64>, _>("stop_requested_us")?
+                .is_some(),
+            None => false,
+        })
+    }
+
+    /// The running tries claimed by `claimant` whose run was asked to stop.
+    pub async fn stopped_tries_of(&self, claimant: &str) -> Result<Vec<super::TaskKey>> {
+        let rows = sqlx::query(
+            "SELECT t.dag_id, t.run_id, t.task_id FROM task_instances t
+             JOIN dag_runs r ON r.dag_id = t.dag_id AND r.run_id = t.run_id
+             WHERE t.claimed_by = $1 AND t.state = $2 AND r.stop_requested_us IS NOT NULL",
+        )
+        .bind(claimant)
+        .bind(TiState::Running.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(super::TaskKey {
+                    dag_id: row.try_get("dag_id")?,
+                    run_id: row.try_get("run_id")?,
+                    task_id: row.try_get("task_id")?,
+                })
+            })
+            .collect()
+    }
+
     /// Moves a run if it is still in `change.from` (and held by `change.owner`, if given);
     /// false when it is not. Durable when this returns; logged and published after the commit.
     pub async fn transition_run(&self, change: &RunChange<'_>) -> Result<bool> {
@@ -413,7 +477,7 @@ pub(super) async fn apply_run_change(
             (None, Some(now))
         }
         RunEffect::Reopen => {
-            sql += ", owner = NULL, start_us = NULL, end_us = NULL";
+            sql += ", owner = NULL, start_us = NULL, end_us = NULL, stop_requested_us = NULL";
             (None, None)
         }
         RunEffect::Restate => (None, None),

@@ -42,7 +42,7 @@ impl LiveHub {
             loop {
                 match feed.recv().await {
                     // Log lines have their own feed (the log followers).
-                    Ok(StoreEvent::Log { .. }) => {}
+                    Ok(StoreEvent::Log { .. } | StoreEvent::StopRequested { .. }) => {}
                     Ok(event) => publisher.publish(event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "Live page feed fell behind the store");
@@ -172,6 +172,15 @@ fn live_event(seq: u64, event: StoreEvent) -> LiveEvent {
             try_number: None,
         },
         // Not published to pages (see `start`); named for completeness.
+        StoreEvent::StopRequested { dag_id, run_id } => LiveEvent {
+            seq,
+            dag_id,
+            run_id: Some(run_id),
+            task_id: None,
+            kind: "stop_requested".into(),
+            state: None,
+            try_number: None,
+        },
         StoreEvent::Log {
             dag_id,
             run_id,

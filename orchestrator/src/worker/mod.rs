@@ -9,7 +9,11 @@
 //! are killed) and registers again. On shutdown it stops claiming, lets running tries finish
 //! within the grace period and hands back the rest as `up_for_retry` without using a retry.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use tokio::{sync::watch, task::JoinSet, time::Instant};
@@ -20,7 +24,8 @@ use crate::{
     executor::{Dispatch, Executor, ExecutorConfig},
     logs::LogHub,
     store::{
-        Claimant, Store, StoreError, StoreEvent, TaskInstanceRow, TiState, WorkerRow, WorkerState,
+        Claimant, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey, TiState, WorkerRow,
+        WorkerState,
     },
 };
 
@@ -150,13 +155,14 @@ impl Worker {
     ) -> Result<Ended, WorkerError> {
         let mut events = self.store.subscribe();
         let mut tries: JoinSet<()> = JoinSet::new();
+        let running = RunningTries::default();
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         let mut poll = tokio::time::interval(POLL);
         let mut stopping: Option<Instant> = None;
         let mut claim = true;
         loop {
             if claim && stopping.is_none() {
-                self.claim(executor, claimant, &mut tries).await;
+                self.claim(executor, claimant, &mut tries, &running).await;
             }
             if stopping.is_some() && tries.is_empty() {
                 return Ok(Ended::Stopped);
@@ -165,12 +171,22 @@ impl Worker {
                 stopping.map_or_else(Instant::now, |since| since + self.config.grace_period);
             claim = tokio::select! {
                 Some(_) = tries.join_next() => true,
-                event = events.recv() => matches!(event, Ok(StoreEvent::Task { state: TiState::Queued, .. }) | Err(_)),
+                event = events.recv() => match event {
+                    Ok(StoreEvent::Task { state: TiState::Queued, .. }) | Err(_) => true,
+                    Ok(StoreEvent::StopRequested { dag_id, run_id }) => {
+                        running.stop_run(&dag_id, &run_id);
+                        false
+                    }
+                    Ok(_) => false,
+                },
                 _ = poll.tick() => true,
                 _ = heartbeat.tick() => {
-                    let running = u32::try_from(tries.len()).unwrap_or(u32::MAX);
-                    match self.store.heartbeat_worker(claimant.worker_id, running).await {
-                        Ok(true) => false,
+                    let running_count = u32::try_from(tries.len()).unwrap_or(u32::MAX);
+                    match self.store.heartbeat_worker(claimant.worker_id, running_count).await {
+                        Ok(true) => {
+                            self.stop_stopped_runs(claimant, &running).await;
+                            false
+                        }
                         Ok(false) => {
                             self.abandon(executor, &mut tries).await;
                             return Ok(Ended::Lost);
@@ -196,8 +212,26 @@ impl Worker {
         }
     }
 
+    /// Cancels the tries whose run was asked to stop (in case the notification was lost).
+    async fn stop_stopped_runs(&self, claimant: &Claimant<'_>, running: &RunningTries) {
+        match self.store.stopped_tries_of(claimant.worker_id).await {
+            Ok(stopped) => {
+                for task in stopped {
+                    running.stop_run(&task.dag_id, &task.run_id);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Cannot look for stopped runs"),
+        }
+    }
+
     /// Claims what the free slots can take and starts each try.
-    async fn claim(&self, executor: &Executor, claimant: &Claimant<'_>, tries: &mut JoinSet<()>) {
+    async fn claim(
+        &self,
+        executor: &Executor,
+        claimant: &Claimant<'_>,
+        tries: &mut JoinSet<()>,
+        running: &RunningTries,
+    ) {
         let free = (self.config.slots as usize).saturating_sub(tries.len());
         let claimed = match self
             .store
@@ -216,8 +250,13 @@ impl Worker {
                 self.store.clone(),
                 self.bags.borrow().clone(),
             );
+            let stop = executor.try_stop_token();
+            let key = ti.key();
+            running.insert(key.clone(), stop.clone());
+            let running = running.clone();
             tries.spawn(async move {
-                run_try(&executor, &store, &bag, ti).await;
+                run_try(&executor, &store, &bag, ti, stop).await;
+                running.remove(&key);
             });
         }
     }
@@ -235,9 +274,43 @@ impl Worker {
     }
 }
 
+/// The stop tokens of the tries running here, by task instance.
+#[derive(Clone, Default)]
+struct RunningTries(Arc<Mutex<HashMap<TaskKey, CancellationToken>>>);
+
+impl RunningTries {
+    fn insert(&self, key: TaskKey, stop: CancellationToken) {
+        self.lock().insert(key, stop);
+    }
+
+    fn remove(&self, key: &TaskKey) {
+        self.lock().remove(key);
+    }
+
+    /// Cancels the tries of a run that was asked to stop (streams flush and commit first).
+    fn stop_run(&self, dag_id: &str, run_id: &str) {
+        for (key, stop) in self.lock().iter() {
+            if key.dag_id == dag_id && key.run_id == run_id && !stop.is_cancelled() {
+                tracing::info!(dag_id, run_id, task_id = %key.task_id, "Stopping a try: its run was stopped");
+                stop.cancel();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, CancellationToken>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Runs one claimed try: its DAG from this worker's folder, its run and its upstreams'
 /// results from the store.
-async fn run_try(executor: &Executor, store: &Store, bag: &DagBag, ti: TaskInstanceRow) {
+async fn run_try(
+    executor: &Executor,
+    store: &Store,
+    bag: &DagBag,
+    ti: TaskInstanceRow,
+    stop: CancellationToken,
+) {
     let Some(dag) = bag.get(&ti.dag_id) else {
         let error = format!("no DAG {:?} in this worker's DAGs folder", ti.dag_id);
         executor.fail_claimed_try(ti, error).await;
@@ -262,7 +335,6 @@ async fn run_try(executor: &Executor, store: &Store, bag: &DagBag, ti: TaskInsta
             return;
         }
     };
-    let stop = executor.try_stop_token();
     executor
         .run_claimed_try(&dag, &run, ti, upstream_results, stop)
         .await;
