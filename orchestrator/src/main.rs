@@ -16,19 +16,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let default_level = if matches!(cli.command, cli::Command::Serve(_)) {
+    let default_level = if matches!(
+        cli.command,
+        cli::Command::Serve(_) | cli::Command::Worker(_)
+    ) {
         "info"
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.global.log_format {
+        // One JSON object per line, fields flattened: for log shippers.
+        cli::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         // Colour codes only on a terminal: `serve 2> file` gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     match cli::execute(cli).await {
         Ok(code) => code,
         Err(error) => {

@@ -84,10 +84,13 @@ async fn two_workers_share_a_run_and_every_task_runs_exactly_once() {
     serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
     let mut serve = Serve::start(dir.path(), &serve_env);
     serve.wait_healthy(Duration::from_secs(30));
-    let workers: Vec<WorkerProcess> = ["w1", "w2"]
-        .iter()
-        .map(|name| WorkerProcess::start(dir.path(), name, &env(&db)))
-        .collect();
+    // w2 writes its own log as JSON lines.
+    let mut json_env = env(&db);
+    json_env.push(("UPDRAFT_LOG_FORMAT", "json"));
+    let workers = vec![
+        WorkerProcess::start(dir.path(), "w1", &env(&db)),
+        WorkerProcess::start(dir.path(), "w2", &json_env),
+    ];
     let store = Store::connect(&db).await.unwrap();
     support::eventually(
         "both workers to register",
@@ -134,6 +137,22 @@ async fn two_workers_share_a_run_and_every_task_runs_exactly_once() {
     assert!(
         listed.contains("w1") && listed.contains("w2") && listed.contains("active"),
         "{listed}"
+    );
+    let json_log = workers[1].log();
+    let lines: Vec<serde_json::Value> = json_log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "Worker registered" && l["level"] == "INFO"),
+        "{json_log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "Task state changed" && l["to"] == "success")
     );
     for worker in workers {
         worker.terminate();

@@ -89,6 +89,16 @@ pub struct GlobalArgs {
         default_value = "mysql://127.0.0.1:3306/updraft"
     )]
     pub mysql_url: String,
+    /// How this process writes its own log to stderr: text, or JSON lines
+    #[arg(long, global = true, env = "UPDRAFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of the orchestrator's own log (not the task logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -79,6 +79,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
                 Dispatch::InProcess
             },
             owner: None,
+            live_metrics: None,
         },
     );
     store.listen_to_other_processes().await?;
@@ -95,6 +96,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
                 heartbeat_interval: Duration::from_secs(3),
                 grace_period: args.grace_period,
                 connections,
+                live_metrics: Some(executor.live_metrics_registry()),
             },
         );
         tokio::spawn(worker.run(shutdown.clone()))

@@ -51,6 +51,8 @@ pub struct ExecutorConfig {
     /// The token this executor writes as the owner of its runs and the claimant of its tries
     /// (a worker's id); `host:pid` when None.
     pub owner: Option<String>,
+    /// Where its tries publish their live metrics (its own when None).
+    pub live_metrics: Option<LiveMetrics>,
 }
 
 impl Default for ExecutorConfig {
@@ -61,6 +63,7 @@ impl Default for ExecutorConfig {
             connections: Arc::default(),
             dispatch: Dispatch::InProcess,
             owner: None,
+            live_metrics: None,
         }
     }
 }
@@ -96,8 +99,13 @@ struct Inner {
     /// Stop tokens of the runs in progress.
     active_runs: Mutex<HashMap<RunKey, CancellationToken>>,
     /// Live metrics of the tries running now.
-    live_metrics: Mutex<HashMap<TaskKey, tasks::Metrics>>,
+    live_metrics: LiveMetrics,
 }
+
+/// The live metrics of running tries, by task instance; shared by the executors of one
+/// process (a `serve` and its local worker), so its pages show the tries its worker runs.
+#[derive(Debug, Clone, Default)]
+pub struct LiveMetrics(Arc<Mutex<HashMap<TaskKey, tasks::Metrics>>>);
 
 impl Executor {
     pub fn new(store: Store, logs: LogHub, config: ExecutorConfig) -> Self {
@@ -112,13 +120,13 @@ impl Executor {
                 store,
                 logs,
                 slots: Arc::new(Semaphore::new(config.parallelism.max(1))),
+                live_metrics: config.live_metrics.clone().unwrap_or_default(),
                 config,
                 dag_slots: Mutex::default(),
                 owner,
                 hostname,
                 shutdown: CancellationToken::new(),
                 active_runs: Mutex::default(),
-                live_metrics: Mutex::default(),
             }),
         }
     }
@@ -211,8 +219,14 @@ impl Executor {
     fn live_metrics(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, tasks::Metrics>> {
         self.inner
             .live_metrics
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registry its tries publish their metrics to (to share with a local worker).
+    pub fn live_metrics_registry(&self) -> LiveMetrics {
+        self.inner.live_metrics.clone()
     }
 
     /// Publishes a try's metrics until the returned guard is dropped.

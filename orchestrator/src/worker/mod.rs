@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     /// How long running tries get to finish on shutdown.
     pub grace_period: Duration,
     pub connections: Arc<tasks::Connections>,
+    /// Where its tries publish live metrics (a `serve`'s, for its local worker).
+    pub live_metrics: Option<crate::executor::LiveMetrics>,
 }
 
 pub struct Worker {
@@ -113,6 +115,7 @@ impl Worker {
                 connections: self.config.connections.clone(),
                 dispatch: Dispatch::InProcess,
                 owner: Some(worker_id.clone()),
+                live_metrics: self.config.live_metrics.clone(),
             },
         );
         self.store.register_worker(&self.row(&worker_id)).await?;
