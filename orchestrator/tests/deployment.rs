@@ -83,8 +83,8 @@ fn the_image_runs_as_a_user_that_is_not_root() {
     let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
     let user = last_stage
         .lines()
-        .filter_map(|line| line.trim().strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("USER "))
         .expect("the final stage sets USER");
     let name = user.split(':').next().unwrap().trim();
     assert!(!["root", "0", ""].contains(&name), "USER {user}");
