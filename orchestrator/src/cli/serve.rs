@@ -180,7 +180,12 @@ async fn ensure_a_user(store: &Store) -> anyhow::Result<()> {
         Ok(password) if !password.is_empty() => (password, false),
         _ => (users::random_secret()[..20].to_owned(), true),
     };
-    users::add_user(store, "admin", &password).await?;
+    match users::add_user(store, "admin", &password).await {
+        Ok(()) => {}
+        // Another serve on the same database created it first (a standby starting at once).
+        Err(users::UserError::Exists(_)) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    }
     if generated {
         eprintln!(
             "\nCreated the user `admin` with password {password}\n(shown once; change users with `orchestrator users`)\n"

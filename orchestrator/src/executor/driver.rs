@@ -96,8 +96,8 @@ impl Executor {
 enum Wake {
     /// A try run here ended (or was left to be resumed).
     Ran(Box<TaskInstanceRow>),
-    /// A task instance left to the queue moved (elsewhere).
-    Moved(String),
+    /// A task instance left to the queue moved (elsewhere) to this state in this try.
+    Moved(String, TiState, u32),
     /// Re-read every queued instance: the poll, a due retry, missed events, a stop.
     Recheck,
     /// Someone asked the run to stop (from another process).
@@ -291,12 +291,32 @@ impl<'a> RunDrive<'a> {
                 Wake::Recheck
             }
         };
+        self.take(wake).await?;
+        // Take in every event already waiting too before the next release: one pass over the
+        // DAG for a burst of ends, not one per end.
+        while let Ok(event) = events.try_recv() {
+            let wake = self.classify(Ok(event));
+            self.take(wake).await?;
+        }
+        Ok(())
+    }
+
+    async fn take(&mut self, wake: Wake) -> Result<(), ExecutorError> {
         match wake {
             Wake::Ran(ti) => {
                 self.in_process -= 1;
                 self.tis.insert(ti.task_id.clone(), *ti);
             }
-            Wake::Moved(task_id) => {
+            // The end of a try elsewhere: its event says all the driver needs.
+            Wake::Moved(task_id, state, try_number) if state.is_finished() => {
+                if let Some(ti) = self.tis.get_mut(&task_id) {
+                    ti.state = state;
+                    ti.try_number = try_number;
+                }
+                self.remote.remove(&task_id);
+            }
+            // A retry: its row says when.
+            Wake::Moved(task_id, _, _) => {
                 if let Some(ti) = self
                     .executor
                     .store()
@@ -322,13 +342,13 @@ impl<'a> RunDrive<'a> {
                 run_id,
                 task_id,
                 state,
-                ..
+                try_number,
             }) if (state.is_finished() || state == TiState::UpForRetry)
                 && dag_id == self.run.dag_id
                 && run_id == self.run.run_id
                 && self.remote.contains(&task_id) =>
             {
-                Wake::Moved(task_id)
+                Wake::Moved(task_id, state, try_number)
             }
             Ok(StoreEvent::StopRequested { dag_id, run_id })
                 if dag_id == self.run.dag_id && run_id == self.run.run_id =>
