@@ -65,6 +65,7 @@ fn context() -> TaskContext {
             postgres_url: std::env::var("UPDRAFT_TEST_POSTGRES_URL").unwrap_or_default(),
             ..Default::default()
         }),
+        share: Default::default(),
     }
 }
 

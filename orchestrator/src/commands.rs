@@ -112,7 +112,8 @@ pub async fn clear(
             dag.id, task.task_id
         )));
     };
-    let mut ids = vec![spec.id.clone()];
+    // The instance asked for (`stats~1` of a split stream), and the tasks below its task.
+    let mut ids = vec![task.task_id.clone()];
     if downstream {
         ids.extend(dag.downstream_of(&spec.id));
     }

@@ -279,3 +279,152 @@ async fn exact_after_sigkills(postgres: bool) {
         .remove(0);
     assert_eq!(stream.state, orchestrator::store::TiState::UpForRetry);
 }
+
+/// The instances of a split stream task and the worker each runs on, as the store says.
+async fn instances(
+    store: &orchestrator::store::Store,
+    dag_id: &str,
+) -> Vec<orchestrator::store::TaskInstanceRow> {
+    let runs = store
+        .list_runs(&orchestrator::store::RunFilter {
+            dag_id: Some(dag_id.to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_default();
+    match runs.first() {
+        Some(run) => store
+            .task_instances(dag_id, &run.run_id)
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+/// The window documents of the shares of a split stream merged as the results page reads
+/// them (with the DAG's own aggregates).
+fn merged(documents: Vec<Document>, dag_source: &str) -> Vec<Document> {
+    let dag = orchestrator::dag::parse_dag_file(Path::new("stats.toml"), dag_source).unwrap();
+    let spec = dag.task("stats").unwrap();
+    let tasks::OperatorConfig::Stream(config) =
+        tasks::OperatorConfig::from_json(spec.operator, spec.config.clone()).unwrap()
+    else {
+        panic!("not a stream")
+    };
+    tasks::stream::merge_shares(documents, &config.window.unwrap().aggregates).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_shares_on_two_workers_stay_exact_when_one_worker_is_sigkilled_twice() {
+    use orchestrator::store::TiState;
+    use support::serve::WorkerProcess;
+    let db = support::fresh_postgres_database("shares").await;
+    let ns = support::unique("shares");
+    let topic = format!("{ns}.in");
+    support::create_topic(&topic, 4).await;
+    let stats = support::mongo(&ns).await.collection::<Document>("stats");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let dag_source = support::stats_dag_source(&ns, &topic, "parallelism = 2\n");
+    std::fs::write(dir.path().join("dags/stats.toml"), &dag_source).unwrap();
+    let records = support::synthetic_users(RECORDS, 1_700_000_000);
+    let producer = tokio::spawn({
+        let (topic, records) = (topic.clone(), records.clone());
+        async move {
+            let mut placements = Vec::new();
+            for batch in records.chunks(BATCH) {
+                placements.extend(support::produce(&topic, batch).await);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            placements
+        }
+    });
+    let serve_env = [
+        ("UPDRAFT_DB", db.as_str()),
+        ("UPDRAFT_NO_LOCAL_TASKS", "true"),
+        ("UPDRAFT_WORKER_TIMEOUT", "3s"),
+    ];
+    let mut serve = Serve::start(dir.path(), &serve_env);
+    tokio::task::block_in_place(|| serve.wait_healthy(Duration::from_secs(30)));
+    // One slot each: a share per worker (a worker with free slots would claim both).
+    let worker_env = [
+        ("UPDRAFT_DB", db.as_str()),
+        ("UPDRAFT_HEARTBEAT", "500ms"),
+        ("UPDRAFT_SLOTS", "1"),
+    ];
+    let mut doomed = WorkerProcess::start(dir.path(), "doomed", &worker_env);
+    let _steady = WorkerProcess::start(dir.path(), "steady", &worker_env);
+    let store = orchestrator::store::Store::connect(&db).await.unwrap();
+    let mut random = Random::seeded();
+    let mut tries_before = 0;
+    for kill in 1..=2 {
+        // Both shares at work, at least one on the doomed worker, with more tries than before.
+        let started = Instant::now();
+        loop {
+            let tis = instances(&store, &ns).await;
+            let running = tis.iter().filter(|t| t.state == TiState::Running).count();
+            let on_doomed = tis
+                .iter()
+                .any(|t| t.state == TiState::Running && t.hostname.as_deref() == Some("doomed"));
+            let tries: u32 = tis.iter().map(|t| t.try_number).sum();
+            if running == 2 && on_doomed && tries > tries_before {
+                tries_before = tries;
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "kill {kill}: both shares did not run with one on the doomed worker: {:?}\n{}",
+                tis.iter()
+                    .map(|t| (&t.task_id, t.state, t.try_number, &t.hostname))
+                    .collect::<Vec<_>>(),
+                serve.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(random.between(1_000, 3_000))).await;
+        let counted = support::users_counted(&stats).await.unwrap_or(0);
+        doomed.kill();
+        eprintln!("SIGKILL {kill} of a worker: {counted} records counted");
+        assert!(
+            counted < RECORDS as i64,
+            "kill {kill} came too late to prove anything"
+        );
+        doomed = WorkerProcess::start(dir.path(), "doomed", &worker_env);
+    }
+    let placements = producer.await.unwrap();
+    let ends = support::ends_of_placements(&topic, &placements);
+    let started = Instant::now();
+    loop {
+        let counted = support::users_counted(&stats).await.unwrap_or(0);
+        if counted >= RECORDS as i64 && support::group_lag(&ns, &ends).await == Ok(0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the shares did not count and commit every record within 120 s: {counted} counted, committed {:?} of {ends:?}\n{}",
+            support::committed(&ns, &ends).await,
+            serve.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let documents = support::all_documents(&stats).await;
+    for share in ["~0of2", "~1of2"] {
+        assert!(
+            documents
+                .iter()
+                .any(|d| d.get_str("_id").unwrap().ends_with(share)),
+            "share {share} wrote its own documents"
+        );
+    }
+    let values: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
+        .collect();
+    support::assert_exact(&merged(documents, &dag_source), &values);
+    let lost = serve.log().matches("A worker stopped heartbeating").count();
+    assert!(lost >= 2, "each kill's worker was declared lost ({lost})");
+    let tis = instances(&store, &ns).await;
+    let mut ids: Vec<&str> = tis.iter().map(|t| t.task_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["stats~0", "stats~1"], "one task instance per share");
+}

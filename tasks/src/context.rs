@@ -92,6 +92,53 @@ pub struct TaskContext {
     pub metrics: Metrics,
     /// Default brokers and servers.
     pub connections: Arc<Connections>,
+    /// Which share of its input this instance of the task owns (`parallelism` > 1).
+    pub share: Share,
+}
+
+/// One of `count` instances of a task that split their input: instance `index` owns the
+/// partitions [`Share::owns`] gives it, the same ones whatever else the topics hold, so its
+/// sink state is its own (merged when read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl Share {
+    pub fn is_whole(&self) -> bool {
+        self.count <= 1
+    }
+
+    /// Whether this share reads `partition` of `topic`: the topic's partitions are dealt
+    /// round-robin from a start fixed by the topic's name (FNV-1a), so a topic's partitions
+    /// spread evenly and adding topics moves none.
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        if self.is_whole() {
+            return true;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in topic.bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let slot = hash.wrapping_add(u64::from(partition.unsigned_abs())) % u64::from(self.count);
+        slot == u64::from(self.index)
+    }
+
+    /// What this share adds to the ids of its sink state (`~0of2`); empty for a whole task.
+    pub fn id_suffix(&self) -> String {
+        if self.is_whole() {
+            String::new()
+        } else {
+            format!("~{}of{}", self.index, self.count)
+        }
+    }
 }
 
 impl TaskContext {
@@ -103,6 +150,25 @@ impl TaskContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_split_partitions_disjointly_and_evenly() {
+        let shares: Vec<Share> = (0..3).map(|index| Share { index, count: 3 }).collect();
+        for topic in ["users.fr", "users.us", "a"] {
+            let mut per_share = [0; 3];
+            for partition in 0..12 {
+                let owners: Vec<usize> = (0..3)
+                    .filter(|i| shares[*i].owns(topic, partition))
+                    .collect();
+                assert_eq!(owners.len(), 1, "{topic}/{partition}: {owners:?}");
+                per_share[owners[0]] += 1;
+            }
+            assert_eq!(per_share, [4, 4, 4], "{topic}");
+        }
+        assert!(Share::default().owns("any", 7));
+        assert_eq!(Share::default().id_suffix(), "");
+        assert_eq!(shares[1].id_suffix(), "~1of3");
+    }
 
     #[test]
     fn a_task_setting_wins_over_the_default() {

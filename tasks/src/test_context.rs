@@ -30,5 +30,6 @@ pub fn context(lines: &Arc<Lines>) -> TaskContext {
         log: lines.clone(),
         metrics: Metrics::default(),
         connections: Default::default(),
+        share: Default::default(),
     }
 }

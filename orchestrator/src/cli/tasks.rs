@@ -214,6 +214,7 @@ async fn test(
         log: Arc::new(Stdout),
         metrics: Metrics::default(),
         connections: Arc::new(global.connections()),
+        share: Default::default(),
     };
     let outcome = match spec.timeout {
         Some(limit) => tokio::time::timeout(limit, operator.execute(&ctx))

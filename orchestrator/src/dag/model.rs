@@ -37,8 +37,13 @@ pub struct Dag {
 }
 
 impl Dag {
+    /// The task `task_id`, or the task an instance id (`stats~1`, see
+    /// [`TaskSpec::instance_ids`]) belongs to.
     pub fn task(&self, task_id: &str) -> Option<&TaskSpec> {
-        self.tasks.iter().find(|task| task.id == task_id)
+        let base = task_id
+            .split_once(INSTANCE_MARK)
+            .map_or(task_id, |(base, _)| base);
+        self.tasks.iter().find(|task| task.id == base)
     }
 
     /// The ids of the tasks downstream of `task_id` (transitively), in task order.
@@ -60,10 +65,14 @@ impl Dag {
     pub fn new_task_instances(&self) -> Vec<NewTaskInstance> {
         self.tasks
             .iter()
-            .map(|task| NewTaskInstance {
-                task_id: task.id.clone(),
-                max_tries: task.retry.retries.saturating_add(1),
-                queue: task.queue.clone(),
+            .flat_map(|task| {
+                task.instance_ids()
+                    .into_iter()
+                    .map(|task_id| NewTaskInstance {
+                        task_id,
+                        max_tries: task.retry.retries.saturating_add(1),
+                        queue: task.queue.clone(),
+                    })
             })
             .collect()
     }
@@ -80,12 +89,42 @@ pub struct TaskSpec {
     pub timeout: Option<Duration>,
     /// The queue whose workers run it (its own `queue`, else the DAG's).
     pub queue: String,
+    /// Instances of a stream task, each owning a share of the partitions (1: one instance,
+    /// named as the task).
+    pub parallelism: u32,
     /// The operator config as written, `operator` key included; string values are templates
     /// rendered at the start of each try.
     pub config: serde_json::Value,
 }
 
+/// Separates a task's id from an instance number (`stats~0`): never in an id written in a
+/// DAG file, so an instance id cannot be another task's.
+pub const INSTANCE_MARK: char = '~';
+
 impl TaskSpec {
+    /// The ids of its task instances in a run: the task's own id, or one per share
+    /// (`stats~0`, `stats~1`, ...) with `parallelism` > 1.
+    pub fn instance_ids(&self) -> Vec<String> {
+        if self.parallelism <= 1 {
+            return vec![self.id.clone()];
+        }
+        (0..self.parallelism)
+            .map(|i| format!("{}{INSTANCE_MARK}{i}", self.id))
+            .collect()
+    }
+
+    /// The share of the input the instance `instance_id` owns.
+    pub fn share_of(&self, instance_id: &str) -> tasks::Share {
+        let index = instance_id
+            .split_once(INSTANCE_MARK)
+            .and_then(|(_, i)| i.parse().ok())
+            .unwrap_or(0);
+        tasks::Share {
+            index,
+            count: self.parallelism.max(1),
+        }
+    }
+
     /// Long-running stream tasks are supervised: restarted until their run stops.
     pub fn is_stream(&self) -> bool {
         self.operator == OperatorKind::Stream

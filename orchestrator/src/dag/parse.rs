@@ -30,6 +30,7 @@ const COMMON_TASK_KEYS: &[&str] = &[
     "max_retry_delay",
     "timeout",
     "queue",
+    "parallelism",
 ];
 
 /// The `[dag]` table as written.
@@ -85,6 +86,8 @@ struct RawTask {
     timeout: Option<HumanDuration>,
     #[serde(default)]
     queue: Option<Spanned<String>>,
+    #[serde(default)]
+    parallelism: Option<Spanned<u32>>,
 }
 
 fn deserialize<'de, T: Deserialize<'de>>(
@@ -368,8 +371,51 @@ fn parse_task_table(
             return None;
         }
     };
+    if let Some(parallelism) = &raw.parallelism {
+        check_parallelism(parallelism, kind, &config, &field, problems);
+    }
     Some(task_spec(raw, kind, config))
 }
+
+/// `parallelism`: a stream task split into instances, each owning a share of the partitions;
+/// its shares' states merge only where the sink supports it (MongoDB).
+fn check_parallelism(
+    parallelism: &Spanned<u32>,
+    kind: OperatorKind,
+    config: &serde_json::Value,
+    field: &str,
+    problems: &mut Problems<'_>,
+) {
+    let n = *parallelism.get_ref();
+    let sink = config.pointer("/sink/kind").and_then(|k| k.as_str());
+    let problem = if !(1..=MAX_PARALLELISM).contains(&n) {
+        Some(format!(
+            "parallelism must be from 1 to {MAX_PARALLELISM}, got {n}"
+        ))
+    } else if n > 1 && kind != OperatorKind::Stream {
+        Some(format!(
+            "only stream tasks split into instances (this is a {} task)",
+            kind
+        ))
+    } else if n > 1 && sink != Some("mongodb") {
+        Some(format!(
+            "parallelism > 1 needs a mongodb sink for now (each share keeps its own documents, merged when read); this sink is {}",
+            sink.unwrap_or("unknown")
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        problems.at(
+            Some(parallelism.span()),
+            format!("{field}.parallelism"),
+            message,
+        );
+    }
+}
+
+/// The most instances one stream task splits into.
+const MAX_PARALLELISM: u32 = 256;
 
 /// What is wrong with an operator config: a key or type (serde), or a rule of the operator.
 enum ConfigProblem {
@@ -535,6 +581,7 @@ fn task_spec(raw: RawTask, operator: OperatorKind, config: serde_json::Value) ->
             timeout: raw.timeout.map(HumanDuration::as_duration),
             // Empty: the DAG's queue, filled in once the `[dag]` table is known.
             queue: raw.queue.map(Spanned::into_inner).unwrap_or_default(),
+            parallelism: raw.parallelism.as_ref().map_or(1, |p| *p.get_ref()),
             config,
         },
     }

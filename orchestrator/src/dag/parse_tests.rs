@@ -236,3 +236,90 @@ fn a_templated_path_overlaps_the_fields_in_and_around_it() {
     assert!(!parse::overlaps("window.size", "window.slide"));
     assert!(!parse::overlaps("key", "keys"));
 }
+
+const SPLIT_STREAM: &str = r#"
+[dag]
+id = "s"
+queue = "etl"
+[[task]]
+id = "stats"
+operator = "stream"
+topics = ["t"]
+group_id = "g"
+parallelism = PARALLELISM
+[task.window]
+size = "1m"
+group_by = { country = ".country" }
+aggregates = { users = "count" }
+[task.sink]
+SINK
+"#;
+
+fn split_stream(parallelism: &str, sink: &str) -> String {
+    let sink = match sink {
+        "mongodb" => "kind = \"mongodb\"\ndatabase = \"d\"\ncollection = \"c\"",
+        _ => "kind = \"postgres\"\ntable = \"stats\"",
+    };
+    SPLIT_STREAM
+        .replace("PARALLELISM", parallelism)
+        .replace("SINK", sink)
+}
+
+#[test]
+fn a_split_stream_has_an_instance_per_share_on_its_queue() {
+    let dag = parse(&split_stream("3", "mongodb")).unwrap();
+    let stats = dag.task("stats").unwrap();
+    assert_eq!(stats.instance_ids(), ["stats~0", "stats~1", "stats~2"]);
+    assert_eq!(
+        stats.share_of("stats~2"),
+        tasks::Share { index: 2, count: 3 }
+    );
+    assert_eq!(
+        dag.task("stats~1").unwrap().id,
+        "stats",
+        "an instance id finds its task"
+    );
+    let instances = dag.new_task_instances();
+    assert_eq!(instances.len(), 3);
+    assert!(
+        instances.iter().all(|ti| ti.queue == "etl"),
+        "the DAG's queue"
+    );
+}
+
+#[test]
+fn parallelism_is_checked_where_it_is_written() {
+    let found = problems(&split_stream("0", "mongodb"));
+    assert!(
+        has(
+            &found,
+            "task \"stats\".parallelism: parallelism must be from 1 to 256, got 0"
+        ),
+        "{found:?}"
+    );
+    let found = problems(&split_stream("2", "postgres"));
+    assert!(
+        has(&found, "parallelism > 1 needs a mongodb sink"),
+        "{found:?}"
+    );
+    let source = split_stream("2", "mongodb")
+        + "[[task]]\nid = \"after\"\noperator = \"noop\"\nupstream = [\"stats\"]\n";
+    let found = problems(&source);
+    assert!(
+        has(
+            &found,
+            "\"stats\" is a stream split into 2 instances: no task can follow it"
+        ),
+        "{found:?}"
+    );
+    let found =
+        problems("[dag]\nid = \"d\"\n[[task]]\nid = \"t\"\noperator = \"noop\"\nparallelism = 2\n");
+    assert!(
+        has(&found, "only stream tasks split into instances"),
+        "{found:?}"
+    );
+    assert!(
+        parse(&split_stream("1", "postgres")).is_ok(),
+        "one instance needs nothing"
+    );
+}

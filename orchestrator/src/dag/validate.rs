@@ -26,6 +26,24 @@ pub(crate) fn validate_graph(tasks: Vec<ParsedTask>, problems: &mut Problems<'_>
             );
         }
     }
+    let split: HashMap<&str, u32> = tasks
+        .iter()
+        .filter(|t| t.spec.parallelism > 1)
+        .map(|t| (t.spec.id.as_str(), t.spec.parallelism))
+        .collect();
+    for task in &tasks {
+        for (upstream, span) in task.spec.upstream.iter().zip(&task.upstream_spans) {
+            if let Some(n) = split.get(upstream.as_str()) {
+                problems.at(
+                    Some(span.clone()),
+                    format!("task {:?}.upstream", task.spec.id),
+                    format!(
+                        "{upstream:?} is a stream split into {n} instances: no task can follow it"
+                    ),
+                );
+            }
+        }
+    }
     for task in &tasks {
         let mut listed = HashSet::new();
         for (upstream, span) in task.spec.upstream.iter().zip(&task.upstream_spans) {

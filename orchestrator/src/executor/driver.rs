@@ -188,34 +188,15 @@ impl<'a> RunDrive<'a> {
     /// One pass in topological order cascades.
     async fn release_ready(&mut self) -> Result<(), ExecutorError> {
         let mut changes: Vec<(TaskInstanceRow, TiState)> = Vec::new();
-        for spec in &self.dag.tasks {
-            let Some(ti) = self
-                .tis
-                .get(&spec.id)
-                .filter(|ti| ti.state == TiState::Scheduled)
-            else {
-                continue;
-            };
-            let upstream: Vec<TiState> = spec
-                .upstream
-                .iter()
-                .filter_map(|id| self.tis.get(id).map(|t| t.state))
-                .collect();
-            let next = match decide(spec.trigger_rule, &upstream) {
-                Decision::Wait => continue,
-                Decision::Run => TiState::Queued,
-                Decision::Skip => TiState::Skipped,
-                Decision::UpstreamFailed => TiState::UpstreamFailed,
-            };
-            let mut ti = ti.clone();
-            if next != TiState::Queued {
-                ti.end = Some(Utc::now());
+        let dag = self.dag;
+        for spec in &dag.tasks {
+            if spec.parallelism > 1 {
+                for instance in spec.instance_ids() {
+                    self.decide_one(spec, &instance, &mut changes);
+                }
+            } else {
+                self.decide_one(spec, &spec.id, &mut changes);
             }
-            // Later tasks of this pass decide on the new state (skips cascade in one pass).
-            let mut decided = ti.clone();
-            decided.state = next;
-            self.tis.insert(spec.id.clone(), decided);
-            changes.push((ti, next));
         }
         // Written together: the state writer commits them in one transaction.
         let executor = self.executor;
@@ -233,6 +214,42 @@ impl<'a> RunDrive<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Decides the instance `instance` of `spec` if it waits and its upstreams allow it.
+    fn decide_one(
+        &mut self,
+        spec: &crate::dag::TaskSpec,
+        instance: &str,
+        changes: &mut Vec<(TaskInstanceRow, TiState)>,
+    ) {
+        let Some(ti) = self
+            .tis
+            .get(instance)
+            .filter(|ti| ti.state == TiState::Scheduled)
+        else {
+            return;
+        };
+        let upstream: Vec<TiState> = spec
+            .upstream
+            .iter()
+            .filter_map(|id| self.tis.get(id).map(|t| t.state))
+            .collect();
+        let next = match decide(spec.trigger_rule, &upstream) {
+            Decision::Wait => return,
+            Decision::Run => TiState::Queued,
+            Decision::Skip => TiState::Skipped,
+            Decision::UpstreamFailed => TiState::UpstreamFailed,
+        };
+        let mut ti = ti.clone();
+        if next != TiState::Queued {
+            ti.end = Some(Utc::now());
+        }
+        // Later tasks of this pass decide on the new state (skips cascade in one pass).
+        let mut decided = ti.clone();
+        decided.state = next;
+        self.tis.insert(instance.to_owned(), decided);
+        changes.push((ti, next));
     }
 
     /// A queued (or retrying, or running elsewhere) instance: run here or left to the queue.

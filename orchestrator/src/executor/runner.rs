@@ -415,6 +415,7 @@ impl Runner {
             log: log.clone(),
             metrics,
             connections: self.executor.inner.config.connections.clone(),
+            share: self.spec.share_of(&ti.task_id),
         };
         let mut execution = std::pin::pin!(operator.execute(&ctx));
         let timeout = async {

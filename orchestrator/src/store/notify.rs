@@ -90,14 +90,24 @@ impl Store {
         let Some(remote) = &self.remote else {
             return Ok(());
         };
+        // One NOTIFY carries many events (a line each), within PostgreSQL's 8000-byte
+        // payload: a group commit of hundreds of moves costs a few statements, not hundreds.
+        let mut payload = String::new();
         for event in events() {
-            if let Some(payload) = encode(&remote.origin, &event) {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(payload)
-                    .execute(&mut *conn)
-                    .await?;
+            let Some(line) = encode(&remote.origin, &event) else {
+                continue;
+            };
+            if !payload.is_empty() && payload.len() + 1 + line.len() > MAX_PAYLOAD {
+                send(conn, &payload).await?;
+                payload.clear();
             }
+            if !payload.is_empty() {
+                payload.push('\n');
+            }
+            payload.push_str(&line);
+        }
+        if !payload.is_empty() {
+            send(conn, &payload).await?;
         }
         Ok(())
     }
@@ -125,12 +135,26 @@ impl Store {
     }
 }
 
+/// The most bytes one notification carries (PostgreSQL refuses 8000 and more).
+const MAX_PAYLOAD: usize = 7900;
+
+async fn send(conn: &mut AnyConnection, payload: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 async fn republish(mut listener: PgListener, origin: String, feed: EventFeed) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
-                if let Some(event) = decode(&origin, notification.payload()) {
-                    feed.publish(event);
+                for line in notification.payload().lines() {
+                    if let Some(event) = decode(&origin, line) {
+                        feed.publish(event);
+                    }
                 }
             }
             // The connection dropped: the next call reconnects (what was sent meanwhile is

@@ -221,12 +221,22 @@ impl WebBackend {
                 "records"
             }
             .into(),
-            flushes: self
-                .executor
-                .as_ref()
-                .and_then(|e| e.task_metrics(&key))
-                .and_then(|m| m.get("flushes").and_then(|f| f.as_u64()))
-                .unwrap_or(0),
+            // Every share's flushes: the results change when any of them flushes.
+            flushes: spec
+                .instance_ids()
+                .into_iter()
+                .filter_map(|task_id| {
+                    let instance = TaskKey {
+                        task_id,
+                        ..key.clone()
+                    };
+                    self.executor
+                        .as_ref()
+                        .and_then(|e| e.task_metrics(&instance))
+                })
+                .filter_map(|m| m.get("flushes").and_then(|f| f.as_u64()))
+                .sum(),
+            shares: spec.parallelism.max(1),
             ..ResultsView::default()
         };
         match read_results(&config, &self.connections(), window).await {

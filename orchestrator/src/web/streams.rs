@@ -85,6 +85,15 @@ impl StreamSampler {
                     }
                 }
                 flushes.insert(name(&key), count);
+                // A share of a split task (`stats~1`) counts towards the task's own results
+                // page, which merges the shares.
+                if let Some((task, _)) = key.task_id.split_once(crate::dag::INSTANCE_MARK) {
+                    let whole = TaskKey {
+                        task_id: task.to_owned(),
+                        ..key.clone()
+                    };
+                    *flushes.entry(name(&whole)).or_default() += count;
+                }
             }
             histories.retain(|_, h| now_ms - h.last_seen_ms < FORGET_AFTER.num_milliseconds());
             self.previous_errors

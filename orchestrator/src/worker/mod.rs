@@ -63,6 +63,7 @@ pub struct Worker {
     bags: watch::Receiver<Arc<DagBag>>,
     logs: LogHub,
     config: WorkerConfig,
+    runs: RunCache,
 }
 
 /// Why a registration ended.
@@ -83,6 +84,7 @@ impl Worker {
             bags,
             logs,
             config,
+            runs: RunCache::default(),
         }
     }
 
@@ -257,8 +259,9 @@ impl Worker {
             let key = ti.key();
             running.insert(key.clone(), stop.clone());
             let running = running.clone();
+            let runs = self.runs.clone();
             tries.spawn(async move {
-                run_try(&executor, &store, &bag, ti, stop).await;
+                run_try(&executor, &store, &bag, ti, stop, runs).await;
                 running.remove(&key);
             });
         }
@@ -274,6 +277,42 @@ impl Worker {
         if drained.await.is_err() {
             tries.abort_all();
         }
+    }
+}
+
+/// The runs of recent tries (a run's conf and logical date never change): one read per run,
+/// not per try.
+#[derive(Clone, Default)]
+struct RunCache(Arc<Mutex<HashMap<(String, String), crate::store::DagRunRow>>>);
+
+impl RunCache {
+    /// Runs kept at most (then the cache starts over).
+    const CAPACITY: usize = 1024;
+
+    async fn get(
+        &self,
+        store: &Store,
+        ti: &TaskInstanceRow,
+    ) -> Result<Option<crate::store::DagRunRow>, StoreError> {
+        let key = (ti.dag_id.clone(), ti.run_id.clone());
+        if let Some(run) = self.lock().get(&key) {
+            return Ok(Some(run.clone()));
+        }
+        let run = store.get_run(&ti.dag_id, &ti.run_id).await?;
+        if let Some(run) = &run {
+            let mut cache = self.lock();
+            if cache.len() >= Self::CAPACITY {
+                cache.clear();
+            }
+            cache.insert(key, run.clone());
+        }
+        Ok(run)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), crate::store::DagRunRow>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -313,13 +352,14 @@ async fn run_try(
     bag: &DagBag,
     ti: TaskInstanceRow,
     stop: CancellationToken,
+    runs: RunCache,
 ) {
     let Some(dag) = bag.get(&ti.dag_id) else {
         let error = format!("no DAG {:?} in this worker's DAGs folder", ti.dag_id);
         executor.fail_claimed_try(ti, error).await;
         return;
     };
-    let run = match store.get_run(&ti.dag_id, &ti.run_id).await {
+    let run = match runs.get(store, &ti).await {
         Ok(Some(run)) => run,
         Ok(None) => {
             let error = format!("the run {} no longer exists", ti.run_id);

@@ -18,3 +18,4 @@ mod window_doc;
 pub use config::*;
 pub use operator::*;
 pub use results::{RecordResults, StreamResults, WindowResults, WindowRow, read_results};
+pub use window_doc::{merge_shares, without_share};

@@ -74,6 +74,8 @@ struct StreamTask<'a> {
     counters: Counters,
     /// The try's live metrics (flush figures are published as each flush ends).
     metrics: crate::Metrics,
+    /// Added to the ids of this share's window documents (empty for a whole task).
+    id_suffix: String,
 }
 
 impl<'a> StreamTask<'a> {
@@ -108,7 +110,7 @@ impl<'a> StreamTask<'a> {
                 stored.len()
             ));
         }
-        let mut source = Source::new(config, &brokers, stored)?;
+        let mut source = Source::new(config, &brokers, stored, ctx.share)?;
         let starts = source.refresh_assignment().await?;
         let outbox = Outbox::new(kafka::producer(&brokers, Duration::from_secs(30))?);
         let mut task = Self {
@@ -126,6 +128,7 @@ impl<'a> StreamTask<'a> {
             uncommitted: false,
             counters: Counters::default(),
             metrics: ctx.metrics.clone(),
+            id_suffix: ctx.share.id_suffix(),
         };
         task.expect_starts(&starts);
         task.resume_watermark().await?;
@@ -308,7 +311,7 @@ impl<'a> StreamTask<'a> {
                 if self.watermark.closes(end) {
                     continue;
                 }
-                let id = document_id(start, &contribution.group);
+                let id = document_id(start, &contribution.group) + &self.id_suffix;
                 let window = self.window(&id, start, end, &contribution.group).await?;
                 if window.closed {
                     continue;
@@ -347,7 +350,10 @@ impl<'a> StreamTask<'a> {
                     tracing::debug!(id, offsets = ?w.offsets, "Window loaded");
                     w
                 }
-                None => WindowDoc::new(start, end, group.clone()),
+                None => WindowDoc {
+                    id: id.to_owned(),
+                    ..WindowDoc::new(start, end, group.clone())
+                },
             };
             self.open.insert(id.to_owned(), window);
         }

@@ -171,17 +171,24 @@ async fn mongo_windows(
     let selected = pick(&windows, window);
     let documents: Vec<serde_json::Value> = match &selected {
         None => Vec::new(),
-        Some(start) => collection
-            .find(doc! { "window_start": start })
-            .projection(doc! { "_state": 0 })
-            .await
-            .map_err(|e| mongo::failed("reading results", &e))?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(|e| mongo::failed("reading results", &e))?
-            .into_iter()
-            .map(|d| Bson::Document(d).into_relaxed_extjson())
-            .collect(),
+        Some(start) => {
+            let stored = collection
+                .find(doc! { "window_start": start })
+                .await
+                .map_err(|e| mongo::failed("reading results", &e))?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(|e| mongo::failed("reading results", &e))?;
+            // A task of several shares wrote a document per share: read what they hold together.
+            super::window_doc::merge_shares(stored, &spec.aggregates)
+                .map_err(|e| TaskError::Failed(format!("reading results: {e}")))?
+                .into_iter()
+                .map(|mut d| {
+                    d.remove("_state");
+                    Bson::Document(d).into_relaxed_extjson()
+                })
+                .collect()
+        }
     };
     Ok(window_results(windows, selected, documents, spec))
 }

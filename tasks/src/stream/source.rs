@@ -14,7 +14,7 @@ use rdkafka::{
 };
 
 use super::{StartFrom, StreamConfig, start_guard::fetch_from};
-use crate::{ConfigError, TaskError};
+use crate::{ConfigError, Share, TaskError};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -60,14 +60,16 @@ impl ClientContext for LagContext {
 
 impl ConsumerContext for LagContext {}
 
-/// Which topics a task reads: exact names, and `^regex` patterns.
+/// Which topics a task reads: exact names, and `^regex` patterns; and which of their
+/// partitions, when the task is one share of several.
 struct TopicMatcher {
     names: BTreeSet<String>,
     patterns: Vec<regex::Regex>,
+    share: Share,
 }
 
 impl TopicMatcher {
-    fn new(topics: &[String]) -> Result<Self, TaskError> {
+    fn new(topics: &[String], share: Share) -> Result<Self, TaskError> {
         let mut names = BTreeSet::new();
         let mut patterns = Vec::new();
         for topic in topics {
@@ -79,7 +81,11 @@ impl TopicMatcher {
                 names.insert(topic.clone());
             }
         }
-        Ok(Self { names, patterns })
+        Ok(Self {
+            names,
+            patterns,
+            share,
+        })
     }
 
     fn matches(&self, topic: &str) -> bool {
@@ -106,6 +112,7 @@ impl Source {
         config: &StreamConfig,
         brokers: &str,
         stored: Option<BTreeMap<Partition, i64>>,
+        share: Share,
     ) -> Result<Self, TaskError> {
         let reported = Arc::new(Mutex::new(Reported::default()));
         let consumer: StreamConsumer<LagContext> = ClientConfig::new()
@@ -134,7 +141,7 @@ impl Source {
         Ok(Self {
             consumer: Arc::new(consumer),
             reported,
-            matcher: Arc::new(TopicMatcher::new(&config.topics)?),
+            matcher: Arc::new(TopicMatcher::new(&config.topics, share)?),
             assigned: BTreeSet::new(),
             start_from: config.start_from,
             brokers: brokers.to_owned(),
@@ -247,7 +254,7 @@ fn new_partitions(
         }
         for partition in topic.partitions() {
             let key = (topic.name().to_owned(), partition.id());
-            if !assigned.contains(&key) {
+            if !assigned.contains(&key) && matcher.share.owns(topic.name(), partition.id()) {
                 new.add_partition(topic.name(), partition.id());
             }
         }

@@ -75,6 +75,21 @@ impl Accumulator {
     }
 
     /// The value users read.
+    /// Folds in what another share of the task accumulated for the same window and group.
+    fn merge(&mut self, other: &Accumulator) {
+        self.n += other.n;
+        self.sum += other.sum;
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.distinct.extend(other.distinct.iter().cloned());
+    }
+
     fn value(&self, spec: &AggregateSpec) -> Bson {
         let float = |x: Option<f64>| x.map_or(Bson::Null, Bson::Double);
         match spec {
@@ -241,6 +256,77 @@ pub fn document_id(start_ms: i64, group: &BTreeMap<String, serde_json::Value>) -
     )
 }
 
+/// A window document's id without the share suffix (`~0of2`) a task of several shares adds.
+pub fn without_share(id: &str) -> &str {
+    match id.rsplit_once('~') {
+        Some((base, share))
+            if share
+                .split_once("of")
+                .is_some_and(|(i, n)| i.parse::<u32>().is_ok() && n.parse::<u32>().is_ok()) =>
+        {
+            base
+        }
+        _ => id,
+    }
+}
+
+/// The documents of a task's shares (`parallelism` > 1) merged into one per window and
+/// group: their accumulators added (count and sum summed, min of mins, max of maxes, distinct
+/// values united), the aggregates derived again, closed once every share closed it. Each
+/// share writes only its own documents, so the merge is what the task as a whole holds; a
+/// whole task's documents pass through as they are.
+pub fn merge_shares(
+    documents: Vec<Document>,
+    specs: &BTreeMap<String, AggregateSpec>,
+) -> Result<Vec<Document>, WindowDocError> {
+    let mut merged: BTreeMap<String, (Document, BTreeMap<String, Accumulator>, usize)> =
+        BTreeMap::new();
+    for document in documents {
+        let id = document
+            .get_str("_id")
+            .map_err(|e| decode("_id")(e.to_string()))?;
+        let base = without_share(id).to_owned();
+        let accumulators: BTreeMap<String, Accumulator> = document
+            .get_document("_state")
+            .ok()
+            .and_then(|state| state.get("accumulators").cloned())
+            .map(bson::from_bson)
+            .transpose()
+            .map_err(|e| decode("_state.accumulators")(e.to_string()))?
+            .unwrap_or_default();
+        match merged.get_mut(&base) {
+            None => {
+                merged.insert(base, (document, accumulators, 1));
+            }
+            Some((first, sum, shares)) => {
+                for (name, accumulator) in &accumulators {
+                    sum.entry(name.clone()).or_default().merge(accumulator);
+                }
+                let closed = first.get_bool("closed").unwrap_or(false)
+                    && document.get_bool("closed").unwrap_or(false);
+                first.insert("closed", closed);
+                *shares += 1;
+            }
+        }
+    }
+    Ok(merged
+        .into_iter()
+        .map(|(base, (mut document, accumulators, shares))| {
+            if shares > 1 {
+                document.insert("_id", base);
+                for (name, spec) in specs {
+                    let value = accumulators
+                        .get(name)
+                        .map_or_else(|| Accumulator::default().value(spec), |a| a.value(spec));
+                    document.insert(name, value);
+                }
+                document.remove("_state");
+            }
+            document
+        })
+        .collect())
+}
+
 /// RFC 3339 in UTC with milliseconds.
 pub fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -273,6 +359,40 @@ mod tests {
             ("oldest".to_string(), Input::Number(age)),
             ("cities".to_string(), Input::Text(city.into())),
         ])
+    }
+
+    #[test]
+    fn the_shares_of_a_window_merge_into_what_one_task_would_hold() {
+        let group = BTreeMap::from([("country".to_string(), serde_json::json!("FR"))]);
+        let specs = specs();
+        let mut whole = WindowDoc::new(60_000, 120_000, group.clone());
+        let mut shares = Vec::new();
+        for (index, ages) in [[20.0, 30.0], [40.0, 10.0]].iter().enumerate() {
+            let mut share = WindowDoc::new(60_000, 120_000, group.clone());
+            share.id = format!("{}~{index}of2", share.id);
+            for age in ages {
+                let inputs = BTreeMap::from([
+                    ("users".to_string(), Input::None),
+                    ("avg_age".to_string(), Input::Number(*age)),
+                ]);
+                share.add(&inputs);
+                whole.add(&inputs);
+            }
+            share.closed = index == 0;
+            shares.push(share.to_document(&specs).unwrap());
+        }
+        let merged = merge_shares(shares, &specs).unwrap();
+        assert_eq!(merged.len(), 1);
+        let expected = whole.to_document(&specs).unwrap();
+        for field in ["_id", "users", "avg_age"] {
+            assert_eq!(merged[0].get(field), expected.get(field), "{field}");
+        }
+        assert!(
+            !merged[0].get_bool("closed").unwrap(),
+            "one share still open"
+        );
+        assert_eq!(without_share("[\"FR\"]@x~1of2"), "[\"FR\"]@x");
+        assert_eq!(without_share("a~b"), "a~b");
     }
 
     #[test]

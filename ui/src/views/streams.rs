@@ -92,6 +92,9 @@ pub struct ResultsView {
     pub records: Vec<Vec<String>>,
     /// The stream task's flushes so far in its current try (0 when it is not running).
     pub flushes: u64,
+    /// The task's instances (`parallelism`): more than 1, and each wrote its own documents,
+    /// merged here per window and group.
+    pub shares: u32,
     /// Why the results could not be read, if they could not.
     pub error: Option<String>,
 }

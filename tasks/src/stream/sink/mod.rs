@@ -64,7 +64,8 @@ impl Sink {
                     database,
                     collection,
                     key.clone(),
-                    &config.group_id,
+                    // Each share keeps its own watermark beside its own documents.
+                    &format!("{}{}", config.group_id, ctx.share.id_suffix()),
                 )
                 .await?,
             ),
