@@ -108,6 +108,10 @@ async fn the_results_page_charts_the_newest_window_by_group() {
     assert!(html.contains("data-label=\"France\" data-value=\"7\""));
     assert!(html.contains("Spain &#60;b&#62;"), "labels are escaped");
     assert!(html.contains("users by country"));
+    assert!(
+        html.contains("merged from its 2 shares"),
+        "a split stream's page says its documents are merged"
+    );
     assert_eq!(
         html.matches("<option value=\"2026-11-25T10").count(),
         2,

@@ -603,6 +603,7 @@ impl ui::Backend for MemoryBackend {
             columns: Vec::new(),
             records: Vec::new(),
             flushes: 5,
+            shares: 2,
             error: None,
         })
     }
