@@ -407,6 +407,20 @@ async fn two_shares_on_two_workers_stay_exact_when_one_worker_is_sigkilled_twice
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The streams page of the serve, which runs neither share, shows both and their workers.
+    let mut page = String::new();
+    let started = Instant::now();
+    while !(page.contains("stats~0")
+        && page.contains("stats~1")
+        && page.contains("on <span class=\"mono\">"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the streams page:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        page = serve.get("/streams").unwrap_or_default();
+    }
     let documents = support::all_documents(&stats).await;
     for share in ["~0of2", "~1of2"] {
         assert!(

@@ -22,6 +22,10 @@ async fn the_streams_page_shows_rates_lag_sparklines_and_marks() {
     assert!(html.contains("data-stream=\"users.stats\""), "{html}");
     assert!(html.contains("250/s in · 8/s out"), "{html}");
     assert!(html.contains("data-lag=\"30\""));
+    assert!(
+        html.contains("on <span class=\"mono\">worker-7</span>"),
+        "the worker running the try"
+    );
     assert!(html.contains("most behind: <span class=\"mono\">users.fr/1</span> 20, <span class=\"mono\">users.fr/0</span> 10"), "{html}");
     assert_eq!(
         html.matches("<polyline points=").count(),

@@ -132,7 +132,8 @@ pub fn print_task_instances(tis: &[TaskInstanceRow], dag: &Dag) {
     let ordered: Vec<&TaskInstanceRow> = dag
         .tasks
         .iter()
-        .filter_map(|t| tis.iter().find(|ti| ti.task_id == t.id))
+        .flat_map(|t| t.instance_ids())
+        .filter_map(|id| tis.iter().find(|ti| ti.task_id == id))
         .collect();
     print_rows(ordered);
 }

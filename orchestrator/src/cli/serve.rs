@@ -83,6 +83,9 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         },
     );
     store.listen_to_other_processes().await?;
+    if shared {
+        executor.live_metrics_registry().spawn_mirror(store.clone());
+    }
     let shutdown = CancellationToken::new();
     let local_worker = (shared && !args.no_local_tasks).then(|| {
         let worker = Worker::new(

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod driver;
+mod live_metrics;
 mod remote;
 mod runner;
 mod trigger_rule;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::{retry_delay, stream_restart_delay};
 pub use driver::RunOutcome;
+pub use live_metrics::LiveMetrics;
 pub use runner::build_operator;
 pub use trigger_rule::{Decision, decide};
 pub use zombies::{is_owner_alive, recover_lost_workers, recover_zombies};
@@ -101,11 +103,6 @@ struct Inner {
     /// Live metrics of the tries running now.
     live_metrics: LiveMetrics,
 }
-
-/// The live metrics of running tries, by task instance; shared by the executors of one
-/// process (a `serve` and its local worker), so its pages show the tries its worker runs.
-#[derive(Debug, Clone, Default)]
-pub struct LiveMetrics(Arc<Mutex<HashMap<TaskKey, tasks::Metrics>>>);
 
 impl Executor {
     pub fn new(store: Store, logs: LogHub, config: ExecutorConfig) -> Self {

@@ -409,6 +409,9 @@ impl Runner {
         let operator = build_operator(&self.spec, &context).map_err(TaskError::from)?;
         let cancel = self.stop.child_token();
         let metrics = Metrics::default();
+        if let Some(worker) = &ti.hostname {
+            metrics.set("worker", worker.as_str());
+        }
         let _published = self.executor.publish_metrics(ti.key(), metrics.clone());
         let ctx = TaskContext {
             cancel: cancel.clone(),

@@ -38,6 +38,9 @@ use crate::{
     store::{LeaseAttempt, NewRun, RunState, RunType},
 };
 
+/// Every this many scheduling passes (seconds), runs left by dead drivers are looked for.
+const ZOMBIE_SCAN_TICKS: u64 = 10;
+
 /// How often runs queued by other processes are looked for.
 const QUEUED_POLL: Duration = Duration::from_millis(200);
 
@@ -63,6 +66,8 @@ pub struct Scheduler {
     lease_ttl: Option<Duration>,
     /// Whether this process holds the lease (always true without one).
     scheduling: bool,
+    /// Scheduling passes so far.
+    ticks: u64,
 }
 
 impl Scheduler {
@@ -77,6 +82,7 @@ impl Scheduler {
             worker_timeout: None,
             lease_ttl: None,
             scheduling: true,
+            ticks: 0,
         }
     }
 
@@ -139,17 +145,18 @@ impl Scheduler {
         );
         let _ = heartbeat.shutdown().await;
         self.executor.shut_down();
-        if self.lease_ttl.is_some() && self.scheduling {
-            let store = self.executor.store();
-            if let Err(error) = store.release_scheduler_lease(self.executor.owner()).await {
-                tracing::warn!(%error, "Cannot give up the scheduler lease");
-            }
-        }
         let drained = tokio::time::timeout(grace + Duration::from_secs(5), async {
             while self.drivers.join_next().await.is_some() {}
         });
         if drained.await.is_err() {
             tracing::warn!("Some tasks did not stop within the grace period");
+        }
+        // Given up once the drivers are done, so the next holder finds the runs left alone.
+        if self.lease_ttl.is_some() && self.scheduling {
+            let store = self.executor.store();
+            if let Err(error) = store.release_scheduler_lease(self.executor.owner()).await {
+                tracing::warn!(%error, "Cannot give up the scheduler lease");
+            }
         }
         Ok(())
     }
@@ -332,6 +339,12 @@ impl Scheduler {
             return;
         }
         self.take_over_lost_workers().await;
+        // Runs whose driver died after this process started (another serve on this host
+        // that went away after handing over the lease) are adopted on a later tick.
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(ZOMBIE_SCAN_TICKS) {
+            self.resume_zombie_runs().await;
+        }
         if let Err(error) = self.try_schedule_due().await {
             tracing::error!(%error, "Scheduling pass failed");
         }

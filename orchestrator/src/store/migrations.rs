@@ -127,6 +127,20 @@ const MIGRATIONS: &[Migration] = &[
         description: "stop requests of runs, for the workers running their tries",
         statements: &["ALTER TABLE dag_runs ADD COLUMN stop_requested_us BIGINT"],
     },
+    Migration {
+        version: 6,
+        description: "live metrics of tries on workers",
+        statements: &["CREATE TABLE IF NOT EXISTS task_metrics (
+            dag_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            try_number BIGINT NOT NULL,
+            worker TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            updated_us BIGINT NOT NULL,
+            PRIMARY KEY (dag_id, run_id, task_id)
+        )"],
+    },
 ];
 
 /// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent

@@ -10,6 +10,7 @@ mod models;
 mod notify;
 mod runs;
 mod task_instances;
+mod task_metrics;
 mod transitions;
 mod users;
 mod workers;
@@ -32,6 +33,7 @@ pub use models::{
 };
 pub use runs::{RunChange, RunEffect};
 pub use task_instances::{Fence, TiChange};
+pub use task_metrics::PublishedMetrics;
 pub use transitions::{run_can_transition, task_can_transition};
 pub use users::{ApiTokenRow, UserRow};
 pub use workers::{Claimant, WorkerRow, WorkerState};

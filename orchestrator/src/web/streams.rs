@@ -180,6 +180,10 @@ pub fn stream_view(
         dag_id: key.dag_id.clone(),
         run_id: key.run_id.clone(),
         task_id: key.task_id.clone(),
+        worker: metrics
+            .get("worker")
+            .and_then(|w| w.as_str())
+            .map(str::to_owned),
         records_in: int("records_in"),
         records_out: int("records_out"),
         records_in_per_s: number(metrics, "records_in_per_s"),

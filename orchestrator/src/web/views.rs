@@ -62,8 +62,12 @@ pub fn ordered_task_instances(
     mut tis: Vec<TaskInstanceRow>,
     dag: Option<&Dag>,
 ) -> Vec<TaskInstanceView> {
+    // An instance of a split stream (`stats~1`) sits where its task does.
     let position = |task_id: &str| {
-        dag.and_then(|d| d.tasks.iter().position(|t| t.id == task_id))
+        let task = task_id
+            .split_once(crate::dag::INSTANCE_MARK)
+            .map_or(task_id, |(task, _)| task);
+        dag.and_then(|d| d.tasks.iter().position(|t| t.id == task))
             .unwrap_or(usize::MAX)
     };
     tis.sort_by(|a, b| {

@@ -24,13 +24,15 @@ use crate::{
     executor::{Dispatch, Executor, ExecutorConfig},
     logs::LogHub,
     store::{
-        Claimant, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey, TiState, WorkerRow,
-        WorkerState,
+        Claimant, PublishedMetrics, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey,
+        TiState, WorkerRow, WorkerState,
     },
 };
 
 /// How often a worker looks for queued work without being told.
 const POLL: Duration = Duration::from_secs(1);
+/// How often a worker publishes its streams' live metrics.
+const PUBLISH_METRICS: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -163,6 +165,7 @@ impl Worker {
         let running = RunningTries::default();
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         let mut poll = tokio::time::interval(POLL);
+        let mut publish = tokio::time::interval(PUBLISH_METRICS);
         let mut stopping: Option<Instant> = None;
         let mut claim = true;
         loop {
@@ -185,6 +188,10 @@ impl Worker {
                     Ok(_) => false,
                 },
                 _ = poll.tick() => true,
+                _ = publish.tick() => {
+                    self.publish_metrics(executor, &running).await;
+                    false
+                }
                 _ = heartbeat.tick() => {
                     let running_count = u32::try_from(tries.len()).unwrap_or(u32::MAX);
                     match self.store.heartbeat_worker(claimant.worker_id, running_count).await {
@@ -214,6 +221,26 @@ impl Worker {
                     false
                 }
             };
+        }
+    }
+
+    /// Publishes the live metrics of the streams this worker runs, for every `serve`'s pages.
+    async fn publish_metrics(&self, executor: &Executor, running: &RunningTries) {
+        let mine = running.keys();
+        let tries: Vec<PublishedMetrics> = executor
+            .live_metrics_registry()
+            .snapshot()
+            .into_iter()
+            .filter(|(task, metrics)| metrics.contains_key("lag") && mine.contains(task))
+            .map(|(task, metrics)| PublishedMetrics {
+                task,
+                try_number: 0,
+                worker: self.config.name.clone(),
+                metrics,
+            })
+            .collect();
+        if let Err(error) = self.store.publish_task_metrics(&tries).await {
+            tracing::warn!(%error, "Cannot publish the live metrics of running tries");
         }
     }
 
@@ -327,6 +354,10 @@ impl RunningTries {
 
     fn remove(&self, key: &TaskKey) {
         self.lock().remove(key);
+    }
+
+    fn keys(&self) -> std::collections::HashSet<TaskKey> {
+        self.lock().keys().cloned().collect()
     }
 
     /// Cancels the tries of a run that was asked to stop (streams flush and commit first).

@@ -10,7 +10,10 @@ use serde::Serialize;
 pub struct StreamView {
     pub dag_id: String,
     pub run_id: String,
+    /// The task instance: the task's id, or `<task>~<share>` of a split stream.
     pub task_id: String,
+    /// The worker (or host) running this try.
+    pub worker: Option<String>,
     pub try_number: u32,
     /// Tries before this one: each was a restart.
     pub restarts: u32,

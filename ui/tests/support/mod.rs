@@ -66,6 +66,7 @@ pub fn stats_stream() -> StreamView {
         dag_id: "users".into(),
         run_id: RUN_ID.into(),
         task_id: "stats".into(),
+        worker: Some("worker-7".into()),
         try_number: 3,
         restarts: 2,
         last_error: Some("MongoDB: writing results failed: <unreachable>".into()),

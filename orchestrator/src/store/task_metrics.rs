@@ -1,0 +1,72 @@
+//! Live metrics of tries running on workers (records per second, lag, flushes of streams),
+//! published by each worker about once a second so that every `serve` shows them.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Result, Store, TaskKey, to_micros};
+
+/// One try's metrics as a worker last published them.
+#[derive(Debug, Clone)]
+pub struct PublishedMetrics {
+    pub task: TaskKey,
+    pub try_number: u32,
+    pub worker: String,
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Store {
+    /// Replaces the published metrics of each of `tries`.
+    pub async fn publish_task_metrics(&self, tries: &[PublishedMetrics]) -> Result<()> {
+        if tries.is_empty() {
+            return Ok(());
+        }
+        let now = to_micros(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        for published in tries {
+            sqlx::query(
+                "INSERT INTO task_metrics (dag_id, run_id, task_id, try_number, worker, metrics, updated_us)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (dag_id, run_id, task_id) DO UPDATE SET try_number = excluded.try_number,
+                    worker = excluded.worker, metrics = excluded.metrics, updated_us = excluded.updated_us",
+            )
+            .bind(published.task.dag_id.as_str())
+            .bind(published.task.run_id.as_str())
+            .bind(published.task.task_id.as_str())
+            .bind(i64::from(published.try_number))
+            .bind(published.worker.as_str())
+            .bind(serde_json::Value::Object(published.metrics.clone()).to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The metrics published since `since` (older ones are of tries that ended or of
+    /// workers that went away).
+    pub async fn recent_task_metrics(&self, since: DateTime<Utc>) -> Result<Vec<PublishedMetrics>> {
+        let rows = sqlx::query(
+            "SELECT dag_id, run_id, task_id, try_number, worker, metrics FROM task_metrics WHERE updated_us >= $1",
+        )
+        .bind(to_micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let metrics: String = row.try_get("metrics")?;
+                Ok(PublishedMetrics {
+                    task: TaskKey {
+                        dag_id: row.try_get("dag_id")?,
+                        run_id: row.try_get("run_id")?,
+                        task_id: row.try_get("task_id")?,
+                    },
+                    try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
+                    worker: row.try_get("worker")?,
+                    metrics: serde_json::from_str(&metrics).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
