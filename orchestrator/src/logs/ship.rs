@@ -34,6 +34,8 @@ struct State {
     /// Lines written and not shipped yet, and the file offset where they start.
     pending: Mutex<(u64, String)>,
     wake: Notify,
+    /// Cuts a batch window short: the try ended and waits for its last lines.
+    closing: Notify,
     closed: AtomicBool,
 }
 
@@ -45,6 +47,7 @@ impl Shipper {
             key,
             pending: Mutex::new((from, String::new())),
             wake: Notify::new(),
+            closing: Notify::new(),
             closed: AtomicBool::new(false),
         });
         let task = tokio::spawn(ship(state.clone()));
@@ -69,6 +72,7 @@ impl Shipper {
     pub fn close(&self) {
         self.state.closed.store(true, Ordering::SeqCst);
         self.state.wake.notify_one();
+        self.state.closing.notify_one();
     }
 
     /// [`Shipper::close`], then waits until everything queued is in the store.
@@ -86,8 +90,13 @@ async fn ship(state: Arc<State>) {
         let closed = state.closed.load(Ordering::SeqCst);
         if !closed {
             state.wake.notified().await;
-            tokio::time::sleep(BATCH_WINDOW).await;
+            // Lines gather for a moment, unless the try ends: its end waits for its log.
+            tokio::select! {
+                _ = tokio::time::sleep(BATCH_WINDOW) => {}
+                _ = state.closing.notified() => {}
+            }
         }
+        let closed = closed || state.closed.load(Ordering::SeqCst);
         let (start, text) = {
             let mut pending = state.pending.lock().unwrap_or_else(|e| e.into_inner());
             let start = pending.0;
