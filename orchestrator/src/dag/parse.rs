@@ -378,7 +378,8 @@ fn parse_task_table(
 }
 
 /// `parallelism`: a stream task split into instances, each owning a share of the partitions;
-/// its shares' states merge only where the sink supports it (MongoDB).
+/// its shares' states merge only where the sink supports it (MongoDB and SQL window tables;
+/// a Kafka sink's records are keyed by window, one per share).
 fn check_parallelism(
     parallelism: &Spanned<u32>,
     kind: OperatorKind,
@@ -397,9 +398,9 @@ fn check_parallelism(
             "only stream tasks split into instances (this is a {} task)",
             kind
         ))
-    } else if n > 1 && sink != Some("mongodb") {
+    } else if n > 1 && !matches!(sink, Some("mongodb" | "postgres" | "mysql")) {
         Some(format!(
-            "parallelism > 1 needs a mongodb sink for now (each share keeps its own documents, merged when read); this sink is {}",
+            "parallelism > 1 needs a mongodb, postgres or mysql sink (each share keeps its own rows, merged when read); this sink is {}",
             sink.unwrap_or("unknown")
         ))
     } else {

@@ -258,6 +258,7 @@ SINK
 fn split_stream(parallelism: &str, sink: &str) -> String {
     let sink = match sink {
         "mongodb" => "kind = \"mongodb\"\ndatabase = \"d\"\ncollection = \"c\"",
+        "kafka" => "kind = \"kafka\"\ntopic = \"out\"",
         _ => "kind = \"postgres\"\ntable = \"stats\"",
     };
     SPLIT_STREAM

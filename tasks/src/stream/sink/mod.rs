@@ -32,7 +32,8 @@ async fn sql_sink(
         &sql.table,
         sql.key.clone(),
         config.window.as_ref(),
-        &config.group_id,
+        // Each share keeps its own offsets (of its own partitions) and watermark.
+        &format!("{}{}", config.group_id, ctx.share.id_suffix()),
     )
     .await
 }

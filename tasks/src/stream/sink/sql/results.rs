@@ -66,8 +66,20 @@ pub async fn window_rows(
     let start = chrono::DateTime::parse_from_rfc3339(start)
         .map_err(|e| TaskError::Failed(format!("window {start:?}: {e}")))?
         .to_utc();
-    let mut columns: Vec<&str> = vec!["window_start", "window_end", "closed"];
-    let mut reads = vec![ReadAs::Time, ReadAs::Time, ReadAs::Bool];
+    let mut columns: Vec<&str> = vec![
+        "id",
+        "updraft_state",
+        "window_start",
+        "window_end",
+        "closed",
+    ];
+    let mut reads = vec![
+        ReadAs::Text,
+        ReadAs::Text,
+        ReadAs::Time,
+        ReadAs::Time,
+        ReadAs::Bool,
+    ];
     for name in spec.group_by.keys() {
         columns.push(name);
         reads.push(ReadAs::Text);
@@ -88,17 +100,53 @@ pub async fn window_rows(
         .fetch(&query, &reads)
         .await
         .map_err(|e| failed("reading a window", &e))?;
-    Ok(rows
+    let documents = rows
         .into_iter()
-        .map(|row| {
-            let object = columns
-                .iter()
-                .zip(row)
-                .map(|(name, value)| ((*name).to_owned(), json(value)))
-                .collect();
-            serde_json::Value::Object(object)
+        .map(|row| window_document(&columns, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A task of several shares wrote a row per share: read what they hold together.
+    let merged = crate::stream::merge_shares(documents, &spec.aggregates)
+        .map_err(|e| TaskError::Failed(format!("reading a window: {e}")))?;
+    Ok(merged
+        .into_iter()
+        .map(|mut document| {
+            document.remove("_state");
+            document.remove("_id");
+            mongodb::bson::Bson::Document(document).into_relaxed_extjson()
         })
         .collect())
+}
+
+/// A window row as the window document it stands for (`id` as `_id`, `updraft_state` as
+/// `_state`), so the shares of a split task merge as MongoDB's do.
+fn window_document(
+    columns: &[&str],
+    row: Vec<SqlValue>,
+) -> Result<mongodb::bson::Document, TaskError> {
+    let mut document = mongodb::bson::Document::new();
+    for (name, value) in columns.iter().zip(row) {
+        let value = match (*name, json(value)) {
+            ("id", id) => {
+                document.insert("_id", id.as_str().unwrap_or_default());
+                continue;
+            }
+            ("updraft_state", serde_json::Value::String(state)) => {
+                let state: serde_json::Value = serde_json::from_str(&state).map_err(|e| {
+                    TaskError::Failed(format!("a window's updraft_state is not JSON: {e}"))
+                })?;
+                document.insert("_state", to_bson(state)?);
+                continue;
+            }
+            (_, value) => to_bson(value)?,
+        };
+        document.insert(*name, value);
+    }
+    Ok(document)
+}
+
+fn to_bson(value: serde_json::Value) -> Result<mongodb::bson::Bson, TaskError> {
+    mongodb::bson::Bson::try_from(value)
+        .map_err(|e| TaskError::Failed(format!("reading a window: {e}")))
 }
 
 /// The newest `limit` records of a table of records, each as its JSON with `_id` (its key).
