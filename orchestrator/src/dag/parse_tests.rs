@@ -298,10 +298,14 @@ fn parallelism_is_checked_where_it_is_written() {
         ),
         "{found:?}"
     );
-    let found = problems(&split_stream("2", "postgres"));
+    let found = problems(&split_stream("2", "kafka"));
     assert!(
-        has(&found, "parallelism > 1 needs a mongodb sink"),
+        has(&found, "parallelism > 1 needs a mongodb, postgres or mysql sink"),
         "{found:?}"
+    );
+    assert!(
+        parse(&split_stream("2", "postgres")).is_ok(),
+        "SQL window tables merge too"
     );
     let source = split_stream("2", "mongodb")
         + "[[task]]\nid = \"after\"\noperator = \"noop\"\nupstream = [\"stats\"]\n";
