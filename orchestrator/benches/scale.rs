@@ -25,6 +25,8 @@ use orchestrator::{
 };
 
 struct Sizes {
+    /// Megabytes of the shipped log whose first page is timed.
+    log_mb: usize,
     chain_len: usize,
     chain_repeats: usize,
     wide: &'static [usize],
@@ -34,6 +36,7 @@ struct Sizes {
 }
 
 const FULL: Sizes = Sizes {
+    log_mb: 100,
     chain_len: 41,
     chain_repeats: 5,
     wide: &[500, 5000],
@@ -43,6 +46,7 @@ const FULL: Sizes = Sizes {
 };
 
 const SMOKE: Sizes = Sizes {
+    log_mb: 1,
     chain_len: 3,
     chain_repeats: 1,
     wide: &[10],
@@ -80,6 +84,7 @@ async fn run_all(sizes: &Sizes) -> anyhow::Result<()> {
         }
     }
     sleepers(&admin, sizes).await?;
+    shipped_log(&admin, sizes).await?;
     if sizes.failover {
         worker_failover(&admin).await?;
         scheduler_failover(&admin).await?;
@@ -556,6 +561,66 @@ async fn scheduler_failover(admin: &str) -> anyhow::Result<()> {
     println!(
         "scheduler failover (SIGKILL the active serve -> the standby's first scheduled run; lease 5 s, renewed every 1 s): {:.2} s",
         killed.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A log of `log_mb` MB shipped to the store (as a worker does, in 256 KB chunks of 100-byte
+/// lines), then read through `serve`'s reader: the first page (last 1,000 lines), a forward
+/// read from the start, and a search that scans it all.
+async fn shipped_log(admin: &str, sizes: &Sizes) -> anyhow::Result<()> {
+    use orchestrator::logs::{LogPart, LogSource, TryLogKey};
+    use orchestrator::store::LogKey;
+    let store = Store::connect(&fresh_database(admin).await?).await?;
+    let line = format!("{}\n", "x".repeat(99));
+    let chunk: String = line.repeat(256 * 1024 / line.len());
+    let chunks = sizes.log_mb * 1024 * 1024 / chunk.len();
+    let key = LogKey {
+        dag_id: "bench",
+        run_id: "manual__1",
+        task_id: "talk",
+        try_number: 1,
+    };
+    let started = Instant::now();
+    let mut offset = 0u64;
+    for _ in 0..chunks {
+        store.append_log_chunk(key, offset, &chunk).await?;
+        offset += chunk.len() as u64;
+    }
+    let shipping = started.elapsed();
+    let source = LogSource::Shipped {
+        store: store.clone(),
+        key: TryLogKey {
+            dag_id: "bench".into(),
+            run_id: "manual__1".into(),
+            task_id: "talk".into(),
+            try_number: 1,
+        },
+    };
+    let mut firsts = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let page = source.read(LogPart::Tail { lines: 1000 }).await?;
+        ensure!(page.text.lines().count() == 1000, "the first page has 1,000 lines");
+        firsts.push(started.elapsed().as_micros() as i64);
+    }
+    firsts.sort_unstable();
+    let started = Instant::now();
+    let forward = source.read_new(0, false).await?;
+    let forward_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let started = Instant::now();
+    let found = source.search("no such text", 10).await?;
+    ensure!(found.is_empty());
+    let search_ms = started.elapsed().as_secs_f64() * 1000.0;
+    println!(
+        "a {} MB log shipped to PostgreSQL ({} chunks in {:.1} s, {:.0} MB/s): first page (last 1,000 lines) p50 {:.1} ms, max {:.1} ms; the first {:.1} MB from the start {forward_ms:.0} ms; a search through all of it {search_ms:.0} ms",
+        sizes.log_mb,
+        chunks,
+        shipping.as_secs_f64(),
+        sizes.log_mb as f64 / shipping.as_secs_f64(),
+        percentile(&firsts, 0.5),
+        percentile(&firsts, 1.0),
+        forward.text.len() as f64 / 1e6,
     );
     Ok(())
 }
