@@ -601,7 +601,10 @@ async fn shipped_log(admin: &str, sizes: &Sizes) -> anyhow::Result<()> {
     for _ in 0..5 {
         let started = Instant::now();
         let page = source.read(LogPart::Tail { lines: 1000 }).await?;
-        ensure!(page.text.lines().count() == 1000, "the first page has 1,000 lines");
+        ensure!(
+            page.text.lines().count() == 1000,
+            "the first page has 1,000 lines"
+        );
         firsts.push(started.elapsed().as_micros() as i64);
     }
     firsts.sort_unstable();

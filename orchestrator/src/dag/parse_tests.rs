@@ -300,7 +300,10 @@ fn parallelism_is_checked_where_it_is_written() {
     );
     let found = problems(&split_stream("2", "kafka"));
     assert!(
-        has(&found, "parallelism > 1 needs a mongodb, postgres or mysql sink"),
+        has(
+            &found,
+            "parallelism > 1 needs a mongodb, postgres or mysql sink"
+        ),
         "{found:?}"
     );
     assert!(

@@ -56,8 +56,8 @@ pub struct LogHub {
     root: PathBuf,
     live: broadcast::Sender<LogLine>,
     closed: broadcast::Sender<TryLogKey>,
-    /// A shared database that every try's lines are shipped to (workers, serve on PostgreSQL).
-    ship_to: Option<Store>,
+    /// Ships every try's lines to a shared database (workers, serve on PostgreSQL).
+    ship_to: Option<ship::Hub>,
 }
 
 impl LogHub {
@@ -74,7 +74,7 @@ impl LogHub {
     /// `serve` can show a try run anywhere.
     pub fn shipping_to(mut self, store: &Store) -> Self {
         if store.is_shared() {
-            self.ship_to = Some(store.clone());
+            self.ship_to = Some(ship::Hub::start(store.clone()));
         }
         self
     }
@@ -101,18 +101,14 @@ impl LogHub {
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let shipper = match &self.ship_to {
-            Some(store) => {
+            Some(hub) => {
                 let key = TryLogKey {
                     dag_id: dag_id.into(),
                     run_id: run_id.into(),
                     task_id: task_id.into(),
                     try_number,
                 };
-                Some(ship::Shipper::start(
-                    store.clone(),
-                    key,
-                    file.metadata()?.len(),
-                ))
+                Some(hub.for_try(key, file.metadata()?.len()))
             }
             None => None,
         };
@@ -181,9 +177,7 @@ impl Drop for TryLog {
         if let Ok(mut file) = self.file.lock() {
             let _ = file.flush();
         }
-        if let Some(shipper) = &self.shipper {
-            shipper.close();
-        }
+
         if self.closed.receiver_count() > 0 {
             let _ = self.closed.send(TryLogKey {
                 dag_id: self.template.dag_id.clone(),

@@ -19,30 +19,44 @@ pub struct LogKey<'a> {
 impl Store {
     /// Appends the bytes `text` of a try's log at byte `start`; notifies the other processes.
     pub async fn append_log_chunk(&self, key: LogKey<'_>, start: u64, text: &str) -> Result<()> {
-        let end = start + text.len() as u64;
+        self.append_log_chunks(&[(key, start, text)]).await
+    }
+
+    /// Appends several chunks (of one try or several) in one transaction; notifies the other
+    /// processes once per try.
+    pub async fn append_log_chunks(&self, chunks: &[(LogKey<'_>, u64, &str)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO task_log_chunks (dag_id, run_id, task_id, try_number, start_offset, end_offset, text)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(key.dag_id)
-        .bind(key.run_id)
-        .bind(key.task_id)
-        .bind(i64::from(key.try_number))
-        .bind(offset(start))
-        .bind(offset(end))
-        .bind(text)
-        .execute(&mut *tx)
-        .await?;
-        let event = StoreEvent::Log {
-            dag_id: key.dag_id.to_owned(),
-            run_id: key.run_id.to_owned(),
-            task_id: key.task_id.to_owned(),
-            try_number: key.try_number,
-        };
-        self.notify_in(&mut tx, || vec![event.clone()]).await?;
+        let mut events: Vec<StoreEvent> = Vec::new();
+        for (key, start, text) in chunks {
+            let end = start + text.len() as u64;
+            sqlx::query(
+                "INSERT INTO task_log_chunks (dag_id, run_id, task_id, try_number, start_offset, end_offset, text)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(key.dag_id)
+            .bind(key.run_id)
+            .bind(key.task_id)
+            .bind(i64::from(key.try_number))
+            .bind(offset(*start))
+            .bind(offset(end))
+            .bind(*text)
+            .execute(&mut *tx)
+            .await?;
+            let event = StoreEvent::Log {
+                dag_id: key.dag_id.to_owned(),
+                run_id: key.run_id.to_owned(),
+                task_id: key.task_id.to_owned(),
+                try_number: key.try_number,
+            };
+            if !events.contains(&event) {
+                events.push(event);
+            }
+        }
+        self.notify_in(&mut tx, || events.clone()).await?;
         tx.commit().await?;
-        self.events.publish(event);
+        for event in events {
+            self.events.publish(event);
+        }
         Ok(())
     }
 
