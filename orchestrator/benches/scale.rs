@@ -66,11 +66,16 @@ async fn run_all(sizes: &Sizes) -> anyhow::Result<()> {
     let admin = std::env::var("UPDRAFT_TEST_POSTGRES_URL").context(
         "UPDRAFT_TEST_POSTGRES_URL is not set: start PostgreSQL with `eval \"$(scripts/postgres start)\"` (scripts/bench scale does)",
     )?;
+    let log = std::env::var("UPDRAFT_BENCH_LOG").unwrap_or_else(|_| "info".into());
     println!(
-        "processes: release `orchestrator serve --no-local-tasks` + `orchestrator worker --slots 32`, default (info) logging to files; PostgreSQL on loopback"
+        "processes: release `orchestrator serve --no-local-tasks` + `orchestrator worker --slots 32`, RUST_LOG={log} (UPDRAFT_BENCH_LOG) to files; PostgreSQL on loopback"
     );
-    handoff(&admin, sizes, 0).await?;
-    handoff(&admin, sizes, sizes.heartbeaters).await?;
+    // UPDRAFT_BENCH_ONLY=wide runs the throughput part alone.
+    let only_wide = std::env::var("UPDRAFT_BENCH_ONLY").is_ok_and(|only| only == "wide");
+    if !only_wide {
+        handoff(&admin, sizes, 0).await?;
+        handoff(&admin, sizes, sizes.heartbeaters).await?;
+    }
     for &tasks in sizes.wide {
         let sqlite = wide(Backend::Sqlite, tasks, 0).await?;
         for workers in [1, 2] {
@@ -82,6 +87,9 @@ async fn run_all(sizes: &Sizes) -> anyhow::Result<()> {
                 pg / sqlite
             );
         }
+    }
+    if only_wide {
+        return Ok(());
     }
     sleepers(&admin, sizes).await?;
     shipped_log(&admin, sizes).await?;
@@ -136,7 +144,10 @@ impl Cluster {
                 self.dir.path().join(format!("logs-{name}")),
             )
             .env("UPDRAFT_ADMIN_PASSWORD", "bench-password")
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("UPDRAFT_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::null())

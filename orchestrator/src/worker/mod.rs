@@ -178,7 +178,11 @@ impl Worker {
             let grace_over =
                 stopping.map_or_else(Instant::now, |since| since + self.config.grace_period);
             claim = tokio::select! {
-                Some(_) = tries.join_next() => true,
+                Some(_) = tries.join_next() => {
+                    // Every other try that ended too: one claim for them all, not one each.
+                    while tries.try_join_next().is_some() {}
+                    true
+                }
                 event = events.recv() => match event {
                     Ok(StoreEvent::Task { state: TiState::Queued, .. }) | Err(_) => true,
                     Ok(StoreEvent::StopRequested { dag_id, run_id }) => {
