@@ -121,6 +121,23 @@ impl Random {
     }
 }
 
+/// Produces `records` in batches of [`BATCH`], one every ~0.2 s, in the background; their
+/// placements (partition, offset).
+fn produce_steadily(
+    topic: &str,
+    records: &[(String, String)],
+) -> tokio::task::JoinHandle<Vec<(i32, i64)>> {
+    let (topic, records) = (topic.to_owned(), records.to_vec());
+    tokio::spawn(async move {
+        let mut placements = Vec::new();
+        for batch in records.chunks(BATCH) {
+            placements.extend(support::produce(&topic, batch).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        placements
+    })
+}
+
 /// Where the stream's windows go, and how the test reads them back.
 #[derive(Clone)]
 enum Target {
@@ -191,17 +208,7 @@ async fn exact_after_sigkills(postgres: bool) {
     // 100,000 records in batches of 1,000, one every ~0.2 s: a steady ~20 s of input, so
     // every kill lands while records are in flight, folded but not yet flushed or committed.
     let records = support::synthetic_users(RECORDS, 1_700_000_000);
-    let producer = tokio::spawn({
-        let (topic, records) = (topic.clone(), records.clone());
-        async move {
-            let mut placements = Vec::new();
-            for batch in records.chunks(BATCH) {
-                placements.extend(support::produce(&topic, batch).await);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            placements
-        }
-    });
+    let producer = produce_steadily(&topic, &records);
 
     let mut random = Random::seeded();
     let mut serve = Serve::start(dir.path(), &[]);
@@ -366,17 +373,7 @@ async fn shares_exact_after_worker_kills(postgres: bool) {
     );
     std::fs::write(dir.path().join("dags/stats.toml"), &dag_source).unwrap();
     let records = support::synthetic_users(RECORDS, 1_700_000_000);
-    let producer = tokio::spawn({
-        let (topic, records) = (topic.clone(), records.clone());
-        async move {
-            let mut placements = Vec::new();
-            for batch in records.chunks(BATCH) {
-                placements.extend(support::produce(&topic, batch).await);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            placements
-        }
-    });
+    let producer = produce_steadily(&topic, &records);
     let serve_env = [
         ("UPDRAFT_DB", db.as_str()),
         ("UPDRAFT_NO_LOCAL_TASKS", "true"),

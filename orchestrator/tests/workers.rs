@@ -36,6 +36,24 @@ fn env(db: &str) -> Vec<(&str, &str)> {
     vec![("UPDRAFT_DB", db)]
 }
 
+/// A fresh PostgreSQL database and a test folder with an empty `dags/`.
+async fn fresh(prefix: &str) -> (String, tempfile::TempDir) {
+    let db = support::fresh_postgres_database(prefix).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    (db, dir)
+}
+
+/// `serve --no-local-tasks` over `dir` and `db` with `extra` settings, once healthy.
+fn scheduler(dir: &Path, db: &str, extra: &[(&str, &str)]) -> Serve {
+    let mut serve_env = env(db);
+    serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
+    serve_env.extend_from_slice(extra);
+    let mut serve = Serve::start(dir, &serve_env);
+    serve.wait_healthy(Duration::from_secs(30));
+    serve
+}
+
 async fn trigger(dir: &Path, db: &str, dag_id: &str) -> String {
     let out = cli_output(
         cli(dir)
@@ -71,19 +89,14 @@ fn by_task(tis: Vec<TaskInstanceRow>) -> HashMap<String, TaskInstanceRow> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_share_a_run_and_every_task_runs_exactly_once() {
-    let db = support::fresh_postgres_database("workers").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let (db, dir) = fresh("workers").await;
     let id = "fan";
     std::fs::write(
         dir.path().join("dags/fan.toml"),
         fan_dag(id, dir.path(), 199, ""),
     )
     .unwrap();
-    let mut serve_env = env(&db);
-    serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
-    let mut serve = Serve::start(dir.path(), &serve_env);
-    serve.wait_healthy(Duration::from_secs(30));
+    let serve = scheduler(dir.path(), &db, &[]);
     // w2 writes its own log as JSON lines.
     let mut json_env = env(&db);
     json_env.push(("UPDRAFT_LOG_FORMAT", "json"));
@@ -168,9 +181,7 @@ async fn two_workers_share_a_run_and_every_task_runs_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_workers_tries_are_retried_on_the_other_and_its_children_die() {
-    let db = support::fresh_postgres_database("workerkill").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let (db, dir) = fresh("workerkill").await;
     let pids = dir.path().join("pids");
     std::fs::create_dir_all(&pids).unwrap();
     let id = "slow";
@@ -184,13 +195,7 @@ async fn a_killed_workers_tries_are_retried_on_the_other_and_its_children_die() 
         fan_dag(id, dir.path(), 6, &pre),
     )
     .unwrap();
-    let mut serve_env = env(&db);
-    serve_env.extend([
-        ("UPDRAFT_NO_LOCAL_TASKS", "true"),
-        ("UPDRAFT_WORKER_TIMEOUT", "3s"),
-    ]);
-    let mut serve = Serve::start(dir.path(), &serve_env);
-    serve.wait_healthy(Duration::from_secs(30));
+    let serve = scheduler(dir.path(), &db, &[("UPDRAFT_WORKER_TIMEOUT", "3s")]);
     let mut worker_env = env(&db);
     worker_env.push(("UPDRAFT_HEARTBEAT", "500ms"));
     let doomed = WorkerProcess::start(dir.path(), "doomed", &worker_env);
@@ -265,9 +270,7 @@ async fn a_killed_workers_tries_are_retried_on_the_other_and_its_children_die() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standby_serve_takes_over_the_schedule_without_duplicate_runs() {
-    let db = support::fresh_postgres_database("standby").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let (db, dir) = fresh("standby").await;
     let effects = dir.path().join("effects");
     std::fs::create_dir_all(&effects).unwrap();
     let id = "ticks";
@@ -428,9 +431,7 @@ fn messages(lines: impl IntoIterator<Item = String>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workers_try_is_tailed_live_through_a_serve_on_another_logs_folder() {
-    let db = support::fresh_postgres_database("remotelog").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let (db, dir) = fresh("remotelog").await;
     let id = "talk";
     std::fs::write(
         dir.path().join("dags/talk.toml"),
@@ -439,13 +440,7 @@ async fn a_workers_try_is_tailed_live_through_a_serve_on_another_logs_folder() {
         ),
     )
     .unwrap();
-    let mut serve_env = env(&db);
-    serve_env.extend([
-        ("UPDRAFT_NO_LOCAL_TASKS", "true"),
-        ("UPDRAFT_WORKER_TIMEOUT", "3s"),
-    ]);
-    let mut serve = Serve::start(dir.path(), &serve_env);
-    serve.wait_healthy(Duration::from_secs(30));
+    let serve = scheduler(dir.path(), &db, &[("UPDRAFT_WORKER_TIMEOUT", "3s")]);
     let worker = WorkerProcess::start(dir.path(), "far", &env(&db));
     let store = Store::connect(&db).await.unwrap();
     let run_id = trigger(dir.path(), &db, id).await;
@@ -538,9 +533,7 @@ async fn a_workers_try_is_tailed_live_through_a_serve_on_another_logs_folder() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_stopped_from_the_cli_stops_its_tries_on_a_worker() {
-    let db = support::fresh_postgres_database("workerstop").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let (db, dir) = fresh("workerstop").await;
     let pid_file = dir.path().join("pid");
     let id = "long";
     std::fs::write(
@@ -551,10 +544,7 @@ async fn a_run_stopped_from_the_cli_stops_its_tries_on_a_worker() {
         ),
     )
     .unwrap();
-    let mut serve_env = env(&db);
-    serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
-    let mut serve = Serve::start(dir.path(), &serve_env);
-    serve.wait_healthy(Duration::from_secs(30));
+    let serve = scheduler(dir.path(), &db, &[]);
     let _worker = WorkerProcess::start(dir.path(), "w", &env(&db));
     let store = Store::connect(&db).await.unwrap();
     let run_id = trigger(dir.path(), &db, id).await;
@@ -587,9 +577,7 @@ async fn a_run_stopped_from_the_cli_stops_its_tries_on_a_worker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_hands_a_long_try_back_without_using_a_retry() {
-    let db = support::fresh_postgres_database("workerterm").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+    let (db, dir) = fresh("workerterm").await;
     let id = "handback";
     std::fs::write(
         dir.path().join("dags/handback.toml"),
@@ -598,10 +586,7 @@ async fn sigterm_hands_a_long_try_back_without_using_a_retry() {
         ),
     )
     .unwrap();
-    let mut serve_env = env(&db);
-    serve_env.push(("UPDRAFT_NO_LOCAL_TASKS", "true"));
-    let mut serve = Serve::start(dir.path(), &serve_env);
-    serve.wait_healthy(Duration::from_secs(30));
+    let serve = scheduler(dir.path(), &db, &[]);
     let mut worker_env = env(&db);
     worker_env.push(("UPDRAFT_GRACE_PERIOD", "1s"));
     let first = WorkerProcess::start(dir.path(), "first", &worker_env);

@@ -39,7 +39,8 @@ impl LogBytes for File {
     }
 }
 
-fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
+/// The file at `path` and its size; None when there is no such file yet.
+pub(super) fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
     match File::open(path) {
         Ok(file) => {
             let size = file.metadata()?.len();

@@ -2,15 +2,11 @@
 //! try ran here, or the folder is shared), else, on a shared database, the chunks the
 //! worker that ran it shipped to the store. Both read the same bytes at the same offsets.
 
-use std::{
-    fs::File,
-    io,
-    path::{Path, PathBuf},
-};
+use std::{io, path::PathBuf};
 
 use super::{
     LogSlice, TryLogKey,
-    read::{LogBytes, before_of, from_of, new_lines_of, search_in, tail_of},
+    read::{LogBytes, before_of, from_of, new_lines_of, open, search_in, tail_of},
 };
 use crate::store::{LogKey, Store};
 
@@ -89,17 +85,6 @@ impl LogSource {
         })
         .await
         .map_err(io::Error::other)?
-    }
-}
-
-fn open(path: &Path) -> io::Result<Option<(File, u64)>> {
-    match File::open(path) {
-        Ok(file) => {
-            let size = file.metadata()?.len();
-            Ok(Some((file, size)))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
     }
 }
 

@@ -123,23 +123,8 @@ impl Serve {
 
     /// SIGTERM, then waits (30 s at most) for a clean exit.
     pub fn terminate(mut self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is sent");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("serve's status") {
-                assert!(
-                    status.success(),
-                    "serve exited with {status}; its log:\n{}",
-                    self.log_tail()
-                );
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "serve did not stop within 30 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.dir.join("serve.log");
+        terminate_child(&mut self.child, "serve", move || last_lines(&log, 40));
     }
 
     pub fn exited(&mut self) -> bool {
@@ -222,23 +207,8 @@ impl WorkerProcess {
 
     /// SIGTERM, then waits (30 s at most) for a clean exit.
     pub fn terminate(mut self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is sent");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("the worker's status") {
-                assert!(
-                    status.success(),
-                    "worker exited with {status}:\n{}",
-                    self.log()
-                );
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "worker did not stop within 30 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.dir.join(format!("worker-{}.log", self.name));
+        terminate_child(&mut self.child, "worker", move || last_lines(&log, 40));
     }
 }
 
@@ -261,4 +231,33 @@ pub fn http_get(port: u16, path: &str, limit: Duration) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     Some(response)
+}
+
+/// Sends `child` SIGTERM and waits (30 s at most) for it to exit with success; fails with
+/// `log()` otherwise.
+fn terminate_child(child: &mut Child, what: &str, log: impl Fn() -> String) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM is sent");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("the process's status") {
+            assert!(
+                status.success(),
+                "{what} exited with {status}; its log:\n{}",
+                log()
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last `count` lines of the file at `path` (empty when it cannot be read).
+fn last_lines(path: &Path, count: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
 }
