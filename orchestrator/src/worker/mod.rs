@@ -269,6 +269,12 @@ impl Worker {
         running: &RunningTries,
     ) {
         let free = (self.config.slots as usize).saturating_sub(tries.len());
+        // While busy, claim in batches (half the slots at a time): one claim transaction per
+        // try would be the queue's limit. Idle, claim at once (a chain's next task).
+        let batch = (self.config.slots as usize / 2).max(1);
+        if !tries.is_empty() && free < batch {
+            return;
+        }
         let claimed = match self
             .store
             .claim_task_instances(claimant, &self.config.queues, free as u32)
