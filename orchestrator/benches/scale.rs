@@ -31,7 +31,8 @@ struct Sizes {
     chain_repeats: usize,
     wide: &'static [usize],
     sleepers: usize,
-    failover: bool,
+    /// The `--worker-timeout`s the worker failover is measured at.
+    worker_timeouts: &'static [&'static str],
     heartbeaters: usize,
 }
 
@@ -41,7 +42,7 @@ const FULL: Sizes = Sizes {
     chain_repeats: 5,
     wide: &[500, 5000],
     sleepers: 1000,
-    failover: true,
+    worker_timeouts: &["5s", "30s"],
     heartbeaters: 50,
 };
 
@@ -51,7 +52,7 @@ const SMOKE: Sizes = Sizes {
     chain_repeats: 1,
     wide: &[10],
     sleepers: 4,
-    failover: false,
+    worker_timeouts: &["2s"],
     heartbeaters: 2,
 };
 
@@ -93,10 +94,8 @@ async fn run_all(sizes: &Sizes) -> anyhow::Result<()> {
     }
     sleepers(&admin, sizes).await?;
     shipped_log(&admin, sizes).await?;
-    if sizes.failover {
-        worker_failover(&admin).await?;
-        scheduler_failover(&admin).await?;
-    }
+    worker_failover(&admin, sizes.worker_timeouts).await?;
+    scheduler_failover(&admin).await?;
     Ok(())
 }
 
@@ -490,8 +489,8 @@ async fn sleepers(admin: &str, sizes: &Sizes) -> anyhow::Result<()> {
 }
 
 /// SIGKILL a worker mid-try: time until the try runs again on the other worker.
-async fn worker_failover(admin: &str) -> anyhow::Result<()> {
-    for timeout in ["5s", "30s"] {
+async fn worker_failover(admin: &str, timeouts: &[&str]) -> anyhow::Result<()> {
+    for &timeout in timeouts {
         let source = "[dag]\nid = \"bench\"\n[[task]]\nid = \"long\"\noperator = \"shell\"\nretries = 1\nretry_delay = \"0s\"\ncommand = \"sleep 600\"\n";
         let mut cluster = Cluster::new(Backend::Postgres(admin), source).await?;
         cluster.serve("serve", false, &[("UPDRAFT_WORKER_TIMEOUT", timeout)])?;

@@ -49,6 +49,11 @@ impl TemplateContext {
 }
 
 impl TemplateContext {
+    /// The context of the stored run `run` of `dag`.
+    pub fn for_dag_run(dag: &super::Dag, run: &crate::store::DagRunRow) -> Self {
+        Self::for_run(dag, &run.run_id, run.logical_date, &run.conf)
+    }
+
     /// The context of a run of `dag`: its params with `conf` merged over them, and `dag`.
     pub fn for_run(
         dag: &super::Dag,

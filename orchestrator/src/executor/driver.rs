@@ -59,8 +59,10 @@ impl Executor {
         run: &DagRunRow,
         stop: &CancellationToken,
     ) -> Result<RunOutcome, ExecutorError> {
-        // Subscribed before reading the rows: no move of a worker falls between the two.
-        let mut events = self.store().subscribe();
+        // Tries left to the queue come back as store events: subscribed before reading the
+        // rows, so no move of a worker falls between the two. Tries run here report back
+        // directly, so an in-process drive hears nothing else.
+        let mut events = (self.dispatch() == Dispatch::Queue).then(|| self.store().subscribe());
         let mut drive = RunDrive::start(self, dag, run, stop).await?;
         loop {
             if self.is_shutting_down() && self.dispatch() == Dispatch::Queue {
@@ -141,12 +143,7 @@ impl<'a> RunDrive<'a> {
             .collect();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut drive = Self {
-            base: Arc::new(TemplateContext::for_run(
-                dag,
-                &run.run_id,
-                run.logical_date,
-                &run.conf,
-            )),
+            base: Arc::new(TemplateContext::for_dag_run(dag, run)),
             executor,
             dag,
             run,
@@ -294,14 +291,14 @@ impl<'a> RunDrive<'a> {
     /// Waits for the next thing that can move the run on, and takes it in.
     async fn wait(
         &mut self,
-        events: &mut broadcast::Receiver<StoreEvent>,
+        events: &mut Option<broadcast::Receiver<StoreEvent>>,
     ) -> Result<(), ExecutorError> {
         let watching = !self.remote.is_empty();
         let recheck_at = self.remote.next_check();
         let stop_unseen = watching && !self.stop_seen;
         let wake = tokio::select! {
             Some(ti) = self.done_rx.recv() => Wake::Ran(Box::new(ti)),
-            event = events.recv(), if watching => self.classify(event),
+            event = next_event(events), if watching => self.classify(event),
             _ = tokio::time::sleep_until(recheck_at), if watching => Wake::Recheck,
             _ = self.stop.cancelled(), if stop_unseen => {
                 self.stop_seen = true;
@@ -311,7 +308,7 @@ impl<'a> RunDrive<'a> {
         self.take(wake).await?;
         // Take in every event already waiting too before the next release: one pass over the
         // DAG for a burst of ends, not one per end.
-        while let Ok(event) = events.try_recv() {
+        while let Some(Ok(event)) = events.as_mut().map(broadcast::Receiver::try_recv) {
             let wake = self.classify(Ok(event));
             self.take(wake).await?;
         }
@@ -470,6 +467,16 @@ impl<'a> RunDrive<'a> {
             self.executor.transition(ti, TiState::Skipped).await?;
         }
         Ok(())
+    }
+}
+
+/// The next store event, or never without a subscription.
+async fn next_event(
+    events: &mut Option<broadcast::Receiver<StoreEvent>>,
+) -> Result<StoreEvent, broadcast::error::RecvError> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -21,7 +21,7 @@ const STALE: chrono::Duration = chrono::Duration::seconds(5);
 /// process (a `serve` and its local worker), so its pages show the tries its worker runs,
 /// and mirrored from the store for tries on other workers.
 #[derive(Debug, Clone, Default)]
-pub struct LiveMetrics(pub(super) Arc<Mutex<HashMap<TaskKey, tasks::Metrics>>>);
+pub struct LiveMetrics(Arc<Mutex<HashMap<TaskKey, tasks::Metrics>>>);
 
 impl LiveMetrics {
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, tasks::Metrics>> {

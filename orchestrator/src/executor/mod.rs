@@ -197,12 +197,9 @@ impl Executor {
         self.live_metrics().get(task).map(tasks::Metrics::snapshot)
     }
 
-    /// The live metrics of every try running in this process.
+    /// The live metrics of every try running in this process (or mirrored from workers).
     pub fn all_task_metrics(&self) -> Vec<(TaskKey, serde_json::Map<String, serde_json::Value>)> {
-        self.live_metrics()
-            .iter()
-            .map(|(key, metrics)| (key.clone(), metrics.snapshot()))
-            .collect()
+        self.inner.live_metrics.snapshot()
     }
 
     /// The live metrics of every stream try running in this process (streams are the tasks
@@ -214,11 +211,7 @@ impl Executor {
     }
 
     fn live_metrics(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, tasks::Metrics>> {
-        self.inner
-            .live_metrics
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.inner.live_metrics.lock()
     }
 
     /// The registry its tries publish their metrics to (to share with a local worker).

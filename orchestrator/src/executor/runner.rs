@@ -127,12 +127,7 @@ impl Executor {
             executor: self.clone(),
             slots: self.dag_slots(&dag.id, dag.max_active_tasks),
             spec,
-            base: Arc::new(TemplateContext::for_run(
-                dag,
-                &run.run_id,
-                run.logical_date,
-                &run.conf,
-            )),
+            base: Arc::new(TemplateContext::for_dag_run(dag, run)),
             upstream_results,
             stop,
         };
@@ -409,7 +404,8 @@ impl Runner {
         let operator = build_operator(&self.spec, &context).map_err(TaskError::from)?;
         let cancel = self.stop.child_token();
         let metrics = Metrics::default();
-        if let Some(worker) = &ti.hostname {
+        // Where a stream runs, for the streams page of every serve.
+        if let (true, Some(worker)) = (self.spec.is_stream(), &ti.hostname) {
             metrics.set("worker", worker.as_str());
         }
         let _published = self.executor.publish_metrics(ti.key(), metrics.clone());

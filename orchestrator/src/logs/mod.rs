@@ -6,7 +6,7 @@ mod read;
 mod ship;
 mod source;
 
-pub use read::{LogSlice, read_before, read_from, read_new_lines, read_tail, search};
+pub use read::LogSlice;
 pub use source::{LogPart, LogSource};
 
 use std::{

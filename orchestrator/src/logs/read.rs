@@ -91,14 +91,6 @@ fn start_of_lines_before(
     Ok(0)
 }
 
-/// The last `lines` lines of the file.
-pub fn read_tail(path: &Path, lines: usize) -> io::Result<LogSlice> {
-    match open(path)? {
-        Some((mut file, size)) => tail_of(&mut file, size, lines),
-        None => Ok(empty(0)),
-    }
-}
-
 /// The last `lines` lines of a log of `size` bytes.
 pub fn tail_of(
     log: &mut (impl LogBytes + ?Sized),
@@ -110,13 +102,6 @@ pub fn tail_of(
 }
 
 /// The `lines` lines that end just before `offset` (a line start).
-pub fn read_before(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
-    match open(path)? {
-        Some((mut file, size)) => before_of(&mut file, size, offset, lines),
-        None => Ok(empty(0)),
-    }
-}
-
 pub fn before_of(
     log: &mut (impl LogBytes + ?Sized),
     size: u64,
@@ -129,13 +114,6 @@ pub fn before_of(
 }
 
 /// At most `lines` lines from the line holding `offset`.
-pub fn read_from(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
-    match open(path)? {
-        Some((mut file, size)) => from_of(&mut file, size, offset, lines),
-        None => Ok(empty(0)),
-    }
-}
-
 pub fn from_of(
     log: &mut (impl LogBytes + ?Sized),
     size: u64,
@@ -166,13 +144,6 @@ pub fn from_of(
 
 /// The whole lines appended after `offset` (at most ~4 MB); with `to_end`, a last line
 /// without its newline too (the log is closed and will not grow).
-pub fn read_new_lines(path: &Path, offset: u64, to_end: bool) -> io::Result<LogSlice> {
-    match open(path)? {
-        Some((mut file, size)) => new_lines_of(&mut file, size, offset, to_end),
-        None => Ok(empty(offset)),
-    }
-}
-
 pub fn new_lines_of(
     log: &mut (impl LogBytes + ?Sized),
     size: u64,
@@ -203,15 +174,8 @@ pub fn new_lines_of(
     })
 }
 
-/// Lines holding `query` (ASCII case-insensitive), at most `limit`, with their offsets.
-pub fn search(path: &Path, query: &str, limit: usize) -> io::Result<Vec<(u64, String)>> {
-    match open(path)? {
-        Some((mut file, size)) => search_in(&mut file, size, query, limit),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// [`search`] in a log of `size` bytes, read block by block.
+/// Lines holding `query` (ASCII case-insensitive), at most `limit`, with their offsets, in a
+/// log of `size` bytes read block by block.
 pub fn search_in(
     log: &mut (impl LogBytes + ?Sized),
     size: u64,
@@ -303,6 +267,48 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    // The readers over a file path, as the tests call them.
+    /// The last `lines` lines of the file.
+    fn read_tail(path: &Path, lines: usize) -> io::Result<LogSlice> {
+        match open(path)? {
+            Some((mut file, size)) => tail_of(&mut file, size, lines),
+            None => Ok(empty(0)),
+        }
+    }
+
+    /// The `lines` lines that end just before `offset` (a line start).
+    fn read_before(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
+        match open(path)? {
+            Some((mut file, size)) => before_of(&mut file, size, offset, lines),
+            None => Ok(empty(0)),
+        }
+    }
+
+    /// At most `lines` lines from the line holding `offset`.
+    fn read_from(path: &Path, offset: u64, lines: usize) -> io::Result<LogSlice> {
+        match open(path)? {
+            Some((mut file, size)) => from_of(&mut file, size, offset, lines),
+            None => Ok(empty(0)),
+        }
+    }
+
+    /// The whole lines appended after `offset` (at most ~4 MB); with `to_end`, a last line
+    /// without its newline too (the log is closed and will not grow).
+    fn read_new_lines(path: &Path, offset: u64, to_end: bool) -> io::Result<LogSlice> {
+        match open(path)? {
+            Some((mut file, size)) => new_lines_of(&mut file, size, offset, to_end),
+            None => Ok(empty(offset)),
+        }
+    }
+
+    /// Lines holding `query` (ASCII case-insensitive), at most `limit`, with their offsets.
+    fn search(path: &Path, query: &str, limit: usize) -> io::Result<Vec<(u64, String)>> {
+        match open(path)? {
+            Some((mut file, size)) => search_in(&mut file, size, query, limit),
+            None => Ok(Vec::new()),
+        }
+    }
 
     fn log_of(lines: usize) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();

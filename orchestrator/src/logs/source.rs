@@ -48,7 +48,8 @@ impl LogSource {
         .await
     }
 
-    /// The whole lines after `offset` (see [`super::read_new_lines`]).
+    /// The whole lines after `offset` (at most ~4 MB); with `to_end`, a last line without
+    /// its newline too.
     pub async fn read_new(&self, offset: u64, to_end: bool) -> io::Result<LogSlice> {
         self.with_bytes(move |log, size| new_lines_of(log, size, offset, to_end))
             .await

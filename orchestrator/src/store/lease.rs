@@ -114,11 +114,8 @@ impl Store {
 
     /// The running runs held by `owner`.
     pub async fn runs_owned_by(&self, owner: &str) -> Result<Vec<super::DagRunRow>> {
-        Ok(self
-            .runs_in_state(super::RunState::Running)
-            .await?
-            .into_iter()
-            .filter(|run| run.owner.as_deref() == Some(owner))
-            .collect())
+        let mut runs = self.runs_in_state(super::RunState::Running).await?;
+        runs.retain(|run| run.owner.as_deref() == Some(owner));
+        Ok(runs)
     }
 }

@@ -134,8 +134,6 @@ const MIGRATIONS: &[Migration] = &[
             dag_id TEXT NOT NULL,
             run_id TEXT NOT NULL,
             task_id TEXT NOT NULL,
-            try_number BIGINT NOT NULL,
-            worker TEXT NOT NULL,
             metrics TEXT NOT NULL,
             updated_us BIGINT NOT NULL,
             PRIMARY KEY (dag_id, run_id, task_id)

@@ -455,50 +455,35 @@ pub(super) async fn apply_run_change(
             to: change.to.to_string(),
         });
     }
+    // $1 to, $2 dag, $3 run, $4 from, $5 the owner it must have ('*': any), then the
+    // effect's own values.
     let now = to_micros(Utc::now());
-    // $1 to, $2 dag, $3 run, $4 from, then the owner check's and the effect's values.
-    let mut sql = String::from("UPDATE dag_runs SET state = $1");
-    let mut next = 5;
-    let mut placeholder = || {
-        next += 1;
-        format!("${}", next - 1)
+    let (set, owner, stamp) = match change.effect {
+        RunEffect::Claim { owner } => (", owner = $6, start_us = $7", Some(owner), Some(now)),
+        RunEffect::Adopt { owner } => (", owner = $6", Some(owner), None),
+        RunEffect::End => (", end_us = $6", None, Some(now)),
+        RunEffect::Reopen => (
+            ", owner = NULL, start_us = NULL, end_us = NULL, stop_requested_us = NULL",
+            None,
+            None,
+        ),
+        RunEffect::Restate => ("", None, None),
     };
-    let (owner, stamp) = match change.effect {
-        RunEffect::Claim { owner } => {
-            sql += &format!(", owner = {}, start_us = {}", placeholder(), placeholder());
-            (Some(owner), Some(now))
-        }
-        RunEffect::Adopt { owner } => {
-            sql += &format!(", owner = {}", placeholder());
-            (Some(owner), None)
-        }
-        RunEffect::End => {
-            sql += &format!(", end_us = {}", placeholder());
-            (None, Some(now))
-        }
-        RunEffect::Reopen => {
-            sql += ", owner = NULL, start_us = NULL, end_us = NULL, stop_requested_us = NULL";
-            (None, None)
-        }
-        RunEffect::Restate => (None, None),
-    };
-    sql += " WHERE dag_id = $2 AND run_id = $3 AND state = $4";
-    if change.owner.is_some() {
-        sql += &format!(" AND COALESCE(owner, '') = {}", placeholder());
-    }
+    let sql = format!(
+        "UPDATE dag_runs SET state = $1{set}
+         WHERE dag_id = $2 AND run_id = $3 AND state = $4 AND ($5 = '*' OR COALESCE(owner, '') = $5)"
+    );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(change.to.as_str())
         .bind(change.run.dag_id.as_str())
         .bind(change.run.run_id.as_str())
-        .bind(change.from.as_str());
+        .bind(change.from.as_str())
+        .bind(change.owner.unwrap_or("*"));
     if let Some(owner) = owner {
         query = query.bind(owner);
     }
     if let Some(stamp) = stamp {
         query = query.bind(stamp);
-    }
-    if let Some(expected) = change.owner {
-        query = query.bind(expected);
     }
     let result = query.execute(&mut *conn).await?;
     Ok(result.rows_affected() == 1)

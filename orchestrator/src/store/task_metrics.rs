@@ -6,12 +6,10 @@ use sqlx::Row;
 
 use super::{Result, Store, TaskKey, to_micros};
 
-/// One try's metrics as a worker last published them.
+/// One try's metrics as a worker last published them (its `worker` among them).
 #[derive(Debug, Clone)]
 pub struct PublishedMetrics {
     pub task: TaskKey,
-    pub try_number: u32,
-    pub worker: String,
     pub metrics: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -25,16 +23,14 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for published in tries {
             sqlx::query(
-                "INSERT INTO task_metrics (dag_id, run_id, task_id, try_number, worker, metrics, updated_us)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (dag_id, run_id, task_id) DO UPDATE SET try_number = excluded.try_number,
-                    worker = excluded.worker, metrics = excluded.metrics, updated_us = excluded.updated_us",
+                "INSERT INTO task_metrics (dag_id, run_id, task_id, metrics, updated_us)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (dag_id, run_id, task_id) DO UPDATE SET metrics = excluded.metrics,
+                    updated_us = excluded.updated_us",
             )
             .bind(published.task.dag_id.as_str())
             .bind(published.task.run_id.as_str())
             .bind(published.task.task_id.as_str())
-            .bind(i64::from(published.try_number))
-            .bind(published.worker.as_str())
             .bind(serde_json::Value::Object(published.metrics.clone()).to_string())
             .bind(now)
             .execute(&mut *tx)
@@ -48,7 +44,7 @@ impl Store {
     /// workers that went away).
     pub async fn recent_task_metrics(&self, since: DateTime<Utc>) -> Result<Vec<PublishedMetrics>> {
         let rows = sqlx::query(
-            "SELECT dag_id, run_id, task_id, try_number, worker, metrics FROM task_metrics WHERE updated_us >= $1",
+            "SELECT dag_id, run_id, task_id, metrics FROM task_metrics WHERE updated_us >= $1",
         )
         .bind(to_micros(since))
         .fetch_all(&self.pool)
@@ -62,8 +58,6 @@ impl Store {
                         run_id: row.try_get("run_id")?,
                         task_id: row.try_get("task_id")?,
                     },
-                    try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
-                    worker: row.try_get("worker")?,
                     metrics: serde_json::from_str(&metrics).unwrap_or_default(),
                 })
             })

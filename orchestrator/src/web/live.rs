@@ -41,8 +41,6 @@ impl LiveHub {
         tokio::spawn(async move {
             loop {
                 match feed.recv().await {
-                    // Log lines have their own feed (the log followers).
-                    Ok(StoreEvent::Log { .. } | StoreEvent::StopRequested { .. }) => {}
                     Ok(event) => publisher.publish(event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "Live page feed fell behind the store");
@@ -59,9 +57,12 @@ impl LiveHub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, make: impl FnOnce(u64) -> LiveEvent) {
+    /// Numbers and keeps the event `make` gives (none: nothing for pages).
+    fn push(&self, make: impl FnOnce(u64) -> Option<LiveEvent>) {
         let mut kept = self.lock();
-        let event = make(kept.next_seq);
+        let Some(event) = make(kept.next_seq) else {
+            return;
+        };
         kept.next_seq += 1;
         if kept.events.len() == KEPT {
             kept.events.pop_front();
@@ -75,7 +76,7 @@ impl LiveHub {
     }
 
     fn publish_reset(&self) {
-        self.push(reset_event);
+        self.push(|seq| Some(reset_event(seq)));
     }
 
     /// The id of the latest event (0 before the first).
@@ -132,8 +133,10 @@ fn reset_event(seq: u64) -> LiveEvent {
     }
 }
 
-fn live_event(seq: u64, event: StoreEvent) -> LiveEvent {
-    match event {
+/// What a page hears of a store event; None for the events that are not the pages' (stop
+/// requests are for drivers and workers, log chunks for log followers).
+fn live_event(seq: u64, event: StoreEvent) -> Option<LiveEvent> {
+    let event = match event {
         StoreEvent::Run {
             dag_id,
             run_id,
@@ -171,29 +174,7 @@ fn live_event(seq: u64, event: StoreEvent) -> LiveEvent {
             state: Some(if is_paused { "paused" } else { "active" }.into()),
             try_number: None,
         },
-        // Not published to pages (see `start`); named for completeness.
-        StoreEvent::StopRequested { dag_id, run_id } => LiveEvent {
-            seq,
-            dag_id,
-            run_id: Some(run_id),
-            task_id: None,
-            kind: "stop_requested".into(),
-            state: None,
-            try_number: None,
-        },
-        StoreEvent::Log {
-            dag_id,
-            run_id,
-            task_id,
-            try_number,
-        } => LiveEvent {
-            seq,
-            dag_id,
-            run_id: Some(run_id),
-            task_id: Some(task_id),
-            kind: "log".into(),
-            state: None,
-            try_number: Some(try_number),
-        },
-    }
+        StoreEvent::StopRequested { .. } | StoreEvent::Log { .. } => return None,
+    };
+    Some(event)
 }

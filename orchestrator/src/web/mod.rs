@@ -139,7 +139,7 @@ impl WebBackend {
     }
 
     /// The try's file here, else the chunks its worker shipped.
-    fn log_source(&self, key: &TryLogKey) -> LogSource {
+    pub(super) fn log_source(&self, key: &TryLogKey) -> LogSource {
         LogSource::locate(self.log_path(key), &self.store, key)
     }
 

@@ -12,7 +12,11 @@ use ui::{
 };
 
 use super::{WebBackend, internal, streams::stream_view, task_key};
-use crate::{dag::TaskSpec, logs::read_tail, store::TaskKey};
+use crate::{
+    dag::TaskSpec,
+    logs::{LogPart, TryLogKey},
+    store::TaskKey,
+};
 
 /// Dead letters read per partition, and shown at most.
 const DEAD_LETTERS_PER_PARTITION: i64 = 20;
@@ -131,8 +135,9 @@ impl WebBackend {
                     .is_some_and(|start| chrono::Utc::now() - start < RESTARTING_FOR);
             if let (Some(sampler), true) = (&self.streams, ti.try_number > 1) {
                 let previous = ti.try_number - 1;
-                view.last_error =
-                    sampler.previous_error(key, previous, || self.try_error(key, previous));
+                view.last_error = sampler
+                    .previous_error(key, previous, || self.try_error(key, previous))
+                    .await;
             }
         }
         if let Some(config) = self
@@ -146,12 +151,19 @@ impl WebBackend {
         Ok(())
     }
 
-    /// Why try `try_number` failed, from the end of its log.
-    fn try_error(&self, key: &TaskKey, try_number: u32) -> Option<String> {
-        let path = self
-            .logs
-            .path(&key.dag_id, &key.run_id, &key.task_id, try_number);
-        let tail = read_tail(&path, 20).ok()?;
+    /// Why try `try_number` failed, from the end of its log (here, or shipped by its worker).
+    async fn try_error(&self, key: &TaskKey, try_number: u32) -> Option<String> {
+        let log = TryLogKey {
+            dag_id: key.dag_id.as_str().into(),
+            run_id: key.run_id.as_str().into(),
+            task_id: key.task_id.as_str().into(),
+            try_number,
+        };
+        let tail = self
+            .log_source(&log)
+            .read(LogPart::Tail { lines: 20 })
+            .await
+            .ok()?;
         tail.text.lines().rev().find_map(|line| {
             line.split_once("Task failed: ")
                 .map(|(_, why)| why.to_owned())

@@ -119,20 +119,28 @@ impl StreamSampler {
     }
 
     /// Why try `try_number` of a stream ended: `read` from its log the first time it is asked.
-    pub fn previous_error(
+    pub async fn previous_error<F>(
         &self,
         key: &TaskKey,
         try_number: u32,
-        read: impl FnOnce() -> Option<String>,
-    ) -> Option<String> {
-        let mut errors = self
-            .previous_errors
+        read: impl FnOnce() -> F,
+    ) -> Option<String>
+    where
+        F: std::future::Future<Output = Option<String>>,
+    {
+        let tried = (key.clone(), try_number);
+        if let Some(known) = self.errors().get(&tried) {
+            return known.clone();
+        }
+        let error = read().await;
+        self.errors().insert(tried, error.clone());
+        error
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<TryOf, Option<String>>> {
+        self.previous_errors
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        errors
-            .entry((key.clone(), try_number))
-            .or_insert_with(read)
-            .clone()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every tick from now on (a slow reader skips the ones it missed).
@@ -240,8 +248,8 @@ mod tests {
         assert_eq!(name(&key), "d/r/t");
     }
 
-    #[test]
-    fn a_previous_error_is_read_once_per_try() {
+    #[tokio::test]
+    async fn a_previous_error_is_read_once_per_try() {
         let sampler = StreamSampler {
             histories: Arc::default(),
             previous_errors: Arc::default(),
@@ -255,18 +263,18 @@ mod tests {
         let reads = std::cell::Cell::new(0);
         let read = || {
             reads.set(reads.get() + 1);
-            Some("broker down".to_string())
+            std::future::ready(Some("broker down".to_string()))
         };
         assert_eq!(
-            sampler.previous_error(&key, 1, read).as_deref(),
+            sampler.previous_error(&key, 1, read).await.as_deref(),
             Some("broker down")
         );
         assert_eq!(
-            sampler.previous_error(&key, 1, read).as_deref(),
+            sampler.previous_error(&key, 1, read).await.as_deref(),
             Some("broker down")
         );
         assert_eq!(reads.get(), 1);
-        sampler.previous_error(&key, 2, read);
+        sampler.previous_error(&key, 2, read).await;
         assert_eq!(reads.get(), 2, "a new try is read anew");
     }
 

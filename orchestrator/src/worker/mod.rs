@@ -232,16 +232,10 @@ impl Worker {
     async fn publish_metrics(&self, executor: &Executor, running: &RunningTries) {
         let mine = running.keys();
         let tries: Vec<PublishedMetrics> = executor
-            .live_metrics_registry()
-            .snapshot()
+            .stream_metrics()
             .into_iter()
-            .filter(|(task, metrics)| metrics.contains_key("lag") && mine.contains(task))
-            .map(|(task, metrics)| PublishedMetrics {
-                task,
-                try_number: 0,
-                worker: self.config.name.clone(),
-                metrics,
-            })
+            .filter(|(task, _)| mine.contains(task))
+            .map(|(task, metrics)| PublishedMetrics { task, metrics })
             .collect();
         if let Err(error) = self.store.publish_task_metrics(&tries).await {
             tracing::warn!(%error, "Cannot publish the live metrics of running tries");
