@@ -138,6 +138,18 @@ impl WebBackend {
             .path(&key.dag_id, &key.run_id, &key.task_id, key.try_number)
     }
 
+    /// Who holds the scheduler lease (`host:pid`); None on SQLite, where there is none.
+    async fn lease_holder(&self) -> Result<Option<String>, crate::store::StoreError> {
+        if !self.store.is_shared() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .scheduler_lease()
+            .await?
+            .map(|lease| lease.holder))
+    }
+
     /// The try's file here, else the chunks its worker shipped.
     pub(super) fn log_source(&self, key: &TryLogKey) -> LogSource {
         LogSource::locate(self.log_path(key), &self.store, key)
@@ -370,13 +382,13 @@ impl ui::Backend for WebBackend {
     }
 
     async fn workers(&self) -> BackendResult<WorkersView> {
-        let shared = self.store.is_shared();
-        if !shared {
+        let own = self.executor.as_ref().map(|e| e.owner().to_owned());
+        if !self.store.is_shared() {
             return Ok(views::workers_view(
                 Vec::new(),
                 Vec::new(),
                 None,
-                None,
+                own,
                 false,
             ));
         }
@@ -386,15 +398,8 @@ impl ui::Backend for WebBackend {
             .task_instances_in_state(crate::store::TiState::Running)
             .await
             .map_err(internal)?;
-        let lease = self.store.scheduler_lease().await.map_err(internal)?;
-        let own = self.executor.as_ref().map(|e| e.owner().to_owned());
-        Ok(views::workers_view(
-            workers,
-            running,
-            lease.map(|l| l.holder),
-            own,
-            true,
-        ))
+        let holder = self.lease_holder().await.map_err(internal)?;
+        Ok(views::workers_view(workers, running, holder, own, true))
     }
 
     async fn health(&self) -> HealthView {
@@ -402,16 +407,7 @@ impl ui::Backend for WebBackend {
         let latest = self.heartbeat.latest();
         let age = latest.map(|t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0);
         let scheduler_ok = age.is_some_and(|a| a < HEARTBEAT_LIMIT.as_secs_f64());
-        let lease_holder = match self.store.is_shared() {
-            true => self
-                .store
-                .scheduler_lease()
-                .await
-                .ok()
-                .flatten()
-                .map(|l| l.holder),
-            false => None,
-        };
+        let lease_holder = self.lease_holder().await.ok().flatten();
         let own = self.executor.as_ref().map(|e| e.owner().to_owned());
         let schedules_here = match &lease_holder {
             Some(holder) => own.as_ref() == Some(holder),

@@ -32,10 +32,15 @@ async fn sql_sink(
         &sql.table,
         sql.key.clone(),
         config.window.as_ref(),
-        // Each share keeps its own offsets (of its own partitions) and watermark.
-        &format!("{}{}", config.group_id, ctx.share.id_suffix()),
+        &state_group(config, ctx),
     )
     .await
+}
+
+/// The group a sink keeps its state under (offsets, watermark): the task's own, or per share
+/// of a split task (`<group_id>~<i>of<N>`), whose partitions and watermark are its own.
+fn state_group(config: &StreamConfig, ctx: &TaskContext) -> String {
+    format!("{}{}", config.group_id, ctx.share.id_suffix())
 }
 
 /// Why records could not be staged: theirs (the source record is dead-lettered) or the
@@ -65,8 +70,7 @@ impl Sink {
                     database,
                     collection,
                     key.clone(),
-                    // Each share keeps its own watermark beside its own documents.
-                    &format!("{}{}", config.group_id, ctx.share.id_suffix()),
+                    &state_group(config, ctx),
                 )
                 .await?,
             ),
