@@ -10,7 +10,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Decision, Dispatch, Executor, ExecutorError, decide, remote::RemoteTries, runner::Runner,
+    Decision, Dispatch, Executor, ExecutorError, decide, pending::PendingDecisions,
+    remote::RemoteTries, runner::Runner,
 };
 use crate::{
     dag::{Dag, TemplateContext},
@@ -115,6 +116,8 @@ struct RunDrive<'a> {
     stop: &'a CancellationToken,
     base: Arc<TemplateContext>,
     tis: TaskInstances,
+    /// The tasks to look at in the next release.
+    pending: PendingDecisions,
     done_tx: mpsc::UnboundedSender<TaskInstanceRow>,
     done_rx: mpsc::UnboundedReceiver<TaskInstanceRow>,
     /// Runners started here and not yet back.
@@ -149,6 +152,7 @@ impl<'a> RunDrive<'a> {
             run,
             stop,
             tis,
+            pending: PendingDecisions::all(dag),
             done_tx,
             done_rx,
             in_process: 0,
@@ -186,7 +190,8 @@ impl<'a> RunDrive<'a> {
     async fn release_ready(&mut self) -> Result<(), ExecutorError> {
         let mut changes: Vec<(TaskInstanceRow, TiState)> = Vec::new();
         let dag = self.dag;
-        for spec in &dag.tasks {
+        while let Some(position) = self.pending.next() {
+            let spec = &dag.tasks[position];
             if spec.parallelism > 1 {
                 for instance in spec.instance_ids() {
                     self.decide_one(spec, &instance, &mut changes);
@@ -205,12 +210,20 @@ impl<'a> RunDrive<'a> {
         .await;
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
         for (ti, next) in changes {
-            self.tis.insert(ti.task_id.clone(), ti.clone());
             if next == TiState::Queued {
+                self.tis.insert(ti.task_id.clone(), ti.clone());
                 self.dispatch(ti);
+            } else {
+                self.record(ti);
             }
         }
         Ok(())
+    }
+
+    /// Takes in the latest row of an instance; its downstreams are looked at again.
+    fn record(&mut self, ti: TaskInstanceRow) {
+        self.pending.moved(&ti.task_id);
+        self.tis.insert(ti.task_id.clone(), ti);
     }
 
     /// Decides the instance `instance` of `spec` if it waits and its upstreams allow it.
@@ -245,6 +258,9 @@ impl<'a> RunDrive<'a> {
         // Later tasks of this pass decide on the new state (skips cascade in one pass).
         let mut decided = ti.clone();
         decided.state = next;
+        if next != TiState::Queued {
+            self.pending.moved(instance);
+        }
         self.tis.insert(instance.to_owned(), decided);
         changes.push((ti, next));
     }
@@ -266,10 +282,14 @@ impl<'a> RunDrive<'a> {
             let _ = self.done_tx.send(ti);
             return;
         };
-        let upstream_results = self
-            .tis
-            .values()
-            .filter_map(|t| t.result.clone().map(|r| (t.task_id.clone(), r)))
+        // Its upstreams' results only, as on a worker.
+        let upstream_results = spec
+            .upstream
+            .iter()
+            .filter_map(|id| {
+                let result = self.tis.get(id)?.result.clone()?;
+                Some((id.clone(), result))
+            })
             .collect();
         let runner = Runner {
             executor: self.executor.clone(),
@@ -319,7 +339,7 @@ impl<'a> RunDrive<'a> {
         match wake {
             Wake::Ran(ti) => {
                 self.in_process -= 1;
-                self.tis.insert(ti.task_id.clone(), *ti);
+                self.record(*ti);
             }
             // The end of a try elsewhere: its event says all the driver needs.
             Wake::Moved(task_id, state, try_number) if state.is_finished() => {
@@ -327,6 +347,7 @@ impl<'a> RunDrive<'a> {
                     ti.state = state;
                     ti.try_number = try_number;
                 }
+                self.pending.moved(&task_id);
                 self.remote.remove(&task_id);
             }
             // A retry: its row says when.
@@ -416,7 +437,7 @@ impl<'a> RunDrive<'a> {
         if ti.state.is_finished() {
             self.remote.remove(&task_id);
         }
-        self.tis.insert(task_id, ti);
+        self.record(ti);
         Ok(())
     }
 
@@ -442,7 +463,7 @@ impl<'a> RunDrive<'a> {
             match self.executor.transition(&mut ti, TiState::Skipped).await {
                 Ok(()) => {
                     self.remote.remove(&ti.task_id);
-                    self.tis.insert(ti.task_id.clone(), ti);
+                    self.record(ti);
                 }
                 // A worker claimed it first: it runs on, and is waited for.
                 Err(ExecutorError::Store(StoreError::Lost { .. })) => {

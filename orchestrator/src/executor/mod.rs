@@ -4,6 +4,7 @@
 mod backoff;
 mod driver;
 mod live_metrics;
+mod pending;
 mod remote;
 mod runner;
 mod trigger_rule;
