@@ -13,7 +13,8 @@ mod watch;
 pub use error::{DagFileError, Problem};
 pub use loader::DagBag;
 pub use model::{
-    DEFAULT_QUEUE, Dag, INSTANCE_MARK, RetryPolicy, TaskSpec, TriggerRule, merge_params,
+    DEFAULT_QUEUE, Dag, INSTANCE_MARK, RetryPolicy, TaskSpec, TriggerRule, base_task_id,
+    merge_params,
 };
 pub use parse::parse_dag_file;
 pub use schedule::{CronWindow, Schedule, ScheduleError, due_logical_dates, next_fire};

@@ -40,9 +40,7 @@ impl Dag {
     /// The task `task_id`, or the task an instance id (`stats~1`, see
     /// [`TaskSpec::instance_ids`]) belongs to.
     pub fn task(&self, task_id: &str) -> Option<&TaskSpec> {
-        let base = task_id
-            .split_once(INSTANCE_MARK)
-            .map_or(task_id, |(base, _)| base);
+        let base = base_task_id(task_id);
         self.tasks.iter().find(|task| task.id == base)
     }
 
@@ -100,6 +98,13 @@ pub struct TaskSpec {
 /// Separates a task's id from an instance number (`stats~0`): never in an id written in a
 /// DAG file, so an instance id cannot be another task's.
 pub const INSTANCE_MARK: char = '~';
+
+/// The id of the task an instance id (`stats~1`) belongs to; a task's own id as it is.
+pub fn base_task_id(instance_id: &str) -> &str {
+    instance_id
+        .split_once(INSTANCE_MARK)
+        .map_or(instance_id, |(base, _)| base)
+}
 
 impl TaskSpec {
     /// The ids of its task instances in a run: the task's own id, or one per share

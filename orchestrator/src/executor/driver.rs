@@ -209,12 +209,11 @@ impl<'a> RunDrive<'a> {
         )
         .await;
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
+        // Their downstreams were marked when decided (skips cascade in this same pass).
         for (ti, next) in changes {
+            self.tis.insert(ti.task_id.clone(), ti.clone());
             if next == TiState::Queued {
-                self.tis.insert(ti.task_id.clone(), ti.clone());
                 self.dispatch(ti);
-            } else {
-                self.record(ti);
             }
         }
         Ok(())

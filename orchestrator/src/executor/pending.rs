@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::dag::{Dag, INSTANCE_MARK};
+use crate::dag::{Dag, base_task_id};
 
 #[derive(Debug)]
 pub(super) struct PendingDecisions {
@@ -37,10 +37,7 @@ impl PendingDecisions {
     /// The task instance `instance_id` (a task id or `task~i`) moved: its downstreams may
     /// now decide.
     pub fn moved(&mut self, instance_id: &str) {
-        let task_id = instance_id
-            .split_once(INSTANCE_MARK)
-            .map_or(instance_id, |(base, _)| base);
-        if let Some(below) = self.downstream.get(task_id) {
+        if let Some(below) = self.downstream.get(base_task_id(instance_id)) {
             self.pending.extend(below.iter().copied());
         }
     }
@@ -81,22 +78,22 @@ operator = "noop"
 upstream = ["a", "b"]
 "#);
         let mut pending = PendingDecisions::all(&dag);
-        let mut first = Vec::new();
-        while let Some(position) = pending.next() {
-            first.push(dag.tasks[position].id.clone());
-        }
-        assert_eq!(first.len(), 4);
+        let drain = |pending: &mut PendingDecisions| -> Vec<String> {
+            std::iter::from_fn(|| pending.next())
+                .map(|position| dag.tasks[position].id.clone())
+                .collect()
+        };
+        assert_eq!(drain(&mut pending).len(), 4);
         assert_eq!(pending.next(), None, "nothing moved, nothing pending");
         pending.moved("b");
         pending.moved("c");
-        let again: Vec<&str> = std::iter::from_fn(|| pending.next())
-            .map(|position| dag.tasks[position].id.as_str())
-            .collect();
-        assert_eq!(again, vec!["e"], "c has no downstream, b only e");
+        assert_eq!(
+            drain(&mut pending),
+            vec!["e"],
+            "c has no downstream, b only e"
+        );
         pending.moved("a~1");
-        let again: Vec<&str> = std::iter::from_fn(|| pending.next())
-            .map(|position| dag.tasks[position].id.as_str())
-            .collect();
+        let again = drain(&mut pending);
         assert_eq!(
             again.len(),
             2,
