@@ -1,5 +1,7 @@
 //! `scripts/bench scheduler`: orchestration overhead of the real executor on a durable SQLite
-//! store (every state change committed before the next step), and idle memory of `serve`.
+//! store (every state change committed before the next step), `orchestrator run` as a user
+//! runs it (per hand-off, and a sweep of DAG sizes: time per task and peak RSS), and idle
+//! memory of `serve`.
 //!
 //! `cargo bench --bench scheduler` runs the full sizes; under `cargo test` (no `--bench`
 //! argument) it runs tiny sizes once, so the suite proves the benchmark still works.
@@ -33,6 +35,11 @@ struct Sizes {
     throughput_repeats: usize,
     idle_dags: usize,
     idle_wait: Duration,
+    /// Sizes of the `orchestrator run` sweep: wide DAGs and chains, smallest first.
+    sweep_wide: &'static [usize],
+    sweep_chain: &'static [usize],
+    /// Runs of each DAG of the CLI hand-off figure ((41-chain - 1 task) / 40).
+    cli_repeats: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -42,6 +49,9 @@ const FULL: Sizes = Sizes {
     throughput_repeats: 5,
     idle_dags: 50,
     idle_wait: Duration::from_secs(5),
+    sweep_wide: &[1_000, 5_000, 20_000],
+    sweep_chain: &[250, 1_000, 4_000],
+    cli_repeats: 5,
 };
 
 const SMOKE: Sizes = Sizes {
@@ -51,6 +61,9 @@ const SMOKE: Sizes = Sizes {
     throughput_repeats: 1,
     idle_dags: 2,
     idle_wait: Duration::from_millis(200),
+    sweep_wide: &[10, 20],
+    sweep_chain: &[5, 10],
+    cli_repeats: 1,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +72,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(chains(&sizes))?;
     runtime.block_on(throughput(&sizes))?;
+    cli_handoff(&sizes)?;
+    size_sweep(&sizes)?;
     idle_rss(&sizes)?;
     Ok(())
 }
@@ -274,6 +289,125 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one `orchestrator run` took: wall time of the whole command and its peak RSS.
+struct CliRun {
+    wall: Duration,
+    peak_kb: u64,
+}
+
+/// Runs `orchestrator run` on `source` (DAG id `bench`) on a fresh SQLite file, as a new user
+/// would; the peak RSS is the process's high-water mark, read every 5 ms until it exits.
+fn cli_run(source: &str) -> anyhow::Result<CliRun> {
+    let dir = tempfile::tempdir()?;
+    let dags = dir.path().join("dags");
+    std::fs::create_dir(&dags)?;
+    std::fs::write(dags.join("bench.toml"), source)?;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["run", "bench"])
+        .env("UPDRAFT_DAGS_FOLDER", &dags)
+        .env(
+            "UPDRAFT_DB",
+            format!("sqlite://{}", dir.path().join("updraft.db").display()),
+        )
+        .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Some(hwm) = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|status| status_field(&status, "VmHWM:"))
+        {
+            peak_kb = peak_kb.max(hwm);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let wall = started.elapsed();
+    ensure!(status.success(), "orchestrator run ended {status}");
+    Ok(CliRun { wall, peak_kb })
+}
+
+fn status_field(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn wide_source(n: usize) -> String {
+    let mut source = String::from("[dag]\nid = \"bench\"\n");
+    for i in 0..n {
+        source.push_str(&format!("[[task]]\nid = \"t{i}\"\noperator = \"noop\"\n"));
+    }
+    source
+}
+
+fn chain_source(n: usize) -> String {
+    let mut source = String::from("[dag]\nid = \"bench\"\n");
+    for i in 0..n {
+        source.push_str(&format!("[[task]]\nid = \"t{i}\"\noperator = \"noop\"\n"));
+        if i > 0 {
+            source.push_str(&format!("upstream = [\"t{}\"]\n", i - 1));
+        }
+    }
+    source
+}
+
+/// Per hand-off through the whole CLI: (41-noop chain - 1-task DAG) / 40, medians of runs.
+fn cli_handoff(sizes: &Sizes) -> anyhow::Result<()> {
+    let median_wall = |source: &str| -> anyhow::Result<i64> {
+        let mut walls = Vec::new();
+        for _ in 0..sizes.cli_repeats {
+            walls.push(cli_run(source)?.wall.as_micros() as i64);
+        }
+        Ok(percentile(&mut walls, 50.0))
+    };
+    let one = median_wall(&chain_source(1))?;
+    let chain = median_wall(&chain_source(41))?;
+    println!(
+        "orchestrator run, 41-noop chain {} ms - 1-task DAG {} ms = {} ms per hand-off ({} runs each, medians)",
+        ms(chain),
+        ms(one),
+        ms((chain - one) / 40),
+        sizes.cli_repeats
+    );
+    Ok(())
+}
+
+/// `orchestrator run` of wide and chain noop DAGs of growing size: the time per task and its
+/// ratio to the smallest size (flat is 1.00), and the peak RSS.
+fn size_sweep(sizes: &Sizes) -> anyhow::Result<()> {
+    println!("| DAG | tasks | wall | per task | TI/s | per task vs smallest | peak RSS |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    type Shape<'a> = (&'a str, &'a [usize], fn(usize) -> String);
+    let shapes: [Shape<'_>; 2] = [
+        ("wide", sizes.sweep_wide, wide_source),
+        ("chain", sizes.sweep_chain, chain_source),
+    ];
+    for (shape, counts, source) in shapes {
+        let mut smallest_per_task = None;
+        for &n in counts {
+            let run = cli_run(&source(n))?;
+            let per_task_us = run.wall.as_secs_f64() * 1e6 / n as f64;
+            let first = *smallest_per_task.get_or_insert(per_task_us);
+            println!(
+                "| {shape} | {n} | {} ms | {per_task_us:.0} us | {:.0} | {:.2}x | {:.1} MB |",
+                run.wall.as_millis(),
+                n as f64 / run.wall.as_secs_f64(),
+                per_task_us / first,
+                run.peak_kb as f64 / 1024.0
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Peak and current RSS of `orchestrator serve` idle with `idle_dags` DAGs loaded.
 fn idle_rss(sizes: &Sizes) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -330,11 +464,7 @@ fn measure_idle(pid: u32, port: u16, sizes: &Sizes) -> anyhow::Result<(usize, u6
     std::thread::sleep(sizes.idle_wait);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> anyhow::Result<u64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .with_context(|| format!("{name} missing in /proc/{pid}/status"))
+        status_field(&status, name).with_context(|| format!("{name} missing in /proc/{pid}/status"))
     };
     Ok((dag_count, field("VmHWM:")?, field("VmRSS:")?))
 }

@@ -3,7 +3,10 @@
 //! ([`Dispatch::InProcess`]) or is left queued for a worker ([`Dispatch::Queue`]), whose moves
 //! come back as store events; the task-instance rows in the store are the truth either way.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc};
@@ -122,6 +125,9 @@ struct RunDrive<'a> {
     done_rx: mpsc::UnboundedReceiver<TaskInstanceRow>,
     /// Runners started here and not yet back.
     in_process: usize,
+    /// Queued instances to run here once a runner comes back: at most [`RunDrive::runners`]
+    /// run at a time, so a 20,000-task run holds 20,000 rows, not 20,000 waiting runners.
+    waiting: VecDeque<String>,
     /// Instances left to the queue and not yet finished.
     remote: RemoteTries,
     stop_seen: bool,
@@ -156,6 +162,7 @@ impl<'a> RunDrive<'a> {
             done_tx,
             done_rx,
             in_process: 0,
+            waiting: VecDeque::new(),
             remote: RemoteTries::default(),
             stop_seen: false,
             stop_told: false,
@@ -264,11 +271,45 @@ impl<'a> RunDrive<'a> {
         changes.push((ti, next));
     }
 
-    /// A queued (or retrying, or running elsewhere) instance: run here or left to the queue.
+    /// A queued (or retrying, or running elsewhere) instance: run here (now, or when a
+    /// runner comes back) or left to the queue.
     fn dispatch(&mut self, ti: TaskInstanceRow) {
         match self.executor.dispatch() {
             Dispatch::Queue => self.remote.insert(ti.task_id.clone()),
-            Dispatch::InProcess => {
+            Dispatch::InProcess if self.in_process < self.runners() => {
+                self.spawn_runner(ti);
+                self.in_process += 1;
+            }
+            Dispatch::InProcess => self.waiting.push_back(ti.task_id),
+        }
+    }
+
+    /// The most runners of this run at once: twice what its slots let run, so that the next
+    /// try already waits for a slot when one frees (a try waiting out its retry delay counts).
+    fn runners(&self) -> usize {
+        let slots = self
+            .executor
+            .parallelism()
+            .min(self.dag.max_active_tasks as usize);
+        slots.max(1) * 2
+    }
+
+    /// Starts the next waiting instance when a runner came back (not once the run stops:
+    /// what waits is skipped then).
+    fn start_waiting(&mut self) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        while self.in_process < self.runners() {
+            let Some(task_id) = self.waiting.pop_front() else {
+                return;
+            };
+            if let Some(ti) = self
+                .tis
+                .get(&task_id)
+                .filter(|ti| ti.state == TiState::Queued)
+            {
+                let ti = ti.clone();
                 self.spawn_runner(ti);
                 self.in_process += 1;
             }
@@ -339,6 +380,7 @@ impl<'a> RunDrive<'a> {
             Wake::Ran(ti) => {
                 self.in_process -= 1;
                 self.record(*ti);
+                self.start_waiting();
             }
             // The end of a try elsewhere: its event says all the driver needs.
             Wake::Moved(task_id, state, try_number) if state.is_finished() => {

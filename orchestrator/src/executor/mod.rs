@@ -152,6 +152,11 @@ impl Executor {
         self.inner.config.dispatch
     }
 
+    /// Tries this executor runs at once, across runs.
+    pub fn parallelism(&self) -> usize {
+        self.inner.config.parallelism.max(1)
+    }
+
     /// Cancels every running task; drivers record their states and return.
     pub fn shut_down(&self) {
         self.inner.shutdown.cancel();

@@ -22,26 +22,15 @@ impl Store {
         self.append_log_chunks(&[(key, start, text)]).await
     }
 
-    /// Appends several chunks (of one try or several) in one transaction; notifies the other
-    /// processes once per try.
+    /// Appends several chunks (of one try or several) in one transaction, up to
+    /// [`CHUNKS_PER_STATEMENT`] in each statement; notifies the other processes once per try.
     pub async fn append_log_chunks(&self, chunks: &[(LogKey<'_>, u64, &str)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        for part in chunks.chunks(CHUNKS_PER_STATEMENT) {
+            insert_chunks(&mut tx, part).await?;
+        }
         let mut events: Vec<StoreEvent> = Vec::new();
-        for (key, start, text) in chunks {
-            let end = start + text.len() as u64;
-            sqlx::query(
-                "INSERT INTO task_log_chunks (dag_id, run_id, task_id, try_number, start_offset, end_offset, text)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .bind(key.dag_id)
-            .bind(key.run_id)
-            .bind(key.task_id)
-            .bind(i64::from(key.try_number))
-            .bind(offset(*start))
-            .bind(offset(end))
-            .bind(*text)
-            .execute(&mut *tx)
-            .await?;
+        for (key, _, _) in chunks {
             let event = StoreEvent::Log {
                 dag_id: key.dag_id.to_owned(),
                 run_id: key.run_id.to_owned(),
@@ -106,6 +95,49 @@ impl Store {
         }
         Ok(bytes)
     }
+}
+
+/// The most chunks one INSERT statement writes (7 parameters each).
+const CHUNKS_PER_STATEMENT: usize = 64;
+
+/// Inserts `chunks` with one statement, padded to a power of two with rows the statement
+/// leaves out (an empty DAG id), so a few statement texts serve every batch size.
+async fn insert_chunks(
+    conn: &mut sqlx::AnyConnection,
+    chunks: &[(LogKey<'_>, u64, &str)],
+) -> Result<()> {
+    use super::bulk::{BIGINT, TEXT};
+    const TYPES: [&str; 7] = [TEXT, TEXT, TEXT, BIGINT, BIGINT, BIGINT, TEXT];
+    let rows = chunks.len().next_power_of_two();
+    let sql = format!(
+        "INSERT INTO task_log_chunks (dag_id, run_id, task_id, try_number, start_offset, end_offset, text)
+         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
+         FROM (VALUES {}) AS v WHERE v.column1 <> '' ON CONFLICT DO NOTHING",
+        super::bulk::values(rows, &TYPES)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (key, start, text) in chunks {
+        query = query
+            .bind(key.dag_id)
+            .bind(key.run_id)
+            .bind(key.task_id)
+            .bind(i64::from(key.try_number))
+            .bind(offset(*start))
+            .bind(offset(start + text.len() as u64))
+            .bind(*text);
+    }
+    for _ in chunks.len()..rows {
+        query = query
+            .bind("")
+            .bind("")
+            .bind("")
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind("");
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
 }
 
 fn offset(bytes: u64) -> i64 {

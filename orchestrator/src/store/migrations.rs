@@ -139,6 +139,20 @@ const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (dag_id, run_id, task_id)
         )"],
     },
+    Migration {
+        version: 7,
+        description: "task instances indexed by state only where queries look: queued and running",
+        // Every move of a task instance changes its state, so each full index on `state` took
+        // a new entry per move and the claim walked the dead ones. Partial indexes hold only
+        // the rows in their state (the queries name the state as a literal, so PostgreSQL's
+        // generic plans can use them too).
+        statements: &[
+            "DROP INDEX IF EXISTS task_instances_by_state",
+            "DROP INDEX IF EXISTS task_instances_by_queue",
+            "CREATE INDEX IF NOT EXISTS task_instances_queued ON task_instances (queue) WHERE state = 'queued'",
+            "CREATE INDEX IF NOT EXISTS task_instances_running ON task_instances (claimed_by) WHERE state = 'running'",
+        ],
+    },
 ];
 
 /// Key of the PostgreSQL advisory lock that serialises concurrent migrations (concurrent

@@ -1,6 +1,7 @@
 //! The metadata store: DAGs, DAG runs and task instances in SQLite (default) or PostgreSQL,
 //! through one sqlx `Any` pool so both engines run the same SQL.
 
+mod bulk;
 mod dags;
 mod events;
 mod lease;

@@ -216,10 +216,9 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.dag_id, t.run_id, t.task_id FROM task_instances t
              JOIN dag_runs r ON r.dag_id = t.dag_id AND r.run_id = t.run_id
-             WHERE t.claimed_by = $1 AND t.state = $2 AND r.stop_requested_us IS NOT NULL",
+             WHERE t.claimed_by = $1 AND t.state = 'running' AND r.stop_requested_us IS NOT NULL",
         )
         .bind(claimant)
-        .bind(TiState::Running.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -76,10 +76,43 @@ impl Store {
         row.as_ref().map(ti_from_row).transpose()
     }
 
-    /// Every task instance in `state`, across runs.
-    pub async fn task_instances_in_state(&self, state: TiState) -> Result<Vec<TaskInstanceRow>> {
-        let rows = sqlx::query("SELECT * FROM task_instances WHERE state = $1")
-            .bind(state.as_str())
+    /// The result summaries of the named task instances of a run that have one (a try's
+    /// upstreams: read by their keys, not with the whole run).
+    pub async fn task_results(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_ids: &[String],
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut results = serde_json::Map::new();
+        for part in task_ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..part.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT task_id, result FROM task_instances
+                 WHERE dag_id = $1 AND run_id = $2 AND result IS NOT NULL AND task_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(dag_id)
+                .bind(run_id);
+            for task_id in part {
+                query = query.bind(task_id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let task_id: String = row.try_get("task_id")?;
+                let text: String = row.try_get("result")?;
+                let result = serde_json::from_str(&text)
+                    .map_err(|e| corrupt(format!("result of {task_id}: {e}")))?;
+                results.insert(task_id, result);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Every running task instance, across runs (the partial index of running rows).
+    pub async fn running_task_instances(&self) -> Result<Vec<TaskInstanceRow>> {
+        let rows = sqlx::query("SELECT * FROM task_instances WHERE state = 'running'")
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(ti_from_row).collect()
@@ -259,8 +292,10 @@ impl Store {
     /// when this returns; each move is logged and published after the commit.
     pub async fn transition_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for change in changes {
+        if let [change] = changes {
             apply_ti_change(&mut tx, change).await?;
+        } else {
+            apply_ti_changes(&mut tx, changes).await?;
         }
         self.notify_in(&mut tx, || {
             changes.iter().map(|c| task_event(c.row)).collect()
@@ -337,17 +372,148 @@ const UPDATE_BY_RUN_OWNER: &str = update_ti!(
 const UPDATE_BY_CLAIM: &str = update_ti!("AND COALESCE(claimed_by, '') = $17 AND try_number = $2");
 const UPDATE_BY_COMMAND: &str = update_ti!("AND $17 = ''");
 
+/// The most moves one UPDATE statement writes (17 parameters each).
+const MOVES_PER_STATEMENT: usize = 256;
+
+/// Checks every edge and writes the moves inside `conn`'s transaction with one UPDATE per
+/// [`MOVES_PER_STATEMENT`], each move guarded as [`apply_ti_change`] guards it; one move that
+/// no longer holds fails them all with [`StoreError::Lost`] (the caller may retry them one
+/// by one for each one's answer). One statement instead of one per row: on PostgreSQL each
+/// statement is a round trip, and a group commit of hundreds of moves was hundreds of them.
+async fn apply_ti_changes(conn: &mut AnyConnection, changes: &[TiChange<'_>]) -> Result<()> {
+    for change in changes {
+        check_edge(change)?;
+    }
+    for chunk in changes.chunks(MOVES_PER_STATEMENT) {
+        // Padded to a power of two with rows that match nothing, so a few statement texts
+        // (prepared once per connection) serve every batch size.
+        let rows = chunk.len().next_power_of_two();
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(bulk_update_sql(rows)));
+        for change in chunk {
+            let (kind, fence) = fence_values(change.fence);
+            query = bind_move(query, change.row, change.from.as_str(), kind, fence);
+        }
+        for _ in chunk.len()..rows {
+            query = bind_move(query, &PADDING, "", "command", "padding");
+        }
+        let written = query.execute(&mut *conn).await?.rows_affected();
+        if written != chunk.len() as u64 {
+            return Err(StoreError::Lost {
+                what: format!(
+                    "{} of {} task instances",
+                    chunk.len() as u64 - written,
+                    chunk.len()
+                ),
+                expected: "in the state and under the fence their moves expected".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A row that no task instance matches (empty ids), to pad a bulk statement.
+static PADDING: std::sync::LazyLock<TaskInstanceRow> =
+    std::sync::LazyLock::new(|| TaskInstanceRow {
+        dag_id: String::new(),
+        run_id: String::new(),
+        task_id: String::new(),
+        state: TiState::Scheduled,
+        try_number: 0,
+        max_tries: 0,
+        start: None,
+        end: None,
+        duration_ms: None,
+        hostname: None,
+        pid: None,
+        next_retry_at: None,
+        result: None,
+        error: None,
+        queue: String::new(),
+        claimed_by: None,
+    });
+
+/// The fence's kind and value as the bulk statement compares them.
+fn fence_values<'a>(fence: Fence<'a>) -> (&'static str, &'a str) {
+    match fence {
+        Fence::RunOwner(owner) => ("owner", owner),
+        Fence::Claim(owner) => ("claim", owner),
+        Fence::Command => ("command", ""),
+    }
+}
+
+/// `UPDATE ... FROM (VALUES ...)` moving `rows` task instances; portable between SQLite
+/// and PostgreSQL (both name the VALUES columns column1, column2, ...).
+fn bulk_update_sql(rows: usize) -> String {
+    use super::bulk::{BIGINT, TEXT};
+    const TYPES: [&str; 18] = [
+        TEXT, BIGINT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, BIGINT, BIGINT, TEXT, TEXT, TEXT, TEXT,
+        TEXT, TEXT, TEXT, TEXT, TEXT,
+    ];
+    format!(
+        "UPDATE task_instances SET state = v.column1, try_number = v.column2, max_tries = v.column3,
+            start_us = v.column4, end_us = v.column5, duration_ms = v.column6, hostname = v.column7,
+            pid = v.column8, next_retry_us = v.column9, result = v.column10, error = v.column11,
+            claimed_by = v.column12
+         FROM (VALUES {}) AS v
+         WHERE task_instances.dag_id = v.column13 AND task_instances.run_id = v.column14
+           AND task_instances.task_id = v.column15 AND task_instances.state = v.column16
+           AND CASE v.column17
+             WHEN 'owner' THEN EXISTS (SELECT 1 FROM dag_runs r
+               WHERE r.dag_id = v.column13 AND r.run_id = v.column14 AND r.owner = v.column18)
+             WHEN 'claim' THEN COALESCE(task_instances.claimed_by, '') = v.column18
+               AND task_instances.try_number = v.column2
+             ELSE v.column18 = '' END",
+        super::bulk::values(rows, &TYPES)
+    )
+}
+
+/// Binds one move's 18 values in the order [`bulk_update_sql`] reads them.
+fn bind_move<'q>(
+    query: super::bulk::AnyQuery<'q>,
+    ti: &'q TaskInstanceRow,
+    from: &'q str,
+    fence_kind: &'q str,
+    fence: &'q str,
+) -> super::bulk::AnyQuery<'q> {
+    query
+        .bind(ti.state.as_str())
+        .bind(i64::from(ti.try_number))
+        .bind(i64::from(ti.max_tries))
+        .bind(ti.start.map(to_micros))
+        .bind(ti.end.map(to_micros))
+        .bind(ti.duration_ms)
+        .bind(ti.hostname.clone())
+        .bind(ti.pid)
+        .bind(ti.next_retry_at.map(to_micros))
+        .bind(ti.result.as_ref().map(|r| r.to_string()))
+        .bind(ti.error.clone())
+        .bind(ti.claimed_by.clone())
+        .bind(ti.dag_id.as_str())
+        .bind(ti.run_id.as_str())
+        .bind(ti.task_id.as_str())
+        .bind(from)
+        .bind(fence_kind)
+        .bind(fence)
+}
+
+/// The state machine's verdict on one move.
+fn check_edge(change: &TiChange<'_>) -> Result<()> {
+    let ti = change.row;
+    if task_can_transition(change.from, ti.state) {
+        return Ok(());
+    }
+    Err(StoreError::IllegalTransition {
+        what: format!("task instance {}.{}.{}", ti.dag_id, ti.run_id, ti.task_id),
+        from: change.from.to_string(),
+        to: ti.state.to_string(),
+    })
+}
+
 /// Checks the edge and writes one move inside `conn`'s transaction.
 async fn apply_ti_change(conn: &mut AnyConnection, change: &TiChange<'_>) -> Result<()> {
+    check_edge(change)?;
     let ti = change.row;
     let what = || format!("task instance {}.{}.{}", ti.dag_id, ti.run_id, ti.task_id);
-    if !task_can_transition(change.from, ti.state) {
-        return Err(StoreError::IllegalTransition {
-            what: what(),
-            from: change.from.to_string(),
-            to: ti.state.to_string(),
-        });
-    }
     let (sql, fence) = match change.fence {
         Fence::RunOwner(owner) => (UPDATE_BY_RUN_OWNER, owner),
         Fence::Claim(owner) => (UPDATE_BY_CLAIM, owner),

@@ -144,11 +144,11 @@ impl Store {
 
     /// The running task instances claimed by `claimant`.
     pub async fn running_claimed_by(&self, claimant: &str) -> Result<Vec<TaskInstanceRow>> {
-        let rows = sqlx::query("SELECT * FROM task_instances WHERE state = $1 AND claimed_by = $2")
-            .bind(TiState::Running.as_str())
-            .bind(claimant)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM task_instances WHERE state = 'running' AND claimed_by = $1")
+                .bind(claimant)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(ti_from_row).collect()
     }
 
@@ -164,16 +164,16 @@ impl Store {
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        let queue_list: Vec<String> = (0..queues.len()).map(|i| format!("${}", i + 8)).collect();
+        let queue_list: Vec<String> = (0..queues.len()).map(|i| format!("${}", i + 7)).collect();
         let sql = format!(
             "WITH picked AS (
                 SELECT dag_id, run_id, task_id FROM task_instances
-                WHERE state = $1 AND queue IN ({}) LIMIT $7 FOR UPDATE SKIP LOCKED)
-             UPDATE task_instances t SET state = $2, try_number = t.try_number + 1, start_us = $3,
+                WHERE state = 'queued' AND queue IN ({}) LIMIT $6 FOR UPDATE SKIP LOCKED)
+             UPDATE task_instances t SET state = $1, try_number = t.try_number + 1, start_us = $2,
                 end_us = NULL, duration_ms = NULL, next_retry_us = NULL, error = NULL,
-                hostname = $4, pid = $5, claimed_by = $6
+                hostname = $3, pid = $4, claimed_by = $5
              FROM picked p
-             WHERE t.dag_id = p.dag_id AND t.run_id = p.run_id AND t.task_id = p.task_id AND t.state = $1
+             WHERE t.dag_id = p.dag_id AND t.run_id = p.run_id AND t.task_id = p.task_id AND t.state = 'queued'
              RETURNING t.*",
             queue_list.join(", ")
         );
@@ -181,8 +181,10 @@ impl Store {
             TiState::Queued,
             TiState::Running
         ));
+        // `state = 'queued'` is spelled out, not bound: the partial index of queued rows
+        // serves only queries that name its state.
+        debug_assert_eq!(TiState::Queued.as_str(), "queued");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(TiState::Queued.as_str())
             .bind(TiState::Running.as_str())
             .bind(to_micros(Utc::now()))
             .bind(claimant.name)

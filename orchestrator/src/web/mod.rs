@@ -395,7 +395,7 @@ impl ui::Backend for WebBackend {
         let workers = self.store.workers().await.map_err(internal)?;
         let running = self
             .store
-            .task_instances_in_state(crate::store::TiState::Running)
+            .running_task_instances()
             .await
             .map_err(internal)?;
         let holder = self.lease_holder().await.map_err(internal)?;

@@ -426,16 +426,10 @@ async fn upstream_results(
 ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
     let upstream = dag
         .task(&ti.task_id)
-        .map(|spec| spec.upstream.clone())
+        .map(|spec| spec.upstream.as_slice())
         .unwrap_or_default();
     if upstream.is_empty() {
         return Ok(serde_json::Map::new());
     }
-    Ok(store
-        .task_instances(&ti.dag_id, &ti.run_id)
-        .await?
-        .into_iter()
-        .filter(|t| upstream.contains(&t.task_id))
-        .filter_map(|t| t.result.map(|r| (t.task_id, r)))
-        .collect())
+    store.task_results(&ti.dag_id, &ti.run_id, upstream).await
 }

@@ -2,7 +2,7 @@
 //! its window documents stay exact. The test owns its broker (tansu on SQLite, so a restart
 //! keeps topics and offsets) and its MongoDB server, so stopping them disturbs no other test.
 
-mod support;
+use crate::support;
 
 use std::{sync::Arc, time::Duration};
 

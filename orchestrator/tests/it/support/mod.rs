@@ -6,8 +6,6 @@
 //! `scripts/test` starts the services; a test never skips when one is missing: it fails and
 //! says how to start it.
 
-#![allow(dead_code, unused_imports)]
-
 pub mod kafka;
 pub mod mongo;
 pub mod runs;

@@ -1,7 +1,7 @@
 //! The streaming pipelines end to end on the real broker (tansu) and MongoDB server
 //! (nx-27017): `random_users` into topics, `user_stats` into MongoDB, bad records.
 
-mod support;
+use crate::support;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 

@@ -1,7 +1,7 @@
 //! The streams page, a stream's page, its results page, their pushed partials (SSE) and the
 //! JSON API, over the in-memory backend.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use support::{App, MemoryBackend, RUN_ID};

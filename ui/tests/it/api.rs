@@ -1,7 +1,7 @@
 //! The REST API: Airflow-shaped answers, errors as `{status, title, detail}`, logs with
 //! `Range`, the live streams resuming where they left off.
 
-mod support;
+use crate::support;
 
 use axum::{
     body::Body,

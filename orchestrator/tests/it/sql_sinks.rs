@@ -3,7 +3,7 @@
 //! (Kafka's committed offsets are rewound to prove it), records upserted by key, and a clear
 //! error for a table made for another sink.
 
-mod support;
+use crate::support;
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,8 +1,6 @@
 //! An in-memory [`ui::Backend`] holding a few DAGs, runs and logs, and helpers to send
 //! requests through the router with `oneshot`.
 
-#![allow(dead_code)]
-
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -39,7 +37,6 @@ pub struct Memory {
     pub triggered: Vec<serde_json::Map<String, serde_json::Value>>,
     pub cleared: Vec<(String, bool)>,
     pub marked: Vec<(String, Mark)>,
-    pub stopped: Vec<String>,
     pub follow_from: Vec<u64>,
     pub actors: Vec<String>,
 }
@@ -743,8 +740,4 @@ pub async fn json(response: Response<Body>) -> (StatusCode, serde_json::Value) {
         status,
         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
-}
-
-pub fn map(json: serde_json::Value) -> BTreeMap<String, serde_json::Value> {
-    json.as_object().unwrap().clone().into_iter().collect()
 }

@@ -1,6 +1,6 @@
 //! `orchestrator serve` as a process: CLI triggers, DAG folder reloads, SIGTERM.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

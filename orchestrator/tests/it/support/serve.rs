@@ -190,10 +190,6 @@ impl WorkerProcess {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join(format!("worker-{}.log", self.name)))
             .unwrap_or_default()

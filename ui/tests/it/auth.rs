@@ -1,6 +1,6 @@
 //! Sign-in, sessions, CSRF and bearer tokens.
 
-mod support;
+use crate::support;
 
 use axum::{
     body::Body,

@@ -1,7 +1,7 @@
 //! Scale-out on PostgreSQL, in separate processes: `serve --no-local-tasks` schedules, two
 //! `orchestrator worker`s (each with its own logs folder) claim and run the tasks.
 
-mod support;
+use crate::support;
 
 use std::{collections::HashMap, path::Path, time::Duration};
 

@@ -1,6 +1,6 @@
 //! Every page renders what it should; unknown things are 404 pages; user strings are escaped.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use support::{App, MemoryBackend, RUN_ID};

@@ -1,7 +1,7 @@
 //! The commands the CLI and the UI share — trigger, mark, clear, stop — on a real store (SQLite
 //! and PostgreSQL), after real runs of the executor.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

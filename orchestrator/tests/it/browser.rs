@@ -1,7 +1,7 @@
 //! The web UI in a real browser: headless Chromium driven over WebDriver (chromedriver) against
 //! `orchestrator serve` as a process. Screenshots go to `target/browser-screenshots/`.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeMap,

@@ -3,7 +3,7 @@
 //! in PostgreSQL; once the group's lag is zero, every window equals the ground truth
 //! computed here.
 
-mod support;
+use crate::support;
 
 use std::{
     path::{Path, PathBuf},

@@ -4,7 +4,7 @@
 //! Each checks every row against what it computes from the records read back from the input
 //! topic, with a bad record dead-lettered and the rest exact.
 
-mod support;
+use crate::support;
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -1,6 +1,6 @@
 //! `/metrics`: parsed as Prometheus text, checked against the store; the bearer token.
 
-mod support;
+use crate::support;
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -1,6 +1,6 @@
 //! Real DAG runs through the real executor, on SQLite and on PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -59,8 +59,9 @@ upstream = ["first"]
 command = "echo got: {{{{ upstream.first.output }}}}"
 [[task]]
 id = "third"
-operator = "noop"
+operator = "shell"
 upstream = ["second"]
+command = "echo first is {{{{ 'visible' if upstream.first is defined else 'hidden' }}}}, second is {{{{ 'visible' if upstream.second is defined else 'hidden' }}}}"
 "#
     );
     let (run_id, tis, outcome, logs) =
@@ -84,6 +85,12 @@ upstream = ["second"]
     let log =
         std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("second/1.log")).unwrap();
     assert!(log.contains("got: hello conf"), "{log}");
+    let third =
+        std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("third/1.log")).unwrap();
+    assert!(
+        third.contains("first is hidden, second is visible"),
+        "a template reads its upstreams' results only: {third}"
+    );
     let run = store.get_run(&id, &run_id).await.unwrap().unwrap();
     assert_eq!(run.state, RunState::Success);
     assert!(run.end.is_some());

@@ -1,0 +1,9 @@
+//! The web UI's router tests, in one binary: oneshot requests against an in-memory
+//! `Backend` (`support`), one module per area.
+
+mod support;
+
+mod api;
+mod auth;
+mod pages;
+mod streams;
