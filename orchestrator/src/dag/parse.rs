@@ -121,6 +121,8 @@ pub fn parse_dag_file(path: &Path, source: &str) -> Result<Dag, DagFileError> {
     }
     let dag = parse_dag_table(&root, &mut problems);
     let tasks = parse_task_tables(&root, &mut problems);
+    // The document (a map node per task table) is not needed past here.
+    drop(root);
     let tasks = validate_graph(tasks, &mut problems);
     match dag {
         Some(mut dag) if problems.list.is_empty() => {

@@ -92,23 +92,29 @@ pub(crate) fn validate_graph(tasks: Vec<ParsedTask>, problems: &mut Problems<'_>
         .collect()
 }
 
-/// Kahn's algorithm over task indices; tasks in a cycle (or behind one) are left out.
+/// Kahn's algorithm over task indices; tasks in a cycle (or behind one) are left out. Linear
+/// in tasks and edges: each finished task looks at its own downstreams only (a scan of every
+/// task per task took seconds at 20,000 tasks).
 fn topological_order(tasks: &[ParsedTask]) -> Vec<usize> {
     let index: HashMap<&str, usize> = tasks
         .iter()
         .enumerate()
         .map(|(i, t)| (t.spec.id.as_str(), i))
         .collect();
-    let mut waiting_on: Vec<usize> = tasks
-        .iter()
-        .map(|t| {
-            t.spec
-                .upstream
-                .iter()
-                .filter(|u| index.contains_key(u.as_str()) && **u != t.spec.id)
-                .count()
-        })
-        .collect();
+    let mut waiting_on = vec![0_usize; tasks.len()];
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    for (j, task) in tasks.iter().enumerate() {
+        for upstream in &task.spec.upstream {
+            match index.get(upstream.as_str()) {
+                // An upstream listed twice is one edge (and reported as a problem).
+                Some(&i) if *upstream != task.spec.id && downstream[i].last() != Some(&j) => {
+                    downstream[i].push(j);
+                    waiting_on[j] += 1;
+                }
+                _ => {}
+            }
+        }
+    }
     let mut order = Vec::with_capacity(tasks.len());
     let mut ready: Vec<usize> = (0..tasks.len())
         .filter(|&i| waiting_on[i] == 0)
@@ -116,13 +122,11 @@ fn topological_order(tasks: &[ParsedTask]) -> Vec<usize> {
         .collect();
     while let Some(i) = ready.pop() {
         order.push(i);
-        let id = tasks[i].spec.id.as_str();
-        for (j, task) in tasks.iter().enumerate().rev() {
-            if task.spec.upstream.iter().any(|u| u == id) && waiting_on[j] > 0 {
-                waiting_on[j] -= 1;
-                if waiting_on[j] == 0 {
-                    ready.push(j);
-                }
+        // Later tasks pushed first, so the stack gives file order among equals.
+        for &j in downstream[i].iter().rev() {
+            waiting_on[j] -= 1;
+            if waiting_on[j] == 0 {
+                ready.push(j);
             }
         }
     }

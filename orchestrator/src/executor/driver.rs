@@ -32,6 +32,9 @@ pub enum RunOutcome {
 
 type TaskInstances = HashMap<String, TaskInstanceRow>;
 
+/// The most moves one release writes together (the state writer's batch).
+const RELEASE_BATCH: usize = 512;
+
 impl Executor {
     /// Drives a run that this process owns (state `running`) until it ends or shutdown.
     pub async fn drive_run(
@@ -193,21 +196,40 @@ impl<'a> RunDrive<'a> {
     }
 
     /// Starts (or skips, or fails) every waiting task whose upstreams have decided its fate.
-    /// One pass in topological order cascades.
+    /// One pass in topological order cascades; the moves are written [`RELEASE_BATCH`] at a
+    /// time (each batch one group commit), so a 20,000-task run's first release does not hold
+    /// 20,000 moves and their pending writes at once.
     async fn release_ready(&mut self) -> Result<(), ExecutorError> {
-        let mut changes: Vec<(TaskInstanceRow, TiState)> = Vec::new();
         let dag = self.dag;
-        while let Some(position) = self.pending.next() {
-            let spec = &dag.tasks[position];
-            if spec.parallelism > 1 {
-                for instance in spec.instance_ids() {
-                    self.decide_one(spec, &instance, &mut changes);
+        loop {
+            let mut changes: Vec<(TaskInstanceRow, TiState)> = Vec::new();
+            while changes.len() < RELEASE_BATCH {
+                let Some(position) = self.pending.next() else {
+                    break;
+                };
+                let spec = &dag.tasks[position];
+                if spec.parallelism > 1 {
+                    for instance in spec.instance_ids() {
+                        self.decide_one(spec, &instance, &mut changes);
+                    }
+                } else {
+                    self.decide_one(spec, &spec.id, &mut changes);
                 }
-            } else {
-                self.decide_one(spec, &spec.id, &mut changes);
             }
+            if changes.is_empty() {
+                return Ok(());
+            }
+            self.write_released(changes).await?;
         }
-        // Written together: the state writer commits them in one transaction.
+    }
+
+    /// Writes decided moves together (the state writer commits them in one transaction) and
+    /// starts the queued ones. Their downstreams were marked when decided (skips cascade in
+    /// the same pass).
+    async fn write_released(
+        &mut self,
+        mut changes: Vec<(TaskInstanceRow, TiState)>,
+    ) -> Result<(), ExecutorError> {
         let executor = self.executor;
         let written = futures::future::join_all(
             changes
@@ -216,11 +238,12 @@ impl<'a> RunDrive<'a> {
         )
         .await;
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
-        // Their downstreams were marked when decided (skips cascade in this same pass).
         for (ti, next) in changes {
-            self.tis.insert(ti.task_id.clone(), ti.clone());
             if next == TiState::Queued {
+                self.tis.insert(ti.task_id.clone(), ti.clone());
                 self.dispatch(ti);
+            } else {
+                self.tis.insert(ti.task_id.clone(), ti);
             }
         }
         Ok(())

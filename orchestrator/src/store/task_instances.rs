@@ -51,12 +51,25 @@ pub(super) fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
 impl Store {
     /// The task instances of a run, in no particular order.
     pub async fn task_instances(&self, dag_id: &str, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
-        let rows = sqlx::query("SELECT * FROM task_instances WHERE dag_id = $1 AND run_id = $2")
+        let query = sqlx::query("SELECT * FROM task_instances WHERE dag_id = $1 AND run_id = $2")
             .bind(dag_id)
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(ti_from_row).collect()
+            .bind(run_id);
+        self.task_instance_rows(query).await
+    }
+
+    /// The task instances a query selects, each converted as it arrives: a run of 20,000
+    /// held as 20,000 raw rows and then as many task instances took 27 MB more at once.
+    async fn task_instance_rows(
+        &self,
+        query: super::bulk::AnyQuery<'_>,
+    ) -> Result<Vec<TaskInstanceRow>> {
+        use futures::TryStreamExt as _;
+        let mut rows = query.fetch(&self.pool);
+        let mut tis = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            tis.push(ti_from_row(&row)?);
+        }
+        Ok(tis)
     }
 
     pub async fn task_instance(
@@ -112,10 +125,10 @@ impl Store {
 
     /// Every running task instance, across runs (the partial index of running rows).
     pub async fn running_task_instances(&self) -> Result<Vec<TaskInstanceRow>> {
-        let rows = sqlx::query("SELECT * FROM task_instances WHERE state = 'running'")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(ti_from_row).collect()
+        self.task_instance_rows(sqlx::query(
+            "SELECT * FROM task_instances WHERE state = 'running'",
+        ))
+        .await
     }
 
     /// Moves one task instance (see [`Store::transition_task_instances`]).
@@ -155,8 +168,7 @@ impl Store {
         for run_id in run_ids {
             query = query.bind(run_id.as_str());
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(ti_from_row).collect()
+        self.task_instance_rows(query).await
     }
 
     /// Clears task instances of a finished run so they run again: each goes back to

@@ -17,8 +17,9 @@ struct Scrape {
     token: Option<String>,
 }
 
-/// The `/metrics` route; with `token`, a scrape must send `Authorization: Bearer <token>`.
+/// The `/metrics` route (the process records observations from now on); with `token`, a scrape must send `Authorization: Bearer <token>`.
 pub fn router(store: Store, executor: Option<Executor>, token: Option<String>) -> Router {
+    telemetry::start_recording();
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Scrape {

@@ -52,6 +52,8 @@ async fn metrics_match_the_store_and_need_the_token_when_set() {
     let dag = support::dag(&format!(
         "[dag]\nid = \"{id}\"\n[[task]]\nid = \"ok\"\noperator = \"noop\"\n[[task]]\nid = \"bad\"\noperator = \"shell\"\ncommand = \"exit 1\"\nretries = 1\nretry_delay = \"0s\"\n[[task]]\nid = \"after\"\noperator = \"noop\"\nupstream = [\"bad\"]\n"
     ));
+    // Built first, as `serve` does: a process records observations once it serves them.
+    let open = metrics_router(store.clone(), Some(executor.clone()), None);
     for _ in 0..2 {
         let run = support::start_run(&executor, &dag, serde_json::json!({})).await;
         let outcome = support::drive_to_end(&executor, &dag, &run, Duration::from_secs(30)).await;
@@ -63,7 +65,6 @@ async fn metrics_match_the_store_and_need_the_token_when_set() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    let open = metrics_router(store.clone(), Some(executor.clone()), None);
     let (status, text) = scrape(&open, None).await;
     assert_eq!(status, 200, "{text}");
     let metrics = parse(&text);
