@@ -303,17 +303,7 @@ fn cli_run(source: &str) -> anyhow::Result<CliRun> {
     std::fs::create_dir(&dags)?;
     std::fs::write(dags.join("bench.toml"), source)?;
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
-        .args(["run", "bench"])
-        .env("UPDRAFT_DAGS_FOLDER", &dags)
-        .env(
-            "UPDRAFT_DB",
-            format!("sqlite://{}", dir.path().join("updraft.db").display()),
-        )
-        .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
+    let mut child = orchestrator_in(dir.path()).args(["run", "bench"]).spawn()?;
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0;
     let status = loop {
@@ -331,6 +321,21 @@ fn cli_run(source: &str) -> anyhow::Result<CliRun> {
     let wall = started.elapsed();
     ensure!(status.success(), "orchestrator run ended {status}");
     Ok(CliRun { wall, peak_kb })
+}
+
+/// The `orchestrator` binary over `dir`'s `dags` folder, SQLite file and logs, quiet.
+fn orchestrator_in(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    command
+        .env("UPDRAFT_DAGS_FOLDER", dir.join("dags"))
+        .env(
+            "UPDRAFT_DB",
+            format!("sqlite://{}", dir.join("updraft.db").display()),
+        )
+        .env("UPDRAFT_LOGS_FOLDER", dir.join("logs"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    command
 }
 
 fn status_field(status: &str, name: &str) -> Option<u64> {
@@ -419,18 +424,10 @@ fn idle_rss(sizes: &Sizes) -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+    let mut serve = orchestrator_in(dir.path())
         .arg("serve")
         .arg("--bind")
         .arg(format!("127.0.0.1:{port}"))
-        .env("UPDRAFT_DAGS_FOLDER", &dags)
-        .env(
-            "UPDRAFT_DB",
-            format!("sqlite://{}", dir.path().join("updraft.db").display()),
-        )
-        .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .spawn()?;
     let measured = measure_idle(serve.id(), port, sizes);
     let _ = serve.kill();

@@ -487,6 +487,20 @@ fn bind_move<'q>(
     fence_kind: &'q str,
     fence: &'q str,
 ) -> super::bulk::AnyQuery<'q> {
+    bind_fields(query, ti)
+        .bind(ti.dag_id.as_str())
+        .bind(ti.run_id.as_str())
+        .bind(ti.task_id.as_str())
+        .bind(from)
+        .bind(fence_kind)
+        .bind(fence)
+}
+
+/// Binds the 12 fields a move writes, in the order both update statements read them.
+fn bind_fields<'q>(
+    query: super::bulk::AnyQuery<'q>,
+    ti: &'q TaskInstanceRow,
+) -> super::bulk::AnyQuery<'q> {
     query
         .bind(ti.state.as_str())
         .bind(i64::from(ti.try_number))
@@ -500,12 +514,6 @@ fn bind_move<'q>(
         .bind(ti.result.as_ref().map(|r| r.to_string()))
         .bind(ti.error.clone())
         .bind(ti.claimed_by.clone())
-        .bind(ti.dag_id.as_str())
-        .bind(ti.run_id.as_str())
-        .bind(ti.task_id.as_str())
-        .bind(from)
-        .bind(fence_kind)
-        .bind(fence)
 }
 
 /// The state machine's verdict on one move.
@@ -531,19 +539,7 @@ async fn apply_ti_change(conn: &mut AnyConnection, change: &TiChange<'_>) -> Res
         Fence::Claim(owner) => (UPDATE_BY_CLAIM, owner),
         Fence::Command => (UPDATE_BY_COMMAND, ""),
     };
-    let result = sqlx::query(sql)
-        .bind(ti.state.as_str())
-        .bind(i64::from(ti.try_number))
-        .bind(i64::from(ti.max_tries))
-        .bind(ti.start.map(to_micros))
-        .bind(ti.end.map(to_micros))
-        .bind(ti.duration_ms)
-        .bind(ti.hostname.clone())
-        .bind(ti.pid)
-        .bind(ti.next_retry_at.map(to_micros))
-        .bind(ti.result.as_ref().map(|r| r.to_string()))
-        .bind(ti.error.clone())
-        .bind(ti.claimed_by.clone())
+    let result = bind_fields(sqlx::query(sql), ti)
         .bind(ti.dag_id.as_str())
         .bind(ti.run_id.as_str())
         .bind(ti.task_id.as_str())
