@@ -102,6 +102,12 @@ fn main() -> anyhow::Result<()> {
             "http_to_kafka = {:.2} x the raw producer",
             records.1 / raw_produce
         );
+        let (_, paged) = produce_from_api(&ns, &sizes, Api::FakePaged).await?;
+        println!(
+            "http_to_kafka, the same calls as pages of one task = {:.2} x the raw producer, {:.2} x one task per call",
+            paged / raw_produce,
+            paged / records.1
+        );
         let (_, alone) = produce_from_api(&ns, &sizes, Api::Static).await?;
         println!(
             "http_to_kafka without the API's cost = {:.2} x the raw producer",
@@ -307,6 +313,9 @@ impl Timed {
 #[derive(Clone, Copy)]
 enum Api {
     Fake,
+    /// The fake API's same calls as the pages of one task (`pages`): each page's produce
+    /// overlaps the next page's fetch and routing.
+    FakePaged,
     Static,
     /// The static answer into one topic named in the config, keyed by a plain path: only
     /// the key is parsed out of each record.
@@ -319,7 +328,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let router = match api {
-        Api::Fake => fake_randomuser::router(),
+        Api::Fake | Api::FakePaged => fake_randomuser::router(),
         Api::Static | Api::StaticOneTopic => {
             let query = user_query(sizes.per_call, "static")?;
             let body = axum::body::Bytes::from(fake_randomuser::response_body(&query));
@@ -335,6 +344,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     tokio::spawn(async move { axum::serve(listener, router).await });
     let topic = match api {
         Api::Fake => format!("\"{ns}.users.\" + (.nat | ascii_downcase)"),
+        Api::FakePaged => format!("\"{ns}.paged.\" + (.nat | ascii_downcase)"),
         Api::Static => format!("\"{ns}.static.\" + (.nat | ascii_downcase)"),
         Api::StaticOneTopic => format!("{ns}.one"),
     };
@@ -342,13 +352,18 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     let mut busy = Duration::ZERO;
     // GET, parse and route, produce (topics, producer, every acknowledgement).
     let mut phases = [Duration::ZERO; 3];
-    for call in 0..sizes.calls {
+    let (tasks, pages) = match api {
+        Api::FakePaged => (1, sizes.calls),
+        _ => (sizes.calls, 1),
+    };
+    for call in 0..tasks {
         let config: OperatorConfig = serde_json::from_value(serde_json::json!({
             "operator": "http_to_kafka",
             "url": format!("http://{address}/api/?results={}&seed=bench&page={}", sizes.per_call, call + 1),
             "key": ".login.uuid",
             "topic": topic,
             "partitions": 1,
+            "pages": pages,
         }))?;
         let timed = Arc::new(Timed::default());
         let ctx = TaskContext {
@@ -371,11 +386,18 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     }
     ensure!(total == sizes.calls * sizes.per_call, "produced {total}");
     let rate = total as f64 / busy.as_secs_f64();
-    let per_call = |d: Duration| d.as_millis() / sizes.calls as u128;
+    let per_call = |d: Duration| d.as_millis() / tasks as u128;
+    if pages > 1 {
+        println!(
+            "http_to_kafka from the fake API in one task of {pages} pages of {}: {total} records, {rate:.0} records/s",
+            sizes.per_call
+        );
+        return Ok((total, rate));
+    }
     println!(
         "http_to_kafka from {}: {total} records in {} calls of {}, {rate:.0} records/s (target >= 100,000); per call: GET {} ms, parse and route {} ms, produce {} ms",
         match api {
-            Api::Fake => "the fake API",
+            Api::Fake | Api::FakePaged => "the fake API",
             Api::Static => "one answer generated beforehand",
             Api::StaticOneTopic =>
                 "one answer generated beforehand, into one topic by a plain key (.login.uuid)",

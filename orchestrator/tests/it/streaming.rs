@@ -41,6 +41,60 @@ fn ground_truth(records: &[Consumed]) -> BTreeMap<(i64, String, String), (i64, f
     truth
 }
 
+/// `pages = 3`: three GETs of the API with `page=1..3` set, each page routed whole and
+/// produced while the next is fetched; every user of every page arrives once, keyed by uuid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_to_kafka_produces_every_page() {
+    let ns = support::unique("pages");
+    let api = fake_api().await;
+    let _ = support::kafka_brokers();
+    let dag = support::dag(&format!(
+        r#"
+[dag]
+id = "{ns}"
+[[task]]
+id = "fetch"
+operator = "http_to_kafka"
+url = "{api}?results=150&seed=pages&page=9"
+pages = 3
+key = ".login.uuid"
+topic = "{ns}.paged"
+"#
+    ));
+    let (outcome, ti) = support::run_single_task(&dag).await;
+    assert_eq!(
+        outcome,
+        RunOutcome::Finished(RunState::Success),
+        "{:?}",
+        ti.error
+    );
+    let result = ti.result.unwrap();
+    assert_eq!(
+        (result["records"].clone(), result["pages"].clone()),
+        (450.into(), 3.into())
+    );
+    let records =
+        support::consume_all(&[format!("{ns}.paged")], 450, Duration::from_secs(30)).await;
+    let uuids: std::collections::BTreeSet<_> = records.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(
+        (records.len(), uuids.len()),
+        (450, 450),
+        "three different pages"
+    );
+    // The pages asked for are 1, 2 and 3 (the URL's own page=9 is replaced): page 2's users.
+    let body = reqwest::get(format!("{api}?results=150&seed=pages&page=2"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let page2: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for user in page2["results"].as_array().unwrap() {
+        let uuid = user["login"]["uuid"].as_str().map(str::to_owned);
+        assert!(uuids.contains(&uuid), "page 2's {uuid:?} was produced");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let ns = support::unique("e2e");

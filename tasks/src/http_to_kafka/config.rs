@@ -41,6 +41,14 @@ pub struct HttpToKafkaConfig {
     /// How long a record may take to be acknowledged by the brokers; 30 s by default.
     #[serde(default)]
     pub delivery_timeout: Option<HumanDuration>,
+    /// Pages to GET (1 by default: the URL as written). With more, page `n` is the URL with
+    /// `page_param=n` set in its query, for n = 1..=pages; each page's records are all routed
+    /// before any is produced, and the next page is fetched and routed while one is produced.
+    #[serde(default = "default_pages")]
+    pub pages: u32,
+    /// The query parameter that numbers the pages (`page`, as randomuser.me's).
+    #[serde(default = "default_page_param")]
+    pub page_param: String,
 }
 
 impl HttpToKafkaConfig {
@@ -49,8 +57,23 @@ impl HttpToKafkaConfig {
         checks::headers("headers", &self.headers)?;
         checks::partitions("partitions", self.partitions)?;
         checks::above_zero("request_timeout", self.request_timeout)?;
-        checks::above_zero("delivery_timeout", self.delivery_timeout)
+        checks::above_zero("delivery_timeout", self.delivery_timeout)?;
+        if self.pages == 0 {
+            return Err(ConfigError::new("pages", "must be at least 1"));
+        }
+        if self.page_param.is_empty() {
+            return Err(ConfigError::new("page_param", "must not be empty"));
+        }
+        Ok(())
     }
+}
+
+fn default_pages() -> u32 {
+    1
+}
+
+fn default_page_param() -> String {
+    "page".into()
 }
 
 fn default_http_retries() -> u32 {

@@ -2,49 +2,58 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{HttpToKafkaConfig, fetch::get_with_retries, route};
-use crate::{Operator, TaskContext, TaskError, TaskResult, kafka};
+use super::{
+    HttpToKafkaConfig,
+    fetch::{Fetched, get_with_retries},
+    route,
+};
+use crate::{ConfigError, Operator, TaskContext, TaskError, TaskResult, kafka};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// GETs a URL and produces the selected records to Kafka; succeeds only once the brokers
-/// have acknowledged every record. The result holds `records`, `topics` (count per topic),
-/// `created_topics`, `status` and `elapsed_ms`.
+/// GETs a URL (or `pages` pages of it) and produces the selected records to Kafka; succeeds
+/// only once the brokers have acknowledged every record. The result holds `records`,
+/// `topics` (count per topic), `created_topics`, `status`, `pages` and `elapsed_ms`.
 pub struct HttpToKafkaOperator {
     config: HttpToKafkaConfig,
+}
+
+/// One page, fetched and routed whole.
+struct Page {
+    status: u16,
+    records: Vec<route::Routed>,
 }
 
 impl HttpToKafkaOperator {
     pub fn new(config: HttpToKafkaConfig) -> Self {
         Self { config }
     }
-}
 
-#[async_trait]
-impl Operator for HttpToKafkaOperator {
-    async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
+    /// GETs page `page` (the URL as written when the task has one page) and routes every
+    /// record of it.
+    async fn fetch_and_route(&self, ctx: &TaskContext, page: u32) -> Result<Page, TaskError> {
         let config = &self.config;
-        let started = Instant::now();
-        ctx.log(&format!("GET {}", config.url));
+        let url = if config.pages > 1 {
+            page_url(&config.url, &config.page_param, page)?
+        } else {
+            config.url.clone()
+        };
+        ctx.log(&format!("GET {url}"));
         let timeout = config
             .request_timeout
             .map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
-        let fetched = get_with_retries(
-            &config.url,
-            &config.headers,
-            timeout,
-            config.http_retries,
-            ctx,
-        )
-        .await?;
+        let fetched =
+            get_with_retries(&url, &config.headers, timeout, config.http_retries, ctx).await?;
+        let Fetched {
+            status,
+            body,
+            attempts,
+        } = fetched;
         ctx.log(&format!(
-            "Response {} ({} bytes, {} attempt(s))",
-            fetched.status,
-            fetched.body.len(),
-            fetched.attempts
+            "Response {status} ({} bytes, {attempts} attempt(s))",
+            body.len()
         ));
         let routing = config.clone();
-        let body = fetched.body;
         let routing_started = Instant::now();
         let records = tokio::task::spawn_blocking(move || route::route(&routing, &body))
             .await
@@ -55,6 +64,15 @@ impl Operator for HttpToKafkaOperator {
             records.len(),
             routing_started.elapsed().as_millis()
         ));
+        Ok(Page { status, records })
+    }
+}
+
+#[async_trait]
+impl Operator for HttpToKafkaOperator {
+    async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
+        let config = &self.config;
+        let started = Instant::now();
         let brokers = ctx.connections.kafka_brokers(config.brokers.as_deref());
         let delivery = kafka::Delivery::new(
             &brokers,
@@ -62,11 +80,25 @@ impl Operator for HttpToKafkaOperator {
             config.partitions,
             config.delivery_timeout,
         );
-        let delivered = kafka::deliver(ctx, &delivery, &records).await?;
+        let pages = config.pages.max(1);
+        let mut delivered = kafka::Delivered::default();
+        let mut page = self.fetch_and_route(ctx, 1).await?;
+        let status = page.status;
+        for number in 1..=pages {
+            // This page's records go out while the next page is fetched and routed.
+            let produce = kafka::deliver(ctx, &delivery, &page.records);
+            if number < pages {
+                let (done, next) = tokio::join!(produce, self.fetch_and_route(ctx, number + 1));
+                delivered.add(done?);
+                page = next?;
+            } else {
+                delivered.add(produce.await?);
+            }
+        }
         let elapsed_ms = started.elapsed().as_millis() as u64;
         ctx.log(&format!(
-            "Produced {} records to {brokers} in {elapsed_ms} ms: {}",
-            records.len(),
+            "Produced {} records of {pages} page(s) to {brokers} in {elapsed_ms} ms: {}",
+            delivered.records(),
             delivered
                 .counts
                 .iter()
@@ -75,7 +107,43 @@ impl Operator for HttpToKafkaOperator {
                 .join(", ")
         ));
         let mut result = delivered.result(elapsed_ms);
-        result.insert("status".into(), fetched.status.into());
+        result.insert("status".into(), status.into());
+        result.insert("pages".into(), pages.into());
         Ok(result)
+    }
+}
+
+/// `url` with `param=page` set in its query string (replacing any value it had).
+fn page_url(url: &str, param: &str, page: u32) -> Result<String, ConfigError> {
+    let mut parsed =
+        reqwest::Url::parse(url).map_err(|e| ConfigError::new("url", format!("{url:?}: {e}")))?;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(name, _)| name != param)
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    parsed
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(param, &page.to_string());
+    Ok(parsed.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_number_is_set_in_the_query_replacing_one_there() {
+        assert_eq!(
+            page_url("http://h/api/?results=10&page=7&seed=s", "page", 2).unwrap(),
+            "http://h/api/?results=10&seed=s&page=2"
+        );
+        assert_eq!(
+            page_url("http://h/api/", "p", 3).unwrap(),
+            "http://h/api/?p=3"
+        );
+        assert!(page_url("not a url", "page", 1).is_err());
     }
 }
