@@ -1,4 +1,4 @@
-use std::{path::PathBuf, time::Duration};
+use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -34,14 +34,31 @@ pub struct Dag {
     pub queue: String,
     /// Tasks in a topological order (every task after its upstreams).
     pub tasks: Vec<TaskSpec>,
+    /// Task id -> position in `tasks` (set with them: [`Dag::set_tasks`]).
+    pub(super) positions: HashMap<String, usize>,
 }
 
 impl Dag {
     /// The task `task_id`, or the task an instance id (`stats~1`, see
     /// [`TaskSpec::instance_ids`]) belongs to.
     pub fn task(&self, task_id: &str) -> Option<&TaskSpec> {
-        let base = base_task_id(task_id);
-        self.tasks.iter().find(|task| task.id == base)
+        self.tasks.get(self.position(task_id)?)
+    }
+
+    /// The position in `tasks` of the task `task_id` (or of the task an instance id belongs to).
+    pub fn position(&self, task_id: &str) -> Option<usize> {
+        self.positions.get(base_task_id(task_id)).copied()
+    }
+
+    /// Sets the tasks (in topological order) and indexes them by id: looking a task up is a
+    /// hash lookup, not a scan (every try looks its task up).
+    pub fn set_tasks(&mut self, tasks: Vec<TaskSpec>) {
+        self.positions = tasks
+            .iter()
+            .enumerate()
+            .map(|(position, task)| (task.id.clone(), position))
+            .collect();
+        self.tasks = tasks;
     }
 
     /// The ids of the tasks downstream of `task_id` (transitively), in task order.

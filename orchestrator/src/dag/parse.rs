@@ -127,10 +127,11 @@ pub fn parse_dag_file(path: &Path, source: &str) -> Result<Dag, DagFileError> {
     match dag {
         Some(mut dag) if problems.list.is_empty() => {
             dag.file = path.to_owned();
-            dag.tasks = tasks;
-            for task in dag.tasks.iter_mut().filter(|t| t.queue.is_empty()) {
+            let mut tasks = tasks;
+            for task in tasks.iter_mut().filter(|t| t.queue.is_empty()) {
                 task.queue.clone_from(&dag.queue);
             }
+            dag.set_tasks(tasks);
             Ok(dag)
         }
         _ => Err(fail(problems.list)),
@@ -214,6 +215,7 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
             .queue
             .map_or_else(|| DEFAULT_QUEUE.to_owned(), Spanned::into_inner),
         tasks: Vec::new(),
+        positions: Default::default(),
     })
 }
 

@@ -63,18 +63,8 @@ pub fn ordered_task_instances(
     dag: Option<&Dag>,
 ) -> Vec<TaskInstanceView> {
     // An instance of a split stream (`stats~1`) sits where its task does.
-    let position = |task_id: &str| {
-        let task = task_id
-            .split_once(crate::dag::INSTANCE_MARK)
-            .map_or(task_id, |(task, _)| task);
-        dag.and_then(|d| d.tasks.iter().position(|t| t.id == task))
-            .unwrap_or(usize::MAX)
-    };
-    tis.sort_by(|a, b| {
-        position(&a.task_id)
-            .cmp(&position(&b.task_id))
-            .then_with(|| a.task_id.cmp(&b.task_id))
-    });
+    let position = |task_id: &str| dag.and_then(|d| d.position(task_id)).unwrap_or(usize::MAX);
+    tis.sort_by_cached_key(|ti| (position(&ti.task_id), ti.task_id.clone()));
     tis.into_iter()
         .map(|ti| task_instance_view(ti, dag))
         .collect()
