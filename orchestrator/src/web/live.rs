@@ -98,7 +98,10 @@ impl LiveHub {
                     .filter(|e| e.seq > after)
                     .cloned()
                     .collect();
-                (replay, after + 1 < oldest || after >= kept.next_seq)
+                (
+                    replay,
+                    after.saturating_add(1) < oldest || after >= kept.next_seq,
+                )
             }
         };
         drop(kept);
@@ -177,4 +180,21 @@ fn live_event(seq: u64, event: StoreEvent) -> Option<LiveEvent> {
         StoreEvent::StopRequested { .. } | StoreEvent::Log { .. } => return None,
     };
     Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_resume_id_past_every_event_is_a_gap_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("u.db").display()))
+            .await
+            .unwrap();
+        let hub = LiveHub::start(&store);
+        let subscription = hub.subscribe(Some(u64::MAX));
+        assert!(subscription.gap, "the page reloads");
+        assert!(subscription.replay.is_empty());
+    }
 }

@@ -246,8 +246,8 @@ impl ui::Backend for WebBackend {
             })
             .collect();
         let paused = self.paused().await?;
-        let offset = query.offset.unwrap_or(0);
-        let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
+        let offset = query.offset.unwrap_or(0) as usize;
+        let limit = (query.limit.unwrap_or(100) as usize).min(MAX_PAGE);
         let page: Vec<&Arc<Dag>> = matching.iter().skip(offset).take(limit).copied().collect();
         let ids: Vec<&str> = page.iter().map(|d| d.id.as_str()).collect();
         let mut recent = self
@@ -332,8 +332,8 @@ impl ui::Backend for WebBackend {
             dag_id: Some(dag_id.to_string()),
             state: parse_filter("state", query.state.as_deref())?,
             run_type: parse_filter("run_type", query.run_type.as_deref())?,
-            limit: Some(query.limit.unwrap_or(25).min(MAX_PAGE) as i64),
-            offset: query.offset.map(|o| o as i64),
+            limit: Some((query.limit.unwrap_or(25) as usize).min(MAX_PAGE) as i64),
+            offset: query.offset.map(i64::from),
         };
         if self.bag().get(dag_id.as_str()).is_none()
             && self.store.count_runs(&filter).await.map_err(internal)? == 0

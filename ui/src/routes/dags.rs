@@ -91,7 +91,7 @@ pub(crate) struct DagPageQuery {
     pub run: Option<String>,
     pub state: Option<String>,
     pub run_type: Option<String>,
-    pub offset: Option<usize>,
+    pub offset: Option<u32>,
 }
 
 async fn dag_page(
@@ -137,7 +137,7 @@ async fn dag_live_view(
     let run_query = RunQuery {
         state: query.state.clone().filter(|s| !s.is_empty()),
         run_type: query.run_type.clone().filter(|s| !s.is_empty()),
-        limit: Some(GRID_RUNS),
+        limit: Some(GRID_RUNS as u32),
         offset: query.offset,
     };
     let history = state.backend.runs(&dag_id, &run_query).await?;

@@ -9,8 +9,9 @@ use super::RunBrief;
 pub struct DagQuery {
     /// Part of a DAG id or a whole tag, case-insensitive.
     pub search: Option<String>,
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
+    /// Rows of a page (a number that does not fit 32 bits answers 400 naming it).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
 }
 
 /// A DAG in the list: what it is and how its recent runs went.

@@ -66,8 +66,8 @@ impl DagRowsView {
         Self {
             list,
             search: query.search.clone().unwrap_or_default(),
-            offset: query.offset.unwrap_or(0),
-            limit: query.limit.unwrap_or(100),
+            offset: query.offset.unwrap_or(0) as usize,
+            limit: query.limit.unwrap_or(100) as usize,
             csrf: principal.csrf.clone().unwrap_or_default(),
             can_write: principal.user.is_some(),
         }

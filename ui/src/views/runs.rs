@@ -43,8 +43,9 @@ impl RunView {
 pub struct RunQuery {
     pub state: Option<String>,
     pub run_type: Option<String>,
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
+    /// Rows of a page (a number that does not fit 32 bits answers 400 naming it).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -47,14 +47,25 @@ async fn dags_list_and_detail() {
 
 #[tokio::test]
 async fn a_bad_query_parameter_is_a_400_naming_it() {
-    let (status, body) = json(
-        App::public()
-            .send(json_request("GET", "/api/v1/dags?limit=ten", None, ""))
-            .await,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
+    let app = App::public();
+    for (uri, parameter) in [
+        ("/api/v1/dags?limit=ten", "limit"),
+        // Numbers that do not fit are refused, not wrapped into a negative SQL OFFSET.
+        ("/api/v1/dags?offset=18446744073709551615", "offset"),
+        ("/api/v1/dags?limit=4294967296", "limit"),
+        (
+            "/api/v1/dags/hello/dagRuns?offset=18446744073709551615",
+            "offset",
+        ),
+        ("/api/v1/dags/hello/dagRuns?offset=-1", "offset"),
+    ] {
+        let (status, body) = json(app.send(json_request("GET", uri, None, "")).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(parameter),
+            "{uri}: {body}"
+        );
+    }
 }
 
 #[tokio::test]

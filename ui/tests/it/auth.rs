@@ -52,12 +52,34 @@ async fn a_secure_deployment_marks_the_cookie_secure() {
 #[tokio::test]
 async fn a_redirect_after_sign_in_stays_on_this_site() {
     let app = App::public();
-    let body = format!(
-        "username=admin&password={}&next=%2F%2Fevil.example",
-        PASSWORD.replace(' ', "+")
-    );
-    let response = app.send(form_request("/login", None, &body)).await;
-    assert_eq!(response.headers()[header::LOCATION], "/dags");
+    // (the form's `next`, URL-encoded; where the sign-in sends the browser)
+    let cases = [
+        ("%2Fdags%2Fhello", "/dags/hello"),
+        ("%2Fdags%3Ftag%3Detl", "/dags?tag=etl"),
+        ("%2F%2Fevil.example", "/dags"),
+        ("%2F%5Cevil.example", "/dags"),
+        ("%5C%5Cevil.example", "/dags"),
+        ("%2F%09%2Fevil.example", "/dags"),
+        ("%2F%0A%2Fevil.example", "/dags"),
+        ("%2Fdags%0D%0ASet-Cookie%3A+x%3D1", "/dags"),
+        ("%2Fok%5C..%5Cevil", "/dags"),
+        ("https%3A%2F%2Fevil.example", "/dags"),
+        ("javascript%3Aalert(1)", "/dags"),
+        ("evil.example", "/dags"),
+        ("", "/dags"),
+    ];
+    for (next, expected) in cases {
+        let body = format!(
+            "username=admin&password={}&next={next}",
+            PASSWORD.replace(' ', "+")
+        );
+        let response = app.send(form_request("/login", None, &body)).await;
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            expected,
+            "next={next}"
+        );
+    }
 }
 
 #[tokio::test]
