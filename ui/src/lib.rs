@@ -6,6 +6,7 @@ mod assets;
 mod auth;
 mod backend;
 mod error;
+mod headers;
 mod html;
 mod ids;
 mod routes;
@@ -73,5 +74,6 @@ pub fn router(backend: Arc<dyn Backend>, config: UiConfig) -> Router {
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::map_response(headers::add))
         .with_state(state)
 }

@@ -268,3 +268,32 @@ async fn the_workers_api_answers_the_same_view() {
     assert_eq!(json["workers"][0]["tries"][0]["try_number"], 2);
     assert_eq!(json["workers"][0]["queues"][1], "etl");
 }
+
+/// Pages, the API, errors and static assets all carry the security headers.
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    use axum::{body::Body, http::Request};
+    let app = App::public();
+    for uri in [
+        "/dags",
+        "/api/v1/dags",
+        "/nope",
+        "/login",
+        "/health",
+        "/static/app.css",
+    ] {
+        let response = app
+            .send(Request::get(uri).body(Body::empty()).unwrap())
+            .await;
+        let headers = response.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(header("x-frame-options"), Some("DENY"), "{uri}");
+        assert_eq!(header("x-content-type-options"), Some("nosniff"), "{uri}");
+        assert_eq!(header("referrer-policy"), Some("same-origin"), "{uri}");
+        assert!(
+            header("content-security-policy")
+                .is_some_and(|csp| csp.contains("frame-ancestors 'none'")),
+            "{uri}"
+        );
+    }
+}
