@@ -8,7 +8,8 @@ use serde::Deserialize;
 pub struct ShellConfig {
     /// The command line, run by `bash -c`.
     pub command: String,
-    /// Extra environment variables for the command (added to the orchestrator's own).
+    /// Extra environment variables for the command, added to the orchestrator's own less its
+    /// `UPDRAFT_*` variables (which hold the database URL, the admin password and tokens).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory; defaults to the orchestrator's.

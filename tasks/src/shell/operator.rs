@@ -1,4 +1,4 @@
-use std::process::Stdio;
+use std::{ffi::OsString, process::Stdio};
 
 use async_trait::async_trait;
 use nix::{sys::signal::Signal, unistd::Pid};
@@ -23,22 +23,32 @@ impl ShellOperator {
     }
 
     async fn spawn(&self) -> Result<Child, TaskError> {
+        let mut command = self.command(std::env::vars_os());
+        command.kill_on_drop(true);
+        crate::child::spawn(command)
+            .await
+            .map_err(|e| TaskError::Failed(format!("cannot start bash: {e}")))
+    }
+
+    /// `bash -c <command>` with `parent`'s environment less its `UPDRAFT_*` variables (the
+    /// metadata database's URL with its password, the admin password, tokens: a task running
+    /// `env` or `set -x` would print them into a log), then the task's own `env`.
+    fn command(&self, parent: impl Iterator<Item = (OsString, OsString)>) -> Command {
         let mut command = Command::new("bash");
         command
             .arg("-c")
             .arg(&self.config.command)
+            .env_clear()
+            .envs(parent.filter(|(name, _)| !name.as_encoded_bytes().starts_with(b"UPDRAFT_")))
             .envs(&self.config.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .process_group(0);
         if let Some(cwd) = &self.config.cwd {
             command.current_dir(cwd);
         }
-        crate::child::spawn(command)
-            .await
-            .map_err(|e| TaskError::Failed(format!("cannot start bash: {e}")))
+        command
     }
 }
 
@@ -122,6 +132,30 @@ mod tests {
 
     use super::*;
     use crate::test_context::{Lines, context};
+
+    #[tokio::test]
+    async fn a_task_sees_no_updraft_variable_but_its_own() {
+        let operator = ShellOperator::new(ShellConfig {
+            command: "env".into(),
+            env: BTreeMap::from([("UPDRAFT_MINE".into(), "set by the task".into())]),
+            cwd: None,
+        });
+        let parent = [
+            ("PATH", "/usr/bin:/bin"),
+            ("UPDRAFT_DB", "postgres://u:secret@h/db"),
+            ("UPDRAFT_ADMIN_PASSWORD", "hunter2"),
+            ("LANG", "C.UTF-8"),
+        ]
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+        let output = operator.command(parent.into_iter()).output().await.unwrap();
+        let env = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            env.contains("PATH=/usr/bin:/bin") && env.contains("LANG=C.UTF-8"),
+            "{env}"
+        );
+        assert!(env.contains("UPDRAFT_MINE=set by the task"), "{env}");
+        assert!(!env.contains("secret") && !env.contains("hunter2"), "{env}");
+    }
 
     fn shell(command: &str) -> ShellOperator {
         ShellOperator::new(ShellConfig {
