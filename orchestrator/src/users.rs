@@ -56,19 +56,29 @@ pub async fn add_user(store: &Store, username: &str, password: &str) -> Result<(
     Ok(())
 }
 
-/// Whether `password` is the user's; false for unknown users too. The hash check runs on a
-/// blocking thread (argon2 takes tens of milliseconds by design).
+/// Hashes run at once by sign-ins: argon2 takes ~19 MiB and tens of milliseconds each by
+/// design, so a burst of sign-ins waits here instead of holding hundreds of them in memory.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// A hash no password matches, checked for unknown user names so that they cost what a known
+/// name costs (a name cannot be found out by timing).
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&random_secret()).unwrap_or_default());
+
+/// Whether `password` is the user's; false for unknown users too, after the same work. The
+/// hash check runs on a blocking thread, at most [`HASHING`]'s permits at once.
 pub async fn verify_password(
     store: &Store,
     username: &str,
     password: &str,
 ) -> Result<bool, UserError> {
-    let Some(user) = store.user(username).await? else {
-        return Ok(false);
-    };
+    let user = store.user(username).await?;
+    let known = user.is_some();
+    let stored = user.map_or_else(|| DUMMY_HASH.clone(), |user| user.password_hash);
     let password = password.to_owned();
+    let _permit = HASHING.acquire().await.ok();
     let verified = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&user.password_hash).is_ok_and(|hash| {
+        PasswordHash::new(&stored).is_ok_and(|hash| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &hash)
                 .is_ok()
@@ -76,7 +86,7 @@ pub async fn verify_password(
     })
     .await
     .unwrap_or(false);
-    Ok(verified)
+    Ok(known && verified)
 }
 
 /// A random secret: 32 bytes as hex.
@@ -139,6 +149,28 @@ mod tests {
             Argon2::default()
                 .verify_password(b"wrong", &parsed)
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn sign_in_checks_known_and_unknown_names_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("u.db").display()))
+            .await
+            .unwrap();
+        add_user(&store, "ada", "correct horse").await.unwrap();
+        assert!(
+            verify_password(&store, "ada", "correct horse")
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password(&store, "ada", "wrong horse").await.unwrap());
+        // An unknown name is checked against the dummy hash: false, whatever the password.
+        assert!(PasswordHash::new(&DUMMY_HASH).is_ok(), "a real argon2 hash");
+        assert!(
+            !verify_password(&store, "nobody", "correct horse")
+                .await
+                .unwrap()
         );
     }
 }

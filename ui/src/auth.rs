@@ -121,49 +121,81 @@ impl Sessions {
     }
 }
 
-/// Refuses sign-ins for a user name after too many failures in a window.
+/// Refuses sign-ins for a user name after too many attempts in a window that did not end
+/// in success. An attempt is counted before its password is hashed, so a parallel burst gets
+/// no more guesses than a sequence. Bounded: names are keyed by their first
+/// [`SignInLimiter::NAME_CHARS`] characters, and at most [`SignInLimiter::NAMES`] names are
+/// kept (the one whose last attempt is oldest goes first).
 pub struct SignInLimiter {
     max_failures: usize,
     window: Duration,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl SignInLimiter {
+    const NAME_CHARS: usize = 64;
+    const NAMES: usize = 4096;
+
     pub fn new(max_failures: usize, window: Duration) -> Self {
         Self {
             max_failures,
             window,
-            failures: Mutex::default(),
+            attempts: Mutex::default(),
         }
     }
 
-    /// Whether `username` may try now.
-    pub fn allows(&self, username: &str) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(times) = failures.get_mut(username) else {
-            return true;
-        };
+    fn key(username: &str) -> String {
+        username.chars().take(Self::NAME_CHARS).collect()
+    }
+
+    /// Counts an attempt for `username`; false (nothing counted) when it already has too many
+    /// in the window.
+    pub fn attempt(&self, username: &str) -> bool {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        let key = Self::key(username);
+        if !attempts.contains_key(&key) && attempts.len() >= Self::NAMES {
+            attempts.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
+            if attempts.len() >= Self::NAMES {
+                let oldest = attempts
+                    .iter()
+                    .min_by_key(|(_, times)| times.back().copied())
+                    .map(|(name, _)| name.clone());
+                if let Some(oldest) = oldest {
+                    attempts.remove(&oldest);
+                }
+            }
+        }
+        let times = attempts.entry(key).or_default();
         while times
             .front()
             .is_some_and(|t| now.duration_since(*t) >= self.window)
         {
             times.pop_front();
         }
-        times.len() < self.max_failures
+        if times.len() >= self.max_failures {
+            return false;
+        }
+        times.push_back(now);
+        true
     }
 
-    pub fn failed(&self, username: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
-            .entry(username.to_owned())
-            .or_default()
-            .push_back(Instant::now());
-    }
-
+    /// A successful sign-in: the name's attempts are forgotten.
     pub fn succeeded(&self, username: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(username);
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        attempts.remove(&Self::key(username));
+    }
+
+    #[cfg(test)]
+    fn names(&self) -> usize {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -314,13 +346,33 @@ mod tests {
     fn sign_ins_are_limited_per_user_name() {
         let limiter = SignInLimiter::new(3, Duration::from_secs(60));
         for _ in 0..3 {
-            assert!(limiter.allows("admin"));
-            limiter.failed("admin");
+            assert!(limiter.attempt("admin"));
         }
-        assert!(!limiter.allows("admin"));
-        assert!(limiter.allows("other"));
+        assert!(
+            !limiter.attempt("admin"),
+            "counted before any hash: a 4th is refused"
+        );
+        assert!(limiter.attempt("other"));
         limiter.succeeded("admin");
-        assert!(limiter.allows("admin"));
+        assert!(limiter.attempt("admin"));
+    }
+
+    #[test]
+    fn the_limiter_is_bounded() {
+        let limiter = SignInLimiter::new(3, Duration::from_secs(60));
+        let long = "x".repeat(100_000);
+        for _ in 0..3 {
+            assert!(limiter.attempt(&long));
+        }
+        let same_prefix = format!("{}y", "x".repeat(SignInLimiter::NAME_CHARS));
+        assert!(
+            !limiter.attempt(&same_prefix),
+            "keyed by the first characters"
+        );
+        for i in 0..SignInLimiter::NAMES + 10 {
+            limiter.attempt(&format!("name{i}"));
+        }
+        assert_eq!(limiter.names(), SignInLimiter::NAMES);
     }
 
     #[test]

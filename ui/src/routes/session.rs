@@ -65,7 +65,7 @@ async fn sign_in(
         };
         (status, Page(page)).into_response()
     };
-    if !state.limiter.allows(&form.username) {
+    if !state.limiter.attempt(&form.username) {
         tracing::warn!(username = %form.username, "Sign-in refused: too many failures");
         return Ok(refuse(
             StatusCode::TOO_MANY_REQUESTS,
@@ -77,7 +77,6 @@ async fn sign_in(
         .authenticate(&form.username, &form.password)
         .await?
     else {
-        state.limiter.failed(&form.username);
         tracing::warn!(username = %form.username, "Sign-in failed");
         return Ok(refuse(
             StatusCode::UNAUTHORIZED,
