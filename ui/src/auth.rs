@@ -65,21 +65,30 @@ fn same_token(a: &str, b: &str) -> bool {
 struct Session {
     user: User,
     csrf: String,
+    started: Instant,
     last_seen: Instant,
 }
 
-/// Sessions held by this process (they end when `serve` restarts).
+/// Sessions held by this process (they end when `serve` restarts, after `idle_timeout`
+/// without a request, and `max_lifetime` after sign-in whatever the activity).
 pub struct Sessions {
     idle_timeout: Duration,
+    max_lifetime: Duration,
     by_id: Mutex<HashMap<String, Session>>,
 }
 
 impl Sessions {
-    pub fn new(idle_timeout: Duration) -> Self {
+    pub fn new(idle_timeout: Duration, max_lifetime: Duration) -> Self {
         Self {
             idle_timeout,
+            max_lifetime,
             by_id: Mutex::default(),
         }
+    }
+
+    fn is_live(&self, session: &Session, now: Instant) -> bool {
+        now.duration_since(session.last_seen) < self.idle_timeout
+            && now.duration_since(session.started) < self.max_lifetime
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -91,12 +100,13 @@ impl Sessions {
         let id = random_token();
         let now = Instant::now();
         let mut sessions = self.lock();
-        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle_timeout);
+        sessions.retain(|_, s| self.is_live(s, now));
         sessions.insert(
             id.clone(),
             Session {
                 user,
                 csrf: random_token(),
+                started: now,
                 last_seen: now,
             },
         );
@@ -108,7 +118,7 @@ impl Sessions {
         let mut sessions = self.lock();
         let now = Instant::now();
         let session = sessions.get_mut(id)?;
-        if now.duration_since(session.last_seen) >= self.idle_timeout {
+        if !self.is_live(session, now) {
             sessions.remove(id);
             return None;
         }
@@ -377,7 +387,7 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire() {
-        let sessions = Sessions::new(Duration::from_millis(30));
+        let sessions = Sessions::new(Duration::from_millis(30), Duration::from_secs(60));
         let id = sessions.start(User {
             username: "a".into(),
         });
@@ -385,6 +395,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert!(sessions.touch(&id).is_none());
         assert!(sessions.touch("unknown").is_none());
+    }
+
+    #[test]
+    fn busy_sessions_end_at_their_lifetime() {
+        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_millis(60));
+        let id = sessions.start(User {
+            username: "a".into(),
+        });
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(sessions.touch(&id).is_some(), "active, within its lifetime");
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(sessions.touch(&id).is_none(), "ended, however active");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct UiConfig {
     pub secure_cookies: bool,
     /// A session ends after this long without a request.
     pub session_idle_timeout: Duration,
+    /// A session ends this long after sign-in, however active.
+    pub session_max_lifetime: Duration,
     /// Failed sign-ins allowed per user name within `sign_in_window`.
     pub max_failed_sign_ins: usize,
     pub sign_in_window: Duration,
@@ -41,6 +43,7 @@ impl Default for UiConfig {
             public_read: true,
             secure_cookies: false,
             session_idle_timeout: Duration::from_secs(8 * 3600),
+            session_max_lifetime: Duration::from_secs(24 * 3600),
             max_failed_sign_ins: 5,
             sign_in_window: Duration::from_secs(15 * 60),
             max_body_bytes: 256 * 1024,
@@ -61,7 +64,10 @@ pub(crate) struct AppState {
 pub fn router(backend: Arc<dyn Backend>, config: UiConfig) -> Router {
     let state = AppState {
         backend,
-        sessions: Arc::new(auth::Sessions::new(config.session_idle_timeout)),
+        sessions: Arc::new(auth::Sessions::new(
+            config.session_idle_timeout,
+            config.session_max_lifetime,
+        )),
         limiter: Arc::new(auth::SignInLimiter::new(
             config.max_failed_sign_ins,
             config.sign_in_window,

@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// A UI session ends after this long without a request
     #[arg(long, env = "UPDRAFT_SESSION_IDLE", default_value = "8h", value_parser = humantime::parse_duration)]
     session_idle: Duration,
+    /// A UI session ends this long after sign-in, however active
+    #[arg(long, env = "UPDRAFT_SESSION_MAX", default_value = "24h", value_parser = humantime::parse_duration)]
+    session_max: Duration,
     /// Bearer token Prometheus must send to scrape /metrics (open when unset)
     #[arg(long, env = "UPDRAFT_METRICS_TOKEN")]
     metrics_token: Option<String>,
@@ -125,6 +128,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
             public_read: args.public_read,
             secure_cookies: args.secure_cookies,
             session_idle_timeout: args.session_idle,
+            session_max_lifetime: args.session_max,
             ..ui::UiConfig::default()
         },
     )
