@@ -113,7 +113,12 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     ensure_a_user(&store).await?;
     tracing::info!(address = %args.bind, "Web UI listening");
     let heartbeat = Heartbeat::default();
-    let metrics = metrics_router(store.clone(), Some(executor.clone()), args.metrics_token);
+    let metrics = metrics_router(
+        store.clone(),
+        Some(executor.clone()),
+        args.metrics_token,
+        args.public_read,
+    );
     let backend = WebBackend::new(
         store,
         bags.clone(),

@@ -15,10 +15,18 @@ struct Scrape {
     store: Store,
     executor: Option<Executor>,
     token: Option<String>,
+    public_read: bool,
 }
 
-/// The `/metrics` route (the process records observations from now on); with `token`, a scrape must send `Authorization: Bearer <token>`.
-pub fn router(store: Store, executor: Option<Executor>, token: Option<String>) -> Router {
+/// The `/metrics` route (the process records observations from now on); with `token`,
+/// a scrape must send `Authorization: Bearer <token>`; without one it is open only where
+/// reading is public (`public_read`), as the UI's pages are.
+pub fn router(
+    store: Store,
+    executor: Option<Executor>,
+    token: Option<String>,
+    public_read: bool,
+) -> Router {
     telemetry::start_recording();
     Router::new()
         .route("/metrics", get(metrics))
@@ -26,10 +34,18 @@ pub fn router(store: Store, executor: Option<Executor>, token: Option<String>) -
             store,
             executor,
             token: token.filter(|t| !t.is_empty()),
+            public_read,
         })
 }
 
 async fn metrics(State(scrape): State<Scrape>, headers: HeaderMap) -> Response {
+    if scrape.token.is_none() && !scrape.public_read {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "reading is private here (--public-read false): give serve --metrics-token and scrape with it\n",
+        )
+            .into_response();
+    }
     if let Some(expected) = &scrape.token {
         let given = headers
             .get(header::AUTHORIZATION)

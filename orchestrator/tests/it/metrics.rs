@@ -53,7 +53,7 @@ async fn metrics_match_the_store_and_need_the_token_when_set() {
         "[dag]\nid = \"{id}\"\n[[task]]\nid = \"ok\"\noperator = \"noop\"\n[[task]]\nid = \"bad\"\noperator = \"shell\"\ncommand = \"exit 1\"\nretries = 1\nretry_delay = \"0s\"\n[[task]]\nid = \"after\"\noperator = \"noop\"\nupstream = [\"bad\"]\n"
     ));
     // Built first, as `serve` does: a process records observations once it serves them.
-    let open = metrics_router(store.clone(), Some(executor.clone()), None);
+    let open = metrics_router(store.clone(), Some(executor.clone()), None, true);
     for _ in 0..2 {
         let run = support::start_run(&executor, &dag, serde_json::json!({})).await;
         let outcome = support::drive_to_end(&executor, &dag, &run, Duration::from_secs(30)).await;
@@ -110,7 +110,13 @@ async fn metrics_match_the_store_and_need_the_token_when_set() {
     assert_eq!(tries("bad", "retry"), 2.0);
     assert_eq!(tries("bad", "failed"), 2.0);
 
-    let guarded = metrics_router(store, Some(executor), Some("s3cret".into()));
+    let private = metrics_router(store.clone(), Some(executor.clone()), None, false);
+    assert_eq!(
+        scrape(&private, None).await.0,
+        401,
+        "private reading and no token: closed"
+    );
+    let guarded = metrics_router(store, Some(executor), Some("s3cret".into()), false);
     assert_eq!(scrape(&guarded, None).await.0, 401);
     assert_eq!(scrape(&guarded, Some("wrong")).await.0, 401);
     let (status, text) = scrape(&guarded, Some("s3cret")).await;
