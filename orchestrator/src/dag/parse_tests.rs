@@ -331,3 +331,35 @@ fn parallelism_is_checked_where_it_is_written() {
         "one instance needs nothing"
     );
 }
+
+#[test]
+fn a_template_may_read_only_its_upstreams_results() {
+    let source = |upstream: &str| {
+        format!(
+            r#"
+[dag]
+id = "d"
+[[task]]
+id = "a"
+operator = "noop"
+[[task]]
+id = "b"
+operator = "noop"
+upstream = ["a"]
+[[task]]
+id = "c"
+operator = "shell"
+upstream = [{upstream}]
+command = "echo {{{{ upstream.a.output }}}} {{% if upstream.b.x %}}y{{% endif %}} upstream.z"
+"#
+        )
+    };
+    let p = problems(&source("\"b\""));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        has(&p, "task \"c\".upstream") && has(&p, "reads upstream.a") && has(&p, "list it"),
+        "{p:?}"
+    );
+    // Both read tasks listed: fine (`upstream.z` outside a template block is text).
+    assert!(parse(&source("\"a\", \"b\"")).is_ok());
+}
