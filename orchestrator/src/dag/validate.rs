@@ -101,7 +101,7 @@ fn check_upstream_reads(task: &ParsedTask, problems: &mut Problems<'_>) {
     let mut read = std::collections::BTreeSet::new();
     upstream_reads(&task.spec.config, &mut read);
     for id in read {
-        if !task.spec.upstream.iter().any(|u| *u == id) {
+        if !task.spec.upstream.contains(&id) {
             problems.at(
                 Some(task.id_span.clone()),
                 format!("task {:?}.upstream", task.spec.id),

@@ -61,7 +61,7 @@ command = "echo got: {{{{ upstream.first.output }}}}"
 id = "third"
 operator = "shell"
 upstream = ["second"]
-command = "echo first is {{{{ 'visible' if upstream.first is defined else 'hidden' }}}}, second is {{{{ 'visible' if upstream.second is defined else 'hidden' }}}}"
+command = "echo first is {{{{ 'visible' if upstream['first'] is defined else 'hidden' }}}}, second is {{{{ 'visible' if upstream.second is defined else 'hidden' }}}}"
 "#
     );
     let (run_id, tis, outcome, logs) =
@@ -89,7 +89,7 @@ command = "echo first is {{{{ 'visible' if upstream.first is defined else 'hidde
         std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("third/1.log")).unwrap();
     assert!(
         third.contains("first is hidden, second is visible"),
-        "a template reads its upstreams' results only: {third}"
+        "a template reads its upstreams' results only (the loader refuses `upstream.first` here; a subscript gets past it and finds nothing): {third}"
     );
     let run = store.get_run(&id, &run_id).await.unwrap().unwrap();
     assert_eq!(run.state, RunState::Success);
