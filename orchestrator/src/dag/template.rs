@@ -1,6 +1,8 @@
 //! Templating of task configs: every string value is a minijinja template rendered at the
 //! start of each try. Undefined names are errors, so a typo fails the task with its name.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -121,6 +123,37 @@ fn render_value(
         ),
         other => other.clone(),
     })
+}
+
+/// The task ids a config's templates read as `upstream.<id>` (minijinja's own list of the
+/// names a template looks up; a template that does not compile reads nothing here and fails
+/// when rendered).
+pub fn upstream_reads(config: &serde_json::Value) -> BTreeSet<String> {
+    let env = environment();
+    let mut read = BTreeSet::new();
+    let mut pending = vec![config];
+    while let Some(value) = pending.pop() {
+        match value {
+            serde_json::Value::String(text) if text.contains("upstream") => {
+                let Ok(template) = env.template_from_str(text) else {
+                    continue;
+                };
+                read.extend(
+                    template
+                        .undeclared_variables(true)
+                        .iter()
+                        .filter_map(|name| {
+                            let id = name.strip_prefix("upstream.")?;
+                            Some(id.split('.').next().unwrap_or(id).to_owned())
+                        }),
+                );
+            }
+            serde_json::Value::Array(items) => pending.extend(items),
+            serde_json::Value::Object(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    read
 }
 
 fn template_message(error: &minijinja::Error) -> String {

@@ -98,9 +98,7 @@ pub(crate) fn validate_graph(tasks: Vec<ParsedTask>, problems: &mut Problems<'_>
 /// A template sees the results of its task's own upstreams only: `upstream.<id>` inside
 /// `{{ }}` or `{% %}` must name one of them (else it renders as undefined at run time).
 fn check_upstream_reads(task: &ParsedTask, problems: &mut Problems<'_>) {
-    let mut read = std::collections::BTreeSet::new();
-    upstream_reads(&task.spec.config, &mut read);
-    for id in read {
+    for id in super::template::upstream_reads(&task.spec.config) {
         if !task.spec.upstream.contains(&id) {
             problems.at(
                 Some(task.id_span.clone()),
@@ -111,58 +109,6 @@ fn check_upstream_reads(task: &ParsedTask, problems: &mut Problems<'_>) {
             );
         }
     }
-}
-
-/// The task ids read as `upstream.<id>` inside the template blocks of every string in `value`.
-fn upstream_reads(value: &serde_json::Value, read: &mut std::collections::BTreeSet<String>) {
-    match value {
-        serde_json::Value::String(text) => {
-            for block in template_blocks(text) {
-                for (at, _) in block.match_indices("upstream.") {
-                    let before = block[..at].chars().next_back();
-                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
-                        continue;
-                    }
-                    let id: String = block[at + "upstream.".len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-                        .collect();
-                    if !id.is_empty() {
-                        read.insert(id);
-                    }
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| upstream_reads(v, read)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| upstream_reads(v, read)),
-        _ => {}
-    }
-}
-
-/// The insides of the `{{ }}` and `{% %}` blocks of a template.
-fn template_blocks(text: &str) -> Vec<&str> {
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find(['{']) {
-        let after = &rest[open..];
-        let close = if after.starts_with("{{") {
-            "}}"
-        } else if after.starts_with("{%") {
-            "%}"
-        } else {
-            rest = &rest[open + 1..];
-            continue;
-        };
-        let inner = &after[2..];
-        match inner.find(close) {
-            Some(end) => {
-                blocks.push(&inner[..end]);
-                rest = &inner[end + 2..];
-            }
-            None => break,
-        }
-    }
-    blocks
 }
 
 /// Kahn's algorithm over task indices; tasks in a cycle (or behind one) are left out. Linear

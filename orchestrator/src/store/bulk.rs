@@ -8,6 +8,14 @@ pub(super) const BIGINT: &str = "BIGINT";
 
 pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
+/// `$first, $first+1, ...`: `count` placeholders for an `IN (...)` list.
+pub(super) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `(CAST($1 AS T1), ..., CAST($k AS Tk)), (...)`: `rows` rows of `types.len()` placeholders,
 /// numbered in order from $1. The casts give every column its type (a NULL bound alone
 /// has none on PostgreSQL).
@@ -32,6 +40,11 @@ pub(super) fn values(rows: usize, types: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_lists_start_where_asked() {
+        assert_eq!(placeholders(3, 2), "$3, $4");
+    }
 
     #[test]
     fn placeholders_are_numbered_across_rows() {

@@ -290,14 +290,13 @@ impl Store {
         if dag_ids.is_empty() {
             return Ok(by_dag);
         }
-        let placeholders: Vec<String> = (0..dag_ids.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM (
                 SELECT {RUN_COLUMNS}, ROW_NUMBER() OVER (
                     PARTITION BY dag_id ORDER BY logical_date_us DESC, queued_at_us DESC) AS newest
                 FROM dag_runs WHERE dag_id IN ({})) ranked
              WHERE newest <= $1 ORDER BY dag_id, newest",
-            placeholders.join(", ")
+            super::bulk::placeholders(2, dag_ids.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(per_dag);
         for dag_id in dag_ids {

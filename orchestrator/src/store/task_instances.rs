@@ -59,7 +59,7 @@ impl Store {
 
     /// The task instances a query selects, each converted as it arrives: a run of 20,000
     /// held as 20,000 raw rows and then as many task instances took 27 MB more at once.
-    async fn task_instance_rows(
+    pub(super) async fn task_instance_rows(
         &self,
         query: super::bulk::AnyQuery<'_>,
     ) -> Result<Vec<TaskInstanceRow>> {
@@ -99,12 +99,10 @@ impl Store {
     ) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut results = serde_json::Map::new();
         for part in task_ids.chunks(500) {
-            let placeholders: Vec<String> =
-                (0..part.len()).map(|i| format!("${}", i + 3)).collect();
             let sql = format!(
                 "SELECT task_id, result FROM task_instances
                  WHERE dag_id = $1 AND run_id = $2 AND result IS NOT NULL AND task_id IN ({})",
-                placeholders.join(", ")
+                super::bulk::placeholders(3, part.len())
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(dag_id)
@@ -159,10 +157,9 @@ impl Store {
         if run_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (0..run_ids.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT * FROM task_instances WHERE dag_id = $1 AND run_id IN ({})",
-            placeholders.join(", ")
+            super::bulk::placeholders(2, run_ids.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(dag_id);
         for run_id in run_ids {

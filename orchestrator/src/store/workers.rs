@@ -144,12 +144,10 @@ impl Store {
 
     /// The running task instances claimed by `claimant`.
     pub async fn running_claimed_by(&self, claimant: &str) -> Result<Vec<TaskInstanceRow>> {
-        let rows =
+        let query =
             sqlx::query("SELECT * FROM task_instances WHERE state = 'running' AND claimed_by = $1")
-                .bind(claimant)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(ti_from_row).collect()
+                .bind(claimant);
+        self.task_instance_rows(query).await
     }
 
     /// Claims up to `limit` queued task instances of `queues` for `claimant` and starts their
@@ -164,7 +162,6 @@ impl Store {
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        let queue_list: Vec<String> = (0..queues.len()).map(|i| format!("${}", i + 7)).collect();
         let sql = format!(
             "WITH picked AS (
                 SELECT dag_id, run_id, task_id FROM task_instances
@@ -175,7 +172,7 @@ impl Store {
              FROM picked p
              WHERE t.dag_id = p.dag_id AND t.run_id = p.run_id AND t.task_id = p.task_id AND t.state = 'queued'
              RETURNING t.*",
-            queue_list.join(", ")
+            super::bulk::placeholders(7, queues.len())
         );
         debug_assert!(crate::store::task_can_transition(
             TiState::Queued,
