@@ -18,7 +18,7 @@ pub use model::{
 };
 pub use parse::parse_dag_file;
 pub use schedule::{CronWindow, Schedule, ScheduleError, due_logical_dates, next_fire};
-pub use template::{TemplateContext, render_config};
+pub use template::{TemplateContext, has_templates, render_config};
 pub use watch::watch_folder;
 
 #[cfg(test)]

@@ -77,6 +77,21 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Whether any string in `config` is a template (`{{ }}` or `{% %}`).
+pub fn has_templates(config: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match config {
+        Value::String(text) => is_template(text),
+        Value::Array(items) => items.iter().any(has_templates),
+        Value::Object(map) => map.values().any(has_templates),
+        _ => false,
+    }
+}
+
+fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
 /// Renders every string in `config` (keys stay as they are). The error names the field.
 pub fn render_config(
     config: &serde_json::Value,
@@ -95,7 +110,7 @@ fn render_value(
 ) -> Result<serde_json::Value, ConfigError> {
     use serde_json::Value;
     Ok(match value {
-        Value::String(text) if text.contains("{{") || text.contains("{%") => {
+        Value::String(text) if is_template(text) => {
             let rendered = env.render_str(text, ctx).map_err(|e| {
                 ConfigError::new(
                     path.trim_start_matches('.'),

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Executor, ExecutorError, retry_delay, stream_restart_delay};
 use crate::{
-    dag::{Dag, TaskSpec, TemplateContext, render_config},
+    dag::{Dag, TaskSpec, TemplateContext, has_templates, render_config},
     store::{DagRunRow, TaskInstanceRow, TiState},
 };
 
@@ -358,6 +358,7 @@ impl Runner {
         let logs = self.executor.logs();
         let log = logs
             .open_try(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number)
+            .await
             .map_err(|e| {
                 TryFailure::retryable(format!(
                     "cannot open the task log under {}: {e}",
@@ -398,10 +399,17 @@ impl Runner {
         ti: &TaskInstanceRow,
         log: &Arc<dyn LogSink>,
     ) -> Result<TaskResult, TryFailure> {
-        let mut context = (*self.base).clone();
-        context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
-        context.upstream = self.upstream_results.clone();
-        let operator = build_operator(&self.spec, &context).map_err(TaskError::from)?;
+        // A config without templates is taken as it is (the context holds the whole
+        // environment: building it cost more than a noop try).
+        let operator = if has_templates(&self.spec.config) {
+            let mut context = (*self.base).clone();
+            context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
+            context.upstream = self.upstream_results.clone();
+            build_operator(&self.spec, &context)
+        } else {
+            typed_config(&self.spec, self.spec.config.clone()).and_then(OperatorConfig::build)
+        }
+        .map_err(TaskError::from)?;
         let cancel = self.stop.child_token();
         let metrics = Metrics::default();
         // Where a stream runs, for the streams page of every serve.

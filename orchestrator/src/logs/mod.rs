@@ -2,6 +2,7 @@
 //! and a live feed of new lines for followers (the CLI's `run`, the UI's log tail), with a
 //! notice when a try's log is closed for good.
 
+mod files;
 mod read;
 mod ship;
 mod source;
@@ -10,8 +11,6 @@ pub use read::LogSlice;
 pub use source::{LogPart, LogSource};
 
 use std::{
-    fs::{File, OpenOptions},
-    io::{LineWriter, Write},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -58,6 +57,7 @@ pub struct LogHub {
     closed: broadcast::Sender<TryLogKey>,
     /// Ships every try's lines to a shared database (workers, serve on PostgreSQL).
     ship_to: Option<ship::Hub>,
+    files: files::FileWriter,
 }
 
 impl LogHub {
@@ -67,6 +67,7 @@ impl LogHub {
             live: broadcast::channel(4096).0,
             closed: broadcast::channel(256).0,
             ship_to: None,
+            files: files::FileWriter::start(),
         }
     }
 
@@ -88,7 +89,7 @@ impl LogHub {
     }
 
     /// Creates (or appends to) the log file of one try.
-    pub fn open_try(
+    pub async fn open_try(
         &self,
         dag_id: &str,
         run_id: &str,
@@ -96,25 +97,19 @@ impl LogHub {
         try_number: u32,
     ) -> std::io::Result<TryLog> {
         let path = self.path(dag_id, run_id, task_id, try_number);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let shipper = match &self.ship_to {
-            Some(hub) => {
-                let key = TryLogKey {
-                    dag_id: dag_id.into(),
-                    run_id: run_id.into(),
-                    task_id: task_id.into(),
-                    try_number,
-                };
-                Some(hub.for_try(key, file.metadata()?.len()))
-            }
-            None => None,
-        };
+        let (file, length) = self.files.open(path).await?;
+        let shipper = self.ship_to.as_ref().map(|hub| {
+            let key = TryLogKey {
+                dag_id: dag_id.into(),
+                run_id: run_id.into(),
+                task_id: task_id.into(),
+                try_number,
+            };
+            hub.for_try(key, length)
+        });
         Ok(TryLog {
             shipper,
-            file: Mutex::new(LineWriter::new(file)),
+            file: Mutex::new(file),
             template: LogLine {
                 dag_id: dag_id.into(),
                 run_id: run_id.into(),
@@ -152,32 +147,42 @@ pub fn try_log_path(
         .join(format!("{try_number}.log"))
 }
 
-/// The log of one try: each line goes to the file at once, then to live followers (and to
-/// the shared database, when shipping).
+/// The log of one try: each line goes to the file (through the log thread), then to live
+/// followers (and to the shared database, when shipping).
 pub struct TryLog {
     shipper: Option<ship::Shipper>,
-    file: Mutex<LineWriter<File>>,
+    /// Locked while a line is queued for the file and the shipper, so both take lines in
+    /// the same order.
+    file: Mutex<files::FileHandle>,
     template: LogLine,
     live: broadcast::Sender<LogLine>,
     closed: broadcast::Sender<TryLogKey>,
 }
 
 impl TryLog {
-    /// Waits until every line written so far is shipped (nothing to wait for when not
-    /// shipping): a try's end is recorded only after its log is complete everywhere.
+    /// Waits until every line written so far is in the file and shipped (when shipping): a
+    /// try's end is recorded only after its log is complete everywhere.
     pub async fn finish(&self) {
-        if let Some(shipper) = &self.shipper {
-            shipper.finish().await;
+        let closed = match self.file.lock() {
+            Ok(file) => Some(file.close()),
+            Err(_) => None,
+        };
+        let file = async {
+            if let Some(closed) = closed {
+                closed.await;
+            }
+        };
+        match &self.shipper {
+            Some(shipper) => {
+                futures::join!(file, shipper.finish());
+            }
+            None => file.await,
         }
     }
 }
 
 impl Drop for TryLog {
     fn drop(&mut self) {
-        if let Ok(mut file) = self.file.lock() {
-            let _ = file.flush();
-        }
-
         if self.closed.receiver_count() > 0 {
             let _ = self.closed.send(TryLogKey {
                 dag_id: self.template.dag_id.clone(),
@@ -194,8 +199,8 @@ impl tasks::LogSink for TryLog {
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let text = format!("{stamp} {line}");
         match self.file.lock() {
-            Ok(mut file) => {
-                if let Err(error) = writeln!(file, "{text}") {
+            Ok(file) => {
+                if let Err(error) = file.line(format!("{text}\n")) {
                     tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
                 }
                 // Under the file's lock: shipped in the order written.
@@ -225,9 +230,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let hub = LogHub::new(root.path());
         let mut live = hub.subscribe();
-        let log = hub.open_try("d", "manual__1", "t", 2).unwrap();
+        let log = hub.open_try("d", "manual__1", "t", 2).await.unwrap();
         log.line("hello");
         log.line("world");
+        log.finish().await;
         let text = std::fs::read_to_string(root.path().join("d/manual__1/t/2.log")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);

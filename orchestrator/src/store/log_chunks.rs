@@ -100,22 +100,30 @@ impl Store {
 /// The most chunks one INSERT statement writes (7 parameters each).
 const CHUNKS_PER_STATEMENT: usize = 64;
 
+/// `INSERT ... SELECT FROM (VALUES ...)` of log chunks; rows with an empty DAG id are padding.
+static INSERT_CHUNKS: super::bulk::BulkStatement = {
+    use super::bulk::{BIGINT, TEXT};
+    super::bulk::BulkStatement::new(
+        &[TEXT, TEXT, TEXT, BIGINT, BIGINT, BIGINT, TEXT],
+        |values| {
+            format!(
+            "INSERT INTO task_log_chunks (dag_id, run_id, task_id, try_number, start_offset, end_offset, text)
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
+             FROM (VALUES {values}) AS v WHERE v.column1 <> '' ON CONFLICT DO NOTHING"
+        )
+        },
+    )
+};
+
 /// Inserts `chunks` with one statement, padded to a power of two with rows the statement
 /// leaves out (an empty DAG id), so a few statement texts serve every batch size.
 async fn insert_chunks(
     conn: &mut sqlx::AnyConnection,
     chunks: &[(LogKey<'_>, u64, &str)],
 ) -> Result<()> {
-    use super::bulk::{BIGINT, TEXT};
-    const TYPES: [&str; 7] = [TEXT, TEXT, TEXT, BIGINT, BIGINT, BIGINT, TEXT];
     let rows = chunks.len().next_power_of_two();
-    let sql = format!(
-        "INSERT INTO task_log_chunks (dag_id, run_id, task_id, try_number, start_offset, end_offset, text)
-         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
-         FROM (VALUES {}) AS v WHERE v.column1 <> '' ON CONFLICT DO NOTHING",
-        super::bulk::values(rows, &TYPES)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let dialect = super::bulk::Dialect::of(conn);
+    let mut query = sqlx::query(INSERT_CHUNKS.text(dialect, rows));
     for (key, start, text) in chunks {
         query = query
             .bind(key.dag_id)

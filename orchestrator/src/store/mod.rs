@@ -99,6 +99,9 @@ impl Store {
         })?;
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
+            // A SQLite file cannot drop a connection: a ping before each use was a
+            // round trip to the connection's thread in every transaction.
+            .test_before_acquire(!is_sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if is_sqlite {

@@ -393,11 +393,11 @@ async fn apply_ti_changes(conn: &mut AnyConnection, changes: &[TiChange<'_>]) ->
     for change in changes {
         check_edge(change)?;
     }
+    let dialect = super::bulk::Dialect::of(conn);
     for chunk in changes.chunks(MOVES_PER_STATEMENT) {
-        // Padded to a power of two with rows that match nothing, so a few statement texts
-        // (prepared once per connection) serve every batch size.
+        // Padded with rows that match nothing (see `BulkStatement`).
         let rows = chunk.len().next_power_of_two();
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(bulk_update_sql(rows)));
+        let mut query = sqlx::query(BULK_UPDATE.text(dialect, rows));
         for change in chunk {
             let (kind, fence) = fence_values(change.fence);
             query = bind_move(query, change.row, change.from.as_str(), kind, fence);
@@ -450,33 +450,36 @@ fn fence_values<'a>(fence: Fence<'a>) -> (&'static str, &'a str) {
     }
 }
 
-/// `UPDATE ... FROM (VALUES ...)` moving `rows` task instances; portable between SQLite
-/// and PostgreSQL (both name the VALUES columns column1, column2, ...).
-fn bulk_update_sql(rows: usize) -> String {
+/// `UPDATE ... FROM (VALUES ...)` moving task instances; portable between SQLite and
+/// PostgreSQL (both name the VALUES columns column1, column2, ...).
+static BULK_UPDATE: super::bulk::BulkStatement = {
     use super::bulk::{BIGINT, TEXT};
-    const TYPES: [&str; 18] = [
-        TEXT, BIGINT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, BIGINT, BIGINT, TEXT, TEXT, TEXT, TEXT,
-        TEXT, TEXT, TEXT, TEXT, TEXT,
-    ];
-    format!(
-        "UPDATE task_instances SET state = v.column1, try_number = v.column2, max_tries = v.column3,
-            start_us = v.column4, end_us = v.column5, duration_ms = v.column6, hostname = v.column7,
-            pid = v.column8, next_retry_us = v.column9, result = v.column10, error = v.column11,
-            claimed_by = v.column12
-         FROM (VALUES {}) AS v
-         WHERE task_instances.dag_id = v.column13 AND task_instances.run_id = v.column14
-           AND task_instances.task_id = v.column15 AND task_instances.state = v.column16
-           AND CASE v.column17
-             WHEN 'owner' THEN EXISTS (SELECT 1 FROM dag_runs r
-               WHERE r.dag_id = v.column13 AND r.run_id = v.column14 AND r.owner = v.column18)
-             WHEN 'claim' THEN COALESCE(task_instances.claimed_by, '') = v.column18
-               AND task_instances.try_number = v.column2
-             ELSE v.column18 = '' END",
-        super::bulk::values(rows, &TYPES)
+    super::bulk::BulkStatement::new(
+        &[
+            TEXT, BIGINT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, BIGINT, BIGINT, TEXT, TEXT, TEXT,
+            TEXT, TEXT, TEXT, TEXT, TEXT, TEXT,
+        ],
+        |values| {
+            format!(
+                "UPDATE task_instances SET state = v.column1, try_number = v.column2, max_tries = v.column3,
+                    start_us = v.column4, end_us = v.column5, duration_ms = v.column6, hostname = v.column7,
+                    pid = v.column8, next_retry_us = v.column9, result = v.column10, error = v.column11,
+                    claimed_by = v.column12
+                 FROM (VALUES {values}) AS v
+                 WHERE task_instances.dag_id = v.column13 AND task_instances.run_id = v.column14
+                   AND task_instances.task_id = v.column15 AND task_instances.state = v.column16
+                   AND CASE v.column17
+                     WHEN 'owner' THEN EXISTS (SELECT 1 FROM dag_runs r
+                       WHERE r.dag_id = v.column13 AND r.run_id = v.column14 AND r.owner = v.column18)
+                     WHEN 'claim' THEN COALESCE(task_instances.claimed_by, '') = v.column18
+                       AND task_instances.try_number = v.column2
+                     ELSE v.column18 = '' END"
+            )
+        },
     )
-}
+};
 
-/// Binds one move's 18 values in the order [`bulk_update_sql`] reads them.
+/// Binds one move's 18 values in the order [`BULK_UPDATE`] reads them.
 fn bind_move<'q>(
     query: super::bulk::AnyQuery<'q>,
     ti: &'q TaskInstanceRow,
