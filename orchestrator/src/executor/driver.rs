@@ -13,8 +13,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Decision, Dispatch, Executor, ExecutorError, decide, pending::PendingDecisions,
-    remote::RemoteTries, runner::Runner,
+    Decision, Dispatch, Executor, ExecutorError, decide,
+    pending::PendingDecisions,
+    remote::RemoteTries,
+    runner::{Runner, RunnerDone},
 };
 use crate::{
     dag::{Dag, TemplateContext},
@@ -78,6 +80,7 @@ impl Executor {
             if !stop.is_cancelled() {
                 drive.release_ready().await?;
             } else {
+                drive.write_ends().await?;
                 drive.stop_queued().await?;
             }
             if drive.in_flight() == 0 {
@@ -85,6 +88,8 @@ impl Executor {
             }
             drive.wait(&mut events).await?;
         }
+        // Tries that ended while shutdown interrupted the others.
+        drive.write_ends().await?;
         if self.is_shutting_down() {
             return Ok(RunOutcome::Interrupted);
         }
@@ -104,7 +109,7 @@ impl Executor {
 /// What woke a drive up.
 enum Wake {
     /// A try run here ended (or was left to be resumed).
-    Ran(Box<TaskInstanceRow>),
+    Ran(Box<RunnerDone>),
     /// A task instance left to the queue moved (elsewhere) to this state in this try.
     Moved(String, TiState, u32),
     /// Re-read every queued instance: the poll, a due retry, missed events, a stop.
@@ -124,8 +129,11 @@ struct RunDrive<'a> {
     tis: TaskInstances,
     /// The tasks to look at in the next release.
     pending: PendingDecisions,
-    done_tx: mpsc::UnboundedSender<TaskInstanceRow>,
-    done_rx: mpsc::UnboundedReceiver<TaskInstanceRow>,
+    done_tx: mpsc::UnboundedSender<RunnerDone>,
+    done_rx: mpsc::UnboundedReceiver<RunnerDone>,
+    /// Tries run here whose last move (from running) is not written yet: the next release
+    /// writes them first, in the same commit as the moves they allow.
+    unwritten_ends: Vec<TaskInstanceRow>,
     /// Runners started here and not yet back.
     in_process: usize,
     /// Queued instances to run here once a runner comes back: at most [`RunDrive::runners`]
@@ -164,6 +172,7 @@ impl<'a> RunDrive<'a> {
             pending: PendingDecisions::all(dag),
             done_tx,
             done_rx,
+            unwritten_ends: Vec::new(),
             in_process: 0,
             waiting: VecDeque::new(),
             remote: RemoteTries::default(),
@@ -202,7 +211,7 @@ impl<'a> RunDrive<'a> {
     async fn release_ready(&mut self) -> Result<(), ExecutorError> {
         let dag = self.dag;
         loop {
-            let mut changes: Vec<(TaskInstanceRow, TiState)> = Vec::new();
+            let mut changes = self.take_ends();
             while changes.len() < RELEASE_BATCH {
                 let Some(position) = self.pending.next() else {
                     break;
@@ -221,6 +230,28 @@ impl<'a> RunDrive<'a> {
             }
             self.write_released(changes).await?;
         }
+    }
+
+    /// The ends left to this drive, as moves from running.
+    fn take_ends(&mut self) -> Vec<(TaskInstanceRow, TiState)> {
+        self.unwritten_ends
+            .drain(..)
+            .map(|mut ti| {
+                let end = ti.state;
+                ti.state = TiState::Running;
+                (ti, end)
+            })
+            .collect()
+    }
+
+    /// Writes the ends left to this drive now (a stopped run releases nothing to write them
+    /// with).
+    async fn write_ends(&mut self) -> Result<(), ExecutorError> {
+        let ends = self.take_ends();
+        if ends.is_empty() {
+            return Ok(());
+        }
+        self.write_released(ends).await
     }
 
     /// Writes decided moves together (the state writer commits them in one transaction) and
@@ -342,7 +373,10 @@ impl<'a> RunDrive<'a> {
     fn spawn_runner(&self, ti: TaskInstanceRow) {
         let Some(spec) = self.dag.task(&ti.task_id).cloned() else {
             tracing::warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, "Task no longer in the DAG file; left as it is");
-            let _ = self.done_tx.send(ti);
+            let _ = self.done_tx.send(RunnerDone {
+                ti,
+                end_unwritten: false,
+            });
             return;
         };
         // Its upstreams' results only, as on a worker.
@@ -363,11 +397,12 @@ impl<'a> RunDrive<'a> {
             base: self.base.clone(),
             upstream_results,
             stop: self.stop.clone(),
+            defer_end: true,
+            end_deferred: Default::default(),
         };
         let done_tx = self.done_tx.clone();
         tokio::spawn(async move {
-            let ti = runner.run(ti).await;
-            let _ = done_tx.send(ti);
+            let _ = done_tx.send(runner.run(ti).await);
         });
     }
 
@@ -380,7 +415,7 @@ impl<'a> RunDrive<'a> {
         let recheck_at = self.remote.next_check();
         let stop_unseen = watching && !self.stop_seen;
         let wake = tokio::select! {
-            Some(ti) = self.done_rx.recv() => Wake::Ran(Box::new(ti)),
+            Some(done) = self.done_rx.recv() => Wake::Ran(Box::new(done)),
             event = next_event(events), if watching => self.classify(event),
             _ = tokio::time::sleep_until(recheck_at), if watching => Wake::Recheck,
             _ = self.stop.cancelled(), if stop_unseen => {
@@ -389,8 +424,11 @@ impl<'a> RunDrive<'a> {
             }
         };
         self.take(wake).await?;
-        // Take in every event already waiting too before the next release: one pass over the
-        // DAG for a burst of ends, not one per end.
+        // Take in every end and event already waiting too before the next release: one pass
+        // (and one commit) for a burst of ends, not one per end.
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.take(Wake::Ran(Box::new(done))).await?;
+        }
         while let Some(Ok(event)) = events.as_mut().map(broadcast::Receiver::try_recv) {
             let wake = self.classify(Ok(event));
             self.take(wake).await?;
@@ -400,9 +438,12 @@ impl<'a> RunDrive<'a> {
 
     async fn take(&mut self, wake: Wake) -> Result<(), ExecutorError> {
         match wake {
-            Wake::Ran(ti) => {
+            Wake::Ran(done) => {
                 self.in_process -= 1;
-                self.record(*ti);
+                if done.end_unwritten {
+                    self.unwritten_ends.push(done.ti.clone());
+                }
+                self.record(done.ti);
                 self.start_waiting();
             }
             // The end of a try elsewhere: its event says all the driver needs.

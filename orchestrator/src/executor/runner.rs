@@ -1,7 +1,13 @@
 //! Runs one task instance through its tries: slots, templating, the operator, timeout,
 //! retries with backoff, and what shutdown or a stop does to it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::Utc;
 use tasks::{
@@ -14,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Executor, ExecutorError, retry_delay, stream_restart_delay};
 use crate::{
     dag::{Dag, TaskSpec, TemplateContext, has_templates, render_config},
-    store::{DagRunRow, TaskInstanceRow, TiState},
+    logs::TryLog,
+    store::{DagRunRow, TaskInstanceRow, TaskKey, TiState},
 };
 
 /// Renders a task's config for one try, checks it again and builds its operator.
@@ -130,6 +137,8 @@ impl Executor {
             base: Arc::new(TemplateContext::for_dag_run(dag, run)),
             upstream_results,
             stop,
+            defer_end: false,
+            end_deferred: AtomicBool::new(false),
         };
         runner.run_claimed(ti).await
     }
@@ -181,6 +190,19 @@ pub(super) struct Runner {
     pub base: Arc<TemplateContext>,
     pub upstream_results: serde_json::Map<String, serde_json::Value>,
     pub stop: CancellationToken,
+    /// Leaves a try's last move (to success or failed) unwritten for the run's driver, which
+    /// writes it in one commit with the moves it releases: a chain's hand-off waits for one
+    /// commit, not two.
+    pub defer_end: bool,
+    /// Whether the instance returned ended in a move left to the driver.
+    pub end_deferred: AtomicBool,
+}
+
+/// A try run by a drive's runner, as it came back.
+pub(super) struct RunnerDone {
+    pub ti: TaskInstanceRow,
+    /// The instance's last move (from running to its `state`) is left to the driver.
+    pub end_unwritten: bool,
 }
 
 /// What interrupted a wait.
@@ -192,11 +214,25 @@ enum Interrupt {
 impl Runner {
     /// Runs the instance until it finishes, or shutdown leaves it to be resumed; returns it as
     /// it stands.
-    pub async fn run(self, mut ti: TaskInstanceRow) -> TaskInstanceRow {
+    pub async fn run(self, mut ti: TaskInstanceRow) -> RunnerDone {
         if let Err(error) = self.run_tries(&mut ti).await {
             tracing::error!(dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, %error, "Task instance stopped on an error");
         }
-        ti
+        RunnerDone {
+            ti,
+            end_unwritten: self.end_deferred.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The try's last move, from running to success or failed: written here, or left to the
+    /// driver ([`Runner::defer_end`]).
+    async fn end(&self, ti: &mut TaskInstanceRow, to: TiState) -> Result<(), ExecutorError> {
+        if self.defer_end {
+            ti.state = to;
+            self.end_deferred.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.executor.transition(ti, to).await
     }
 
     async fn run_tries(&self, ti: &mut TaskInstanceRow) -> Result<(), ExecutorError> {
@@ -256,15 +292,23 @@ impl Runner {
         ti.next_retry_at = None;
         ti.hostname = Some(self.executor.inner.hostname.clone());
         ti.pid = Some(i64::from(std::process::id()));
-        self.executor.transition(ti, TiState::Running).await?;
-        self.finish_try(ti, started).await
+        // The log file is opened while the move to running commits.
+        let log = {
+            let key = ti.key();
+            let try_number = ti.try_number;
+            async move { self.open_log(&key, try_number).await }
+        };
+        let (running, log) = tokio::join!(self.executor.transition(ti, TiState::Running), log);
+        running?;
+        self.finish_try(ti, started, log).await
     }
 
     /// Runs a try that a worker's claim started (`running`) to its end; whatever follows
     /// (a retry, a restart) is up to the run's driver.
     pub async fn run_claimed(self, mut ti: TaskInstanceRow) -> TaskInstanceRow {
         let started = ti.start.unwrap_or_else(Utc::now);
-        if let Err(error) = self.finish_try(&mut ti, started).await {
+        let log = self.open_log(&ti.key(), ti.try_number).await;
+        if let Err(error) = self.finish_try(&mut ti, started, log).await {
             tracing::error!(dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, %error, "Task instance stopped on an error");
         }
         ti
@@ -275,8 +319,12 @@ impl Runner {
         &self,
         ti: &mut TaskInstanceRow,
         started: chrono::DateTime<Utc>,
+        log: Result<TryLog, TryFailure>,
     ) -> Result<bool, ExecutorError> {
-        let outcome = self.execute(ti).await;
+        let outcome = match log {
+            Ok(log) => self.execute(ti, log).await,
+            Err(failure) => Err(failure),
+        };
         let ended = Utc::now();
         ti.end = Some(ended);
         ti.duration_ms = Some((ended - started).num_milliseconds());
@@ -306,7 +354,7 @@ impl Runner {
             }
             Ok(result) => {
                 ti.result = Some(serde_json::Value::Object(result));
-                self.executor.transition(ti, TiState::Success).await?;
+                self.end(ti, TiState::Success).await?;
                 Ok(false)
             }
             Err(failure) => self.after_failure(ti, failure).await,
@@ -323,7 +371,7 @@ impl Runner {
         let shutdown = self.executor.is_shutting_down();
         ti.error = Some(failure.message);
         if !failure.retryable && !shutdown {
-            self.executor.transition(ti, TiState::Failed).await?;
+            self.end(ti, TiState::Failed).await?;
             return Ok(false);
         }
         let supervised = self.spec.is_stream() && !self.stop.is_cancelled();
@@ -349,22 +397,25 @@ impl Runner {
             self.executor.transition(ti, TiState::UpForRetry).await?;
             return Ok(!shutdown);
         }
-        self.executor.transition(ti, TiState::Failed).await?;
+        self.end(ti, TiState::Failed).await?;
         Ok(false)
     }
 
-    /// Runs the operator once.
-    async fn execute(&self, ti: &TaskInstanceRow) -> Result<TaskResult, TryFailure> {
+    /// Opens the log file of a try.
+    async fn open_log(&self, key: &TaskKey, try_number: u32) -> Result<TryLog, TryFailure> {
         let logs = self.executor.logs();
-        let log = logs
-            .open_try(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number)
+        logs.open_try(&key.dag_id, &key.run_id, &key.task_id, try_number)
             .await
             .map_err(|e| {
                 TryFailure::retryable(format!(
                     "cannot open the task log under {}: {e}",
                     logs.root().display()
                 ))
-            })?;
+            })
+    }
+
+    /// Runs the operator once, writing to the try's `log`.
+    async fn execute(&self, ti: &TaskInstanceRow, log: TryLog) -> Result<TaskResult, TryFailure> {
         let try_log = Arc::new(log);
         let log: Arc<dyn LogSink> = try_log.clone();
         log.line(&self.try_heading(ti));

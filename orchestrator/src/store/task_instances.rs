@@ -300,6 +300,14 @@ impl Store {
     /// its `from` state under its fence, else none is written ([`StoreError::Lost`]). Durable
     /// when this returns; each move is logged and published after the commit.
     pub async fn transition_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
+        if let ([change], false) = (changes, self.is_shared()) {
+            // One guarded UPDATE commits on its own, all or nothing, and nobody else needs
+            // telling: BEGIN and COMMIT were two more round trips to the connection's thread.
+            let mut conn = self.pool.acquire().await?;
+            apply_ti_change(&mut conn, change).await?;
+            self.after_ti_change(change.row, change.from);
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         if let [change] = changes {
             apply_ti_change(&mut tx, change).await?;
