@@ -57,7 +57,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     });
     let outcome = executor.drive_run(dag.clone(), run.clone()).await?;
     printer.abort();
-    print_task_instances(&store.task_instances(&run.dag_id, &run.run_id).await?, &dag);
+    print_task_instances(&store, &run.key(), Some(&dag)).await?;
     Ok(match outcome {
         RunOutcome::Finished(RunState::Success) => {
             println!("Run {} succeeded", run.run_id);

@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{collections::HashMap, process::ExitCode};
 
 use clap::Subcommand;
 use orchestrator::{
@@ -102,12 +102,8 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
                 table::time(run.start),
                 table::time(run.end)
             );
-            let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
             let dag = global.dag_bag().ok().and_then(|bag| bag.get(&run.dag_id));
-            match dag {
-                Some(dag) => print_task_instances(&tis, &dag),
-                None => print_rows(tis.iter().collect()),
-            }
+            print_task_instances(&store, &run.key(), dag.as_deref()).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -127,38 +123,58 @@ async fn find_run(store: &Store, run_id: &str, dag: Option<String>) -> anyhow::R
     }
 }
 
-/// Task instances in the DAG's task order.
-pub fn print_task_instances(tis: &[TaskInstanceRow], dag: &Dag) {
-    let ordered: Vec<&TaskInstanceRow> = dag
-        .tasks
-        .iter()
-        .flat_map(|t| t.instance_ids())
-        .filter_map(|id| tis.iter().find(|ti| ti.task_id == id))
-        .collect();
-    print_rows(ordered);
+/// A run's task instances, in the DAG's task order when it is known. Each row is kept as
+/// its printed cells as it arrives: a 20,000-task run's whole rows held at once (and looked
+/// up by a scan per task) were the peak of `orchestrator run`.
+pub async fn print_task_instances(
+    store: &Store,
+    run: &RunKey,
+    dag: Option<&Dag>,
+) -> anyhow::Result<()> {
+    let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
+    let mut arrived = Vec::new();
+    store
+        .for_each_task_instance(&run.dag_id, &run.run_id, |ti| {
+            if dag.is_none() {
+                arrived.push(cells(&ti));
+            } else {
+                by_id.insert(ti.task_id.clone(), cells(&ti));
+            }
+        })
+        .await?;
+    let rows = match dag {
+        Some(dag) => dag
+            .tasks
+            .iter()
+            .flat_map(|t| t.instance_ids())
+            .filter_map(|id| by_id.remove(&id))
+            .collect(),
+        None => arrived,
+    };
+    print_rows(&rows);
+    Ok(())
 }
 
-fn print_rows(tis: Vec<&TaskInstanceRow>) {
-    let rows: Vec<Vec<String>> = tis
-        .iter()
-        .map(|ti| {
-            vec![
-                ti.task_id.clone(),
-                ti.state.to_string(),
-                format!("{}/{}", ti.try_number, ti.max_tries),
-                table::time(ti.start),
-                ti.duration_ms
-                    .map(|d| format!("{d} ms"))
-                    .unwrap_or_else(|| "-".into()),
-                ti.hostname.clone().unwrap_or_else(|| "-".into()),
-                ti.error.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
+/// A task instance as the cells of its row.
+fn cells(ti: &TaskInstanceRow) -> Vec<String> {
+    vec![
+        ti.task_id.clone(),
+        ti.state.to_string(),
+        format!("{}/{}", ti.try_number, ti.max_tries),
+        table::time(ti.start),
+        ti.duration_ms
+            .map(|d| format!("{d} ms"))
+            .unwrap_or_else(|| "-".into()),
+        ti.hostname.clone().unwrap_or_else(|| "-".into()),
+        ti.error.clone().unwrap_or_default(),
+    ]
+}
+
+fn print_rows(rows: &[Vec<String>]) {
     table::print(
         &[
             "task_id", "state", "try", "start", "duration", "hostname", "error",
         ],
-        &rows,
+        rows,
     );
 }

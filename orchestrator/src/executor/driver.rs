@@ -32,7 +32,9 @@ pub enum RunOutcome {
     Interrupted,
 }
 
-type TaskInstances = HashMap<String, TaskInstanceRow>;
+/// The run's task instances by id, each row boxed: a 20,000-task run's table holds 32,768
+/// slots, and a slot of a row itself took 330 bytes where a box takes 8.
+type TaskInstances = HashMap<String, Box<TaskInstanceRow>>;
 
 /// The most moves one release writes together (the state writer's batch).
 const RELEASE_BATCH: usize = 512;
@@ -154,13 +156,15 @@ impl<'a> RunDrive<'a> {
         run: &'a DagRunRow,
         stop: &'a CancellationToken,
     ) -> Result<Self, ExecutorError> {
-        let tis: TaskInstances = executor
+        // Each row goes into the table as it arrives (a list of 20,000 rows first held
+        // 10 MB more at once).
+        let mut tis = TaskInstances::new();
+        executor
             .store()
-            .task_instances(&run.dag_id, &run.run_id)
-            .await?
-            .into_iter()
-            .map(|ti| (ti.task_id.clone(), ti))
-            .collect();
+            .for_each_task_instance(&run.dag_id, &run.run_id, |ti| {
+                tis.insert(ti.task_id.clone(), Box::new(ti));
+            })
+            .await?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut drive = Self {
             base: Arc::new(TemplateContext::for_dag_run(dag, run)),
@@ -189,7 +193,7 @@ impl<'a> RunDrive<'a> {
                 TiState::Running => queue,
                 _ => false,
             })
-            .cloned()
+            .map(|ti| TaskInstanceRow::clone(ti))
             .collect();
         for ti in under_way {
             drive.dispatch(ti);
@@ -271,10 +275,10 @@ impl<'a> RunDrive<'a> {
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
         for (ti, next) in changes {
             if next == TiState::Queued {
-                self.tis.insert(ti.task_id.clone(), ti.clone());
+                self.tis.insert(ti.task_id.clone(), Box::new(ti.clone()));
                 self.dispatch(ti);
             } else {
-                self.tis.insert(ti.task_id.clone(), ti);
+                self.tis.insert(ti.task_id.clone(), Box::new(ti));
             }
         }
         Ok(())
@@ -283,7 +287,7 @@ impl<'a> RunDrive<'a> {
     /// Takes in the latest row of an instance; its downstreams are looked at again.
     fn record(&mut self, ti: TaskInstanceRow) {
         self.pending.moved(&ti.task_id);
-        self.tis.insert(ti.task_id.clone(), ti);
+        self.tis.insert(ti.task_id.clone(), Box::new(ti));
     }
 
     /// Decides the instance `instance` of `spec` if it waits and its upstreams allow it.
@@ -311,7 +315,7 @@ impl<'a> RunDrive<'a> {
             Decision::Skip => TiState::Skipped,
             Decision::UpstreamFailed => TiState::UpstreamFailed,
         };
-        let mut ti = ti.clone();
+        let mut ti = TaskInstanceRow::clone(ti);
         if next != TiState::Queued {
             ti.end = Some(Utc::now());
         }
@@ -321,7 +325,7 @@ impl<'a> RunDrive<'a> {
         if next != TiState::Queued {
             self.pending.moved(instance);
         }
-        self.tis.insert(instance.to_owned(), decided);
+        self.tis.insert(instance.to_owned(), Box::new(decided));
         changes.push((ti, next));
     }
 
@@ -363,7 +367,7 @@ impl<'a> RunDrive<'a> {
                 .get(&task_id)
                 .filter(|ti| ti.state == TiState::Queued)
             {
-                let ti = ti.clone();
+                let ti = TaskInstanceRow::clone(ti);
                 self.spawn_runner(ti);
                 self.in_process += 1;
             }
@@ -561,7 +565,7 @@ impl<'a> RunDrive<'a> {
             .tis
             .values()
             .filter(|ti| ti.state == TiState::Queued && self.remote.contains(&ti.task_id))
-            .cloned()
+            .map(|ti| TaskInstanceRow::clone(ti))
             .collect();
         for mut ti in queued {
             ti.end = Some(Utc::now());

@@ -245,4 +245,20 @@ mod tests {
         assert_eq!((&*first.task_id, first.try_number), ("t", 2));
         assert!(first.text.ends_with("hello"));
     }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_created_is_an_error_at_open() {
+        let root = tempfile::tempdir().unwrap();
+        let blocker = root.path().join("d");
+        std::fs::write(&blocker, "a file where the DAG's folder would be").unwrap();
+        let hub = LogHub::new(root.path());
+        let error = hub.open_try("d", "manual__1", "t", 1).await.err().unwrap();
+        assert_ne!(error.kind(), std::io::ErrorKind::Other, "{error}");
+        // The thread goes on with the next try.
+        let log = hub.open_try("e", "manual__1", "t", 1).await.unwrap();
+        log.line("after");
+        log.finish().await;
+        let text = std::fs::read_to_string(root.path().join("e/manual__1/t/1.log")).unwrap();
+        assert!(text.ends_with(" after\n"), "{text:?}");
+    }
 }

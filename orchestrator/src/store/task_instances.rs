@@ -51,10 +51,23 @@ pub(super) fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
 impl Store {
     /// The task instances of a run, in no particular order.
     pub async fn task_instances(&self, dag_id: &str, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
+        let mut tis = Vec::new();
+        self.for_each_task_instance(dag_id, run_id, |ti| tis.push(ti))
+            .await?;
+        Ok(tis)
+    }
+
+    /// Hands each task instance of a run to `each` as it arrives (nothing held at once).
+    pub async fn for_each_task_instance(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        each: impl FnMut(TaskInstanceRow),
+    ) -> Result<()> {
         let query = sqlx::query("SELECT * FROM task_instances WHERE dag_id = $1 AND run_id = $2")
             .bind(dag_id)
             .bind(run_id);
-        self.task_instance_rows(query).await
+        self.each_task_instance_row(query, each).await
     }
 
     /// The task instances a query selects, each converted as it arrives: a run of 20,000
@@ -63,13 +76,23 @@ impl Store {
         &self,
         query: super::bulk::AnyQuery<'_>,
     ) -> Result<Vec<TaskInstanceRow>> {
+        let mut tis = Vec::new();
+        self.each_task_instance_row(query, |ti| tis.push(ti))
+            .await?;
+        Ok(tis)
+    }
+
+    async fn each_task_instance_row(
+        &self,
+        query: super::bulk::AnyQuery<'_>,
+        mut each: impl FnMut(TaskInstanceRow),
+    ) -> Result<()> {
         use futures::TryStreamExt as _;
         let mut rows = query.fetch(&self.pool);
-        let mut tis = Vec::new();
         while let Some(row) = rows.try_next().await? {
-            tis.push(ti_from_row(&row)?);
+            each(ti_from_row(&row)?);
         }
-        Ok(tis)
+        Ok(())
     }
 
     pub async fn task_instance(
