@@ -15,7 +15,11 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use orchestrator::{dag::DagBag, logs::LogHub, store::Store};
+use orchestrator::{
+    dag::DagBag,
+    logs::{LogHub, Secrets},
+    store::Store,
+};
 
 #[derive(Parser)]
 #[command(
@@ -153,8 +157,20 @@ impl GlobalArgs {
         DagBag::load(&self.dags_folder).context("loading DAG files")
     }
 
+    /// The task logs, with the secrets this process knows masked in them: the passwords of
+    /// the metadata database's and the sinks' URLs, the first admin's password and the
+    /// metrics token.
     pub fn log_hub(&self) -> LogHub {
-        LogHub::new(&self.logs_folder)
+        let urls = [
+            self.db.as_str(),
+            &self.mongo_uri,
+            &self.postgres_url,
+            &self.mysql_url,
+        ];
+        let values = ["UPDRAFT_ADMIN_PASSWORD", "UPDRAFT_METRICS_TOKEN"]
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok());
+        LogHub::new(&self.logs_folder).masking(Secrets::of(&urls, values))
     }
 
     /// The DAG `dag_id` of the folder, or an error naming the import error of its file.

@@ -3,10 +3,12 @@
 //! notice when a try's log is closed for good.
 
 mod files;
+mod mask;
 mod read;
 mod ship;
 mod source;
 
+pub use mask::{MIN_SECRET_LEN, Secrets};
 pub use read::LogSlice;
 pub use source::{LogPart, LogSource};
 
@@ -58,6 +60,8 @@ pub struct LogHub {
     /// Ships every try's lines to a shared database (workers, serve on PostgreSQL).
     ship_to: Option<ship::Hub>,
     files: files::FileWriter,
+    /// Masked in every line written.
+    secrets: Secrets,
 }
 
 impl LogHub {
@@ -68,7 +72,14 @@ impl LogHub {
             closed: broadcast::channel(256).0,
             ship_to: None,
             files: files::FileWriter::start(),
+            secrets: Secrets::default(),
         }
+    }
+
+    /// Masks `secrets` as `***` in every line written from now on.
+    pub fn masking(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Ships every try's log to `store` as well when other processes share it, so that any
@@ -119,6 +130,7 @@ impl LogHub {
             },
             live: self.live.clone(),
             closed: self.closed.clone(),
+            secrets: self.secrets.clone(),
         })
     }
 
@@ -154,6 +166,7 @@ pub struct TryLog {
     /// Locked while a line is queued for the file and the shipper, so both take lines in
     /// the same order.
     file: Mutex<files::FileHandle>,
+    secrets: Secrets,
     template: LogLine,
     live: broadcast::Sender<LogLine>,
     closed: broadcast::Sender<TryLogKey>,
@@ -196,6 +209,7 @@ impl Drop for TryLog {
 
 impl tasks::LogSink for TryLog {
     fn line(&self, line: &str) {
+        let line = self.secrets.mask(line);
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let text = format!("{stamp} {line}");
         match self.file.lock() {
@@ -260,5 +274,21 @@ mod tests {
         log.finish().await;
         let text = std::fs::read_to_string(root.path().join("e/manual__1/t/1.log")).unwrap();
         assert!(text.ends_with(" after\n"), "{text:?}");
+    }
+
+    #[tokio::test]
+    async fn secrets_are_masked_in_the_file_and_the_live_feed() {
+        let root = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(root.path()).masking(Secrets::new(["s3cret-pw".to_string()]));
+        let mut live = hub.subscribe();
+        let log = hub.open_try("d", "manual__1", "t", 1).await.unwrap();
+        log.line("DATABASE_URL=postgres://app:s3cret-pw@db/updraft");
+        log.finish().await;
+        let text = std::fs::read_to_string(root.path().join("d/manual__1/t/1.log")).unwrap();
+        assert!(
+            text.ends_with(" DATABASE_URL=postgres://app:***@db/updraft\n"),
+            "{text:?}"
+        );
+        assert!(!live.recv().await.unwrap().text.contains("s3cret"));
     }
 }

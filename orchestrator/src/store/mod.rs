@@ -179,16 +179,23 @@ fn normalize_url(url: &str) -> Result<(String, bool)> {
 
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+    match password_span(url) {
+        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+        None => url.to_owned(),
     }
+}
+
+/// The password of a URL (`scheme://user:password@host...`) as written in it.
+pub fn password_of_url(url: &str) -> Option<&str> {
+    password_span(url).map(|(start, end)| &url[start..end])
+}
+
+/// Where the password of a URL starts and ends.
+fn password_span(url: &str) -> Option<(usize, usize)> {
+    let scheme_end = url.find("://")? + 3;
+    let at = url.rfind('@').filter(|at| *at > scheme_end)?;
+    let colon = url[scheme_end..at].find(':')? + scheme_end + 1;
+    Some((colon, at))
 }
 
 /// Timestamps are stored as microseconds since the Unix epoch (BIGINT on both engines).
@@ -228,5 +235,10 @@ mod tests {
             "postgres://me:***@host:5432/db"
         );
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(
+            password_of_url("mongodb://u:p%40ss@h:27017/?authSource=admin"),
+            Some("p%40ss")
+        );
+        assert_eq!(password_of_url("postgres://u@h/db"), None);
     }
 }

@@ -112,3 +112,30 @@ fn a_try_dies_with_a_killed_serve_and_only_its_retry_finishes() {
     );
     second.kill();
 }
+
+/// The secrets the process knows (the passwords of its URLs, the first admin's password) are
+/// `***` in a task's log, in the file and in what `orchestrator run` prints.
+#[test]
+fn known_secrets_are_masked_in_task_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    std::fs::write(
+        dir.path().join("dags/leak.toml"),
+        "[dag]\nid = \"leak\"\n[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = 'echo \"sink postgres://app:pg-secret-pw@db/x\"; echo \"admin admin-secret-pw\"'\n",
+    )
+    .unwrap();
+    let printed = cli_output(
+        cli(dir.path())
+            .args(["run", "leak"])
+            .env("UPDRAFT_POSTGRES_URL", "postgres://app:pg-secret-pw@db/x")
+            .env("UPDRAFT_ADMIN_PASSWORD", "admin-secret-pw"),
+    );
+    let runs = dir.path().join("logs/leak");
+    let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
+    let log = std::fs::read_to_string(run.path().join("say/1.log")).unwrap();
+    for text in [&printed, &log] {
+        assert!(text.contains("sink postgres://app:***@db/x"), "{text}");
+        assert!(text.contains("admin ***"), "{text}");
+        assert!(!text.contains("secret-pw"), "{text}");
+    }
+}
