@@ -274,10 +274,14 @@ async fn authorize(
             (Principal { user, csrf: None }, false)
         }
         None => {
-            let session = jar
-                .get(SESSION_COOKIE)
-                .and_then(|c| state.sessions.touch(c.value()));
+            let id = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+            let session = id.as_deref().and_then(|id| state.sessions.touch(id));
             let (user, csrf) = session.unzip();
+            let user = match (user, id) {
+                // A deleted user's sessions end at their next request.
+                (Some(user), Some(id)) => still_a_user(state, user, &id).await?,
+                _ => None,
+            };
             (Principal { user, csrf }, true)
         }
     };
@@ -294,6 +298,23 @@ async fn authorize(
     }
     request.extensions_mut().insert(principal);
     Ok(request)
+}
+
+/// The session's user if the store still has them; else the session ends.
+async fn still_a_user(
+    state: &AppState,
+    user: User,
+    session: &str,
+) -> Result<Option<User>, Response> {
+    let now = state
+        .backend
+        .user(&user.username)
+        .await
+        .map_err(|e| AppError::from(e).into_response())?;
+    if now.is_none() {
+        state.sessions.end(session);
+    }
+    Ok(now.map(|_| user))
 }
 
 /// API: 401 JSON. Pages: off to the sign-in page, coming back here after.
@@ -387,27 +408,28 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire() {
-        let sessions = Sessions::new(Duration::from_millis(30), Duration::from_secs(60));
+        let sessions = Sessions::new(Duration::from_millis(300), Duration::from_secs(60));
         let id = sessions.start(User {
             username: "a".into(),
         });
         assert!(sessions.touch(&id).is_some());
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(400));
         assert!(sessions.touch(&id).is_none());
         assert!(sessions.touch("unknown").is_none());
     }
 
     #[test]
     fn busy_sessions_end_at_their_lifetime() {
-        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_millis(60));
+        // Margins wide enough for a loaded machine (40 ms of 60 once failed there).
+        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_millis(600));
         let id = sessions.start(User {
             username: "a".into(),
         });
         for _ in 0..2 {
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
             assert!(sessions.touch(&id).is_some(), "active, within its lifetime");
         }
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(600));
         assert!(sessions.touch(&id).is_none(), "ended, however active");
     }
 

@@ -118,4 +118,7 @@ pub trait Backend: Send + Sync + 'static {
     // Users.
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>>;
     async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>>;
+    /// The user as the store has it now; None once deleted (a session of theirs ends at its
+    /// next request).
+    async fn user(&self, username: &str) -> BackendResult<Option<User>>;
 }

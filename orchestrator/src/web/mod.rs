@@ -597,4 +597,11 @@ impl ui::Backend for WebBackend {
             .map_err(internal)?;
         Ok(user.map(|username| User { username }))
     }
+
+    async fn user(&self, username: &str) -> BackendResult<Option<User>> {
+        let user = self.store.user(username).await.map_err(internal)?;
+        Ok(user.map(|row| User {
+            username: row.username,
+        }))
+    }
 }

@@ -39,6 +39,8 @@ pub struct Memory {
     pub marked: Vec<(String, Mark)>,
     pub follow_from: Vec<u64>,
     pub actors: Vec<String>,
+    /// `admin` was deleted.
+    pub admin_deleted: bool,
 }
 
 pub struct MemoryBackend {
@@ -629,6 +631,17 @@ impl ui::Backend for MemoryBackend {
     async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>> {
         Ok((token == TOKEN).then(|| User {
             username: "robot".into(),
+        }))
+    }
+
+    async fn user(&self, username: &str) -> BackendResult<Option<User>> {
+        let known = match username {
+            "admin" => !self.memory().admin_deleted,
+            "robot" => true,
+            _ => false,
+        };
+        Ok(known.then(|| User {
+            username: username.into(),
         }))
     }
 }
