@@ -143,6 +143,7 @@ impl Cluster {
                 self.dir.path().join(format!("logs-{name}")),
             )
             .env("UPDRAFT_ADMIN_PASSWORD", "bench-password")
+            .env("UPDRAFT_PUBLIC_READ", "true")
             .env(
                 "RUST_LOG",
                 std::env::var("UPDRAFT_BENCH_LOG").unwrap_or_else(|_| "info".into()),

@@ -489,6 +489,7 @@ fn idle_rss(sizes: &Sizes) -> anyhow::Result<()> {
         .local_addr()?
         .port();
     let mut serve = orchestrator_in(dir.path())
+        .env("UPDRAFT_PUBLIC_READ", "true")
         .arg("serve")
         .arg("--bind")
         .arg(format!("127.0.0.1:{port}"))

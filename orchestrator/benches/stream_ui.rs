@@ -140,7 +140,13 @@ async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     let bench = Bench {
         ns: ns.clone(),
         brokers,
-        app: ui::router(Arc::new(backend), ui::UiConfig::default()),
+        app: ui::router(
+            Arc::new(backend),
+            ui::UiConfig {
+                public_read: true,
+                ..ui::UiConfig::default()
+            },
+        ),
         executor,
         bag,
         _dir: dir,

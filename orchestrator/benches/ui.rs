@@ -122,7 +122,13 @@ async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         Heartbeat::default(),
         Duration::from_secs(5),
     );
-    let app = ui::router(Arc::new(backend), ui::UiConfig::default());
+    let app = ui::router(
+        Arc::new(backend),
+        ui::UiConfig {
+            public_read: true,
+            ..ui::UiConfig::default()
+        },
+    );
     page_times(
         &app,
         "DAG page (grid of 25 runs, graph, history)",

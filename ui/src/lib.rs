@@ -22,7 +22,9 @@ pub use ids::{DagId, RunKey, TaskKey, TryKey};
 /// How the UI behaves.
 #[derive(Debug, Clone)]
 pub struct UiConfig {
-    /// Whether pages and the read API need no sign-in (writes always do).
+    /// Whether pages and the read API need no sign-in (writes always do). Off by default:
+    /// every page and API route needs a user or a token, but `/health`, `/login` and the
+    /// static assets.
     pub public_read: bool,
     /// Mark the session cookie `Secure` (when served over HTTPS, e.g. behind a proxy).
     pub secure_cookies: bool,
@@ -40,7 +42,7 @@ pub struct UiConfig {
 impl Default for UiConfig {
     fn default() -> Self {
         Self {
-            public_read: true,
+            public_read: false,
             secure_cookies: false,
             session_idle_timeout: Duration::from_secs(8 * 3600),
             session_max_lifetime: Duration::from_secs(24 * 3600),

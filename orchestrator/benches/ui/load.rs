@@ -79,6 +79,7 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
             )
             .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
             .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
+            .env("UPDRAFT_PUBLIC_READ", "true")
             .env("RUST_LOG", "warn");
     };
     let mut serve = Command::new(binary()?);

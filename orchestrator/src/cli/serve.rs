@@ -31,8 +31,9 @@ pub struct ServeArgs {
     /// How long running tasks get to stop on shutdown
     #[arg(long, env = "UPDRAFT_GRACE_PERIOD", default_value = "10s", value_parser = humantime::parse_duration)]
     grace_period: Duration,
-    /// Whether pages and the read API need no sign-in (changes always need one)
-    #[arg(long, env = "UPDRAFT_PUBLIC_READ", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Whether pages and the read API need no sign-in (by default they need one; changes
+    /// always do)
+    #[arg(long, env = "UPDRAFT_PUBLIC_READ", default_value_t = false, action = clap::ArgAction::Set)]
     public_read: bool,
     /// Mark the session cookie Secure (serve behind HTTPS)
     #[arg(long, env = "UPDRAFT_SECURE_COOKIES")]

@@ -139,3 +139,35 @@ fn known_secrets_are_masked_in_task_logs() {
         assert!(!text.contains("secret-pw"), "{text}");
     }
 }
+
+/// As shipped, `serve` shows nothing to someone not signed in: pages go to the sign-in page,
+/// the API answers 401; `/health` and the sign-in page stay open.
+#[test]
+fn reading_needs_a_sign_in_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let mut serve = Serve::start_as_configured(dir.path(), &[]);
+    serve.wait_healthy(Duration::from_secs(20));
+    let status = |path: &str| {
+        let response = serve.get(path).unwrap_or_default();
+        response.lines().next().unwrap_or_default().to_owned()
+    };
+    assert!(
+        status("/api/v1/dags").contains(" 401 "),
+        "{}",
+        status("/api/v1/dags")
+    );
+    let page = serve.get("/dags").unwrap_or_default();
+    assert!(page.starts_with("HTTP/1.1 303"), "{page}");
+    assert!(
+        page.to_ascii_lowercase().contains("location: /login"),
+        "{page}"
+    );
+    assert!(status("/login").contains(" 200 "), "{}", status("/login"));
+    assert!(
+        status("/metrics").contains(" 401 "),
+        "{}",
+        status("/metrics")
+    );
+    serve.terminate();
+}

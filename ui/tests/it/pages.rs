@@ -118,7 +118,7 @@ async fn a_param_holding_a_script_is_escaped_on_the_trigger_page() {
         name_default: "<script>alert(1)</script>".into(),
         ..MemoryBackend::default()
     };
-    let app = App::new(backend, ui::UiConfig::default());
+    let app = App::public_with(backend);
     let (status, html) = app.get("/dags/hello/trigger").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!html.contains("<script>alert(1)</script>"), "{html}");

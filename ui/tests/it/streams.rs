@@ -5,7 +5,6 @@ use crate::support;
 
 use axum::http::StatusCode;
 use support::{App, MemoryBackend, RUN_ID};
-use ui::UiConfig;
 
 const STREAM: &str = "/dags/users/runs/manual__2026-11-25T10:00:00Z/tasks/stats";
 
@@ -52,7 +51,7 @@ async fn without_streams_the_page_says_how_to_start_one() {
         streams: Vec::new(),
         ..MemoryBackend::default()
     };
-    let (status, html) = App::new(backend, UiConfig::default()).get("/streams").await;
+    let (status, html) = App::public_with(backend).get("/streams").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("id=\"no-streams\""), "{html}");
     assert!(html.contains("@continuous"));
@@ -209,7 +208,7 @@ async fn a_running_run_with_streams_shows_their_panel() {
         streaming_run: true,
         ..MemoryBackend::default()
     };
-    let (status, html) = App::new(backend, UiConfig::default())
+    let (status, html) = App::public_with(backend)
         .get(&format!("/dags/hello/runs/{RUN_ID}"))
         .await;
     assert_eq!(status, StatusCode::OK);

@@ -53,8 +53,16 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts `serve` on a free port with `env` added (e.g. `UPDRAFT_ADMIN_PASSWORD`).
+    /// Starts `serve` on a free port with `env` added (e.g. `UPDRAFT_ADMIN_PASSWORD`), its
+    /// pages and read API public (`env` may say otherwise) so that tests read them as they are.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut all = vec![("UPDRAFT_PUBLIC_READ", "true")];
+        all.extend_from_slice(env);
+        Self::start_as_configured(dir, &all)
+    }
+
+    /// Starts `serve` on a free port with `env` added and nothing else set.
+    pub fn start_as_configured(dir: &Path, env: &[(&str, &str)]) -> Self {
         let log = File::options()
             .create(true)
             .append(true)

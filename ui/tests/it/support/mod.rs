@@ -662,7 +662,16 @@ impl App {
     }
 
     pub fn public() -> Self {
-        Self::new(MemoryBackend::default(), UiConfig::default())
+        Self::public_with(MemoryBackend::default())
+    }
+
+    /// The router over `backend`, reading open to everyone.
+    pub fn public_with(backend: MemoryBackend) -> Self {
+        let config = UiConfig {
+            public_read: true,
+            ..UiConfig::default()
+        };
+        Self::new(backend, config)
     }
 
     pub async fn send(&self, request: Request<Body>) -> Response<Body> {
