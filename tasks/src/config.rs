@@ -120,7 +120,8 @@ impl OperatorConfig {
     /// run when a DAG file loads and again on the rendered config before each try.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
-            Self::Noop(_) | Self::Sleep(_) | Self::Shell(_) => Ok(()),
+            Self::Noop(_) | Self::Sleep(_) => Ok(()),
+            Self::Shell(config) => config.validate(),
             Self::Http(config) => config.validate(),
             Self::HttpToKafka(config) => config.validate(),
             Self::GenerateToKafka(config) => config.validate(),

@@ -32,6 +32,8 @@ pub struct Dag {
     pub tags: Vec<String>,
     /// The queue of its tasks that name none (`[dag] queue`, else `default`).
     pub queue: String,
+    /// The orchestrator's environment variables every shell task of the DAG also gets.
+    pub env_passthrough: Vec<String>,
     /// Tasks in a topological order (every task after its upstreams).
     pub tasks: Vec<TaskSpec>,
     /// Task id -> position in `tasks` (set with them: [`Dag::set_tasks`]).

@@ -62,6 +62,8 @@ struct RawDag {
     tags: Vec<String>,
     #[serde(default)]
     queue: Option<Spanned<String>>,
+    #[serde(default)]
+    env_passthrough: Option<Spanned<Vec<String>>>,
 }
 
 /// The common fields of a `[[task]]` table as written.
@@ -131,6 +133,9 @@ pub fn parse_dag_file(path: &Path, source: &str) -> Result<Dag, DagFileError> {
             for task in tasks.iter_mut().filter(|t| t.queue.is_empty()) {
                 task.queue.clone_from(&dag.queue);
             }
+            for task in tasks.iter_mut() {
+                pass_through(task, &dag.env_passthrough);
+            }
             dag.set_tasks(tasks);
             Ok(dag)
         }
@@ -154,6 +159,16 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
     check_id(raw.id.get_ref(), Some(raw.id.span()), "dag.id", problems);
     if let Some(queue) = &raw.queue {
         check_id(queue.get_ref(), Some(queue.span()), "dag.queue", problems);
+    }
+    if let Some((name, span)) = raw.env_passthrough.as_ref().and_then(|names| {
+        let name = names.get_ref().iter().find(|n| n.starts_with("UPDRAFT_"))?;
+        Some((name, names.span()))
+    }) {
+        problems.at(
+            Some(span),
+            "dag.env_passthrough",
+            format!("{name:?}: the orchestrator's UPDRAFT_* variables hold its secrets and never reach a task"),
+        );
     }
     let schedule = match Schedule::parse(raw.schedule.as_ref().map(|s| s.get_ref().as_str())) {
         Ok(schedule) => schedule,
@@ -214,6 +229,10 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
         queue: raw
             .queue
             .map_or_else(|| DEFAULT_QUEUE.to_owned(), Spanned::into_inner),
+        env_passthrough: raw
+            .env_passthrough
+            .map(Spanned::into_inner)
+            .unwrap_or_default(),
         tasks: Vec::new(),
         positions: Default::default(),
     })
@@ -424,6 +443,26 @@ fn check_parallelism(
 
 /// The most instances one stream task splits into.
 const MAX_PARALLELISM: u32 = 256;
+
+/// Adds the DAG's `env_passthrough` names to a shell task's own.
+fn pass_through(task: &mut TaskSpec, names: &[String]) {
+    if names.is_empty() || task.operator != OperatorKind::Shell {
+        return;
+    }
+    let Some(config) = task.config.as_object_mut() else {
+        return;
+    };
+    let listed = config
+        .entry("env_passthrough")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(listed) = listed.as_array_mut() {
+        for name in names {
+            if !listed.iter().any(|n| n.as_str() == Some(name.as_str())) {
+                listed.push(name.clone().into());
+            }
+        }
+    }
+}
 
 /// Gives back the spare room of a config's maps and lists: it is kept for the life of the
 /// DAG, once per task (a two-key map held 312 bytes; 6 MB in a 20,000-task DAG).

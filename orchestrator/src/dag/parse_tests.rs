@@ -363,3 +363,56 @@ command = "echo {{{{ upstream.a.output }}}} {{% if upstream.b.x %}}y{{% endif %}
     // Both read tasks listed: fine (`upstream.z` outside a template block is text).
     assert!(parse(&source("\"a\", \"b\"")).is_ok());
 }
+
+#[test]
+fn the_dags_env_passthrough_reaches_every_shell_task() {
+    let dag = parse(
+        r#"
+[dag]
+id = "d"
+env_passthrough = ["AWS_PROFILE"]
+[[task]]
+id = "own"
+operator = "shell"
+command = "env"
+env_passthrough = ["KUBECONFIG", "AWS_PROFILE"]
+[[task]]
+id = "plain"
+operator = "shell"
+command = "env"
+[[task]]
+id = "wait"
+operator = "noop"
+"#,
+    )
+    .unwrap();
+    let names = |id: &str| dag.task(id).unwrap().config.get("env_passthrough").cloned();
+    assert_eq!(
+        names("own"),
+        Some(serde_json::json!(["KUBECONFIG", "AWS_PROFILE"]))
+    );
+    assert_eq!(names("plain"), Some(serde_json::json!(["AWS_PROFILE"])));
+    assert_eq!(names("wait"), None);
+}
+
+#[test]
+fn no_updraft_variable_can_be_passed_through() {
+    let dag_level = problems(
+        "[dag]\nid = \"d\"\nenv_passthrough = [\"UPDRAFT_DB\"]\n[[task]]\nid = \"t\"\noperator = \"noop\"\n",
+    );
+    assert!(
+        dag_level
+            .iter()
+            .any(|p| p.contains("dag.env_passthrough") && p.contains("UPDRAFT_DB")),
+        "{dag_level:?}"
+    );
+    let task_level = problems(
+        "[dag]\nid = \"d\"\n[[task]]\nid = \"t\"\noperator = \"shell\"\ncommand = \"env\"\nenv_passthrough = [\"UPDRAFT_ADMIN_PASSWORD\"]\n",
+    );
+    assert!(
+        task_level
+            .iter()
+            .any(|p| p.contains("env_passthrough") && p.contains("UPDRAFT_ADMIN_PASSWORD")),
+        "{task_level:?}"
+    );
+}

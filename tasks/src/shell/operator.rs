@@ -30,16 +30,18 @@ impl ShellOperator {
             .map_err(|e| TaskError::Failed(format!("cannot start bash: {e}")))
     }
 
-    /// `bash -c <command>` with `parent`'s environment less its `UPDRAFT_*` variables (the
-    /// metadata database's URL with its password, the admin password, tokens: a task running
-    /// `env` or `set -x` would print them into a log), then the task's own `env`.
+    /// `bash -c <command>` with a clean environment: of `parent`'s variables only the base
+    /// ones (`PATH`, `HOME`, `LANG`, ...) and those named in `env_passthrough`, then the task's
+    /// own `env`. Nothing else of the orchestrator's reaches a task (its `UPDRAFT_*` variables
+    /// hold the metadata database's URL with its password, the admin password, tokens; a task
+    /// running `env` or `set -x` would print them into a log).
     fn command(&self, parent: impl Iterator<Item = (OsString, OsString)>) -> Command {
         let mut command = Command::new("bash");
         command
             .arg("-c")
             .arg(&self.config.command)
             .env_clear()
-            .envs(parent.filter(|(name, _)| !name.as_encoded_bytes().starts_with(b"UPDRAFT_")))
+            .envs(parent.filter(|(name, _)| name.to_str().is_some_and(|n| self.config.passes(n))))
             .envs(&self.config.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -134,17 +136,21 @@ mod tests {
     use crate::test_context::{Lines, context};
 
     #[tokio::test]
-    async fn a_task_sees_no_updraft_variable_but_its_own() {
+    async fn a_task_starts_from_a_clean_environment() {
         let operator = ShellOperator::new(ShellConfig {
             command: "env".into(),
             env: BTreeMap::from([("UPDRAFT_MINE".into(), "set by the task".into())]),
             cwd: None,
+            env_passthrough: vec!["AWS_PROFILE".into()],
         });
         let parent = [
             ("PATH", "/usr/bin:/bin"),
             ("UPDRAFT_DB", "postgres://u:secret@h/db"),
             ("UPDRAFT_ADMIN_PASSWORD", "hunter2"),
             ("LANG", "C.UTF-8"),
+            ("LC_TIME", "C"),
+            ("AWS_PROFILE", "analytics"),
+            ("AWS_SECRET_ACCESS_KEY", "not-passed-through"),
         ]
         .map(|(name, value)| (OsString::from(name), OsString::from(value)));
         let output = operator.command(parent.into_iter()).output().await.unwrap();
@@ -154,7 +160,27 @@ mod tests {
             "{env}"
         );
         assert!(env.contains("UPDRAFT_MINE=set by the task"), "{env}");
-        assert!(!env.contains("secret") && !env.contains("hunter2"), "{env}");
+        assert!(
+            env.contains("LC_TIME=C") && env.contains("AWS_PROFILE=analytics"),
+            "{env}"
+        );
+        assert!(
+            !env.contains("secret") && !env.contains("hunter2") && !env.contains("AWS_SECRET"),
+            "{env}"
+        );
+    }
+
+    #[test]
+    fn an_updraft_variable_cannot_be_passed_through() {
+        let config = ShellConfig {
+            command: "env".into(),
+            env: BTreeMap::new(),
+            cwd: None,
+            env_passthrough: vec!["UPDRAFT_DB".into()],
+        };
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.field, "env_passthrough");
+        assert!(error.message.contains("UPDRAFT_DB"), "{error:?}");
     }
 
     fn shell(command: &str) -> ShellOperator {
@@ -162,6 +188,7 @@ mod tests {
             command: command.into(),
             env: BTreeMap::new(),
             cwd: None,
+            env_passthrough: Vec::new(),
         })
     }
 
@@ -225,6 +252,7 @@ mod tests {
             command: "echo \"$WHO in $(pwd)\"".into(),
             env: BTreeMap::from([("WHO".to_string(), "the task".to_string())]),
             cwd: Some(dir.path().to_owned()),
+            env_passthrough: Vec::new(),
         });
         let lines = Arc::new(Lines::default());
         let result = operator.execute(&context(&lines)).await.unwrap();
