@@ -44,9 +44,9 @@ impl Secrets {
         Self::new(passwords.chain(values))
     }
 
-    /// `text` with every secret replaced by `***`.
+    /// `text` with every secret, and the password of every URL in it, replaced by `***`.
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut masked = Cow::Borrowed(text);
+        let mut masked = crate::store::redact_urls(text);
         for value in self.values.iter() {
             if masked.contains(value.as_str()) {
                 masked = Cow::Owned(masked.replace(value.as_str(), "***"));
@@ -76,6 +76,11 @@ mod tests {
         );
         // Too short to mask: it would hide common words.
         assert_eq!(secrets.mask("abc"), "abc");
+        // A URL's password is masked whoever's it is (a task's own sink, say).
+        assert_eq!(
+            secrets.mask("writing to mongodb://me:mine@h/db"),
+            "writing to mongodb://me:***@h/db"
+        );
         assert!(matches!(secrets.mask("nothing here"), Cow::Borrowed(_)));
     }
 

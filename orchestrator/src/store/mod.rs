@@ -179,15 +179,42 @@ fn normalize_url(url: &str) -> Result<(String, bool)> {
 
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
-    match password_span(url) {
-        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
-        None => url.to_owned(),
-    }
+    redact_urls(url).into_owned()
 }
 
 /// The password of a URL (`scheme://user:password@host...`) as written in it.
 pub fn password_of_url(url: &str) -> Option<&str> {
     password_span(url).map(|(start, end)| &url[start..end])
+}
+
+/// `text` with the password of every URL in it (`scheme://user:password@host`) as `***`:
+/// error messages of drivers and task output may carry a connection string.
+pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut changed = false;
+    let mut rest = text;
+    while let Some(found) = rest.find("://") {
+        let start = found + 3;
+        let end = rest[start..]
+            .find(|c: char| c == '/' || c.is_whitespace() || matches!(c, '"' | '\'' | '>' | '<'))
+            .map_or(rest.len(), |end| start + end);
+        let authority = &rest[start..end];
+        match (authority.find(':'), authority.rfind('@')) {
+            (Some(colon), Some(at)) if colon < at => {
+                out.push_str(&rest[..start + colon + 1]);
+                out.push_str("***");
+                out.push_str(&rest[start + at..end]);
+                changed = true;
+            }
+            _ => out.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Where the password of a URL starts and ends.
@@ -240,5 +267,26 @@ mod tests {
             Some("p%40ss")
         );
         assert_eq!(password_of_url("postgres://u@h/db"), None);
+    }
+
+    #[test]
+    fn every_url_in_a_text_loses_its_password() {
+        assert_eq!(
+            redact_urls(
+                "cannot reach mongodb://app:p%40ss@h1:27017,h2/?authSource=admin nor \"postgres://u:pw@db/x\""
+            ),
+            "cannot reach mongodb://app:***@h1:27017,h2/?authSource=admin nor \"postgres://u:***@db/x\""
+        );
+        for plain in [
+            "no url here",
+            "http://host:8080/path",
+            "postgres://u@h/db",
+            "a://",
+        ] {
+            assert!(
+                matches!(redact_urls(plain), std::borrow::Cow::Borrowed(_)),
+                "{plain}"
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@ use super::{WebBackend, internal, streams::stream_view, task_key};
 use crate::{
     dag::TaskSpec,
     logs::{LogPart, TryLogKey},
-    store::TaskKey,
+    store::{TaskKey, redact_urls},
 };
 
 /// Dead letters read per partition, and shown at most.
@@ -166,7 +166,7 @@ impl WebBackend {
             .ok()?;
         tail.text.lines().rev().find_map(|line| {
             line.split_once("Task failed: ")
-                .map(|(_, why)| why.to_owned())
+                .map(|(_, why)| redact_urls(why).into_owned())
         })
     }
 
@@ -201,7 +201,9 @@ impl WebBackend {
                         .map(dead_letter)
                         .collect();
                 }
-                Err(error) => detail.dead_letters_error = Some(error.to_string()),
+                Err(error) => {
+                    detail.dead_letters_error = Some(redact_urls(&error.to_string()).into_owned());
+                }
             }
         }
         Ok(detail)
@@ -281,7 +283,7 @@ impl WebBackend {
                     .map(|row| row.iter().map(cell).collect())
                     .collect();
             }
-            Err(error) => view.error = Some(error.to_string()),
+            Err(error) => view.error = Some(redact_urls(&error.to_string()).into_owned()),
         }
         Ok(view)
     }
