@@ -131,26 +131,21 @@ pub async fn print_task_instances(
     run: &RunKey,
     dag: Option<&Dag>,
 ) -> anyhow::Result<()> {
-    let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
-    let mut arrived = Vec::new();
+    let mut rows = Vec::new();
     store
-        .for_each_task_instance(&run.dag_id, &run.run_id, |ti| {
-            if dag.is_none() {
-                arrived.push(cells(&ti));
-            } else {
-                by_id.insert(ti.task_id.clone(), cells(&ti));
-            }
-        })
+        .for_each_task_instance(&run.dag_id, &run.run_id, |ti| rows.push(cells(&ti)))
         .await?;
-    let rows = match dag {
-        Some(dag) => dag
+    if let Some(dag) = dag {
+        // By the task id in each row's first cell.
+        let mut by_id: HashMap<String, Vec<String>> =
+            rows.into_iter().map(|row| (row[0].clone(), row)).collect();
+        rows = dag
             .tasks
             .iter()
             .flat_map(|t| t.instance_ids())
             .filter_map(|id| by_id.remove(&id))
-            .collect(),
-        None => arrived,
-    };
+            .collect();
+    }
     print_rows(&rows);
     Ok(())
 }

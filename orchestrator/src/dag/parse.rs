@@ -160,15 +160,10 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
     if let Some(queue) = &raw.queue {
         check_id(queue.get_ref(), Some(queue.span()), "dag.queue", problems);
     }
-    if let Some((name, span)) = raw.env_passthrough.as_ref().and_then(|names| {
-        let name = names.get_ref().iter().find(|n| n.starts_with("UPDRAFT_"))?;
-        Some((name, names.span()))
-    }) {
-        problems.at(
-            Some(span),
-            "dag.env_passthrough",
-            format!("{name:?}: the orchestrator's UPDRAFT_* variables hold its secrets and never reach a task"),
-        );
+    if let Some(names) = &raw.env_passthrough
+        && let Err(message) = tasks::shell::check_passthrough(names.get_ref())
+    {
+        problems.at(Some(names.span()), "dag.env_passthrough", message);
     }
     let schedule = match Schedule::parse(raw.schedule.as_ref().map(|s| s.get_ref().as_str())) {
         Ok(schedule) => schedule,

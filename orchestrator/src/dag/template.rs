@@ -92,11 +92,16 @@ fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 
-/// Renders every string in `config` (keys stay as they are). The error names the field.
+/// Renders every string in `config` (keys stay as they are). The error names the field. A
+/// config without templates is returned as it is, without building the environment or
+/// converting the context (which holds the whole process environment).
 pub fn render_config(
     config: &serde_json::Value,
     ctx: &TemplateContext,
 ) -> Result<serde_json::Value, ConfigError> {
+    if !has_templates(config) {
+        return Ok(config.clone());
+    }
     let env = environment();
     let ctx = minijinja::Value::from_serialize(ctx);
     render_value(&env, config, &ctx, "")

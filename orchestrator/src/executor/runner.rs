@@ -450,15 +450,15 @@ impl Runner {
         ti: &TaskInstanceRow,
         log: &Arc<dyn LogSink>,
     ) -> Result<TaskResult, TryFailure> {
-        // A config without templates is taken as it is (the context holds the whole
-        // environment: building it cost more than a noop try).
+        // The try's own context only for templates to read (copying the base, which holds
+        // the whole environment, cost more than a noop try).
         let operator = if has_templates(&self.spec.config) {
             let mut context = (*self.base).clone();
             context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
             context.upstream = self.upstream_results.clone();
             build_operator(&self.spec, &context)
         } else {
-            typed_config(&self.spec, self.spec.config.clone()).and_then(OperatorConfig::build)
+            build_operator(&self.spec, &self.base)
         }
         .map_err(TaskError::from)?;
         let cancel = self.stop.child_token();

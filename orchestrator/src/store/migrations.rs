@@ -162,7 +162,7 @@ const MIGRATION_LOCK: i64 = 0x0055_5044_5241_4654;
 /// Applies every migration newer than the database; returns the versions applied now.
 pub(super) async fn apply(pool: &AnyPool) -> Result<Vec<i64>> {
     let mut conn = pool.acquire().await?;
-    let is_postgres = conn.backend_name().eq_ignore_ascii_case("postgresql");
+    let is_postgres = super::bulk::Dialect::of(&conn) == super::bulk::Dialect::Postgres;
     if is_postgres {
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(MIGRATION_LOCK)

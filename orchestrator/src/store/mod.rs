@@ -13,6 +13,7 @@ mod runs;
 mod task_instances;
 mod task_metrics;
 mod transitions;
+mod urls;
 mod users;
 mod workers;
 
@@ -36,6 +37,7 @@ pub use runs::{RunChange, RunEffect};
 pub use task_instances::{Fence, TiChange};
 pub use task_metrics::PublishedMetrics;
 pub use transitions::{run_can_transition, task_can_transition};
+pub use urls::{password_of_url, redact_urls};
 pub use users::{ApiTokenRow, UserRow};
 pub use workers::{Claimant, WorkerRow, WorkerState};
 
@@ -182,49 +184,6 @@ fn redact(url: &str) -> String {
     redact_urls(url).into_owned()
 }
 
-/// The password of a URL (`scheme://user:password@host...`) as written in it.
-pub fn password_of_url(url: &str) -> Option<&str> {
-    password_span(url).map(|(start, end)| &url[start..end])
-}
-
-/// `text` with the password of every URL in it (`scheme://user:password@host`) as `***`:
-/// error messages of drivers and task output may carry a connection string.
-pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
-    let mut out = String::new();
-    let mut changed = false;
-    let mut rest = text;
-    while let Some(found) = rest.find("://") {
-        let start = found + 3;
-        let end = rest[start..]
-            .find(|c: char| c == '/' || c.is_whitespace() || matches!(c, '"' | '\'' | '>' | '<'))
-            .map_or(rest.len(), |end| start + end);
-        let authority = &rest[start..end];
-        match (authority.find(':'), authority.rfind('@')) {
-            (Some(colon), Some(at)) if colon < at => {
-                out.push_str(&rest[..start + colon + 1]);
-                out.push_str("***");
-                out.push_str(&rest[start + at..end]);
-                changed = true;
-            }
-            _ => out.push_str(&rest[..end]),
-        }
-        rest = &rest[end..];
-    }
-    if !changed {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    out.push_str(rest);
-    std::borrow::Cow::Owned(out)
-}
-
-/// Where the password of a URL starts and ends.
-fn password_span(url: &str) -> Option<(usize, usize)> {
-    let scheme_end = url.find("://")? + 3;
-    let at = url.rfind('@').filter(|at| *at > scheme_end)?;
-    let colon = url[scheme_end..at].find(':')? + scheme_end + 1;
-    Some((colon, at))
-}
-
 /// Timestamps are stored as microseconds since the Unix epoch (BIGINT on both engines).
 pub fn to_micros(time: DateTime<Utc>) -> i64 {
     time.timestamp_micros()
@@ -262,31 +221,5 @@ mod tests {
             "postgres://me:***@host:5432/db"
         );
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
-        assert_eq!(
-            password_of_url("mongodb://u:p%40ss@h:27017/?authSource=admin"),
-            Some("p%40ss")
-        );
-        assert_eq!(password_of_url("postgres://u@h/db"), None);
-    }
-
-    #[test]
-    fn every_url_in_a_text_loses_its_password() {
-        assert_eq!(
-            redact_urls(
-                "cannot reach mongodb://app:p%40ss@h1:27017,h2/?authSource=admin nor \"postgres://u:pw@db/x\""
-            ),
-            "cannot reach mongodb://app:***@h1:27017,h2/?authSource=admin nor \"postgres://u:***@db/x\""
-        );
-        for plain in [
-            "no url here",
-            "http://host:8080/path",
-            "postgres://u@h/db",
-            "a://",
-        ] {
-            assert!(
-                matches!(redact_urls(plain), std::borrow::Cow::Borrowed(_)),
-                "{plain}"
-            );
-        }
     }
 }

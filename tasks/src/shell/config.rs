@@ -31,19 +31,8 @@ pub const BASE_ENV: &[&str] = &[
 impl ShellConfig {
     /// `env_passthrough` names no `UPDRAFT_*` variable.
     pub fn validate(&self) -> Result<(), crate::ConfigError> {
-        match self
-            .env_passthrough
-            .iter()
-            .find(|name| name.starts_with("UPDRAFT_"))
-        {
-            Some(name) => Err(crate::ConfigError::new(
-                "env_passthrough",
-                format!(
-                    "{name:?}: the orchestrator's UPDRAFT_* variables hold its secrets and never reach a task"
-                ),
-            )),
-            None => Ok(()),
-        }
+        check_passthrough(&self.env_passthrough)
+            .map_err(|message| crate::ConfigError::new("env_passthrough", message))
     }
 
     /// Whether the orchestrator's variable `name` reaches the command.
@@ -52,5 +41,15 @@ impl ShellConfig {
             && (BASE_ENV.contains(&name)
                 || name.starts_with("LC_")
                 || self.env_passthrough.iter().any(|n| n == name))
+    }
+}
+
+/// Refuses an `env_passthrough` list (a task's or a DAG's) that names an `UPDRAFT_*` variable.
+pub fn check_passthrough(names: &[String]) -> Result<(), String> {
+    match names.iter().find(|name| name.starts_with("UPDRAFT_")) {
+        Some(name) => Err(format!(
+            "{name:?}: the orchestrator's UPDRAFT_* variables hold its secrets and never reach a task"
+        )),
+        None => Ok(()),
     }
 }
