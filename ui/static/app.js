@@ -34,6 +34,18 @@
     }
   });
 
+  // ---- Selects that act when changed (no inline handlers: the CSP allows no inline script):
+  // data-submit-on-change sends its form, data-go-on-change goes to the chosen option's URL.
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!select || select.tagName !== "SELECT") { return; }
+    if (select.hasAttribute("data-submit-on-change") && select.form) {
+      select.form.submit();
+    } else if (select.hasAttribute("data-go-on-change")) {
+      location.href = select.value;
+    }
+  });
+
   // ---- Live regions: <div data-live-src="/partial" data-live-dag="id" data-live-run="id">.
   var pending = new Map();
   var inFlight = new Set();

@@ -29,6 +29,30 @@ impl Drop for Guard {
     }
 }
 
+/// ChromeDriver's `POST /session/{id}/se/log` for the browser console (not in W3C WebDriver).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(r#"{"type":"browser"}"#.into()),
+        )
+    }
+}
+
 fn chromedriver() -> PathBuf {
     let path =
         std::env::var("UPDRAFT_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
@@ -124,6 +148,11 @@ impl Ui {
                          format!("--user-data-dir={}", profile.display())]
             }),
         );
+        // The browser's console, read back by `console_errors`.
+        caps.insert(
+            "goog:loggingPrefs".into(),
+            serde_json::json!({ "browser": "ALL" }),
+        );
         let client = ClientBuilder::native()
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{driver_port}"))
@@ -148,9 +177,32 @@ impl Ui {
             .unwrap();
     }
 
+    /// Takes a screenshot, and checks that the page broke no rule of the Content-Security-Policy
+    /// (a blocked inline script or handler is only a console message).
     async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+        let refused: Vec<String> = self
+            .console_messages()
+            .await
+            .into_iter()
+            .filter(|m| m.contains("Content Security Policy"))
+            .collect();
+        assert!(refused.is_empty(), "{name}: {refused:#?}");
+    }
+
+    /// The console messages since the last call (ChromeDriver's log endpoint).
+    async fn console_messages(&self) -> Vec<String> {
+        let entries = self.client.issue_cmd(BrowserLog).await.unwrap();
+        entries
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| e["message"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     async fn js(&self, script: &str) -> serde_json::Value {
@@ -536,6 +588,19 @@ async fn streams_and_results_follow_the_pipeline_live() {
         .await;
     assert!(pushed.as_f64().unwrap() >= 1.0, "pushed {pushed}");
     ui.shot("results-after-next-run").await;
+
+    // The window picker acts without an inline handler (the CSP blocks those).
+    ui.js("const select = document.querySelector('#window-select'); \
+           select.value = select.options[select.options.length - 1].value; \
+           select.dispatchEvent(new Event('change', { bubbles: true })); return true;")
+        .await;
+    ui.until(
+        "the picked window's page",
+        Duration::from_secs(10),
+        "return location.search.includes('window=') && !!document.querySelector('#results-chart')",
+    )
+    .await;
+    ui.shot("results-picked-window").await;
 
     // A stream's own page: its figures and the dead-letter topic it reads.
     let stream_page = ui

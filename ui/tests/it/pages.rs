@@ -292,8 +292,42 @@ async fn every_response_carries_the_security_headers() {
         assert_eq!(header("referrer-policy"), Some("same-origin"), "{uri}");
         assert!(
             header("content-security-policy")
-                .is_some_and(|csp| csp.contains("frame-ancestors 'none'")),
+                .is_some_and(|csp| csp.contains("frame-ancestors 'none'")
+                    && csp.contains("script-src 'self';")
+                    && !csp.contains("unsafe-eval")),
             "{uri}"
         );
     }
+}
+
+#[test]
+fn no_template_has_an_inline_script_or_handler() {
+    // The CSP's `script-src 'self'` blocks both: they would silently stop working.
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut stack = vec![templates];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            checked += 1;
+            for (n, line) in text.lines().enumerate() {
+                let inline_script = line.contains("<script") && !line.contains(" src=");
+                let handler = line
+                    .split_whitespace()
+                    .any(|word| word.starts_with("on") && word.contains("=\""));
+                assert!(
+                    !inline_script && !handler && !line.contains("javascript:"),
+                    "{}:{}: inline script under a CSP without 'unsafe-inline': {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+    assert!(checked > 10, "found the templates");
 }
