@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use ui::views::Actor;
+
 use crate::{
+    audit,
     dag::Dag,
     executor::Executor,
     scheduler::new_manual_run,
@@ -77,19 +80,26 @@ pub async fn trigger(
     store: &Store,
     dag: &Dag,
     conf: serde_json::Map<String, serde_json::Value>,
+    actor: &Actor,
 ) -> Result<DagRunRow> {
     check_conf(dag, &conf)?;
+    let detail = serde_json::json!({ "conf": conf });
     let new = new_manual_run(dag, conf, None);
-    store
+    let run = store
         .create_run(&new, &dag.new_task_instances())
         .await?
-        .ok_or_else(|| CommandError::Conflict(format!("a run {} already exists", new.run_id)))
+        .ok_or_else(|| CommandError::Conflict(format!("a run {} already exists", new.run_id)))?;
+    let entry = audit::entry(actor, "trigger").about_run(&run.dag_id, &run.run_id);
+    audit::record(store, entry.with_detail(detail)).await;
+    Ok(run)
 }
 
-pub async fn set_paused(store: &Store, dag: &Dag, paused: bool) -> Result<()> {
+pub async fn set_paused(store: &Store, dag: &Dag, paused: bool, actor: &Actor) -> Result<()> {
     store
         .set_paused(&dag.id, &dag.file.display().to_string(), paused)
         .await?;
+    let event = if paused { "pause" } else { "unpause" };
+    audit::record(store, audit::entry(actor, event).about_dag(&dag.id)).await;
     Ok(())
 }
 
@@ -100,6 +110,7 @@ pub async fn clear(
     dag: &Dag,
     task: &TaskKey,
     downstream: bool,
+    actor: &Actor,
 ) -> Result<Vec<String>> {
     let run = run_key(task);
     let existing = store.get_run(&run.dag_id, &run.run_id).await?;
@@ -125,12 +136,15 @@ pub async fn clear(
     if !store.clear_task_instances(&run, &tries).await? {
         return Err(still_running(&existing));
     }
-    tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, tasks = ?ids, "Cleared task instances");
+    let entry = audit::entry(actor, "clear")
+        .about_task(&task.dag_id, &task.run_id, &task.task_id)
+        .with_detail(serde_json::json!({ "downstream": downstream, "cleared": ids }));
+    audit::record(store, entry).await;
     Ok(ids)
 }
 
 /// Marks a task instance of a finished run success or failed.
-pub async fn mark(store: &Store, task: &TaskKey, state: TiState) -> Result<()> {
+pub async fn mark(store: &Store, task: &TaskKey, state: TiState, actor: &Actor) -> Result<()> {
     let run = run_key(task);
     let Some(existing) = store.get_run(&run.dag_id, &run.run_id).await? else {
         return Err(no_run(&run));
@@ -148,7 +162,12 @@ pub async fn mark(store: &Store, task: &TaskKey, state: TiState) -> Result<()> {
     if !store.mark_task_instance(task, state).await? {
         return Err(still_running(&existing));
     }
-    tracing::info!(dag_id = %task.dag_id, run_id = %task.run_id, task_id = %task.task_id, %state, "Marked a task instance");
+    let entry = audit::entry(actor, &format!("mark_{state}")).about_task(
+        &task.dag_id,
+        &task.run_id,
+        &task.task_id,
+    );
+    audit::record(store, entry).await;
     Ok(())
 }
 
@@ -160,6 +179,7 @@ pub async fn stop(
     executor: Option<&Executor>,
     run: &RunKey,
     wait: Duration,
+    actor: &Actor,
 ) -> Result<DagRunRow> {
     let Some(existing) = store.get_run(&run.dag_id, &run.run_id).await? else {
         return Err(no_run(run));
@@ -186,6 +206,8 @@ pub async fn stop(
             existing.owner.as_deref().unwrap_or("unknown")
         )));
     }
+    let entry = audit::entry(actor, "stop").about_run(&run.dag_id, &run.run_id);
+    audit::record(store, entry).await;
     store
         .get_run(&run.dag_id, &run.run_id)
         .await?

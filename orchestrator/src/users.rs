@@ -3,7 +3,9 @@
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use sha2::{Digest, Sha256};
 
-use crate::store::{Store, StoreError};
+pub use ui::views::{Role, User};
+
+use crate::store::{Store, StoreError, UserRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -42,7 +44,21 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
         .map_err(|e| UserError::Hash(e.to_string()))
 }
 
-pub async fn add_user(store: &Store, username: &str, password: &str) -> Result<(), UserError> {
+/// The user of a stored row; a role the store holds but this build does not know counts as
+/// `viewer` (the least).
+pub fn user_of(row: UserRow) -> User {
+    User {
+        role: row.role.parse().unwrap_or(Role::Viewer),
+        username: row.username,
+    }
+}
+
+pub async fn add_user(
+    store: &Store,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<(), UserError> {
     check_username(username)?;
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(UserError::Invalid(format!(
@@ -50,7 +66,7 @@ pub async fn add_user(store: &Store, username: &str, password: &str) -> Result<(
         )));
     }
     let hash = hash_password(password)?;
-    if !store.insert_user(username, &hash).await? {
+    if !store.insert_user(username, &hash, role.as_str()).await? {
         return Err(UserError::Exists(username.to_owned()));
     }
     Ok(())
@@ -120,9 +136,17 @@ pub async fn create_token(
     Ok((token_id, token))
 }
 
-/// The user a bearer token belongs to, if it is live.
-pub async fn token_user(store: &Store, token: &str) -> Result<Option<String>, UserError> {
-    Ok(store.token_user(&token_hash(token)).await?)
+/// The user a bearer token belongs to, if it is live (tokens act with their user's role).
+pub async fn token_user(store: &Store, token: &str) -> Result<Option<User>, UserError> {
+    Ok(store.token_user(&token_hash(token)).await?.map(user_of))
+}
+
+/// Gives a user another role (their sessions and tokens act with it from their next request).
+pub async fn set_role(store: &Store, username: &str, role: Role) -> Result<(), UserError> {
+    if !store.set_role(username, role.as_str()).await? {
+        return Err(UserError::Unknown(username.to_owned()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,7 +182,9 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("u.db").display()))
             .await
             .unwrap();
-        add_user(&store, "ada", "correct horse").await.unwrap();
+        add_user(&store, "ada", "correct horse", Role::Viewer)
+            .await
+            .unwrap();
         assert!(
             verify_password(&store, "ada", "correct horse")
                 .await

@@ -9,7 +9,7 @@ use std::{
 
 use axum::{
     body::{Body, to_bytes},
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{HeaderMap, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -18,8 +18,8 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use crate::{
     AppState,
-    error::AppError,
-    views::{User, pages::url_encode},
+    error::{AppError, PageError},
+    views::{Actor, Role, User, pages::url_encode},
 };
 
 pub const SESSION_COOKIE: &str = "updraft_session";
@@ -35,14 +35,23 @@ pub struct Principal {
     pub user: Option<User>,
     /// The session's CSRF token (cookie sign-ins only), for the forms of the page.
     pub csrf: Option<String>,
+    /// The client's address, when the server knows it.
+    pub source: Option<String>,
 }
 
 impl Principal {
-    /// The user name a command acts for.
-    pub fn actor(&self) -> &str {
-        self.user
+    /// Who a command acts for, as the audit log keeps it.
+    pub fn actor(&self) -> Actor {
+        let username = self
+            .user
             .as_ref()
-            .map_or("anonymous", |u| u.username.as_str())
+            .map_or("anonymous", |u| u.username.as_str());
+        Actor::new(username, self.source.clone())
+    }
+
+    /// Whether the user's role allows what `role` may do.
+    pub fn can(&self, role: Role) -> bool {
+        self.user.as_ref().is_some_and(|user| user.role >= role)
     }
 }
 
@@ -237,9 +246,23 @@ fn is_open(path: &str) -> bool {
     path == "/login" || path == "/health" || path.starts_with("/static/")
 }
 
+/// The role a request needs: `op` for every write (and the trigger form), `admin` for the
+/// audit log, `viewer` for the rest. Signing in and out needs none.
+fn required_role(writes: bool, path: &str) -> Role {
+    let admin_only = ["/audit", "/api/v1/eventLogs"];
+    let trigger_form = path.starts_with("/dags/") && path.ends_with("/trigger");
+    if admin_only.contains(&path) {
+        Role::Admin
+    } else if writes || trigger_form {
+        Role::Op
+    } else {
+        Role::Viewer
+    }
+}
+
 /// Resolves the [`Principal`] of every request and enforces: reading needs a user unless
-/// reading is public; every write needs a user, and a cookie-authenticated write needs the
-/// session's CSRF token (header or form field).
+/// reading is public; every write needs a user whose role allows it (see [`required_role`]),
+/// and a cookie-authenticated write needs the session's CSRF token (header or form field).
 pub async fn authenticate(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -258,49 +281,75 @@ async fn authorize(
     mut request: Request,
 ) -> Result<Request, Response> {
     let path = request.uri().path().to_owned();
-    let (principal, by_cookie) = match bearer_token(request.headers()) {
-        Some(token) => {
-            let user = state
-                .backend
-                .user_for_token(token)
-                .await
-                .map_err(|e| AppError::from(e).into_response())?;
-            if user.is_none() {
-                return Err(unauthorized(
-                    &path,
-                    "the bearer token is unknown or revoked",
-                ));
-            }
-            (Principal { user, csrf: None }, false)
-        }
-        None => {
-            let id = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
-            let session = id.as_deref().and_then(|id| state.sessions.touch(id));
-            let (user, csrf) = session.unzip();
-            let user = match (user, id) {
-                // A deleted user's sessions end at their next request.
-                (Some(user), Some(id)) => still_a_user(state, user, &id).await?,
-                _ => None,
-            };
-            (Principal { user, csrf }, true)
-        }
-    };
-    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let method = request.method().clone();
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string());
+    let token = bearer_token(request.headers()).map(str::to_owned);
+    let (principal, by_cookie) = principal(state, jar, &path, token, source).await?;
+    let writes = !matches!(method, Method::GET | Method::HEAD);
+    let signs_in_or_out = path == "/login" || path == "/logout";
+    let needed = required_role(writes, &path);
     if writes && path != "/login" {
         if principal.user.is_none() {
             return Err(unauthorized(&path, "sign in to change anything"));
         }
+        if !signs_in_or_out && !principal.can(needed) {
+            return Err(forbidden(state, &principal, &method, &path, needed).await);
+        }
         if by_cookie {
             request = check_csrf(request, principal.csrf.as_deref().unwrap_or("")).await?;
         }
-    } else if !state.config.public_read && principal.user.is_none() && !is_open(&path) {
-        return Err(unauthorized(&path, "sign in to see this page"));
+    } else if principal.user.is_none() {
+        let open = is_open(&path) || (state.config.public_read && needed == Role::Viewer);
+        if !open {
+            return Err(unauthorized(&path, "sign in to see this page"));
+        }
+    } else if !principal.can(needed) {
+        return Err(forbidden(state, &principal, &method, &path, needed).await);
     }
     request.extensions_mut().insert(principal);
     Ok(request)
 }
 
-/// The session's user if the store still has them; else the session ends.
+/// Who asks: a bearer token's user, else the session cookie's; whether by cookie.
+async fn principal(
+    state: &AppState,
+    jar: &CookieJar,
+    path: &str,
+    token: Option<String>,
+    source: Option<String>,
+) -> Result<(Principal, bool), Response> {
+    if let Some(token) = token {
+        let user = state
+            .backend
+            .user_for_token(&token)
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
+        if user.is_none() {
+            return Err(unauthorized(path, "the bearer token is unknown or revoked"));
+        }
+        let principal = Principal {
+            user,
+            csrf: None,
+            source,
+        };
+        return Ok((principal, false));
+    }
+    let id = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let session = id.as_deref().and_then(|id| state.sessions.touch(id));
+    let (user, csrf) = session.unzip();
+    let user = match (user, id) {
+        // A deleted user's sessions end at their next request.
+        (Some(user), Some(id)) => still_a_user(state, user, &id).await?,
+        _ => None,
+    };
+    Ok((Principal { user, csrf, source }, true))
+}
+
+/// The session's user as the store has them now (with their current role); if they are
+/// gone, the session ends.
 async fn still_a_user(
     state: &AppState,
     user: User,
@@ -314,7 +363,37 @@ async fn still_a_user(
     if now.is_none() {
         state.sessions.end(session);
     }
-    Ok(now.map(|_| user))
+    Ok(now)
+}
+
+/// 403 naming the role needed (JSON for the API, a page otherwise); the refusal is audited.
+async fn forbidden(
+    state: &AppState,
+    principal: &Principal,
+    method: &Method,
+    path: &str,
+    needed: Role,
+) -> Response {
+    let role = principal.user.as_ref().map_or(Role::Viewer, |u| u.role);
+    let detail = serde_json::json!({
+        "method": method.as_str(),
+        "path": path,
+        "role": role.as_str(),
+        "needs": needed.as_str(),
+    });
+    state
+        .backend
+        .audit(&principal.actor(), "forbidden", detail)
+        .await;
+    let error = AppError::new(
+        StatusCode::FORBIDDEN,
+        format!("this needs the role {needed}; you are {role}"),
+    );
+    if is_api(path) {
+        error.into_response()
+    } else {
+        PageError(error).into_response()
+    }
 }
 
 /// API: 401 JSON. Pages: off to the sign-in page, coming back here after.
@@ -411,6 +490,7 @@ mod tests {
         let sessions = Sessions::new(Duration::from_millis(300), Duration::from_secs(60));
         let id = sessions.start(User {
             username: "a".into(),
+            role: Role::Viewer,
         });
         assert!(sessions.touch(&id).is_some());
         std::thread::sleep(Duration::from_millis(400));
@@ -424,6 +504,7 @@ mod tests {
         let sessions = Sessions::new(Duration::from_secs(60), Duration::from_millis(600));
         let id = sessions.start(User {
             username: "a".into(),
+            role: Role::Viewer,
         });
         for _ in 0..2 {
             std::thread::sleep(Duration::from_millis(50));
@@ -431,6 +512,15 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(600));
         assert!(sessions.touch(&id).is_none(), "ended, however active");
+    }
+
+    #[test]
+    fn writes_need_op_and_the_audit_log_admin() {
+        assert_eq!(required_role(false, "/dags/hello"), Role::Viewer);
+        assert_eq!(required_role(true, "/dags/hello/pause"), Role::Op);
+        assert_eq!(required_role(false, "/dags/hello/trigger"), Role::Op);
+        assert_eq!(required_role(false, "/audit"), Role::Admin);
+        assert_eq!(required_role(false, "/api/v1/eventLogs"), Role::Admin);
     }
 
     #[test]

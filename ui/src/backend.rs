@@ -6,9 +6,10 @@ use futures::stream::BoxStream;
 use crate::{
     ids::{DagId, RunKey, TaskKey, TryKey},
     views::{
-        DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView, ImportErrorView,
-        LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, ResultsView, RunDetail,
-        RunList, RunQuery, RunView, StreamDetail, StreamTick, StreamView, User, WorkersView,
+        Actor, DagDetail, DagList, DagQuery, DagSummary, EventLogList, EventLogQuery, GridView,
+        HealthView, ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange,
+        Mark, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail, StreamTick,
+        StreamView, User, WorkersView,
     },
 };
 
@@ -39,7 +40,8 @@ impl BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
-/// The orchestrator as the UI sees it. `actor` is the signed-in user a command acts for.
+/// The orchestrator as the UI sees it. `actor` is who a command acts for; each command is
+/// kept in the audit log with it.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     // Queries.
@@ -82,24 +84,24 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         dag_id: &DagId,
         conf: serde_json::Map<String, serde_json::Value>,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<RunView>;
     async fn set_paused(
         &self,
         dag_id: &DagId,
         paused: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<DagSummary>;
     /// Clears a task instance (and its downstream ones) so they run again; the ids cleared.
     async fn clear_task(
         &self,
         task: &TaskKey,
         downstream: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<Vec<String>>;
-    async fn mark_task(&self, task: &TaskKey, mark: Mark, actor: &str) -> BackendResult<()>;
+    async fn mark_task(&self, task: &TaskKey, mark: Mark, actor: &Actor) -> BackendResult<()>;
     /// Stops a run (streams flush and commit first).
-    async fn stop_run(&self, run: &RunKey, actor: &str) -> BackendResult<RunView>;
+    async fn stop_run(&self, run: &RunKey, actor: &Actor) -> BackendResult<RunView>;
 
     // Streams running in this process.
     async fn streams(&self) -> BackendResult<Vec<StreamView>>;
@@ -118,7 +120,13 @@ pub trait Backend: Send + Sync + 'static {
     // Users.
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>>;
     async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>>;
-    /// The user as the store has it now; None once deleted (a session of theirs ends at its
-    /// next request).
+    /// The user as the store has it now (a role change counts at their next request); None
+    /// once deleted (a session of theirs ends at its next request).
     async fn user(&self, username: &str) -> BackendResult<Option<User>>;
+
+    // The audit log.
+    /// Keeps an event the UI alone sees (sign-in, sign-out, a refused request); `detail` is
+    /// a JSON object of what it was about.
+    async fn audit(&self, actor: &Actor, event: &str, detail: serde_json::Value);
+    async fn event_logs(&self, query: &EventLogQuery) -> BackendResult<EventLogList>;
 }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use orchestrator::{commands, dag::DagBag, scheduler::parse_conf};
+use orchestrator::{audit, commands, dag::DagBag, scheduler::parse_conf};
 
 use super::{GlobalArgs, table};
 
@@ -157,14 +157,15 @@ async fn trigger(
     let conf = parse_conf(conf).map_err(|e| anyhow::anyhow!("--conf: {e}"))?;
     let dag = global.dag(dag_id)?;
     let store = global.store().await?;
-    let run = commands::trigger(&store, &dag, conf).await?;
+    let run = commands::trigger(&store, &dag, conf, &audit::cli_actor()).await?;
     println!("Queued run {} of {}", run.run_id, dag.id);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn set_paused(global: &GlobalArgs, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
     let dag = global.dag(dag_id)?;
-    commands::set_paused(&global.store().await?, &dag, paused).await?;
+    let store = global.store().await?;
+    commands::set_paused(&store, &dag, paused, &audit::cli_actor()).await?;
     println!(
         "{} is {}",
         dag.id,

@@ -2,7 +2,7 @@ use std::{collections::HashMap, process::ExitCode};
 
 use clap::Subcommand;
 use orchestrator::{
-    commands,
+    audit, commands,
     dag::Dag,
     store::{DagRunRow, RunFilter, RunKey, RunState, Store, TaskInstanceRow},
 };
@@ -85,8 +85,8 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
                 run_id: run.run_id,
             };
             // A running run's tries stop where they run (streams flush and commit first).
-            let run =
-                commands::stop(&store, None, &key, std::time::Duration::from_secs(30)).await?;
+            let wait = std::time::Duration::from_secs(30);
+            let run = commands::stop(&store, None, &key, wait, &audit::cli_actor()).await?;
             println!("Run {} of {} is {}", run.run_id, run.dag_id, run.state);
         }
         RunsCommand::Show { run_id, dag } => {

@@ -141,6 +141,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     .merge(metrics);
     let web_shutdown = shutdown.clone();
     let web = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(web_shutdown.cancelled_owned())
             .await
@@ -193,7 +194,7 @@ async fn ensure_a_user(store: &Store) -> anyhow::Result<()> {
         Ok(password) if !password.is_empty() => (password, false),
         _ => (users::random_secret()[..20].to_owned(), true),
     };
-    match users::add_user(store, "admin", &password).await {
+    match users::add_user(store, "admin", &password, users::Role::Admin).await {
         Ok(()) => {}
         // Another serve on the same database created it first (a standby starting at once).
         Err(users::UserError::Exists(_)) => return Ok(()),

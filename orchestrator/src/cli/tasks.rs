@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Subcommand;
 use orchestrator::{
-    commands,
+    audit, commands,
     dag::TemplateContext,
     executor::build_operator,
     logs::{LogSource, TryLogKey, try_log_path},
@@ -84,7 +84,9 @@ pub async fn execute(global: &GlobalArgs, command: TasksCommand) -> anyhow::Resu
                 run_id,
                 task_id,
             };
-            let cleared = commands::clear(&global.store().await?, &dag, &key, downstream).await?;
+            let store = global.store().await?;
+            let actor = audit::cli_actor();
+            let cleared = commands::clear(&store, &dag, &key, downstream, &actor).await?;
             println!(
                 "Cleared {}; `orchestrator serve` runs them again",
                 cleared.join(", ")
@@ -103,7 +105,8 @@ pub async fn execute(global: &GlobalArgs, command: TasksCommand) -> anyhow::Resu
                 run_id,
                 task_id,
             };
-            commands::mark(&global.store().await?, &key, state).await?;
+            let store = global.store().await?;
+            commands::mark(&store, &key, state, &audit::cli_actor()).await?;
             println!("Marked {}.{} {state}", key.dag_id, key.task_id);
             Ok(ExitCode::SUCCESS)
         }

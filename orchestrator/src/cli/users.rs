@@ -1,14 +1,29 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use orchestrator::users;
+use orchestrator::{
+    audit,
+    users::{self, Role},
+};
 
 use super::{GlobalArgs, table};
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
     /// Add a user (the password is read from UPDRAFT_PASSWORD or asked on stdin)
-    Add { username: String },
+    Add {
+        username: String,
+        /// viewer (reads), op (also triggers, pauses, clears, marks, stops) or admin (also
+        /// the audit log)
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+    },
+    /// Give a user another role (it counts from their next request)
+    SetRole {
+        username: String,
+        #[arg(long)]
+        role: Role,
+    },
     /// List the users
     List,
     /// Delete a user (their API tokens are revoked)
@@ -43,25 +58,39 @@ fn read_password() -> anyhow::Result<String> {
 
 pub async fn users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result<ExitCode> {
     let store = global.store().await?;
+    let actor = audit::cli_actor();
     match command {
-        UsersCommand::Add { username } => {
+        UsersCommand::Add { username, role } => {
             let password = read_password()?;
-            users::add_user(&store, &username, &password).await?;
-            println!("Added user {username}");
+            users::add_user(&store, &username, &password, role).await?;
+            let detail = serde_json::json!({"user": username, "role": role.as_str()});
+            let entry = audit::entry(&actor, "user_add").with_detail(detail);
+            audit::record(&store, entry).await;
+            println!("Added user {username} ({role})");
+        }
+        UsersCommand::SetRole { username, role } => {
+            users::set_role(&store, &username, role).await?;
+            let detail = serde_json::json!({"user": username, "role": role.as_str()});
+            let entry = audit::entry(&actor, "user_set_role").with_detail(detail);
+            audit::record(&store, entry).await;
+            println!("{username} is now {role}");
         }
         UsersCommand::List => {
             let rows: Vec<Vec<String>> = store
                 .users()
                 .await?
                 .into_iter()
-                .map(|u| vec![u.username, table::time(Some(u.created_at))])
+                .map(|u| vec![u.username, u.role, table::time(Some(u.created_at))])
                 .collect();
-            table::print(&["username", "created"], &rows);
+            table::print(&["username", "role", "created"], &rows);
         }
         UsersCommand::Delete { username } => {
             if !store.delete_user(&username).await? {
                 anyhow::bail!("no user {username:?}: see `orchestrator users list`");
             }
+            let detail = serde_json::json!({"user": username});
+            let entry = audit::entry(&actor, "user_delete").with_detail(detail);
+            audit::record(&store, entry).await;
             println!("Deleted user {username} and revoked their tokens");
         }
     }
@@ -70,9 +99,14 @@ pub async fn users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result
 
 pub async fn tokens(global: &GlobalArgs, command: TokensCommand) -> anyhow::Result<ExitCode> {
     let store = global.store().await?;
+    let actor = audit::cli_actor();
     match command {
         TokensCommand::Create { user, description } => {
             let (id, token) = users::create_token(&store, &user, &description).await?;
+            let detail =
+                serde_json::json!({"token_id": id, "user": user, "description": description});
+            let entry = audit::entry(&actor, "token_create").with_detail(detail);
+            audit::record(&store, entry).await;
             eprintln!(
                 "Token {id} for {user} (shown once; send it as `Authorization: Bearer <token>`):"
             );
@@ -102,6 +136,9 @@ pub async fn tokens(global: &GlobalArgs, command: TokensCommand) -> anyhow::Resu
             if !store.revoke_token(&token_id).await? {
                 anyhow::bail!("no live token {token_id:?}: see `orchestrator tokens list`");
             }
+            let detail = serde_json::json!({"token_id": token_id});
+            let entry = audit::entry(&actor, "token_revoke").with_detail(detail);
+            audit::record(&store, entry).await;
             println!("Revoked token {token_id}");
         }
     }

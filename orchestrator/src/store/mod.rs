@@ -1,6 +1,7 @@
 //! The metadata store: DAGs, DAG runs and task instances in SQLite (default) or PostgreSQL,
 //! through one sqlx `Any` pool so both engines run the same SQL.
 
+mod audit;
 mod bulk;
 mod dags;
 mod events;
@@ -25,6 +26,7 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
+pub use audit::{AuditEntry, AuditFilter, AuditRow};
 pub use dags::DagRow;
 pub use events::StoreEvent;
 pub use lease::{LeaseAttempt, LeaseHolder};

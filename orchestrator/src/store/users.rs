@@ -10,6 +10,8 @@ pub struct UserRow {
     pub username: String,
     /// An argon2 PHC string.
     pub password_hash: String,
+    /// `viewer`, `op` or `admin`.
+    pub role: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -24,12 +26,18 @@ pub struct ApiTokenRow {
 
 impl Store {
     /// Adds a user; false when the name is taken.
-    pub async fn insert_user(&self, username: &str, password_hash: &str) -> Result<bool> {
+    pub async fn insert_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<bool> {
         let inserted = sqlx::query(
-            "INSERT INTO users (username, password_hash, created_at_us) VALUES ($1, $2, $3) ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO users (username, password_hash, role, created_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING",
         )
         .bind(username)
         .bind(password_hash)
+        .bind(role)
         .bind(to_micros(Utc::now()))
         .execute(&self.pool)
         .await?;
@@ -38,36 +46,31 @@ impl Store {
 
     pub async fn user(&self, username: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(
-            "SELECT username, password_hash, created_at_us FROM users WHERE username = $1",
+            "SELECT username, password_hash, role, created_at_us FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(UserRow {
-                username: row.try_get("username")?,
-                password_hash: row.try_get("password_hash")?,
-                created_at: from_micros(row.try_get("created_at_us")?),
-            })
-        })
-        .transpose()
+        row.as_ref().map(user_row).transpose()
     }
 
     pub async fn users(&self) -> Result<Vec<UserRow>> {
         let rows = sqlx::query(
-            "SELECT username, password_hash, created_at_us FROM users ORDER BY username",
+            "SELECT username, password_hash, role, created_at_us FROM users ORDER BY username",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UserRow {
-                    username: row.try_get("username")?,
-                    password_hash: row.try_get("password_hash")?,
-                    created_at: from_micros(row.try_get("created_at_us")?),
-                })
-            })
-            .collect()
+        rows.iter().map(user_row).collect()
+    }
+
+    /// Gives a user another role; false when there is no such user.
+    pub async fn set_role(&self, username: &str, role: &str) -> Result<bool> {
+        let updated = sqlx::query("UPDATE users SET role = $1 WHERE username = $2")
+            .bind(role)
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
     }
 
     /// Deletes a user and revokes their tokens; false when there was no such user.
@@ -107,15 +110,17 @@ impl Store {
     }
 
     /// The user of a live (unrevoked) token with this hash, if that user still exists.
-    pub async fn token_user(&self, token_hash: &str) -> Result<Option<String>> {
+    pub async fn token_user(&self, token_hash: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(
-            "SELECT t.username AS username FROM api_tokens t JOIN users u ON u.username = t.username
+            "SELECT u.username AS username, u.password_hash AS password_hash, u.role AS role,
+                    u.created_at_us AS created_at_us
+             FROM api_tokens t JOIN users u ON u.username = t.username
              WHERE t.token_hash = $1 AND t.revoked_at_us IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok(row.try_get("username")?)).transpose()
+        row.as_ref().map(user_row).transpose()
     }
 
     pub async fn tokens(&self) -> Result<Vec<ApiTokenRow>> {
@@ -150,4 +155,13 @@ impl Store {
         .await?;
         Ok(revoked.rows_affected() == 1)
     }
+}
+
+fn user_row(row: &sqlx::any::AnyRow) -> Result<UserRow> {
+    Ok(UserRow {
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        role: row.try_get("role")?,
+        created_at: from_micros(row.try_get("created_at_us")?),
+    })
 }

@@ -16,6 +16,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use ui::{
     BackendError, BackendResult, DagId, RunKey as UiRunKey, TaskKey as UiTaskKey, TryKey,
+    views::{Actor, EventLogList, EventLogQuery},
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
         ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
@@ -26,14 +27,17 @@ use ui::{
 
 pub use self::live::LiveHub;
 pub use self::metrics::router as metrics_router;
-use self::views::{dag_detail, dag_summary, grid_rows, import_error_view, run_view};
+use self::views::{
+    dag_detail, dag_summary, event_log_view, grid_rows, import_error_view, run_view,
+};
 use crate::{
+    audit,
     commands::{self, CommandError},
     dag::{Dag, DagBag},
     executor::Executor,
     logs::{LogHub, LogSource, TryLogKey},
     scheduler::Heartbeat,
-    store::{RunFilter, RunKey, Store, TaskKey, TiState},
+    store::{AuditFilter, RunFilter, RunKey, Store, TaskKey, TiState},
     users,
 };
 
@@ -495,13 +499,12 @@ impl ui::Backend for WebBackend {
         &self,
         dag_id: &DagId,
         conf: serde_json::Map<String, serde_json::Value>,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<RunView> {
         let dag = self.dag(dag_id)?;
-        let run = commands::trigger(&self.store, &dag, conf)
+        let run = commands::trigger(&self.store, &dag, conf, actor)
             .await
             .map_err(command_error)?;
-        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, actor, "Triggered a run");
         Ok(run_view(run))
     }
 
@@ -509,13 +512,12 @@ impl ui::Backend for WebBackend {
         &self,
         dag_id: &DagId,
         paused: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<DagSummary> {
         let dag = self.dag(dag_id)?;
-        commands::set_paused(&self.store, &dag, paused)
+        commands::set_paused(&self.store, &dag, paused, actor)
             .await
             .map_err(command_error)?;
-        tracing::info!(dag_id = %dag.id, paused, actor, "Paused or unpaused a DAG");
         self.summary(&dag, &self.paused().await?).await
     }
 
@@ -523,38 +525,34 @@ impl ui::Backend for WebBackend {
         &self,
         task: &UiTaskKey,
         downstream: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<Vec<String>> {
         let dag = self.dag(&task.run.dag_id)?;
-        let cleared = commands::clear(&self.store, &dag, &task_key(task), downstream)
+        commands::clear(&self.store, &dag, &task_key(task), downstream, actor)
             .await
-            .map_err(command_error)?;
-        tracing::info!(dag_id = %dag.id, run_id = %task.run.run_id, tasks = ?cleared, actor, "Cleared tasks");
-        Ok(cleared)
+            .map_err(command_error)
     }
 
-    async fn mark_task(&self, task: &UiTaskKey, mark: Mark, actor: &str) -> BackendResult<()> {
+    async fn mark_task(&self, task: &UiTaskKey, mark: Mark, actor: &Actor) -> BackendResult<()> {
         let state = match mark {
             Mark::Success => TiState::Success,
             Mark::Failed => TiState::Failed,
         };
-        commands::mark(&self.store, &task_key(task), state)
+        commands::mark(&self.store, &task_key(task), state, actor)
             .await
-            .map_err(command_error)?;
-        tracing::info!(dag_id = %task.run.dag_id, run_id = %task.run.run_id, task_id = %task.task_id, %state, actor, "Marked a task");
-        Ok(())
+            .map_err(command_error)
     }
 
-    async fn stop_run(&self, run: &UiRunKey, actor: &str) -> BackendResult<RunView> {
+    async fn stop_run(&self, run: &UiRunKey, actor: &Actor) -> BackendResult<RunView> {
         let stopped = commands::stop(
             &self.store,
             self.executor.as_ref(),
             &run_key(run),
             self.stop_wait,
+            actor,
         )
         .await
         .map_err(command_error)?;
-        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, actor, "Stopped a run");
         Ok(run_view(stopped))
     }
 
@@ -586,22 +584,46 @@ impl ui::Backend for WebBackend {
         let ok = users::verify_password(&self.store, username, password)
             .await
             .map_err(internal)?;
-        Ok(ok.then(|| User {
-            username: username.to_owned(),
-        }))
+        if !ok {
+            return Ok(None);
+        }
+        self.user(username).await
     }
 
     async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>> {
-        let user = users::token_user(&self.store, token)
+        users::token_user(&self.store, token)
             .await
-            .map_err(internal)?;
-        Ok(user.map(|username| User { username }))
+            .map_err(internal)
     }
 
     async fn user(&self, username: &str) -> BackendResult<Option<User>> {
         let user = self.store.user(username).await.map_err(internal)?;
-        Ok(user.map(|row| User {
-            username: row.username,
-        }))
+        Ok(user.map(users::user_of))
+    }
+
+    async fn audit(&self, actor: &Actor, event: &str, detail: serde_json::Value) {
+        let entry = audit::entry(actor, event).with_detail(detail);
+        audit::record(&self.store, entry).await;
+    }
+
+    async fn event_logs(&self, query: &EventLogQuery) -> BackendResult<EventLogList> {
+        let newest_first = query
+            .newest_first()
+            .map_err(|message| BackendError::invalid("order_by", message))?;
+        let filter = AuditFilter {
+            dag_id: query.dag_id.clone(),
+            run_id: query.run_id.clone(),
+            task_id: query.task_id.clone(),
+            event: query.event.clone(),
+            owner: query.owner.clone(),
+            newest_first,
+            limit: query.limit.unwrap_or(100).min(MAX_PAGE as u32),
+            offset: query.offset.unwrap_or(0),
+        };
+        let (rows, total_entries) = self.store.audit_log(&filter).await.map_err(internal)?;
+        Ok(EventLogList {
+            event_logs: rows.into_iter().map(event_log_view).collect(),
+            total_entries,
+        })
     }
 }

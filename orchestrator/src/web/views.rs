@@ -4,15 +4,41 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use ui::views::{
-    DagDetail, DagSummary, GridCell, GridRow, ImportErrorView, ParamView, ProblemView, RunBrief,
-    RunView, TaskInstanceView, TaskNode,
+    DagDetail, DagSummary, EventLogView, GridCell, GridRow, ImportErrorView, ParamView,
+    ProblemView, RunBrief, RunView, TaskInstanceView, TaskNode,
 };
 
 use crate::{
     commands::json_type,
     dag::{Dag, DagFileError, Schedule, next_fire},
-    store::{DagRunRow, TaskInstanceRow},
+    store::{AuditRow, DagRunRow, TaskInstanceRow},
 };
+
+/// An audit log entry as Airflow's `EventLog`: where it came from goes into `extra` with the
+/// entry's details (the spec has no field for it).
+pub fn event_log_view(row: AuditRow) -> EventLogView {
+    let entry = row.entry;
+    let mut extra = match entry.detail {
+        serde_json::Value::Object(fields) => fields,
+        other => serde_json::Map::from_iter([("detail".to_owned(), other)]),
+    };
+    if let Some(source) = entry.source {
+        extra.insert("source".into(), source.into());
+    }
+    EventLogView {
+        event_log_id: row.id,
+        when: row.at,
+        dag_id: entry.dag_id,
+        task_id: entry.task_id,
+        run_id: entry.run_id,
+        map_index: None,
+        try_number: entry.try_number,
+        event: entry.event,
+        execution_date: None,
+        owner: Some(entry.owner),
+        extra: Some(serde_json::Value::Object(extra).to_string()),
+    }
+}
 
 pub fn run_brief(run: &DagRunRow) -> RunBrief {
     RunBrief {

@@ -251,14 +251,19 @@ impl Ui {
     }
 
     async fn sign_in(&self) {
+        self.sign_in_as("admin", PASSWORD, "#trigger-hello").await;
+    }
+
+    /// Signs in and waits for the DAG list showing `css`.
+    async fn sign_in_as(&self, username: &str, password: &str, css: &str) {
         self.goto("/login?next=/dags").await;
-        self.fill("#username", "admin").await;
-        self.fill("#password", PASSWORD).await;
+        self.fill("#username", username).await;
+        self.fill("#password", password).await;
         self.click("#sign-in").await;
         self.until(
             "the DAG list after signing in",
             Duration::from_secs(10),
-            "return location.pathname === '/dags' && !!document.querySelector('#trigger-hello')",
+            &format!("return location.pathname === '/dags' && !!document.querySelector('{css}')"),
         )
         .await;
     }
@@ -426,6 +431,31 @@ async fn a_user_triggers_watches_tails_and_pauses_in_the_browser() {
         later, paused_at,
         "no run of tick is created while it is paused"
     );
+
+    // The admin reads the audit log: the pause above, who and from where.
+    ui.goto("/audit").await;
+    ui.until(
+        "the pause in the audit log",
+        Duration::from_secs(10),
+        "return !!document.querySelector('#audit tr[data-event=\"pause\"]')",
+    )
+    .await;
+    ui.shot("audit").await;
+
+    // A viewer sees the same pages without their buttons.
+    cli_output(
+        cli(ui.dir.path())
+            .env("UPDRAFT_PASSWORD", "a viewer's password")
+            .args(["users", "add", "vera", "--role", "viewer"]),
+    );
+    ui.click("header form[action=\"/logout\"] button").await;
+    ui.sign_in_as("vera", "a viewer's password", "#dag-rows")
+        .await;
+    let buttons = ui
+        .js("return document.querySelectorAll('#dag-rows button, a[id^=\"trigger-\"]').length")
+        .await;
+    assert_eq!(buttons, serde_json::json!(0), "a viewer gets no buttons");
+    ui.shot("dags-viewer").await;
     ui.client.close().await.unwrap();
 }
 

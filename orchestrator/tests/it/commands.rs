@@ -8,8 +8,14 @@ use std::time::Duration;
 use orchestrator::{
     commands::{self, CommandError},
     executor::RunOutcome,
+    store::{AuditFilter, AuditRow},
     store::{RunKey, RunState, Store, TaskKey, TiState},
 };
+
+/// Who the commands act for, as the audit log keeps them.
+fn ada() -> ui::views::Actor {
+    ui::views::Actor::new("ada", Some("192.0.2.7".into()))
+}
 
 fn source(id: &str) -> String {
     format!(
@@ -29,6 +35,7 @@ async fn mark_clear_and_stop(store: Store) {
         &store,
         &dag,
         serde_json::json!({"fail": 1}).as_object().unwrap().clone(),
+        &ada(),
     )
     .await;
     assert!(
@@ -36,7 +43,7 @@ async fn mark_clear_and_stop(store: Store) {
         "{refused:?}"
     );
 
-    let run = commands::trigger(&store, &dag, serde_json::Map::new())
+    let run = commands::trigger(&store, &dag, serde_json::Map::new(), &ada())
         .await
         .unwrap();
     assert_eq!(run.state, RunState::Queued);
@@ -50,7 +57,7 @@ async fn mark_clear_and_stop(store: Store) {
         task_id: task_id.into(),
     };
 
-    let running = commands::mark(&store, &task("first"), TiState::Success).await;
+    let running = commands::mark(&store, &task("first"), TiState::Success, &ada()).await;
     assert!(
         matches!(running, Err(CommandError::Conflict(_))),
         "an unfinished run is not marked: {running:?}"
@@ -66,7 +73,7 @@ async fn mark_clear_and_stop(store: Store) {
     let outcome = support::drive_to_end(&executor, &dag, &claimed, Duration::from_secs(30)).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
 
-    commands::mark(&store, &task("first"), TiState::Success)
+    commands::mark(&store, &task("first"), TiState::Success, &ada())
         .await
         .unwrap();
     let tis = store.task_instances(&id, &run.run_id).await.unwrap();
@@ -86,7 +93,7 @@ async fn mark_clear_and_stop(store: Store) {
         "second is still upstream_failed"
     );
 
-    let cleared = commands::clear(&store, &dag, &task("first"), true)
+    let cleared = commands::clear(&store, &dag, &task("first"), true, &ada())
         .await
         .unwrap();
     assert_eq!(cleared, ["first", "second"]);
@@ -108,15 +115,28 @@ async fn mark_clear_and_stop(store: Store) {
         "the next try is try 2; old logs stay"
     );
 
-    let stopped = commands::stop(&store, Some(&executor), &key, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let stopped = commands::stop(
+        &store,
+        Some(&executor),
+        &key,
+        Duration::from_secs(5),
+        &ada(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         stopped.state,
         RunState::Stopped,
         "a queued run stops at once"
     );
-    let again = commands::stop(&store, Some(&executor), &key, Duration::from_secs(5)).await;
+    let again = commands::stop(
+        &store,
+        Some(&executor),
+        &key,
+        Duration::from_secs(5),
+        &ada(),
+    )
+    .await;
     assert!(matches!(again, Err(CommandError::Conflict(_))), "{again:?}");
     let unknown = commands::stop(
         &store,
@@ -126,12 +146,51 @@ async fn mark_clear_and_stop(store: Store) {
             run_id: "nope".into(),
         },
         Duration::ZERO,
+        &ada(),
     )
     .await;
     assert!(
         matches!(unknown, Err(CommandError::NotFound(_))),
         "{unknown:?}"
     );
+
+    // The audit log kept each command that did something (not the refused ones), in order.
+    let filter = AuditFilter {
+        dag_id: Some(id.clone()),
+        limit: 100,
+        ..AuditFilter::default()
+    };
+    let (entries, total) = store.audit_log(&filter).await.unwrap();
+    let events: Vec<(&str, Option<&str>)> = entries
+        .iter()
+        .map(|row: &AuditRow| (row.entry.event.as_str(), row.entry.task_id.as_deref()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("trigger", None),
+            ("mark_success", Some("first")),
+            ("clear", Some("first")),
+            ("stop", None)
+        ]
+    );
+    assert_eq!(total, 4);
+    for row in &entries {
+        assert_eq!(row.entry.owner, "ada");
+        assert_eq!(row.entry.source.as_deref(), Some("192.0.2.7"));
+        assert_eq!(row.entry.run_id.as_deref(), Some(run.run_id.as_str()));
+    }
+    assert_eq!(
+        entries[2].entry.detail["cleared"],
+        serde_json::json!(["first", "second"])
+    );
+    let newest = AuditFilter {
+        newest_first: true,
+        event: Some("stop".into()),
+        ..filter
+    };
+    let (latest, total) = store.audit_log(&newest).await.unwrap();
+    assert_eq!((latest[0].entry.event.as_str(), total), ("stop", 1));
 }
 
 async fn stop_a_running_run(store: Store) {
@@ -141,7 +200,7 @@ async fn stop_a_running_run(store: Store) {
     ));
     let logs = tempfile::tempdir().unwrap();
     let executor = support::executor(store.clone(), logs.path());
-    let run = commands::trigger(&store, &dag, serde_json::Map::new())
+    let run = commands::trigger(&store, &dag, serde_json::Map::new(), &ada())
         .await
         .unwrap();
     assert!(
@@ -164,14 +223,20 @@ async fn stop_a_running_run(store: Store) {
         dag_id: id.clone(),
         run_id: run.run_id.clone(),
     };
-    let other_process = commands::stop(&store, None, &key, Duration::ZERO).await;
+    let other_process = commands::stop(&store, None, &key, Duration::ZERO, &ada()).await;
     assert!(
         matches!(other_process, Err(CommandError::Conflict(ref m)) if m.contains("another process")),
         "{other_process:?}"
     );
-    let stopped = commands::stop(&store, Some(&executor), &key, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let stopped = commands::stop(
+        &store,
+        Some(&executor),
+        &key,
+        Duration::from_secs(10),
+        &ada(),
+    )
+    .await
+    .unwrap();
     assert_eq!(stopped.state, RunState::Stopped);
     assert!(
         started.elapsed() < Duration::from_secs(10),

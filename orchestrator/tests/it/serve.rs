@@ -171,3 +171,91 @@ fn reading_needs_a_sign_in_by_default() {
     );
     serve.terminate();
 }
+
+/// Roles and the audit log over a real `serve`: users and tokens made with the CLI, writes
+/// through the API refused or done by role, and every one of them in `/api/v1/eventLogs`
+/// with who, from where and what.
+#[test]
+fn roles_decide_who_writes_and_the_audit_log_keeps_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    std::fs::write(
+        dir.path().join("dags/quiet.toml"),
+        "[dag]\nid = \"quiet\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\n",
+    )
+    .unwrap();
+    let mut serve = Serve::start_as_configured(dir.path(), &[]);
+    serve.wait_healthy(Duration::from_secs(20));
+    let add = |name: &str, role: &str| {
+        let out = cli_output(
+            cli(dir.path())
+                .env("UPDRAFT_PASSWORD", "a long password")
+                .args(["users", "add", name, "--role", role]),
+        );
+        assert!(out.contains(&format!("({role})")), "{out}");
+        cli_output(cli(dir.path()).args(["tokens", "create", "--user", name]))
+            .trim()
+            .to_owned()
+    };
+    let vera = add("vera", "viewer");
+    let olga = add("olga", "op");
+    let auditor = add("audra", "admin");
+    let pause = |token: &str| {
+        let response = serve.send(
+            "PATCH",
+            "/api/v1/dags/quiet",
+            token,
+            r#"{"is_paused": true}"#,
+        );
+        response.lines().next().unwrap_or_default().to_owned()
+    };
+    assert!(pause(&vera).contains(" 403 "), "{}", pause(&vera));
+    assert!(pause(&olga).contains(" 200 "), "{}", pause(&olga));
+    let read = serve.send("GET", "/api/v1/dags/quiet", &vera, "");
+    assert!(read.starts_with("HTTP/1.1 200"), "a viewer reads: {read}");
+
+    let listed = cli_output(cli(dir.path()).args(["users", "list"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("vera") && l.contains("viewer")),
+        "{listed}"
+    );
+    cli_output(cli(dir.path()).args(["users", "set-role", "vera", "--role", "op"]));
+    assert!(pause(&vera).contains(" 200 "), "a new role counts at once");
+    cli_output(cli(dir.path()).args(["dags", "trigger", "quiet"]));
+
+    let refused = serve.send("GET", "/api/v1/eventLogs", &olga, "");
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let response = serve.send("GET", "/api/v1/eventLogs?limit=100", &auditor, "");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    let entries: Vec<(String, String, String)> = body["event_logs"]
+        .as_array()
+        .expect("event_logs")
+        .iter()
+        .map(|e| {
+            let extra: serde_json::Value =
+                serde_json::from_str(e["extra"].as_str().unwrap_or("{}")).unwrap();
+            (
+                e["event"].as_str().unwrap_or_default().to_owned(),
+                e["owner"].as_str().unwrap_or_default().to_owned(),
+                extra["source"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let has = |event: &str, owner: Option<&str>, source: &str| {
+        entries
+            .iter()
+            .any(|(e, o, s)| e == event && owner.is_none_or(|owner| o == owner) && s == source)
+    };
+    assert!(has("user_add", None, "cli"), "{entries:?}");
+    assert!(has("token_create", None, "cli"), "{entries:?}");
+    assert!(has("forbidden", Some("vera"), "127.0.0.1"), "{entries:?}");
+    assert!(has("pause", Some("olga"), "127.0.0.1"), "{entries:?}");
+    assert!(has("pause", Some("vera"), "127.0.0.1"), "{entries:?}");
+    assert!(has("user_set_role", None, "cli"), "{entries:?}");
+    assert!(has("trigger", None, "cli"), "{entries:?}");
+    assert_eq!(body["total_entries"], entries.len());
+    serve.terminate();
+}

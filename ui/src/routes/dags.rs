@@ -171,7 +171,7 @@ async fn pause(
     let dag_id = DagId::parse(&dag_id)?;
     state
         .backend
-        .set_paused(&dag_id, form.paused, principal.actor())
+        .set_paused(&dag_id, form.paused, &principal.actor())
         .await?;
     Ok(back_to(form.next.as_deref(), &format!("/dags/{dag_id}")).into_response())
 }
@@ -203,7 +203,7 @@ async fn trigger(
     if let Some(conf) = form.conf() {
         match state
             .backend
-            .trigger(&dag_id, conf, principal.actor())
+            .trigger(&dag_id, conf, &principal.actor())
             .await
         {
             Ok(run) => {
@@ -252,7 +252,7 @@ async fn api_patch(
     let dag_id = DagId::parse(&dag_id)?;
     let summary = state
         .backend
-        .set_paused(&dag_id, patch.is_paused, principal.actor())
+        .set_paused(&dag_id, patch.is_paused, &principal.actor())
         .await?;
     Ok(Json(summary))
 }

@@ -1,5 +1,6 @@
 //! One module per resource, each with its page and `/api/v1` handlers side by side.
 
+mod audit;
 mod dags;
 mod live;
 mod runs;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health))
         .route("/static/{name}", get(assets::serve))
         .merge(session::router())
+        .merge(audit::router())
         .merge(dags::router())
         .merge(runs::router())
         .merge(tasks::router())
@@ -35,6 +37,7 @@ pub fn router() -> Router<AppState> {
 fn api_router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .merge(audit::api_router())
         .merge(dags::api_router())
         .merge(runs::api_router())
         .merge(tasks::api_router())

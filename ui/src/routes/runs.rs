@@ -90,7 +90,7 @@ async fn stop(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
-    state.backend.stop_run(&key, principal.actor()).await?;
+    state.backend.stop_run(&key, &principal.actor()).await?;
     Ok(back_to(Some(&run_path(&key)), "/dags").into_response())
 }
 
@@ -109,7 +109,7 @@ async fn clear(
     let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
     state
         .backend
-        .clear_task(&key, form.downstream.is_some(), principal.actor())
+        .clear_task(&key, form.downstream.is_some(), &principal.actor())
         .await?;
     Ok(back_to(Some(&run_path(&key.run)), "/dags").into_response())
 }
@@ -128,7 +128,7 @@ async fn mark(
     let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
     state
         .backend
-        .mark_task(&key, form.state, principal.actor())
+        .mark_task(&key, form.state, &principal.actor())
         .await?;
     Ok(back_to(Some(&run_path(&key.run)), "/dags").into_response())
 }
@@ -158,7 +158,7 @@ async fn api_trigger(
     let dag_id = DagId::parse(&dag_id)?;
     let run = state
         .backend
-        .trigger(&dag_id, body.conf, principal.actor())
+        .trigger(&dag_id, body.conf, &principal.actor())
         .await?;
     Ok(Json(run))
 }
@@ -177,7 +177,9 @@ async fn api_stop(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<Json<RunView>, AppError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
-    Ok(Json(state.backend.stop_run(&key, principal.actor()).await?))
+    Ok(Json(
+        state.backend.stop_run(&key, &principal.actor()).await?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -213,7 +215,7 @@ async fn api_mark(
     let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
     state
         .backend
-        .mark_task(&key, body.new_state, principal.actor())
+        .mark_task(&key, body.new_state, &principal.actor())
         .await?;
     let detail = state.backend.run(&key.run).await?;
     let ti = detail
@@ -244,7 +246,7 @@ async fn api_clear(
     let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
     let task_ids = state
         .backend
-        .clear_task(&key, body.include_downstream, principal.actor())
+        .clear_task(&key, body.include_downstream, &principal.actor())
         .await?;
     Ok(Json(Cleared { task_ids }))
 }

@@ -16,7 +16,10 @@ use crate::{
     auth::{Principal, SESSION_COOKIE, session_cookie},
     error::PageError,
     html::Page,
-    views::pages::{Chrome, LoginPage},
+    views::{
+        Actor,
+        pages::{Chrome, LoginPage},
+    },
 };
 
 pub fn router() -> Router<AppState> {
@@ -65,8 +68,14 @@ async fn sign_in(
         };
         (status, Page(page)).into_response()
     };
+    let attempt = Actor::new(form.username.clone(), principal.source.clone());
     if !state.limiter.attempt(&form.username) {
         tracing::warn!(username = %form.username, "Sign-in refused: too many failures");
+        let detail = serde_json::json!({"reason": "too many failed sign-ins"});
+        state
+            .backend
+            .audit(&attempt, "sign_in_failed", detail)
+            .await;
         return Ok(refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-ins for this user: wait a few minutes",
@@ -78,6 +87,11 @@ async fn sign_in(
         .await?
     else {
         tracing::warn!(username = %form.username, "Sign-in failed");
+        let detail = serde_json::json!({"reason": "wrong user name or password"});
+        state
+            .backend
+            .audit(&attempt, "sign_in_failed", detail)
+            .await;
         return Ok(refuse(
             StatusCode::UNAUTHORIZED,
             "Wrong user name or password",
@@ -85,14 +99,25 @@ async fn sign_in(
     };
     state.limiter.succeeded(&form.username);
     tracing::info!(username = %user.username, "Signed in");
+    let detail = serde_json::json!({"role": user.role.as_str()});
+    state.backend.audit(&attempt, "sign_in", detail).await;
     let id = state.sessions.start(user);
     let jar = jar.add(session_cookie(id, state.config.secure_cookies));
     Ok((jar, back_to(form.next.as_deref(), "/dags")).into_response())
 }
 
-async fn sign_out(State(state): State<AppState>, jar: CookieJar) -> Response {
+async fn sign_out(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    jar: CookieJar,
+) -> Response {
     if let Some(cookie) = jar.get(SESSION_COOKIE) {
         state.sessions.end(cookie.value());
+        let detail = serde_json::json!({});
+        state
+            .backend
+            .audit(&principal.actor(), "sign_out", detail)
+            .await;
     }
     let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
     (jar, back_to(None, "/dags")).into_response()

@@ -1,6 +1,7 @@
 //! The view types the backend returns: serialized as they are by the JSON API and rendered by
 //! the HTML pages.
 
+mod audit;
 pub mod charts;
 mod dags;
 pub mod format;
@@ -11,8 +12,10 @@ pub mod pages;
 mod runs;
 pub mod stream_pages;
 pub mod streams;
+mod users;
 mod workers;
 
+pub use audit::{EventLogList, EventLogQuery, EventLogView};
 pub use dags::{
     DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView, ImportErrorView,
     ParamView, ProblemView, TaskNode,
@@ -23,15 +26,10 @@ pub use runs::{Mark, RunBrief, RunDetail, RunList, RunQuery, RunView, TaskInstan
 pub use streams::{
     DeadLetterView, ResultRow, ResultsView, StreamDetail, StreamSample, StreamTick, StreamView,
 };
+pub use users::{Actor, Role, User};
 pub use workers::{WorkerTry, WorkerView, WorkersView};
 
 use serde::Serialize;
-
-/// A signed-in user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct User {
-    pub username: String,
-}
 
 /// `GET /health`.
 #[derive(Debug, Clone, Serialize)]

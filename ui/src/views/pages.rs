@@ -10,12 +10,15 @@ use super::{
     graph::{GraphSvg, layout},
     logs::highlight,
 };
-use crate::{AppState, assets, auth::Principal, ids::TryKey};
+use crate::{AppState, assets, auth::Principal, ids::TryKey, views::Role};
 
 /// What every page's frame shows: title, the user, the CSRF token of its forms.
 pub struct Chrome {
     pub title: String,
     pub user: Option<String>,
+    pub role: Option<Role>,
+    /// Whether the nav links the audit log.
+    pub is_admin: bool,
     pub csrf: String,
     pub asset_version: &'static str,
     /// The latest live event when the page was rendered (its live parts follow from there).
@@ -28,8 +31,29 @@ impl Chrome {
             live_seq: state.backend.live_seq(),
             title: title.to_owned(),
             user: principal.user.as_ref().map(|u| u.username.clone()),
+            role: principal.user.as_ref().map(|u| u.role),
+            is_admin: principal.can(Role::Admin),
             csrf: principal.csrf.clone().unwrap_or_default(),
             asset_version: assets::version(),
+        }
+    }
+}
+
+/// What the user of a page may do there, for its forms and buttons.
+pub struct Access {
+    /// The session's CSRF token, for the forms.
+    pub csrf: String,
+    /// Whether the role allows triggering, pausing, clearing, marking and stopping.
+    pub can_operate: bool,
+    pub signed_in: bool,
+}
+
+impl Access {
+    pub(crate) fn of(principal: &Principal) -> Self {
+        Self {
+            csrf: principal.csrf.clone().unwrap_or_default(),
+            can_operate: principal.can(Role::Op),
+            signed_in: principal.user.is_some(),
         }
     }
 }
@@ -57,8 +81,7 @@ pub struct DagRowsView {
     pub search: String,
     pub offset: usize,
     pub limit: usize,
-    pub csrf: String,
-    pub can_write: bool,
+    pub access: Access,
 }
 
 impl DagRowsView {
@@ -68,8 +91,7 @@ impl DagRowsView {
             search: query.search.clone().unwrap_or_default(),
             offset: query.offset.unwrap_or(0) as usize,
             limit: query.limit.unwrap_or(100) as usize,
-            csrf: principal.csrf.clone().unwrap_or_default(),
-            can_write: principal.user.is_some(),
+            access: Access::of(principal),
         }
     }
 
@@ -120,6 +142,53 @@ pub struct WorkersPage {
 }
 
 #[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub chrome: Chrome,
+    pub list: super::EventLogList,
+    pub query: super::EventLogQuery,
+}
+
+impl AuditPage {
+    /// `/audit` with the page's filters and `offset`.
+    fn href(&self, offset: u32) -> String {
+        let filters = [
+            ("event", &self.query.event),
+            ("owner", &self.query.owner),
+            ("dag_id", &self.query.dag_id),
+        ];
+        let mut href = format!("/audit?offset={offset}");
+        for (name, value) in filters {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                href.push_str(&format!("&{name}={}", url_encode(value)));
+            }
+        }
+        href
+    }
+
+    fn offset(&self) -> u32 {
+        self.query.offset.unwrap_or(0)
+    }
+
+    fn limit(&self) -> u32 {
+        self.query.limit.unwrap_or(50).max(1)
+    }
+
+    pub fn prev_href(&self) -> Option<String> {
+        (self.offset() > 0).then(|| self.href(self.offset().saturating_sub(self.limit())))
+    }
+
+    pub fn next_href(&self) -> Option<String> {
+        let next = self.offset().saturating_add(self.limit());
+        (u64::from(next) < self.list.total_entries).then(|| self.href(next))
+    }
+
+    pub fn filter(&self, value: &Option<String>) -> String {
+        value.clone().unwrap_or_default()
+    }
+}
+
+#[derive(Template)]
 #[template(path = "import_errors.html")]
 pub struct ImportErrorsPage {
     pub chrome: Chrome,
@@ -137,8 +206,7 @@ pub struct DagLiveView {
     pub selected_run: Option<String>,
     /// The page's query without `run`, for links that select a run.
     pub before: Option<String>,
-    pub csrf: String,
-    pub can_write: bool,
+    pub access: Access,
 }
 
 impl DagLiveView {
@@ -174,8 +242,7 @@ impl DagLiveView {
             run_query,
             selected_run,
             before,
-            csrf: principal.csrf.clone().unwrap_or_default(),
-            can_write: principal.user.is_some(),
+            access: Access::of(principal),
         }
     }
 
@@ -439,8 +506,7 @@ pub struct RunLiveView {
     pub run: RunView,
     pub rows: Vec<TaskRow>,
     pub is_active: bool,
-    pub csrf: String,
-    pub can_write: bool,
+    pub access: Access,
 }
 
 impl RunLiveView {
@@ -488,8 +554,7 @@ impl RunLiveView {
             run: detail.run,
             rows,
             is_active: detail.is_active,
-            csrf: principal.csrf.clone().unwrap_or_default(),
-            can_write: principal.user.is_some(),
+            access: Access::of(principal),
         }
     }
 
@@ -515,7 +580,7 @@ impl RunLiveView {
     }
 
     pub fn can_stop(&self) -> bool {
-        self.can_write && !self.run.is_finished()
+        self.access.can_operate && !self.run.is_finished()
     }
 
     /// The SSE stream of this run's stream tasks' figures, while it has any running.

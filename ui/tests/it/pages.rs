@@ -83,6 +83,7 @@ async fn a_bad_history_filter_is_refused_with_its_field() {
 #[tokio::test]
 async fn unknown_dags_runs_and_tries_are_404_pages() {
     let app = App::public();
+    let session = app.sign_in().await;
     for uri in [
         "/dags/nope".to_owned(),
         "/dags/nope/trigger".to_owned(),
@@ -91,7 +92,7 @@ async fn unknown_dags_runs_and_tries_are_404_pages() {
         format!("/dags/hello/runs/{RUN_ID}/tasks/greet/logs/0"),
         format!("/dags/hello/runs/{RUN_ID}/tasks/nope/logs/1"),
     ] {
-        let (status, html) = app.get(&uri).await;
+        let (status, html) = app.get_in(&session, &uri).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
         assert!(html.contains("id=\"error-detail\""), "{uri}: {html}");
     }
@@ -119,7 +120,8 @@ async fn a_param_holding_a_script_is_escaped_on_the_trigger_page() {
         ..MemoryBackend::default()
     };
     let app = App::public_with(backend);
-    let (status, html) = app.get("/dags/hello/trigger").await;
+    let session = app.sign_in().await;
+    let (status, html) = app.get_in(&session, "/dags/hello/trigger").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!html.contains("<script>alert(1)</script>"), "{html}");
     assert!(
@@ -136,7 +138,9 @@ async fn a_param_holding_a_script_is_escaped_on_the_trigger_page() {
 
 #[tokio::test]
 async fn the_trigger_form_has_one_typed_input_per_param_and_a_conf_editor() {
-    let (_, html) = App::public().get("/dags/hello/trigger").await;
+    let app = App::public();
+    let session = app.sign_in().await;
+    let (_, html) = app.get_in(&session, "/dags/hello/trigger").await;
     assert!(
         html.contains("name=\"param.name\" value=\"world\""),
         "{html}"

@@ -123,6 +123,12 @@ impl Serve {
         http_get(self.port, path, Duration::from_secs(10))
     }
 
+    /// A request with a bearer token; the whole response ("" when it cannot be reached).
+    pub fn send(&self, method: &str, path: &str, token: &str, body: &str) -> String {
+        let limit = Duration::from_secs(10);
+        http_send(self.port, method, path, Some(token), body, limit).unwrap_or_default()
+    }
+
     /// SIGKILL: no flush, no commit, no goodbye.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -225,11 +231,26 @@ impl Drop for WorkerProcess {
 
 /// A GET on 127.0.0.1:`port`; the whole response, waiting up to `limit` between reads.
 pub fn http_get(port: u16, path: &str, limit: Duration) -> Option<String> {
+    http_send(port, "GET", path, None, "", limit)
+}
+
+/// A request on 127.0.0.1:`port` with a bearer `token` and a JSON `body`; the whole response.
+pub fn http_send(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+    limit: Duration,
+) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(limit)).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut response = String::new();

@@ -16,6 +16,7 @@ use futures::{StreamExt, stream::BoxStream};
 use tower::ServiceExt;
 use ui::{
     BackendError, BackendResult, DagId, RunKey, TaskKey, TryKey, UiConfig,
+    views::{Actor, EventLogList, EventLogQuery, EventLogView, Role},
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
         GridRow, GridView, HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk,
@@ -27,7 +28,18 @@ use ui::{
 };
 
 pub const PASSWORD: &str = "correct horse";
+/// The token of `robot`, an op.
 pub const TOKEN: &str = "updraft_testtoken";
+/// The token of `reader`, a viewer.
+pub const VIEWER_TOKEN: &str = "updraft_viewertoken";
+
+/// The users the memory backend knows (all with [`PASSWORD`]), by role.
+pub const USERS: [(&str, Role); 4] = [
+    ("admin", Role::Admin),
+    ("olga", Role::Op),
+    ("vera", Role::Viewer),
+    ("robot", Role::Op),
+];
 pub const RUN_ID: &str = "manual__2026-11-25T10:00:00Z";
 
 /// What the memory backend holds and records.
@@ -38,7 +50,9 @@ pub struct Memory {
     pub cleared: Vec<(String, bool)>,
     pub marked: Vec<(String, Mark)>,
     pub follow_from: Vec<u64>,
-    pub actors: Vec<String>,
+    pub actors: Vec<Actor>,
+    /// What `audit` was told: (who, event, detail).
+    pub audited: Vec<(Actor, String, serde_json::Value)>,
     /// `admin` was deleted.
     pub admin_deleted: bool,
 }
@@ -449,7 +463,7 @@ impl ui::Backend for MemoryBackend {
         &self,
         dag_id: &DagId,
         conf: serde_json::Map<String, serde_json::Value>,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<RunView> {
         Self::check_dag(dag_id)?;
         if let Some(value) = conf.get("results")
@@ -468,7 +482,7 @@ impl ui::Backend for MemoryBackend {
         }
         let mut memory = self.memory();
         memory.triggered.push(conf.clone());
-        memory.actors.push(actor.to_owned());
+        memory.actors.push(actor.clone());
         Ok(RunView {
             conf,
             ..self.run_view()
@@ -479,13 +493,13 @@ impl ui::Backend for MemoryBackend {
         &self,
         dag_id: &DagId,
         paused: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> BackendResult<DagSummary> {
         Self::check_dag(dag_id)?;
         {
             let mut memory = self.memory();
             memory.paused = paused;
-            memory.actors.push(actor.to_owned());
+            memory.actors.push(actor.clone());
         }
         Ok(self.summary())
     }
@@ -494,7 +508,7 @@ impl ui::Backend for MemoryBackend {
         &self,
         task: &TaskKey,
         downstream: bool,
-        _: &str,
+        _: &Actor,
     ) -> BackendResult<Vec<String>> {
         Self::check_run(&task.run)?;
         self.memory()
@@ -503,13 +517,13 @@ impl ui::Backend for MemoryBackend {
         Ok(vec![task.task_id.clone()])
     }
 
-    async fn mark_task(&self, task: &TaskKey, mark: Mark, _: &str) -> BackendResult<()> {
+    async fn mark_task(&self, task: &TaskKey, mark: Mark, _: &Actor) -> BackendResult<()> {
         Self::check_run(&task.run)?;
         self.memory().marked.push((task.task_id.clone(), mark));
         Ok(())
     }
 
-    async fn stop_run(&self, run: &RunKey, _: &str) -> BackendResult<RunView> {
+    async fn stop_run(&self, run: &RunKey, _: &Actor) -> BackendResult<RunView> {
         Self::check_run(run)?;
         Err(BackendError::Conflict(format!(
             "run {} already ended success",
@@ -623,26 +637,73 @@ impl ui::Backend for MemoryBackend {
     }
 
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {
-        Ok((username == "admin" && password == PASSWORD).then(|| User {
-            username: username.into(),
-        }))
+        if password != PASSWORD {
+            return Ok(None);
+        }
+        self.user(username).await
     }
 
     async fn user_for_token(&self, token: &str) -> BackendResult<Option<User>> {
-        Ok((token == TOKEN).then(|| User {
-            username: "robot".into(),
-        }))
+        match token {
+            TOKEN => self.user("robot").await,
+            VIEWER_TOKEN => self.user("vera").await,
+            _ => Ok(None),
+        }
     }
 
     async fn user(&self, username: &str) -> BackendResult<Option<User>> {
-        let known = match username {
-            "admin" => !self.memory().admin_deleted,
-            "robot" => true,
-            _ => false,
-        };
-        Ok(known.then(|| User {
-            username: username.into(),
-        }))
+        if username == "admin" && self.memory().admin_deleted {
+            return Ok(None);
+        }
+        Ok(USERS
+            .iter()
+            .find(|(name, _)| *name == username)
+            .map(|(name, role)| User {
+                username: (*name).into(),
+                role: *role,
+            }))
+    }
+
+    async fn audit(&self, actor: &Actor, event: &str, detail: serde_json::Value) {
+        self.memory()
+            .audited
+            .push((actor.clone(), event.to_owned(), detail));
+    }
+
+    async fn event_logs(&self, query: &EventLogQuery) -> BackendResult<EventLogList> {
+        query
+            .newest_first()
+            .map_err(|message| BackendError::invalid("order_by", message))?;
+        let memory = self.memory();
+        let event_logs: Vec<EventLogView> = memory
+            .audited
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, event, _))| query.event.as_ref().is_none_or(|e| e == event))
+            .map(|(i, (actor, event, detail))| {
+                let mut extra = detail.as_object().cloned().unwrap_or_default();
+                if let Some(source) = &actor.source {
+                    extra.insert("source".into(), source.clone().into());
+                }
+                EventLogView {
+                    event_log_id: i as i64 + 1,
+                    when: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+                    dag_id: None,
+                    task_id: None,
+                    run_id: None,
+                    map_index: None,
+                    try_number: None,
+                    event: event.clone(),
+                    execution_date: None,
+                    owner: Some(actor.username.clone()),
+                    extra: Some(serde_json::Value::Object(extra).to_string()),
+                }
+            })
+            .collect();
+        Ok(EventLogList {
+            total_entries: event_logs.len() as u64,
+            event_logs,
+        })
     }
 }
 
@@ -686,13 +747,30 @@ impl App {
         .await
     }
 
+    /// GET `uri` in `session`.
+    pub async fn get_in(&self, session: &Session, uri: &str) -> (StatusCode, String) {
+        let request = Request::get(uri)
+            .header(header::COOKIE, &session.cookie)
+            .body(Body::empty())
+            .unwrap();
+        text(self.send(request).await).await
+    }
+
     /// Signs in as admin; the session cookie and the CSRF token of its pages.
     pub async fn sign_in(&self) -> Session {
+        self.sign_in_as("admin").await
+    }
+
+    /// Signs in as one of [`USERS`]; the session cookie and the CSRF token of its pages.
+    pub async fn sign_in_as(&self, username: &str) -> Session {
         let response = self
             .send(form_request(
                 "/login",
                 None,
-                &format!("username=admin&password={}", PASSWORD.replace(' ', "+")),
+                &format!(
+                    "username={username}&password={}",
+                    PASSWORD.replace(' ', "+")
+                ),
             ))
             .await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -706,7 +784,7 @@ impl App {
         let cookie = cookie.split(';').next().unwrap().to_owned();
         let page = self
             .send(
-                Request::get("/dags/hello/trigger")
+                Request::get("/dags/hello")
                     .header(header::COOKIE, &cookie)
                     .body(Body::empty())
                     .unwrap(),
