@@ -10,6 +10,7 @@ mod headers;
 mod html;
 mod ids;
 mod routes;
+mod sse;
 pub mod views;
 
 use std::{sync::Arc, time::Duration};
@@ -34,9 +35,16 @@ pub struct UiConfig {
     pub session_max_lifetime: Duration,
     /// Failed sign-ins allowed per user name within `sign_in_window`.
     pub max_failed_sign_ins: usize,
+    /// Failed sign-ins allowed per client address within `sign_in_window`, whatever the
+    /// names tried (higher than per name: one address may be many people behind a NAT).
+    pub max_failed_sign_ins_per_client: usize,
     pub sign_in_window: Duration,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// Live connections (server-sent events) open at once, in all and per client address;
+    /// beyond them a client gets 503 with `Retry-After`.
+    pub max_live_connections: usize,
+    pub max_live_connections_per_client: usize,
 }
 
 impl Default for UiConfig {
@@ -47,8 +55,11 @@ impl Default for UiConfig {
             session_idle_timeout: Duration::from_secs(8 * 3600),
             session_max_lifetime: Duration::from_secs(24 * 3600),
             max_failed_sign_ins: 5,
+            max_failed_sign_ins_per_client: 20,
             sign_in_window: Duration::from_secs(15 * 60),
             max_body_bytes: 256 * 1024,
+            max_live_connections: 1024,
+            max_live_connections_per_client: 64,
         }
     }
 }
@@ -59,7 +70,10 @@ pub(crate) struct AppState {
     pub backend: Arc<dyn Backend>,
     pub config: Arc<UiConfig>,
     pub sessions: Arc<auth::Sessions>,
+    /// Failed sign-ins by user name, and by client address.
     pub limiter: Arc<auth::SignInLimiter>,
+    pub client_limiter: Arc<auth::SignInLimiter>,
+    pub sse_slots: Arc<sse::SseSlots>,
 }
 
 /// The whole UI: pages, the live streams, the REST API and the static assets.
@@ -74,9 +88,18 @@ pub fn router(backend: Arc<dyn Backend>, config: UiConfig) -> Router {
             config.max_failed_sign_ins,
             config.sign_in_window,
         )),
+        client_limiter: Arc::new(auth::SignInLimiter::new(
+            config.max_failed_sign_ins_per_client,
+            config.sign_in_window,
+        )),
+        sse_slots: Arc::new(sse::SseSlots::new(
+            config.max_live_connections,
+            config.max_live_connections_per_client,
+        )),
         config: Arc::new(config),
     };
     routes::router()
+        .layer(middleware::from_fn_with_state(state.clone(), sse::limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -44,6 +44,16 @@ pub struct ServeArgs {
     /// A UI session ends this long after sign-in, however active
     #[arg(long, env = "UPDRAFT_SESSION_MAX", default_value = "24h", value_parser = humantime::parse_duration)]
     session_max: Duration,
+    /// Live connections (the pages' server-sent events) open at once in all; beyond, 503
+    #[arg(long, env = "UPDRAFT_MAX_LIVE_CONNECTIONS", default_value_t = 1024)]
+    max_live_connections: usize,
+    /// Live connections open at once from one client address
+    #[arg(
+        long,
+        env = "UPDRAFT_MAX_LIVE_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    max_live_connections_per_client: usize,
     /// Bearer token Prometheus must send to scrape /metrics (open when unset)
     #[arg(long, env = "UPDRAFT_METRICS_TOKEN")]
     metrics_token: Option<String>,
@@ -135,6 +145,8 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
             secure_cookies: args.secure_cookies,
             session_idle_timeout: args.session_idle,
             session_max_lifetime: args.session_max,
+            max_live_connections: args.max_live_connections,
+            max_live_connections_per_client: args.max_live_connections_per_client,
             ..ui::UiConfig::default()
         },
     )

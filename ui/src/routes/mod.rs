@@ -62,17 +62,6 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(AppError))]
 pub struct ApiQuery<T>(pub T);
 
-/// Text made fit for an SSE `data` field: every line break kind (`\r\n`, a lone `\r`)
-/// becomes `\n`, which the field splits on (axum refuses a `\r` in it with a panic, and a
-/// partial can carry one from a Kafka record's group value).
-pub fn sse_text(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\r') {
-        text.replace("\r\n", "\n").replace('\r', "\n").into()
-    } else {
-        text.into()
-    }
-}
-
 /// Where a form goes back to: a path of this site from the `next` field, else `fallback`.
 pub fn back_to(next: Option<&str>, fallback: &str) -> Redirect {
     match next {
@@ -88,20 +77,4 @@ fn is_local_path(path: &str) -> bool {
     path.strip_prefix('/')
         .is_some_and(|rest| !rest.starts_with(['/', '\\']))
         && !path.chars().any(|c| c == '\\' || c.is_control())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_line_break_kind_becomes_a_newline_and_sse_takes_it() {
-        assert_eq!(sse_text("a\r\nb\rc\nd"), "a\nb\nc\nd");
-        assert!(matches!(
-            sse_text("plain"),
-            std::borrow::Cow::Borrowed("plain")
-        ));
-        // The data axum would refuse with a panic, made acceptable.
-        let _ = axum::response::sse::Event::default().data(sse_text("x\ry"));
-    }
 }

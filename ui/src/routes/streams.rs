@@ -135,7 +135,11 @@ async fn streams_events(
 
 fn html_event(rendered: askama::Result<String>) -> Option<Event> {
     match rendered {
-        Ok(html) => Some(Event::default().event("html").data(super::sse_text(&html))),
+        Ok(html) => Some(
+            Event::default()
+                .event("html")
+                .data(crate::sse::data_text(&html)),
+        ),
         Err(error) => {
             tracing::error!(%error, "Cannot render a live partial");
             None

@@ -172,7 +172,7 @@ async fn log_stream(
             LogEvent::Lines { text, end } => Event::default()
                 .event("lines")
                 .id(end.to_string())
-                .data(super::sse_text(&text)),
+                .data(crate::sse::data_text(&text)),
             LogEvent::End => Event::default().event("end").data("end of log"),
         })
     });

@@ -109,6 +109,54 @@ async fn failed_sign_ins_are_refused_then_rate_limited() {
 }
 
 #[tokio::test]
+async fn one_address_gets_a_bounded_number_of_guesses_whatever_the_names() {
+    let app = App::new(
+        MemoryBackend::default(),
+        UiConfig {
+            max_failed_sign_ins_per_client: 3,
+            ..UiConfig::default()
+        },
+    );
+    let from = |ip: [u8; 4], body: &str| {
+        let mut request = form_request("/login", None, body);
+        let address = std::net::SocketAddr::from((ip, 40000));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(address));
+        request
+    };
+    for name in ["ann", "bob", "cid"] {
+        let body = format!("username={name}&password=wrong");
+        let response = app.send(from([192, 0, 2, 1], &body)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}");
+    }
+    let right = format!("username=admin&password={}", PASSWORD.replace(' ', "+"));
+    let (status, html) = text(app.send(from([192, 0, 2, 1], &right)).await).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a 4th name from the address"
+    );
+    assert!(html.contains("from your address"), "{html}");
+    let other = app.send(from([192, 0, 2, 2], &right)).await;
+    assert_eq!(
+        other.status(),
+        StatusCode::SEE_OTHER,
+        "another address signs in"
+    );
+    let audited = app.backend.memory().audited.clone();
+    let failed: Vec<_> = audited
+        .iter()
+        .filter(|(_, event, _)| event == "sign_in_failed")
+        .map(|(actor, _, _)| actor.source.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        failed, ["192.0.2.1"; 4],
+        "each failure audited with its address"
+    );
+}
+
+#[tokio::test]
 async fn writes_need_a_user() {
     let app = App::public();
     let (status, body) = json(

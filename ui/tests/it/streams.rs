@@ -225,3 +225,47 @@ async fn a_running_run_with_streams_shows_their_panel() {
         "no stream task, no panel"
     );
 }
+
+#[tokio::test]
+async fn live_connections_beyond_the_cap_get_503_and_a_retry_after() {
+    use axum::http::{Request, header};
+    let app = support::App::new(
+        support::MemoryBackend::default(),
+        ui::UiConfig {
+            public_read: true,
+            max_live_connections_per_client: 2,
+            ..ui::UiConfig::default()
+        },
+    );
+    let open = || async {
+        app.send(
+            Request::get("/live/events")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+    };
+    let first = open().await;
+    let second = open().await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let refused = open().await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
+    let (_, body) = support::json(refused).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("your address"),
+        "{body}"
+    );
+    let (status, _) = app.get("/dags").await;
+    assert_eq!(status, StatusCode::OK, "pages are not capped");
+    drop(first);
+    assert_eq!(
+        open().await.status(),
+        StatusCode::OK,
+        "a closed stream frees its slot"
+    );
+    drop(second);
+}
