@@ -12,6 +12,11 @@ use std::{
 const BLOCK: u64 = 64 * 1024;
 /// The most bytes one forward read returns.
 const MAX_FORWARD_BYTES: usize = 4 * 1024 * 1024;
+/// The most bytes a tail or an earlier-lines read returns: a longer range keeps its last
+/// bytes, from the first line start among them (a line longer than this alone is cut).
+pub const MAX_SLICE_BYTES: u64 = 1024 * 1024;
+/// The most bytes of one line a search looks at (the rest of a longer line is skipped).
+const MAX_SEARCH_LINE: usize = 64 * 1024;
 
 /// A slice of a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +26,8 @@ pub struct LogSlice {
     pub end: u64,
     /// The file's size when read (0 when it does not exist yet).
     pub size: u64,
+    /// `start` is inside a line longer than [`MAX_SLICE_BYTES`]: its beginning is not here.
+    pub first_line_cut: bool,
 }
 
 /// Random access to the bytes of a try's log: its file here, or the chunks a worker shipped
@@ -57,21 +64,24 @@ fn empty(offset: u64) -> LogSlice {
         start: offset,
         end: offset,
         size: 0,
+        first_line_cut: false,
     }
 }
 
-/// The offset where the `lines`-th line before `end` starts (scanning back block by block).
+/// The offset where the `lines`-th line before `end` starts (scanning back block by block),
+/// or `floor` if the scan gets there first.
 fn start_of_lines_before(
     log: &mut (impl LogBytes + ?Sized),
     end: u64,
     lines: usize,
+    floor: u64,
 ) -> io::Result<u64> {
     let mut newlines = 0;
     let mut position = end;
     // The newline that ends the last line does not start a line.
     let mut skip_last = end > 0 && log.read_at(end - 1, 1)?.first() == Some(&b'\n');
-    while position > 0 {
-        let from = position.saturating_sub(BLOCK);
+    while position > floor {
+        let from = position.saturating_sub(BLOCK).max(floor);
         let block = log.read_at(from, (position - from) as usize)?;
         for (i, byte) in block.iter().enumerate().rev() {
             if *byte != b'\n' {
@@ -88,29 +98,60 @@ fn start_of_lines_before(
         }
         position = from;
     }
-    Ok(0)
+    Ok(floor)
 }
 
-/// The last `lines` lines of a log of `size` bytes.
+/// The `lines` lines ending at `end`, at most [`MAX_SLICE_BYTES`] of them: when the lines
+/// reach further back, the slice starts at the first line start in its last bytes, or inside
+/// a line too long to show whole (`first_line_cut`).
+fn lines_before(
+    log: &mut (impl LogBytes + ?Sized),
+    end: u64,
+    lines: usize,
+    size: u64,
+) -> io::Result<LogSlice> {
+    let floor = end.saturating_sub(MAX_SLICE_BYTES);
+    let start = start_of_lines_before(log, end, lines, floor)?;
+    let at_line_start = start == 0 || log.read_at(start - 1, 1)?.first() == Some(&b'\n');
+    if at_line_start {
+        return slice(log, start, end, size);
+    }
+    let bytes = log.read_at(start, (end - start) as usize)?;
+    let whole_lines_from = memchr::memchr(b'\n', &bytes)
+        .map(|i| i + 1)
+        .filter(|from| *from < bytes.len());
+    let (from, first_line_cut) = match whole_lines_from {
+        Some(from) => (from, false),
+        None => (0, true),
+    };
+    Ok(LogSlice {
+        text: String::from_utf8_lossy(&bytes[from..]).into_owned(),
+        start: start + from as u64,
+        end,
+        size,
+        first_line_cut,
+    })
+}
+
+/// The last `lines` lines of a log of `size` bytes (at most [`MAX_SLICE_BYTES`]).
 pub fn tail_of(
     log: &mut (impl LogBytes + ?Sized),
     size: u64,
     lines: usize,
 ) -> io::Result<LogSlice> {
-    let start = start_of_lines_before(log, size, lines)?;
-    slice(log, start, size, size)
+    lines_before(log, size, lines, size)
 }
 
-/// The `lines` lines that end just before `offset` (a line start).
+/// The `lines` lines that end just before `offset` (at most [`MAX_SLICE_BYTES`]).
 pub fn before_of(
     log: &mut (impl LogBytes + ?Sized),
     size: u64,
     offset: u64,
     lines: usize,
 ) -> io::Result<LogSlice> {
+    // Inside a line too long to show whole, its earlier part comes next.
     let end = align_to_line_start(log, offset.min(size))?;
-    let start = start_of_lines_before(log, end, lines)?;
-    slice(log, start, end, size)
+    lines_before(log, end, lines, size)
 }
 
 /// At most `lines` lines from the line holding `offset`.
@@ -139,6 +180,7 @@ pub fn from_of(
         start,
         end: start + end as u64,
         size,
+        first_line_cut: false,
     })
 }
 
@@ -171,11 +213,13 @@ pub fn new_lines_of(
         start: offset,
         end: offset + whole as u64,
         size,
+        first_line_cut: false,
     })
 }
 
 /// Lines holding `query` (ASCII case-insensitive), at most `limit`, with their offsets, in a
-/// log of `size` bytes read block by block.
+/// log of `size` bytes read block by block. Of a line longer than [`MAX_SEARCH_LINE`], only
+/// its first bytes are looked at (and returned).
 pub fn search_in(
     log: &mut (impl LogBytes + ?Sized),
     size: u64,
@@ -186,9 +230,11 @@ pub fn search_in(
     let finder = memchr::memmem::Finder::new(&needle);
     let mut found = Vec::new();
     let mut lower = Vec::new();
-    // `carry` holds the start of a line the previous block cut, from offset `line_start`.
+    // `carry` holds the start of a line the previous block cut, from offset `line_start`;
+    // `skipped` counts the bytes of a long line dropped after its first were checked.
     let mut carry: Vec<u8> = Vec::new();
     let mut line_start = 0u64;
+    let mut skipped = 0u64;
     let mut position = 0u64;
     while position < size && found.len() < limit {
         let block = log.read_at(position, SEARCH_BLOCK.min((size - position) as usize))?;
@@ -200,16 +246,28 @@ pub fn search_in(
         let mut consumed = 0;
         while let Some(newline) = memchr::memchr(b'\n', &carry[consumed..]) {
             let line = &carry[consumed..consumed + newline + 1];
-            check_line(&finder, line, line_start, &mut lower, &mut found);
-            line_start += line.len() as u64;
+            if skipped == 0 {
+                let checked = &line[..line.len().min(MAX_SEARCH_LINE)];
+                check_line(&finder, checked, line_start, &mut lower, &mut found);
+            }
+            line_start += skipped + line.len() as u64;
+            skipped = 0;
             consumed += newline + 1;
             if found.len() >= limit {
                 return Ok(found);
             }
         }
         carry.drain(..consumed);
+        if carry.len() > MAX_SEARCH_LINE {
+            if skipped == 0 {
+                let checked = &carry[..MAX_SEARCH_LINE];
+                check_line(&finder, checked, line_start, &mut lower, &mut found);
+            }
+            skipped += carry.len() as u64;
+            carry.clear();
+        }
     }
-    if !carry.is_empty() && found.len() < limit {
+    if !carry.is_empty() && skipped == 0 && found.len() < limit {
         check_line(&finder, &carry, line_start, &mut lower, &mut found);
     }
     Ok(found)
@@ -233,18 +291,20 @@ fn check_line(
     }
 }
 
-/// `offset` moved back to the start of its line.
+/// `offset` moved back to the start of its line, looking back at most [`MAX_SLICE_BYTES`];
+/// `offset` itself when its line starts further back (a line too long to show whole).
 fn align_to_line_start(log: &mut (impl LogBytes + ?Sized), offset: u64) -> io::Result<u64> {
+    let floor = offset.saturating_sub(MAX_SLICE_BYTES);
     let mut position = offset;
-    while position > 0 {
-        let from = position.saturating_sub(BLOCK);
+    while position > floor {
+        let from = position.saturating_sub(BLOCK).max(floor);
         let block = log.read_at(from, (position - from) as usize)?;
         if let Some(i) = memchr::memrchr(b'\n', &block) {
             return Ok(from + i as u64 + 1);
         }
         position = from;
     }
-    Ok(0)
+    Ok(if floor == 0 { 0 } else { offset })
 }
 
 fn slice(
@@ -259,6 +319,7 @@ fn slice(
         start,
         end,
         size,
+        first_line_cut: false,
     })
 }
 
@@ -318,6 +379,42 @@ mod tests {
             writeln!(file, "line {i}").unwrap();
         }
         (dir, path)
+    }
+
+    #[test]
+    fn a_line_longer_than_a_slice_is_cut_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.log");
+        let long = 3 * MAX_SLICE_BYTES as usize;
+        let mut text = format!("a\nneedle{}\n", "x".repeat(long - 6));
+        let b_at = text.len() as u64;
+        text.push_str("b\nc\n");
+        std::fs::write(&path, &text).unwrap();
+
+        let tail = read_tail(&path, 1000).unwrap();
+        assert_eq!((tail.text.as_str(), tail.start), ("b\nc\n", b_at));
+        assert!(!tail.first_line_cut, "the long line is left out, not cut");
+
+        let earlier = read_before(&path, b_at, 1000).unwrap();
+        assert!(earlier.first_line_cut);
+        assert_eq!(earlier.text.len() as u64, MAX_SLICE_BYTES);
+        assert_eq!((earlier.start, earlier.end), (b_at - MAX_SLICE_BYTES, b_at));
+        let before_that = read_before(&path, earlier.start, 1000).unwrap();
+        assert!(before_that.first_line_cut);
+        assert_eq!(
+            before_that.end, earlier.start,
+            "the line's earlier part comes next"
+        );
+        assert_eq!(before_that.text.len() as u64, MAX_SLICE_BYTES);
+
+        let found = search(&path, "needle", 10).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, 2);
+        assert_eq!(found[0].1.len(), MAX_SEARCH_LINE, "only its first bytes");
+        assert_eq!(
+            search(&path, "c", 10).unwrap(),
+            [(b_at + 2, "c".to_owned())]
+        );
     }
 
     #[test]

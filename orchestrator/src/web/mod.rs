@@ -447,6 +447,7 @@ impl ui::Backend for WebBackend {
             end: slice.end,
             size: slice.size,
             finished,
+            first_line_cut: slice.first_line_cut,
         })
     }
 

@@ -23,6 +23,9 @@ pub struct LogChunk {
     pub size: u64,
     /// The try has ended: the log will not grow.
     pub finished: bool,
+    /// `start` is inside a line too long to show whole: its beginning is not in the chunk
+    /// (reads return at most 1 MiB; the raw download has every line whole).
+    pub first_line_cut: bool,
 }
 
 impl LogChunk {
@@ -113,6 +116,7 @@ mod tests {
             end: 17,
             size: 17,
             finished: true,
+            first_line_cut: false,
         };
         assert_eq!(chunk.lines(), vec![(10, "ab"), (13, "cde")]);
     }
