@@ -2,9 +2,11 @@
 //! and how soon a results page hears of a flush.
 //!
 //! 1. The stream rate (records per second, first to last record) of a windowed stream task
-//!    into MongoDB over a topic filled beforehand, with nobody watching and with 10 viewers
-//!    on `/streams/events` and 10 on its results' events (SSE through the real router,
-//!    in-process). Rounds alternate; the ratio compares the medians.
+//!    into MongoDB over a topic filled beforehand, with nobody watching and with 1,000 viewers
+//!    on `/streams/events` and 200 on its results' events (SSE through the real router,
+//!    in-process). Rounds alternate; the ratio compares the medians. Each round also prints
+//!    the process's CPU time and RSS (the stream task, the router and the viewers are one
+//!    process: the difference between rounds is what watching costs).
 //! 2. Flush -> results push: with records arriving steadily, the time from the end of each
 //!    flush (`last_flush_at`) to the rendered results arriving at an SSE reader.
 //!
@@ -38,21 +40,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Sizes {
     records: usize,
     rounds: usize,
-    viewers: usize,
+    streams_viewers: usize,
+    results_viewers: usize,
     flushes: usize,
 }
 
 const FULL: Sizes = Sizes {
-    records: 200_000,
+    records: 1_000_000,
     rounds: 3,
-    viewers: 10,
+    streams_viewers: 1_000,
+    results_viewers: 200,
     flushes: 60,
 };
 
 const SMOKE: Sizes = Sizes {
     records: 2_000,
     rounds: 1,
-    viewers: 2,
+    streams_viewers: 2,
+    results_viewers: 2,
     flushes: 3,
 };
 
@@ -144,6 +149,9 @@ async fn run(sizes: &Sizes) -> anyhow::Result<()> {
             Arc::new(backend),
             ui::UiConfig {
                 public_read: true,
+                // The viewers are in this process: one "client" holding all of them.
+                max_live_connections: 10_000,
+                max_live_connections_per_client: 10_000,
                 ..ui::UiConfig::default()
             },
         ),
@@ -166,15 +174,16 @@ async fn run(sizes: &Sizes) -> anyhow::Result<()> {
     );
     let (mut alone, mut watched) = (Vec::new(), Vec::new());
     for round in 0..sizes.rounds {
-        alone.push(stream_rate(&bench, &ids[round * 2], sizes, 0).await?);
-        watched.push(stream_rate(&bench, &ids[round * 2 + 1], sizes, sizes.viewers).await?);
+        alone.push(stream_rate(&bench, &ids[round * 2], sizes, (0, 0)).await?);
+        let viewers = (sizes.streams_viewers, sizes.results_viewers);
+        watched.push(stream_rate(&bench, &ids[round * 2 + 1], sizes, viewers).await?);
     }
     let (alone, watched) = (median(&mut alone), median(&mut watched));
     println!(
         "stream rate, median of {} rounds: {alone:.0} records/s unwatched, {watched:.0} records/s with {} viewers on /streams and {} on its results: {:.3}x",
         sizes.rounds,
-        sizes.viewers,
-        sizes.viewers,
+        sizes.streams_viewers,
+        sizes.results_viewers,
         watched / alone
     );
     flush_to_push(&bench, ids.last().unwrap(), sizes).await
@@ -263,22 +272,45 @@ fn number(metrics: &serde_json::Map<String, serde_json::Value>, name: &str) -> u
     metrics.get(name).and_then(|v| v.as_u64()).unwrap_or(0)
 }
 
-/// Records per second of one stream run over the whole topic, with `viewers` watching.
+/// This process's CPU time (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(usage.user_time()) + seconds(usage.system_time())
+    })
+}
+
+/// This process's resident memory now, in MB.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Records per second of one stream run over the whole topic, with (streams page, results
+/// page) viewers watching.
 async fn stream_rate(
     bench: &Bench,
     id: &str,
     sizes: &Sizes,
-    viewers: usize,
+    (streams_viewers, results_viewers): (usize, usize),
 ) -> anyhow::Result<f64> {
     let (run, key) = start(bench, id).await?;
     let mut watching = Vec::new();
-    for _ in 0..viewers {
+    for _ in 0..streams_viewers {
         watching.push(viewer(&bench.app, "/streams/events".into()));
+    }
+    for _ in 0..results_viewers {
         watching.push(viewer(
             &bench.app,
             format!("/dags/{id}/runs/{}/tasks/stats/results/events", run.run_id),
         ));
     }
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let limit = started + Duration::from_secs(600);
     let mut first: Option<(Instant, u64)> = None;
@@ -299,6 +331,7 @@ async fn stream_rate(
             break Instant::now();
         }
     };
+    let (cpu, rss) = (cpu_seconds() - cpu_before, rss_mb());
     bench.executor.stop_run(&run.key());
     for watcher in watching {
         watcher.abort();
@@ -308,7 +341,11 @@ async fn stream_rate(
         .filter(|(_, read)| *read < sizes.records as u64)
         .unwrap_or((started, 0));
     let rate = (sizes.records as u64 - at_start) as f64 / (last - started).as_secs_f64().max(1e-3);
-    println!("  {id}: {rate:.0} records/s with {viewers} + {viewers} viewers");
+    let seconds = (last - started).as_secs_f64();
+    println!(
+        "  {id}: {rate:.0} records/s with {streams_viewers} + {results_viewers} viewers; process CPU {cpu:.2} s in {seconds:.2} s ({:.0}%), RSS {rss:.0} MB",
+        100.0 * cpu / seconds.max(1e-3)
+    );
     Ok(rate)
 }
 

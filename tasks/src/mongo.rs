@@ -17,6 +17,31 @@ pub async fn client(uri: &str) -> Result<Client, TaskError> {
         .map_err(|e| TaskError::Failed(format!("bad MongoDB connection string {uri:?}: {e}")))
 }
 
+/// Clients kept for readers that come back often (the results pages), by URI: a client holds
+/// a connection pool and a monitor per server, so one per read would reconnect every time.
+static SHARED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Client>>> =
+    std::sync::LazyLock::new(Default::default);
+/// Distinct URIs kept at once (beyond, the cache starts over).
+const SHARED_URIS: usize = 32;
+
+/// [`client`], made once per URI for the life of the process.
+pub async fn shared_client(uri: &str) -> Result<Client, TaskError> {
+    let cached = SHARED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(uri)
+        .cloned();
+    if let Some(client) = cached {
+        return Ok(client);
+    }
+    let made = client(uri).await?;
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if shared.len() >= SHARED_URIS {
+        shared.clear();
+    }
+    Ok(shared.entry(uri.to_owned()).or_insert(made).clone())
+}
+
 /// `uri` with Updraft's timeouts added where the URI does not set them.
 fn with_defaults(uri: &str) -> String {
     let mut full = uri.to_owned();

@@ -10,6 +10,7 @@ mod headers;
 mod html;
 mod ids;
 mod routes;
+mod shared;
 mod sse;
 pub mod views;
 
@@ -74,6 +75,7 @@ pub(crate) struct AppState {
     pub limiter: Arc<auth::SignInLimiter>,
     pub client_limiter: Arc<auth::SignInLimiter>,
     pub sse_slots: Arc<sse::SseSlots>,
+    pub shared_renders: Arc<shared::SharedRenders>,
 }
 
 /// The whole UI: pages, the live streams, the REST API and the static assets.
@@ -96,6 +98,7 @@ pub fn router(backend: Arc<dyn Backend>, config: UiConfig) -> Router {
             config.max_live_connections,
             config.max_live_connections_per_client,
         )),
+        shared_renders: Arc::default(),
         config: Arc::new(config),
     };
     routes::router()

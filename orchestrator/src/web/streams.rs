@@ -53,15 +53,17 @@ impl StreamSampler {
         tokio::spawn(async move {
             let mut poll = tokio::time::interval(POLL);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            for n in 0u32.. {
+            for n in 0u64.. {
                 poll.tick().await;
-                running.poll(&executor, n % POLLS_PER_SAMPLE == 0);
+                running.poll(&executor, n);
             }
         });
         sampler
     }
 
-    fn poll(&self, executor: &Executor, sample: bool) {
+    /// Poll number `seq`: every [`POLLS_PER_SAMPLE`]th one samples.
+    fn poll(&self, executor: &Executor, seq: u64) {
+        let sample = seq.is_multiple_of(u64::from(POLLS_PER_SAMPLE));
         let now_ms = Utc::now().timestamp_millis();
         let mut flushed = false;
         let mut flushes = BTreeMap::new();
@@ -103,6 +105,7 @@ impl StreamSampler {
         }
         if sample || flushed {
             let _ = self.ticks.send(StreamTick {
+                seq,
                 flushes,
                 sampled: sample,
             });

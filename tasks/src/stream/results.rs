@@ -154,7 +154,7 @@ async fn mongo_collection(
     database: &str,
     collection: &str,
 ) -> Result<Collection<Document>, TaskError> {
-    let client = mongo::client(&connections.mongo_uri(uri)).await?;
+    let client = mongo::shared_client(&connections.mongo_uri(uri)).await?;
     Ok(client.database(database).collection(collection))
 }
 

@@ -1,7 +1,7 @@
 //! Running streams and their results: pages whose live part the server renders and pushes
 //! over SSE (each second for the figures, on each flush for the results), and the JSON API.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
 
 use askama::Template as _;
 use axum::{
@@ -109,42 +109,49 @@ async fn streams_page(
     }))
 }
 
-/// Every second, the streams partial (all streams, or the one of the filter), rendered.
+/// Every second, the streams partial (all streams, or the one of the filter), rendered once
+/// per tick and filter for every viewer.
 async fn streams_events(
     State(state): State<AppState>,
     Query(filter): Query<StreamFilter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let backend = state.backend.clone();
     let sampled = state
         .backend
         .stream_ticks()
         .filter(|tick| future::ready(tick.sampled));
-    let events = sampled.then(move |_| {
-        let (backend, filter) = (backend.clone(), filter.clone());
+    let events = sampled.then(move |tick| {
+        let (state, filter) = (state.clone(), filter.clone());
         async move {
-            let streams = backend.streams().await.ok()?;
-            let kept = streams.into_iter().filter(|s| filter.keeps(s)).collect();
-            let partial = StreamsPartial {
-                live: StreamsLive::new(kept, filter.single()),
+            let key = format!(
+                "streams?{:?}/{:?}/{:?}",
+                filter.dag_id, filter.run_id, filter.task_id
+            );
+            let render = || async {
+                let streams = state.backend.streams().await.ok()?;
+                let kept = streams.into_iter().filter(|s| filter.keeps(s)).collect();
+                let partial = StreamsPartial {
+                    live: StreamsLive::new(kept, filter.single()),
+                };
+                rendered(partial.render())
             };
-            html_event(partial.render())
+            let html = state.shared_renders.get(&key, tick.seq, render).await?;
+            Some(html_event(&html))
         }
     });
     Sse::new(events.filter_map(future::ready).map(Ok)).keep_alive(KeepAlive::default())
 }
 
-fn html_event(rendered: askama::Result<String>) -> Option<Event> {
-    match rendered {
-        Ok(html) => Some(
-            Event::default()
-                .event("html")
-                .data(crate::sse::data_text(&html)),
-        ),
-        Err(error) => {
-            tracing::error!(%error, "Cannot render a live partial");
-            None
-        }
-    }
+fn rendered(result: askama::Result<String>) -> Option<Arc<str>> {
+    result
+        .map_err(|error| tracing::error!(%error, "Cannot render a live partial"))
+        .ok()
+        .map(Arc::from)
+}
+
+fn html_event(html: &str) -> Event {
+    Event::default()
+        .event("html")
+        .data(crate::sse::data_text(html))
 }
 
 async fn stream_page(
@@ -195,7 +202,8 @@ async fn results_page(
     }))
 }
 
-/// The results partial, pushed each time the task has flushed since the last push.
+/// The results partial, pushed each time the task has flushed since the last push: the sink
+/// is read and the partial rendered once per flush, window and measure for every viewer.
 async fn results_events(
     State(state): State<AppState>,
     path: TaskPath,
@@ -203,6 +211,7 @@ async fn results_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let key = task_key(path)?;
     let name = format!("{}/{}/{}", key.run.dag_id, key.run.run_id, key.task_id);
+    let shared_key = format!("results/{name}?{:?}/{:?}", query.window, query.measure);
     let mut pushed: Option<u64> = None;
     let ticks = state.backend.stream_ticks().filter_map(move |tick| {
         let flushes = tick.flushes.get(&name).copied();
@@ -210,18 +219,20 @@ async fn results_events(
         if changed {
             pushed = flushes;
         }
-        future::ready(changed.then_some(()))
+        // Every viewer gets the same ticks: the tick's number names the moment of the read.
+        future::ready(changed.then_some(tick.seq))
     });
-    let events = ticks.then(move |()| {
+    let events = ticks.then(move |seq| {
         let (state, key, query) = (state.clone(), key.clone(), query.clone());
+        let shared_key = shared_key.clone();
         async move {
-            let results = results_of(&state, &key, &query).await.ok()?;
-            html_event(
-                ResultsPartial {
-                    live: ResultsLive::new(results),
-                }
-                .render(),
-            )
+            let render = || async {
+                let results = results_of(&state, &key, &query).await.ok()?;
+                let live = ResultsLive::new(results);
+                rendered(ResultsPartial { live }.render())
+            };
+            let html = state.shared_renders.get(&shared_key, seq, render).await?;
+            Some(html_event(&html))
         }
     });
     Ok(Sse::new(events.filter_map(future::ready).map(Ok)).keep_alive(KeepAlive::default()))

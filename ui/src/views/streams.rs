@@ -125,6 +125,8 @@ impl ResultRow {
 /// Carries the flush count of every running stream task, by `dag/run/task`.
 #[derive(Debug, Clone, Default)]
 pub struct StreamTick {
+    /// Counts the ticks: the version of what the live pages render from it.
+    pub seq: u64,
     pub flushes: BTreeMap<String, u64>,
     /// The once-a-second sample (the streams page re-renders on these only).
     pub sampled: bool,

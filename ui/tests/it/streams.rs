@@ -166,6 +166,20 @@ async fn results_are_pushed_once_per_flush() {
 }
 
 #[tokio::test]
+async fn viewers_of_one_results_page_share_one_read_per_flush() {
+    let app = App::public();
+    let uri = format!("{STREAM}/results/events");
+    let viewers = (0..20).map(|_| app.get(&uri));
+    let bodies = futures::future::join_all(viewers).await;
+    for (status, body) in &bodies {
+        assert_eq!(*status, StatusCode::OK);
+        assert_eq!(events(body).len(), 2, "{body}");
+    }
+    let reads = app.backend.memory().results_reads;
+    assert_eq!(reads, 2, "two flushes, one sink read each for 20 viewers");
+}
+
+#[tokio::test]
 async fn the_api_answers_streams_and_results_as_json() {
     let app = App::public();
     let (status, streams) = support::json(

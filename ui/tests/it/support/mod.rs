@@ -51,6 +51,8 @@ pub struct Memory {
     pub marked: Vec<(String, Mark)>,
     pub follow_from: Vec<u64>,
     pub actors: Vec<Actor>,
+    /// Reads of a stream's results (the sink).
+    pub results_reads: usize,
     /// What `audit` was told: (who, event, detail).
     pub audited: Vec<(Actor, String, serde_json::Value)>,
     /// `admin` was deleted.
@@ -582,6 +584,7 @@ impl ui::Backend for MemoryBackend {
 
     async fn results(&self, task: &TaskKey, window: Option<&str>) -> BackendResult<ResultsView> {
         self.stream(task).await?;
+        self.memory().results_reads += 1;
         let windows = vec![
             "2026-11-25T10:01:00.000Z".to_string(),
             "2026-11-25T10:00:00.000Z".to_string(),
@@ -629,7 +632,9 @@ impl ui::Backend for MemoryBackend {
             self.ticks
                 .clone()
                 .into_iter()
-                .map(move |flushes| StreamTick {
+                .zip(1..)
+                .map(move |(flushes, seq)| StreamTick {
+                    seq,
                     flushes: BTreeMap::from([(name.clone(), flushes)]),
                     sampled: true,
                 }),
