@@ -1,6 +1,8 @@
 //! The load part of `scripts/bench ui`: one `orchestrator serve` (release binary) with N
 //! viewers following a live log over SSE while runs are triggered through the API at a steady
-//! rate and the DAG list is fetched; errors, page and trigger times, and serve's RSS.
+//! rate and the DAG list is fetched; errors, page and trigger times, and serve's RSS. Then two
+//! bursts of 200 parallel bad sign-ins (one name from one address; 200 names from another):
+//! how many were hashed (answered 401, not 429) and serve's peak RSS rise.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -80,6 +82,8 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
             .env("UPDRAFT_LOGS_FOLDER", dir.path().join("logs"))
             .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
             .env("UPDRAFT_PUBLIC_READ", "true")
+            // The viewers all come from this one address.
+            .env("UPDRAFT_MAX_LIVE_CONNECTIONS_PER_CLIENT", "10000")
             .env("RUST_LOG", "warn");
     };
     let mut serve = Command::new(binary()?);
@@ -210,6 +214,67 @@ pub async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         received.load(Ordering::Relaxed) as f64 / 1e6,
         idle_rss / 1024,
         max_rss / 1024,
+    );
+    for (what, from) in [("one name", [127, 0, 0, 1]), ("200 names", [127, 0, 0, 2])] {
+        sign_in_burst(&base, serve.0.id(), what, from).await?;
+    }
+    Ok(())
+}
+
+/// 200 parallel sign-ins with a wrong password from `from` (one name, or a name each): how
+/// many got a password check (401; the rest are refused before hashing, 429), and serve's
+/// RSS peak over the burst above its RSS before.
+async fn sign_in_burst(base: &str, pid: u32, what: &str, from: [u8; 4]) -> anyhow::Result<()> {
+    const BURST: usize = 200;
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let before = rss_kib(pid);
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let attempts = (0..BURST).map(|i| {
+        let username = if what == "one name" {
+            "admin".to_owned()
+        } else {
+            format!("guess{i}")
+        };
+        let form = [
+            ("username", username),
+            ("password", "wrong guess".to_owned()),
+        ];
+        let request = http.post(format!("{base}/login")).form(&form).send();
+        async move { request.await.map(|r| r.status().as_u16()) }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let seconds = started.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let peak = sampler.await?.max(before);
+    let count = |code: u16| {
+        statuses
+            .iter()
+            .filter(|s| matches!(s, Ok(c) if *c == code))
+            .count()
+    };
+    println!(
+        "sign-in burst, {BURST} parallel wrong passwords ({what}, from {}): {} hashed (401), {} refused before hashing (429), {} other, in {seconds:.2} s; serve RSS {} MB before, peak rise {:.1} MB",
+        std::net::IpAddr::from(from),
+        count(401),
+        count(429),
+        BURST - count(401) - count(429),
+        before / 1024,
+        (peak - before) as f64 / 1024.0,
     );
     Ok(())
 }
