@@ -34,6 +34,26 @@ fn check_username(username: &str) -> Result<(), UserError> {
     Ok(())
 }
 
+fn check_password(password: &str) -> Result<(), UserError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(UserError::Invalid(format!(
+            "the password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Changes a user's password: their sessions signed in before now end at their next request
+/// (their API tokens stay).
+pub async fn set_password(store: &Store, username: &str, password: &str) -> Result<(), UserError> {
+    check_password(password)?;
+    let hash = hash_password(password)?;
+    if !store.set_password_hash(username, &hash).await? {
+        return Err(UserError::Unknown(username.to_owned()));
+    }
+    Ok(())
+}
+
 pub fn hash_password(password: &str) -> Result<String, UserError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| UserError::Hash(e.to_string()))?;
@@ -50,6 +70,7 @@ pub fn user_of(row: UserRow) -> User {
     User {
         role: row.role.parse().unwrap_or(Role::Viewer),
         username: row.username,
+        password_changed_at: row.password_changed_at,
     }
 }
 
@@ -60,11 +81,7 @@ pub async fn add_user(
     role: Role,
 ) -> Result<(), UserError> {
     check_username(username)?;
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(UserError::Invalid(format!(
-            "the password needs at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
+    check_password(password)?;
     let hash = hash_password(password)?;
     if !store.insert_user(username, &hash, role.as_str()).await? {
         return Err(UserError::Exists(username.to_owned()));

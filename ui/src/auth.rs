@@ -75,6 +75,8 @@ struct Session {
     user: User,
     csrf: String,
     started: Instant,
+    /// The wall-clock time of the sign-in (a later password change ends the session).
+    signed_in_at: chrono::DateTime<chrono::Utc>,
     last_seen: Instant,
 }
 
@@ -116,14 +118,15 @@ impl Sessions {
                 user,
                 csrf: random_token(),
                 started: now,
+                signed_in_at: chrono::Utc::now(),
                 last_seen: now,
             },
         );
         id
     }
 
-    /// The user and CSRF token of a live session, which counts as activity.
-    fn touch(&self, id: &str) -> Option<(User, String)> {
+    /// The user, CSRF token and sign-in time of a live session, which counts as activity.
+    fn touch(&self, id: &str) -> Option<(User, String, chrono::DateTime<chrono::Utc>)> {
         let mut sessions = self.lock();
         let now = Instant::now();
         let session = sessions.get_mut(id)?;
@@ -132,7 +135,11 @@ impl Sessions {
             return None;
         }
         session.last_seen = now;
-        Some((session.user.clone(), session.csrf.clone()))
+        Some((
+            session.user.clone(),
+            session.csrf.clone(),
+            session.signed_in_at,
+        ))
     }
 
     pub fn end(&self, id: &str) {
@@ -339,27 +346,32 @@ async fn principal(
     }
     let id = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
     let session = id.as_deref().and_then(|id| state.sessions.touch(id));
-    let (user, csrf) = session.unzip();
-    let user = match (user, id) {
-        // A deleted user's sessions end at their next request.
-        (Some(user), Some(id)) => still_a_user(state, user, &id).await?,
-        _ => None,
+    let (user, csrf) = match (session, id) {
+        // A deleted user's sessions end at their next request, as do the sessions signed in
+        // before a password change.
+        (Some((user, csrf, signed_in_at)), Some(id)) => {
+            let user = still_a_user(state, user, &id, signed_in_at).await?;
+            (user, Some(csrf))
+        }
+        _ => (None, None),
     };
     Ok((Principal { user, csrf, source }, true))
 }
 
 /// The session's user as the store has them now (with their current role); if they are
-/// gone, the session ends.
+/// gone or changed their password after `signed_in_at`, the session ends.
 async fn still_a_user(
     state: &AppState,
     user: User,
     session: &str,
+    signed_in_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<User>, Response> {
     let now = state
         .backend
         .user(&user.username)
         .await
-        .map_err(|e| AppError::from(e).into_response())?;
+        .map_err(|e| AppError::from(e).into_response())?
+        .filter(|now| now.password_changed_at.is_none_or(|at| at <= signed_in_at));
     if now.is_none() {
         state.sessions.end(session);
     }
@@ -491,6 +503,7 @@ mod tests {
         let id = sessions.start(User {
             username: "a".into(),
             role: Role::Viewer,
+            password_changed_at: None,
         });
         assert!(sessions.touch(&id).is_some());
         std::thread::sleep(Duration::from_millis(400));
@@ -505,6 +518,7 @@ mod tests {
         let id = sessions.start(User {
             username: "a".into(),
             role: Role::Viewer,
+            password_changed_at: None,
         });
         for _ in 0..2 {
             std::thread::sleep(Duration::from_millis(50));

@@ -18,6 +18,8 @@ pub enum UsersCommand {
         #[arg(long, default_value = "viewer")]
         role: Role,
     },
+    /// Change a user's password (from UPDRAFT_PASSWORD or stdin); their UI sessions end
+    SetPassword { username: String },
     /// Give a user another role (it counts from their next request)
     SetRole {
         username: String,
@@ -67,6 +69,16 @@ pub async fn users(global: &GlobalArgs, command: UsersCommand) -> anyhow::Result
             let entry = audit::entry(&actor, "user_add").with_detail(detail);
             audit::record(&store, entry).await;
             println!("Added user {username} ({role})");
+        }
+        UsersCommand::SetPassword { username } => {
+            let password = read_password()?;
+            users::set_password(&store, &username, &password).await?;
+            let detail = serde_json::json!({"user": username});
+            let entry = audit::entry(&actor, "user_set_password").with_detail(detail);
+            audit::record(&store, entry).await;
+            println!(
+                "Changed the password of {username}: their UI sessions end at their next request"
+            );
         }
         UsersCommand::SetRole { username, role } => {
             users::set_role(&store, &username, role).await?;

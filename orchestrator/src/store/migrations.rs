@@ -178,6 +178,11 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX IF NOT EXISTS audit_log_by_dag ON audit_log (dag_id, id)",
         ],
     },
+    Migration {
+        version: 10,
+        description: "when each user's password last changed (older sessions end)",
+        statements: &["ALTER TABLE users ADD COLUMN password_changed_at_us BIGINT"],
+    },
 ];
 
 /// `{auto_id}` in a migration: an integer key the database numbers, in each dialect's words.

@@ -13,6 +13,7 @@ pub struct UserRow {
     /// `viewer`, `op` or `admin`.
     pub role: String,
     pub created_at: DateTime<Utc>,
+    pub password_changed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ impl Store {
 
     pub async fn user(&self, username: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(
-            "SELECT username, password_hash, role, created_at_us FROM users WHERE username = $1",
+            "SELECT username, password_hash, role, created_at_us, password_changed_at_us FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -56,11 +57,25 @@ impl Store {
 
     pub async fn users(&self) -> Result<Vec<UserRow>> {
         let rows = sqlx::query(
-            "SELECT username, password_hash, role, created_at_us FROM users ORDER BY username",
+            "SELECT username, password_hash, role, created_at_us, password_changed_at_us FROM users ORDER BY username",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_row).collect()
+    }
+
+    /// Replaces a user's password hash (now is when it changed); false when there is no such
+    /// user.
+    pub async fn set_password_hash(&self, username: &str, password_hash: &str) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at_us = $2 WHERE username = $3",
+        )
+        .bind(password_hash)
+        .bind(to_micros(Utc::now()))
+        .bind(username)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
     }
 
     /// Gives a user another role; false when there is no such user.
@@ -113,7 +128,8 @@ impl Store {
     pub async fn token_user(&self, token_hash: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(
             "SELECT u.username AS username, u.password_hash AS password_hash, u.role AS role,
-                    u.created_at_us AS created_at_us
+                    u.created_at_us AS created_at_us,
+                    u.password_changed_at_us AS password_changed_at_us
              FROM api_tokens t JOIN users u ON u.username = t.username
              WHERE t.token_hash = $1 AND t.revoked_at_us IS NULL",
         )
@@ -163,5 +179,8 @@ fn user_row(row: &sqlx::any::AnyRow) -> Result<UserRow> {
         password_hash: row.try_get("password_hash")?,
         role: row.try_get("role")?,
         created_at: from_micros(row.try_get("created_at_us")?),
+        password_changed_at: row
+            .try_get::<Option<i64>, _>("password_changed_at_us")?
+            .map(from_micros),
     })
 }

@@ -224,6 +224,21 @@ fn roles_decide_who_writes_and_the_audit_log_keeps_every_write() {
     cli_output(cli(dir.path()).args(["users", "set-role", "vera", "--role", "op"]));
     assert!(pause(&vera).contains(" 200 "), "a new role counts at once");
     cli_output(cli(dir.path()).args(["dags", "trigger", "quiet"]));
+    let short = cli(dir.path())
+        .env("UPDRAFT_PASSWORD", "short")
+        .args(["users", "set-password", "vera"])
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        !short.status.success() && error.contains("at least 8"),
+        "{error}"
+    );
+    cli_output(
+        cli(dir.path())
+            .env("UPDRAFT_PASSWORD", "another long password")
+            .args(["users", "set-password", "vera"]),
+    );
 
     let refused = serve.send("GET", "/api/v1/eventLogs", &olga, "");
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
@@ -256,6 +271,7 @@ fn roles_decide_who_writes_and_the_audit_log_keeps_every_write() {
     assert!(has("pause", Some("vera"), "127.0.0.1"), "{entries:?}");
     assert!(has("user_set_role", None, "cli"), "{entries:?}");
     assert!(has("trigger", None, "cli"), "{entries:?}");
+    assert!(has("user_set_password", None, "cli"), "{entries:?}");
     assert_eq!(body["total_entries"], entries.len());
     serve.terminate();
 }

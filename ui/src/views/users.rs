@@ -48,6 +48,8 @@ impl std::str::FromStr for Role {
 pub struct User {
     pub username: String,
     pub role: Role,
+    /// When the password last changed: sessions signed in before then have ended.
+    pub password_changed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Who a command acts for and from where, as the audit log keeps it.

@@ -378,3 +378,22 @@ async fn deleting_a_user_ends_their_sessions() {
     }
     assert!(!app.backend.memory().paused);
 }
+
+#[tokio::test]
+async fn a_password_change_ends_the_sessions_signed_in_before_it() {
+    let app = App::public();
+    let before = app.sign_in().await;
+    app.backend.memory().admin_password_changed_at = Some(chrono::Utc::now());
+    let (status, _) = app.get_in(&before, "/dags/hello/trigger").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the old session has ended");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let after = app.sign_in().await;
+    let (status, _) = app.get_in(&after, "/dags/hello/trigger").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a sign-in with the new password works"
+    );
+    let (status, _) = app.get_in(&before, "/dags/hello/trigger").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "and the old one stays ended");
+}

@@ -55,6 +55,8 @@ pub struct Memory {
     pub results_reads: usize,
     /// What `audit` was told: (who, event, detail).
     pub audited: Vec<(Actor, String, serde_json::Value)>,
+    /// When `admin` last changed their password.
+    pub admin_password_changed_at: Option<chrono::DateTime<Utc>>,
     /// `admin` was deleted.
     pub admin_deleted: bool,
 }
@@ -667,6 +669,11 @@ impl ui::Backend for MemoryBackend {
             .map(|(name, role)| User {
                 username: (*name).into(),
                 role: *role,
+                password_changed_at: if *name == "admin" {
+                    self.memory().admin_password_changed_at
+                } else {
+                    None
+                },
             }))
     }
 
