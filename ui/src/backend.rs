@@ -54,7 +54,10 @@ pub trait Backend: Send + Sync + 'static {
         before: Option<&str>,
         limit: usize,
     ) -> BackendResult<GridView>;
+    /// Runs of the DAG (NotFound when it has neither a file nor runs).
     async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList>;
+    /// Runs of any of `dag_ids` (of every DAG when empty).
+    async fn runs_of(&self, dag_ids: &[String], query: &RunQuery) -> BackendResult<RunList>;
     async fn run(&self, run: &RunKey) -> BackendResult<RunDetail>;
     async fn import_errors(&self) -> BackendResult<Vec<ImportErrorView>>;
     /// The workers of a shared metadata database and who holds the scheduler lease.

@@ -1,5 +1,5 @@
-//! Errors as clients see them: JSON `{status, title, detail}` for the API, an error page for
-//! the HTML pages. Internal errors are logged and answered with a generic message.
+//! Errors as clients see them: JSON `{type, title, status, detail}` for the API (RFC 7807, as
+//! Airflow's `Error`), an error page for the HTML pages. Internal errors are logged and answered with a generic message.
 
 use axum::{
     Json,
@@ -20,6 +20,8 @@ pub struct AppError {
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
+    /// RFC 7807's "no more than the status says".
+    r#type: &'static str,
     status: u16,
     title: &'a str,
     detail: &'a str,
@@ -60,6 +62,12 @@ impl From<JsonRejection> for AppError {
     }
 }
 
+impl From<axum_extra::extract::QueryRejection> for AppError {
+    fn from(rejection: axum_extra::extract::QueryRejection) -> Self {
+        Self::new(rejection.status(), rejection.body_text())
+    }
+}
+
 impl From<QueryRejection> for AppError {
     fn from(rejection: QueryRejection) -> Self {
         Self::new(rejection.status(), rejection.body_text())
@@ -75,6 +83,7 @@ impl From<FormRejection> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
+            r#type: "about:blank",
             status: self.status.as_u16(),
             title: self.title(),
             detail: &self.detail,

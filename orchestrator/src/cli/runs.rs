@@ -46,7 +46,7 @@ pub async fn execute(global: &GlobalArgs, command: RunsCommand) -> anyhow::Resul
             let runs = store
                 .list_runs(&RunFilter {
                     dag_id: dag,
-                    state,
+                    states: state.into_iter().collect(),
                     limit: Some(limit),
                     ..RunFilter::default()
                 })

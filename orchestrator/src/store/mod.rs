@@ -32,8 +32,8 @@ pub use events::StoreEvent;
 pub use lease::{LeaseAttempt, LeaseHolder};
 pub use log_chunks::LogKey;
 pub use models::{
-    DagRunRow, NewRun, NewTaskInstance, RunFilter, RunKey, RunState, RunType, TaskInstanceRow,
-    TaskKey, TiState,
+    DagRunRow, NewRun, NewTaskInstance, RunColumn, RunFilter, RunKey, RunState, RunType,
+    TaskInstanceRow, TaskKey, TiState, TimeRange,
 };
 pub use runs::{RunChange, RunEffect};
 pub use task_instances::{Fence, TiChange};

@@ -182,14 +182,54 @@ impl TaskInstanceRow {
     }
 }
 
-/// Filters for listing runs.
+/// Filters, order and page for listing runs.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub dag_id: Option<String>,
-    pub state: Option<RunState>,
+    /// Runs of any of these DAGs (with `dag_id`, of that one too); empty: no filter.
+    pub dag_ids: Vec<String>,
+    /// Runs in any of these states; empty: any state.
+    pub states: Vec<RunState>,
     pub run_type: Option<RunType>,
+    pub logical_date: TimeRange,
+    pub start_date: TimeRange,
+    pub end_date: TimeRange,
+    /// The column to order by and whether newest (largest) first; None: the latest queued
+    /// first.
+    pub order_by: Option<(RunColumn, bool)>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+}
+
+/// Inclusive bounds of a time; open where None.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A column runs can be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunColumn {
+    LogicalDate,
+    StartDate,
+    EndDate,
+    RunId,
+    DagId,
+    State,
+}
+
+impl RunColumn {
+    pub(super) fn sql(self) -> &'static str {
+        match self {
+            RunColumn::LogicalDate => "logical_date_us",
+            RunColumn::StartDate => "start_us",
+            RunColumn::EndDate => "end_us",
+            RunColumn::RunId => "run_id",
+            RunColumn::DagId => "dag_id",
+            RunColumn::State => "state",
+        }
+    }
 }
 
 /// One DAG run.

@@ -320,14 +320,11 @@ impl Store {
 
     /// How many runs match `filter` (its limit and offset aside).
     pub async fn count_runs(&self, filter: &RunFilter) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM dag_runs WHERE ($1 = '' OR dag_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR run_type = $3)",
-        )
-        .bind(filter.dag_id.clone().unwrap_or_default())
-        .bind(filter.state.map(|s| s.as_str()).unwrap_or_default())
-        .bind(filter.run_type.map(|s| s.as_str()).unwrap_or_default())
-        .fetch_one(&self.pool)
-        .await?;
+        let (clause, values) = run_conditions(filter);
+        let sql = format!("SELECT COUNT(*) AS n FROM dag_runs{clause}");
+        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -360,17 +357,20 @@ impl Store {
 
     /// Newest first, filtered.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<DagRunRow>> {
+        let (clause, values) = run_conditions(filter);
+        let order = match filter.order_by {
+            Some((column, newest_first)) => {
+                let direction = if newest_first { "DESC" } else { "ASC" };
+                format!("{} {direction}, dag_id, run_id", column.sql())
+            }
+            None => "queued_at_us DESC, logical_date_us DESC".to_owned(),
+        };
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs
-             WHERE ($1 = '' OR dag_id = $1) AND ($2 = '' OR state = $2) AND ($3 = '' OR run_type = $3)
-             ORDER BY queued_at_us DESC, logical_date_us DESC LIMIT $4 OFFSET $5"
+            "SELECT {RUN_COLUMNS} FROM dag_runs{clause} ORDER BY {order} LIMIT {} OFFSET {}",
+            filter.limit.unwrap_or(100).max(0),
+            filter.offset.unwrap_or(0).max(0)
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.dag_id.clone().unwrap_or_default())
-            .bind(filter.state.map(|s| s.as_str()).unwrap_or_default())
-            .bind(filter.run_type.map(|s| s.as_str()).unwrap_or_default())
-            .bind(filter.limit.unwrap_or(100))
-            .bind(filter.offset.unwrap_or(0))
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
@@ -485,4 +485,78 @@ pub(super) async fn apply_run_change(
     }
     let result = query.execute(&mut *conn).await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// A value bound to a run filter's condition.
+enum FilterValue {
+    Text(String),
+    Micros(i64),
+}
+
+/// ` WHERE ...` over a run filter's conditions (numbered from `$1`) and their values.
+fn run_conditions(filter: &RunFilter) -> (String, Vec<FilterValue>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let mut any_of = |column: &str, texts: Vec<String>, values: &mut Vec<FilterValue>| {
+        if texts.is_empty() {
+            return;
+        }
+        let mut marks = Vec::new();
+        for text in texts {
+            values.push(FilterValue::Text(text));
+            marks.push(format!("${}", values.len()));
+        }
+        conditions.push(format!("{column} IN ({})", marks.join(", ")));
+    };
+    let dag_ids: Vec<String> = filter
+        .dag_id
+        .iter()
+        .chain(&filter.dag_ids)
+        .cloned()
+        .collect();
+    any_of("dag_id", dag_ids, &mut values);
+    let states = filter
+        .states
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    any_of("state", states, &mut values);
+    let run_types = filter
+        .run_type
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect();
+    any_of("run_type", run_types, &mut values);
+    let ranges = [
+        ("logical_date_us", filter.logical_date),
+        ("start_us", filter.start_date),
+        ("end_us", filter.end_date),
+    ];
+    for (column, range) in ranges {
+        for (bound, op) in [(range.from, ">="), (range.to, "<=")] {
+            if let Some(time) = bound {
+                values.push(FilterValue::Micros(to_micros(time)));
+                conditions.push(format!("{column} {op} ${}", values.len()));
+            }
+        }
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    (clause, values)
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    values: Vec<FilterValue>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for value in values {
+        query = match value {
+            FilterValue::Text(text) => query.bind(text),
+            FilterValue::Micros(micros) => query.bind(micros),
+        };
+    }
+    query
 }

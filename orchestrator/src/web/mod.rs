@@ -37,7 +37,7 @@ use crate::{
     executor::Executor,
     logs::{LogHub, LogSource, TryLogKey},
     scheduler::Heartbeat,
-    store::{AuditFilter, RunFilter, RunKey, Store, TaskKey, TiState},
+    store::{AuditFilter, RunColumn, RunFilter, RunKey, Store, TaskKey, TiState, TimeRange},
     users,
 };
 
@@ -62,6 +62,15 @@ pub struct WebBackend {
 }
 
 impl WebBackend {
+    /// A page of runs and how many match in all.
+    async fn run_list(&self, filter: &RunFilter) -> BackendResult<RunList> {
+        let runs = self.store.list_runs(filter).await.map_err(internal)?;
+        Ok(RunList {
+            total_entries: self.store.count_runs(filter).await.map_err(internal)? as usize,
+            dag_runs: runs.into_iter().map(run_view).collect(),
+        })
+    }
+
     pub fn new(
         store: Store,
         bags: watch::Receiver<Arc<DagBag>>,
@@ -221,6 +230,62 @@ fn task_key(task: &UiTaskKey) -> TaskKey {
     }
 }
 
+/// The store's filter for a runs query: states and run type checked, Airflow's order names.
+fn run_filter(query: &RunQuery) -> BackendResult<RunFilter> {
+    let states = query
+        .state
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|e: String| BackendError::invalid("state", e))
+        })
+        .collect::<BackendResult<_>>()?;
+    let order_by = query
+        .order_by
+        .as_deref()
+        .filter(|o| !o.is_empty())
+        .map(run_order)
+        .transpose()?;
+    let range = |from, to| TimeRange { from, to };
+    Ok(RunFilter {
+        states,
+        run_type: parse_filter("run_type", query.run_type.as_deref())?,
+        logical_date: range(query.execution_date_gte, query.execution_date_lte),
+        start_date: range(query.start_date_gte, query.start_date_lte),
+        end_date: range(query.end_date_gte, query.end_date_lte),
+        order_by,
+        limit: Some((query.limit.unwrap_or(25) as usize).min(MAX_PAGE) as i64),
+        offset: query.offset.map(i64::from),
+        ..RunFilter::default()
+    })
+}
+
+/// Airflow's `order_by` of runs: a column name, `-` first for largest first.
+fn run_order(text: &str) -> BackendResult<(RunColumn, bool)> {
+    let (name, newest_first) = match text.strip_prefix('-') {
+        Some(name) => (name, true),
+        None => (text, false),
+    };
+    let column = match name {
+        "execution_date" | "logical_date" => RunColumn::LogicalDate,
+        "start_date" => RunColumn::StartDate,
+        "end_date" => RunColumn::EndDate,
+        "dag_run_id" | "run_id" => RunColumn::RunId,
+        "dag_id" => RunColumn::DagId,
+        "state" => RunColumn::State,
+        other => {
+            return Err(BackendError::invalid(
+                "order_by",
+                format!(
+                    "{other:?}: use execution_date, start_date, end_date, dag_run_id, dag_id or state, with - first for largest first"
+                ),
+            ));
+        }
+    };
+    Ok((column, newest_first))
+}
+
 fn parse_filter<T: std::str::FromStr<Err = String>>(
     field: &str,
     value: Option<&str>,
@@ -235,12 +300,21 @@ fn parse_filter<T: std::str::FromStr<Err = String>>(
 impl ui::Backend for WebBackend {
     async fn dags(&self, query: &DagQuery) -> BackendResult<DagList> {
         let bag = self.bag();
-        let search = query
-            .search
-            .as_deref()
-            .map(str::to_lowercase)
-            .unwrap_or_default();
-        let matching: Vec<&Arc<Dag>> = bag
+        let lower =
+            |text: &Option<String>| text.as_deref().map(str::to_lowercase).unwrap_or_default();
+        let (search, pattern) = (lower(&query.search), lower(&query.dag_id_pattern));
+        let newest_first = match query.order_by.as_deref().unwrap_or("dag_id") {
+            "dag_id" | "" => false,
+            "-dag_id" => true,
+            other => {
+                return Err(BackendError::invalid(
+                    "order_by",
+                    format!("{other:?}: use dag_id or -dag_id"),
+                ));
+            }
+        };
+        let paused = self.paused().await?;
+        let mut matching: Vec<&Arc<Dag>> = bag
             .dags
             .values()
             .filter(|dag| {
@@ -248,8 +322,13 @@ impl ui::Backend for WebBackend {
                     || dag.id.to_lowercase().contains(&search)
                     || dag.tags.iter().any(|t| t.to_lowercase() == search)
             })
+            .filter(|dag| dag.id.to_lowercase().contains(&pattern))
+            .filter(|dag| query.tags.is_empty() || dag.tags.iter().any(|t| query.tags.contains(t)))
+            .filter(|dag| query.paused.is_none_or(|p| p == paused.contains(&dag.id)))
             .collect();
-        let paused = self.paused().await?;
+        if newest_first {
+            matching.reverse();
+        }
         let offset = query.offset.unwrap_or(0) as usize;
         let limit = (query.limit.unwrap_or(100) as usize).min(MAX_PAGE);
         let page: Vec<&Arc<Dag>> = matching.iter().skip(offset).take(limit).copied().collect();
@@ -334,10 +413,7 @@ impl ui::Backend for WebBackend {
     async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList> {
         let filter = RunFilter {
             dag_id: Some(dag_id.to_string()),
-            state: parse_filter("state", query.state.as_deref())?,
-            run_type: parse_filter("run_type", query.run_type.as_deref())?,
-            limit: Some((query.limit.unwrap_or(25) as usize).min(MAX_PAGE) as i64),
-            offset: query.offset.map(i64::from),
+            ..run_filter(query)?
         };
         if self.bag().get(dag_id.as_str()).is_none()
             && self.store.count_runs(&filter).await.map_err(internal)? == 0
@@ -347,11 +423,15 @@ impl ui::Backend for WebBackend {
                 dag_id.as_str()
             )));
         }
-        let runs = self.store.list_runs(&filter).await.map_err(internal)?;
-        Ok(RunList {
-            total_entries: self.store.count_runs(&filter).await.map_err(internal)? as usize,
-            dag_runs: runs.into_iter().map(run_view).collect(),
-        })
+        self.run_list(&filter).await
+    }
+
+    async fn runs_of(&self, dag_ids: &[String], query: &RunQuery) -> BackendResult<RunList> {
+        let filter = RunFilter {
+            dag_ids: dag_ids.to_vec(),
+            ..run_filter(query)?
+        };
+        self.run_list(&filter).await
     }
 
     async fn run(&self, run: &UiRunKey) -> BackendResult<RunDetail> {
@@ -374,9 +454,10 @@ impl ui::Backend for WebBackend {
                 .iter()
                 .any(|r| r.dag_id == run.dag_id.as_str() && r.run_id == run.run_id)
         });
+        let logical_date = row.logical_date;
         Ok(RunDetail {
             run: run_view(row),
-            task_instances: views::ordered_task_instances(tis, dag.as_deref()),
+            task_instances: views::ordered_task_instances(tis, dag.as_deref(), logical_date),
             is_active,
         })
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ui::views::{
     DagDetail, DagSummary, EventLogView, GridCell, GridRow, ImportErrorView, ParamView,
     ProblemView, RunBrief, RunView, TaskInstanceView, TaskNode,
@@ -63,13 +63,22 @@ pub fn run_view(run: DagRunRow) -> RunView {
     }
 }
 
-pub fn task_instance_view(ti: TaskInstanceRow, dag: Option<&Dag>) -> TaskInstanceView {
+pub fn task_instance_view(
+    ti: TaskInstanceRow,
+    dag: Option<&Dag>,
+    logical_date: DateTime<Utc>,
+) -> TaskInstanceView {
     let operator = dag
         .and_then(|d| d.task(&ti.task_id))
         .map(|t| t.operator.to_string())
         .unwrap_or_default();
     TaskInstanceView {
         operator,
+        dag_id: ti.dag_id,
+        run_id: ti.run_id,
+        logical_date,
+        pid: ti.pid,
+        queue: ti.queue,
         task_id: ti.task_id,
         state: ti.state.to_string(),
         try_number: ti.try_number,
@@ -87,12 +96,13 @@ pub fn task_instance_view(ti: TaskInstanceRow, dag: Option<&Dag>) -> TaskInstanc
 pub fn ordered_task_instances(
     mut tis: Vec<TaskInstanceRow>,
     dag: Option<&Dag>,
+    logical_date: DateTime<Utc>,
 ) -> Vec<TaskInstanceView> {
     // An instance of a split stream (`stats~1`) sits where its task does.
     let position = |task_id: &str| dag.and_then(|d| d.position(task_id)).unwrap_or(usize::MAX);
     tis.sort_by_cached_key(|ti| (position(&ti.task_id), ti.task_id.clone()));
     tis.into_iter()
-        .map(|ti| task_instance_view(ti, dag))
+        .map(|ti| task_instance_view(ti, dag, logical_date))
         .collect()
 }
 
@@ -182,8 +192,12 @@ pub fn grid_rows(dag: &Dag, runs: &[DagRunRow], tis: &[TaskInstanceRow]) -> Vec<
 }
 
 pub fn import_error_view(error: &DagFileError) -> ImportErrorView {
+    let modified = std::fs::metadata(&error.file)
+        .and_then(|m| m.modified())
+        .map_or_else(|_| Utc::now(), DateTime::<Utc>::from);
     ImportErrorView {
         file: error.file.display().to_string(),
+        modified,
         problems: error
             .problems
             .iter()

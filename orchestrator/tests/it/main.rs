@@ -4,6 +4,7 @@
 
 mod support;
 
+mod airflow_api;
 mod browser;
 mod commands;
 mod dags_validate;

@@ -135,10 +135,16 @@ async fn dag_live_view(
         .grid(&dag_id, query.before.as_deref(), GRID_RUNS)
         .await?;
     let run_query = RunQuery {
-        state: query.state.clone().filter(|s| !s.is_empty()),
+        state: query
+            .state
+            .clone()
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .collect(),
         run_type: query.run_type.clone().filter(|s| !s.is_empty()),
         limit: Some(GRID_RUNS as u32),
         offset: query.offset,
+        ..RunQuery::default()
     };
     let history = state.backend.runs(&dag_id, &run_query).await?;
     let selected = query
@@ -237,22 +243,40 @@ async fn api_get(
     Ok(Json(state.backend.dag(&dag_id).await?))
 }
 
+/// Airflow's `DAG` as a PATCH body: `is_paused` is the one field that can change (the others
+/// are read-only there and ignored, as Airflow ignores them).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct DagPatch {
-    is_paused: bool,
+    is_paused: Option<bool>,
+}
+
+/// `update_mask`: the fields the PATCH changes (Airflow's; only `is_paused` here).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PatchQuery {
+    update_mask: Option<String>,
 }
 
 async fn api_patch(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(dag_id): Path<String>,
+    ApiQuery(query): ApiQuery<PatchQuery>,
     ApiJson(patch): ApiJson<DagPatch>,
 ) -> Result<Json<DagSummary>, AppError> {
     let dag_id = DagId::parse(&dag_id)?;
+    let masked = query.update_mask.as_deref().unwrap_or("is_paused");
+    if let Some(other) = masked.split(',').map(str::trim).find(|f| *f != "is_paused") {
+        let detail = format!("update_mask: {other:?} cannot change; only is_paused can");
+        return Err(AppError::new(StatusCode::BAD_REQUEST, detail));
+    }
+    let Some(is_paused) = patch.is_paused else {
+        let detail = "is_paused: the body needs it (the one field that can change)";
+        return Err(AppError::new(StatusCode::BAD_REQUEST, detail));
+    };
     let summary = state
         .backend
-        .set_paused(&dag_id, patch.is_paused, &principal.actor())
+        .set_paused(&dag_id, is_paused, &principal.actor())
         .await?;
     Ok(Json(summary))
 }

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
 fn api_router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/version", get(version))
         .merge(audit::api_router())
         .merge(dags::api_router())
         .merge(runs::api_router())
@@ -48,6 +49,14 @@ fn api_router() -> Router<AppState> {
         })
 }
 
+/// Airflow's `VersionInfo`: Updraft's version (`git_version` unknown).
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "git_version": null,
+    }))
+}
+
 async fn health(State(state): State<AppState>) -> Json<HealthView> {
     Json(state.backend.health().await)
 }
@@ -57,9 +66,10 @@ async fn health(State(state): State<AppState>) -> Json<HealthView> {
 #[from_request(via(axum::Json), rejection(AppError))]
 pub struct ApiJson<T>(pub T);
 
-/// `Query` whose rejections answer `{status, title, detail}`.
+/// `Query` whose rejections answer `{type, title, status, detail}`; a repeated parameter
+/// (`state=a&state=b`) fills a list, as Airflow's clients send them.
 #[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(AppError))]
+#[from_request(via(axum_extra::extract::Query), rejection(AppError))]
 pub struct ApiQuery<T>(pub T);
 
 /// Where a form goes back to: a path of this site from the `next` field, else `fallback`.

@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::IgnoredAny};
 
 use super::{ApiJson, ApiQuery, back_to};
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     html::Page,
     ids::{DagId, RunKey, TaskKey},
     views::{
-        Mark, RunList, RunQuery, RunView, TaskInstanceView,
+        ListDagRunsForm, Mark, RunList, RunQuery, RunView, TaskInstanceView,
         pages::{Chrome, RunLive, RunLiveView, RunPage},
     },
 };
@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
 pub fn api_router() -> Router<AppState> {
     Router::new()
         .route("/dags/{dag_id}/dagRuns", get(api_list).post(api_trigger))
+        .route("/dags/~/dagRuns/list", post(api_list_batch))
         .route("/dags/{dag_id}/dagRuns/{run_id}", get(api_get))
         .route("/dags/{dag_id}/dagRuns/{run_id}/stop", post(api_stop))
         .route(
@@ -142,11 +143,46 @@ async fn api_list(
     Ok(Json(state.backend.runs(&dag_id, &query).await?))
 }
 
+/// `POST /dags/~/dagRuns/list`: runs of several DAGs, filtered and paged by the form.
+async fn api_list_batch(
+    State(state): State<AppState>,
+    ApiJson(form): ApiJson<ListDagRunsForm>,
+) -> Result<Json<RunList>, AppError> {
+    let (dag_ids, query) = form.into_query();
+    Ok(Json(state.backend.runs_of(&dag_ids, &query).await?))
+}
+
+/// Airflow's `DAGRun` as a trigger's body: `conf` (and a `note`, not kept). Its read-only
+/// fields are ignored as Airflow ignores them; a run id, logical date or data interval of the
+/// caller's choosing is refused (Updraft names and dates manual runs itself). A field that is
+/// not `DAGRun`'s is refused naming it (a typo'd `config` would otherwise trigger without
+/// its conf).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TriggerBody {
     #[serde(default)]
     conf: serde_json::Map<String, serde_json::Value>,
+    dag_run_id: Option<String>,
+    logical_date: Option<String>,
+    execution_date: Option<String>,
+    data_interval_start: Option<String>,
+    data_interval_end: Option<String>,
+    #[serde(rename = "note")]
+    _note: Option<IgnoredAny>,
+    #[serde(rename = "dag_id")]
+    _dag_id: Option<IgnoredAny>,
+    #[serde(rename = "start_date")]
+    _start_date: Option<IgnoredAny>,
+    #[serde(rename = "end_date")]
+    _end_date: Option<IgnoredAny>,
+    #[serde(rename = "last_scheduling_decision")]
+    _last_scheduling_decision: Option<IgnoredAny>,
+    #[serde(rename = "run_type")]
+    _run_type: Option<IgnoredAny>,
+    #[serde(rename = "state")]
+    _state: Option<IgnoredAny>,
+    #[serde(rename = "external_trigger")]
+    _external_trigger: Option<IgnoredAny>,
 }
 
 async fn api_trigger(
@@ -156,6 +192,17 @@ async fn api_trigger(
     ApiJson(body): ApiJson<TriggerBody>,
 ) -> Result<Json<RunView>, AppError> {
     let dag_id = DagId::parse(&dag_id)?;
+    let chosen = [
+        ("dag_run_id", &body.dag_run_id),
+        ("logical_date", &body.logical_date),
+        ("execution_date", &body.execution_date),
+        ("data_interval_start", &body.data_interval_start),
+        ("data_interval_end", &body.data_interval_end),
+    ];
+    if let Some((field, _)) = chosen.iter().find(|(_, value)| value.is_some()) {
+        let detail = format!("{field}: Updraft names and dates manual runs itself; leave it out");
+        return Err(AppError::new(axum::http::StatusCode::BAD_REQUEST, detail));
+    }
     let run = state
         .backend
         .trigger(&dag_id, body.conf, &principal.actor())

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunBrief;
 
-/// Filter and page of the DAG list.
+/// Filter and page of the DAG list (the page's `search`, and Airflow's `GET /dags` parameters).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DagQuery {
@@ -12,10 +12,22 @@ pub struct DagQuery {
     /// Rows of a page (a number that does not fit 32 bits answers 400 naming it).
     pub limit: Option<u32>,
     pub offset: Option<u32>,
+    /// `dag_id` (the default) or `-dag_id`.
+    pub order_by: Option<String>,
+    /// DAGs with any of these tags (the parameter repeats).
+    pub tags: Vec<String>,
+    pub paused: Option<bool>,
+    /// Part of a DAG id, case-insensitive.
+    pub dag_id_pattern: Option<String>,
+    /// Accepted from Airflow's clients: every DAG of the folder is active.
+    pub only_active: Option<bool>,
+    /// Accepted from Airflow's clients; every field is answered.
+    pub fields: Vec<String>,
 }
 
-/// A DAG in the list: what it is and how its recent runs went.
-#[derive(Debug, Clone, Serialize)]
+/// A DAG in the list: what it is and how its recent runs went; serialized in the shape of
+/// Airflow's `DAG` (see its `Serialize`).
+#[derive(Debug, Clone)]
 pub struct DagSummary {
     pub dag_id: String,
     pub description: Option<String>,
@@ -28,6 +40,50 @@ pub struct DagSummary {
     pub recent_runs: Vec<RunBrief>,
     pub tasks: usize,
     pub file: String,
+}
+
+/// Airflow's `DAG`: tags as `{name}` objects, the schedule as a `CronExpression` (null when
+/// manual), the file as `fileloc`; and Updraft's `schedule`, `recent_runs`, `task_count`
+/// besides.
+impl Serialize for DagSummary {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(Serialize)]
+        struct Tag<'a> {
+            name: &'a str,
+        }
+        #[derive(Serialize)]
+        struct CronExpression<'a> {
+            __type: &'static str,
+            value: &'a str,
+        }
+        let tags: Vec<Tag> = self.tags.iter().map(|name| Tag { name }).collect();
+        let schedule_interval = (!self.schedule.is_empty()).then(|| CronExpression {
+            __type: "CronExpression",
+            value: &self.schedule,
+        });
+        let mut dag = serializer.serialize_struct("DAG", 22)?;
+        dag.serialize_field("dag_id", &self.dag_id)?;
+        dag.serialize_field("dag_display_name", &self.dag_id)?;
+        dag.serialize_field("root_dag_id", &None::<String>)?;
+        dag.serialize_field("is_paused", &self.is_paused)?;
+        dag.serialize_field("is_active", &true)?;
+        dag.serialize_field("is_subdag", &false)?;
+        dag.serialize_field("fileloc", &self.file)?;
+        dag.serialize_field("file_token", &self.file)?;
+        dag.serialize_field("owners", &[] as &[&str])?;
+        dag.serialize_field("description", &self.description)?;
+        dag.serialize_field("schedule_interval", &schedule_interval)?;
+        dag.serialize_field("timetable_description", &self.schedule_text())?;
+        dag.serialize_field("tags", &tags)?;
+        dag.serialize_field("has_import_errors", &false)?;
+        dag.serialize_field("next_dagrun", &self.next_run)?;
+        dag.serialize_field("next_dagrun_create_after", &self.next_run)?;
+        dag.serialize_field("schedule", &self.schedule)?;
+        dag.serialize_field("recent_runs", &self.recent_runs)?;
+        dag.serialize_field("task_count", &self.tasks)?;
+        dag.end()
+    }
 }
 
 impl DagSummary {
@@ -44,11 +100,43 @@ pub struct DagList {
     pub import_errors: Vec<ImportErrorView>,
 }
 
-/// A file that did not load, with every problem in it.
-#[derive(Debug, Clone, Serialize)]
+/// A file that did not load, with every problem in it; serialized with Airflow's
+/// `ImportError` fields besides (see its `Serialize`).
+#[derive(Debug, Clone)]
 pub struct ImportErrorView {
     pub file: String,
+    /// When the file was last written (when its errors appeared).
+    pub modified: DateTime<Utc>,
     pub problems: Vec<ProblemView>,
+}
+
+/// Airflow's `ImportError` (`import_error_id` is stable per file name, `stack_trace` lists the
+/// problems one per line), and Updraft's `file` and `problems`.
+impl Serialize for ImportErrorView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // FNV-1a of the file name, kept to 31 bits (an integer every client reads).
+        let id = self
+            .file
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
+            })
+            & 0x7fff_ffff;
+        let stack_trace: Vec<String> = self
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", self.file, p.message))
+            .collect();
+        let mut error = serializer.serialize_struct("ImportError", 6)?;
+        error.serialize_field("import_error_id", &id)?;
+        error.serialize_field("timestamp", &self.modified)?;
+        error.serialize_field("filename", &self.file)?;
+        error.serialize_field("stack_trace", &stack_trace.join("\n"))?;
+        error.serialize_field("file", &self.file)?;
+        error.serialize_field("problems", &self.problems)?;
+        error.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,9 +147,11 @@ pub struct ProblemView {
     pub message: String,
 }
 
-/// One DAG in full.
+/// One DAG in full: Airflow's `DAG` fields at the top (as `GET /dags/{id}` answers them) and
+/// the details besides.
 #[derive(Debug, Clone, Serialize)]
 pub struct DagDetail {
+    #[serde(flatten)]
     pub summary: DagSummary,
     pub timezone: String,
     pub start_date: Option<DateTime<Utc>>,

@@ -22,7 +22,9 @@ pub use dags::{
 };
 pub use live::{LiveEvent, LiveSubscription};
 pub use logs::{LogChunk, LogEvent, LogMatch, LogRange};
-pub use runs::{Mark, RunBrief, RunDetail, RunList, RunQuery, RunView, TaskInstanceView};
+pub use runs::{
+    ListDagRunsForm, Mark, RunBrief, RunDetail, RunList, RunQuery, RunView, TaskInstanceView,
+};
 pub use streams::{
     DeadLetterView, ResultRow, ResultsView, StreamDetail, StreamSample, StreamTick, StreamView,
 };
@@ -48,6 +50,8 @@ pub struct ComponentHealth {
 #[derive(Debug, Clone, Serialize)]
 pub struct SchedulerHealth {
     pub status: String,
+    /// Airflow's name for it.
+    #[serde(rename = "latest_scheduler_heartbeat")]
     pub latest_heartbeat: Option<chrono::DateTime<chrono::Utc>>,
     /// Seconds since the latest heartbeat.
     pub heartbeat_age_seconds: Option<f64>,

@@ -10,11 +10,10 @@ pub struct RunBrief {
     pub logical_date: DateTime<Utc>,
 }
 
-/// A DAG run (the shape of Airflow's `DAGRun`).
-#[derive(Debug, Clone, Serialize)]
+/// A DAG run; serialized in the shape of Airflow's `DAGRun` (see [`RunView`]'s `Serialize`).
+#[derive(Debug, Clone)]
 pub struct RunView {
     pub dag_id: String,
-    #[serde(rename = "dag_run_id")]
     pub run_id: String,
     pub state: String,
     pub run_type: String,
@@ -23,6 +22,41 @@ pub struct RunView {
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
     pub conf: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Airflow's `DAGRun`: its fields and types, `state` within Airflow's four (a `stopped` run
+/// is `failed` there; `updraft_state` keeps the exact one). The data interval is the logical
+/// date (Updraft runs have no interval of their own).
+impl Serialize for RunView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut run = serializer.serialize_struct("DAGRun", 17)?;
+        run.serialize_field("dag_id", &self.dag_id)?;
+        run.serialize_field("dag_run_id", &self.run_id)?;
+        run.serialize_field("state", airflow_run_state(&self.state))?;
+        run.serialize_field("updraft_state", &self.state)?;
+        run.serialize_field("run_type", &self.run_type)?;
+        run.serialize_field("logical_date", &self.logical_date)?;
+        run.serialize_field("execution_date", &self.logical_date)?;
+        run.serialize_field("data_interval_start", &self.logical_date)?;
+        run.serialize_field("data_interval_end", &self.logical_date)?;
+        run.serialize_field("queued_at", &self.queued_at)?;
+        run.serialize_field("start_date", &self.start_date)?;
+        run.serialize_field("end_date", &self.end_date)?;
+        run.serialize_field("last_scheduling_decision", &None::<DateTime<Utc>>)?;
+        run.serialize_field("external_trigger", &(self.run_type == "manual"))?;
+        run.serialize_field("conf", &self.conf)?;
+        run.serialize_field("note", &None::<String>)?;
+        run.end()
+    }
+}
+
+/// A run state among Airflow's `DagState` values.
+fn airflow_run_state(state: &str) -> &str {
+    match state {
+        "stopped" => "failed",
+        other => other,
+    }
 }
 
 impl RunView {
@@ -37,15 +71,65 @@ impl RunView {
     }
 }
 
-/// Filter and page of a DAG's runs.
+/// Filter, order and page of runs (Airflow's `GET /dags/{id}/dagRuns` parameters).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunQuery {
-    pub state: Option<String>,
+    /// Runs in any of these states (the parameter repeats).
+    pub state: Vec<String>,
     pub run_type: Option<String>,
     /// Rows of a page (a number that does not fit 32 bits answers 400 naming it).
     pub limit: Option<u32>,
     pub offset: Option<u32>,
+    /// `execution_date`, `start_date`, `end_date`, `dag_run_id`, `dag_id` or `state`, with
+    /// `-` first for largest first; none: the latest queued first.
+    pub order_by: Option<String>,
+    pub execution_date_gte: Option<DateTime<Utc>>,
+    pub execution_date_lte: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+    /// Accepted from Airflow's clients; every field is answered.
+    pub fields: Vec<String>,
+}
+
+/// `POST /dags/~/dagRuns/list`: runs of several DAGs (Airflow's `ListDagRunsForm`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListDagRunsForm {
+    pub order_by: Option<String>,
+    pub page_offset: Option<u32>,
+    pub page_limit: Option<u32>,
+    /// Runs of these DAGs; empty: of every DAG.
+    pub dag_ids: Vec<String>,
+    pub states: Vec<String>,
+    pub execution_date_gte: Option<DateTime<Utc>>,
+    pub execution_date_lte: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+}
+
+impl ListDagRunsForm {
+    /// The DAG ids and the same filter as a [`RunQuery`].
+    pub fn into_query(self) -> (Vec<String>, RunQuery) {
+        let query = RunQuery {
+            state: self.states,
+            limit: Some(self.page_limit.unwrap_or(100)),
+            offset: self.page_offset,
+            order_by: self.order_by,
+            execution_date_gte: self.execution_date_gte,
+            execution_date_lte: self.execution_date_lte,
+            start_date_gte: self.start_date_gte,
+            start_date_lte: self.start_date_lte,
+            end_date_gte: self.end_date_gte,
+            end_date_lte: self.end_date_lte,
+            ..RunQuery::default()
+        };
+        (self.dag_ids, query)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,9 +138,14 @@ pub struct RunList {
     pub total_entries: usize,
 }
 
-/// A task instance (the shape of Airflow's `TaskInstance`).
-#[derive(Debug, Clone, Serialize)]
+/// A task instance; serialized in the shape of Airflow's `TaskInstance` (see its
+/// `Serialize`).
+#[derive(Debug, Clone)]
 pub struct TaskInstanceView {
+    pub dag_id: String,
+    pub run_id: String,
+    /// The run's logical date.
+    pub logical_date: DateTime<Utc>,
     pub task_id: String,
     pub operator: String,
     pub state: String,
@@ -67,9 +156,49 @@ pub struct TaskInstanceView {
     pub duration_ms: Option<i64>,
     /// The worker (or host) that ran its latest try.
     pub hostname: Option<String>,
+    pub pid: Option<i64>,
+    pub queue: String,
     pub error: Option<String>,
     /// The result summary (what downstream templates see as `upstream.<task>`).
     pub result: Option<serde_json::Value>,
+}
+
+/// Airflow's `TaskInstance`: its fields and types (`duration` in seconds, `hostname` empty
+/// before a try ran, one pool `default_pool`, no mapped tasks), and Updraft's `error` and
+/// `result` besides.
+impl Serialize for TaskInstanceView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut ti = serializer.serialize_struct("TaskInstance", 26)?;
+        ti.serialize_field("task_id", &self.task_id)?;
+        ti.serialize_field("task_display_name", &self.task_id)?;
+        ti.serialize_field("dag_id", &self.dag_id)?;
+        ti.serialize_field("dag_run_id", &self.run_id)?;
+        ti.serialize_field("execution_date", &self.logical_date)?;
+        ti.serialize_field("start_date", &self.start_date)?;
+        ti.serialize_field("end_date", &self.end_date)?;
+        let seconds = self.duration_ms.map(|ms| ms as f64 / 1000.0);
+        ti.serialize_field("duration", &seconds)?;
+        ti.serialize_field("state", &self.state)?;
+        ti.serialize_field("try_number", &self.try_number)?;
+        ti.serialize_field("map_index", &-1)?;
+        ti.serialize_field("max_tries", &self.max_tries)?;
+        ti.serialize_field("hostname", self.hostname.as_deref().unwrap_or(""))?;
+        ti.serialize_field("unixname", "")?;
+        ti.serialize_field("pool", "default_pool")?;
+        ti.serialize_field("pool_slots", &1)?;
+        ti.serialize_field("queue", &self.queue)?;
+        ti.serialize_field("priority_weight", &1)?;
+        ti.serialize_field("operator", &self.operator)?;
+        ti.serialize_field("pid", &self.pid)?;
+        ti.serialize_field("executor_config", "{}")?;
+        ti.serialize_field("rendered_fields", &serde_json::Map::new())?;
+        ti.serialize_field("note", &None::<String>)?;
+        ti.serialize_field("error", &self.error)?;
+        ti.serialize_field("result", &self.result)?;
+        ti.serialize_field("duration_ms", &self.duration_ms)?;
+        ti.end()
+    }
 }
 
 /// A run with its task instances, in the DAG's task order.

@@ -41,7 +41,7 @@ async fn dags_list_and_detail() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body,
-        serde_json::json!({"status": 404, "title": "Not Found", "detail": "no DAG \"nope\""})
+        serde_json::json!({"type": "about:blank", "status": 404, "title": "Not Found", "detail": "no DAG \"nope\""})
     );
 }
 

@@ -157,7 +157,7 @@ impl DagLiveView {
         if let Some(before) = before {
             parts.push(format!("before={}", url_encode(before)));
         }
-        if let Some(state) = &self.run_query.state {
+        for state in &self.run_query.state {
             parts.push(format!("state={}", url_encode(state)));
         }
         if let Some(run_type) = &self.run_query.run_type {
@@ -176,7 +176,7 @@ impl DagLiveView {
 
     pub fn filter_is(&self, field: &str, value: &str) -> bool {
         let current = match field {
-            "state" => self.run_query.state.as_deref(),
+            "state" => self.run_query.state.first().map(String::as_str),
             _ => self.run_query.run_type.as_deref(),
         };
         current.unwrap_or("") == value

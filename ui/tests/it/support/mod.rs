@@ -229,6 +229,7 @@ impl ui::Backend for MemoryBackend {
             total_entries: usize::from(matches),
             import_errors: vec![ImportErrorView {
                 file: "dags/broken.toml".into(),
+                modified: Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap(),
                 problems: vec![ProblemView {
                     line: Some(3),
                     column: Some(7),
@@ -306,17 +307,27 @@ impl ui::Backend for MemoryBackend {
 
     async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList> {
         Self::check_dag(dag_id)?;
-        if let Some(state) = query.state.as_deref()
-            && !["queued", "running", "success", "failed", "stopped"].contains(&state)
+        self.runs_of(&[dag_id.to_string()], query).await
+    }
+
+    async fn runs_of(&self, dag_ids: &[String], query: &RunQuery) -> BackendResult<RunList> {
+        if let Some(state) = query
+            .state
+            .iter()
+            .find(|s| !["queued", "running", "success", "failed", "stopped"].contains(&s.as_str()))
         {
             return Err(BackendError::invalid(
                 "state",
                 format!("unknown state {state:?}"),
             ));
         }
+        let dag_runs: Vec<RunView> = [self.run_view()]
+            .into_iter()
+            .filter(|run| dag_ids.is_empty() || dag_ids.contains(&run.dag_id))
+            .collect();
         Ok(RunList {
-            dag_runs: vec![self.run_view()],
-            total_entries: 1,
+            total_entries: dag_runs.len(),
+            dag_runs,
         })
     }
 
@@ -328,6 +339,11 @@ impl ui::Backend for MemoryBackend {
             "shell"
         };
         let ti = |task_id: &str, state: &str| TaskInstanceView {
+            dag_id: run.dag_id.to_string(),
+            run_id: run.run_id.clone(),
+            logical_date: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+            pid: Some(4242),
+            queue: "default".into(),
             task_id: task_id.into(),
             operator: operator.into(),
             state: state.into(),
