@@ -18,6 +18,7 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use crate::{
     AppState,
+    basic_auth::Credentials,
     error::{AppError, PageError},
     views::{Actor, Role, User, pages::url_encode},
 };
@@ -293,8 +294,12 @@ async fn authorize(
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip().to_string());
-    let token = bearer_token(request.headers()).map(str::to_owned);
-    let (principal, by_cookie) = principal(state, jar, &path, token, source).await?;
+    let claims = Claims {
+        token: bearer_token(request.headers()).map(str::to_owned),
+        basic: Credentials::of(request.headers()),
+        source,
+    };
+    let (principal, by_cookie) = principal(state, jar, &path, claims).await?;
     let writes = !matches!(method, Method::GET | Method::HEAD);
     let signs_in_or_out = path == "/login" || path == "/logout";
     let needed = required_role(writes, &path);
@@ -320,14 +325,36 @@ async fn authorize(
     Ok(request)
 }
 
-/// Who asks: a bearer token's user, else the session cookie's; whether by cookie.
+/// What a request says about who sends it.
+struct Claims {
+    token: Option<String>,
+    basic: Option<Credentials>,
+    /// The client's address.
+    source: Option<String>,
+}
+
+/// Who asks: a bearer token's user, else HTTP Basic credentials' user, else the session
+/// cookie's; whether by cookie.
 async fn principal(
     state: &AppState,
     jar: &CookieJar,
     path: &str,
-    token: Option<String>,
-    source: Option<String>,
+    claims: Claims,
 ) -> Result<(Principal, bool), Response> {
+    let Claims {
+        token,
+        basic,
+        source,
+    } = claims;
+    if let Some(credentials) = basic {
+        let user = basic_user(state, &credentials, source.as_deref()).await?;
+        let principal = Principal {
+            user: Some(user),
+            csrf: None,
+            source,
+        };
+        return Ok((principal, false));
+    }
     if let Some(token) = token {
         let user = state
             .backend
@@ -356,6 +383,56 @@ async fn principal(
         _ => (None, None),
     };
     Ok((Principal { user, csrf, source }, true))
+}
+
+/// The user of HTTP Basic credentials: remembered ones if their user is still there with the
+/// same password, else checked (counted by the sign-in limits first, as a sign-in is).
+async fn basic_user(
+    state: &AppState,
+    credentials: &Credentials,
+    source: Option<&str>,
+) -> Result<User, Response> {
+    let backend_error = |e| AppError::from(e).into_response();
+    if let Some(at) = state.verified.verified_at(credentials) {
+        let verified_at = chrono::Utc::now() - at.elapsed();
+        let user = state
+            .backend
+            .user(&credentials.username)
+            .await
+            .map_err(backend_error)?
+            .filter(|u| u.password_changed_at.is_none_or(|c| c <= verified_at));
+        if let Some(user) = user {
+            return Ok(user);
+        }
+    }
+    let address_ok = source.is_none_or(|address| state.client_limiter.attempt(address));
+    if !address_ok || !state.limiter.attempt(&credentials.username) {
+        let error = AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed sign-ins: wait a few minutes",
+        );
+        return Err(error.into_response());
+    }
+    let user = state
+        .backend
+        .authenticate(&credentials.username, &credentials.password)
+        .await
+        .map_err(backend_error)?;
+    let actor = Actor::new(credentials.username.clone(), source.map(str::to_owned));
+    let Some(user) = user else {
+        let detail = serde_json::json!({"reason": "wrong user name or password (HTTP Basic)"});
+        state.backend.audit(&actor, "sign_in_failed", detail).await;
+        let mut refused =
+            AppError::new(StatusCode::UNAUTHORIZED, "wrong user name or password").into_response();
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"Updraft\""),
+        );
+        return Err(refused);
+    };
+    state.limiter.succeeded(&credentials.username);
+    state.verified.remember(credentials);
+    Ok(user)
 }
 
 /// The session's user as the store has them now (with their current role); if they are

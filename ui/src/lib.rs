@@ -5,6 +5,7 @@
 mod assets;
 mod auth;
 mod backend;
+mod basic_auth;
 mod error;
 mod headers;
 mod html;
@@ -74,6 +75,8 @@ pub(crate) struct AppState {
     /// Failed sign-ins by user name, and by client address.
     pub limiter: Arc<auth::SignInLimiter>,
     pub client_limiter: Arc<auth::SignInLimiter>,
+    /// HTTP Basic credentials verified lately (a minute: no argon2 hash per request).
+    pub verified: Arc<basic_auth::VerifiedCredentials>,
     pub sse_slots: Arc<sse::SseSlots>,
     pub shared_renders: Arc<shared::SharedRenders>,
 }
@@ -94,6 +97,9 @@ pub fn router(backend: Arc<dyn Backend>, config: UiConfig) -> Router {
             config.max_failed_sign_ins_per_client,
             config.sign_in_window,
         )),
+        verified: Arc::new(basic_auth::VerifiedCredentials::new(Duration::from_secs(
+            60,
+        ))),
         sse_slots: Arc::new(sse::SseSlots::new(
             config.max_live_connections,
             config.max_live_connections_per_client,

@@ -76,8 +76,17 @@ fn every_answer_of_the_api_matches_airflows_spec() {
     let known = format!(
         "[parameters]\n\"path.dag_id\" = \"hello\"\n\"path.dag_run_id\" = \"{run_id}\"\n\"path.task_id\" = \"say\"\n"
     );
-    for (round, parameters) in [("made-up ids", String::new()), ("known ids", known)] {
-        let stdout = schemathesis(&tester, &spec, &serve.base_url(), token.trim(), &parameters);
+    // The first with a bearer token, the second with HTTP Basic (as Airflow's clients do).
+    let bearer = [
+        "--header".to_owned(),
+        format!("Authorization: Bearer {}", token.trim()),
+    ];
+    let basic = ["--auth".to_owned(), "admin:an admin password".to_owned()];
+    for (round, parameters, auth) in [
+        ("made-up ids", String::new(), bearer),
+        ("known ids", known, basic),
+    ] {
+        let stdout = schemathesis(&tester, &spec, &serve.base_url(), &auth, &parameters);
         assert!(
             stdout.contains(&format!("{} selected", OPERATIONS.len())),
             "{round}: {stdout}"
@@ -104,7 +113,7 @@ fn schemathesis(
     tool: &PathBuf,
     spec: &PathBuf,
     base: &str,
-    token: &str,
+    auth: &[String],
     parameters: &str,
 ) -> String {
     // No cache or example database in the work tree; no methods the spec does not list.
@@ -126,7 +135,7 @@ fn schemathesis(
         .args(["--no-color", "--config-file", "schemathesis.toml", "run"])
         .arg(spec)
         .args(["--url", &format!("{base}/api/v1")])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(auth)
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
         .args(["--mode", "positive", "--max-examples", "25", "--seed", "1"])
         .args([

@@ -397,3 +397,67 @@ async fn a_password_change_ends_the_sessions_signed_in_before_it() {
     let (status, _) = app.get_in(&before, "/dags/hello/trigger").await;
     assert_eq!(status, StatusCode::SEE_OTHER, "and the old one stays ended");
 }
+
+#[tokio::test]
+async fn http_basic_credentials_work_as_airflows_clients_send_them() {
+    use base64::Engine as _;
+    let app = App::new(MemoryBackend::default(), UiConfig::default());
+    let basic = |user: &str, password: &str| {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}")
+    };
+    let request = |method: &str, uri: &str, authorization: &str, body: &str| {
+        let mut request = json_request(method, uri, None, body);
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        request
+    };
+    let admin = basic("admin", PASSWORD);
+    for _ in 0..3 {
+        let response = app.send(request("GET", "/api/v1/dags", &admin, "")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let pause = request(
+        "PATCH",
+        "/api/v1/dags/hello",
+        &admin,
+        r#"{"is_paused": true}"#,
+    );
+    assert_eq!(
+        app.send(pause).await.status(),
+        StatusCode::OK,
+        "no CSRF token needed"
+    );
+    assert_eq!(
+        app.backend.memory().password_checks,
+        1,
+        "checked once, then remembered"
+    );
+    let viewer = request(
+        "PATCH",
+        "/api/v1/dags/hello",
+        &basic("vera", PASSWORD),
+        "{}",
+    );
+    assert_eq!(app.send(viewer).await.status(), StatusCode::FORBIDDEN);
+    let wrong = app
+        .send(request("GET", "/api/v1/dags", &basic("admin", "wrong"), ""))
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong.headers()[header::WWW_AUTHENTICATE],
+        "Basic realm=\"Updraft\""
+    );
+    // The password changed: remembered credentials are checked again (and now fail).
+    app.backend.memory().admin_password_changed_at = Some(chrono::Utc::now());
+    let before = app.backend.memory().password_checks;
+    let response = app.send(request("GET", "/api/v1/dags", &admin, "")).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the memory backend keeps PASSWORD"
+    );
+    assert_eq!(app.backend.memory().password_checks, before + 1);
+}

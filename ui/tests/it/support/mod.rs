@@ -51,6 +51,8 @@ pub struct Memory {
     pub marked: Vec<(String, Mark)>,
     pub follow_from: Vec<u64>,
     pub actors: Vec<Actor>,
+    /// Password checks (`authenticate` calls).
+    pub password_checks: usize,
     /// Reads of a stream's results (the sink).
     pub results_reads: usize,
     /// What `audit` was told: (who, event, detail).
@@ -661,6 +663,7 @@ impl ui::Backend for MemoryBackend {
     }
 
     async fn authenticate(&self, username: &str, password: &str) -> BackendResult<Option<User>> {
+        self.memory().password_checks += 1;
         if password != PASSWORD {
             return Ok(None);
         }
