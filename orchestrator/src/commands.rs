@@ -112,11 +112,6 @@ pub async fn clear(
     downstream: bool,
     actor: &Actor,
 ) -> Result<Vec<String>> {
-    let run = run_key(task);
-    let existing = store.get_run(&run.dag_id, &run.run_id).await?;
-    let Some(existing) = existing else {
-        return Err(no_run(&run));
-    };
     let Some(spec) = dag.task(&task.task_id) else {
         return Err(CommandError::NotFound(format!(
             "DAG {} has no task {:?}",
@@ -128,17 +123,38 @@ pub async fn clear(
     if downstream {
         ids.extend(dag.downstream_of(&spec.id));
     }
+    clear_tasks(store, dag, &run_key(task), ids, actor).await
+}
+
+/// Clears these task instances of a finished run in one step, so the scheduler runs them
+/// again; returns their ids.
+pub async fn clear_tasks(
+    store: &Store,
+    dag: &Dag,
+    run: &RunKey,
+    ids: Vec<String>,
+    actor: &Actor,
+) -> Result<Vec<String>> {
+    let Some(existing) = store.get_run(&run.dag_id, &run.run_id).await? else {
+        return Err(no_run(run));
+    };
+    if let Some(unknown) = ids.iter().find(|id| dag.task(id).is_none()) {
+        return Err(CommandError::NotFound(format!(
+            "DAG {} has no task {unknown:?}",
+            dag.id
+        )));
+    }
     let tries: Vec<(String, u32)> = ids
         .iter()
         .filter_map(|id| dag.task(id))
         .map(|t| (t.id.clone(), t.retry.retries.saturating_add(1)))
         .collect();
-    if !store.clear_task_instances(&run, &tries).await? {
+    if !store.clear_task_instances(run, &tries).await? {
         return Err(still_running(&existing));
     }
     let entry = audit::entry(actor, "clear")
-        .about_task(&task.dag_id, &task.run_id, &task.task_id)
-        .with_detail(serde_json::json!({ "downstream": downstream, "cleared": ids }));
+        .about_run(&run.dag_id, &run.run_id)
+        .with_detail(serde_json::json!({ "cleared": ids }));
     audit::record(store, entry).await;
     Ok(ids)
 }

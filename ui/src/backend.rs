@@ -7,9 +7,9 @@ use crate::{
     ids::{DagId, RunKey, TaskKey, TryKey},
     views::{
         Actor, DagDetail, DagList, DagQuery, DagSummary, EventLogList, EventLogQuery, GridView,
-        HealthView, ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange,
-        Mark, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail, StreamTick,
-        StreamView, User, WorkersView,
+        HealthView, ImportErrorView, ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent,
+        LogMatch, LogRange, Mark, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail,
+        StreamTick, StreamView, TaskInstanceList, User, WorkersView,
     },
 };
 
@@ -59,6 +59,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs of any of `dag_ids` (of every DAG when empty).
     async fn runs_of(&self, dag_ids: &[String], query: &RunQuery) -> BackendResult<RunList>;
     async fn run(&self, run: &RunKey) -> BackendResult<RunDetail>;
+    /// A page of the task instances the form selects, across runs.
+    async fn find_task_instances(
+        &self,
+        form: &ListTaskInstanceForm,
+    ) -> BackendResult<TaskInstanceList>;
     async fn import_errors(&self) -> BackendResult<Vec<ImportErrorView>>;
     /// The workers of a shared metadata database and who holds the scheduler lease.
     async fn workers(&self) -> BackendResult<WorkersView>;
@@ -100,6 +105,13 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         task: &TaskKey,
         downstream: bool,
+        actor: &Actor,
+    ) -> BackendResult<Vec<String>>;
+    /// Clears exactly these task instances of a finished run in one step; the ids cleared.
+    async fn clear_tasks(
+        &self,
+        run: &RunKey,
+        task_ids: &[String],
         actor: &Actor,
     ) -> BackendResult<Vec<String>>;
     async fn mark_task(&self, task: &TaskKey, mark: Mark, actor: &Actor) -> BackendResult<()>;

@@ -5,6 +5,7 @@ mod audit;
 mod bulk;
 mod dags;
 mod events;
+mod filter;
 mod lease;
 mod log_chunks;
 mod migrations;
@@ -33,7 +34,7 @@ pub use lease::{LeaseAttempt, LeaseHolder};
 pub use log_chunks::LogKey;
 pub use models::{
     DagRunRow, NewRun, NewTaskInstance, RunColumn, RunFilter, RunKey, RunState, RunType,
-    TaskInstanceRow, TaskKey, TiState, TimeRange,
+    TaskInstanceRow, TaskKey, TiFilter, TiState, TimeRange,
 };
 pub use runs::{RunChange, RunEffect};
 pub use task_instances::{Fence, TiChange};

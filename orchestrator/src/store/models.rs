@@ -201,6 +201,25 @@ pub struct RunFilter {
     pub offset: Option<i64>,
 }
 
+/// Filters and page for finding task instances across runs.
+#[derive(Debug, Clone, Default)]
+pub struct TiFilter {
+    /// Each list: any of these; empty: no filter.
+    pub dag_ids: Vec<String>,
+    pub run_ids: Vec<String>,
+    pub task_ids: Vec<String>,
+    pub states: Vec<TiState>,
+    pub queues: Vec<String>,
+    /// Of the run's logical date.
+    pub logical_date: TimeRange,
+    pub start_date: TimeRange,
+    pub end_date: TimeRange,
+    /// Inclusive bounds of the duration, in milliseconds.
+    pub duration_ms: (Option<i64>, Option<i64>),
+    pub limit: i64,
+    pub offset: i64,
+}
+
 /// Inclusive bounds of a time; open where None.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeRange {

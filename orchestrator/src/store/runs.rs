@@ -5,7 +5,8 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
     DagRunRow, NewRun, NewTaskInstance, Result, RunFilter, RunKey, RunState, RunType, Store,
-    StoreError, StoreEvent, TiState, from_micros, to_micros, transitions::run_can_transition,
+    StoreError, StoreEvent, TiState, filter::Conditions, from_micros, to_micros,
+    transitions::run_can_transition,
 };
 
 const RUN_COLUMNS: &str =
@@ -320,9 +321,10 @@ impl Store {
 
     /// How many runs match `filter` (its limit and offset aside).
     pub async fn count_runs(&self, filter: &RunFilter) -> Result<i64> {
-        let (clause, values) = run_conditions(filter);
-        let sql = format!("SELECT COUNT(*) AS n FROM dag_runs{clause}");
-        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+        let conditions = run_conditions(filter);
+        let sql = format!("SELECT COUNT(*) AS n FROM dag_runs{}", conditions.clause());
+        let row = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
@@ -357,7 +359,7 @@ impl Store {
 
     /// Newest first, filtered.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<DagRunRow>> {
-        let (clause, values) = run_conditions(filter);
+        let conditions = run_conditions(filter);
         let order = match filter.order_by {
             Some((column, newest_first)) => {
                 let direction = if newest_first { "DESC" } else { "ASC" };
@@ -366,11 +368,13 @@ impl Store {
             None => "queued_at_us DESC, logical_date_us DESC".to_owned(),
         };
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs{clause} ORDER BY {order} LIMIT {} OFFSET {}",
+            "SELECT {RUN_COLUMNS} FROM dag_runs{} ORDER BY {order} LIMIT {} OFFSET {}",
+            conditions.clause(),
             filter.limit.unwrap_or(100).max(0),
             filter.offset.unwrap_or(0).max(0)
         );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), values)
+        let rows = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
@@ -487,76 +491,18 @@ pub(super) async fn apply_run_change(
     Ok(result.rows_affected() == 1)
 }
 
-/// A value bound to a run filter's condition.
-enum FilterValue {
-    Text(String),
-    Micros(i64),
-}
-
-/// ` WHERE ...` over a run filter's conditions (numbered from `$1`) and their values.
-fn run_conditions(filter: &RunFilter) -> (String, Vec<FilterValue>) {
-    let mut conditions = Vec::new();
-    let mut values = Vec::new();
-    let mut any_of = |column: &str, texts: Vec<String>, values: &mut Vec<FilterValue>| {
-        if texts.is_empty() {
-            return;
-        }
-        let mut marks = Vec::new();
-        for text in texts {
-            values.push(FilterValue::Text(text));
-            marks.push(format!("${}", values.len()));
-        }
-        conditions.push(format!("{column} IN ({})", marks.join(", ")));
-    };
-    let dag_ids: Vec<String> = filter
-        .dag_id
-        .iter()
-        .chain(&filter.dag_ids)
-        .cloned()
-        .collect();
-    any_of("dag_id", dag_ids, &mut values);
-    let states = filter
-        .states
-        .iter()
-        .map(|s| s.as_str().to_owned())
-        .collect();
-    any_of("state", states, &mut values);
-    let run_types = filter
-        .run_type
-        .iter()
-        .map(|t| t.as_str().to_owned())
-        .collect();
-    any_of("run_type", run_types, &mut values);
-    let ranges = [
-        ("logical_date_us", filter.logical_date),
-        ("start_us", filter.start_date),
-        ("end_us", filter.end_date),
-    ];
-    for (column, range) in ranges {
-        for (bound, op) in [(range.from, ">="), (range.to, "<=")] {
-            if let Some(time) = bound {
-                values.push(FilterValue::Micros(to_micros(time)));
-                conditions.push(format!("{column} {op} ${}", values.len()));
-            }
-        }
-    }
-    let clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
-    (clause, values)
-}
-
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    values: Vec<FilterValue>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for value in values {
-        query = match value {
-            FilterValue::Text(text) => query.bind(text),
-            FilterValue::Micros(micros) => query.bind(micros),
-        };
-    }
-    query
+/// The conditions of a run filter.
+fn run_conditions(filter: &RunFilter) -> Conditions {
+    let mut conditions = Conditions::default();
+    let dag_ids = filter.dag_id.iter().chain(&filter.dag_ids).cloned();
+    conditions.any_of("dag_id", dag_ids);
+    conditions.any_of("state", filter.states.iter().map(|s| s.as_str().to_owned()));
+    conditions.any_of(
+        "run_type",
+        filter.run_type.iter().map(|t| t.as_str().to_owned()),
+    );
+    conditions.within("logical_date_us", filter.logical_date);
+    conditions.within("start_us", filter.start_date);
+    conditions.within("end_us", filter.end_date);
+    conditions
 }

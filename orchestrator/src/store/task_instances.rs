@@ -1,10 +1,12 @@
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
-    Result, RunKey, RunState, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey, TiState,
+    Result, RunKey, RunState, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey, TiFilter,
+    TiState,
+    filter::Conditions,
     from_micros,
     runs::{RunChange, RunEffect, apply_run_change},
     to_micros,
@@ -58,6 +60,53 @@ impl Store {
     }
 
     /// Hands each task instance of a run to `each` as it arrives (nothing held at once).
+    /// A page of the task instances `filter` selects, each with its run's logical date (by
+    /// logical date, DAG, run and task), and how many it selects in all.
+    pub async fn find_task_instances(
+        &self,
+        filter: &TiFilter,
+    ) -> Result<(Vec<(TaskInstanceRow, DateTime<Utc>)>, u64)> {
+        let mut conditions = Conditions::default();
+        conditions.any_of("ti.dag_id", filter.dag_ids.iter().cloned());
+        conditions.any_of("ti.run_id", filter.run_ids.iter().cloned());
+        conditions.any_of("ti.task_id", filter.task_ids.iter().cloned());
+        conditions.any_of(
+            "ti.state",
+            filter.states.iter().map(|s| s.as_str().to_owned()),
+        );
+        conditions.any_of("ti.queue", filter.queues.iter().cloned());
+        conditions.within("r.logical_date_us", filter.logical_date);
+        conditions.within("ti.start_us", filter.start_date);
+        conditions.within("ti.end_us", filter.end_date);
+        conditions.between("ti.duration_ms", filter.duration_ms.0, filter.duration_ms.1);
+        let from = "FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id";
+        let count = format!("SELECT COUNT(*) AS n {from}{}", conditions.clause());
+        let total: i64 = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(count)))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let page = format!(
+            "SELECT ti.*, r.logical_date_us AS run_logical_date_us {from}{} \
+             ORDER BY r.logical_date_us, ti.dag_id, ti.run_id, ti.task_id LIMIT {} OFFSET {}",
+            conditions.clause(),
+            filter.limit.max(0),
+            filter.offset.max(0)
+        );
+        let rows = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(page)))
+            .fetch_all(&self.pool)
+            .await?;
+        let found = rows
+            .iter()
+            .map(|row| {
+                let logical = from_micros(row.try_get("run_logical_date_us")?);
+                Ok((ti_from_row(row)?, logical))
+            })
+            .collect::<Result<_>>()?;
+        Ok((found, u64::try_from(total).unwrap_or(0)))
+    }
+
     pub async fn for_each_task_instance(
         &self,
         dag_id: &str,

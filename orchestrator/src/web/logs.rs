@@ -33,11 +33,17 @@ pub async fn try_has_ended(
 }
 
 /// Reads `range` of a try's log.
-pub async fn read_range(source: &LogSource, range: LogRange) -> std::io::Result<LogSlice> {
+/// `range` of the log; `ended`: the try has ended (its log will not grow).
+pub async fn read_range(
+    source: &LogSource,
+    range: LogRange,
+    ended: bool,
+) -> std::io::Result<LogSlice> {
     let part = match range {
         LogRange::Tail { lines } => LogPart::Tail { lines },
         LogRange::Before { offset, lines } => LogPart::Before { offset, lines },
         LogRange::From { offset, lines } => LogPart::From { offset, lines },
+        LogRange::After { offset } => return source.read_new(offset, ended).await,
     };
     source.read(part).await
 }

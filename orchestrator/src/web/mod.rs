@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use ui::{
     BackendError, BackendResult, DagId, RunKey as UiRunKey, TaskKey as UiTaskKey, TryKey,
-    views::{Actor, EventLogList, EventLogQuery},
+    views::{Actor, EventLogList, EventLogQuery, ListTaskInstanceForm, TaskInstanceList},
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
         ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
@@ -37,7 +37,9 @@ use crate::{
     executor::Executor,
     logs::{LogHub, LogSource, TryLogKey},
     scheduler::Heartbeat,
-    store::{AuditFilter, RunColumn, RunFilter, RunKey, Store, TaskKey, TiState, TimeRange},
+    store::{
+        AuditFilter, RunColumn, RunFilter, RunKey, Store, TaskKey, TiFilter, TiState, TimeRange,
+    },
     users,
 };
 
@@ -228,6 +230,37 @@ fn task_key(task: &UiTaskKey) -> TaskKey {
         run_id: task.run.run_id.clone(),
         task_id: task.task_id.clone(),
     }
+}
+
+/// The store's filter for a task instance form, and whether its pools include Updraft's one
+/// (`default_pool`).
+fn ti_filter(form: &ListTaskInstanceForm) -> BackendResult<(TiFilter, bool)> {
+    let states = form
+        .state
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|e: String| BackendError::invalid("state", e))
+        })
+        .collect::<BackendResult<_>>()?;
+    let millis = |seconds: Option<f64>| seconds.map(|s| (s * 1000.0).round() as i64);
+    let range = |from, to| TimeRange { from, to };
+    let filter = TiFilter {
+        dag_ids: form.dag_ids.clone(),
+        run_ids: form.dag_run_ids.clone(),
+        task_ids: form.task_ids.clone(),
+        states,
+        queues: form.queue.clone(),
+        logical_date: range(form.execution_date_gte, form.execution_date_lte),
+        start_date: range(form.start_date_gte, form.start_date_lte),
+        end_date: range(form.end_date_gte, form.end_date_lte),
+        duration_ms: (millis(form.duration_gte), millis(form.duration_lte)),
+        limit: i64::from(form.page_limit.unwrap_or(100)).min(MAX_PAGE as i64),
+        offset: i64::from(form.page_offset.unwrap_or(0)),
+    };
+    let pool_matches = form.pool.is_empty() || form.pool.iter().any(|p| p == "default_pool");
+    Ok((filter, pool_matches))
 }
 
 /// The store's filter for a runs query: states and run type checked, Airflow's order names.
@@ -434,6 +467,36 @@ impl ui::Backend for WebBackend {
         self.run_list(&filter).await
     }
 
+    async fn find_task_instances(
+        &self,
+        form: &ListTaskInstanceForm,
+    ) -> BackendResult<TaskInstanceList> {
+        let (filter, pool_matches) = ti_filter(form)?;
+        if !pool_matches {
+            return Ok(TaskInstanceList {
+                task_instances: Vec::new(),
+                total_entries: 0,
+            });
+        }
+        let (found, total_entries) = self
+            .store
+            .find_task_instances(&filter)
+            .await
+            .map_err(internal)?;
+        let bag = self.bag();
+        let task_instances = found
+            .into_iter()
+            .map(|(ti, logical_date)| {
+                let dag = bag.get(&ti.dag_id);
+                views::task_instance_view(ti, dag.as_deref(), logical_date)
+            })
+            .collect();
+        Ok(TaskInstanceList {
+            task_instances,
+            total_entries,
+        })
+    }
+
     async fn run(&self, run: &UiRunKey) -> BackendResult<RunDetail> {
         let row = self
             .store
@@ -516,10 +579,10 @@ impl ui::Backend for WebBackend {
 
     async fn read_log(&self, key: &TryKey, range: LogRange) -> BackendResult<LogChunk> {
         let log = self.known_try(key).await?;
-        let slice = logs::read_range(&self.log_source(&log), range)
+        let finished = logs::try_has_ended(&self.store, &log)
             .await
             .map_err(internal)?;
-        let finished = logs::try_has_ended(&self.store, &log)
+        let slice = logs::read_range(&self.log_source(&log), range, finished)
             .await
             .map_err(internal)?;
         Ok(LogChunk {
@@ -611,6 +674,18 @@ impl ui::Backend for WebBackend {
     ) -> BackendResult<Vec<String>> {
         let dag = self.dag(&task.run.dag_id)?;
         commands::clear(&self.store, &dag, &task_key(task), downstream, actor)
+            .await
+            .map_err(command_error)
+    }
+
+    async fn clear_tasks(
+        &self,
+        run: &UiRunKey,
+        task_ids: &[String],
+        actor: &Actor,
+    ) -> BackendResult<Vec<String>> {
+        let dag = self.dag(&run.dag_id)?;
+        commands::clear_tasks(&self.store, &dag, &run_key(run), task_ids.to_vec(), actor)
             .await
             .map_err(command_error)
     }

@@ -23,7 +23,10 @@ const OPERATIONS: &[&str] = &[
     "get_dag_runs_batch",
     "get_task_instances",
     "get_task_instance",
+    "get_task_instances_batch",
     "patch_task_instance",
+    "post_clear_task_instances",
+    "get_log",
     "get_event_logs",
     "get_import_errors",
     "get_health",
@@ -74,7 +77,7 @@ fn every_answer_of_the_api_matches_airflows_spec() {
     // Once with the ids schemathesis makes up (unknown ones: the error answers), once with
     // the DAG, run and task that exist (the answers with data).
     let known = format!(
-        "[parameters]\n\"path.dag_id\" = \"hello\"\n\"path.dag_run_id\" = \"{run_id}\"\n\"path.task_id\" = \"say\"\n"
+        "[parameters]\n\"path.dag_id\" = \"hello\"\n\"path.dag_run_id\" = \"{run_id}\"\n\"path.task_id\" = \"say\"\n\"path.task_try_number\" = 1\n"
     );
     // The first with a bearer token, the second with HTTP Basic (as Airflow's clients do).
     let bearer = [

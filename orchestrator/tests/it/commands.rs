@@ -170,7 +170,7 @@ async fn mark_clear_and_stop(store: Store) {
         [
             ("trigger", None),
             ("mark_success", Some("first")),
-            ("clear", Some("first")),
+            ("clear", None),
             ("stop", None)
         ]
     );

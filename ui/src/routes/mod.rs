@@ -1,6 +1,7 @@
 //! One module per resource, each with its page and `/api/v1` handlers side by side.
 
 mod audit;
+mod clear;
 mod dags;
 mod live;
 mod runs;
@@ -39,6 +40,7 @@ fn api_router() -> Router<AppState> {
         .route("/health", get(health))
         .route("/version", get(version))
         .merge(audit::api_router())
+        .merge(clear::api_router())
         .merge(dags::api_router())
         .merge(runs::api_router())
         .merge(tasks::api_router())

@@ -16,7 +16,8 @@ use crate::{
     html::Page,
     ids::{DagId, RunKey, TaskKey},
     views::{
-        ListDagRunsForm, Mark, RunList, RunQuery, RunView, TaskInstanceView,
+        ListDagRunsForm, ListTaskInstanceForm, Mark, RunList, RunQuery, RunView, TaskInstanceList,
+        TaskInstanceQuery, TaskInstanceView,
         pages::{Chrome, RunLive, RunLiveView, RunPage},
     },
 };
@@ -40,6 +41,10 @@ pub fn api_router() -> Router<AppState> {
     Router::new()
         .route("/dags/{dag_id}/dagRuns", get(api_list).post(api_trigger))
         .route("/dags/~/dagRuns/list", post(api_list_batch))
+        .route(
+            "/dags/~/dagRuns/~/taskInstances/list",
+            post(api_task_instances_batch),
+        )
         .route("/dags/{dag_id}/dagRuns/{run_id}", get(api_get))
         .route("/dags/{dag_id}/dagRuns/{run_id}/stop", post(api_stop))
         .route(
@@ -229,28 +234,36 @@ async fn api_stop(
     ))
 }
 
-#[derive(Serialize)]
-struct TaskInstanceList {
-    task_instances: Vec<TaskInstanceView>,
-    total_entries: usize,
-}
-
+/// The task instances of a run, filtered and paged by Airflow's parameters (404 for a run
+/// that does not exist).
 async fn api_task_instances(
     State(state): State<AppState>,
     Path((dag_id, run_id)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<TaskInstanceQuery>,
 ) -> Result<Json<TaskInstanceList>, AppError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
-    let task_instances = state.backend.run(&key).await?.task_instances;
-    Ok(Json(TaskInstanceList {
-        total_entries: task_instances.len(),
-        task_instances,
-    }))
+    state.backend.run(&key).await?;
+    let form = query.within(key.dag_id.as_str(), &key.run_id);
+    Ok(Json(state.backend.find_task_instances(&form).await?))
 }
 
+/// `POST /dags/~/dagRuns/~/taskInstances/list`: task instances across DAGs and runs.
+async fn api_task_instances_batch(
+    State(state): State<AppState>,
+    ApiJson(form): ApiJson<ListTaskInstanceForm>,
+) -> Result<Json<TaskInstanceList>, AppError> {
+    Ok(Json(state.backend.find_task_instances(&form).await?))
+}
+
+/// Airflow's `UpdateTaskInstance`. `dry_run` answers without marking when true; left out, the
+/// task is marked (Airflow's default is a dry run: Updraft's API marked before it took the
+/// field, and its callers send `new_state` alone).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MarkBody {
     new_state: Mark,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 async fn api_mark(
@@ -260,10 +273,12 @@ async fn api_mark(
     ApiJson(body): ApiJson<MarkBody>,
 ) -> Result<Json<TaskInstanceView>, AppError> {
     let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
-    state
-        .backend
-        .mark_task(&key, body.new_state, &principal.actor())
-        .await?;
+    if !body.dry_run {
+        state
+            .backend
+            .mark_task(&key, body.new_state, &principal.actor())
+            .await?;
+    }
     let detail = state.backend.run(&key.run).await?;
     let ti = detail
         .task_instances

@@ -7,7 +7,7 @@ use axum::{
     Extension, Json, Router,
     body::Body,
     extract::{Path, Request, State},
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{
         IntoResponse, Redirect, Response,
         sse::{Event, KeepAlive, Sse},
@@ -52,8 +52,73 @@ pub fn router() -> Router<AppState> {
 pub fn api_router() -> Router<AppState> {
     Router::new().route(
         "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try}",
-        get(raw_log),
+        get(api_log),
     )
+}
+
+/// Airflow's `get_log` parameters: `token` is where the previous answer stopped.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ApiLogQuery {
+    full_content: Option<bool>,
+    map_index: Option<i64>,
+    token: Option<String>,
+}
+
+/// A try's log as Airflow answers it: JSON `{continuation_token, content}` (at most 4 MB from
+/// `token`, the next token where it stopped) when the client accepts JSON, else the file as
+/// text (`Range` honoured).
+async fn api_log(
+    State(state): State<AppState>,
+    path: TryPath,
+    ApiQuery(query): ApiQuery<ApiLogQuery>,
+    request: Request,
+) -> Response {
+    let wants_json = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    if !wants_json {
+        return raw_log(State(state), path, request).await;
+    }
+    match log_json(&state, path, &query).await {
+        Ok(json) => json.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn log_json(
+    state: &AppState,
+    path: TryPath,
+    query: &ApiLogQuery,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let key = try_key(path)?;
+    if query.map_index.is_some_and(|i| i != -1) {
+        let detail = "map_index: Updraft has no mapped tasks (-1 or leave it out)";
+        return Err(AppError::new(StatusCode::NOT_FOUND, detail));
+    }
+    let from = match query
+        .token
+        .as_deref()
+        .filter(|_| query.full_content != Some(true))
+    {
+        None | Some("") => 0,
+        Some(token) => token.parse::<u64>().map_err(|_| {
+            AppError::new(
+                StatusCode::BAD_REQUEST,
+                format!("token: {token:?} is not a continuation token of this log"),
+            )
+        })?,
+    };
+    let chunk = state
+        .backend
+        .read_log(&key, LogRange::After { offset: from })
+        .await?;
+    Ok(Json(serde_json::json!({
+        "continuation_token": chunk.end.to_string(),
+        "content": chunk.text,
+    })))
 }
 
 fn try_key(Path((dag_id, run_id, task_id, try_number)): TryPath) -> Result<TryKey, AppError> {

@@ -9,6 +9,9 @@ pub enum LogRange {
     Before { offset: u64, lines: usize },
     /// From byte `offset`, at most `lines` lines.
     From { offset: u64, lines: usize },
+    /// What was written after byte `offset` exactly (at most 4 MB of whole lines; the last
+    /// line without its newline too once the try has ended).
+    After { offset: u64 },
 }
 
 /// A slice of a try's log.

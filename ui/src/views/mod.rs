@@ -23,7 +23,8 @@ pub use dags::{
 pub use live::{LiveEvent, LiveSubscription};
 pub use logs::{LogChunk, LogEvent, LogMatch, LogRange};
 pub use runs::{
-    ListDagRunsForm, Mark, RunBrief, RunDetail, RunList, RunQuery, RunView, TaskInstanceView,
+    ListDagRunsForm, ListTaskInstanceForm, Mark, RunBrief, RunDetail, RunList, RunQuery, RunView,
+    TaskInstanceList, TaskInstanceQuery, TaskInstanceView,
 };
 pub use streams::{
     DeadLetterView, ResultRow, ResultsView, StreamDetail, StreamSample, StreamTick, StreamView,

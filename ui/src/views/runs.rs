@@ -201,6 +201,87 @@ impl Serialize for TaskInstanceView {
     }
 }
 
+/// Which task instances across runs, and which page: Airflow's `ListTaskInstanceForm` (the
+/// body of `POST /dags/~/dagRuns/~/taskInstances/list`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListTaskInstanceForm {
+    pub page_offset: Option<u32>,
+    pub page_limit: Option<u32>,
+    /// Each list: any of these; empty: no filter.
+    pub dag_ids: Vec<String>,
+    pub dag_run_ids: Vec<String>,
+    pub task_ids: Vec<String>,
+    pub state: Vec<String>,
+    /// Updraft has one pool, `default_pool`.
+    pub pool: Vec<String>,
+    pub queue: Vec<String>,
+    /// Accepted from Airflow's clients: Updraft has one executor.
+    pub executor: Vec<String>,
+    /// Of the run's logical date.
+    pub execution_date_gte: Option<DateTime<Utc>>,
+    pub execution_date_lte: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+    /// Seconds.
+    pub duration_gte: Option<f64>,
+    pub duration_lte: Option<f64>,
+}
+
+/// The parameters of `GET /dags/{id}/dagRuns/{run}/taskInstances` (Airflow's).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskInstanceQuery {
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+    pub state: Vec<String>,
+    pub pool: Vec<String>,
+    pub queue: Vec<String>,
+    pub executor: Vec<String>,
+    pub execution_date_gte: Option<DateTime<Utc>>,
+    pub execution_date_lte: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+    pub duration_gte: Option<f64>,
+    pub duration_lte: Option<f64>,
+}
+
+impl TaskInstanceQuery {
+    /// The same selection within one run.
+    pub fn within(self, dag_id: &str, run_id: &str) -> ListTaskInstanceForm {
+        ListTaskInstanceForm {
+            page_offset: self.offset,
+            page_limit: self.limit,
+            dag_ids: vec![dag_id.to_owned()],
+            dag_run_ids: vec![run_id.to_owned()],
+            task_ids: Vec::new(),
+            state: self.state,
+            pool: self.pool,
+            queue: self.queue,
+            executor: self.executor,
+            execution_date_gte: self.execution_date_gte,
+            execution_date_lte: self.execution_date_lte,
+            start_date_gte: self.start_date_gte,
+            start_date_lte: self.start_date_lte,
+            end_date_gte: self.end_date_gte,
+            end_date_lte: self.end_date_lte,
+            duration_gte: self.duration_gte,
+            duration_lte: self.duration_lte,
+        }
+    }
+}
+
+/// Airflow's `TaskInstanceCollection`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskInstanceList {
+    pub task_instances: Vec<TaskInstanceView>,
+    pub total_entries: u64,
+}
+
 /// A run with its task instances, in the DAG's task order.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunDetail {

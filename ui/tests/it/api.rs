@@ -414,3 +414,95 @@ async fn health_is_json() {
         assert_eq!(body["scheduler"]["heartbeat_age_seconds"], 0.5);
     }
 }
+
+#[tokio::test]
+async fn task_logs_answer_json_with_a_continuation_token_when_asked() {
+    use axum::http::header;
+    let app = App::public();
+    let uri = format!("/api/v1/dags/hello/dagRuns/{RUN_ID}/taskInstances/greet/logs/1");
+    let get = |uri: String, accept: &'static str| {
+        let mut request = json_request("GET", &uri, None, "");
+        request
+            .headers_mut()
+            .insert(header::ACCEPT, accept.parse().unwrap());
+        request
+    };
+    let (status, body) = json(app.send(get(uri.clone(), "application/json")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let content = body["content"].as_str().unwrap();
+    assert!(content.contains("hello world"), "{body}");
+    let token = body["continuation_token"].as_str().unwrap().to_owned();
+    assert_eq!(token, content.len().to_string());
+    let (_, rest) = json(
+        app.send(get(format!("{uri}?token={token}"), "application/json"))
+            .await,
+    )
+    .await;
+    assert_eq!(rest["content"], "", "nothing new after the token");
+    let (status, body) = json(
+        app.send(get(format!("{uri}?token=x"), "application/json"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, text) = support::text(app.send(get(uri, "text/plain")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.starts_with("2026-11-25T10:00:00.000Z Try 1"),
+        "the file as text: {text}"
+    );
+}
+
+#[tokio::test]
+async fn clear_task_instances_takes_airflows_body() {
+    let app = App::public();
+    let clear = |body: String| {
+        json_request(
+            "POST",
+            "/api/v1/dags/hello/clearTaskInstances",
+            Some(TOKEN),
+            &body,
+        )
+    };
+    let (status, body) = json(
+        app.send(clear(format!(
+            r#"{{"dag_run_id": "{RUN_ID}", "task_ids": ["greet"], "include_downstream": true}}"#
+        )))
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["report"], "only the failed one, below greet: {body}");
+    assert!(
+        app.backend.memory().cleared.is_empty(),
+        "a dry run unless dry_run is false"
+    );
+    let (status, body) = json(
+        app.send(clear(format!(
+            r#"{{"dag_run_id": "{RUN_ID}", "task_ids": ["greet"], "include_downstream": true, "only_failed": false, "dry_run": false}}"#
+        )))
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cleared: Vec<String> = app
+        .backend
+        .memory()
+        .cleared
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+    assert_eq!(cleared, ["greet", "report"]);
+    let (status, body) = json(app.send(clear(r#"{"task_ids": ["greet"]}"#.into())).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"].as_str().unwrap().contains("dag_run_id"),
+        "{body}"
+    );
+}

@@ -16,7 +16,10 @@ use futures::{StreamExt, stream::BoxStream};
 use tower::ServiceExt;
 use ui::{
     BackendError, BackendResult, DagId, RunKey, TaskKey, TryKey, UiConfig,
-    views::{Actor, EventLogList, EventLogQuery, EventLogView, Role},
+    views::{
+        Actor, EventLogList, EventLogQuery, EventLogView, ListTaskInstanceForm, Role,
+        TaskInstanceList,
+    },
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
         GridRow, GridView, HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk,
@@ -333,6 +336,26 @@ impl ui::Backend for MemoryBackend {
         })
     }
 
+    async fn find_task_instances(
+        &self,
+        form: &ListTaskInstanceForm,
+    ) -> BackendResult<TaskInstanceList> {
+        let run = RunKey::parse("hello", RUN_ID)?;
+        let task_instances: Vec<TaskInstanceView> = self
+            .run(&run)
+            .await?
+            .task_instances
+            .into_iter()
+            .filter(|ti| form.dag_ids.is_empty() || form.dag_ids.contains(&ti.dag_id))
+            .filter(|ti| form.dag_run_ids.is_empty() || form.dag_run_ids.contains(&ti.run_id))
+            .filter(|ti| form.state.is_empty() || form.state.contains(&ti.state))
+            .collect();
+        Ok(TaskInstanceList {
+            total_entries: task_instances.len() as u64,
+            task_instances,
+        })
+    }
+
     async fn run(&self, run: &RunKey) -> BackendResult<RunDetail> {
         Self::check_run(run)?;
         let operator = if self.streaming_run {
@@ -422,7 +445,7 @@ impl ui::Backend for MemoryBackend {
         let (start, end) = match range {
             LogRange::Tail { .. } => (0, size),
             LogRange::Before { offset, .. } => (0, offset.min(size)),
-            LogRange::From { offset, .. } => (offset.min(size), size),
+            LogRange::From { offset, .. } | LogRange::After { offset } => (offset.min(size), size),
         };
         Ok(LogChunk {
             text: self.log[start as usize..end as usize].to_owned(),
@@ -538,6 +561,20 @@ impl ui::Backend for MemoryBackend {
             .cleared
             .push((task.task_id.clone(), downstream));
         Ok(vec![task.task_id.clone()])
+    }
+
+    async fn clear_tasks(
+        &self,
+        run: &RunKey,
+        task_ids: &[String],
+        _: &Actor,
+    ) -> BackendResult<Vec<String>> {
+        Self::check_run(run)?;
+        let mut memory = self.memory();
+        for task_id in task_ids {
+            memory.cleared.push((task_id.clone(), false));
+        }
+        Ok(task_ids.to_vec())
     }
 
     async fn mark_task(&self, task: &TaskKey, mark: Mark, _: &Actor) -> BackendResult<()> {
