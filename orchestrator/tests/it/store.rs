@@ -3,7 +3,9 @@
 use crate::support;
 
 use chrono::{Duration, TimeZone, Utc};
-use orchestrator::store::{NewRun, RunType, Store};
+use orchestrator::store::{
+    NewRun, NewTaskInstance, RunColumn, RunFilter, RunType, Store, TiFilter, TiState, TimeRange,
+};
 
 /// `count` scheduled runs of `dag_id`, a minute apart from 2026-01-01.
 async fn runs(store: &Store, dag_id: &str, count: i64) {
@@ -147,4 +149,101 @@ async fn group_commits_on_sqlite() {
 #[tokio::test]
 async fn group_commits_on_postgres() {
     group_commits_write_all_or_nothing(support::postgres().await).await;
+}
+
+/// Airflow's list operations: runs and task instances filtered, ordered and paged in SQL.
+async fn runs_and_task_instances_filter_across_dags(store: Store) {
+    let (a, b) = (support::unique("fa"), support::unique("fb"));
+    let day = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    for (dag, count) in [(&a, 3), (&b, 2)] {
+        for minute in 0..count {
+            let logical_date = day + Duration::minutes(minute);
+            let new = NewRun {
+                dag_id: dag.clone(),
+                run_id: NewRun::run_id_for(RunType::Scheduled, logical_date),
+                logical_date,
+                run_type: RunType::Scheduled,
+                conf: Default::default(),
+                owner: None,
+            };
+            let tis: Vec<NewTaskInstance> = ["x", "y"]
+                .into_iter()
+                .map(|task_id| NewTaskInstance {
+                    task_id: task_id.into(),
+                    max_tries: 1,
+                    queue: if task_id == "x" {
+                        "default".into()
+                    } else {
+                        "heavy".into()
+                    },
+                })
+                .collect();
+            store.create_run(&new, &tis).await.unwrap().unwrap();
+        }
+    }
+    let filter = RunFilter {
+        dag_ids: vec![a.clone(), b.clone()],
+        logical_date: TimeRange {
+            from: Some(day + Duration::minutes(1)),
+            to: None,
+        },
+        order_by: Some((RunColumn::LogicalDate, true)),
+        limit: Some(10),
+        ..RunFilter::default()
+    };
+    let runs = store.list_runs(&filter).await.unwrap();
+    let seen: Vec<(String, i64)> = runs
+        .iter()
+        .map(|r| (r.dag_id.clone(), (r.logical_date - day).num_minutes()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(a.clone(), 2), (a.clone(), 1), (b.clone(), 1)],
+        "minute 1 on, newest first, then by DAG"
+    );
+    assert_eq!(store.count_runs(&filter).await.unwrap(), 3);
+
+    let heavy = TiFilter {
+        dag_ids: vec![a.clone(), b.clone()],
+        queues: vec!["heavy".into()],
+        states: vec![TiState::Scheduled],
+        limit: 2,
+        offset: 1,
+        ..TiFilter::default()
+    };
+    let (page, total) = store.find_task_instances(&heavy).await.unwrap();
+    assert_eq!(total, 5, "one `y` per run");
+    let page: Vec<(String, String, i64)> = page
+        .iter()
+        .map(|(ti, logical)| {
+            (
+                ti.dag_id.clone(),
+                ti.task_id.clone(),
+                (*logical - day).num_minutes(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        page,
+        [(b.clone(), "y".into(), 0), (a.clone(), "y".into(), 1)],
+        "by logical date, then DAG; the second and third"
+    );
+    let none = TiFilter {
+        dag_ids: vec![a],
+        states: vec![TiState::Success],
+        limit: 10,
+        ..TiFilter::default()
+    };
+    assert_eq!(store.find_task_instances(&none).await.unwrap().1, 0);
+}
+
+#[tokio::test]
+async fn list_filters_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    runs_and_task_instances_filter_across_dags(support::sqlite(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn list_filters_on_postgres() {
+    runs_and_task_instances_filter_across_dags(support::postgres().await).await;
 }
