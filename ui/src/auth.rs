@@ -385,6 +385,22 @@ async fn principal(
     Ok((Principal { user, csrf, source }, true))
 }
 
+/// Counts a sign-in attempt, before any hash, by client address and then by user name (an
+/// address refused counts no name); why it is refused, if it is.
+pub(crate) fn too_many_failures(
+    state: &AppState,
+    source: Option<&str>,
+    username: &str,
+) -> Option<&'static str> {
+    if !source.is_none_or(|address| state.client_limiter.attempt(address)) {
+        Some("Too many failed sign-ins from your address: wait a few minutes")
+    } else if !state.limiter.attempt(username) {
+        Some("Too many failed sign-ins for this user: wait a few minutes")
+    } else {
+        None
+    }
+}
+
 /// The user of HTTP Basic credentials: remembered ones if their user is still there with the
 /// same password, else checked (counted by the sign-in limits first, as a sign-in is).
 async fn basic_user(
@@ -405,13 +421,8 @@ async fn basic_user(
             return Ok(user);
         }
     }
-    let address_ok = source.is_none_or(|address| state.client_limiter.attempt(address));
-    if !address_ok || !state.limiter.attempt(&credentials.username) {
-        let error = AppError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed sign-ins: wait a few minutes",
-        );
-        return Err(error.into_response());
+    if let Some(message) = too_many_failures(state, source, &credentials.username) {
+        return Err(AppError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response());
     }
     let user = state
         .backend

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Result, Store, from_micros, to_micros};
+use super::{Result, Store, filter::Conditions, from_micros, to_micros};
 
 /// An entry to keep.
 #[derive(Debug, Clone, Default)]
@@ -79,8 +79,8 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    /// ` WHERE ...` over the set filters, numbered from `$1`, and their values in order.
-    fn where_clause(&self) -> (String, Vec<&str>) {
+    /// The set filters (an empty value filters nothing).
+    fn conditions(&self) -> Conditions {
         let filters = [
             ("dag_id", &self.dag_id),
             ("run_id", &self.run_id),
@@ -88,20 +88,11 @@ impl AuditFilter {
             ("event", &self.event),
             ("owner", &self.owner),
         ];
-        let mut clauses = Vec::new();
-        let mut values = Vec::new();
+        let mut conditions = Conditions::default();
         for (column, value) in filters {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                values.push(value);
-                clauses.push(format!("{column} = ${}", values.len()));
-            }
+            conditions.any_of(column, value.iter().filter(|v| !v.is_empty()).cloned());
         }
-        let clause = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", clauses.join(" AND "))
-        };
-        (clause, values)
+        conditions
     }
 }
 
@@ -128,24 +119,24 @@ impl Store {
 
     /// A page of entries and how many match in all.
     pub async fn audit_log(&self, filter: &AuditFilter) -> Result<(Vec<AuditRow>, u64)> {
-        let (clause, values) = filter.where_clause();
+        let conditions = filter.conditions();
+        let clause = conditions.clause();
         let order = if filter.newest_first { "DESC" } else { "ASC" };
         let count_sql = format!("SELECT COUNT(*) AS n FROM audit_log{clause}");
-        let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql));
-        for value in &values {
-            count = count.bind(*value);
-        }
-        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(count_sql)))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let page_sql = format!(
             "SELECT id, at_us, owner, source, event, dag_id, run_id, task_id, try_number, detail
              FROM audit_log{clause} ORDER BY id {order} LIMIT {} OFFSET {}",
             filter.limit, filter.offset
         );
-        let mut page = sqlx::query(sqlx::AssertSqlSafe(page_sql));
-        for value in &values {
-            page = page.bind(*value);
-        }
-        let rows = page.fetch_all(&self.pool).await?;
+        let rows = conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(page_sql)))
+            .fetch_all(&self.pool)
+            .await?;
         let rows = rows.iter().map(audit_row).collect::<Result<_>>()?;
         Ok((rows, u64::try_from(total).unwrap_or(0)))
     }

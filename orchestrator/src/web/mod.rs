@@ -235,15 +235,7 @@ fn task_key(task: &UiTaskKey) -> TaskKey {
 /// The store's filter for a task instance form, and whether its pools include Updraft's one
 /// (`default_pool`).
 fn ti_filter(form: &ListTaskInstanceForm) -> BackendResult<(TiFilter, bool)> {
-    let states = form
-        .state
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|e: String| BackendError::invalid("state", e))
-        })
-        .collect::<BackendResult<_>>()?;
+    let states = parse_filters("state", &form.state)?;
     let millis = |seconds: Option<f64>| seconds.map(|s| (s * 1000.0).round() as i64);
     let range = |from, to| TimeRange { from, to };
     let filter = TiFilter {
@@ -265,15 +257,7 @@ fn ti_filter(form: &ListTaskInstanceForm) -> BackendResult<(TiFilter, bool)> {
 
 /// The store's filter for a runs query: states and run type checked, Airflow's order names.
 fn run_filter(query: &RunQuery) -> BackendResult<RunFilter> {
-    let states = query
-        .state
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|e: String| BackendError::invalid("state", e))
-        })
-        .collect::<BackendResult<_>>()?;
+    let states = parse_filters("state", &query.state)?;
     let order_by = query
         .order_by
         .as_deref()
@@ -317,6 +301,17 @@ fn run_order(text: &str) -> BackendResult<(RunColumn, bool)> {
         }
     };
     Ok((column, newest_first))
+}
+
+/// Each non-empty value of a repeated filter, parsed (an unknown one names `field`).
+fn parse_filters<T: std::str::FromStr<Err = String>>(
+    field: &str,
+    values: &[String],
+) -> BackendResult<Vec<T>> {
+    values
+        .iter()
+        .filter_map(|v| parse_filter(field, Some(v)).transpose())
+        .collect()
 }
 
 fn parse_filter<T: std::str::FromStr<Err = String>>(

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::back_to;
 use crate::{
     AppState,
-    auth::{Principal, SESSION_COOKIE, session_cookie},
+    auth::{Principal, SESSION_COOKIE, session_cookie, too_many_failures},
     error::PageError,
     html::Page,
     views::{
@@ -69,7 +69,7 @@ async fn sign_in(
         (status, Page(page)).into_response()
     };
     let attempt = Actor::new(form.username.clone(), principal.source.clone());
-    if let Some(message) = too_many_failures(&state, &principal, &form.username) {
+    if let Some(message) = too_many_failures(&state, principal.source.as_deref(), &form.username) {
         tracing::warn!(username = %form.username, source = ?principal.source, "Sign-in refused: too many failures");
         let detail = serde_json::json!({"reason": message});
         state
@@ -101,26 +101,6 @@ async fn sign_in(
     let id = state.sessions.start(user);
     let jar = jar.add(session_cookie(id, state.config.secure_cookies));
     Ok((jar, back_to(form.next.as_deref(), "/dags")).into_response())
-}
-
-/// Counts a sign-in attempt, before any hash, by client address and then by user name (an
-/// address refused counts no name); why it is refused, if it is.
-fn too_many_failures(
-    state: &AppState,
-    principal: &Principal,
-    username: &str,
-) -> Option<&'static str> {
-    let address_ok = principal
-        .source
-        .as_deref()
-        .is_none_or(|address| state.client_limiter.attempt(address));
-    if !address_ok {
-        Some("Too many failed sign-ins from your address: wait a few minutes")
-    } else if !state.limiter.attempt(username) {
-        Some("Too many failed sign-ins for this user: wait a few minutes")
-    } else {
-        None
-    }
 }
 
 async fn sign_out(
