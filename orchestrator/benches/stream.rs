@@ -66,6 +66,7 @@ fn context() -> TaskContext {
             ..Default::default()
         }),
         share: Default::default(),
+        env_passthrough: Arc::new([]),
     }
 }
 

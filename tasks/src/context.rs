@@ -94,6 +94,9 @@ pub struct TaskContext {
     pub connections: Arc<Connections>,
     /// Which share of its input this instance of the task owns (`parallelism` > 1).
     pub share: Share,
+    /// Names of the orchestrator's environment variables every shell command gets besides
+    /// its own `env_passthrough` (`--env-passthrough`; never an `UPDRAFT_*` name).
+    pub env_passthrough: Arc<[String]>,
 }
 
 /// One of `count` instances of a task that split their input: instance `index` owns the

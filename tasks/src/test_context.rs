@@ -31,5 +31,6 @@ pub fn context(lines: &Arc<Lines>) -> TaskContext {
         metrics: Metrics::default(),
         connections: Default::default(),
         share: Default::default(),
+        env_passthrough: Arc::new([]),
     }
 }

@@ -93,6 +93,16 @@ pub struct GlobalArgs {
         default_value = "mysql://127.0.0.1:3306/updraft"
     )]
     pub mysql_url: String,
+    /// Variables of this process every shell task gets, besides PATH, HOME, LANG and the
+    /// others it always gets (comma-separated names; UPDRAFT_* names are refused)
+    #[arg(
+        long,
+        global = true,
+        env = "UPDRAFT_ENV_PASSTHROUGH",
+        value_delimiter = ',',
+        value_name = "NAMES"
+    )]
+    pub env_passthrough: Vec<String>,
     /// How this process writes its own log to stderr: text, or JSON lines
     #[arg(long, global = true, env = "UPDRAFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -155,6 +165,19 @@ impl GlobalArgs {
 
     pub fn dag_bag(&self) -> anyhow::Result<DagBag> {
         DagBag::load(&self.dags_folder).context("loading DAG files")
+    }
+
+    /// `--env-passthrough`, checked: no `UPDRAFT_*` name.
+    pub fn env_passthrough(&self) -> anyhow::Result<std::sync::Arc<[String]>> {
+        let names: Vec<String> = self
+            .env_passthrough
+            .iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        ::tasks::shell::check_passthrough(&names)
+            .map_err(|message| anyhow::anyhow!("--env-passthrough: {message}"))?;
+        Ok(names.into())
     }
 
     /// The task logs, with the secrets this process knows masked in them: the passwords of

@@ -34,6 +34,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         ExecutorConfig {
             parallelism: args.parallelism,
             connections: Arc::new(global.connections()),
+            env_passthrough: global.env_passthrough()?,
             ..Default::default()
         },
     );

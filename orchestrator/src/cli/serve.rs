@@ -79,6 +79,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         "--no-local-tasks needs workers, and workers need a shared metadata database: use --db postgres://user@host:port/db"
     );
     let connections = Arc::new(global.connections());
+    let env_passthrough = global.env_passthrough()?;
     let logs = global.log_hub().shipping_to(&store);
     let executor = Executor::new(
         store.clone(),
@@ -87,6 +88,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
             parallelism: args.parallelism,
             grace_period: args.grace_period,
             connections: connections.clone(),
+            env_passthrough: env_passthrough.clone(),
             dispatch: if shared {
                 Dispatch::Queue
             } else {
@@ -113,6 +115,7 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
                 heartbeat_interval: Duration::from_secs(3),
                 grace_period: args.grace_period,
                 connections,
+                env_passthrough,
                 live_metrics: Some(executor.live_metrics_registry()),
             },
         );

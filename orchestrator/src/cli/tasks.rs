@@ -218,6 +218,7 @@ async fn test(
         metrics: Metrics::default(),
         connections: Arc::new(global.connections()),
         share: Default::default(),
+        env_passthrough: global.env_passthrough()?,
     };
     let outcome = match spec.timeout {
         Some(limit) => tokio::time::timeout(limit, operator.execute(&ctx))

@@ -57,6 +57,7 @@ pub async fn worker(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<Exi
         heartbeat_interval: args.heartbeat,
         grace_period: args.grace_period,
         connections: Arc::new(global.connections()),
+        env_passthrough: global.env_passthrough()?,
         live_metrics: None,
     };
     let shutdown = CancellationToken::new();

@@ -49,6 +49,8 @@ pub struct ExecutorConfig {
     pub grace_period: Duration,
     /// Where tasks connect when their config does not say.
     pub connections: Arc<Connections>,
+    /// Variables of this process every shell task gets (`--env-passthrough`).
+    pub env_passthrough: Arc<[String]>,
     /// How the tasks of the runs this executor drives reach a slot.
     pub dispatch: Dispatch,
     /// The token this executor writes as the owner of its runs and the claimant of its tries
@@ -64,6 +66,7 @@ impl Default for ExecutorConfig {
             parallelism: 32,
             grace_period: Duration::from_secs(10),
             connections: Arc::default(),
+            env_passthrough: Arc::new([]),
             dispatch: Dispatch::InProcess,
             owner: None,
             live_metrics: None,

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Executor, ExecutorError, retry_delay, stream_restart_delay};
 use crate::{
     dag::{Dag, TaskSpec, TemplateContext, has_templates, render_config},
-    logs::TryLog,
+    logs::{TryLog, task_secrets},
     store::{DagRunRow, TaskInstanceRow, TaskKey, TiState},
 };
 
@@ -419,7 +419,7 @@ impl Runner {
         let try_log = Arc::new(log);
         let log: Arc<dyn LogSink> = try_log.clone();
         log.line(&self.try_heading(ti));
-        let outcome = self.render_and_execute(ti, &log).await;
+        let outcome = self.render_and_execute(ti, &try_log).await;
         match &outcome {
             Ok(_) => log.line("Task succeeded"),
             Err(failure) if failure.retryable => {
@@ -448,19 +448,10 @@ impl Runner {
     async fn render_and_execute(
         &self,
         ti: &TaskInstanceRow,
-        log: &Arc<dyn LogSink>,
+        try_log: &Arc<TryLog>,
     ) -> Result<TaskResult, TryFailure> {
-        // The try's own context only for templates to read (copying the base, which holds
-        // the whole environment, cost more than a noop try).
-        let operator = if has_templates(&self.spec.config) {
-            let mut context = (*self.base).clone();
-            context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
-            context.upstream = self.upstream_results.clone();
-            build_operator(&self.spec, &context)
-        } else {
-            build_operator(&self.spec, &self.base)
-        }
-        .map_err(TaskError::from)?;
+        let operator = self.render(ti, try_log).map_err(TaskError::from)?;
+        let log: Arc<dyn LogSink> = try_log.clone();
         let cancel = self.stop.child_token();
         let metrics = Metrics::default();
         // Where a stream runs, for the streams page of every serve.
@@ -470,10 +461,11 @@ impl Runner {
         let _published = self.executor.publish_metrics(ti.key(), metrics.clone());
         let ctx = TaskContext {
             cancel: cancel.clone(),
-            log: log.clone(),
+            log,
             metrics,
             connections: self.executor.inner.config.connections.clone(),
             share: self.spec.share_of(&ti.task_id),
+            env_passthrough: self.executor.inner.config.env_passthrough.clone(),
         };
         let mut execution = std::pin::pin!(operator.execute(&ctx));
         let timeout = async {
@@ -490,6 +482,33 @@ impl Runner {
                 Err(TryFailure::retryable(format!("timed out after {}", humantime::format_duration(self.spec.timeout.unwrap_or_default()))))
             }
         }
+    }
+
+    /// The try's operator, from its config rendered for it; the secrets the config holds are
+    /// masked in the try's log from here on.
+    fn render(
+        &self,
+        ti: &TaskInstanceRow,
+        try_log: &TryLog,
+    ) -> Result<Box<dyn Operator>, ConfigError> {
+        // The try's own context only for templates to read (copying the base, which holds
+        // the whole environment, cost more than a noop try).
+        let own_context;
+        let context = if has_templates(&self.spec.config) {
+            let mut context = (*self.base).clone();
+            context.task = serde_json::json!({ "id": ti.task_id, "try_number": ti.try_number });
+            context.upstream = self.upstream_results.clone();
+            own_context = context;
+            &own_context
+        } else {
+            &*self.base
+        };
+        let rendered = render_config(&self.spec.config, context)?;
+        let everywhere = &self.executor.inner.config.env_passthrough;
+        try_log.mask_also(task_secrets(&rendered, everywhere, |name| {
+            std::env::var(name).ok()
+        }));
+        typed_config(&self.spec, rendered)?.build()
     }
 
     fn describe_error(&self, error: TaskError) -> TryFailure {

@@ -1,7 +1,8 @@
 //! Secret values masked as `***` in every line of a task log, as Airflow masks the values it
 //! knows to be secret: the passwords in the metadata database's and the sinks' URLs, the
 //! first admin's password, the metrics token. A task that prints its environment or a
-//! connection string leaves no secret in a log that others read.
+//! connection string leaves no secret in a log that others read. A try also masks the
+//! values its own config holds under a secret-looking name ([`task_secrets`]).
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -44,6 +45,11 @@ impl Secrets {
         Self::new(passwords.chain(values))
     }
 
+    /// These secrets and `values` (as [`Secrets::new`] takes them).
+    pub fn with(&self, values: impl IntoIterator<Item = String>) -> Self {
+        Self::new(self.values.iter().cloned().chain(values))
+    }
+
     /// `text` with every secret, and the password of every URL in it, replaced by `***`.
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut masked = crate::store::redact_urls(text);
@@ -56,9 +62,114 @@ impl Secrets {
     }
 }
 
+/// Parts of a name that mark what it holds as secret (a config key, a variable, a header),
+/// as Airflow's `DEFAULT_SENSITIVE_FIELDS` do.
+const SECRET_NAME_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "private_key",
+    "credential",
+    "access_key",
+];
+
+/// Whether a name says its value is a secret (`API_TOKEN`, `password`, `Authorization`).
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
+/// The secrets of one try, from its rendered config: every text under a secret-looking key
+/// (a shell task's `env` entry `API_TOKEN`, an `Authorization` header, with and without its
+/// `Bearer ` scheme), and the values (looked up by `var`: this process's environment) of
+/// the variables with secret-looking names that reach the task through its
+/// `env_passthrough` or `everywhere` (`--env-passthrough`).
+pub fn task_secrets(
+    config: &serde_json::Value,
+    everywhere: &[String],
+    var: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut secrets = Vec::new();
+    texts_under_secret_names(config, false, &mut secrets);
+    let passed = config
+        .get("env_passthrough")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str);
+    for name in passed.chain(everywhere.iter().map(String::as_str)) {
+        if is_secret_name(name)
+            && let Some(value) = var(name)
+        {
+            secrets.push(value);
+        }
+    }
+    secrets
+}
+
+fn texts_under_secret_names(value: &serde_json::Value, secret: bool, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) if secret => {
+            // "Bearer abc": the credential alone may be printed too.
+            if let Some((_, credential)) = text.split_once(' ') {
+                out.push(credential.trim().to_owned());
+            }
+            out.push(text.clone());
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                texts_under_secret_names(item, secret, out);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                texts_under_secret_names(field, secret || is_secret_name(name), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tasks_own_secrets_are_found_by_name() {
+        let config = serde_json::json!({
+            "command": "curl -H \"Authorization: Bearer $API_TOKEN\" https://api.example",
+            "env": {"API_TOKEN": "tok-123456", "REGION": "eu-west-1"},
+            "headers": {"Authorization": "Bearer abcdef-ghij"},
+            "auth": {"client_secret": ["s1-value"]},
+            "env_passthrough": ["GITHUB_TOKEN", "HOME"],
+        });
+        let var = |name: &str| Some(format!("{name}-value-from-the-process"));
+        let mut found = task_secrets(&config, &["DB_PASSWORD".into()], var);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "Bearer abcdef-ghij",
+                "DB_PASSWORD-value-from-the-process",
+                "GITHUB_TOKEN-value-from-the-process",
+                "abcdef-ghij",
+                "s1-value",
+                "tok-123456"
+            ]
+        );
+        let masked = Secrets::default().with(found);
+        assert_eq!(
+            masked.mask("token tok-123456 header abcdef-ghij region eu-west-1"),
+            "token *** header *** region eu-west-1"
+        );
+        assert!(is_secret_name("AWS_SECRET_ACCESS_KEY") && is_secret_name("db_Password"));
+        assert!(!is_secret_name("REGION") && !is_secret_name("HOME"));
+    }
 
     #[test]
     fn secrets_are_masked_as_written_and_decoded() {

@@ -8,13 +8,13 @@ mod read;
 mod ship;
 mod source;
 
-pub use mask::{MIN_SECRET_LEN, Secrets};
+pub use mask::{MIN_SECRET_LEN, Secrets, is_secret_name, task_secrets};
 pub use read::LogSlice;
 pub use source::{LogPart, LogSource};
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use tokio::sync::broadcast;
@@ -131,6 +131,7 @@ impl LogHub {
             live: self.live.clone(),
             closed: self.closed.clone(),
             secrets: self.secrets.clone(),
+            try_secrets: OnceLock::new(),
         })
     }
 
@@ -167,12 +168,22 @@ pub struct TryLog {
     /// the same order.
     file: Mutex<files::FileHandle>,
     secrets: Secrets,
+    /// The hub's secrets and the try's own, once the try's config is rendered.
+    try_secrets: OnceLock<Secrets>,
     template: LogLine,
     live: broadcast::Sender<LogLine>,
     closed: broadcast::Sender<TryLogKey>,
 }
 
 impl TryLog {
+    /// Masks the try's own secret `values` too, in every line written from now on (once per
+    /// try: its config is rendered once).
+    pub fn mask_also(&self, values: Vec<String>) {
+        if !values.is_empty() {
+            let _ = self.try_secrets.set(self.secrets.with(values));
+        }
+    }
+
     /// Waits until every line written so far is in the file and shipped (when shipping): a
     /// try's end is recorded only after its log is complete everywhere.
     pub async fn finish(&self) {
@@ -209,7 +220,7 @@ impl Drop for TryLog {
 
 impl tasks::LogSink for TryLog {
     fn line(&self, line: &str) {
-        let line = self.secrets.mask(line);
+        let line = self.try_secrets.get().unwrap_or(&self.secrets).mask(line);
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let text = format!("{stamp} {line}");
         match self.file.lock() {

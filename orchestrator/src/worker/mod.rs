@@ -56,6 +56,8 @@ pub struct WorkerConfig {
     /// How long running tries get to finish on shutdown.
     pub grace_period: Duration,
     pub connections: Arc<tasks::Connections>,
+    /// Variables of this process every shell task gets (`--env-passthrough`).
+    pub env_passthrough: Arc<[String]>,
     /// Where its tries publish live metrics (a `serve`'s, for its local worker).
     pub live_metrics: Option<crate::executor::LiveMetrics>,
 }
@@ -117,6 +119,7 @@ impl Worker {
                 parallelism: self.config.slots.max(1) as usize,
                 grace_period: self.config.grace_period,
                 connections: self.config.connections.clone(),
+                env_passthrough: self.config.env_passthrough.clone(),
                 dispatch: Dispatch::InProcess,
                 owner: Some(worker_id.clone()),
                 live_metrics: self.config.live_metrics.clone(),

@@ -140,6 +140,56 @@ fn known_secrets_are_masked_in_task_logs() {
     }
 }
 
+/// A task's own secrets (values under secret-looking names in its config, variables with
+/// such names passed through to it) are `***` in its log too; `--env-passthrough` names reach
+/// every shell task, and an `UPDRAFT_*` name there is refused.
+#[test]
+fn a_tasks_own_secrets_are_masked_and_passed_variables_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    std::fs::write(
+        dir.path().join("dags/own.toml"),
+        r#"[dag]
+id = "own"
+[[task]]
+id = "say"
+operator = "shell"
+command = 'echo "token $API_TOKEN"; echo "gh $GH_TOKEN"; echo "region $REGION"; echo "home $HOME_DIR_HINT"'
+env = { API_TOKEN = "task-token-value", REGION = "eu-west-1" }
+"#,
+    )
+    .unwrap();
+    let printed = cli_output(
+        cli(dir.path())
+            .args(["run", "own"])
+            .env("UPDRAFT_ENV_PASSTHROUGH", "GH_TOKEN,HOME_DIR_HINT")
+            .env("GH_TOKEN", "gh-token-value")
+            .env("HOME_DIR_HINT", "/srv/data"),
+    );
+    let runs = dir.path().join("logs/own");
+    let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
+    let log = std::fs::read_to_string(run.path().join("say/1.log")).unwrap();
+    for text in [&printed, &log] {
+        assert!(text.contains("token ***"), "{text}");
+        // Passed through (not empty), and masked for its name.
+        assert!(text.contains("gh ***"), "{text}");
+        assert!(text.contains("region eu-west-1"), "{text}");
+        assert!(text.contains("home /srv/data"), "{text}");
+        assert!(!text.contains("token-value"), "{text}");
+    }
+    let refused = cli(dir.path())
+        .args(["run", "own"])
+        .env("UPDRAFT_ENV_PASSTHROUGH", "UPDRAFT_DB")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--env-passthrough") && stderr.contains("UPDRAFT_DB"),
+        "{stderr}"
+    );
+}
+
 /// As shipped, `serve` shows nothing to someone not signed in: pages go to the sign-in page,
 /// the API answers 401; `/health` and the sign-in page stay open.
 #[test]

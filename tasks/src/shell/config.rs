@@ -35,16 +35,22 @@ impl ShellConfig {
             .map_err(|message| crate::ConfigError::new("env_passthrough", message))
     }
 
-    /// Whether the orchestrator's variable `name` reaches the command.
-    pub fn passes(&self, name: &str) -> bool {
+    /// Whether the orchestrator's variable `name` reaches the command: a base one, or one
+    /// named by the task (with its DAG) or in `everywhere` (`--env-passthrough`).
+    pub fn passes(&self, name: &str, everywhere: &[String]) -> bool {
         !name.starts_with("UPDRAFT_")
             && (BASE_ENV.contains(&name)
                 || name.starts_with("LC_")
-                || self.env_passthrough.iter().any(|n| n == name))
+                || self
+                    .env_passthrough
+                    .iter()
+                    .chain(everywhere)
+                    .any(|n| n == name))
     }
 }
 
-/// Refuses an `env_passthrough` list (a task's or a DAG's) that names an `UPDRAFT_*` variable.
+/// Refuses an `env_passthrough` list (a task's, a DAG's or `--env-passthrough`) that names an
+/// `UPDRAFT_*` variable.
 pub fn check_passthrough(names: &[String]) -> Result<(), String> {
     match names.iter().find(|name| name.starts_with("UPDRAFT_")) {
         Some(name) => Err(format!(

@@ -22,8 +22,8 @@ impl ShellOperator {
         Self { config }
     }
 
-    async fn spawn(&self) -> Result<Child, TaskError> {
-        let mut command = self.command(std::env::vars_os());
+    async fn spawn(&self, everywhere: &[String]) -> Result<Child, TaskError> {
+        let mut command = self.command(std::env::vars_os(), everywhere);
         command.kill_on_drop(true);
         crate::child::spawn(command)
             .await
@@ -31,17 +31,25 @@ impl ShellOperator {
     }
 
     /// `bash -c <command>` with a clean environment: of `parent`'s variables only the base
-    /// ones (`PATH`, `HOME`, `LANG`, ...) and those named in `env_passthrough`, then the task's
+    /// ones (`PATH`, `HOME`, `LANG`, ...) and those named in `env_passthrough` or
+    /// `everywhere` (`--env-passthrough`), then the task's
     /// own `env`. Nothing else of the orchestrator's reaches a task (its `UPDRAFT_*` variables
     /// hold the metadata database's URL with its password, the admin password, tokens; a task
     /// running `env` or `set -x` would print them into a log).
-    fn command(&self, parent: impl Iterator<Item = (OsString, OsString)>) -> Command {
+    fn command(
+        &self,
+        parent: impl Iterator<Item = (OsString, OsString)>,
+        everywhere: &[String],
+    ) -> Command {
         let mut command = Command::new("bash");
         command
             .arg("-c")
             .arg(&self.config.command)
             .env_clear()
-            .envs(parent.filter(|(name, _)| name.to_str().is_some_and(|n| self.config.passes(n))))
+            .envs(parent.filter(|(name, _)| {
+                name.to_str()
+                    .is_some_and(|n| self.config.passes(n, everywhere))
+            }))
             .envs(&self.config.env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -78,7 +86,7 @@ fn kill_group(group: Option<u32>) {
 impl Operator for ShellOperator {
     async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
         ctx.log(&format!("Running: {}", self.config.command));
-        let mut child = self.spawn().await?;
+        let mut child = self.spawn(&ctx.env_passthrough).await?;
         let group = child.id();
         let (tx, mut lines) = mpsc::channel::<String>(256);
         if let Some(stdout) = child.stdout.take() {
@@ -151,9 +159,15 @@ mod tests {
             ("LC_TIME", "C"),
             ("AWS_PROFILE", "analytics"),
             ("AWS_SECRET_ACCESS_KEY", "not-passed-through"),
+            ("KUBECONFIG", "/etc/kube"),
         ]
         .map(|(name, value)| (OsString::from(name), OsString::from(value)));
-        let output = operator.command(parent.into_iter()).output().await.unwrap();
+        let everywhere = ["KUBECONFIG".to_string()];
+        let output = operator
+            .command(parent.into_iter(), &everywhere)
+            .output()
+            .await
+            .unwrap();
         let env = String::from_utf8(output.stdout).unwrap();
         assert!(
             env.contains("PATH=/usr/bin:/bin") && env.contains("LANG=C.UTF-8"),
@@ -161,7 +175,9 @@ mod tests {
         );
         assert!(env.contains("UPDRAFT_MINE=set by the task"), "{env}");
         assert!(
-            env.contains("LC_TIME=C") && env.contains("AWS_PROFILE=analytics"),
+            env.contains("LC_TIME=C")
+                && env.contains("AWS_PROFILE=analytics")
+                && env.contains("KUBECONFIG=/etc/kube"),
             "{env}"
         );
         assert!(
