@@ -498,11 +498,7 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
     let mut reports: Vec<(Instant, usize)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let seen = metrics
-            .snapshot()
-            .get("records_in")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0) as usize;
+        let seen = metrics.stream().map_or(0, |m| m.records_in) as usize;
         if seen >= expected {
             break;
         }

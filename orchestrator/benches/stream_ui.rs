@@ -268,10 +268,6 @@ fn viewer(app: &axum::Router, uri: String) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn number(metrics: &serde_json::Map<String, serde_json::Value>, name: &str) -> u64 {
-    metrics.get(name).and_then(|v| v.as_u64()).unwrap_or(0)
-}
-
 /// This process's CPU time (user + system), in seconds.
 fn cpu_seconds() -> f64 {
     use nix::sys::resource::{UsageWho, getrusage};
@@ -320,10 +316,10 @@ async fn stream_rate(
             "{id} did not read the topic within 600 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Some(metrics) = bench.executor.task_metrics(&key) else {
+        let Some(metrics) = bench.executor.stream_metrics_of(&key) else {
             continue;
         };
-        let read = number(&metrics, "records_in");
+        let read = metrics.records_in;
         if read > 0 && first.is_none() {
             first = Some((Instant::now(), read));
         }
@@ -357,8 +353,8 @@ async fn flush_to_push(bench: &Bench, id: &str, sizes: &Sizes) -> anyhow::Result
     let limit = Instant::now() + Duration::from_secs(600);
     while bench
         .executor
-        .task_metrics(&key)
-        .is_none_or(|m| number(&m, "records_in") < sizes.records as u64)
+        .stream_metrics_of(&key)
+        .is_none_or(|m| m.records_in < sizes.records as u64)
     {
         anyhow::ensure!(Instant::now() < limit, "{id} did not catch up within 600 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -400,12 +396,8 @@ async fn flush_to_push(bench: &Bench, id: &str, sizes: &Sizes) -> anyhow::Result
         }
         let flushed = bench
             .executor
-            .task_metrics(&key)
-            .and_then(|m| {
-                m.get("last_flush_at")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            })
+            .stream_metrics_of(&key)
+            .and_then(|m| m.last_flush_at)
             .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
             .context("a flush time")?;
         latencies.push(

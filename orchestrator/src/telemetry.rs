@@ -157,29 +157,31 @@ async fn register_states(registry: &Registry, store: &Store) -> Result<(), Store
 /// The live figures of every stream try running in this process.
 fn register_streams(registry: &Registry, executor: &Executor) {
     let labels = ["dag_id", "task_id"];
-    let totals = [
+    type Figure = fn(&tasks::StreamMetrics) -> u64;
+    let figures: [(Figure, &str, &str); 4] = [
         (
-            "records_in",
+            |m| m.records_in,
             "updraft_stream_records_in_total",
             "Records a stream task read (this try)",
         ),
         (
-            "records_out",
+            |m| m.records_out,
             "updraft_stream_records_out_total",
             "Records or documents a stream task wrote (this try)",
         ),
         (
-            "dead_lettered",
+            |m| m.dead_lettered,
             "updraft_stream_dead_lettered_total",
             "Records sent to the dead-letter topic (this try)",
         ),
         (
-            "late",
+            |m| m.late,
             "updraft_stream_late_total",
             "Records whose windows had all closed (this try)",
         ),
-    ]
-    .map(|(key, name, help)| (key, counter(registry, name, help, &labels)));
+    ];
+    let totals =
+        figures.map(|(figure, name, help)| (figure, counter(registry, name, help, &labels)));
     let flush_ms = gauge(
         registry,
         "updraft_stream_last_flush_milliseconds",
@@ -194,20 +196,16 @@ fn register_streams(registry: &Registry, executor: &Executor) {
     );
     for (key, metrics) in executor.stream_metrics() {
         let task = [key.dag_id.as_str(), key.task_id.as_str()];
-        let number = |name: &str| metrics.get(name).and_then(serde_json::Value::as_u64);
-        for (name, counter) in &totals {
-            counter
-                .with_label_values(&task)
-                .inc_by(number(name).unwrap_or(0));
+        for (figure, counter) in &totals {
+            counter.with_label_values(&task).inc_by(figure(&metrics));
         }
         flush_ms
             .with_label_values(&task)
-            .set(number("last_flush_ms").unwrap_or(0) as i64);
-        let partitions = metrics.get("lag").and_then(serde_json::Value::as_object);
-        for (partition, behind) in partitions.into_iter().flatten() {
+            .set(i64::try_from(metrics.last_flush_ms).unwrap_or(i64::MAX));
+        for (partition, behind) in &metrics.lag {
             let (topic, id) = partition.rsplit_once('/').unwrap_or((partition, ""));
             lag.with_label_values(&[&key.dag_id, &key.task_id, topic, id])
-                .set(behind.as_i64().unwrap_or(0));
+                .set(*behind);
         }
     }
 }

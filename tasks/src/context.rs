@@ -1,4 +1,7 @@
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use tokio_util::sync::CancellationToken;
 
@@ -8,25 +11,54 @@ pub trait LogSink: Send + Sync {
     fn line(&self, line: &str);
 }
 
-/// Live metrics of a running task (records in/out, lag, ...), read by the executor and the UI.
+/// Live metrics of a running try, read by the executor and the UI: a stream's figures once
+/// it is known to be a stream, nothing for other tasks.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
-    values: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+    stream: Arc<Mutex<Option<StreamMetrics>>>,
 }
 
 impl Metrics {
-    pub fn set(&self, name: &str, value: impl Into<serde_json::Value>) {
-        if let Ok(mut values) = self.values.lock() {
-            values.insert(name.to_owned(), value.into());
-        }
+    /// Changes the stream's figures (a try that calls this is a stream from then on).
+    pub fn update_stream(&self, change: impl FnOnce(&mut StreamMetrics)) {
+        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        change(stream.get_or_insert_with(StreamMetrics::default));
     }
 
-    pub fn snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.values
+    /// The stream's figures now; None for a try that is no stream.
+    pub fn stream(&self) -> Option<StreamMetrics> {
+        self.stream
             .lock()
-            .map(|values| values.clone())
-            .unwrap_or_default()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
+}
+
+/// The live figures of a stream try: counters since its start, rates over the last second,
+/// its consumer lag and its last flush. Stored as JSON by workers for every `serve` to read
+/// (fields added later default when an older worker's copy lacks them).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct StreamMetrics {
+    /// The worker running the try (its hostname, or its `--name`).
+    pub worker: Option<String>,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_in_per_s: f64,
+    pub records_out_per_s: f64,
+    /// Records whose windows had all closed.
+    pub late: u64,
+    pub dead_lettered: u64,
+    /// Records read again after a restart and skipped (already counted before it).
+    pub replayed_skipped: u64,
+    pub flushes: u64,
+    /// RFC 3339.
+    pub last_flush_at: Option<String>,
+    pub last_flush_docs: u64,
+    pub last_flush_ms: u64,
+    /// Records not yet committed, in all and by `topic/partition`.
+    pub lag_total: i64,
+    pub lag: BTreeMap<String, i64>,
 }
 
 /// Where tasks connect when their own config does not say: read once by the binary (from

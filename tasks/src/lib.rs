@@ -30,7 +30,7 @@ pub mod stream;
 mod test_context;
 
 pub use config::{JsonConfigError, OperatorConfig, OperatorKind};
-pub use context::{Connections, LogSink, Metrics, Share, TaskContext};
+pub use context::{Connections, LogSink, Metrics, Share, StreamMetrics, TaskContext};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, TaskError};
 pub use operator::{Operator, TaskResult};

@@ -28,11 +28,11 @@ impl LiveMetrics {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every try's metrics now.
-    pub fn snapshot(&self) -> Vec<(TaskKey, serde_json::Map<String, serde_json::Value>)> {
+    /// Every stream try's figures now.
+    pub fn streams(&self) -> Vec<(TaskKey, tasks::StreamMetrics)> {
         self.lock()
             .iter()
-            .map(|(key, metrics)| (key.clone(), metrics.snapshot()))
+            .filter_map(|(key, metrics)| Some((key.clone(), metrics.stream()?)))
             .collect()
     }
 
@@ -41,7 +41,7 @@ impl LiveMetrics {
     fn mirror(
         &self,
         key: &TaskKey,
-        published: &serde_json::Map<String, serde_json::Value>,
+        published: &tasks::StreamMetrics,
         mirrored: &HashSet<TaskKey>,
     ) -> bool {
         let mut all = self.lock();
@@ -49,9 +49,7 @@ impl LiveMetrics {
             return false;
         }
         let metrics = all.entry(key.clone()).or_default();
-        for (name, value) in published {
-            metrics.set(name, value.clone());
-        }
+        metrics.update_stream(|m| m.clone_from(published));
         true
     }
 

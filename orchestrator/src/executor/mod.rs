@@ -197,26 +197,18 @@ impl Executor {
             .collect()
     }
 
-    /// The live metrics of a task's running try (records in/out per second, lag, ... for
-    /// stream tasks), or None when it is not running in this process.
-    pub fn task_metrics(
-        &self,
-        task: &TaskKey,
-    ) -> Option<serde_json::Map<String, serde_json::Value>> {
-        self.live_metrics().get(task).map(tasks::Metrics::snapshot)
+    /// The live figures of a stream task's running try, or None when no try of it runs in
+    /// this process (or on a worker that publishes to it).
+    pub fn stream_metrics_of(&self, task: &TaskKey) -> Option<tasks::StreamMetrics> {
+        self.live_metrics()
+            .get(task)
+            .and_then(tasks::Metrics::stream)
     }
 
-    /// The live metrics of every try running in this process (or mirrored from workers).
-    pub fn all_task_metrics(&self) -> Vec<(TaskKey, serde_json::Map<String, serde_json::Value>)> {
-        self.inner.live_metrics.snapshot()
-    }
-
-    /// The live metrics of every stream try running in this process (streams are the tasks
-    /// that publish their consumer `lag`).
-    pub fn stream_metrics(&self) -> Vec<(TaskKey, serde_json::Map<String, serde_json::Value>)> {
-        let mut all = self.all_task_metrics();
-        all.retain(|(_, metrics)| metrics.contains_key("lag"));
-        all
+    /// The live figures of every stream try running in this process (or mirrored from
+    /// workers).
+    pub fn stream_metrics(&self) -> Vec<(TaskKey, tasks::StreamMetrics)> {
+        self.inner.live_metrics.streams()
     }
 
     fn live_metrics(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, tasks::Metrics>> {

@@ -288,7 +288,8 @@ impl Runner {
         ti.start = Some(started);
         ti.end = None;
         ti.duration_ms = None;
-        ti.error = None;
+        // `error` stays: why the last try failed, until a try succeeds (the streams page
+        // shows it for a restarted stream).
         ti.next_retry_at = None;
         ti.hostname = Some(self.executor.inner.hostname.clone());
         ti.pid = Some(i64::from(std::process::id()));
@@ -354,6 +355,7 @@ impl Runner {
             }
             Ok(result) => {
                 ti.result = Some(serde_json::Value::Object(result));
+                ti.error = None;
                 self.end(ti, TiState::Success).await?;
                 Ok(false)
             }
@@ -456,7 +458,7 @@ impl Runner {
         let metrics = Metrics::default();
         // Where a stream runs, for the streams page of every serve.
         if let (true, Some(worker)) = (self.spec.is_stream(), &ti.hostname) {
-            metrics.set("worker", worker.as_str());
+            metrics.update_stream(|m| m.worker = Some(worker.clone()));
         }
         let _published = self.executor.publish_metrics(ti.key(), metrics.clone());
         let ctx = TaskContext {

@@ -6,11 +6,11 @@ use sqlx::Row;
 
 use super::{Result, Store, TaskKey, to_micros};
 
-/// One try's metrics as a worker last published them (its `worker` among them).
+/// One stream try's figures as a worker last published them (its `worker` among them).
 #[derive(Debug, Clone)]
 pub struct PublishedMetrics {
     pub task: TaskKey,
-    pub metrics: serde_json::Map<String, serde_json::Value>,
+    pub metrics: tasks::StreamMetrics,
 }
 
 impl Store {
@@ -31,7 +31,7 @@ impl Store {
             .bind(published.task.dag_id.as_str())
             .bind(published.task.run_id.as_str())
             .bind(published.task.task_id.as_str())
-            .bind(serde_json::Value::Object(published.metrics.clone()).to_string())
+            .bind(serde_json::to_string(&published.metrics).unwrap_or_default())
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -49,18 +49,21 @@ impl Store {
         .bind(to_micros(since))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let metrics: String = row.try_get("metrics")?;
-                Ok(PublishedMetrics {
-                    task: TaskKey {
-                        dag_id: row.try_get("dag_id")?,
-                        run_id: row.try_get("run_id")?,
-                        task_id: row.try_get("task_id")?,
-                    },
-                    metrics: serde_json::from_str(&metrics).unwrap_or_default(),
-                })
-            })
-            .collect()
+        let mut published = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task = TaskKey {
+                dag_id: row.try_get("dag_id")?,
+                run_id: row.try_get("run_id")?,
+                task_id: row.try_get("task_id")?,
+            };
+            let text: String = row.try_get("metrics")?;
+            match serde_json::from_str(&text) {
+                Ok(metrics) => published.push(PublishedMetrics { task, metrics }),
+                Err(error) => {
+                    tracing::warn!(dag_id = %task.dag_id, task_id = %task.task_id, %error, "Unreadable live metrics of a worker's try; skipped")
+                }
+            }
+        }
+        Ok(published)
     }
 }

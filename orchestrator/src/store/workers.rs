@@ -167,7 +167,7 @@ impl Store {
                 SELECT dag_id, run_id, task_id FROM task_instances
                 WHERE state = 'queued' AND queue IN ({}) LIMIT $6 FOR UPDATE SKIP LOCKED)
              UPDATE task_instances t SET state = $1, try_number = t.try_number + 1, start_us = $2,
-                end_us = NULL, duration_ms = NULL, next_retry_us = NULL, error = NULL,
+                end_us = NULL, duration_ms = NULL, next_retry_us = NULL,
                 hostname = $3, pid = $4, claimed_by = $5
              FROM picked p
              WHERE t.dag_id = p.dag_id AND t.run_id = p.run_id AND t.task_id = p.task_id AND t.state = 'queued'

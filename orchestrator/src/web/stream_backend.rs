@@ -14,7 +14,6 @@ use ui::{
 use super::{WebBackend, internal, streams::stream_view, task_key};
 use crate::{
     dag::TaskSpec,
-    logs::{LogPart, TryLogKey},
     store::{TaskKey, redact_urls},
 };
 
@@ -109,7 +108,8 @@ impl WebBackend {
         };
         let mut views = Vec::new();
         for (key, metrics) in executor.stream_metrics() {
-            let mut view = stream_view(&key, &metrics, sampler.history(&key));
+            let history = sampler.history(&key);
+            let mut view = stream_view(&key, metrics, history);
             self.complete(&mut view, &key).await?;
             views.push(view);
         }
@@ -133,12 +133,8 @@ impl WebBackend {
                 && ti
                     .start
                     .is_some_and(|start| chrono::Utc::now() - start < RESTARTING_FOR);
-            if let (Some(sampler), true) = (&self.streams, ti.try_number > 1) {
-                let previous = ti.try_number - 1;
-                view.last_error = sampler
-                    .previous_error(key, previous, || self.try_error(key, previous))
-                    .await;
-            }
+            // Why the last try failed (kept on the row until a try succeeds).
+            view.last_error = ti.error.map(|error| redact_urls(&error).into_owned());
         }
         if let Some(config) = self
             .spec_of(&key.dag_id, &key.task_id)
@@ -149,25 +145,6 @@ impl WebBackend {
             view.sink = sink_text(&config.sink);
         }
         Ok(())
-    }
-
-    /// Why try `try_number` failed, from the end of its log (here, or shipped by its worker).
-    async fn try_error(&self, key: &TaskKey, try_number: u32) -> Option<String> {
-        let log = TryLogKey {
-            dag_id: key.dag_id.as_str().into(),
-            run_id: key.run_id.as_str().into(),
-            task_id: key.task_id.as_str().into(),
-            try_number,
-        };
-        let tail = self
-            .log_source(&log)
-            .read(LogPart::Tail { lines: 20 })
-            .await
-            .ok()?;
-        tail.text.lines().rev().find_map(|line| {
-            line.split_once("Task failed: ")
-                .map(|(_, why)| redact_urls(why).into_owned())
-        })
     }
 
     pub(super) async fn stream_detail(&self, task: &UiTaskKey) -> BackendResult<StreamDetail> {
@@ -246,9 +223,9 @@ impl WebBackend {
                     };
                     self.executor
                         .as_ref()
-                        .and_then(|e| e.task_metrics(&instance))
+                        .and_then(|e| e.stream_metrics_of(&instance))
                 })
-                .filter_map(|m| m.get("flushes").and_then(|f| f.as_u64()))
+                .map(|m| m.flushes)
                 .sum(),
             shares: spec.parallelism.max(1),
             ..ResultsView::default()

@@ -29,14 +29,9 @@ struct History {
     last_seen_ms: i64,
 }
 
-/// A stream task and one of its tries.
-type TryOf = (TaskKey, u32);
-
 #[derive(Clone)]
 pub struct StreamSampler {
     histories: Arc<Mutex<HashMap<TaskKey, History>>>,
-    /// Why each stream's previous try ended, read once from its log per try.
-    previous_errors: Arc<Mutex<HashMap<TryOf, Option<String>>>>,
     ticks: broadcast::Sender<StreamTick>,
 }
 
@@ -46,7 +41,6 @@ impl StreamSampler {
         let (ticks, _) = broadcast::channel(64);
         let sampler = Self {
             histories: Arc::default(),
-            previous_errors: Arc::default(),
             ticks,
         };
         let running = sampler.clone();
@@ -71,16 +65,16 @@ impl StreamSampler {
             let mut histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
             for (key, metrics) in executor.stream_metrics() {
                 let history = histories.entry(key.clone()).or_default();
-                let count = number(&metrics, "flushes") as u64;
+                let count = metrics.flushes;
                 flushed |= count != history.flushes;
                 history.flushes = count;
                 history.last_seen_ms = now_ms;
                 if sample {
                     history.samples.push_back(StreamSample {
                         at_ms: now_ms,
-                        in_per_s: number(&metrics, "records_in_per_s"),
-                        out_per_s: number(&metrics, "records_out_per_s"),
-                        lag: number(&metrics, "lag_total") as i64,
+                        in_per_s: metrics.records_in_per_s,
+                        out_per_s: metrics.records_out_per_s,
+                        lag: metrics.lag_total,
                     });
                     if history.samples.len() > HISTORY {
                         history.samples.pop_front();
@@ -98,10 +92,6 @@ impl StreamSampler {
                 }
             }
             histories.retain(|_, h| now_ms - h.last_seen_ms < FORGET_AFTER.num_milliseconds());
-            self.previous_errors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(key, _), _| histories.contains_key(key));
         }
         if sample || flushed {
             let _ = self.ticks.send(StreamTick {
@@ -119,31 +109,6 @@ impl StreamSampler {
             .get(key)
             .map(|h| h.samples.iter().copied().collect())
             .unwrap_or_default()
-    }
-
-    /// Why try `try_number` of a stream ended: `read` from its log the first time it is asked.
-    pub async fn previous_error<F>(
-        &self,
-        key: &TaskKey,
-        try_number: u32,
-        read: impl FnOnce() -> F,
-    ) -> Option<String>
-    where
-        F: std::future::Future<Output = Option<String>>,
-    {
-        let tried = (key.clone(), try_number);
-        if let Some(known) = self.errors().get(&tried) {
-            return known.clone();
-        }
-        let error = read().await;
-        self.errors().insert(tried, error.clone());
-        error
-    }
-
-    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<TryOf, Option<String>>> {
-        self.previous_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every tick from now on (a slow reader skips the ones it missed).
@@ -167,49 +132,29 @@ pub fn name(key: &TaskKey) -> String {
     format!("{}/{}/{}", key.dag_id, key.run_id, key.task_id)
 }
 
-fn number(metrics: &serde_json::Map<String, serde_json::Value>, name: &str) -> f64 {
-    metrics.get(name).and_then(|v| v.as_f64()).unwrap_or(0.0)
-}
-
 /// A stream's view from its live metrics and history (the caller adds try and config).
 pub fn stream_view(
     key: &TaskKey,
-    metrics: &serde_json::Map<String, serde_json::Value>,
+    metrics: tasks::StreamMetrics,
     history: Vec<StreamSample>,
 ) -> StreamView {
-    let int = |name: &str| number(metrics, name) as u64;
-    let lag = metrics
-        .get("lag")
-        .and_then(|l| l.as_object())
-        .map(|l| {
-            l.iter()
-                .map(|(partition, behind)| (partition.clone(), behind.as_i64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default();
     StreamView {
         dag_id: key.dag_id.clone(),
         run_id: key.run_id.clone(),
         task_id: key.task_id.clone(),
-        worker: metrics
-            .get("worker")
-            .and_then(|w| w.as_str())
-            .map(str::to_owned),
-        records_in: int("records_in"),
-        records_out: int("records_out"),
-        records_in_per_s: number(metrics, "records_in_per_s"),
-        records_out_per_s: number(metrics, "records_out_per_s"),
-        lag_total: number(metrics, "lag_total") as i64,
-        lag,
-        last_flush_at: metrics
-            .get("last_flush_at")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
-        last_flush_docs: int("last_flush_docs"),
-        last_flush_ms: int("last_flush_ms"),
-        late: int("late"),
-        dead_lettered: int("dead_lettered"),
-        flushes: int("flushes"),
+        worker: metrics.worker,
+        records_in: metrics.records_in,
+        records_out: metrics.records_out,
+        records_in_per_s: metrics.records_in_per_s,
+        records_out_per_s: metrics.records_out_per_s,
+        lag_total: metrics.lag_total,
+        lag: metrics.lag,
+        last_flush_at: metrics.last_flush_at,
+        last_flush_docs: metrics.last_flush_docs,
+        last_flush_ms: metrics.last_flush_ms,
+        late: metrics.late,
+        dead_lettered: metrics.dead_lettered,
+        flushes: metrics.flushes,
         lag_growing: lag_growing(&history),
         history,
         ..StreamView::default()
@@ -249,36 +194,6 @@ mod tests {
             task_id: "t".into(),
         };
         assert_eq!(name(&key), "d/r/t");
-    }
-
-    #[tokio::test]
-    async fn a_previous_error_is_read_once_per_try() {
-        let sampler = StreamSampler {
-            histories: Arc::default(),
-            previous_errors: Arc::default(),
-            ticks: broadcast::channel(1).0,
-        };
-        let key = TaskKey {
-            dag_id: "d".into(),
-            run_id: "r".into(),
-            task_id: "t".into(),
-        };
-        let reads = std::cell::Cell::new(0);
-        let read = || {
-            reads.set(reads.get() + 1);
-            std::future::ready(Some("broker down".to_string()))
-        };
-        assert_eq!(
-            sampler.previous_error(&key, 1, read).await.as_deref(),
-            Some("broker down")
-        );
-        assert_eq!(
-            sampler.previous_error(&key, 1, read).await.as_deref(),
-            Some("broker down")
-        );
-        assert_eq!(reads.get(), 1);
-        sampler.previous_error(&key, 2, read).await;
-        assert_eq!(reads.get(), 2, "a new try is read anew");
     }
 
     #[test]

@@ -182,13 +182,10 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
         "live metrics of the stream task",
         Duration::from_secs(60),
         || {
-            let metrics = executor.task_metrics(&task_key(&run, "stats"));
+            let metrics = executor.stream_metrics_of(&task_key(&run, "stats"));
             async move {
                 metrics.is_some_and(|m| {
-                    m.get("records_in").and_then(|v| v.as_u64()) == Some(500)
-                        && m.contains_key("lag")
-                        && m.contains_key("records_in_per_s")
-                        && m.contains_key("last_flush_at")
+                    m.records_in == 500 && !m.lag.is_empty() && m.last_flush_at.is_some()
                 })
             }
         },
@@ -280,7 +277,9 @@ async fn random_users_to_topics_then_user_stats_into_mongodb() {
     let outcome = support::stop_and_wait(&executor, &run, driver).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Stopped));
     assert!(
-        executor.task_metrics(&task_key(&run, "stats")).is_none(),
+        executor
+            .stream_metrics_of(&task_key(&run, "stats"))
+            .is_none(),
         "metrics are withdrawn when the try ends"
     );
     assert_eq!(
@@ -529,16 +528,17 @@ topic = "{output}"
         "one late record in the live metrics",
         Duration::from_secs(10),
         || {
-            let metrics = executor.task_metrics(&task_key(&run, "words"));
-            async move { metrics.is_some_and(|m| m.get("late") == Some(&1.into())) }
+            let metrics = executor.stream_metrics_of(&task_key(&run, "words"));
+            async move { metrics.is_some_and(|m| m.late == 1) }
         },
     )
     .await;
     // A Kafka sink writes no documents; its flushes produce records, and count.
-    let metrics = executor.task_metrics(&task_key(&run, "words")).unwrap();
-    let number = |key: &str| metrics.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+    let metrics = executor
+        .stream_metrics_of(&task_key(&run, "words"))
+        .unwrap();
     assert!(
-        number("flushes") > 0 && metrics.get("last_flush_at").is_some_and(|t| !t.is_null()),
+        metrics.flushes > 0 && metrics.last_flush_at.is_some(),
         "{metrics:?}"
     );
     support::stop_and_wait(&executor, &run, driver).await;

@@ -36,48 +36,47 @@ impl Rates {
 
     pub fn publish(&mut self, c: &Counters, ctx: &TaskContext, lag: BTreeMap<String, i64>) {
         let seconds = self.at.elapsed().as_secs_f64().max(1e-3);
-        let m = &ctx.metrics;
-        m.set("records_in", c.records_in);
-        m.set("records_out", c.records_out);
-        m.set(
-            "records_in_per_s",
-            ((c.records_in - self.records_in) as f64 / seconds).round(),
-        );
-        m.set(
-            "records_out_per_s",
-            ((c.records_out - self.records_out) as f64 / seconds).round(),
-        );
-        m.set("late", c.late);
-        m.set("dead_lettered", c.dead_lettered);
-        m.set("replayed_skipped", c.skipped_replayed);
-        publish_flush(c, m);
-        m.set("lag_total", lag.values().sum::<i64>());
-        m.set("lag", serde_json::to_value(lag).unwrap_or_default());
+        let per_second = |now: u64, then: u64| (now.saturating_sub(then) as f64 / seconds).round();
+        ctx.metrics.update_stream(|m| {
+            m.records_in = c.records_in;
+            m.records_out = c.records_out;
+            m.records_in_per_s = per_second(c.records_in, self.records_in);
+            m.records_out_per_s = per_second(c.records_out, self.records_out);
+            m.late = c.late;
+            m.dead_lettered = c.dead_lettered;
+            m.replayed_skipped = c.skipped_replayed;
+            m.lag_total = lag.values().sum();
+            m.lag = lag;
+            flush_figures(c, m);
+        });
         *self = Self::new(c);
     }
 
     pub fn describe(&self, metrics: &crate::Metrics) -> String {
-        let m = metrics.snapshot();
-        let get = |k: &str| m.get(k).cloned().unwrap_or_default();
+        let m = metrics.stream().unwrap_or_default();
         format!(
             "in {}/s, out {}/s, lag {}, late {}, dead-lettered {}, replayed skipped {}, last flush {} written in {} ms",
-            get("records_in_per_s"),
-            get("records_out_per_s"),
-            get("lag_total"),
-            get("late"),
-            get("dead_lettered"),
-            get("replayed_skipped"),
-            get("last_flush_docs"),
-            get("last_flush_ms")
+            m.records_in_per_s,
+            m.records_out_per_s,
+            m.lag_total,
+            m.late,
+            m.dead_lettered,
+            m.replayed_skipped,
+            m.last_flush_docs,
+            m.last_flush_ms
         )
     }
 }
 
 /// The figures of the last flush: published as soon as a flush ends, so a results page can
 /// follow flushes within a fraction of a second.
-pub fn publish_flush(c: &Counters, m: &crate::Metrics) {
-    m.set("flushes", c.flushes);
-    m.set("last_flush_at", c.last_flush_at.clone());
-    m.set("last_flush_docs", c.last_flush_docs);
-    m.set("last_flush_ms", c.last_flush_ms);
+pub fn publish_flush(c: &Counters, metrics: &crate::Metrics) {
+    metrics.update_stream(|m| flush_figures(c, m));
+}
+
+fn flush_figures(c: &Counters, m: &mut crate::StreamMetrics) {
+    m.flushes = c.flushes;
+    m.last_flush_at = c.last_flush_at.clone();
+    m.last_flush_docs = c.last_flush_docs as u64;
+    m.last_flush_ms = c.last_flush_ms;
 }
