@@ -8,7 +8,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use crate::{ConfigError, HumanDuration};
 
 /// An absolute http(s) URL.
-pub fn http_url(field: &str, url: &str) -> Result<(), ConfigError> {
+pub(crate) fn http_url(field: &str, url: &str) -> Result<(), ConfigError> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| ConfigError::new(field, format!("bad URL {url:?}: {e}")))?;
     match parsed.scheme() {
@@ -21,7 +21,7 @@ pub fn http_url(field: &str, url: &str) -> Result<(), ConfigError> {
 }
 
 /// Header names and values that HTTP allows.
-pub fn headers(field: &str, headers: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+pub(crate) fn headers(field: &str, headers: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     for (name, value) in headers {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(ConfigError::new(field, format!("bad header name {name:?}")));
@@ -37,7 +37,7 @@ pub fn headers(field: &str, headers: &BTreeMap<String, String>) -> Result<(), Co
 }
 
 /// A duration, when set, above zero.
-pub fn above_zero(field: &str, duration: Option<HumanDuration>) -> Result<(), ConfigError> {
+pub(crate) fn above_zero(field: &str, duration: Option<HumanDuration>) -> Result<(), ConfigError> {
     match duration {
         Some(d) if d.as_duration().is_zero() => Err(ConfigError::new(field, "must be more than 0")),
         _ => Ok(()),
@@ -45,7 +45,7 @@ pub fn above_zero(field: &str, duration: Option<HumanDuration>) -> Result<(), Co
 }
 
 /// The partitions of topics a producer task creates: at least 1.
-pub fn partitions(field: &str, partitions: i32) -> Result<(), ConfigError> {
+pub(crate) fn partitions(field: &str, partitions: i32) -> Result<(), ConfigError> {
     if partitions < 1 {
         return Err(ConfigError::new(
             field,
@@ -56,7 +56,7 @@ pub fn partitions(field: &str, partitions: i32) -> Result<(), ConfigError> {
 }
 
 /// A name that must not be empty or blank.
-pub fn not_blank(field: &str, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn not_blank(field: &str, value: &str) -> Result<(), ConfigError> {
     if value.trim().is_empty() {
         return Err(ConfigError::new(field, "must not be empty"));
     }

@@ -35,7 +35,7 @@ fn spawner() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Request>> {
 }
 
 /// Spawns `command` so that it is killed if this process dies.
-pub async fn spawn(mut command: Command) -> io::Result<Child> {
+pub(crate) async fn spawn(mut command: Command) -> io::Result<Child> {
     die_with_this_process(&mut command);
     let (reply, answer) = oneshot::channel();
     spawner()

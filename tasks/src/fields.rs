@@ -14,7 +14,7 @@ use crate::jq::{self, JqError, JqFilter, Val};
 
 /// The parts of a record that expressions read.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Fields {
+pub(crate) enum Fields {
     /// The whole value.
     Whole,
     /// Only these keys of an object, each with the parts of its value (a value that is not
@@ -25,7 +25,7 @@ pub enum Fields {
 impl Fields {
     /// What `filters` read, when each is a plain path of at least one key; else none (the
     /// whole record is needed).
-    pub fn read_by<'f>(filters: impl IntoIterator<Item = &'f JqFilter>) -> Option<Self> {
+    pub(crate) fn read_by<'f>(filters: impl IntoIterator<Item = &'f JqFilter>) -> Option<Self> {
         let mut fields = Self::Keys(BTreeMap::new());
         for filter in filters {
             match jq::plain_keys(filter.source())?.as_slice() {
@@ -54,7 +54,7 @@ impl Fields {
     /// partial parse refuses (invalid UTF-8 in a string it keeps, nesting deeper than 128) is
     /// parsed whole, so a record is accepted or refused, with the same reason, as without
     /// this.
-    pub fn parse(&self, bytes: &[u8]) -> Result<Val, JqError> {
+    pub(crate) fn parse(&self, bytes: &[u8]) -> Result<Val, JqError> {
         self.parse_part(bytes).or_else(|_| jq::parse_json(bytes))
     }
 

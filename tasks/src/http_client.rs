@@ -7,7 +7,7 @@ use crate::TaskError;
 /// One HTTP client for the process (timeouts are set per request): building one loads the
 /// system's root certificates, tens of milliseconds per task, and a shared one keeps its
 /// connections for the next call.
-pub fn shared() -> Result<reqwest::Client, TaskError> {
+pub(crate) fn shared() -> Result<reqwest::Client, TaskError> {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     if let Some(client) = CLIENT.get() {
         return Ok(client.clone());

@@ -9,7 +9,7 @@ use jaq_core::{
     data::JustLut,
     load::{self, Arena, File, Loader},
 };
-pub use jaq_json::Val;
+pub(crate) use jaq_json::Val;
 use serde::{Deserialize, Deserializer};
 
 type Data = JustLut<Val>;
@@ -157,7 +157,7 @@ impl JqFilter {
 }
 
 /// Text of a value used as a key or name: strings as they are, anything else as JSON.
-pub fn as_text(value: &Val) -> String {
+pub(crate) fn as_text(value: &Val) -> String {
     match value {
         Val::TStr(bytes) | Val::BStr(bytes) => String::from_utf8_lossy(bytes).into_owned(),
         other => other.to_string(),
@@ -166,7 +166,7 @@ pub fn as_text(value: &Val) -> String {
 
 /// A value as compact JSON bytes (jaq's writer straight into a buffer: faster than
 /// formatting through `Display`).
-pub fn to_json_bytes(value: &Val) -> Vec<u8> {
+pub(crate) fn to_json_bytes(value: &Val) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     // Writing into a Vec cannot fail.
     let _ = jaq_json::write::write(&mut out, &jaq_json::write::Pp::default(), 0, value);
@@ -174,7 +174,7 @@ pub fn to_json_bytes(value: &Val) -> Vec<u8> {
 }
 
 /// The keys of `path` when it is a plain path (`.a.b_2`; `.` gives none), else none.
-pub fn plain_keys(path: &str) -> Option<Vec<&str>> {
+pub(crate) fn plain_keys(path: &str) -> Option<Vec<&str>> {
     let path = path.trim();
     if path == "." {
         return Some(Vec::new());
@@ -190,12 +190,12 @@ pub fn plain_keys(path: &str) -> Option<Vec<&str>> {
 }
 
 /// Parses one JSON document straight into a jq value.
-pub fn parse_json(bytes: &[u8]) -> Result<Val, JqError> {
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Val, JqError> {
     jaq_json::read::parse_single(bytes).map_err(|e| JqError::Json(e.to_string()))
 }
 
 /// Converts a jq value to serde_json (non-finite numbers become null).
-pub fn to_json(value: &Val) -> serde_json::Value {
+pub(crate) fn to_json(value: &Val) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Val::Null => Value::Null,
@@ -208,7 +208,7 @@ pub fn to_json(value: &Val) -> serde_json::Value {
 }
 
 /// A jq number as f64 (integers beyond 2^53 and long decimals rounded).
-pub fn number_to_f64(number: &jaq_json::Num) -> Result<f64, String> {
+pub(crate) fn number_to_f64(number: &jaq_json::Num) -> Result<f64, String> {
     match number {
         jaq_json::Num::Int(i) => Ok(*i as f64),
         jaq_json::Num::Float(f) => Ok(*f),
@@ -232,8 +232,10 @@ fn number_to_json(number: &jaq_json::Num) -> serde_json::Value {
     }
 }
 
-/// Converts serde_json to a jq value.
-pub fn from_json(value: &serde_json::Value) -> Val {
+/// Converts serde_json to a jq value (records arrive as bytes and are parsed straight into
+/// jq values; tests build them from JSON).
+#[cfg(test)]
+pub(crate) fn from_json(value: &serde_json::Value) -> Val {
     use serde_json::Value;
     match value {
         Value::Null => Val::Null,

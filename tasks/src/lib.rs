@@ -6,25 +6,25 @@
 //! live metrics) and that returns a [`TaskResult`] summary for downstream templates.
 
 mod checks;
-pub mod child;
+mod child;
 mod config;
 mod context;
 mod duration;
 mod error;
 mod fields;
-pub mod file_to_kafka;
-pub mod generate_to_kafka;
-pub mod http;
+mod file_to_kafka;
+mod generate_to_kafka;
+mod http;
 mod http_client;
-pub mod http_to_kafka;
-pub mod jq;
+mod http_to_kafka;
+mod jq;
 pub mod kafka;
-pub mod mongo;
-pub mod noop;
+mod mongo;
+mod noop;
 mod operator;
 mod record_error;
 pub mod shell;
-pub mod sleep;
+mod sleep;
 pub mod stream;
 #[cfg(test)]
 mod test_context;

@@ -5,13 +5,13 @@ use mongodb::Client;
 use crate::TaskError;
 
 /// A failed MongoDB call as a task error: `what` was being done.
-pub fn failed(what: &str, error: &mongodb::error::Error) -> TaskError {
+pub(crate) fn failed(what: &str, error: &mongodb::error::Error) -> TaskError {
     TaskError::Failed(format!("MongoDB: {what} failed: {error}"))
 }
 
 /// A client that gives up on an unreachable server after 5 s (unless the URI says
 /// otherwise) so the task can fail and be restarted, instead of hanging for 30 s.
-pub async fn client(uri: &str) -> Result<Client, TaskError> {
+pub(crate) async fn client(uri: &str) -> Result<Client, TaskError> {
     Client::with_uri_str(&with_defaults(uri))
         .await
         .map_err(|e| TaskError::Failed(format!("bad MongoDB connection string {uri:?}: {e}")))
@@ -25,7 +25,7 @@ static SHARED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<St
 const SHARED_URIS: usize = 32;
 
 /// [`client`], made once per URI for the life of the process.
-pub async fn shared_client(uri: &str) -> Result<Client, TaskError> {
+pub(crate) async fn shared_client(uri: &str) -> Result<Client, TaskError> {
     let cached = SHARED
         .lock()
         .unwrap_or_else(|e| e.into_inner())

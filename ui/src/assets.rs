@@ -49,11 +49,11 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The `v` query value of asset links.
-pub fn version() -> &'static str {
+pub(crate) fn version() -> &'static str {
     &VERSION
 }
 
-pub async fn serve(Path(name): Path<String>) -> Response {
+pub(crate) async fn serve(Path(name): Path<String>) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };

@@ -23,10 +23,10 @@ use crate::{
     views::{Actor, Role, User, pages::url_encode},
 };
 
-pub const SESSION_COOKIE: &str = "updraft_session";
+pub(crate) const SESSION_COOKIE: &str = "updraft_session";
 /// Form field and header carrying the CSRF token.
-pub const CSRF_FIELD: &str = "csrf";
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_FIELD: &str = "csrf";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// The most bytes of a form read to find its CSRF token.
 const MAX_FORM_BYTES: usize = 1 << 20;
 
@@ -57,7 +57,7 @@ impl Principal {
 }
 
 /// A random token: 32 bytes as hex.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random source works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -83,14 +83,14 @@ struct Session {
 
 /// Sessions held by this process (they end when `serve` restarts, after `idle_timeout`
 /// without a request, and `max_lifetime` after sign-in whatever the activity).
-pub struct Sessions {
+pub(crate) struct Sessions {
     idle_timeout: Duration,
     max_lifetime: Duration,
     by_id: Mutex<HashMap<String, Session>>,
 }
 
 impl Sessions {
-    pub fn new(idle_timeout: Duration, max_lifetime: Duration) -> Self {
+    pub(crate) fn new(idle_timeout: Duration, max_lifetime: Duration) -> Self {
         Self {
             idle_timeout,
             max_lifetime,
@@ -108,7 +108,7 @@ impl Sessions {
     }
 
     /// Starts a session; its id (the cookie's value).
-    pub fn start(&self, user: User) -> String {
+    pub(crate) fn start(&self, user: User) -> String {
         let id = random_token();
         let now = Instant::now();
         let mut sessions = self.lock();
@@ -143,7 +143,7 @@ impl Sessions {
         ))
     }
 
-    pub fn end(&self, id: &str) {
+    pub(crate) fn end(&self, id: &str) {
         self.lock().remove(id);
     }
 }
@@ -153,7 +153,7 @@ impl Sessions {
 /// no more guesses than a sequence. Bounded: names are keyed by their first
 /// [`SignInLimiter::NAME_CHARS`] characters, and at most [`SignInLimiter::NAMES`] names are
 /// kept (the one whose last attempt is oldest goes first).
-pub struct SignInLimiter {
+pub(crate) struct SignInLimiter {
     max_failures: usize,
     window: Duration,
     attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
@@ -163,7 +163,7 @@ impl SignInLimiter {
     const NAME_CHARS: usize = 64;
     const NAMES: usize = 4096;
 
-    pub fn new(max_failures: usize, window: Duration) -> Self {
+    pub(crate) fn new(max_failures: usize, window: Duration) -> Self {
         Self {
             max_failures,
             window,
@@ -177,7 +177,7 @@ impl SignInLimiter {
 
     /// Counts an attempt for `username`; false (nothing counted) when it already has too many
     /// in the window.
-    pub fn attempt(&self, username: &str) -> bool {
+    pub(crate) fn attempt(&self, username: &str) -> bool {
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let key = Self::key(username);
@@ -212,7 +212,7 @@ impl SignInLimiter {
     }
 
     /// A successful sign-in: the name's attempts are forgotten.
-    pub fn succeeded(&self, username: &str) {
+    pub(crate) fn succeeded(&self, username: &str) {
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         attempts.remove(&Self::key(username));
     }
@@ -227,7 +227,7 @@ impl SignInLimiter {
 }
 
 /// The session cookie for `id`.
-pub fn session_cookie(id: String, secure: bool) -> Cookie<'static> {
+pub(crate) fn session_cookie(id: String, secure: bool) -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, id))
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -271,7 +271,7 @@ fn required_role(writes: bool, path: &str) -> Role {
 /// Resolves the [`Principal`] of every request and enforces: reading needs a user unless
 /// reading is public; every write needs a user whose role allows it (see [`required_role`]),
 /// and a cookie-authenticated write needs the session's CSRF token (header or form field).
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     State(state): State<AppState>,
     jar: CookieJar,
     request: Request,

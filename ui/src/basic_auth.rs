@@ -13,7 +13,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 /// A name and password from an `Authorization: Basic` header.
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub username: String,
     pub password: String,
 }
@@ -21,7 +21,7 @@ pub struct Credentials {
 impl Credentials {
     /// The credentials of `Authorization: Basic <base64 of name:password>`, if that is the
     /// header (a malformed one is no credentials).
-    pub fn of(headers: &HeaderMap) -> Option<Self> {
+    pub(crate) fn of(headers: &HeaderMap) -> Option<Self> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let encoded = value.strip_prefix("Basic ")?.trim();
         let decoded = base64::engine::general_purpose::STANDARD
@@ -45,7 +45,7 @@ impl Credentials {
 }
 
 /// Credentials verified lately, and when.
-pub struct VerifiedCredentials {
+pub(crate) struct VerifiedCredentials {
     lifetime: Duration,
     verified: Mutex<HashMap<[u8; 32], Instant>>,
 }
@@ -54,7 +54,7 @@ pub struct VerifiedCredentials {
 const REMEMBERED: usize = 1024;
 
 impl VerifiedCredentials {
-    pub fn new(lifetime: Duration) -> Self {
+    pub(crate) fn new(lifetime: Duration) -> Self {
         Self {
             lifetime,
             verified: Mutex::default(),
@@ -66,12 +66,12 @@ impl VerifiedCredentials {
     }
 
     /// When these credentials were verified, if that was within the lifetime.
-    pub fn verified_at(&self, credentials: &Credentials) -> Option<Instant> {
+    pub(crate) fn verified_at(&self, credentials: &Credentials) -> Option<Instant> {
         let at = *self.lock().get(&credentials.key())?;
         (at.elapsed() < self.lifetime).then_some(at)
     }
 
-    pub fn remember(&self, credentials: &Credentials) {
+    pub(crate) fn remember(&self, credentials: &Credentials) {
         let mut verified = self.lock();
         let now = Instant::now();
         verified.retain(|_, at| now.duration_since(*at) < self.lifetime);

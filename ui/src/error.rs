@@ -13,7 +13,7 @@ use crate::{backend::BackendError, html::Page, views::pages::ErrorPage};
 
 /// An error answered as JSON (API routes).
 #[derive(Debug)]
-pub struct AppError {
+pub(crate) struct AppError {
     pub status: StatusCode,
     pub detail: String,
 }
@@ -28,14 +28,14 @@ struct ErrorBody<'a> {
 }
 
 impl AppError {
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             detail: detail.into(),
         }
     }
 
-    pub fn title(&self) -> &'static str {
+    pub(crate) fn title(&self) -> &'static str {
         self.status.canonical_reason().unwrap_or("Error")
     }
 }
@@ -94,7 +94,7 @@ impl IntoResponse for AppError {
 
 /// An error answered as an HTML page (page routes).
 #[derive(Debug)]
-pub struct PageError(pub AppError);
+pub(crate) struct PageError(pub AppError);
 
 impl<E: Into<AppError>> From<E> for PageError {
     fn from(error: E) -> Self {

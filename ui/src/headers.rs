@@ -22,7 +22,7 @@ const HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 /// Adds the security headers a response does not set itself.
-pub async fn add(mut response: Response) -> Response {
+pub(crate) async fn add(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in HEADERS {
         if !headers.contains_key(&name) {

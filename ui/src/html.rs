@@ -6,7 +6,7 @@ use axum::{
 };
 
 /// A template answered as `text/html`; a rendering failure is logged and answered 500.
-pub struct Page<T>(pub T);
+pub(crate) struct Page<T>(pub T);
 
 impl<T: askama::Template> IntoResponse for Page<T> {
     fn into_response(self) -> Response {

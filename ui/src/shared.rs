@@ -16,7 +16,7 @@ type Versions = VecDeque<(u64, Arc<OnceCell<Rendered>>)>;
 
 /// The latest renders of each partial, by key (a page and its query), newest last.
 #[derive(Default)]
-pub struct SharedRenders {
+pub(crate) struct SharedRenders {
     latest: Mutex<HashMap<String, Versions>>,
 }
 
@@ -27,7 +27,7 @@ const VERSIONS: usize = 4;
 
 impl SharedRenders {
     /// The render of `key` at `version`: made by `render` once, whoever asks first.
-    pub async fn get<F, Fut>(&self, key: &str, version: u64, render: F) -> Rendered
+    pub(crate) async fn get<F, Fut>(&self, key: &str, version: u64, render: F) -> Rendered
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Rendered>,

@@ -22,7 +22,7 @@ use crate::{AppState, error::AppError};
 const RETRY_AFTER_SECONDS: &str = "5";
 
 /// The event streams open now: in all, and by client address.
-pub struct SseSlots {
+pub(crate) struct SseSlots {
     max_total: usize,
     max_per_client: usize,
     open: Mutex<Open>,
@@ -41,7 +41,7 @@ struct Slot {
 }
 
 impl SseSlots {
-    pub fn new(max_total: usize, max_per_client: usize) -> Self {
+    pub(crate) fn new(max_total: usize, max_per_client: usize) -> Self {
         Self {
             max_total,
             max_per_client,
@@ -87,7 +87,7 @@ impl Drop for Slot {
 
 /// Holds every `text/event-stream` response to a slot for as long as its body lives; beyond
 /// the caps the client gets 503 with `Retry-After` (EventSource reconnects by itself).
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let client = request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -125,7 +125,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
 /// Text made fit for an SSE `data` field: every line break kind (`\r\n`, a lone `\r`)
 /// becomes `\n`, which the field splits on (axum refuses a `\r` in it with a panic, and a
 /// partial can carry one from a Kafka record's group value).
-pub fn data_text(text: &str) -> Cow<'_, str> {
+pub(crate) fn data_text(text: &str) -> Cow<'_, str> {
     if text.contains('\r') {
         text.replace("\r\n", "\n").replace('\r', "\n").into()
     } else {

@@ -2,5 +2,5 @@ mod config;
 mod operator;
 mod read;
 
-pub use config::*;
-pub use operator::*;
+pub(crate) use config::*;
+pub(crate) use operator::*;

@@ -13,12 +13,12 @@ use super::read::FileRecord;
 /// Reads the file a batch at a time and produces each batch, every record acknowledged before
 /// the next batch is read. The result holds `records`, `topics` (count per topic),
 /// `created_topics` and `elapsed_ms`. A retry sends the file again from its start.
-pub struct FileToKafkaOperator {
+pub(crate) struct FileToKafkaOperator {
     config: FileToKafkaConfig,
 }
 
 impl FileToKafkaOperator {
-    pub fn new(config: FileToKafkaConfig) -> Self {
+    pub(crate) fn new(config: FileToKafkaConfig) -> Self {
         Self { config }
     }
 

@@ -13,14 +13,14 @@ use crate::{TaskError, jq::Val};
 /// One record of the file: its JSON (or, for a line that is not UTF-8, its raw bytes), and the
 /// parsed value when there is one.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FileRecord {
+pub(super) struct FileRecord {
     /// 1-based line of the file (of the row's first line for CSV).
     pub line: u64,
     pub payload: Vec<u8>,
     pub value: Option<Val>,
 }
 
-pub enum FileReader {
+pub(super) enum FileReader {
     Lines {
         file: BufReader<File>,
         line: u64,
@@ -40,7 +40,7 @@ fn failed(path: &Path, error: impl std::fmt::Display) -> TaskError {
 }
 
 impl FileReader {
-    pub fn open(path: &Path, format: FileFormat) -> Result<Self, TaskError> {
+    pub(super) fn open(path: &Path, format: FileFormat) -> Result<Self, TaskError> {
         let file = File::open(path).map_err(|e| failed(path, e))?;
         Ok(match format {
             FileFormat::Lines => Self::Lines {
@@ -65,7 +65,11 @@ impl FileReader {
     }
 
     /// Up to `max` more records; none at the end of the file.
-    pub fn next_batch(&mut self, max: usize, path: &Path) -> Result<Vec<FileRecord>, TaskError> {
+    pub(super) fn next_batch(
+        &mut self,
+        max: usize,
+        path: &Path,
+    ) -> Result<Vec<FileRecord>, TaskError> {
         let mut batch = Vec::with_capacity(max.min(10_000));
         while batch.len() < max {
             let record = match self {

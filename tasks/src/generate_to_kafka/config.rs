@@ -6,7 +6,7 @@ use super::generate::{Generator, parse_fields};
 use crate::{ConfigError, HumanDuration, checks, jq::JqFilter, kafka::TopicSpec};
 
 /// The most records one run generates.
-pub const MAX_RECORDS: u64 = 1_000_000;
+pub(crate) const MAX_RECORDS: u64 = 1_000_000;
 
 /// `generate_to_kafka` produces `records` simulated records a run, each field drawn by a
 /// generator: `{ pick = [...], weights = [...] }`, `{ int = [low, high] }`,

@@ -228,7 +228,7 @@ fn pair<T: PartialOrd + Copy>(
 }
 
 /// Draws records field by field.
-pub struct Records {
+pub(super) struct Records {
     fields: Vec<(String, Generator)>,
     rng: StdRng,
     next: u64,
@@ -237,7 +237,11 @@ pub struct Records {
 
 impl Records {
     /// Records from parsed generators; the same `seed` draws the same records (but `now`).
-    pub fn new(fields: Vec<(String, Generator)>, seed: Option<u64>, now: DateTime<Utc>) -> Self {
+    pub(super) fn new(
+        fields: Vec<(String, Generator)>,
+        seed: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             fields,
             rng: seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64),
@@ -263,7 +267,7 @@ impl Iterator for Records {
 }
 
 /// Parses every field's generator; the error names the field.
-pub fn parse_fields(
+pub(super) fn parse_fields(
     fields: &BTreeMap<String, Value>,
 ) -> Result<Vec<(String, Generator)>, (String, String)> {
     fields

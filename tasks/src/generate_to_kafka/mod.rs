@@ -2,6 +2,5 @@ mod config;
 mod generate;
 mod operator;
 
-pub use config::*;
-pub use generate::Generator;
-pub use operator::*;
+pub(crate) use config::*;
+pub(crate) use operator::*;

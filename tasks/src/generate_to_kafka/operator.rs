@@ -12,12 +12,12 @@ use crate::{
 /// Generates the run's records, routes each to its topic with its key, and produces them all;
 /// succeeds once every record is acknowledged. The result holds `records`, `topics` (count
 /// per topic), `created_topics`, `seed` and `elapsed_ms`.
-pub struct GenerateToKafkaOperator {
+pub(crate) struct GenerateToKafkaOperator {
     config: GenerateToKafkaConfig,
 }
 
 impl GenerateToKafkaOperator {
-    pub fn new(config: GenerateToKafkaConfig) -> Self {
+    pub(crate) fn new(config: GenerateToKafkaConfig) -> Self {
         Self { config }
     }
 

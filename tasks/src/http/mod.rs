@@ -1,5 +1,5 @@
 mod config;
 mod operator;
 
-pub use config::*;
-pub use operator::*;
+pub(crate) use config::*;
+pub(crate) use operator::*;

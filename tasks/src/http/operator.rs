@@ -10,12 +10,12 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Makes one HTTP request. The result holds `status`, `elapsed_ms` and `body` (parsed JSON
 /// when the response is JSON, else text, cut to `max_body_bytes`).
-pub struct HttpOperator {
+pub(crate) struct HttpOperator {
     config: HttpConfig,
 }
 
 impl HttpOperator {
-    pub fn new(config: HttpConfig) -> Self {
+    pub(crate) fn new(config: HttpConfig) -> Self {
         Self { config }
     }
 

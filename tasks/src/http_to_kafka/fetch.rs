@@ -10,7 +10,7 @@ use crate::{ConfigError, TaskContext, TaskError};
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-pub struct Fetched {
+pub(super) struct Fetched {
     pub status: u16,
     pub body: bytes::Bytes,
     pub attempts: u32,
@@ -25,7 +25,7 @@ enum Attempt {
     },
 }
 
-pub async fn get_with_retries(
+pub(super) async fn get_with_retries(
     url: &str,
     headers: &BTreeMap<String, String>,
     timeout: Duration,

@@ -3,5 +3,5 @@ mod fetch;
 mod operator;
 mod route;
 
-pub use config::*;
-pub use operator::*;
+pub(crate) use config::*;
+pub(crate) use operator::*;

@@ -14,7 +14,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// GETs a URL (or `pages` pages of it) and produces the selected records to Kafka; succeeds
 /// only once the brokers have acknowledged every record. The result holds `records`,
 /// `topics` (count per topic), `created_topics`, `status`, `pages` and `elapsed_ms`.
-pub struct HttpToKafkaOperator {
+pub(crate) struct HttpToKafkaOperator {
     config: HttpToKafkaConfig,
 }
 
@@ -25,7 +25,7 @@ struct Page {
 }
 
 impl HttpToKafkaOperator {
-    pub fn new(config: HttpToKafkaConfig) -> Self {
+    pub(crate) fn new(config: HttpToKafkaConfig) -> Self {
         Self { config }
     }
 

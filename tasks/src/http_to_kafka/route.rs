@@ -14,7 +14,7 @@ use crate::{
 
 /// Why an answer cannot be turned into records.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RouteError {
+pub(super) enum RouteError {
     #[error("response: {0}")]
     Response(JqError),
     #[error("records: {0}")]
@@ -27,7 +27,7 @@ pub enum RouteError {
 
 /// One record ready to produce. Its payload is the record's JSON: its own bytes from the
 /// answer when `records` is a plain path, else the value jq selected, written compactly.
-pub type Routed = kafka::Outgoing;
+pub(super) type Routed = kafka::Outgoing;
 
 /// Records routed on one thread; larger answers are split over every core.
 const RECORDS_PER_THREAD: usize = 500;
@@ -39,7 +39,7 @@ const RECORDS_PER_THREAD: usize = 500;
 /// records are found by scanning the answer without building its tree, and each is parsed on
 /// its own, on every core, and sent as the bytes the API gave. Anything else, or an answer
 /// that does not have an array there, goes through jq (which then names the problem).
-pub fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, RouteError> {
+pub(super) fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, RouteError> {
     if let Some(raw) = plain_path(config.records.source()).and_then(|path| raw_records(body, &path))
     {
         // With a plain key and topic path (or a topic name), only what they read is parsed.

@@ -4,10 +4,10 @@ use super::NoopConfig;
 use crate::{Operator, TaskContext, TaskError, TaskResult};
 
 /// Succeeds at once with an empty result.
-pub struct NoopOperator;
+pub(crate) struct NoopOperator;
 
 impl NoopOperator {
-    pub fn new(_config: NoopConfig) -> Self {
+    pub(crate) fn new(_config: NoopConfig) -> Self {
         Self
     }
 }

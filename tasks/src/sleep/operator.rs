@@ -4,12 +4,12 @@ use super::SleepConfig;
 use crate::{Operator, TaskContext, TaskError, TaskResult};
 
 /// Waits for the configured duration; stops early (as cancelled) when asked to.
-pub struct SleepOperator {
+pub(crate) struct SleepOperator {
     config: SleepConfig,
 }
 
 impl SleepOperator {
-    pub fn new(config: SleepConfig) -> Self {
+    pub(crate) fn new(config: SleepConfig) -> Self {
         Self { config }
     }
 }

@@ -6,7 +6,7 @@ use crate::TaskContext;
 
 /// Counters behind the live metrics and the result.
 #[derive(Default)]
-pub struct Counters {
+pub(super) struct Counters {
     pub records_in: u64,
     pub records_out: u64,
     pub skipped_replayed: u64,
@@ -19,14 +19,14 @@ pub struct Counters {
 }
 
 /// Per-second rates from counter deltas, published with the rest of the live metrics.
-pub struct Rates {
+pub(super) struct Rates {
     at: Instant,
     records_in: u64,
     records_out: u64,
 }
 
 impl Rates {
-    pub fn new(counters: &Counters) -> Self {
+    pub(super) fn new(counters: &Counters) -> Self {
         Self {
             at: Instant::now(),
             records_in: counters.records_in,
@@ -34,7 +34,7 @@ impl Rates {
         }
     }
 
-    pub fn publish(&mut self, c: &Counters, ctx: &TaskContext, lag: BTreeMap<String, i64>) {
+    pub(super) fn publish(&mut self, c: &Counters, ctx: &TaskContext, lag: BTreeMap<String, i64>) {
         let seconds = self.at.elapsed().as_secs_f64().max(1e-3);
         let per_second = |now: u64, then: u64| (now.saturating_sub(then) as f64 / seconds).round();
         ctx.metrics.update_stream(|m| {
@@ -52,7 +52,7 @@ impl Rates {
         *self = Self::new(c);
     }
 
-    pub fn describe(&self, metrics: &crate::Metrics) -> String {
+    pub(super) fn describe(&self, metrics: &crate::Metrics) -> String {
         let m = metrics.stream().unwrap_or_default();
         format!(
             "in {}/s, out {}/s, lag {}, late {}, dead-lettered {}, replayed skipped {}, last flush {} written in {} ms",
@@ -70,7 +70,7 @@ impl Rates {
 
 /// The figures of the last flush: published as soon as a flush ends, so a results page can
 /// follow flushes within a fraction of a second.
-pub fn publish_flush(c: &Counters, metrics: &crate::Metrics) {
+pub(super) fn publish_flush(c: &Counters, metrics: &crate::Metrics) {
     metrics.update_stream(|m| flush_figures(c, m));
 }
 

@@ -8,13 +8,13 @@ use rdkafka::{
 
 use crate::TaskError;
 
-pub struct Outbox {
+pub(super) struct Outbox {
     producer: FutureProducer,
     deliveries: Vec<DeliveryFuture>,
 }
 
 impl Outbox {
-    pub fn new(producer: FutureProducer) -> Self {
+    pub(super) fn new(producer: FutureProducer) -> Self {
         Self {
             producer,
             deliveries: Vec::new(),
@@ -22,7 +22,7 @@ impl Outbox {
     }
 
     /// Hands one record to the producer; [`Outbox::acknowledged`] waits for it.
-    pub fn send(
+    pub(super) fn send(
         &mut self,
         topic: &str,
         key: Option<&str>,
@@ -42,7 +42,7 @@ impl Outbox {
     }
 
     /// Waits until the brokers have acknowledged every record sent so far; how many that was.
-    pub async fn acknowledged(&mut self) -> Result<usize, TaskError> {
+    pub(super) async fn acknowledged(&mut self) -> Result<usize, TaskError> {
         let deliveries = std::mem::take(&mut self.deliveries);
         let count = deliveries.len();
         for delivery in deliveries {

@@ -12,14 +12,14 @@ use crate::{
 
 /// What a record contributes to one window of one group.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Contribution {
+pub(super) struct Contribution {
     pub event_ms: i64,
     pub group: BTreeMap<String, serde_json::Value>,
     pub inputs: BTreeMap<String, Input>,
 }
 
 /// The compiled expressions of a stream task.
-pub struct Processor {
+pub(super) struct Processor {
     /// The parts of a record the expressions read, when that is not the whole record.
     fields: Option<Fields>,
     transforms: Vec<JqFilter>,
@@ -33,7 +33,7 @@ struct WindowExprs {
 }
 
 impl Processor {
-    pub fn new(config: &StreamConfig) -> Self {
+    pub(super) fn new(config: &StreamConfig) -> Self {
         let fields = match &config.window {
             Some(w) if config.transform.is_empty() => Fields::read_by(
                 w.event_time
@@ -55,7 +55,7 @@ impl Processor {
     }
 
     /// Parses and transforms a payload into zero or more records.
-    pub fn transform(&self, payload: Option<&[u8]>) -> Result<Vec<Val>, RecordError> {
+    pub(super) fn transform(&self, payload: Option<&[u8]>) -> Result<Vec<Val>, RecordError> {
         let payload = payload.ok_or(RecordError::NoValue)?;
         let record = match &self.fields {
             Some(fields) => fields.parse(payload)?,
@@ -74,7 +74,7 @@ impl Processor {
 
     /// What each transformed record brings to the windows; `kafka_ms` is the record's Kafka
     /// timestamp, the event time when no expression is set.
-    pub fn contributions(
+    pub(super) fn contributions(
         &self,
         records: Vec<Val>,
         kafka_ms: Option<i64>,
@@ -162,7 +162,7 @@ fn event_time_ms(value: &Val) -> Result<i64, String> {
 }
 
 /// The window geometry of a config.
-pub fn windows(config: &super::WindowConfig) -> Windows {
+pub(super) fn windows(config: &super::WindowConfig) -> Windows {
     let size_ms = config.size.as_duration().as_millis() as i64;
     Windows {
         size_ms,

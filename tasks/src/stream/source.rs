@@ -19,7 +19,7 @@ use crate::{ConfigError, Share, TaskError};
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A source position: topic and partition.
-pub type Partition = (String, i32);
+pub(super) type Partition = (String, i32);
 
 /// What librdkafka's statistics (every 2 s) last said of each partition.
 #[derive(Default)]
@@ -31,7 +31,7 @@ struct Reported {
 }
 
 /// Keeps what librdkafka's statistics report.
-pub struct LagContext {
+pub(super) struct LagContext {
     reported: Arc<Mutex<Reported>>,
 }
 
@@ -93,7 +93,7 @@ impl TopicMatcher {
     }
 }
 
-pub struct Source {
+pub(super) struct Source {
     pub consumer: Arc<StreamConsumer<LagContext>>,
     reported: Arc<Mutex<Reported>>,
     matcher: Arc<TopicMatcher>,
@@ -108,7 +108,7 @@ pub struct Source {
 impl Source {
     /// A source starting from `stored` offsets when the sink keeps them, else from the
     /// group's committed offsets.
-    pub fn new(
+    pub(super) fn new(
         config: &StreamConfig,
         brokers: &str,
         stored: Option<BTreeMap<Partition, i64>>,
@@ -152,7 +152,9 @@ impl Source {
     /// Assigns partitions of matching topics not assigned yet (new topics and partitions
     /// appear this way), each from its stored or committed offset; the partitions added,
     /// with the offset each resumes at (none for `start_from = "latest"` without one).
-    pub async fn refresh_assignment(&mut self) -> Result<Vec<(Partition, Option<i64>)>, TaskError> {
+    pub(super) async fn refresh_assignment(
+        &mut self,
+    ) -> Result<Vec<(Partition, Option<i64>)>, TaskError> {
         let consumer = self.consumer.clone();
         let matcher = self.matcher.clone();
         let assigned = self.assigned.clone();
@@ -183,13 +185,16 @@ impl Source {
         Ok(added)
     }
 
-    pub fn assigned(&self) -> usize {
+    pub(super) fn assigned(&self) -> usize {
         self.assigned.len()
     }
 
     /// Commits `positions` (the next offset to read per partition); returns once the broker
     /// has acknowledged.
-    pub async fn commit(&self, positions: &BTreeMap<Partition, i64>) -> Result<(), TaskError> {
+    pub(super) async fn commit(
+        &self,
+        positions: &BTreeMap<Partition, i64>,
+    ) -> Result<(), TaskError> {
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next) in positions {
             offsets
@@ -204,7 +209,7 @@ impl Source {
     }
 
     /// Moves the next fetch of `partition` to `offset`.
-    pub async fn seek(&self, partition: &Partition, offset: i64) -> Result<(), TaskError> {
+    pub(super) async fn seek(&self, partition: &Partition, offset: i64) -> Result<(), TaskError> {
         let consumer = self.consumer.clone();
         let (topic, id) = partition.clone();
         tokio::task::spawn_blocking(move || {
@@ -221,7 +226,7 @@ impl Source {
     }
 
     /// The end of `partition` (its next offset) as last reported, if any.
-    pub fn high_watermark(&self, partition: &Partition) -> Option<i64> {
+    pub(super) fn high_watermark(&self, partition: &Partition) -> Option<i64> {
         self.reported
             .lock()
             .ok()
@@ -229,7 +234,7 @@ impl Source {
     }
 
     /// Consumer lag per partition (high watermark minus the committed offset).
-    pub fn lag(&self) -> BTreeMap<String, i64> {
+    pub(super) fn lag(&self) -> BTreeMap<String, i64> {
         self.reported
             .lock()
             .map(|reported| reported.lag.clone())

@@ -16,11 +16,11 @@
 const FIRST_REWIND: i64 = 1_000;
 
 /// How long a guarded partition may stay silent while it has records to give.
-pub const STALL: std::time::Duration = std::time::Duration::from_secs(3);
+pub(super) const STALL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What to do with a record of a partition whose start is being verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     /// Process it: the start is verified (or the gap is real).
     Handle,
     /// Before the committed offset: already processed and committed; drop it.
@@ -31,12 +31,12 @@ pub enum Verdict {
 
 /// Where to fetch a partition that resumes at `committed`: a little earlier, so that the
 /// fetch starts at or before the batch holding `committed` (a batch boundary on tansu).
-pub fn fetch_from(committed: i64) -> i64 {
+pub(super) fn fetch_from(committed: i64) -> i64 {
     (committed - FIRST_REWIND).max(0)
 }
 
 #[derive(Debug, Clone)]
-pub struct StartGuard {
+pub(super) struct StartGuard {
     committed: i64,
     rewind: i64,
     /// Whether a record before the committed offset arrived since the last rewind: the
@@ -51,7 +51,7 @@ pub struct StartGuard {
 impl StartGuard {
     /// A guard for a partition resuming at `committed` and fetched from
     /// [`fetch_from`]`(committed)`; none is needed at offset 0.
-    pub fn new(committed: i64) -> Option<Self> {
+    pub(super) fn new(committed: i64) -> Option<Self> {
         (committed > 0).then_some(Self {
             committed,
             rewind: FIRST_REWIND.saturating_mul(2),
@@ -61,12 +61,12 @@ impl StartGuard {
         })
     }
 
-    pub fn committed(&self) -> i64 {
+    pub(super) fn committed(&self) -> i64 {
         self.committed
     }
 
     /// The verdict on the record at `offset`; after [`Verdict::Handle`] the guard is done.
-    pub fn check(&mut self, offset: i64) -> Verdict {
+    pub(super) fn check(&mut self, offset: i64) -> Verdict {
         if offset < self.committed {
             self.reached_before = true;
             return Verdict::Skip;
@@ -80,7 +80,7 @@ impl StartGuard {
     /// For a partition that gave nothing since it was positioned: the offset to re-read from
     /// when it was asked to fetch inside a batch (it has records past the committed offset,
     /// `high_watermark`, yet stayed silent for [`STALL`]).
-    pub fn check_stalled(&mut self, high_watermark: Option<i64>) -> Option<i64> {
+    pub(super) fn check_stalled(&mut self, high_watermark: Option<i64>) -> Option<i64> {
         let has_records = high_watermark.is_some_and(|high| high > self.committed);
         (has_records
             && !self.reached_before

@@ -2,7 +2,7 @@
 
 /// Window geometry in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Windows {
+pub(super) struct Windows {
     pub size_ms: i64,
     /// Equal to `size_ms` for tumbling windows.
     pub slide_ms: i64,
@@ -10,7 +10,7 @@ pub struct Windows {
 
 impl Windows {
     /// Starts of every window containing `time_ms`, oldest first.
-    pub fn starts(&self, time_ms: i64) -> Vec<i64> {
+    pub(super) fn starts(&self, time_ms: i64) -> Vec<i64> {
         let last = time_ms.div_euclid(self.slide_ms) * self.slide_ms;
         let mut starts = Vec::new();
         let mut start = last;
@@ -26,13 +26,13 @@ impl Windows {
 /// The newest event time seen minus the allowed lateness: a window ending at or before it
 /// is closed, and a record for it is late.
 #[derive(Debug, Clone, Copy)]
-pub struct Watermark {
+pub(super) struct Watermark {
     lateness_ms: i64,
     max_event_ms: Option<i64>,
 }
 
 impl Watermark {
-    pub fn new(lateness_ms: i64) -> Self {
+    pub(super) fn new(lateness_ms: i64) -> Self {
         Self {
             lateness_ms,
             max_event_ms: None,
@@ -40,23 +40,23 @@ impl Watermark {
     }
 
     /// Restores the watermark persisted by an earlier run of the task.
-    pub fn resume(lateness_ms: i64, watermark_ms: Option<i64>) -> Self {
+    pub(super) fn resume(lateness_ms: i64, watermark_ms: Option<i64>) -> Self {
         Self {
             lateness_ms,
             max_event_ms: watermark_ms.map(|w| w + lateness_ms),
         }
     }
 
-    pub fn observe(&mut self, event_ms: i64) {
+    pub(super) fn observe(&mut self, event_ms: i64) {
         self.max_event_ms = Some(self.max_event_ms.map_or(event_ms, |m| m.max(event_ms)));
     }
 
-    pub fn value(&self) -> Option<i64> {
+    pub(super) fn value(&self) -> Option<i64> {
         self.max_event_ms.map(|m| m - self.lateness_ms)
     }
 
     /// Whether the window ending at `end_ms` is closed.
-    pub fn closes(&self, end_ms: i64) -> bool {
+    pub(super) fn closes(&self, end_ms: i64) -> bool {
         self.value().is_some_and(|w| end_ms <= w)
     }
 }

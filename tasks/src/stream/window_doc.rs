@@ -39,7 +39,7 @@ fn decode(field: impl Into<String>) -> impl FnOnce(String) -> WindowDocError {
 
 /// What one record brings to an aggregate.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Input {
+pub(super) enum Input {
     /// `count` needs nothing.
     None,
     Number(f64),
@@ -49,7 +49,7 @@ pub enum Input {
 
 /// The running state of one aggregate in one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Accumulator {
+pub(super) struct Accumulator {
     pub n: i64,
     pub sum: f64,
     pub min: Option<f64>,
@@ -105,7 +105,7 @@ impl Accumulator {
 
 /// One output document: a window of one group.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WindowDoc {
+pub(super) struct WindowDoc {
     pub id: String,
     pub start_ms: i64,
     pub end_ms: i64,
@@ -124,7 +124,11 @@ struct OffsetEntry {
 }
 
 impl WindowDoc {
-    pub fn new(start_ms: i64, end_ms: i64, group: BTreeMap<String, serde_json::Value>) -> Self {
+    pub(super) fn new(
+        start_ms: i64,
+        end_ms: i64,
+        group: BTreeMap<String, serde_json::Value>,
+    ) -> Self {
         Self {
             id: document_id(start_ms, &group),
             start_ms,
@@ -137,14 +141,14 @@ impl WindowDoc {
     }
 
     /// Whether the record at `offset` of `partition` is already counted here.
-    pub fn includes(&self, partition: &Partition, offset: i64) -> bool {
+    pub(super) fn includes(&self, partition: &Partition, offset: i64) -> bool {
         self.offsets
             .get(partition)
             .is_some_and(|next| offset < *next)
     }
 
     /// Adds one record's inputs (by aggregate name).
-    pub fn add(&mut self, inputs: &BTreeMap<String, Input>) {
+    pub(super) fn add(&mut self, inputs: &BTreeMap<String, Input>) {
         for (name, input) in inputs {
             self.accumulators
                 .entry(name.clone())
@@ -154,7 +158,7 @@ impl WindowDoc {
     }
 
     /// Marks every record of `partition` up to `offset` as included.
-    pub fn include_up_to(&mut self, partition: &Partition, offset: i64) {
+    pub(super) fn include_up_to(&mut self, partition: &Partition, offset: i64) {
         match self.offsets.get_mut(partition) {
             Some(next) => *next = offset + 1,
             None => {
@@ -163,7 +167,7 @@ impl WindowDoc {
         }
     }
 
-    pub fn to_document(
+    pub(super) fn to_document(
         &self,
         specs: &BTreeMap<String, AggregateSpec>,
     ) -> Result<Document, WindowDocError> {
@@ -205,7 +209,7 @@ impl WindowDoc {
     }
 
     /// Reads back a document written by [`WindowDoc::to_document`].
-    pub fn from_document(
+    pub(super) fn from_document(
         document: &Document,
         group: BTreeMap<String, serde_json::Value>,
     ) -> Result<Self, WindowDocError> {
@@ -247,7 +251,7 @@ impl WindowDoc {
 /// `<group values as JSON>@<window start>`: the same window and group always map here.
 /// (Group first: nx-27017 0.8.1 mistakes strings that start with a timestamp for dates and
 /// then fails to match them in upserts.)
-pub fn document_id(start_ms: i64, group: &BTreeMap<String, serde_json::Value>) -> String {
+pub(super) fn document_id(start_ms: i64, group: &BTreeMap<String, serde_json::Value>) -> String {
     let values: Vec<&serde_json::Value> = group.values().collect();
     format!(
         "{}@{}",
@@ -328,7 +332,7 @@ pub fn merge_shares(
 }
 
 /// RFC 3339 in UTC with milliseconds.
-pub fn iso(ms: i64) -> String {
+pub(super) fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())

@@ -17,11 +17,11 @@ use crate::{
 /// Rows of a page of the Audit page.
 const PAGE_ROWS: u32 = 50;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route("/audit", get(page))
 }
 
-pub fn api_router() -> Router<AppState> {
+pub(super) fn api_router() -> Router<AppState> {
     Router::new().route("/eventLogs", get(api_list))
 }
 

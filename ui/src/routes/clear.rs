@@ -18,7 +18,7 @@ use crate::{
     views::{DagDetail, RunDetail},
 };
 
-pub fn api_router() -> Router<AppState> {
+pub(super) fn api_router() -> Router<AppState> {
     Router::new().route("/dags/{dag_id}/clearTaskInstances", post(clear))
 }
 

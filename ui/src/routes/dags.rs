@@ -29,7 +29,7 @@ use crate::{
 /// Runs in the grid and the run history by default.
 const GRID_RUNS: usize = 25;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/dags", get(list_page))
         .route("/dags/rows", get(list_rows))
@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/dags/{dag_id}/trigger", get(trigger_page).post(trigger))
 }
 
-pub fn api_router() -> Router<AppState> {
+pub(super) fn api_router() -> Router<AppState> {
     Router::new()
         .route("/dags", get(api_list))
         .route("/dags/{dag_id}", get(api_get).patch(api_patch))

@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt, stream};
 use super::tasks::last_event_id;
 use crate::{AppState, views::LiveEvent};
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route("/live/events", get(events))
 }
 

@@ -19,7 +19,7 @@ use axum::{
 
 use crate::{AppState, assets, error::AppError, views::HealthView};
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/dags") }))
         .route("/health", get(health))
@@ -66,16 +66,16 @@ async fn health(State(state): State<AppState>) -> Json<HealthView> {
 /// `Json` whose rejections answer `{status, title, detail}`.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(AppError))]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 /// `Query` whose rejections answer `{type, title, status, detail}`; a repeated parameter
 /// (`state=a&state=b`) fills a list, as Airflow's clients send them.
 #[derive(FromRequestParts)]
 #[from_request(via(axum_extra::extract::Query), rejection(AppError))]
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 /// Where a form goes back to: a path of this site from the `next` field, else `fallback`.
-pub fn back_to(next: Option<&str>, fallback: &str) -> Redirect {
+pub(crate) fn back_to(next: Option<&str>, fallback: &str) -> Redirect {
     match next {
         Some(path) if is_local_path(path) => Redirect::to(path),
         _ => Redirect::to(fallback),

@@ -22,7 +22,7 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/dags/{dag_id}/runs/{run_id}", get(run_page))
         .route("/dags/{dag_id}/runs/{run_id}/live", get(run_live))
@@ -37,7 +37,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-pub fn api_router() -> Router<AppState> {
+pub(super) fn api_router() -> Router<AppState> {
     Router::new()
         .route("/dags/{dag_id}/dagRuns", get(api_list).post(api_trigger))
         .route("/dags/~/dagRuns/list", post(api_list_batch))

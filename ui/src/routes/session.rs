@@ -22,7 +22,7 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login_page).post(sign_in))
         .route("/logout", post(sign_out))

@@ -30,7 +30,7 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/streams", get(streams_page))
         .route("/streams/events", get(streams_events))
@@ -48,7 +48,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-pub fn api_router() -> Router<AppState> {
+pub(super) fn api_router() -> Router<AppState> {
     Router::new()
         .route("/streams", get(api_streams))
         .route(

@@ -39,7 +39,7 @@ const MAX_MATCHES: usize = 500;
 
 type TryPath = Path<(String, String, String, String)>;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     let base = "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}";
     Router::new()
         .route(base, get(latest_try))
@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{base}/logs/{{try}}/raw"), get(raw_log))
 }
 
-pub fn api_router() -> Router<AppState> {
+pub(super) fn api_router() -> Router<AppState> {
     Router::new().route(
         "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try}",
         get(api_log),

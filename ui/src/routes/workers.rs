@@ -13,11 +13,11 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route("/workers", get(page))
 }
 
-pub fn api_router() -> Router<AppState> {
+pub(super) fn api_router() -> Router<AppState> {
     Router::new().route("/workers", get(api_list))
 }
 

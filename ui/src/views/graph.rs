@@ -69,7 +69,7 @@ fn shorten(text: &str, max: usize) -> String {
 }
 
 /// Lays out `tasks` (topological order); `state_of` and `href_of` colour and link the nodes.
-pub fn layout(
+pub(super) fn layout(
     tasks: &[TaskNode],
     state_of: impl Fn(&str) -> Option<String>,
     href_of: impl Fn(&str) -> Option<String>,

@@ -72,7 +72,7 @@ impl LogMatch {
 }
 
 /// Cuts `line` around every case-insensitive (ASCII) occurrence of `query`.
-pub fn highlight(line: &str, query: &str) -> Vec<(String, bool)> {
+pub(super) fn highlight(line: &str, query: &str) -> Vec<(String, bool)> {
     if query.is_empty() {
         return vec![(line.to_owned(), false)];
     }

@@ -10,19 +10,19 @@ use crate::{
     kafka::{Outgoing, TopicSpec},
 };
 
-pub struct KafkaSink {
+pub(crate) struct KafkaSink {
     topic: TopicSpec,
     key: Option<JqFilter>,
 }
 
 impl KafkaSink {
-    pub fn new(topic: TopicSpec, key: Option<JqFilter>) -> Self {
+    pub(crate) fn new(topic: TopicSpec, key: Option<JqFilter>) -> Self {
         Self { topic, key }
     }
 
     /// The topic and key of every record, or the first record's problem (nothing is sent
     /// then: the source record is dead-lettered whole).
-    pub fn route(&self, records: Vec<Val>) -> Result<Vec<Outgoing>, RecordError> {
+    pub(crate) fn route(&self, records: Vec<Val>) -> Result<Vec<Outgoing>, RecordError> {
         records
             .into_iter()
             .map(|record| {
@@ -41,7 +41,11 @@ impl KafkaSink {
             .collect()
     }
 
-    pub fn send(&self, outgoing: Vec<Outgoing>, outbox: &mut Outbox) -> Result<usize, TaskError> {
+    pub(crate) fn send(
+        &self,
+        outgoing: Vec<Outgoing>,
+        outbox: &mut Outbox,
+    ) -> Result<usize, TaskError> {
         let count = outgoing.len();
         for record in outgoing {
             outbox.send(
@@ -56,7 +60,7 @@ impl KafkaSink {
 
     /// Produces the result of a window that just closed, keyed by its id: the window
     /// document without its internal `_state` (accumulators and offsets).
-    pub fn window_closed(
+    pub(crate) fn window_closed(
         &self,
         id: &str,
         mut document: Document,

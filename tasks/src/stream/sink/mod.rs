@@ -3,7 +3,7 @@
 
 mod kafka;
 mod mongodb;
-pub mod sql;
+pub(super) mod sql;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ use crate::{RecordError, TaskContext, TaskError, jq::Val};
 
 /// Where a flush leaves the source: the next offset per partition and the watermark, when
 /// records were handled since the last flush (`None`: nothing moved, nothing to save).
-pub struct Checkpoint<'a> {
+pub(super) struct Checkpoint<'a> {
     pub positions: Option<&'a BTreeMap<Partition, i64>>,
     pub watermark_ms: Option<i64>,
 }
@@ -45,19 +45,22 @@ fn state_group(config: &StreamConfig, ctx: &TaskContext) -> String {
 
 /// Why records could not be staged: theirs (the source record is dead-lettered) or the
 /// sink's (the try fails, and its restart replays from the committed offsets).
-pub enum StageError {
+pub(super) enum StageError {
     Record(RecordError),
     Sink(TaskError),
 }
 
-pub enum Sink {
+pub(super) enum Sink {
     Mongodb(MongoSink),
     Sql(SqlSink),
     Kafka(KafkaSink),
 }
 
 impl Sink {
-    pub async fn connect(config: &StreamConfig, ctx: &TaskContext) -> Result<Self, TaskError> {
+    pub(super) async fn connect(
+        config: &StreamConfig,
+        ctx: &TaskContext,
+    ) -> Result<Self, TaskError> {
         Ok(match &config.sink {
             SinkConfig::Mongodb {
                 uri,
@@ -86,7 +89,9 @@ impl Sink {
 
     /// Where the source resumes, when this sink keeps the offsets with its results (SQL);
     /// `None`: from the group's offsets committed in Kafka.
-    pub async fn stored_offsets(&self) -> Result<Option<BTreeMap<Partition, i64>>, TaskError> {
+    pub(super) async fn stored_offsets(
+        &self,
+    ) -> Result<Option<BTreeMap<Partition, i64>>, TaskError> {
         match self {
             Self::Sql(sink) => sink.load_offsets().await.map(Some),
             Self::Mongodb(_) | Self::Kafka(_) => Ok(None),
@@ -94,7 +99,7 @@ impl Sink {
     }
 
     /// Where results go, for logs.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             Self::Mongodb(_) => "MongoDB".into(),
             Self::Sql(sink) => format!("table {}", sink.table()),
@@ -103,7 +108,11 @@ impl Sink {
     }
 
     /// Hands over records without windows; how many went out.
-    pub fn stage(&mut self, records: Vec<Val>, outbox: &mut Outbox) -> Result<usize, StageError> {
+    pub(super) fn stage(
+        &mut self,
+        records: Vec<Val>,
+        outbox: &mut Outbox,
+    ) -> Result<usize, StageError> {
         match self {
             Self::Mongodb(sink) => sink.stage(records).map_err(StageError::Record),
             Self::Sql(sink) => sink.stage(records).map_err(StageError::Record),
@@ -116,12 +125,12 @@ impl Sink {
 
     /// Whether window documents are stored here (and read back to resume), rather than
     /// produced once when they close.
-    pub fn stores_windows(&self) -> bool {
+    pub(super) fn stores_windows(&self) -> bool {
         matches!(self, Self::Mongodb(_) | Self::Sql(_))
     }
 
     /// The stored window document `id`, if this sink stores windows and has it.
-    pub async fn load_window(&self, id: &str) -> Result<Option<Document>, TaskError> {
+    pub(super) async fn load_window(&self, id: &str) -> Result<Option<Document>, TaskError> {
         match self {
             Self::Mongodb(sink) => sink.load_window(id).await,
             Self::Sql(sink) => sink.load_window(id).await,
@@ -130,7 +139,7 @@ impl Sink {
     }
 
     /// A window closed with results; true when the sink sent a record for it now.
-    pub fn window_closed(
+    pub(super) fn window_closed(
         &self,
         id: &str,
         document: Document,
@@ -145,7 +154,7 @@ impl Sink {
     /// Makes `windows` (changed window documents), staged records and `checkpoint`'s
     /// watermark durable (SQL: with the offsets, in one transaction); how many documents or
     /// rows were written.
-    pub async fn write(
+    pub(super) async fn write(
         &mut self,
         windows: Vec<Document>,
         checkpoint: &Checkpoint<'_>,
@@ -165,7 +174,7 @@ impl Sink {
     }
 
     /// The watermark of the last flush, where the sink keeps one.
-    pub async fn load_watermark(&self) -> Result<Option<i64>, TaskError> {
+    pub(super) async fn load_watermark(&self) -> Result<Option<i64>, TaskError> {
         match self {
             Self::Mongodb(sink) => sink.load_watermark().await,
             Self::Sql(sink) => sink.load_watermark().await,

@@ -21,7 +21,7 @@ const STATE_COLLECTION: &str = "updraft_stream_state";
 /// Upserts in flight at once during a flush.
 const WRITE_CONCURRENCY: usize = 8;
 
-pub struct MongoSink {
+pub(crate) struct MongoSink {
     collection: Collection<Document>,
     state: Collection<Document>,
     /// The `_id` of this task's document in the state collection: group and collection.
@@ -33,7 +33,7 @@ pub struct MongoSink {
 }
 
 impl MongoSink {
-    pub async fn connect(
+    pub(crate) async fn connect(
         uri: &str,
         database: &str,
         collection: &str,
@@ -61,7 +61,7 @@ impl MongoSink {
     }
 
     /// Stages records without windows for the next flush, each under its key.
-    pub fn stage(&mut self, records: Vec<Val>) -> Result<usize, RecordError> {
+    pub(crate) fn stage(&mut self, records: Vec<Val>) -> Result<usize, RecordError> {
         let key = self.key.as_ref().ok_or(RecordError::Unset("sink.key"))?;
         let mut staged = Vec::with_capacity(records.len());
         for record in records {
@@ -88,7 +88,7 @@ impl MongoSink {
     }
 
     /// The stored window document `id`, if any.
-    pub async fn load_window(&self, id: &str) -> Result<Option<Document>, TaskError> {
+    pub(crate) async fn load_window(&self, id: &str) -> Result<Option<Document>, TaskError> {
         self.collection
             .find_one(doc! { "_id": id })
             .await
@@ -96,7 +96,7 @@ impl MongoSink {
     }
 
     /// Upserts `windows` and the staged records, a few at a time; how many were written.
-    pub async fn write(&mut self, mut documents: Vec<Document>) -> Result<usize, TaskError> {
+    pub(crate) async fn write(&mut self, mut documents: Vec<Document>) -> Result<usize, TaskError> {
         documents.extend(self.staged.drain().map(|(_, document)| document));
         let count = documents.len();
         let collection = &self.collection;
@@ -127,7 +127,7 @@ impl MongoSink {
     }
 
     /// The watermark saved by the last flush of this group into this collection.
-    pub async fn load_watermark(&self) -> Result<Option<i64>, TaskError> {
+    pub(crate) async fn load_watermark(&self) -> Result<Option<i64>, TaskError> {
         let stored = self
             .state
             .find_one(doc! { "_id": &self.state_id })
@@ -136,7 +136,7 @@ impl MongoSink {
         Ok(stored.and_then(|d| d.get_i64("watermark_ms").ok()))
     }
 
-    pub async fn save_watermark(&self, watermark_ms: i64) -> Result<(), TaskError> {
+    pub(crate) async fn save_watermark(&self, watermark_ms: i64) -> Result<(), TaskError> {
         self.state
             .replace_one(
                 doc! { "_id": &self.state_id },

@@ -17,7 +17,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A parameter or a value read back.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SqlValue {
+pub(crate) enum SqlValue {
     Text(Option<String>),
     Int(Option<i64>),
     Float(Option<f64>),
@@ -27,7 +27,7 @@ pub enum SqlValue {
 
 /// How to read a column back.
 #[derive(Debug, Clone, Copy)]
-pub enum ReadAs {
+pub(crate) enum ReadAs {
     Text,
     Int,
     Float,
@@ -37,13 +37,13 @@ pub enum ReadAs {
 
 /// SQL text and its parameters in order.
 #[derive(Debug, Clone)]
-pub struct Statement {
+pub(crate) struct Statement {
     pub sql: String,
     pub params: Vec<SqlValue>,
 }
 
 impl Statement {
-    pub fn new(sql: impl Into<String>, params: Vec<SqlValue>) -> Self {
+    pub(crate) fn new(sql: impl Into<String>, params: Vec<SqlValue>) -> Self {
         Self {
             sql: sql.into(),
             params,
@@ -52,18 +52,18 @@ impl Statement {
 }
 
 #[derive(Clone)]
-pub enum SqlPool {
+pub(crate) enum SqlPool {
     Postgres(PgPool),
     Mysql(MySqlPool),
 }
 
 /// A database error as a task error, saying what was being done.
-pub fn failed(doing: &str, error: &sqlx::Error) -> TaskError {
+pub(super) fn failed(doing: &str, error: &sqlx::Error) -> TaskError {
     TaskError::Failed(format!("SQL sink: {doing}: {error}"))
 }
 
 impl SqlPool {
-    pub async fn connect(kind: SqlKind, url: &str) -> Result<Self, TaskError> {
+    pub(crate) async fn connect(kind: SqlKind, url: &str) -> Result<Self, TaskError> {
         let refused =
             |e: sqlx::Error| TaskError::Failed(format!("cannot connect to {}: {e}", redact(url)));
         Ok(match kind {
@@ -87,7 +87,7 @@ impl SqlPool {
     }
 
     /// Runs `statements` in order in one transaction: all of them take effect, or none.
-    pub async fn transaction(&self, statements: &[Statement]) -> Result<(), sqlx::Error> {
+    pub(crate) async fn transaction(&self, statements: &[Statement]) -> Result<(), sqlx::Error> {
         match self {
             Self::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -107,7 +107,7 @@ impl SqlPool {
     }
 
     /// The rows `statement` selects, each column read as `columns` says.
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         statement: &Statement,
         columns: &[ReadAs],

@@ -5,7 +5,7 @@ use crate::stream::SqlKind;
 
 /// What a column holds; each dialect names its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
+pub(super) enum ColumnType {
     /// A primary key of text (MySQL needs a length there).
     Key,
     /// A short name inside a primary key (group id, table, topic).
@@ -20,13 +20,13 @@ pub enum ColumnType {
 
 /// A column of a table the sink writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
+pub(super) struct Column {
     pub name: String,
     pub ty: ColumnType,
 }
 
 impl Column {
-    pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
+    pub(super) fn new(name: impl Into<String>, ty: ColumnType) -> Self {
         Self {
             name: name.into(),
             ty,
@@ -36,17 +36,17 @@ impl Column {
 
 /// A table: its columns and the ones forming the primary key (the upsert target).
 #[derive(Debug, Clone)]
-pub struct TableSpec {
+pub(super) struct TableSpec {
     pub name: String,
     pub columns: Vec<Column>,
     pub primary_key: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dialect(pub SqlKind);
+pub(super) struct Dialect(pub SqlKind);
 
 impl Dialect {
-    pub fn quote(self, name: &str) -> String {
+    pub(super) fn quote(self, name: &str) -> String {
         match self.0 {
             SqlKind::Postgres => format!("\"{name}\""),
             SqlKind::Mysql => format!("`{name}`"),
@@ -54,7 +54,7 @@ impl Dialect {
     }
 
     /// A table name, `name` or `schema.name`, each part quoted.
-    pub fn quote_table(self, table: &str) -> String {
+    pub(super) fn quote_table(self, table: &str) -> String {
         table
             .split('.')
             .map(|part| self.quote(part))
@@ -90,7 +90,7 @@ impl Dialect {
         }
     }
 
-    pub fn create_table(self, table: &TableSpec) -> String {
+    pub(super) fn create_table(self, table: &TableSpec) -> String {
         let columns: Vec<String> = table
             .columns
             .iter()
@@ -112,7 +112,7 @@ impl Dialect {
     }
 
     /// An insert of `rows` rows that replaces the non-key columns of rows already there.
-    pub fn upsert(self, table: &TableSpec, rows: usize) -> String {
+    pub(super) fn upsert(self, table: &TableSpec, rows: usize) -> String {
         let width = table.columns.len();
         let tuples: Vec<String> = (0..rows)
             .map(|row| {
@@ -155,7 +155,7 @@ impl Dialect {
     }
 
     /// `SELECT columns FROM table WHERE a = ? AND b = ?`.
-    pub fn select(self, table: &str, columns: &[&str], filters: &[&str]) -> String {
+    pub(super) fn select(self, table: &str, columns: &[&str], filters: &[&str]) -> String {
         let conditions: Vec<String> = filters
             .iter()
             .enumerate()
@@ -181,7 +181,7 @@ impl Dialect {
 
     /// The query of a table's column names, and its parameters: the schema (database) and
     /// table of `schema.name`, or the table of `name` in the current one.
-    pub fn columns_of(self, table: &str) -> (String, Vec<String>) {
+    pub(super) fn columns_of(self, table: &str) -> (String, Vec<String>) {
         let column = match self.0 {
             SqlKind::Postgres => "column_name::text",
             SqlKind::Mysql => "CAST(column_name AS CHAR)",

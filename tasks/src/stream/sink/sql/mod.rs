@@ -15,8 +15,8 @@ use std::{
 
 use mongodb::bson::{Bson, Document, doc};
 
-pub use self::client::{SqlPool, SqlValue};
-pub use self::results::{read_records, window_rows, window_starts};
+pub(crate) use self::client::{SqlPool, SqlValue};
+pub(crate) use self::results::{read_records, window_rows, window_starts};
 use self::{
     client::{ReadAs, Statement, failed},
     dialect::{Column, ColumnType, Dialect, TableSpec},
@@ -44,7 +44,7 @@ enum Shape {
     Records { key: JqFilter },
 }
 
-pub struct SqlSink {
+pub(crate) struct SqlSink {
     pool: SqlPool,
     dialect: Dialect,
     table: TableSpec,
@@ -56,7 +56,7 @@ pub struct SqlSink {
 
 impl SqlSink {
     /// Connects, and creates the results table and Updraft's two tables where missing.
-    pub async fn connect(
+    pub(crate) async fn connect(
         kind: SqlKind,
         url: &str,
         table: &str,
@@ -145,7 +145,7 @@ impl SqlSink {
     }
 
     /// Stages records without windows for the next flush, each under its key.
-    pub fn stage(&mut self, records: Vec<Val>) -> Result<usize, RecordError> {
+    pub(crate) fn stage(&mut self, records: Vec<Val>) -> Result<usize, RecordError> {
         let Shape::Records { key } = &self.shape else {
             return Err(RecordError::Unset("sink.key"));
         };
@@ -166,7 +166,7 @@ impl SqlSink {
     }
 
     /// The stored window `id` as a window document (`_id`, `closed`, `_state`), if any.
-    pub async fn load_window(&self, id: &str) -> Result<Option<Document>, TaskError> {
+    pub(crate) async fn load_window(&self, id: &str) -> Result<Option<Document>, TaskError> {
         let query = Statement::new(
             self.dialect
                 .select(&self.table.name, &["closed", "updraft_state"], &["id"]),
@@ -199,7 +199,7 @@ impl SqlSink {
 
     /// Writes `windows`, the staged records, the offsets and the watermark in one
     /// transaction; how many rows of results were written.
-    pub async fn write(
+    pub(crate) async fn write(
         &mut self,
         windows: Vec<Document>,
         checkpoint: &Checkpoint<'_>,
@@ -238,7 +238,7 @@ impl SqlSink {
     }
 
     /// The next offset of every partition this group stored with its results here.
-    pub async fn load_offsets(&self) -> Result<BTreeMap<Partition, i64>, TaskError> {
+    pub(crate) async fn load_offsets(&self) -> Result<BTreeMap<Partition, i64>, TaskError> {
         let query = Statement::new(
             self.dialect.select(
                 OFFSETS_TABLE,
@@ -266,7 +266,7 @@ impl SqlSink {
     }
 
     /// The watermark saved by the last flush of this group into this table.
-    pub async fn load_watermark(&self) -> Result<Option<i64>, TaskError> {
+    pub(crate) async fn load_watermark(&self) -> Result<Option<i64>, TaskError> {
         let query = Statement::new(
             self.dialect.select(
                 WATERMARKS_TABLE,
@@ -286,7 +286,7 @@ impl SqlSink {
         }))
     }
 
-    pub fn table(&self) -> &str {
+    pub(crate) fn table(&self) -> &str {
         &self.table.name
     }
 

@@ -31,7 +31,7 @@ async fn pool(kind: SqlKind, url: &str) -> Result<SqlPool, TaskError> {
 }
 
 /// The distinct window starts of `table` (RFC 3339), newest first, `limit` at most.
-pub async fn window_starts(
+pub(crate) async fn window_starts(
     kind: SqlKind,
     url: &str,
     table: &str,
@@ -56,7 +56,7 @@ pub async fn window_starts(
 }
 
 /// The rows of the window starting at `start` (RFC 3339) as objects like window documents.
-pub async fn window_rows(
+pub(crate) async fn window_rows(
     kind: SqlKind,
     url: &str,
     table: &str,
@@ -150,7 +150,7 @@ fn to_bson(value: serde_json::Value) -> Result<mongodb::bson::Bson, TaskError> {
 }
 
 /// The newest `limit` records of a table of records, each as its JSON with `_id` (its key).
-pub async fn read_records(
+pub(crate) async fn read_records(
     kind: SqlKind,
     url: &str,
     table: &str,
