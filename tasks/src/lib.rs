@@ -5,6 +5,9 @@
 //! that the orchestrator's executor runs with a [`TaskContext`] (cancellation, a log sink and
 //! live metrics) and that returns a [`TaskResult`] summary for downstream templates.
 
+// What another crate does not use is not `pub`.
+#![warn(unreachable_pub)]
+
 mod checks;
 mod child;
 mod config;

@@ -7,10 +7,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{LogSink, Metrics, TaskContext};
 
 #[derive(Default)]
-pub struct Lines(Mutex<Vec<String>>);
+pub(crate) struct Lines(Mutex<Vec<String>>);
 
 impl Lines {
-    pub fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         self.0.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
@@ -24,7 +24,7 @@ impl LogSink for Lines {
 }
 
 /// A context logging into `lines`, with default connections.
-pub fn context(lines: &Arc<Lines>) -> TaskContext {
+pub(crate) fn context(lines: &Arc<Lines>) -> TaskContext {
     TaskContext {
         cancel: CancellationToken::new(),
         log: lines.clone(),

@@ -2,6 +2,9 @@
 //! for the live parts, and a JSON API shaped after Airflow's under `/api/v1`. The orchestrator
 //! implements [`Backend`]; this crate knows nothing of the scheduler or the store.
 
+// What another crate does not use is not `pub`.
+#![warn(unreachable_pub)]
+
 mod assets;
 mod auth;
 mod backend;

@@ -30,24 +30,24 @@ use ui::{
     },
 };
 
-pub const PASSWORD: &str = "correct horse";
+pub(crate) const PASSWORD: &str = "correct horse";
 /// The token of `robot`, an op.
-pub const TOKEN: &str = "updraft_testtoken";
+pub(crate) const TOKEN: &str = "updraft_testtoken";
 /// The token of `reader`, a viewer.
-pub const VIEWER_TOKEN: &str = "updraft_viewertoken";
+pub(crate) const VIEWER_TOKEN: &str = "updraft_viewertoken";
 
 /// The users the memory backend knows (all with [`PASSWORD`]), by role.
-pub const USERS: [(&str, Role); 4] = [
+pub(crate) const USERS: [(&str, Role); 4] = [
     ("admin", Role::Admin),
     ("olga", Role::Op),
     ("vera", Role::Viewer),
     ("robot", Role::Op),
 ];
-pub const RUN_ID: &str = "manual__2026-11-25T10:00:00Z";
+pub(crate) const RUN_ID: &str = "manual__2026-11-25T10:00:00Z";
 
 /// What the memory backend holds and records.
 #[derive(Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     pub paused: bool,
     pub triggered: Vec<serde_json::Map<String, serde_json::Value>>,
     pub cleared: Vec<(String, bool)>,
@@ -66,7 +66,7 @@ pub struct Memory {
     pub admin_deleted: bool,
 }
 
-pub struct MemoryBackend {
+pub(crate) struct MemoryBackend {
     pub memory: Mutex<Memory>,
     /// The log of try 1 of `greet`.
     pub log: String,
@@ -83,7 +83,7 @@ pub struct MemoryBackend {
 }
 
 /// The stream task the memory backend runs: `users`, run [`RUN_ID`], task `stats`.
-pub fn stats_stream() -> StreamView {
+pub(crate) fn stats_stream() -> StreamView {
     StreamView {
         dag_id: "users".into(),
         run_id: RUN_ID.into(),
@@ -148,7 +148,7 @@ impl Default for MemoryBackend {
 }
 
 impl MemoryBackend {
-    pub fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+    pub(crate) fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap()
     }
 
@@ -777,13 +777,13 @@ impl ui::Backend for MemoryBackend {
 }
 
 /// The router over a backend (kept to look at what it recorded).
-pub struct App {
+pub(crate) struct App {
     pub backend: Arc<MemoryBackend>,
     pub router: Router,
 }
 
 impl App {
-    pub fn new(backend: MemoryBackend, config: UiConfig) -> Self {
+    pub(crate) fn new(backend: MemoryBackend, config: UiConfig) -> Self {
         let backend = Arc::new(backend);
         Self {
             router: ui::router(backend.clone(), config),
@@ -791,12 +791,12 @@ impl App {
         }
     }
 
-    pub fn public() -> Self {
+    pub(crate) fn public() -> Self {
         Self::public_with(MemoryBackend::default())
     }
 
     /// The router over `backend`, reading open to everyone.
-    pub fn public_with(backend: MemoryBackend) -> Self {
+    pub(crate) fn public_with(backend: MemoryBackend) -> Self {
         let config = UiConfig {
             public_read: true,
             ..UiConfig::default()
@@ -804,11 +804,11 @@ impl App {
         Self::new(backend, config)
     }
 
-    pub async fn send(&self, request: Request<Body>) -> Response<Body> {
+    pub(crate) async fn send(&self, request: Request<Body>) -> Response<Body> {
         self.router.clone().oneshot(request).await.unwrap()
     }
 
-    pub async fn get(&self, uri: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, uri: &str) -> (StatusCode, String) {
         text(
             self.send(Request::get(uri).body(Body::empty()).unwrap())
                 .await,
@@ -817,7 +817,7 @@ impl App {
     }
 
     /// GET `uri` in `session`.
-    pub async fn get_in(&self, session: &Session, uri: &str) -> (StatusCode, String) {
+    pub(crate) async fn get_in(&self, session: &Session, uri: &str) -> (StatusCode, String) {
         let request = Request::get(uri)
             .header(header::COOKIE, &session.cookie)
             .body(Body::empty())
@@ -826,12 +826,12 @@ impl App {
     }
 
     /// Signs in as admin; the session cookie and the CSRF token of its pages.
-    pub async fn sign_in(&self) -> Session {
+    pub(crate) async fn sign_in(&self) -> Session {
         self.sign_in_as("admin").await
     }
 
     /// Signs in as one of [`USERS`]; the session cookie and the CSRF token of its pages.
-    pub async fn sign_in_as(&self, username: &str) -> Session {
+    pub(crate) async fn sign_in_as(&self, username: &str) -> Session {
         let response = self
             .send(form_request(
                 "/login",
@@ -870,12 +870,12 @@ impl App {
     }
 }
 
-pub struct Session {
+pub(crate) struct Session {
     pub cookie: String,
     pub csrf: String,
 }
 
-pub fn form_request(uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+pub(crate) fn form_request(uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
     let mut request =
         Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     if let Some(cookie) = cookie {
@@ -884,7 +884,12 @@ pub fn form_request(uri: &str, cookie: Option<&str>, body: &str) -> Request<Body
     request.body(Body::from(body.to_owned())).unwrap()
 }
 
-pub fn json_request(method: &str, uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
+pub(crate) fn json_request(
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Request<Body> {
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
@@ -895,7 +900,7 @@ pub fn json_request(method: &str, uri: &str, token: Option<&str>, body: &str) ->
     request.body(Body::from(body.to_owned())).unwrap()
 }
 
-pub async fn text(response: Response<Body>) -> (StatusCode, String) {
+pub(crate) async fn text(response: Response<Body>) -> (StatusCode, String) {
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
         .await
@@ -903,7 +908,7 @@ pub async fn text(response: Response<Body>) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-pub async fn json(response: Response<Body>) -> (StatusCode, serde_json::Value) {
+pub(crate) async fn json(response: Response<Body>) -> (StatusCode, serde_json::Value) {
     let (status, body) = text(response).await;
     (
         status,
