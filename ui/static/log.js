@@ -105,6 +105,21 @@
     source.addEventListener("open", function () { if (!finished) { setStatus("Live", "running"); } });
   }
 
+  // A line longer than a read (1 MiB) comes in parts: say how long it is, as the page does.
+  function showCutLine(cut) {
+    var banner = document.getElementById("log-line-cut");
+    if (!banner) {
+      banner = document.createElement("div");
+      banner.className = "banner";
+      banner.id = "log-line-cut";
+      view.parentNode.insertBefore(banner, view);
+    }
+    var mib = (cut.bytes / 1048576).toFixed(1) + " MiB";
+    var length = cut.exact ? mib + " (" + cut.bytes + " bytes)" : "more than " + mib;
+    banner.textContent = "The first line shown is " + length + " long: only 1 MiB of it is here. " +
+      "“Load earlier” shows more of it, and Download has every line whole.";
+  }
+
   var earlier = document.getElementById("log-earlier");
   function updateEarlier() { if (earlier) { earlier.hidden = start <= 0; } }
   if (earlier) {
@@ -118,6 +133,7 @@
           view.insertBefore(fragment(chunk.text, chunk.start), first);
           start = chunk.start;
           view.scrollTop += view.scrollHeight - height;
+          if (chunk.first_line_cut) { showCutLine(chunk.first_line_cut); }
           updateEarlier();
         })
         .finally(function () { earlier.disabled = false; });

@@ -9,7 +9,7 @@ mod ship;
 mod source;
 
 pub use mask::{MIN_SECRET_LEN, Secrets, is_secret_name, task_secrets};
-pub use read::LogSlice;
+pub use read::{CutLine, LogSlice};
 pub use source::{LogPart, LogSource};
 
 use std::{

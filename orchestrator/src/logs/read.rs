@@ -17,6 +17,8 @@ const MAX_FORWARD_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_SLICE_BYTES: u64 = 1024 * 1024;
 /// The most bytes of one line a search looks at (the rest of a longer line is skipped).
 const MAX_SEARCH_LINE: usize = 64 * 1024;
+/// How far a cut line is followed each way to tell its length (a longer one is "at least").
+const MAX_MEASURED_LINE: u64 = 64 * 1024 * 1024;
 
 /// A slice of a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,16 @@ pub struct LogSlice {
     /// The file's size when read (0 when it does not exist yet).
     pub size: u64,
     /// `start` is inside a line longer than [`MAX_SLICE_BYTES`]: its beginning is not here.
-    pub first_line_cut: bool,
+    pub first_line_cut: Option<CutLine>,
+}
+
+/// The length of a line too long to show whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutLine {
+    /// Bytes, without its newline.
+    pub bytes: u64,
+    /// False when the line goes on further than was measured: it is longer than `bytes`.
+    pub exact: bool,
 }
 
 /// Random access to the bytes of a try's log: its file here, or the chunks a worker shipped
@@ -64,7 +75,7 @@ fn empty(offset: u64) -> LogSlice {
         start: offset,
         end: offset,
         size: 0,
-        first_line_cut: false,
+        first_line_cut: None,
     }
 }
 
@@ -121,8 +132,8 @@ fn lines_before(
         .map(|i| i + 1)
         .filter(|from| *from < bytes.len());
     let (from, first_line_cut) = match whole_lines_from {
-        Some(from) => (from, false),
-        None => (0, true),
+        Some(from) => (from, None),
+        None => (0, Some(measure_line(log, start, size, MAX_MEASURED_LINE)?)),
     };
     Ok(LogSlice {
         text: String::from_utf8_lossy(&bytes[from..]).into_owned(),
@@ -130,6 +141,50 @@ fn lines_before(
         end,
         size,
         first_line_cut,
+    })
+}
+
+/// The length of the line holding `at`, followed up to `limit` bytes each way.
+fn measure_line(
+    log: &mut (impl LogBytes + ?Sized),
+    at: u64,
+    size: u64,
+    limit: u64,
+) -> io::Result<CutLine> {
+    let mut start = at;
+    let mut start_found = at == 0;
+    while !start_found && at - start < limit {
+        let from = start.saturating_sub(BLOCK);
+        let block = log.read_at(from, (start - from) as usize)?;
+        match memchr::memrchr(b'\n', &block) {
+            Some(i) => {
+                start = from + i as u64 + 1;
+                start_found = true;
+            }
+            None => {
+                start = from;
+                start_found = from == 0;
+            }
+        }
+    }
+    let mut end = at;
+    let mut end_found = at >= size;
+    while !end_found && end - at < limit {
+        let block = log.read_at(end, BLOCK.min(size - end) as usize)?;
+        match memchr::memchr(b'\n', &block) {
+            Some(i) => {
+                end += i as u64;
+                end_found = true;
+            }
+            None => {
+                end += block.len() as u64;
+                end_found = block.is_empty() || end >= size;
+            }
+        }
+    }
+    Ok(CutLine {
+        bytes: end - start,
+        exact: start_found && end_found,
     })
 }
 
@@ -180,7 +235,7 @@ pub fn from_of(
         start,
         end: start + end as u64,
         size,
-        first_line_cut: false,
+        first_line_cut: None,
     })
 }
 
@@ -213,7 +268,7 @@ pub fn new_lines_of(
         start: offset,
         end: offset + whole as u64,
         size,
-        first_line_cut: false,
+        first_line_cut: None,
     })
 }
 
@@ -319,7 +374,7 @@ fn slice(
         start,
         end,
         size,
-        first_line_cut: false,
+        first_line_cut: None,
     })
 }
 
@@ -382,6 +437,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_line_is_measured_or_said_to_be_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.log");
+        let text = format!("a\n{}\nb\n", "x".repeat(300_000));
+        std::fs::write(&path, &text).unwrap();
+        let mut bytes = File::open(&path).unwrap();
+        let size = text.len() as u64;
+        let exact = measure_line(&mut bytes, 150_000, size, MAX_MEASURED_LINE).unwrap();
+        assert_eq!(
+            exact,
+            CutLine {
+                bytes: 300_000,
+                exact: true
+            }
+        );
+        let longer = measure_line(&mut bytes, 150_000, size, BLOCK).unwrap();
+        assert!(!longer.exact && longer.bytes >= 2 * BLOCK && longer.bytes < 300_000);
+    }
+
+    #[test]
     fn a_line_longer_than_a_slice_is_cut_not_read_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.log");
@@ -393,14 +468,21 @@ mod tests {
 
         let tail = read_tail(&path, 1000).unwrap();
         assert_eq!((tail.text.as_str(), tail.start), ("b\nc\n", b_at));
-        assert!(!tail.first_line_cut, "the long line is left out, not cut");
+        assert!(
+            tail.first_line_cut.is_none(),
+            "the long line is left out, not cut"
+        );
 
         let earlier = read_before(&path, b_at, 1000).unwrap();
-        assert!(earlier.first_line_cut);
+        let whole = CutLine {
+            bytes: long as u64,
+            exact: true,
+        };
+        assert_eq!(earlier.first_line_cut, Some(whole), "its whole length");
         assert_eq!(earlier.text.len() as u64, MAX_SLICE_BYTES);
         assert_eq!((earlier.start, earlier.end), (b_at - MAX_SLICE_BYTES, b_at));
         let before_that = read_before(&path, earlier.start, 1000).unwrap();
-        assert!(before_that.first_line_cut);
+        assert_eq!(before_that.first_line_cut, Some(whole));
         assert_eq!(
             before_that.end, earlier.start,
             "the line's earlier part comes next"

@@ -586,7 +586,10 @@ impl ui::Backend for WebBackend {
             end: slice.end,
             size: slice.size,
             finished,
-            first_line_cut: slice.first_line_cut,
+            first_line_cut: slice.first_line_cut.map(|cut| ui::views::CutLine {
+                bytes: cut.bytes,
+                exact: cut.exact,
+            }),
         })
     }
 

@@ -190,6 +190,46 @@ env = { API_TOKEN = "task-token-value", REGION = "eu-west-1" }
     );
 }
 
+/// A line too long to read whole (3 MiB; reads return at most 1 MiB) comes cut, and the
+/// chunk says how long the whole line is.
+#[test]
+fn a_cut_log_line_says_its_whole_length() {
+    const LONG: usize = 3 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    std::fs::write(
+        dir.path().join("dags/long.toml"),
+        format!("[dag]\nid = \"long\"\n[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = \"head -c {LONG} /dev/zero | tr '\\\\0' x; echo; echo done\"\n"),
+    )
+    .unwrap();
+    cli_output(cli(dir.path()).args(["run", "long"]));
+    let run = std::fs::read_dir(dir.path().join("logs/long"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let run_id = run.file_name().into_string().unwrap();
+    let log = std::fs::read_to_string(run.path().join("say/1.log")).unwrap();
+    let done = log.find("Z done\n").expect("the line after the long one");
+    let done_line = log[..done].rfind('\n').unwrap() + 1;
+    let long_line = log[..done_line - 1].rfind('\n').unwrap() + 1;
+    let whole = done_line - 1 - long_line;
+    assert!(whole > LONG, "the long line with its time stamp: {whole}");
+
+    let serve = Serve::start_healthy(dir.path());
+    let chunk = serve
+        .get(&format!(
+            "/dags/long/runs/{run_id}/tasks/say/logs/1/chunk?before={done_line}"
+        ))
+        .unwrap_or_default();
+    let expected = format!("\"first_line_cut\":{{\"bytes\":{whole},\"exact\":true}}");
+    assert!(
+        chunk.contains(&expected),
+        "{}",
+        &chunk[..chunk.len().min(600)]
+    );
+}
+
 /// As shipped, `serve` shows nothing to someone not signed in: pages go to the sign-in page,
 /// the API answers 401; `/health` and the sign-in page stay open.
 #[test]

@@ -28,7 +28,33 @@ pub struct LogChunk {
     pub finished: bool,
     /// `start` is inside a line too long to show whole: its beginning is not in the chunk
     /// (reads return at most 1 MiB; the raw download has every line whole).
-    pub first_line_cut: bool,
+    pub first_line_cut: Option<CutLine>,
+}
+
+/// The length of a line too long to show whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CutLine {
+    /// Bytes, without its newline.
+    pub bytes: u64,
+    /// False when the line is longer than `bytes` (it was measured that far).
+    pub exact: bool,
+}
+
+impl CutLine {
+    /// "3.0 MiB", or "more than 64.0 MiB".
+    pub fn length_text(&self) -> String {
+        let mib = self.bytes as f64 / (1024.0 * 1024.0);
+        let size = if mib >= 1024.0 {
+            format!("{:.1} GiB", mib / 1024.0)
+        } else {
+            format!("{mib:.1} MiB")
+        };
+        if self.exact {
+            format!("{size} ({} bytes)", self.bytes)
+        } else {
+            format!("more than {size}")
+        }
+    }
 }
 
 impl LogChunk {
@@ -119,8 +145,22 @@ mod tests {
             end: 17,
             size: 17,
             finished: true,
-            first_line_cut: false,
+            first_line_cut: None,
         };
         assert_eq!(chunk.lines(), vec![(10, "ab"), (13, "cde")]);
+    }
+
+    #[test]
+    fn a_cut_lines_length_reads_in_mib() {
+        let exact = CutLine {
+            bytes: 3 * 1024 * 1024 + 5,
+            exact: true,
+        };
+        assert_eq!(exact.length_text(), "3.0 MiB (3145733 bytes)");
+        let longer = CutLine {
+            bytes: 64 * 1024 * 1024,
+            exact: false,
+        };
+        assert_eq!(longer.length_text(), "more than 64.0 MiB");
     }
 }

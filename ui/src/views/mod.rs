@@ -21,7 +21,7 @@ pub use dags::{
     ParamView, ProblemView, TaskNode,
 };
 pub use live::{LiveEvent, LiveSubscription};
-pub use logs::{LogChunk, LogEvent, LogMatch, LogRange};
+pub use logs::{CutLine, LogChunk, LogEvent, LogMatch, LogRange};
 pub use runs::{
     ListDagRunsForm, ListTaskInstanceForm, Mark, RunBrief, RunDetail, RunList, RunQuery, RunView,
     TaskInstanceList, TaskInstanceQuery, TaskInstanceView,

@@ -37,7 +37,7 @@ pub struct LogPage {
     pub end: u64,
     pub size: u64,
     pub finished: bool,
-    pub first_line_cut: bool,
+    pub first_line_cut: Option<crate::views::CutLine>,
     pub search: String,
     pub matches: Option<Vec<MatchView>>,
     pub at: Option<u64>,

@@ -453,7 +453,7 @@ impl ui::Backend for MemoryBackend {
             end,
             size,
             finished: self.log_finished,
-            first_line_cut: false,
+            first_line_cut: None,
         })
     }
 
