@@ -7,10 +7,11 @@ use ui::views::Actor;
 
 use crate::{
     audit,
-    dag::Dag,
+    backfill::{PlannedDate, Reprocess},
+    dag::{Dag, parse_date_in},
     executor::Executor,
     scheduler::new_manual_run,
-    store::{DagRunRow, RunKey, Store, StoreError, TaskKey, TiState},
+    store::{BackfillRow, DagRunRow, NewBackfill, RunKey, Store, StoreError, TaskKey, TiState},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -309,4 +310,159 @@ mod tests {
         );
         assert!(check_conf(&dag(true), &conf(serde_json::json!({"other": 1}))).is_ok());
     }
+}
+
+/// A backfill as asked for: dates as users write them (in the DAG's timezone when they carry
+/// no offset).
+#[derive(Debug, Clone, Default)]
+pub struct BackfillRequest {
+    pub from_date: String,
+    pub to_date: String,
+    /// `none` (default), `failed` or `all`.
+    pub reprocess: Option<String>,
+    /// The DAG's `max_active_runs` by default.
+    pub max_active_runs: Option<u32>,
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    /// Only say which dates would run and which would be skipped.
+    pub dry_run: bool,
+}
+
+/// What a backfill did (or, dry, would do): its dates, and the backfill created.
+#[derive(Debug, Clone)]
+pub struct BackfillOutcome {
+    pub dates: Vec<PlannedDate>,
+    pub backfill: Option<BackfillRow>,
+}
+
+/// The most runs of one backfill at once.
+pub const MAX_BACKFILL_ACTIVE_RUNS: u32 = 1000;
+
+/// Plans a backfill of `dag` and, unless dry, creates it: one queued run per date to run.
+pub async fn backfill(
+    store: &Store,
+    dag: &Dag,
+    request: BackfillRequest,
+    actor: &Actor,
+) -> Result<BackfillOutcome> {
+    let invalid = |field: &str, message: String| CommandError::Invalid {
+        field: field.into(),
+        message,
+    };
+    let from =
+        parse_date_in(&request.from_date, dag.timezone).map_err(|m| invalid("from_date", m))?;
+    let to = parse_date_in(&request.to_date, dag.timezone).map_err(|m| invalid("to_date", m))?;
+    let reprocess: Reprocess = request
+        .reprocess
+        .as_deref()
+        .unwrap_or("none")
+        .parse()
+        .map_err(|m| invalid("reprocess_behavior", m))?;
+    let max_active_runs = request.max_active_runs.unwrap_or(dag.max_active_runs);
+    if !(1..=MAX_BACKFILL_ACTIVE_RUNS).contains(&max_active_runs) {
+        return Err(invalid(
+            "max_active_runs",
+            format!("{max_active_runs} is out of 1..={MAX_BACKFILL_ACTIVE_RUNS}"),
+        ));
+    }
+    check_conf(dag, &request.conf)?;
+    let existing = store.run_states_between(&dag.id, from, to).await?;
+    let dates = crate::backfill::plan(dag, from, to, reprocess, &existing)
+        .map_err(|m| invalid("to_date", m))?;
+    if request.dry_run {
+        return Ok(BackfillOutcome {
+            dates,
+            backfill: None,
+        });
+    }
+    let to_run: Vec<_> = dates
+        .iter()
+        .filter(|d| d.skip.is_none())
+        .map(|d| d.logical_date)
+        .collect();
+    if to_run.is_empty() {
+        return Err(CommandError::Conflict(format!(
+            "nothing to backfill: every one of the {} dates of {} from {from} to {to} is skipped (see the dry run)",
+            dates.len(),
+            dag.id
+        )));
+    }
+    let new = NewBackfill {
+        dag_id: dag.id.clone(),
+        from,
+        to,
+        reprocess: reprocess.as_str().into(),
+        max_active_runs,
+        conf: request.conf,
+        created_by: actor.username.clone(),
+    };
+    let id = store
+        .create_backfill(&new, &to_run, &dag.new_task_instances())
+        .await?;
+    let detail = serde_json::json!({
+        "backfill_id": id, "from_date": from, "to_date": to, "reprocess": reprocess.as_str(),
+        "max_active_runs": max_active_runs, "runs": to_run.len(),
+        "skipped": dates.len() - to_run.len(), "conf": new.conf,
+    });
+    let entry = audit::entry(actor, "backfill").about_dag(&dag.id);
+    audit::record(store, entry.with_detail(detail)).await;
+    tracing::info!(dag_id = %dag.id, backfill_id = id, runs = to_run.len(), "Backfill created");
+    Ok(BackfillOutcome {
+        dates,
+        backfill: store.backfill(id).await?,
+    })
+}
+
+/// What can be done to a backfill as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillAction {
+    Pause,
+    Unpause,
+    Cancel,
+}
+
+impl BackfillAction {
+    fn event(self) -> &'static str {
+        match self {
+            Self::Pause => "backfill_pause",
+            Self::Unpause => "backfill_unpause",
+            Self::Cancel => "backfill_cancel",
+        }
+    }
+}
+
+/// Pauses, resumes or cancels backfill `id` (of `dag_id` when given); returns it as it
+/// stands then.
+pub async fn change_backfill(
+    store: &Store,
+    id: i64,
+    dag_id: Option<&str>,
+    action: BackfillAction,
+    actor: &Actor,
+) -> Result<BackfillRow> {
+    let unknown = || {
+        CommandError::NotFound(format!(
+            "no backfill {id}{}",
+            dag_id.map(|d| format!(" of DAG {d}")).unwrap_or_default()
+        ))
+    };
+    let backfill = store
+        .backfill(id)
+        .await?
+        .filter(|b| dag_id.is_none_or(|d| d == b.dag_id))
+        .ok_or_else(unknown)?;
+    let changed = match action {
+        BackfillAction::Pause => store.set_backfill_paused(id, true).await?,
+        BackfillAction::Unpause => store.set_backfill_paused(id, false).await?,
+        BackfillAction::Cancel => store.cancel_backfill(id).await?,
+    };
+    if !changed {
+        return Err(CommandError::Conflict(format!(
+            "backfill {id} of {} is completed",
+            backfill.dag_id
+        )));
+    }
+    let entry = audit::entry(actor, action.event()).about_dag(&backfill.dag_id);
+    let detail = serde_json::json!({ "backfill_id": id });
+    audit::record(store, entry.with_detail(detail)).await;
+    store.backfill(id).await?.ok_or_else(unknown)
 }

@@ -1,6 +1,7 @@
 //! Updraft's orchestrator: DAG files, the metadata store, the scheduler and the executor.
 
 pub mod audit;
+pub mod backfill;
 pub mod commands;
 pub mod dag;
 pub mod executor;

@@ -1,5 +1,6 @@
 //! The `orchestrator` command line: one Subcommand enum, one module per verb group.
 
+mod backfill;
 mod dags;
 mod db;
 mod fake_randomuser;
@@ -121,6 +122,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run one DAG run now in the foreground, streaming task logs; exit 0 only on success
     Run(run::RunArgs),
+    /// Queue runs of a cron DAG over past intervals (started by `orchestrator serve`)
+    Backfill(backfill::BackfillArgs),
+    /// List, pause, resume and cancel backfills
+    #[command(subcommand)]
+    Backfills(backfill::BackfillsCommand),
     /// List, show, validate, trigger, pause and unpause DAGs
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -226,6 +232,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve::serve(&global, args).await,
         Command::Run(args) => run::run(&global, args).await,
         Command::Dags(command) => dags::execute(&global, command).await,
+        Command::Backfill(args) => backfill::backfill(&global, args).await,
+        Command::Backfills(command) => backfill::execute(&global, command).await,
         Command::Runs(command) => runs::execute(&global, command).await,
         Command::Tasks(command) => tasks::execute(&global, command).await,
         Command::Db(command) => db::execute(&global, command).await,

@@ -17,7 +17,10 @@ pub use model::{
     merge_params,
 };
 pub use parse::parse_dag_file;
-pub use schedule::{CronWindow, Schedule, ScheduleError, due_logical_dates, next_fire};
+pub use schedule::{
+    CronWindow, Schedule, ScheduleError, due_logical_dates, fire_times_between, next_fire,
+    parse_date_in,
+};
 pub use template::{TemplateContext, has_templates, render_config};
 pub use watch::watch_folder;
 

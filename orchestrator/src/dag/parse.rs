@@ -2,7 +2,7 @@
 
 use std::{ops::Range, path::Path};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, de::IntoDeserializer};
 use tasks::{ConfigError, HumanDuration, OperatorConfig, OperatorKind};
@@ -274,24 +274,13 @@ fn parse_date(
             return None;
         }
     };
-    if let Ok(datetime) = DateTime::parse_from_rfc3339(&text) {
-        return Some(datetime.with_timezone(&Utc));
+    match super::schedule::parse_date_in(&text, tz) {
+        Ok(datetime) => Some(datetime),
+        Err(message) => {
+            problems.at(Some(value.span()), field, message);
+            None
+        }
     }
-    if let Some(datetime) = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|local| local.and_local_timezone(tz).earliest())
-    {
-        return Some(datetime.with_timezone(&Utc));
-    }
-    problems.at(
-        Some(value.span()),
-        field,
-        format!(
-            "bad date {text:?}: expected RFC 3339 (2026-01-01T00:00:00Z) or a date (2026-01-01)"
-        ),
-    );
-    None
 }
 
 fn parse_task_tables(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Vec<ParsedTask> {

@@ -93,6 +93,57 @@ pub fn fire_times_after(
         .skip_while(move |t| *t <= after)
 }
 
+/// The fire times from `from` to `to`, both inclusive, in `tz` (as the scheduler finds them:
+/// a DST change skips or repeats what the cron says).
+pub fn fire_times_between(
+    cron: &Cron,
+    tz: Tz,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+    // Whole seconds, as the scheduler asks: croner keeps the fraction of the time it starts
+    // from in every time it gives.
+    let whole = chrono::SubsecRound::trunc_subsecs(from, 0);
+    let first = if whole < from {
+        whole + chrono::Duration::seconds(1)
+    } else {
+        whole
+    };
+    fire_times_after(cron, tz, first - chrono::Duration::seconds(1)).take_while(move |t| *t <= to)
+}
+
+/// A date as users write it: RFC 3339 (`2026-01-01T00:00:00Z`), or a date or a time without
+/// offset (`2026-01-01`, `2026-01-01T06:30`, `2026-01-01 06:30:00`) in `tz`.
+pub fn parse_date_in(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(datetime) = DateTime::parse_from_rfc3339(text) {
+        return Ok(datetime.with_timezone(&Utc));
+    }
+    let naive = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .or_else(|| {
+            [
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%d %H:%M",
+            ]
+            .iter()
+            .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        });
+    match naive {
+        Some(local) => local
+            .and_local_timezone(tz)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| format!("{text:?} does not exist in {tz} (a DST gap)")),
+        None => Err(format!(
+            "bad date {text:?}: expected RFC 3339 (2026-01-01T00:00:00Z), a date (2026-01-01) or a local time (2026-01-01T06:30)"
+        )),
+    }
+}
+
 /// The first fire time strictly after `after`, in `tz`.
 pub fn next_fire(cron: &Cron, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     fire_times_after(cron, tz, after).next()

@@ -301,6 +301,9 @@ impl Scheduler {
         }
     }
 
+    /// Starts queued runs oldest first while their DAG is unpaused: a DAG's own runs under
+    /// its `max_active_runs`, a backfill's under the backfill's (so a backfill never delays
+    /// the scheduled runs), none of a paused backfill.
     async fn try_start_queued(&mut self) -> Result<(), SchedulerError> {
         let store = self.executor.store().clone();
         let queued = store.runs_in_state(RunState::Queued).await?;
@@ -308,28 +311,55 @@ impl Scheduler {
             return Ok(());
         }
         let paused = store.paused_dags().await?;
+        let backfills = if queued.iter().any(|run| run.backfill_id.is_some()) {
+            store.unfinished_backfills().await?
+        } else {
+            HashMap::new()
+        };
+        let mut running = store.running_run_counts().await?;
         for run in queued {
             if paused.contains(&run.dag_id) {
                 continue;
             }
-            let max_active = self
-                .bags
-                .borrow()
-                .get(&run.dag_id)
-                .map_or(1, |d| d.max_active_runs);
-            let (_, running) = store.unfinished_run_count(&run.dag_id).await?;
-            if running >= i64::from(max_active)
+            let limit = match run.backfill_id {
+                Some(id) => match backfills.get(&id) {
+                    Some(backfill) if !backfill.is_paused => backfill.max_active_runs,
+                    _ => continue,
+                },
+                None => self
+                    .bags
+                    .borrow()
+                    .get(&run.dag_id)
+                    .map_or(1, |d| d.max_active_runs),
+            };
+            let active = running
+                .entry((run.dag_id.clone(), run.backfill_id))
+                .or_default();
+            if *active >= limit
                 || !store
                     .claim_run(&run.dag_id, &run.run_id, self.executor.owner())
                     .await?
             {
                 continue;
             }
+            *active += 1;
             let waited = (Utc::now() - run.queued_at).num_microseconds().unwrap_or(0);
             crate::telemetry::observe_handoff(&run.dag_id, waited as f64 / 1e6);
             self.spawn_driver(run);
         }
         Ok(())
+    }
+
+    /// Marks completed the backfills whose runs have all ended.
+    async fn complete_backfills(&self) {
+        match self.executor.store().complete_finished_backfills().await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::info!(backfill_id = id, "Backfill completed");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Cannot complete finished backfills"),
+        }
     }
 
     async fn schedule_due(&mut self) {
@@ -348,6 +378,7 @@ impl Scheduler {
         if let Err(error) = self.try_schedule_due().await {
             tracing::error!(%error, "Scheduling pass failed");
         }
+        self.complete_backfills().await;
     }
 
     async fn try_schedule_due(&mut self) -> Result<(), SchedulerError> {
@@ -422,6 +453,7 @@ impl Scheduler {
             run_type: RunType::Scheduled,
             conf: serde_json::Map::new(),
             owner: None,
+            backfill_id: None,
         };
         if self
             .executor

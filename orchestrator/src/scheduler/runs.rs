@@ -51,6 +51,7 @@ pub fn new_manual_run(
         run_type: RunType::Manual,
         conf,
         owner,
+        backfill_id: None,
     }
 }
 

@@ -183,6 +183,29 @@ const MIGRATIONS: &[Migration] = &[
         description: "when each user's password last changed (older sessions end)",
         statements: &["ALTER TABLE users ADD COLUMN password_changed_at_us BIGINT"],
     },
+    Migration {
+        version: 11,
+        description: "backfills, and the backfill each run belongs to",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS backfills (
+            id {auto_id},
+            dag_id TEXT NOT NULL,
+            from_us BIGINT NOT NULL,
+            to_us BIGINT NOT NULL,
+            reprocess TEXT NOT NULL,
+            max_active_runs BIGINT NOT NULL,
+            conf TEXT NOT NULL,
+            created_at_us BIGINT NOT NULL,
+            created_by TEXT NOT NULL,
+            is_paused BIGINT NOT NULL DEFAULT 0,
+            is_cancelled BIGINT NOT NULL DEFAULT 0,
+            completed_at_us BIGINT
+        )",
+            "CREATE INDEX IF NOT EXISTS backfills_by_dag ON backfills (dag_id, id)",
+            "ALTER TABLE dag_runs ADD COLUMN backfill_id BIGINT",
+            "CREATE INDEX IF NOT EXISTS dag_runs_by_backfill ON dag_runs (backfill_id, state)",
+        ],
+    },
 ];
 
 /// `{auto_id}` in a migration: an integer key the database numbers, in each dialect's words.

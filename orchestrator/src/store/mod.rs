@@ -2,6 +2,7 @@
 //! through one sqlx `Any` pool so both engines run the same SQL.
 
 mod audit;
+mod backfills;
 mod bulk;
 mod dags;
 mod events;
@@ -28,6 +29,7 @@ use sqlx::{
 };
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow};
+pub use backfills::{BackfillLimit, BackfillProgress, BackfillRow, NewBackfill};
 pub use dags::DagRow;
 pub use events::StoreEvent;
 pub use lease::{LeaseAttempt, LeaseHolder};

@@ -97,6 +97,8 @@ pub struct DagRunRow {
     pub end: Option<DateTime<Utc>>,
     /// `host:pid` of the process driving the run.
     pub owner: Option<String>,
+    /// The backfill that created the run.
+    pub backfill_id: Option<i64>,
 }
 
 impl DagRunRow {
@@ -118,6 +120,8 @@ pub struct NewRun {
     pub conf: serde_json::Map<String, serde_json::Value>,
     /// `Some(owner)` creates the run already running and claimed by that owner.
     pub owner: Option<String>,
+    /// The backfill creating it.
+    pub backfill_id: Option<i64>,
 }
 
 impl NewRun {

@@ -9,8 +9,7 @@ use super::{
     transitions::run_can_transition,
 };
 
-const RUN_COLUMNS: &str =
-    "dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner";
+const RUN_COLUMNS: &str = "dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner, backfill_id";
 
 fn corrupt(message: String) -> StoreError {
     StoreError::Corrupt {
@@ -38,7 +37,61 @@ fn run_from_row(row: &AnyRow) -> Result<DagRunRow> {
         start: row.try_get::<Option<i64>, _>("start_us")?.map(from_micros),
         end: row.try_get::<Option<i64>, _>("end_us")?.map(from_micros),
         owner: row.try_get("owner")?,
+        backfill_id: row.try_get("backfill_id")?,
     })
+}
+
+/// A new run is queued, or running when created for its owner.
+fn initial_state(new: &NewRun) -> RunState {
+    if new.owner.is_some() {
+        RunState::Running
+    } else {
+        RunState::Queued
+    }
+}
+
+/// Inserts a run and its task instances (`scheduled`) inside `tx`; false (and nothing
+/// written) when a run with that id exists.
+pub(super) async fn insert_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewRun,
+    tasks: &[NewTaskInstance],
+) -> Result<bool> {
+    let now = Utc::now();
+    let state = initial_state(new);
+    let start = new.owner.as_ref().map(|_| to_micros(now));
+    let conf = serde_json::Value::Object(new.conf.clone()).to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO dag_runs (dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, owner, backfill_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dag_id, run_id) DO NOTHING",
+    )
+    .bind(new.dag_id.as_str())
+    .bind(new.run_id.as_str())
+    .bind(to_micros(new.logical_date))
+    .bind(new.run_type.as_str())
+    .bind(state.as_str())
+    .bind(conf)
+    .bind(to_micros(now))
+    .bind(start)
+    .bind(new.owner.clone())
+    .bind(new.backfill_id)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for task in tasks {
+        sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries, queue) VALUES ($1, $2, $3, $4, 0, $5, $6)")
+            .bind(new.dag_id.as_str())
+            .bind(new.run_id.as_str())
+            .bind(task.task_id.as_str())
+            .bind(TiState::Scheduled.as_str())
+            .bind(i64::from(task.max_tries))
+            .bind(task.queue.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(true)
 }
 
 impl Store {
@@ -49,50 +102,17 @@ impl Store {
         new: &NewRun,
         tasks: &[NewTaskInstance],
     ) -> Result<Option<DagRunRow>> {
-        let now = Utc::now();
-        let state = if new.owner.is_some() {
-            RunState::Running
-        } else {
-            RunState::Queued
-        };
-        let start = new.owner.as_ref().map(|_| to_micros(now));
-        let conf = serde_json::Value::Object(new.conf.clone()).to_string();
+        let state = initial_state(new);
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO dag_runs (dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, owner)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dag_id, run_id) DO NOTHING",
-        )
-        .bind(new.dag_id.as_str())
-        .bind(new.run_id.as_str())
-        .bind(to_micros(new.logical_date))
-        .bind(new.run_type.as_str())
-        .bind(state.as_str())
-        .bind(conf)
-        .bind(to_micros(now))
-        .bind(start)
-        .bind(new.owner.clone())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        if !insert_run(&mut tx, new, tasks).await? {
             return Ok(None);
-        }
-        for task in tasks {
-            sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries, queue) VALUES ($1, $2, $3, $4, 0, $5, $6)")
-                .bind(new.dag_id.as_str())
-                .bind(new.run_id.as_str())
-                .bind(task.task_id.as_str())
-                .bind(TiState::Scheduled.as_str())
-                .bind(i64::from(task.max_tries))
-                .bind(task.queue.as_str())
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         self.publish_run(&new.dag_id, &new.run_id, state);
         self.get_run(&new.dag_id, &new.run_id).await
     }
 
-    fn publish_run(&self, dag_id: &str, run_id: &str, state: RunState) {
+    pub(super) fn publish_run(&self, dag_id: &str, run_id: &str, state: RunState) {
         self.events.publish(StoreEvent::Run {
             dag_id: dag_id.to_owned(),
             run_id: run_id.to_owned(),
@@ -331,8 +351,8 @@ impl Store {
     }
 
     pub async fn get_run(&self, dag_id: &str, run_id: &str) -> Result<Option<DagRunRow>> {
-        let sql = "SELECT dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner FROM dag_runs WHERE dag_id = $1 AND run_id = $2";
-        let row = sqlx::query(sql)
+        let sql = format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND run_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(dag_id)
             .bind(run_id)
             .fetch_optional(&self.pool)
@@ -342,15 +362,20 @@ impl Store {
 
     /// Runs with this id in any DAG.
     pub async fn find_runs(&self, run_id: &str) -> Result<Vec<DagRunRow>> {
-        let sql = "SELECT dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner FROM dag_runs WHERE run_id = $1 ORDER BY dag_id";
-        let rows = sqlx::query(sql).bind(run_id).fetch_all(&self.pool).await?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE run_id = $1 ORDER BY dag_id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(run_from_row).collect()
     }
 
     /// Runs in `state`, oldest logical date first.
     pub async fn runs_in_state(&self, state: RunState) -> Result<Vec<DagRunRow>> {
-        let sql = "SELECT dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner FROM dag_runs WHERE state = $1 ORDER BY logical_date_us, queued_at_us";
-        let rows = sqlx::query(sql)
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state = $1 ORDER BY logical_date_us, queued_at_us"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(state.as_str())
             .fetch_all(&self.pool)
             .await?;

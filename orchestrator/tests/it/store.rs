@@ -19,6 +19,7 @@ async fn runs(store: &Store, dag_id: &str, count: i64) {
             run_type: RunType::Scheduled,
             conf: Default::default(),
             owner: None,
+            backfill_id: None,
         };
         store.create_run(&new, &[]).await.unwrap().unwrap();
     }
@@ -71,6 +72,7 @@ async fn group_commits_write_all_or_nothing(store: Store) {
         run_type: RunType::Manual,
         conf: Default::default(),
         owner: Some("driver-a".into()),
+        backfill_id: None,
     };
     let tasks: Vec<NewTaskInstance> = (0..300)
         .map(|i| NewTaskInstance {
@@ -165,6 +167,7 @@ async fn runs_and_task_instances_filter_across_dags(store: Store) {
                 run_type: RunType::Scheduled,
                 conf: Default::default(),
                 owner: None,
+                backfill_id: None,
             };
             let tis: Vec<NewTaskInstance> = ["x", "y"]
                 .into_iter()

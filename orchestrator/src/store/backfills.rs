@@ -1,0 +1,351 @@
+//! Backfills: a DAG's runs over past intervals, created together (queued) and started by the
+//! scheduler under the backfill's own `max_active_runs`; paused, resumed and cancelled as one.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, any::AnyRow};
+
+use super::{
+    NewTaskInstance, Result, RunKey, RunState, RunType, Store, from_micros, runs::insert_run,
+    to_micros,
+};
+use crate::store::NewRun;
+
+/// A backfill to create.
+#[derive(Debug, Clone)]
+pub struct NewBackfill {
+    pub dag_id: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// `none`, `failed` or `all`.
+    pub reprocess: String,
+    pub max_active_runs: u32,
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    /// Who asked for it (a user name, or the OS user of the CLI).
+    pub created_by: String,
+}
+
+/// A backfill as stored, with how far its runs have got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackfillRow {
+    pub id: i64,
+    pub dag_id: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub reprocess: String,
+    pub max_active_runs: u32,
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub is_paused: bool,
+    pub is_cancelled: bool,
+    /// When its last run ended, or when it was cancelled.
+    pub completed_at: Option<DateTime<Utc>>,
+    pub progress: BackfillProgress,
+}
+
+/// How many of a backfill's runs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackfillProgress {
+    pub total: u64,
+    pub queued: u64,
+    pub running: u64,
+    pub success: u64,
+    pub failed: u64,
+    /// Stopped (a cancelled backfill's queued runs are stopped).
+    pub stopped: u64,
+}
+
+impl BackfillProgress {
+    fn add(&mut self, state: &str, count: u64) {
+        self.total += count;
+        match state.parse::<RunState>() {
+            Ok(RunState::Queued) => self.queued += count,
+            Ok(RunState::Running) => self.running += count,
+            Ok(RunState::Success) => self.success += count,
+            Ok(RunState::Failed) => self.failed += count,
+            _ => self.stopped += count,
+        }
+    }
+
+    /// Runs not ended yet.
+    pub fn unfinished(&self) -> u64 {
+        self.queued + self.running
+    }
+}
+
+/// What the scheduler needs to know of an unfinished backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackfillLimit {
+    pub is_paused: bool,
+    pub max_active_runs: u32,
+}
+
+const COLUMNS: &str = "id, dag_id, from_us, to_us, reprocess, max_active_runs, conf, created_at_us, created_by, is_paused, is_cancelled, completed_at_us";
+
+impl BackfillRow {
+    /// `running`, `paused`, `completed` or `cancelled`.
+    pub fn state(&self) -> &'static str {
+        match (self.completed_at, self.is_cancelled, self.is_paused) {
+            (Some(_), true, _) => "cancelled",
+            (Some(_), false, _) => "completed",
+            (None, _, true) => "paused",
+            (None, _, false) => "running",
+        }
+    }
+}
+
+fn backfill_from_row(row: &AnyRow) -> Result<BackfillRow> {
+    let conf: String = row.try_get("conf")?;
+    Ok(BackfillRow {
+        id: row.try_get("id")?,
+        dag_id: row.try_get("dag_id")?,
+        from: from_micros(row.try_get("from_us")?),
+        to: from_micros(row.try_get("to_us")?),
+        reprocess: row.try_get("reprocess")?,
+        max_active_runs: u32::try_from(row.try_get::<i64, _>("max_active_runs")?).unwrap_or(1),
+        conf: serde_json::from_str(&conf).unwrap_or_default(),
+        created_at: from_micros(row.try_get("created_at_us")?),
+        created_by: row.try_get("created_by")?,
+        is_paused: row.try_get::<i64, _>("is_paused")? != 0,
+        is_cancelled: row.try_get::<i64, _>("is_cancelled")? != 0,
+        completed_at: row
+            .try_get::<Option<i64>, _>("completed_at_us")?
+            .map(from_micros),
+        progress: BackfillProgress::default(),
+    })
+}
+
+impl Store {
+    /// Creates a backfill and one queued run (with its task instances) per logical date in
+    /// one transaction; returns its id. A date whose `backfill__<date>` run exists already
+    /// (a rerun) gets `backfill__<date>__<id>`.
+    pub async fn create_backfill(
+        &self,
+        new: &NewBackfill,
+        dates: &[DateTime<Utc>],
+        tasks: &[NewTaskInstance],
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO backfills (dag_id, from_us, to_us, reprocess, max_active_runs, conf, created_at_us, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(new.dag_id.as_str())
+        .bind(to_micros(new.from))
+        .bind(to_micros(new.to))
+        .bind(new.reprocess.as_str())
+        .bind(i64::from(new.max_active_runs))
+        .bind(serde_json::Value::Object(new.conf.clone()).to_string())
+        .bind(to_micros(Utc::now()))
+        .bind(new.created_by.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let mut created = Vec::with_capacity(dates.len());
+        for logical_date in dates {
+            let mut run = NewRun {
+                dag_id: new.dag_id.clone(),
+                run_id: NewRun::run_id_for(RunType::Backfill, *logical_date),
+                logical_date: *logical_date,
+                run_type: RunType::Backfill,
+                conf: new.conf.clone(),
+                owner: None,
+                backfill_id: Some(id),
+            };
+            if !insert_run(&mut tx, &run, tasks).await? {
+                run.run_id = format!("{}__{id}", run.run_id);
+                insert_run(&mut tx, &run, tasks).await?;
+            }
+            created.push(run.run_id);
+        }
+        tx.commit().await?;
+        for run_id in created {
+            self.publish_run(&new.dag_id, &run_id, RunState::Queued);
+        }
+        Ok(id)
+    }
+
+    /// The latest run's state at each logical date of `dag_id` from `from` to `to`.
+    pub async fn run_states_between(
+        &self,
+        dag_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashMap<DateTime<Utc>, RunState>> {
+        let rows = sqlx::query(
+            "SELECT logical_date_us, state FROM dag_runs
+             WHERE dag_id = $1 AND logical_date_us >= $2 AND logical_date_us <= $3
+             ORDER BY queued_at_us",
+        )
+        .bind(dag_id)
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut latest = HashMap::new();
+        for row in &rows {
+            let state: String = row.try_get("state")?;
+            if let Ok(state) = state.parse() {
+                latest.insert(from_micros(row.try_get("logical_date_us")?), state);
+            }
+        }
+        Ok(latest)
+    }
+
+    /// The backfills of `dag_id`, newest first, with their progress.
+    pub async fn backfills_of(&self, dag_id: &str) -> Result<Vec<BackfillRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM backfills WHERE dag_id = $1 ORDER BY id DESC");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dag_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut backfills = rows
+            .iter()
+            .map(backfill_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let progress = self.backfill_progress(Some(dag_id)).await?;
+        for backfill in &mut backfills {
+            backfill.progress = progress.get(&backfill.id).copied().unwrap_or_default();
+        }
+        Ok(backfills)
+    }
+
+    /// One backfill with its progress.
+    pub async fn backfill(&self, id: i64) -> Result<Option<BackfillRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM backfills WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(mut backfill) = row.as_ref().map(backfill_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let progress = self.backfill_progress(Some(&backfill.dag_id)).await?;
+        backfill.progress = progress.get(&id).copied().unwrap_or_default();
+        Ok(Some(backfill))
+    }
+
+    /// Runs per state of every backfill (of `dag_id`).
+    async fn backfill_progress(
+        &self,
+        dag_id: Option<&str>,
+    ) -> Result<HashMap<i64, BackfillProgress>> {
+        let rows = sqlx::query(
+            "SELECT backfill_id, state, COUNT(*) AS n FROM dag_runs
+             WHERE backfill_id IS NOT NULL AND ($1 = '' OR dag_id = $1)
+             GROUP BY backfill_id, state",
+        )
+        .bind(dag_id.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut progress: HashMap<i64, BackfillProgress> = HashMap::new();
+        for row in &rows {
+            let state: String = row.try_get("state")?;
+            let count: i64 = row.try_get("n")?;
+            progress
+                .entry(row.try_get("backfill_id")?)
+                .or_default()
+                .add(&state, u64::try_from(count).unwrap_or(0));
+        }
+        Ok(progress)
+    }
+
+    /// Pauses or resumes an unfinished backfill; false when it is completed (or unknown).
+    pub async fn set_backfill_paused(&self, id: i64, paused: bool) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE backfills SET is_paused = $1 WHERE id = $2 AND completed_at_us IS NULL",
+        )
+        .bind(i64::from(paused))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Cancels an unfinished backfill: its queued runs are stopped (its running ones run on)
+    /// and it is completed now; false when it was completed already (or is unknown).
+    pub async fn cancel_backfill(&self, id: i64) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE backfills SET completed_at_us = $1, is_paused = 0, is_cancelled = 1
+             WHERE id = $2 AND completed_at_us IS NULL",
+        )
+        .bind(to_micros(Utc::now()))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let queued = sqlx::query(
+            "SELECT dag_id, run_id FROM dag_runs WHERE backfill_id = $1 AND state = $2",
+        )
+        .bind(id)
+        .bind(RunState::Queued.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &queued {
+            let run = RunKey {
+                dag_id: row.try_get("dag_id")?,
+                run_id: row.try_get("run_id")?,
+            };
+            // One the scheduler started meanwhile runs on.
+            self.stop_queued_run(&run).await?;
+        }
+        Ok(true)
+    }
+
+    /// The pause and limit of every backfill not completed.
+    pub async fn unfinished_backfills(&self) -> Result<HashMap<i64, BackfillLimit>> {
+        let rows = sqlx::query(
+            "SELECT id, is_paused, max_active_runs FROM backfills WHERE completed_at_us IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let limit = BackfillLimit {
+                    is_paused: row.try_get::<i64, _>("is_paused")? != 0,
+                    max_active_runs: u32::try_from(row.try_get::<i64, _>("max_active_runs")?)
+                        .unwrap_or(1),
+                };
+                Ok((row.try_get("id")?, limit))
+            })
+            .collect()
+    }
+
+    /// Completes the unfinished backfills whose runs have all ended; returns their ids.
+    pub async fn complete_finished_backfills(&self) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "UPDATE backfills SET completed_at_us = $1
+             WHERE completed_at_us IS NULL AND NOT EXISTS (
+                SELECT 1 FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state IN ($2, $3))
+             RETURNING id",
+        )
+        .bind(to_micros(Utc::now()))
+        .bind(RunState::Queued.as_str())
+        .bind(RunState::Running.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+    }
+
+    /// Running runs by DAG and backfill (None: the DAG's own runs, scheduled or manual).
+    pub async fn running_run_counts(&self) -> Result<HashMap<(String, Option<i64>), u32>> {
+        let rows = sqlx::query(
+            "SELECT dag_id, backfill_id, COUNT(*) AS n FROM dag_runs WHERE state = $1
+             GROUP BY dag_id, backfill_id",
+        )
+        .bind(RunState::Running.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let count: i64 = row.try_get("n")?;
+                let key = (row.try_get("dag_id")?, row.try_get("backfill_id")?);
+                Ok((key, u32::try_from(count).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+}
