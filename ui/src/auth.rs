@@ -258,7 +258,8 @@ fn is_open(path: &str) -> bool {
 /// audit log, `viewer` for the rest. Signing in and out needs none.
 fn required_role(writes: bool, path: &str) -> Role {
     let admin_only = ["/audit", "/api/v1/eventLogs"];
-    let trigger_form = path.starts_with("/dags/") && path.ends_with("/trigger");
+    let trigger_form =
+        path.starts_with("/dags/") && (path.ends_with("/trigger") || path.ends_with("/backfill"));
     if admin_only.contains(&path) {
         Role::Admin
     } else if writes || trigger_form {
@@ -621,6 +622,7 @@ mod tests {
         assert_eq!(required_role(false, "/dags/hello"), Role::Viewer);
         assert_eq!(required_role(true, "/dags/hello/pause"), Role::Op);
         assert_eq!(required_role(false, "/dags/hello/trigger"), Role::Op);
+        assert_eq!(required_role(false, "/dags/hello/backfill"), Role::Op);
         assert_eq!(required_role(false, "/audit"), Role::Admin);
         assert_eq!(required_role(false, "/api/v1/eventLogs"), Role::Admin);
     }

@@ -6,10 +6,11 @@ use futures::stream::BoxStream;
 use crate::{
     ids::{DagId, RunKey, TaskKey, TryKey},
     views::{
-        Actor, DagDetail, DagList, DagQuery, DagSummary, EventLogList, EventLogQuery, GridView,
-        HealthView, ImportErrorView, ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent,
-        LogMatch, LogRange, Mark, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail,
-        StreamTick, StreamView, TaskInstanceList, User, WorkersView,
+        Actor, BackfillAction, BackfillPlanView, BackfillRequest, BackfillView, DagDetail, DagList,
+        DagQuery, DagSummary, EventLogList, EventLogQuery, GridView, HealthView, ImportErrorView,
+        ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
+        ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail, StreamTick, StreamView,
+        TaskInstanceList, User, WorkersView,
     },
 };
 
@@ -115,6 +116,23 @@ pub trait Backend: Send + Sync + 'static {
         actor: &Actor,
     ) -> BackendResult<Vec<String>>;
     async fn mark_task(&self, task: &TaskKey, mark: Mark, actor: &Actor) -> BackendResult<()>;
+    /// Plans a backfill of a cron DAG and, unless dry, queues its runs.
+    async fn backfill(
+        &self,
+        dag_id: &DagId,
+        request: BackfillRequest,
+        actor: &Actor,
+    ) -> BackendResult<BackfillPlanView>;
+    /// The backfills of a DAG, newest first.
+    async fn backfills(&self, dag_id: &DagId) -> BackendResult<Vec<BackfillView>>;
+    /// Pauses, resumes or cancels a backfill of the DAG.
+    async fn change_backfill(
+        &self,
+        dag_id: &DagId,
+        backfill_id: i64,
+        action: BackfillAction,
+        actor: &Actor,
+    ) -> BackendResult<BackfillView>;
     /// Stops a run (streams flush and commit first).
     async fn stop_run(&self, run: &RunKey, actor: &Actor) -> BackendResult<RunView>;
 

@@ -2,6 +2,7 @@
 //! folder, the logs and (under `serve`) the executor. Commands go through [`crate::commands`],
 //! as the CLI's do.
 
+mod backfills;
 mod live;
 mod logs;
 mod metrics;
@@ -686,6 +687,30 @@ impl ui::Backend for WebBackend {
         commands::clear_tasks(&self.store, &dag, &run_key(run), task_ids.to_vec(), actor)
             .await
             .map_err(command_error)
+    }
+
+    async fn backfill(
+        &self,
+        dag_id: &DagId,
+        request: ui::views::BackfillRequest,
+        actor: &Actor,
+    ) -> BackendResult<ui::views::BackfillPlanView> {
+        self.plan_backfill(dag_id, request, actor).await
+    }
+
+    async fn backfills(&self, dag_id: &DagId) -> BackendResult<Vec<ui::views::BackfillView>> {
+        self.dag_backfills(dag_id).await
+    }
+
+    async fn change_backfill(
+        &self,
+        dag_id: &DagId,
+        backfill_id: i64,
+        action: ui::views::BackfillAction,
+        actor: &Actor,
+    ) -> BackendResult<ui::views::BackfillView> {
+        self.change_dag_backfill(dag_id, backfill_id, action, actor)
+            .await
     }
 
     async fn mark_task(&self, task: &UiTaskKey, mark: Mark, actor: &Actor) -> BackendResult<()> {

@@ -151,7 +151,7 @@ async fn dag_live_view(
         .run
         .clone()
         .or_else(|| grid.runs.last().map(|r| r.run_id.clone()));
-    Ok(DagLiveView::new(
+    let mut live = DagLiveView::new(
         detail,
         grid,
         history,
@@ -159,7 +159,9 @@ async fn dag_live_view(
         selected,
         query.before,
         principal,
-    ))
+    );
+    live.backfills = state.backend.backfills(&dag_id).await?;
+    Ok(live)
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! One module per resource, each with its page and `/api/v1` handlers side by side.
 
 mod audit;
+mod backfills;
 mod clear;
 mod dags;
 mod live;
@@ -27,6 +28,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(session::router())
         .merge(audit::router())
         .merge(dags::router())
+        .merge(backfills::router())
         .merge(runs::router())
         .merge(tasks::router())
         .merge(live::router())
@@ -42,6 +44,7 @@ fn api_router() -> Router<AppState> {
         .merge(audit::api_router())
         .merge(clear::api_router())
         .merge(dags::api_router())
+        .merge(backfills::api_router())
         .merge(runs::api_router())
         .merge(tasks::api_router())
         .merge(streams::api_router())

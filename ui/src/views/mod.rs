@@ -2,6 +2,7 @@
 //! the HTML pages.
 
 mod audit;
+mod backfills;
 pub mod charts;
 mod dags;
 pub mod format;
@@ -16,6 +17,10 @@ mod users;
 mod workers;
 
 pub use audit::{EventLogList, EventLogQuery, EventLogView};
+pub use backfills::{
+    BackfillAction, BackfillDateView, BackfillList, BackfillPlanView, BackfillProgressView,
+    BackfillRequest, BackfillView,
+};
 pub use dags::{
     DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView, ImportErrorView,
     ParamView, ProblemView, TaskNode,

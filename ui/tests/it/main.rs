@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod auth;
+mod backfills;
 mod pages;
 mod roles;
 mod streams;

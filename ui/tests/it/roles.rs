@@ -14,6 +14,12 @@ fn writes() -> Vec<(&'static str, String, &'static str)> {
     vec![
         ("POST", "/dags/hello/pause".into(), "paused=true"),
         ("POST", "/dags/hello/trigger".into(), "conf=%7B%7D"),
+        (
+            "POST",
+            "/dags/hello/backfill".into(),
+            "from_date=2026-01-01&to_date=2026-01-02",
+        ),
+        ("POST", "/dags/hello/backfills/1/pause".into(), ""),
         ("POST", format!("{run}/stop"), ""),
         ("POST", format!("{run}/tasks/greet/clear"), ""),
         ("POST", format!("{run}/tasks/greet/mark"), "state=success"),
@@ -28,6 +34,12 @@ fn writes() -> Vec<(&'static str, String, &'static str)> {
             r#"{"conf": {}}"#,
         ),
         ("POST", format!("{api_run}/stop"), ""),
+        (
+            "POST",
+            "/api/v1/dags/hello/backfills".into(),
+            r#"{"from_date": "2026-01-01", "to_date": "2026-01-02"}"#,
+        ),
+        ("PUT", "/api/v1/dags/hello/backfills/1/cancel".into(), ""),
         (
             "PATCH",
             format!("{api_run}/taskInstances/greet"),

@@ -83,6 +83,8 @@ pub struct DagLiveView {
     /// The page's query without `run`, for links that select a run.
     pub before: Option<String>,
     pub access: Access,
+    /// The DAG's backfills, newest first.
+    pub backfills: Vec<crate::views::BackfillView>,
 }
 
 impl DagLiveView {
@@ -119,6 +121,7 @@ impl DagLiveView {
             selected_run,
             before,
             access: Access::of(principal),
+            backfills: Vec::new(),
         }
     }
 
@@ -345,7 +348,9 @@ impl TriggerForm {
     }
 }
 
-fn parse_conf_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+pub(super) fn parse_conf_object(
+    text: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(serde_json::Map::new());
@@ -372,6 +377,11 @@ pub struct TriggerPage {
 impl crate::views::DagSummary {
     pub fn next_stamp(&self) -> Stamp {
         Stamp(self.next_run)
+    }
+
+    /// A cron schedule (`0 * * * *`, `@daily`): one a backfill can run over.
+    pub fn is_cron(&self) -> bool {
+        !matches!(self.schedule.as_str(), "" | "@once" | "@continuous")
     }
 
     pub fn schedule_text(&self) -> &str {

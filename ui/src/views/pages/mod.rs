@@ -3,13 +3,14 @@
 //! same template file.
 
 mod audit;
+mod backfills;
 mod dags;
 mod logs;
 mod runs;
 
 use askama::Template;
 
-pub use self::{audit::*, dags::*, logs::*, runs::*};
+pub use self::{audit::*, backfills::*, dags::*, logs::*, runs::*};
 use super::ImportErrorView;
 use crate::{AppState, assets, auth::Principal, views::Role};
 

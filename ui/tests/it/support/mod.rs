@@ -17,8 +17,9 @@ use tower::ServiceExt;
 use ui::{
     BackendError, BackendResult, DagId, RunKey, TaskKey, TryKey, UiConfig,
     views::{
-        Actor, EventLogList, EventLogQuery, EventLogView, ListTaskInstanceForm, Role,
-        TaskInstanceList,
+        Actor, BackfillAction, BackfillDateView, BackfillPlanView, BackfillProgressView,
+        BackfillRequest, BackfillView, EventLogList, EventLogQuery, EventLogView,
+        ListTaskInstanceForm, Role, TaskInstanceList,
     },
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
@@ -62,6 +63,8 @@ pub(crate) struct Memory {
     pub audited: Vec<(Actor, String, serde_json::Value)>,
     /// When `admin` last changed their password.
     pub admin_password_changed_at: Option<chrono::DateTime<Utc>>,
+    /// Backfills created, newest last.
+    pub backfills: Vec<BackfillView>,
     /// `admin` was deleted.
     pub admin_deleted: bool,
 }
@@ -575,6 +578,94 @@ impl ui::Backend for MemoryBackend {
             memory.cleared.push((task_id.clone(), false));
         }
         Ok(task_ids.to_vec())
+    }
+
+    /// Three hourly dates from `from_date` (`2026-01-01`), the second skipped; refuses a
+    /// `from_date` that is not a date.
+    async fn backfill(
+        &self,
+        dag_id: &DagId,
+        request: BackfillRequest,
+        actor: &Actor,
+    ) -> BackendResult<BackfillPlanView> {
+        Self::check_dag(dag_id)?;
+        let from = chrono::NaiveDate::parse_from_str(&request.from_date, "%Y-%m-%d")
+            .map_err(|_| BackendError::invalid("from_date", "bad date"))?
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        let dates: Vec<BackfillDateView> = (0..3)
+            .map(|h| BackfillDateView {
+                logical_date: from + chrono::Duration::hours(h),
+                action: if h == 1 { "skip" } else { "run" }.into(),
+                reason: (h == 1).then(|| "has a run (success)".into()),
+            })
+            .collect();
+        let mut memory = self.memory();
+        let backfill = (!request.dry_run).then(|| {
+            let view = BackfillView {
+                id: memory.backfills.len() as i64 + 1,
+                dag_id: dag_id.to_string(),
+                from_date: from,
+                to_date: from + chrono::Duration::hours(2),
+                dag_run_conf: request.dag_run_conf.clone(),
+                is_paused: false,
+                reprocess_behavior: request.reprocess_behavior.clone().unwrap_or_default(),
+                max_active_runs: request.max_active_runs.unwrap_or(1),
+                created_at: Utc::now(),
+                completed_at: None,
+                created_by: actor.username.clone(),
+                state: "running".into(),
+                progress: BackfillProgressView {
+                    total: 2,
+                    queued: 1,
+                    success: 1,
+                    ..Default::default()
+                },
+            };
+            memory.backfills.push(view.clone());
+            view
+        });
+        Ok(BackfillPlanView {
+            dry_run: request.dry_run,
+            total_entries: 3,
+            runs: 2,
+            dates,
+            backfill,
+        })
+    }
+
+    async fn backfills(&self, dag_id: &DagId) -> BackendResult<Vec<BackfillView>> {
+        Self::check_dag(dag_id)?;
+        Ok(self.memory().backfills.iter().rev().cloned().collect())
+    }
+
+    async fn change_backfill(
+        &self,
+        dag_id: &DagId,
+        backfill_id: i64,
+        action: BackfillAction,
+        _: &Actor,
+    ) -> BackendResult<BackfillView> {
+        Self::check_dag(dag_id)?;
+        let mut memory = self.memory();
+        let backfill = memory
+            .backfills
+            .iter_mut()
+            .find(|b| b.id == backfill_id)
+            .ok_or_else(|| BackendError::NotFound(format!("no backfill {backfill_id}")))?;
+        match action {
+            BackfillAction::Pause => backfill.is_paused = true,
+            BackfillAction::Unpause => backfill.is_paused = false,
+            BackfillAction::Cancel => {
+                backfill.completed_at = Some(Utc::now());
+                backfill.state = "cancelled".into();
+            }
+        }
+        if backfill.is_paused && backfill.completed_at.is_none() {
+            backfill.state = "paused".into();
+        }
+        Ok(backfill.clone())
     }
 
     async fn mark_task(&self, task: &TaskKey, mark: Mark, _: &Actor) -> BackendResult<()> {
