@@ -5,6 +5,7 @@
 mod support;
 
 mod airflow_api;
+mod backfill;
 mod browser;
 mod commands;
 mod dags_validate;
