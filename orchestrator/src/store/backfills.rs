@@ -164,6 +164,7 @@ impl Store {
         for run_id in created {
             self.publish_run(&new.dag_id, &run_id, RunState::Queued);
         }
+        self.publish_backfill(&new.dag_id, id);
         Ok(id)
     }
 
@@ -254,30 +255,41 @@ impl Store {
 
     /// Pauses or resumes an unfinished backfill; false when it is completed (or unknown).
     pub async fn set_backfill_paused(&self, id: i64, paused: bool) -> Result<bool> {
-        let result = sqlx::query(
-            "UPDATE backfills SET is_paused = $1 WHERE id = $2 AND completed_at_us IS NULL",
+        let rows = sqlx::query(
+            "UPDATE backfills SET is_paused = $1 WHERE id = $2 AND completed_at_us IS NULL
+             RETURNING dag_id",
         )
         .bind(i64::from(paused))
         .bind(id)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(result.rows_affected() == 1)
+        for row in &rows {
+            self.publish_backfill(&row.try_get::<String, _>("dag_id")?, id);
+        }
+        Ok(rows.len() == 1)
+    }
+
+    fn publish_backfill(&self, dag_id: &str, backfill_id: i64) {
+        self.events.publish(super::StoreEvent::Backfill {
+            dag_id: dag_id.to_owned(),
+            backfill_id,
+        });
     }
 
     /// Cancels an unfinished backfill: its queued runs are stopped (its running ones run on)
     /// and it is completed now; false when it was completed already (or is unknown).
     pub async fn cancel_backfill(&self, id: i64) -> Result<bool> {
-        let result = sqlx::query(
+        let cancelled = sqlx::query(
             "UPDATE backfills SET completed_at_us = $1, is_paused = 0, is_cancelled = 1
-             WHERE id = $2 AND completed_at_us IS NULL",
+             WHERE id = $2 AND completed_at_us IS NULL RETURNING dag_id",
         )
         .bind(to_micros(Utc::now()))
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        if result.rows_affected() == 0 {
+        let Some(cancelled) = cancelled else {
             return Ok(false);
-        }
+        };
         let queued = sqlx::query(
             "SELECT dag_id, run_id FROM dag_runs WHERE backfill_id = $1 AND state = $2",
         )
@@ -293,6 +305,7 @@ impl Store {
             // One the scheduler started meanwhile runs on.
             self.stop_queued_run(&run).await?;
         }
+        self.publish_backfill(&cancelled.try_get::<String, _>("dag_id")?, id);
         Ok(true)
     }
 
@@ -317,18 +330,28 @@ impl Store {
 
     /// Completes the unfinished backfills whose runs have all ended; returns their ids.
     pub async fn complete_finished_backfills(&self) -> Result<Vec<i64>> {
+        let completed = self.complete_backfills_now().await?;
+        for (dag_id, id) in &completed {
+            self.publish_backfill(dag_id, *id);
+        }
+        Ok(completed.into_iter().map(|(_, id)| id).collect())
+    }
+
+    async fn complete_backfills_now(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
             "UPDATE backfills SET completed_at_us = $1
              WHERE completed_at_us IS NULL AND NOT EXISTS (
                 SELECT 1 FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state IN ($2, $3))
-             RETURNING id",
+             RETURNING dag_id, id",
         )
         .bind(to_micros(Utc::now()))
         .bind(RunState::Queued.as_str())
         .bind(RunState::Running.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+        rows.iter()
+            .map(|row| Ok((row.try_get("dag_id")?, row.try_get("id")?)))
+            .collect()
     }
 
     /// Running runs by DAG and backfill (None: the DAG's own runs, scheduled or manual).

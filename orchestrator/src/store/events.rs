@@ -22,6 +22,9 @@ pub enum StoreEvent {
     },
     /// Paused or unpaused.
     Dag { dag_id: String, is_paused: bool },
+    /// A backfill was created, paused, resumed, cancelled or completed (its runs' own moves
+    /// are `Run` events).
+    Backfill { dag_id: String, backfill_id: i64 },
     /// Someone asked a running run to stop: whoever runs its tries cancels them.
     StopRequested { dag_id: String, run_id: String },
     /// Lines of a try's log reached the store (shipped by the process running the try).

@@ -44,7 +44,7 @@ fn encode(origin: &str, event: &StoreEvent) -> Option<String> {
         StoreEvent::StopRequested { dag_id, run_id } => {
             Some(format!("{origin}\tS\t{dag_id}\t{run_id}"))
         }
-        StoreEvent::Dag { .. } => None,
+        StoreEvent::Dag { .. } | StoreEvent::Backfill { .. } => None,
     }
 }
 

@@ -177,6 +177,18 @@ fn live_event(seq: u64, event: StoreEvent) -> Option<LiveEvent> {
             state: Some(if is_paused { "paused" } else { "active" }.into()),
             try_number: None,
         },
+        StoreEvent::Backfill {
+            dag_id,
+            backfill_id,
+        } => LiveEvent {
+            seq,
+            dag_id,
+            run_id: None,
+            task_id: None,
+            kind: "backfill".into(),
+            state: Some(backfill_id.to_string()),
+            try_number: None,
+        },
         StoreEvent::StopRequested { .. } | StoreEvent::Log { .. } => return None,
     };
     Some(event)

@@ -659,3 +659,63 @@ async fn streams_and_results_follow_the_pipeline_live() {
     .await;
     ui.shot("run-streams").await;
 }
+
+const HOURLY: &str = r#"
+[dag]
+id = "hourly"
+schedule = "0 * * * *"
+max_active_runs = 2
+[[task]]
+id = "work"
+operator = "shell"
+command = "sleep 0.5"
+"#;
+
+/// An op previews a backfill's dates in the form, starts it, and follows its progress on
+/// the DAG page without reloading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_is_previewed_started_and_followed_live_in_the_browser() {
+    let ui = Ui::start_with(&[("hourly.toml", HOURLY.into())], &[]).await;
+    ui.sign_in_as("admin", PASSWORD, "#trigger-hourly").await;
+    ui.goto("/dags/hourly").await;
+    ui.click("#backfill").await;
+    ui.until(
+        "the backfill form",
+        Duration::from_secs(10),
+        "return !!document.querySelector('#backfill-form')",
+    )
+    .await;
+    ui.fill("#from_date", "2026-11-01").await;
+    ui.fill("#to_date", "2026-11-01T05:00").await;
+    ui.click("#backfill-preview").await;
+    ui.until(
+        "the previewed dates",
+        Duration::from_secs(10),
+        "const plan = document.querySelector('#backfill-plan'); \
+         return !!plan && plan.textContent.includes('6 of 6 dates would run')",
+    )
+    .await;
+    ui.shot("backfill-preview").await;
+    ui.click("#backfill-submit").await;
+    ui.until(
+        "the DAG page with the backfill",
+        Duration::from_secs(10),
+        "return location.pathname === '/dags/hourly' && !!document.querySelector('#backfill-1')",
+    )
+    .await;
+    ui.js("window.updraftMarker = 'not reloaded'; return true")
+        .await;
+    ui.until(
+        "every run of the backfill done, live",
+        Duration::from_secs(60),
+        "const b = document.querySelector('#backfill-1'); \
+         return !!b && b.textContent.includes('6 done') && b.dataset.state === 'completed'",
+    )
+    .await;
+    assert_eq!(
+        ui.js("return window.updraftMarker").await,
+        serde_json::json!("not reloaded"),
+        "the progress came live, without a reload"
+    );
+    ui.shot("backfill-done").await;
+}
