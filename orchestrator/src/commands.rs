@@ -10,7 +10,7 @@ use crate::{
     backfill::{PlannedDate, Reprocess},
     dag::{Dag, parse_date_in},
     executor::Executor,
-    scheduler::new_manual_run,
+    scheduler::{dag_version, new_manual_run},
     store::{BackfillRow, DagRunRow, NewBackfill, RunKey, Store, StoreError, TaskKey, TiState},
 };
 
@@ -85,7 +85,8 @@ pub async fn trigger(
 ) -> Result<DagRunRow> {
     check_conf(dag, &conf)?;
     let detail = serde_json::json!({ "conf": conf });
-    let new = new_manual_run(dag, conf, None);
+    let mut new = new_manual_run(dag, conf, None);
+    new.dag_version_number = Some(dag_version(store, dag).await?);
     let run = store
         .create_run(&new, &dag.new_task_instances())
         .await?
@@ -394,6 +395,7 @@ pub async fn backfill(
         max_active_runs,
         conf: request.conf,
         created_by: actor.username.clone(),
+        dag_version_number: Some(dag_version(store, dag).await?),
     };
     let id = store
         .create_backfill(&new, &to_run, &dag.new_task_instances())

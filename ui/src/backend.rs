@@ -7,10 +7,10 @@ use crate::{
     ids::{DagId, RunKey, TaskKey, TryKey},
     views::{
         Actor, BackfillAction, BackfillPlanView, BackfillRequest, BackfillView, DagDetail, DagList,
-        DagQuery, DagSummary, EventLogList, EventLogQuery, GridView, HealthView, ImportErrorView,
-        ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
-        ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail, StreamTick, StreamView,
-        TaskInstanceList, User, WorkersView,
+        DagQuery, DagSummary, DagVersionView, EventLogList, EventLogQuery, GridView, HealthView,
+        ImportErrorView, ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent, LogMatch,
+        LogRange, Mark, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail,
+        StreamTick, StreamView, TaskInstanceList, User, WorkersView,
     },
 };
 
@@ -123,6 +123,8 @@ pub trait Backend: Send + Sync + 'static {
         request: BackfillRequest,
         actor: &Actor,
     ) -> BackendResult<BackfillPlanView>;
+    /// The stored versions of a DAG's file, oldest first.
+    async fn dag_versions(&self, dag_id: &DagId) -> BackendResult<Vec<DagVersionView>>;
     /// The backfills of a DAG, newest first.
     async fn backfills(&self, dag_id: &DagId) -> BackendResult<Vec<BackfillView>>;
     /// Pauses, resumes or cancels a backfill of the DAG.

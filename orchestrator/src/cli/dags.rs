@@ -10,7 +10,12 @@ pub enum DagsCommand {
     /// List the DAGs of the folder, and its import errors
     List,
     /// Show one DAG: schedule, params and tasks
-    Show { dag_id: String },
+    Show {
+        dag_id: String,
+        /// Print this stored version of the DAG file instead (see the versions listed)
+        #[arg(long)]
+        version: Option<i64>,
+    },
     /// Check every DAG file; exit 1 if any has a problem
     Validate,
     /// Queue a manual run (started by `orchestrator serve`)
@@ -31,7 +36,11 @@ pub enum DagsCommand {
 pub async fn execute(global: &GlobalArgs, command: DagsCommand) -> anyhow::Result<ExitCode> {
     match command {
         DagsCommand::List => list(global).await,
-        DagsCommand::Show { dag_id } => show(global, &dag_id),
+        DagsCommand::Show {
+            dag_id,
+            version: Some(number),
+        } => show_version(global, &dag_id, number).await,
+        DagsCommand::Show { dag_id, .. } => show(global, &dag_id).await,
         DagsCommand::Validate => validate(global),
         DagsCommand::Trigger { dag_id, conf } => trigger(global, &dag_id, conf.as_deref()).await,
         DagsCommand::Pause { dag_id } => set_paused(global, &dag_id, true).await,
@@ -75,7 +84,58 @@ fn print_import_errors(bag: &DagBag) {
     }
 }
 
-fn show(global: &GlobalArgs, dag_id: &str) -> anyhow::Result<ExitCode> {
+/// The stored versions of the DAG's file and which is the file now (`dags show --version N`
+/// prints one).
+async fn versions_line(global: &GlobalArgs, dag: &orchestrator::dag::Dag) -> String {
+    let versions = match global.store().await {
+        Ok(store) => store.dag_versions(&dag.id).await,
+        Err(error) => return format!("unknown ({error})"),
+    };
+    match versions {
+        Ok(versions) if versions.is_empty() => {
+            "none stored yet (serve stores each new text)".into()
+        }
+        Ok(versions) => {
+            let current = versions
+                .iter()
+                .find(|v| v.source_hash == dag.source_hash)
+                .map_or("the file now is not stored yet".to_string(), |v| {
+                    format!("the file now is v{}", v.version_number)
+                });
+            let numbers: Vec<String> = versions
+                .iter()
+                .map(|v| v.version_number.to_string())
+                .collect();
+            format!("{} ({current})", numbers.join(", "))
+        }
+        Err(error) => format!("unknown ({error})"),
+    }
+}
+
+/// The text of version `number` of a DAG's file, as stored.
+async fn show_version(global: &GlobalArgs, dag_id: &str, number: i64) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let Some((_, source)) = store.dag_version_source(dag_id, number).await? else {
+        let known: Vec<String> = store
+            .dag_versions(dag_id)
+            .await?
+            .iter()
+            .map(|v| v.version_number.to_string())
+            .collect();
+        anyhow::bail!(
+            "DAG {dag_id:?} has no version {number} (versions: {})",
+            if known.is_empty() {
+                "none yet".into()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    print!("{source}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(global: &GlobalArgs, dag_id: &str) -> anyhow::Result<ExitCode> {
     let dag = global.dag(dag_id)?;
     println!("dag_id:           {}", dag.id);
     println!("file:             {}", dag.file.display());
@@ -101,6 +161,7 @@ fn show(global: &GlobalArgs, dag_id: &str) -> anyhow::Result<ExitCode> {
         "params:           {}",
         serde_json::Value::Object(dag.params.clone())
     );
+    println!("versions:         {}", versions_line(global, &dag).await);
     println!();
     let rows: Vec<Vec<String>> = dag
         .tasks

@@ -38,7 +38,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             ..Default::default()
         },
     );
-    let new = new_manual_run(&dag, conf, Some(executor.owner().to_owned()));
+    let mut new = new_manual_run(&dag, conf, Some(executor.owner().to_owned()));
+    new.dag_version_number = Some(orchestrator::scheduler::dag_version(&store, &dag).await?);
     let Some(run) = store.create_run(&new, &dag.new_task_instances()).await? else {
         anyhow::bail!("a run {} of {} already exists", new.run_id, dag.id);
     };

@@ -34,6 +34,9 @@ pub struct Dag {
     pub queue: String,
     /// The orchestrator's environment variables every shell task of the DAG also gets.
     pub env_passthrough: Vec<String>,
+    /// The DAG file's text as parsed, and its SHA-256 (hex): a new hash is a new version.
+    pub source: std::sync::Arc<str>,
+    pub source_hash: String,
     /// Tasks in a topological order (every task after its upstreams).
     pub tasks: Vec<TaskSpec>,
     /// Task id -> position in `tasks` (set with them: [`Dag::set_tasks`]).

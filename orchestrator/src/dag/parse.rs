@@ -129,6 +129,8 @@ pub fn parse_dag_file(path: &Path, source: &str) -> Result<Dag, DagFileError> {
     match dag {
         Some(mut dag) if problems.list.is_empty() => {
             dag.file = path.to_owned();
+            dag.source = source.into();
+            dag.source_hash = source_hash(source);
             let mut tasks = tasks;
             for task in tasks.iter_mut().filter(|t| t.queue.is_empty()) {
                 task.queue.clone_from(&dag.queue);
@@ -228,9 +230,20 @@ fn parse_dag_table(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Option<Da
             .env_passthrough
             .map(Spanned::into_inner)
             .unwrap_or_default(),
+        source: "".into(),
+        source_hash: String::new(),
         tasks: Vec::new(),
         positions: Default::default(),
     })
+}
+
+/// SHA-256 of a DAG file's text, in hex.
+fn source_hash(source: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(source.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Ids name folders of the log tree and appear in URLs: keep them to a safe alphabet.

@@ -30,7 +30,7 @@ pub enum SchedulerError {
     #[error("the scheduler's clock: {0}")]
     Clock(#[from] tokio_cron_scheduler::JobSchedulerError),
 }
-pub use runs::{new_manual_run, parse_conf};
+pub use runs::{dag_version, new_manual_run, parse_conf};
 
 use crate::{
     dag::{CronWindow, Dag, DagBag, Schedule, due_logical_dates, next_fire},
@@ -177,6 +177,12 @@ impl Scheduler {
             .collect();
         if let Err(error) = self.executor.store().sync_dags(&rows).await {
             tracing::error!(%error, "Cannot record the DAGs in the store");
+        }
+        // A changed file is a new version from now on, run or not.
+        for dag in bag.dags.values() {
+            if let Err(error) = dag_version(self.executor.store(), dag).await {
+                tracing::error!(dag_id = %dag.id, %error, "Cannot record the DAG's version");
+            }
         }
         for error in &bag.errors {
             tracing::warn!(file = %error.file.display(), problems = error.problems.len(), "Import error: {error}");
@@ -446,6 +452,7 @@ impl Scheduler {
         dag: &Dag,
         logical_date: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
+        let dag_version_number = Some(dag_version(self.executor.store(), dag).await?);
         let new = NewRun {
             dag_id: dag.id.clone(),
             run_id: NewRun::run_id_for(RunType::Scheduled, logical_date),
@@ -454,6 +461,7 @@ impl Scheduler {
             conf: serde_json::Map::new(),
             owner: None,
             backfill_id: None,
+            dag_version_number,
         };
         if self
             .executor

@@ -37,6 +37,16 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The number of the version of `dag`'s file as loaded (stored if it is new).
+pub async fn dag_version(
+    store: &crate::store::Store,
+    dag: &Dag,
+) -> Result<i64, crate::store::StoreError> {
+    store
+        .dag_version(&dag.id, &dag.source_hash, &dag.source)
+        .await
+}
+
 /// A manual run of `dag` now; `owner` claims it at once (foreground `run`).
 pub fn new_manual_run(
     dag: &Dag,
@@ -52,6 +62,7 @@ pub fn new_manual_run(
         conf,
         owner,
         backfill_id: None,
+        dag_version_number: None,
     }
 }
 

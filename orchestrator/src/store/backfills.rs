@@ -24,6 +24,8 @@ pub struct NewBackfill {
     pub conf: serde_json::Map<String, serde_json::Value>,
     /// Who asked for it (a user name, or the OS user of the CLI).
     pub created_by: String,
+    /// The version of the DAG's file its runs are created with.
+    pub dag_version_number: Option<i64>,
 }
 
 /// A backfill as stored, with how far its runs have got.
@@ -153,6 +155,7 @@ impl Store {
                 conf: new.conf.clone(),
                 owner: None,
                 backfill_id: Some(id),
+                dag_version_number: new.dag_version_number,
             };
             if !insert_run(&mut tx, &run, tasks).await? {
                 run.run_id = format!("{}__{id}", run.run_id);

@@ -209,6 +209,22 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX IF NOT EXISTS dag_runs_by_dag_queued ON dag_runs (dag_id, queued_at_us, logical_date_us)",
         ],
     },
+    Migration {
+        version: 12,
+        description: "DAG versions: each new text of a DAG file, stored once (deflated), and the version each run was created with",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS dag_versions (
+            dag_id TEXT NOT NULL,
+            version_number BIGINT NOT NULL,
+            source_hash TEXT NOT NULL,
+            source_deflated TEXT NOT NULL,
+            source_bytes BIGINT NOT NULL,
+            created_at_us BIGINT NOT NULL,
+            PRIMARY KEY (dag_id, version_number)
+        )",
+            "ALTER TABLE dag_runs ADD COLUMN dag_version_number BIGINT",
+        ],
+    },
 ];
 
 /// `{auto_id}` in a migration: an integer key the database numbers, in each dialect's words.

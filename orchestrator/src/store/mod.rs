@@ -4,6 +4,7 @@
 mod audit;
 mod backfills;
 mod bulk;
+mod dag_versions;
 mod dags;
 mod events;
 mod filter;
@@ -30,6 +31,7 @@ use sqlx::{
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow};
 pub use backfills::{BackfillLimit, BackfillProgress, BackfillRow, NewBackfill};
+pub use dag_versions::DagVersionRow;
 pub use dags::DagRow;
 pub use events::StoreEvent;
 pub use lease::{LeaseAttempt, LeaseHolder};

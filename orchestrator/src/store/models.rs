@@ -99,6 +99,8 @@ pub struct DagRunRow {
     pub owner: Option<String>,
     /// The backfill that created the run.
     pub backfill_id: Option<i64>,
+    /// The version of its DAG's file it was created with (None before versions were kept).
+    pub dag_version_number: Option<i64>,
 }
 
 impl DagRunRow {
@@ -122,6 +124,8 @@ pub struct NewRun {
     pub owner: Option<String>,
     /// The backfill creating it.
     pub backfill_id: Option<i64>,
+    /// The version of its DAG's file it is created with.
+    pub dag_version_number: Option<i64>,
 }
 
 impl NewRun {

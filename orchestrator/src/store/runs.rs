@@ -9,7 +9,7 @@ use super::{
     transitions::run_can_transition,
 };
 
-const RUN_COLUMNS: &str = "dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner, backfill_id";
+const RUN_COLUMNS: &str = "dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, end_us, owner, backfill_id, dag_version_number";
 
 fn corrupt(message: String) -> StoreError {
     StoreError::Corrupt {
@@ -38,6 +38,7 @@ fn run_from_row(row: &AnyRow) -> Result<DagRunRow> {
         end: row.try_get::<Option<i64>, _>("end_us")?.map(from_micros),
         owner: row.try_get("owner")?,
         backfill_id: row.try_get("backfill_id")?,
+        dag_version_number: row.try_get("dag_version_number")?,
     })
 }
 
@@ -62,8 +63,8 @@ pub(super) async fn insert_run(
     let start = new.owner.as_ref().map(|_| to_micros(now));
     let conf = serde_json::Value::Object(new.conf.clone()).to_string();
     let inserted = sqlx::query(
-        "INSERT INTO dag_runs (dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, owner, backfill_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dag_id, run_id) DO NOTHING",
+        "INSERT INTO dag_runs (dag_id, run_id, logical_date_us, run_type, state, conf, queued_at_us, start_us, owner, backfill_id, dag_version_number)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (dag_id, run_id) DO NOTHING",
     )
     .bind(new.dag_id.as_str())
     .bind(new.run_id.as_str())
@@ -75,6 +76,7 @@ pub(super) async fn insert_run(
     .bind(start)
     .bind(new.owner.clone())
     .bind(new.backfill_id)
+    .bind(new.dag_version_number)
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 0 {

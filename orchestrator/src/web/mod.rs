@@ -514,10 +514,24 @@ impl ui::Backend for WebBackend {
                 .any(|r| r.dag_id == run.dag_id.as_str() && r.run_id == run.run_id)
         });
         let logical_date = row.logical_date;
+        let version = match row.dag_version_number {
+            Some(number) => self
+                .store
+                .dag_version_source(run.dag_id.as_str(), number)
+                .await
+                .map_err(internal)?,
+            None => None,
+        };
+        let dag_version_is_current = match (&version, &dag) {
+            (Some((stored, _)), Some(dag)) => stored.source_hash == dag.source_hash,
+            _ => false,
+        };
         Ok(RunDetail {
             run: run_view(row),
             task_instances: views::ordered_task_instances(tis, dag.as_deref(), logical_date),
             is_active,
+            dag_version_source: version.map(|(_, text)| text),
+            dag_version_is_current,
         })
     }
 
@@ -696,6 +710,36 @@ impl ui::Backend for WebBackend {
         actor: &Actor,
     ) -> BackendResult<ui::views::BackfillPlanView> {
         self.plan_backfill(dag_id, request, actor).await
+    }
+
+    async fn dag_versions(&self, dag_id: &DagId) -> BackendResult<Vec<ui::views::DagVersionView>> {
+        let current = self
+            .bag()
+            .get(dag_id.as_str())
+            .map(|d| d.source_hash.clone());
+        let versions = self
+            .store
+            .dag_versions(dag_id.as_str())
+            .await
+            .map_err(internal)?;
+        if versions.is_empty() && current.is_none() {
+            return Err(BackendError::NotFound(format!(
+                "no DAG {:?}",
+                dag_id.as_str()
+            )));
+        }
+        Ok(versions
+            .into_iter()
+            .map(|v| ui::views::DagVersionView {
+                is_current: current.as_deref() == Some(v.source_hash.as_str()),
+                dag_id: v.dag_id,
+                version_number: v.version_number,
+                source_hash: v.source_hash,
+                created_at: v.created_at,
+                source_bytes: v.source_bytes,
+                stored_bytes: v.stored_bytes,
+            })
+            .collect())
     }
 
     async fn backfills(&self, dag_id: &DagId) -> BackendResult<Vec<ui::views::BackfillView>> {

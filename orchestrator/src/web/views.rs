@@ -60,6 +60,7 @@ pub fn run_view(run: DagRunRow) -> RunView {
         start_date: run.start,
         end_date: run.end,
         conf: run.conf,
+        dag_version_number: run.dag_version_number,
     }
 }
 

@@ -230,6 +230,52 @@ fn a_cut_log_line_says_its_whole_length() {
     );
 }
 
+/// Each new text of a DAG file is a version: a run records the one it was created with, the
+/// run page shows that code after the file changed, and `dags show --version N` prints it.
+#[test]
+fn a_run_keeps_the_dag_version_it_was_created_with() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let file = dir.path().join("dags/ver.toml");
+    let text = |word: &str| {
+        format!(
+            "[dag]\nid = \"ver\"\n[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = \"echo {word}\"\n"
+        )
+    };
+    std::fs::write(&file, text("first")).unwrap();
+    let queued = cli_output(cli(dir.path()).args(["dags", "trigger", "ver"]));
+    let run_id = queued.split_whitespace().nth(2).unwrap().to_owned();
+    std::fs::write(&file, text("second")).unwrap();
+    cli_output(cli(dir.path()).args(["dags", "trigger", "ver"]));
+    let shown = cli_output(cli(dir.path()).args(["dags", "show", "ver"]));
+    assert!(shown.contains("1, 2 (the file now is v2)"), "{shown}");
+    let first = cli_output(cli(dir.path()).args(["dags", "show", "ver", "--version", "1"]));
+    assert_eq!(first, text("first"));
+    let missing = cli(dir.path())
+        .args(["dags", "show", "ver", "--version", "7"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("no version 7 (versions: 1, 2)"), "{stderr}");
+
+    let serve = Serve::start_healthy(dir.path());
+    let page = serve
+        .get(&format!("/dags/ver/runs/{run_id}"))
+        .unwrap_or_default();
+    assert!(
+        page.contains(">v1</a>") && page.contains("file changed since"),
+        "{page}"
+    );
+    assert!(
+        page.contains("echo first") && !page.contains("echo second"),
+        "{page}"
+    );
+    let versions = serve
+        .get("/api/v1/dags/ver/dagVersions")
+        .unwrap_or_default();
+    assert!(versions.contains("\"total_entries\":2"), "{versions}");
+}
+
 /// As shipped, `serve` shows nothing to someone not signed in: pages go to the sign-in page,
 /// the API answers 401; `/health` and the sign-in page stay open.
 #[test]

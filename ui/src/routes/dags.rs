@@ -18,7 +18,7 @@ use crate::{
     html::Page,
     ids::DagId,
     views::{
-        DagDetail, DagList, DagQuery, DagSummary, ImportErrorView, RunQuery,
+        DagDetail, DagList, DagQuery, DagSummary, DagVersionList, ImportErrorView, RunQuery,
         pages::{
             Chrome, DagLive, DagLiveView, DagPage, DagRows, DagRowsView, DagsPage,
             ImportErrorsPage, TriggerForm, TriggerPage,
@@ -44,6 +44,7 @@ pub(super) fn api_router() -> Router<AppState> {
     Router::new()
         .route("/dags", get(api_list))
         .route("/dags/{dag_id}", get(api_get).patch(api_patch))
+        .route("/dags/{dag_id}/dagVersions", get(api_versions))
         .route("/importErrors", get(api_import_errors))
 }
 
@@ -235,6 +236,18 @@ async fn api_list(
     ApiQuery(query): ApiQuery<DagQuery>,
 ) -> Result<Json<DagList>, AppError> {
     Ok(Json(state.backend.dags(&query).await?))
+}
+
+async fn api_versions(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<Json<DagVersionList>, AppError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    let dag_versions = state.backend.dag_versions(&dag_id).await?;
+    Ok(Json(DagVersionList {
+        total_entries: dag_versions.len(),
+        dag_versions,
+    }))
 }
 
 async fn api_get(

@@ -218,3 +218,26 @@ pub struct GridCell {
     pub state: Option<String>,
     pub try_number: u32,
 }
+
+/// One stored version of a DAG's file (`GET /api/v1/dags/{dag_id}/dagVersions`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DagVersionView {
+    pub dag_id: String,
+    pub version_number: i64,
+    /// SHA-256 of its text.
+    pub source_hash: String,
+    /// When it was first seen.
+    pub created_at: DateTime<Utc>,
+    /// Its text's length, and what storing it takes (deflated).
+    pub source_bytes: i64,
+    pub stored_bytes: i64,
+    /// Whether it is the DAG file now.
+    pub is_current: bool,
+}
+
+/// `GET /api/v1/dags/{dag_id}/dagVersions`: oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct DagVersionList {
+    pub dag_versions: Vec<DagVersionView>,
+    pub total_entries: usize,
+}

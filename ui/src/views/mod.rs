@@ -22,8 +22,8 @@ pub use backfills::{
     BackfillRequest, BackfillView,
 };
 pub use dags::{
-    DagDetail, DagList, DagQuery, DagSummary, GridCell, GridRow, GridView, ImportErrorView,
-    ParamView, ProblemView, TaskNode,
+    DagDetail, DagList, DagQuery, DagSummary, DagVersionList, DagVersionView, GridCell, GridRow,
+    GridView, ImportErrorView, ParamView, ProblemView, TaskNode,
 };
 pub use live::{LiveEvent, LiveSubscription};
 pub use logs::{CutLine, LogChunk, LogEvent, LogMatch, LogRange};

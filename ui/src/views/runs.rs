@@ -22,6 +22,8 @@ pub struct RunView {
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
     pub conf: serde_json::Map<String, serde_json::Value>,
+    /// The version of the DAG's file the run was created with.
+    pub dag_version_number: Option<i64>,
 }
 
 /// Airflow's `DAGRun`: its fields and types, `state` within Airflow's four (a `stopped` run
@@ -30,7 +32,7 @@ pub struct RunView {
 impl Serialize for RunView {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut run = serializer.serialize_struct("DAGRun", 17)?;
+        let mut run = serializer.serialize_struct("DAGRun", 18)?;
         run.serialize_field("dag_id", &self.dag_id)?;
         run.serialize_field("dag_run_id", &self.run_id)?;
         run.serialize_field("state", airflow_run_state(&self.state))?;
@@ -47,6 +49,7 @@ impl Serialize for RunView {
         run.serialize_field("external_trigger", &(self.run_type == "manual"))?;
         run.serialize_field("conf", &self.conf)?;
         run.serialize_field("note", &None::<String>)?;
+        run.serialize_field("dag_version_number", &self.dag_version_number)?;
         run.end()
     }
 }
@@ -289,6 +292,10 @@ pub struct RunDetail {
     pub task_instances: Vec<TaskInstanceView>,
     /// Whether this process drives the run now (stop acts at once).
     pub is_active: bool,
+    /// The text of the DAG file's version the run was created with, and whether the file
+    /// differs now.
+    pub dag_version_source: Option<String>,
+    pub dag_version_is_current: bool,
 }
 
 /// A state a user may mark a task instance with.

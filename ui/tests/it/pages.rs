@@ -335,3 +335,32 @@ fn no_template_has_an_inline_script_or_handler() {
     }
     assert!(checked > 10, "found the templates");
 }
+
+#[tokio::test]
+async fn the_run_page_shows_the_dag_version_it_ran_and_its_code() {
+    let (status, html) = App::public()
+        .get(&format!("/dags/hello/runs/{RUN_ID}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"run-dag-version\""), "{html}");
+    assert!(
+        html.contains(">v2</a>") && html.contains("file changed since"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"dag-version-source\""), "{html}");
+    assert!(
+        html.contains("# as it ran"),
+        "the code as the run was created: {html}"
+    );
+    let (status, body) = App::public().get("/api/v1/dags/hello/dagVersions").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["total_entries"], 2);
+    assert_eq!(body["dag_versions"][1]["is_current"], true);
+    let (_, run) = App::public()
+        .get(&format!("/api/v1/dags/hello/dagRuns/{RUN_ID}"))
+        .await;
+    assert!(run.contains("\"dag_version_number\":2"), "{run}");
+    let (status, _) = App::public().get("/api/v1/dags/nope/dagVersions").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -25,10 +25,13 @@ pub struct RunLiveView {
     pub rows: Vec<TaskRow>,
     pub is_active: bool,
     pub access: Access,
+    /// The DAG file as the run was created, and whether the file is the same now.
+    pub dag_version_source: Option<String>,
+    pub dag_version_is_current: bool,
 }
 
 impl RunLiveView {
-    pub fn new(detail: RunDetail, principal: &Principal) -> Self {
+    pub fn new(mut detail: RunDetail, principal: &Principal) -> Self {
         let now = chrono::Utc::now();
         let begin = detail
             .task_instances
@@ -47,8 +50,7 @@ impl RunLiveView {
             (Some(b), Some(f)) => (f - b).num_milliseconds().max(1) as f64,
             _ => 1.0,
         };
-        let rows = detail
-            .task_instances
+        let rows = std::mem::take(&mut detail.task_instances)
             .into_iter()
             .map(|ti| {
                 let (offset_pct, width_pct) = match (begin, ti.start_date) {
@@ -73,6 +75,8 @@ impl RunLiveView {
             rows,
             is_active: detail.is_active,
             access: Access::of(principal),
+            dag_version_source: detail.dag_version_source,
+            dag_version_is_current: detail.dag_version_is_current,
         }
     }
 

@@ -18,7 +18,7 @@ use ui::{
     BackendError, BackendResult, DagId, RunKey, TaskKey, TryKey, UiConfig,
     views::{
         Actor, BackfillAction, BackfillDateView, BackfillPlanView, BackfillProgressView,
-        BackfillRequest, BackfillView, EventLogList, EventLogQuery, EventLogView,
+        BackfillRequest, BackfillView, DagVersionView, EventLogList, EventLogQuery, EventLogView,
         ListTaskInstanceForm, Role, TaskInstanceList,
     },
     views::{
@@ -185,6 +185,7 @@ impl MemoryBackend {
             start_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()),
             end_date: Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 2).unwrap()),
             conf: serde_json::Map::new(),
+            dag_version_number: Some(2),
         }
     }
 
@@ -393,6 +394,8 @@ impl ui::Backend for MemoryBackend {
             run: view,
             task_instances: vec![ti("greet", "success"), ti("report", "failed")],
             is_active: self.streaming_run,
+            dag_version_source: Some("[dag]\nid = \"hello\"  # as it ran\n".into()),
+            dag_version_is_current: false,
         })
     }
 
@@ -633,6 +636,21 @@ impl ui::Backend for MemoryBackend {
             dates,
             backfill,
         })
+    }
+
+    async fn dag_versions(&self, dag_id: &DagId) -> BackendResult<Vec<DagVersionView>> {
+        Self::check_dag(dag_id)?;
+        Ok((1..=2)
+            .map(|n| DagVersionView {
+                dag_id: "hello".into(),
+                version_number: n,
+                source_hash: format!("{n:064}"),
+                created_at: Utc.with_ymd_and_hms(2026, 1, n as u32, 0, 0, 0).unwrap(),
+                source_bytes: 120,
+                stored_bytes: 90,
+                is_current: n == 2,
+            })
+            .collect())
     }
 
     async fn backfills(&self, dag_id: &DagId) -> BackendResult<Vec<BackfillView>> {
