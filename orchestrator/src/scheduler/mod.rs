@@ -30,7 +30,7 @@ pub enum SchedulerError {
     #[error("the scheduler's clock: {0}")]
     Clock(#[from] tokio_cron_scheduler::JobSchedulerError),
 }
-pub use runs::{dag_version, new_manual_run, parse_conf};
+pub use runs::{dag_of_run, dag_version, new_manual_run, parse_conf};
 
 use crate::{
     dag::{CronWindow, Dag, DagBag, Schedule, due_logical_dates, next_fire},
@@ -291,6 +291,7 @@ impl Scheduler {
         };
         let executor = self.executor.clone();
         self.drivers.spawn(async move {
+            let dag = dag_of_run(executor.store(), dag, &run).await;
             if let Err(error) = executor.drive_run(dag, run).await {
                 tracing::error!(%error, "A run stopped on an error");
             }

@@ -47,6 +47,62 @@ pub async fn dag_version(
         .await
 }
 
+/// The DAG a run runs with: the version of its file the run was created with, not whatever
+/// the file says now (a task since removed from the file still runs in the runs that have
+/// it). `current` when it is that version, when the run predates versions, or when the
+/// stored text no longer parses (said in the log).
+pub async fn dag_of_run(
+    store: &crate::store::Store,
+    current: std::sync::Arc<Dag>,
+    run: &crate::store::DagRunRow,
+) -> std::sync::Arc<Dag> {
+    let Some(number) = run.dag_version_number else {
+        return current;
+    };
+    let key = (run.dag_id.clone(), number);
+    if let Some(dag) = parsed_versions().get(&key) {
+        return dag.clone();
+    }
+    let stored = match store.dag_version_source(&run.dag_id, number).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return current,
+        Err(error) => {
+            tracing::warn!(dag_id = %run.dag_id, version = number, %error, "Cannot read the run's DAG version; using the file as it is now");
+            return current;
+        }
+    };
+    let (row, text) = stored;
+    if row.source_hash == current.source_hash {
+        return current;
+    }
+    match crate::dag::parse_dag_file(&current.file, &text) {
+        Ok(dag) => {
+            let dag = std::sync::Arc::new(dag);
+            let mut cache = parsed_versions();
+            if cache.len() >= PARSED_VERSIONS {
+                cache.clear();
+            }
+            cache.insert(key, dag.clone());
+            dag
+        }
+        Err(error) => {
+            tracing::warn!(dag_id = %run.dag_id, version = number, %error, "The run's DAG version no longer parses; using the file as it is now");
+            current
+        }
+    }
+}
+
+/// Older versions parsed for the runs that use them, kept at most.
+const PARSED_VERSIONS: usize = 64;
+
+type ParsedVersions = std::collections::HashMap<(String, i64), std::sync::Arc<Dag>>;
+
+fn parsed_versions() -> std::sync::MutexGuard<'static, ParsedVersions> {
+    static PARSED: std::sync::LazyLock<std::sync::Mutex<ParsedVersions>> =
+        std::sync::LazyLock::new(Default::default);
+    PARSED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A manual run of `dag` now; `owner` claims it at once (foreground `run`).
 pub fn new_manual_run(
     dag: &Dag,

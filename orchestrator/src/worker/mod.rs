@@ -409,6 +409,7 @@ async fn run_try(
             return;
         }
     };
+    let dag = crate::scheduler::dag_of_run(store, dag, &run).await;
     let upstream_results = match upstream_results(store, &dag, &ti).await {
         Ok(results) => results,
         Err(error) => {

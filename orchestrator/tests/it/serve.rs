@@ -230,16 +230,18 @@ fn a_cut_log_line_says_its_whole_length() {
     );
 }
 
-/// Each new text of a DAG file is a version: a run records the one it was created with, the
-/// run page shows that code after the file changed, and `dags show --version N` prints it.
+/// Each new text of a DAG file is a version: a run records the one it was created with and
+/// runs with it even after the file changed (a task since renamed runs as it was), the run
+/// page shows that code, and `dags show --version N` prints it.
 #[test]
 fn a_run_keeps_the_dag_version_it_was_created_with() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("dags")).unwrap();
     let file = dir.path().join("dags/ver.toml");
     let text = |word: &str| {
+        let task = if word == "first" { "say" } else { "speak" };
         format!(
-            "[dag]\nid = \"ver\"\n[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = \"echo {word}\"\n"
+            "[dag]\nid = \"ver\"\n[[task]]\nid = \"{task}\"\noperator = \"shell\"\ncommand = \"echo said {word}\"\n"
         )
     };
     std::fs::write(&file, text("first")).unwrap();
@@ -258,7 +260,18 @@ fn a_run_keeps_the_dag_version_it_was_created_with() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("no version 7 (versions: 1, 2)"), "{stderr}");
 
+    // Both runs start only now, after the edit: each with its own version.
     let serve = Serve::start_healthy(dir.path());
+    support::wait_until("both runs to succeed", Duration::from_secs(30), || {
+        let runs = cli_output(cli(dir.path()).args(["runs", "list", "--dag", "ver"]));
+        runs.matches(" success ").count() == 2
+    });
+    let log =
+        std::fs::read_to_string(dir.path().join(format!("logs/ver/{run_id}/say/1.log"))).unwrap();
+    assert!(
+        log.contains("said first") && !log.contains("said second"),
+        "the first run ran its own version's task: {log}"
+    );
     let page = serve
         .get(&format!("/dags/ver/runs/{run_id}"))
         .unwrap_or_default();
@@ -267,7 +280,7 @@ fn a_run_keeps_the_dag_version_it_was_created_with() {
         "{page}"
     );
     assert!(
-        page.contains("echo first") && !page.contains("echo second"),
+        page.contains("echo said first") && !page.contains("echo said second"),
         "{page}"
     );
     let versions = serve
