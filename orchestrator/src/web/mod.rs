@@ -526,12 +526,19 @@ impl ui::Backend for WebBackend {
             (Some((stored, _)), Some(dag)) => stored.source_hash == dag.source_hash,
             _ => false,
         };
+        let dag_version_diff = match (&version, &dag) {
+            (Some((_, text)), Some(dag)) if !dag_version_is_current => {
+                Some(views::source_diff(text, &dag.source))
+            }
+            _ => None,
+        };
         Ok(RunDetail {
             run: run_view(row),
             task_instances: views::ordered_task_instances(tis, dag.as_deref(), logical_date),
             is_active,
             dag_version_source: version.map(|(_, text)| text),
             dag_version_is_current,
+            dag_version_diff,
         })
     }
 

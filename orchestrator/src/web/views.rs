@@ -46,6 +46,7 @@ pub fn run_brief(run: &DagRunRow) -> RunBrief {
         state: run.state.to_string(),
         run_type: run.run_type.to_string(),
         logical_date: run.logical_date,
+        dag_version_number: run.dag_version_number,
     }
 }
 
@@ -250,4 +251,13 @@ pub fn workers_view(
         this_serve,
         shared,
     }
+}
+
+/// A unified diff (3 lines of context) from a run's version of a DAG file to the file now.
+pub fn source_diff(then: &str, now: &str) -> String {
+    similar::TextDiff::from_lines(then, now)
+        .unified_diff()
+        .context_radius(3)
+        .header("the run's version", "the file now")
+        .to_string()
 }

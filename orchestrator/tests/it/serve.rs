@@ -279,9 +279,23 @@ fn a_run_keeps_the_dag_version_it_was_created_with() {
         page.contains(">v1</a>") && page.contains("file changed since"),
         "{page}"
     );
+    let (diff, version_text) = page
+        .split_once("As it was")
+        .expect("a diff to the file now, then the text as it was");
     assert!(
-        page.contains("echo said first") && !page.contains("echo said second"),
+        version_text.contains("echo said first") && !version_text.contains("echo said second"),
         "{page}"
+    );
+    assert!(
+        diff.contains("d-del\">-command")
+            && diff.contains("d-add\">+command")
+            && diff.contains("said second"),
+        "{diff}"
+    );
+    let dag_page = serve.get("/dags/ver").unwrap_or_default();
+    assert!(
+        dag_page.contains("version-change\" title=\"DAG version v2 from this run on\""),
+        "the grid marks where the version changed: {dag_page}"
     );
     let versions = serve
         .get("/api/v1/dags/ver/dagVersions")

@@ -8,6 +8,8 @@ pub struct RunBrief {
     pub state: String,
     pub run_type: String,
     pub logical_date: DateTime<Utc>,
+    /// The version of the DAG's file the run was created with.
+    pub dag_version_number: Option<i64>,
 }
 
 /// A DAG run; serialized in the shape of Airflow's `DAGRun` (see [`RunView`]'s `Serialize`).
@@ -296,6 +298,8 @@ pub struct RunDetail {
     /// differs now.
     pub dag_version_source: Option<String>,
     pub dag_version_is_current: bool,
+    /// How the file now differs from the run's version (a unified diff), when it does.
+    pub dag_version_diff: Option<String>,
 }
 
 /// A state a user may mark a task instance with.

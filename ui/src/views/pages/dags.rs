@@ -125,6 +125,15 @@ impl DagLiveView {
         }
     }
 
+    /// The DAG version that starts at the grid's run `index`, when it differs from the run
+    /// before it.
+    pub fn version_change(&self, index: &usize) -> Option<i64> {
+        let runs = &self.grid.runs;
+        let this = runs.get(*index)?.dag_version_number?;
+        let before = runs.get(index.checked_sub(1)?)?.dag_version_number?;
+        (this != before).then_some(this)
+    }
+
     /// The URL of this view with `run` selected (keeps the grid page and history filters).
     pub fn select_href(&self, run_id: &str) -> String {
         format!(

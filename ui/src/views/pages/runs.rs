@@ -28,6 +28,7 @@ pub struct RunLiveView {
     /// The DAG file as the run was created, and whether the file is the same now.
     pub dag_version_source: Option<String>,
     pub dag_version_is_current: bool,
+    pub dag_version_diff: Option<String>,
 }
 
 impl RunLiveView {
@@ -77,6 +78,7 @@ impl RunLiveView {
             access: Access::of(principal),
             dag_version_source: detail.dag_version_source,
             dag_version_is_current: detail.dag_version_is_current,
+            dag_version_diff: detail.dag_version_diff,
         }
     }
 
@@ -172,5 +174,30 @@ impl TaskInstanceView {
 impl crate::views::RunBrief {
     pub fn logical_stamp(&self) -> Stamp {
         Stamp(Some(self.logical_date))
+    }
+}
+
+/// One line of a unified diff and how it reads: `add`, `del`, `hunk` or `same`.
+pub fn diff_lines(diff: &str) -> Vec<(&'static str, &str)> {
+    diff.lines()
+        .map(|line| {
+            let kind = match line.as_bytes().first() {
+                Some(b'+') => "add",
+                Some(b'-') => "del",
+                Some(b'@') => "hunk",
+                _ => "same",
+            };
+            (kind, line)
+        })
+        .collect()
+}
+
+impl RunLiveView {
+    /// The diff's lines, for the run page.
+    pub fn diff_lines(&self) -> Vec<(&'static str, &str)> {
+        self.dag_version_diff
+            .as_deref()
+            .map(diff_lines)
+            .unwrap_or_default()
     }
 }

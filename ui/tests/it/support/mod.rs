@@ -168,6 +168,7 @@ impl MemoryBackend {
                 state: "success".into(),
                 run_type: "manual".into(),
                 logical_date: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+                dag_version_number: Some(1),
             }],
             tasks: 2,
             file: "dags/hello.toml".into(),
@@ -396,6 +397,9 @@ impl ui::Backend for MemoryBackend {
             is_active: self.streaming_run,
             dag_version_source: Some("[dag]\nid = \"hello\"  # as it ran\n".into()),
             dag_version_is_current: false,
+            dag_version_diff: Some(
+                "@@ -1,2 +1,2 @@\n [dag]\n-id = \"hello\"  # as it ran\n+id = \"hello\"\n".into(),
+            ),
         })
     }
 
