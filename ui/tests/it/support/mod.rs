@@ -510,7 +510,12 @@ impl ui::Backend for MemoryBackend {
 
     async fn log_file(&self, key: &TryKey) -> BackendResult<std::path::PathBuf> {
         Self::check_try(key)?;
-        let path = std::env::temp_dir().join(format!("updraft-ui-test-{}.log", std::process::id()));
+        // One file per call: tests run in parallel, and a file rewritten while another test
+        // reads it is empty for a moment.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("updraft-ui-test-{}-{call}.log", std::process::id()));
         std::fs::write(&path, &self.log).map_err(|e| BackendError::Internal(e.to_string()))?;
         Ok(path)
     }
