@@ -167,7 +167,7 @@ impl Store {
         for run_id in created {
             self.publish_run(&new.dag_id, &run_id, RunState::Queued);
         }
-        self.publish_backfill(&new.dag_id, id);
+        self.publish_backfill(&new.dag_id, id).await?;
         Ok(id)
     }
 
@@ -267,16 +267,25 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for row in &rows {
-            self.publish_backfill(&row.try_get::<String, _>("dag_id")?, id);
+            self.publish_backfill(&row.try_get::<String, _>("dag_id")?, id)
+                .await?;
         }
         Ok(rows.len() == 1)
     }
 
-    fn publish_backfill(&self, dag_id: &str, backfill_id: i64) {
-        self.events.publish(super::StoreEvent::Backfill {
+    /// Tells this process's pages and, on PostgreSQL, every other process's that a backfill
+    /// changed (after its commit).
+    async fn publish_backfill(&self, dag_id: &str, backfill_id: i64) -> Result<()> {
+        let event = super::StoreEvent::Backfill {
             dag_id: dag_id.to_owned(),
             backfill_id,
-        });
+        };
+        if self.is_shared() {
+            let mut conn = self.pool.acquire().await?;
+            self.notify_in(&mut conn, || vec![event.clone()]).await?;
+        }
+        self.events.publish(event);
+        Ok(())
     }
 
     /// Cancels an unfinished backfill: its queued runs are stopped (its running ones run on)
@@ -308,7 +317,8 @@ impl Store {
             // One the scheduler started meanwhile runs on.
             self.stop_queued_run(&run).await?;
         }
-        self.publish_backfill(&cancelled.try_get::<String, _>("dag_id")?, id);
+        self.publish_backfill(&cancelled.try_get::<String, _>("dag_id")?, id)
+            .await?;
         Ok(true)
     }
 
@@ -333,9 +343,19 @@ impl Store {
 
     /// Completes the unfinished backfills whose runs have all ended; returns their ids.
     pub async fn complete_finished_backfills(&self) -> Result<Vec<i64>> {
+        // Read first: with no backfill under way (most ticks), no write at all (on SQLite a
+        // write, even of no row, takes the database's one writer lock).
+        let any_open =
+            sqlx::query("SELECT id FROM backfills WHERE completed_at_us IS NULL LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some();
+        if !any_open {
+            return Ok(Vec::new());
+        }
         let completed = self.complete_backfills_now().await?;
         for (dag_id, id) in &completed {
-            self.publish_backfill(dag_id, *id);
+            self.publish_backfill(dag_id, *id).await?;
         }
         Ok(completed.into_iter().map(|(_, id)| id).collect())
     }

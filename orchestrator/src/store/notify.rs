@@ -44,7 +44,11 @@ fn encode(origin: &str, event: &StoreEvent) -> Option<String> {
         StoreEvent::StopRequested { dag_id, run_id } => {
             Some(format!("{origin}\tS\t{dag_id}\t{run_id}"))
         }
-        StoreEvent::Dag { .. } | StoreEvent::Backfill { .. } => None,
+        StoreEvent::Backfill {
+            dag_id,
+            backfill_id,
+        } => Some(format!("{origin}\tB\t{dag_id}\t{backfill_id}")),
+        StoreEvent::Dag { .. } => None,
     }
 }
 
@@ -69,6 +73,10 @@ fn decode(own_origin: &str, payload: &str) -> Option<StoreEvent> {
         [_, "S", dag_id, run_id] => Some(StoreEvent::StopRequested {
             dag_id: (*dag_id).to_owned(),
             run_id: (*run_id).to_owned(),
+        }),
+        [_, "B", dag_id, backfill_id] => Some(StoreEvent::Backfill {
+            dag_id: (*dag_id).to_owned(),
+            backfill_id: backfill_id.parse().ok()?,
         }),
         [_, "R", dag_id, run_id, state] => Some(StoreEvent::Run {
             dag_id: (*dag_id).to_owned(),
@@ -196,7 +204,11 @@ mod tests {
             dag_id: "d".into(),
             run_id: "r".into(),
         };
-        for event in [task, run, log, stop] {
+        let backfill = StoreEvent::Backfill {
+            dag_id: "d".into(),
+            backfill_id: 12,
+        };
+        for event in [task, run, log, stop, backfill] {
             let payload = encode("a", &event).unwrap();
             assert_eq!(decode("b", &payload), Some(event));
             assert_eq!(decode("a", &payload), None);
