@@ -4,6 +4,7 @@ mod backfill;
 mod dags;
 mod db;
 mod fake_randomuser;
+mod pools;
 mod run;
 mod runs;
 mod serve;
@@ -127,6 +128,9 @@ pub enum Command {
     /// List, pause, resume and cancel backfills
     #[command(subcommand)]
     Backfills(backfill::BackfillsCommand),
+    /// Set, list and delete pools: slots shared by the tasks of every DAG
+    #[command(subcommand)]
+    Pools(pools::PoolsCommand),
     /// List, show, validate, trigger, pause and unpause DAGs
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -234,6 +238,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Dags(command) => dags::execute(&global, command).await,
         Command::Backfill(args) => backfill::backfill(&global, args).await,
         Command::Backfills(command) => backfill::execute(&global, command).await,
+        Command::Pools(command) => pools::execute(&global, command).await,
         Command::Runs(command) => runs::execute(&global, command).await,
         Command::Tasks(command) => tasks::execute(&global, command).await,
         Command::Db(command) => db::execute(&global, command).await,

@@ -16,7 +16,7 @@ pub use model::{
     DEFAULT_QUEUE, Dag, INSTANCE_MARK, RetryPolicy, TaskSpec, TriggerRule, base_task_id,
     merge_params,
 };
-pub use parse::parse_dag_file;
+pub use parse::{check_name, parse_dag_file};
 pub use schedule::{
     CronWindow, Schedule, ScheduleError, due_logical_dates, fire_times_between, next_fire,
     parse_date_in,

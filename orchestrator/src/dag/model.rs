@@ -92,6 +92,9 @@ impl Dag {
                         task_id,
                         max_tries: task.retry.retries.saturating_add(1),
                         queue: task.queue.clone(),
+                        pool: task.pool.clone(),
+                        pool_slots: task.pool_slots,
+                        priority_weight: task.priority_weight,
                     })
             })
             .collect()
@@ -112,6 +115,11 @@ pub struct TaskSpec {
     /// Instances of a stream task, each owning a share of the partitions (1: one instance,
     /// named as the task).
     pub parallelism: u32,
+    /// The pool whose slots its tries take (`default_pool` unless named), how many, and its
+    /// rank among the tries waiting for that pool (higher first).
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i32,
     /// The operator config as written, `operator` key included; string values are templates
     /// rendered at the start of each try.
     pub config: serde_json::Value,

@@ -31,6 +31,9 @@ const COMMON_TASK_KEYS: &[&str] = &[
     "timeout",
     "queue",
     "parallelism",
+    "pool",
+    "pool_slots",
+    "priority_weight",
 ];
 
 /// The `[dag]` table as written.
@@ -90,6 +93,12 @@ struct RawTask {
     queue: Option<Spanned<String>>,
     #[serde(default)]
     parallelism: Option<Spanned<u32>>,
+    #[serde(default)]
+    pool: Option<Spanned<String>>,
+    #[serde(default)]
+    pool_slots: Option<Spanned<u32>>,
+    #[serde(default)]
+    priority_weight: Option<i32>,
 }
 
 fn deserialize<'de, T: Deserialize<'de>>(
@@ -253,18 +262,26 @@ pub(crate) fn check_id(
     field: &str,
     problems: &mut Problems<'_>,
 ) {
+    if let Err(message) = check_name(id) {
+        problems.at(span, field, message);
+    }
+}
+
+/// An id (of a DAG, task, queue or pool) keeps to letters, digits, `_`, `-` and `.` (not
+/// first), at most 250 bytes: it names folders of the log tree and appears in URLs.
+pub fn check_name(id: &str) -> Result<(), String> {
     let valid = !id.is_empty()
         && id.len() <= 250
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         && !id.starts_with('.');
-    if !valid {
-        problems.at(
-            span,
-            field,
-            format!("invalid id {id:?}: use letters, digits, `_`, `-` and `.` (not first)"),
-        );
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid id {id:?}: use letters, digits, `_`, `-` and `.` (not first)"
+        ))
     }
 }
 
@@ -352,6 +369,21 @@ fn parse_task_table(
             Some(queue.span()),
             &format!("{field}.queue"),
             problems,
+        );
+    }
+    if let Some(pool) = &raw.pool {
+        check_id(
+            pool.get_ref(),
+            Some(pool.span()),
+            &format!("{field}.pool"),
+            problems,
+        );
+    }
+    if let Some(slots) = raw.pool_slots.as_ref().filter(|s| *s.get_ref() == 0) {
+        problems.at(
+            Some(slots.span()),
+            format!("{field}.pool_slots"),
+            "pool_slots must be at least 1",
         );
     }
     let Some(kind) = OperatorKind::from_name(raw.operator.get_ref()) else {
@@ -643,6 +675,12 @@ fn task_spec(raw: RawTask, operator: OperatorKind, config: serde_json::Value) ->
             // Empty: the DAG's queue, filled in once the `[dag]` table is known.
             queue: raw.queue.map(Spanned::into_inner).unwrap_or_default(),
             parallelism: raw.parallelism.as_ref().map_or(1, |p| *p.get_ref()),
+            pool: raw.pool.map_or_else(
+                || crate::store::DEFAULT_POOL.to_owned(),
+                Spanned::into_inner,
+            ),
+            pool_slots: raw.pool_slots.map_or(1, |s| s.into_inner().max(1)),
+            priority_weight: raw.priority_weight.unwrap_or(1),
             config,
         },
     }

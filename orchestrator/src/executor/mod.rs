@@ -5,6 +5,7 @@ mod backoff;
 mod driver;
 mod live_metrics;
 mod pending;
+mod pools;
 mod remote;
 mod runner;
 mod trigger_rule;
@@ -97,6 +98,8 @@ struct Inner {
     config: ExecutorConfig,
     slots: Arc<Semaphore>,
     dag_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Pool slots of the tries run here.
+    pools: pools::PoolGates,
     /// `host:pid` of this process, written on the runs it drives.
     owner: String,
     hostname: String,
@@ -118,6 +121,7 @@ impl Executor {
         Self {
             inner: Arc::new(Inner {
                 writer: StateWriter::start(store.clone(), owner.clone()),
+                pools: pools::PoolGates::new(store.clone()),
                 store,
                 logs,
                 slots: Arc::new(Semaphore::new(config.parallelism.max(1))),

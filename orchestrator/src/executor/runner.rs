@@ -272,7 +272,19 @@ impl Runner {
         let slots = async {
             let global = self.executor.inner.slots.clone().acquire_owned().await;
             let dag = self.slots.clone().acquire_owned().await;
-            (global, dag)
+            // Waiting for its pool, the try stays queued.
+            let pool = self
+                .executor
+                .inner
+                .pools
+                .acquire(
+                    &self.spec.pool,
+                    self.spec.pool_slots,
+                    self.spec.priority_weight,
+                    &self.base.logical_date,
+                )
+                .await;
+            (global, dag, pool)
         };
         let _permits = match self.interruptible(slots).await {
             Ok(permits) => permits,

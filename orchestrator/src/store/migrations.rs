@@ -225,6 +225,23 @@ const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE dag_runs ADD COLUMN dag_version_number BIGINT",
         ],
     },
+    Migration {
+        version: 13,
+        description: "pools: slots shared by tasks of every DAG, and each task instance's pool, slots and priority",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS pools (
+            name TEXT PRIMARY KEY,
+            slots BIGINT NOT NULL,
+            description TEXT NOT NULL DEFAULT ''
+        )",
+            "INSERT INTO pools (name, slots, description) VALUES ('default_pool', 128, 'Default pool')
+             ON CONFLICT (name) DO NOTHING",
+            "ALTER TABLE task_instances ADD COLUMN pool TEXT NOT NULL DEFAULT 'default_pool'",
+            "ALTER TABLE task_instances ADD COLUMN pool_slots BIGINT NOT NULL DEFAULT 1",
+            "ALTER TABLE task_instances ADD COLUMN priority_weight BIGINT NOT NULL DEFAULT 1",
+            "CREATE INDEX IF NOT EXISTS task_instances_running_by_pool ON task_instances (pool) WHERE state = 'running'",
+        ],
+    },
 ];
 
 /// `{auto_id}` in a migration: an integer key the database numbers, in each dialect's words.

@@ -13,6 +13,7 @@ mod log_chunks;
 mod migrations;
 mod models;
 mod notify;
+mod pools;
 mod runs;
 mod task_instances;
 mod task_metrics;
@@ -37,9 +38,10 @@ pub use events::StoreEvent;
 pub use lease::{LeaseAttempt, LeaseHolder};
 pub use log_chunks::LogKey;
 pub use models::{
-    DagRunRow, NewRun, NewTaskInstance, RunColumn, RunFilter, RunKey, RunState, RunType,
-    TaskInstanceRow, TaskKey, TiFilter, TiState, TimeRange,
+    DEFAULT_POOL, DagRunRow, NewRun, NewTaskInstance, RunColumn, RunFilter, RunKey, RunState,
+    RunType, TaskInstanceRow, TaskKey, TiFilter, TiState, TimeRange,
 };
+pub use pools::PoolRow;
 pub use runs::{RunChange, RunEffect};
 pub use task_instances::{Fence, TiChange};
 pub use task_metrics::PublishedMetrics;

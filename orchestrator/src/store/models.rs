@@ -152,7 +152,13 @@ pub struct NewTaskInstance {
     pub task_id: String,
     pub max_tries: u32,
     pub queue: String,
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i32,
 }
+
+/// The pool of tasks that name none (Airflow's name and default size).
+pub const DEFAULT_POOL: &str = "default_pool";
 
 /// A task instance as stored: one task in one DAG run, across its tries.
 #[derive(Debug, Clone, Serialize)]

@@ -83,13 +83,16 @@ pub(super) async fn insert_run(
         return Ok(false);
     }
     for task in tasks {
-        sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries, queue) VALUES ($1, $2, $3, $4, 0, $5, $6)")
+        sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries, queue, pool, pool_slots, priority_weight) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9)")
             .bind(new.dag_id.as_str())
             .bind(new.run_id.as_str())
             .bind(task.task_id.as_str())
             .bind(TiState::Scheduled.as_str())
             .bind(i64::from(task.max_tries))
             .bind(task.queue.as_str())
+            .bind(task.pool.as_str())
+            .bind(i64::from(task.pool_slots))
+            .bind(i64::from(task.priority_weight))
             .execute(&mut **tx)
             .await?;
     }

@@ -67,6 +67,10 @@ pub struct Claimant<'a> {
     pub pid: u32,
 }
 
+/// Key of the PostgreSQL advisory lock every claim takes: pools are counted and taken by one
+/// claim at a time.
+const POOL_CLAIM_LOCK: i64 = 0x0055_5044_504f_4f4c;
+
 impl Store {
     pub async fn register_worker(&self, worker: &WorkerRow) -> Result<()> {
         sqlx::query(
@@ -152,7 +156,10 @@ impl Store {
 
     /// Claims up to `limit` queued task instances of `queues` for `claimant` and starts their
     /// next try (`queued -> running`, durable and notified in one transaction); rows another
-    /// worker holds are skipped, not waited for. PostgreSQL only.
+    /// worker holds are skipped, not waited for. Highest `priority_weight` first, then oldest
+    /// logical date; a task is claimed only while its pool has its `pool_slots` free, counted
+    /// in the same transaction under a lock every claim takes (so two workers cannot both take
+    /// a pool's last slot). PostgreSQL only.
     pub async fn claim_task_instances(
         &self,
         claimant: &Claimant<'_>,
@@ -163,16 +170,32 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "WITH picked AS (
-                SELECT dag_id, run_id, task_id FROM task_instances
-                WHERE state = 'queued' AND queue IN ({}) LIMIT $6 FOR UPDATE SKIP LOCKED)
+            "WITH candidates AS (
+                SELECT t.dag_id, t.run_id, t.task_id, t.pool, t.pool_slots, t.priority_weight,
+                    r.logical_date_us
+                FROM task_instances t JOIN dag_runs r ON r.dag_id = t.dag_id AND r.run_id = t.run_id
+                WHERE t.state = 'queued' AND t.queue IN ({})
+                ORDER BY t.priority_weight DESC, r.logical_date_us
+                LIMIT $7 FOR UPDATE OF t SKIP LOCKED),
+             used AS (
+                SELECT pool, SUM(pool_slots) AS slots FROM task_instances
+                WHERE state = 'running' GROUP BY pool),
+             ranked AS (
+                SELECT c.*, SUM(c.pool_slots) OVER (PARTITION BY c.pool
+                    ORDER BY c.priority_weight DESC, c.logical_date_us, c.dag_id, c.run_id, c.task_id) AS through
+                FROM candidates c),
+             picked AS (
+                SELECT k.dag_id, k.run_id, k.task_id FROM ranked k
+                JOIN pools p ON p.name = k.pool LEFT JOIN used u ON u.pool = k.pool
+                WHERE COALESCE(u.slots, 0) + k.through <= p.slots
+                ORDER BY k.priority_weight DESC, k.logical_date_us LIMIT $6)
              UPDATE task_instances t SET state = $1, try_number = t.try_number + 1, start_us = $2,
                 end_us = NULL, duration_ms = NULL, next_retry_us = NULL,
                 hostname = $3, pid = $4, claimed_by = $5
              FROM picked p
              WHERE t.dag_id = p.dag_id AND t.run_id = p.run_id AND t.task_id = p.task_id AND t.state = 'queued'
              RETURNING t.*",
-            super::bulk::placeholders(7, queues.len())
+            super::bulk::placeholders(8, queues.len())
         );
         debug_assert!(crate::store::task_can_transition(
             TiState::Queued,
@@ -187,11 +210,17 @@ impl Store {
             .bind(claimant.name)
             .bind(i64::from(claimant.pid))
             .bind(claimant.worker_id)
-            .bind(i64::from(limit));
+            .bind(i64::from(limit))
+            // More candidates than slots asked for: some may wait for a full pool.
+            .bind(i64::from(limit.saturating_mul(4).max(64)));
         for queue in queues {
             query = query.bind(queue.as_str());
         }
         let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(POOL_CLAIM_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let rows = query.fetch_all(&mut *tx).await?;
         let claimed = rows.iter().map(ti_from_row).collect::<Result<Vec<_>>>()?;
         self.notify_in(&mut tx, || claimed.iter().map(task_event).collect())

@@ -12,6 +12,7 @@ mod dags_validate;
 mod deployment;
 mod executor;
 mod metrics;
+mod pools;
 mod serve;
 mod sql_pipelines;
 mod sql_sinks;

@@ -80,6 +80,9 @@ async fn group_commits_write_all_or_nothing(store: Store) {
         .map(|i| NewTaskInstance {
             task_id: format!("t{i}"),
             max_tries: 1,
+            pool: "default_pool".into(),
+            pool_slots: 1,
+            priority_weight: 1,
             queue: "default".into(),
         })
         .collect();
@@ -177,6 +180,9 @@ async fn runs_and_task_instances_filter_across_dags(store: Store) {
                 .map(|task_id| NewTaskInstance {
                     task_id: task_id.into(),
                     max_tries: 1,
+                    pool: "default_pool".into(),
+                    pool_slots: 1,
+                    priority_weight: 1,
                     queue: if task_id == "x" {
                         "default".into()
                     } else {
