@@ -11,7 +11,10 @@ use crate::{
     dag::{Dag, parse_date_in},
     executor::Executor,
     scheduler::{dag_version, new_manual_run},
-    store::{BackfillRow, DagRunRow, NewBackfill, RunKey, Store, StoreError, TaskKey, TiState},
+    store::{
+        BackfillRow, DEFAULT_POOL, DagRunRow, NewBackfill, PoolRow, RunKey, Store, StoreError,
+        TaskKey, TiState,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -467,4 +470,51 @@ pub async fn change_backfill(
     let detail = serde_json::json!({ "backfill_id": id });
     audit::record(store, entry.with_detail(detail)).await;
     store.backfill(id).await?.ok_or_else(unknown)
+}
+
+/// Creates pool `name` or changes its slots (and description, when given); audited.
+pub async fn set_pool(
+    store: &Store,
+    name: &str,
+    slots: i64,
+    description: Option<&str>,
+    actor: &Actor,
+) -> Result<PoolRow> {
+    crate::dag::check_name(name).map_err(|message| CommandError::Invalid {
+        field: "name".into(),
+        message,
+    })?;
+    if !(0..=1_000_000).contains(&slots) {
+        return Err(CommandError::Invalid {
+            field: "slots".into(),
+            message: format!("{slots} is out of 0..=1000000"),
+        });
+    }
+    store.set_pool(name, slots, description).await?;
+    let detail = serde_json::json!({ "pool": name, "slots": slots, "description": description });
+    audit::record(store, audit::entry(actor, "pool_set").with_detail(detail)).await;
+    store
+        .pool(name)
+        .await?
+        .ok_or_else(|| CommandError::NotFound(format!("no pool {name:?}")))
+}
+
+/// Deletes pool `name` (never `default_pool`); audited.
+pub async fn delete_pool(store: &Store, name: &str, actor: &Actor) -> Result<()> {
+    if name == DEFAULT_POOL {
+        return Err(CommandError::Invalid {
+            field: "name".into(),
+            message: format!("{DEFAULT_POOL} cannot be deleted"),
+        });
+    }
+    if !store.delete_pool(name).await? {
+        return Err(CommandError::NotFound(format!("no pool {name:?}")));
+    }
+    let detail = serde_json::json!({ "pool": name });
+    audit::record(
+        store,
+        audit::entry(actor, "pool_delete").with_detail(detail),
+    )
+    .await;
+    Ok(())
 }

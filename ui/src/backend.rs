@@ -9,7 +9,7 @@ use crate::{
         Actor, BackfillAction, BackfillPlanView, BackfillRequest, BackfillView, DagDetail, DagList,
         DagQuery, DagSummary, DagVersionView, EventLogList, EventLogQuery, GridView, HealthView,
         ImportErrorView, ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent, LogMatch,
-        LogRange, Mark, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail,
+        LogRange, Mark, PoolView, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail,
         StreamTick, StreamView, TaskInstanceList, User, WorkersView,
     },
 };
@@ -123,6 +123,17 @@ pub trait Backend: Send + Sync + 'static {
         request: BackfillRequest,
         actor: &Actor,
     ) -> BackendResult<BackfillPlanView>;
+    /// Every pool, by name.
+    async fn pools(&self) -> BackendResult<Vec<PoolView>>;
+    /// Creates a pool or changes its slots and description.
+    async fn set_pool(
+        &self,
+        name: &str,
+        slots: i64,
+        description: Option<&str>,
+        actor: &Actor,
+    ) -> BackendResult<PoolView>;
+    async fn delete_pool(&self, name: &str, actor: &Actor) -> BackendResult<()>;
     /// The stored versions of a DAG's file, oldest first.
     async fn dag_versions(&self, dag_id: &DagId) -> BackendResult<Vec<DagVersionView>>;
     /// The backfills of a DAG, newest first.

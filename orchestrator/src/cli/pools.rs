@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
-use orchestrator::store::DEFAULT_POOL;
-
 use super::{GlobalArgs, table};
+use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum PoolsCommand {
@@ -60,8 +58,8 @@ pub async fn execute(global: &GlobalArgs, command: PoolsCommand) -> anyhow::Resu
             );
         }
         PoolsCommand::Delete { name } => {
-            anyhow::ensure!(name != DEFAULT_POOL, "{DEFAULT_POOL} cannot be deleted");
-            anyhow::ensure!(store.delete_pool(&name).await?, "no pool {name:?}");
+            let actor = orchestrator::audit::cli_actor();
+            orchestrator::commands::delete_pool(&store, &name, &actor).await?;
             println!("Pool {name} deleted");
         }
     }

@@ -719,6 +719,30 @@ impl ui::Backend for WebBackend {
         self.plan_backfill(dag_id, request, actor).await
     }
 
+    async fn pools(&self) -> BackendResult<Vec<ui::views::PoolView>> {
+        let pools = self.store.pools().await.map_err(internal)?;
+        Ok(pools.into_iter().map(views::pool_view).collect())
+    }
+
+    async fn set_pool(
+        &self,
+        name: &str,
+        slots: i64,
+        description: Option<&str>,
+        actor: &Actor,
+    ) -> BackendResult<ui::views::PoolView> {
+        let pool = commands::set_pool(&self.store, name, slots, description, actor)
+            .await
+            .map_err(command_error)?;
+        Ok(views::pool_view(pool))
+    }
+
+    async fn delete_pool(&self, name: &str, actor: &Actor) -> BackendResult<()> {
+        commands::delete_pool(&self.store, name, actor)
+            .await
+            .map_err(command_error)
+    }
+
     async fn dag_versions(&self, dag_id: &DagId) -> BackendResult<Vec<ui::views::DagVersionView>> {
         let current = self
             .bag()

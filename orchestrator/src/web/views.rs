@@ -261,3 +261,19 @@ pub fn source_diff(then: &str, now: &str) -> String {
         .header("the run's version", "the file now")
         .to_string()
 }
+
+/// A pool in Airflow's shape (no scheduled or deferred slots in Updraft).
+pub fn pool_view(pool: crate::store::PoolRow) -> ui::views::PoolView {
+    ui::views::PoolView {
+        occupied_slots: pool.running_slots,
+        open_slots: (pool.slots - pool.running_slots).max(0),
+        name: pool.name,
+        slots: pool.slots,
+        running_slots: pool.running_slots,
+        queued_slots: pool.queued_slots,
+        scheduled_slots: 0,
+        deferred_slots: 0,
+        description: pool.description,
+        include_deferred: false,
+    }
+}

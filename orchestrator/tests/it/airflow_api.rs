@@ -31,6 +31,11 @@ const OPERATIONS: &[&str] = &[
     "get_import_errors",
     "get_health",
     "get_version",
+    "get_pools",
+    "get_pool",
+    "post_pool",
+    "patch_pool",
+    "delete_pool",
 ];
 
 fn tool(name: &str) -> PathBuf {

@@ -111,6 +111,13 @@ async fn a_pool_of_two_runs_two_at_a_time_highest_priority_first(dir: &Path, db:
         listed.contains("etl") && listed.contains("default_pool"),
         "{listed}"
     );
+    let page = serve.get("/pools").unwrap_or_default();
+    assert!(page.contains("data-pool=\"etl\""), "{page}");
+    let api = serve.get("/api/v1/pools/etl").unwrap_or_default();
+    assert!(
+        api.contains("\"slots\":2") && api.contains("\"running_slots\":0"),
+        "{api}"
+    );
     let runs = store.list_runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 3);
     serve.terminate();

@@ -5,6 +5,7 @@ mod backfills;
 mod clear;
 mod dags;
 mod live;
+mod pools;
 mod runs;
 mod session;
 mod streams;
@@ -34,6 +35,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(live::router())
         .merge(streams::router())
         .merge(workers::router())
+        .merge(pools::router())
         .nest("/api/v1", api_router())
 }
 
@@ -49,6 +51,7 @@ fn api_router() -> Router<AppState> {
         .merge(tasks::api_router())
         .merge(streams::api_router())
         .merge(workers::api_router())
+        .merge(pools::api_router())
         .fallback(|| async {
             AppError::new(axum::http::StatusCode::NOT_FOUND, "no such API endpoint")
         })

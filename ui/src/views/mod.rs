@@ -10,6 +10,7 @@ mod graph;
 mod live;
 mod logs;
 pub mod pages;
+mod pools;
 mod runs;
 pub mod stream_pages;
 pub mod streams;
@@ -27,6 +28,7 @@ pub use dags::{
 };
 pub use live::{LiveEvent, LiveSubscription};
 pub use logs::{CutLine, LogChunk, LogEvent, LogMatch, LogRange};
+pub use pools::{PoolForm, PoolList, PoolView};
 pub use runs::{
     ListDagRunsForm, ListTaskInstanceForm, Mark, RunBrief, RunDetail, RunList, RunQuery, RunView,
     TaskInstanceList, TaskInstanceQuery, TaskInstanceView,

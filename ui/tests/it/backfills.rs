@@ -199,3 +199,67 @@ async fn the_api_plans_creates_lists_and_changes_backfills() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn pools_are_listed_set_changed_and_deleted_through_the_api_and_shown_on_their_page() {
+    let app = App::public();
+    let send = |method: &str, uri: &str, body: &str| {
+        app.send(json_request(method, uri, Some(TOKEN), body))
+    };
+    let (status, body) = json(
+        send(
+            "POST",
+            "/api/v1/pools",
+            r#"{"name": "etl", "slots": 4, "description": "the warehouse"}"#,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["slots"].clone(), body["open_slots"].clone()),
+        (4.into(), 4.into())
+    );
+    let (status, body) = json(send("PATCH", "/api/v1/pools/etl", r#"{"slots": 2}"#).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["slots"], 2);
+    assert_eq!(
+        body["description"], "the warehouse",
+        "a PATCH keeps what it does not name"
+    );
+    let (status, body) = json(send("GET", "/api/v1/pools", "").await).await;
+    assert_eq!(
+        (status, body["total_entries"].clone()),
+        (StatusCode::OK, 1.into())
+    );
+    let (status, body) =
+        json(send("PATCH", "/api/v1/pools/etl", r#"{"name": "other"}"#).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be renamed"),
+        "{body}"
+    );
+    let (status, _) = json(send("PATCH", "/api/v1/pools/nope", r#"{"slots": 1}"#).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = json(send("POST", "/api/v1/pools", r#"{"slots": 1}"#).await).await;
+    assert!(
+        status.is_client_error() && body["detail"].as_str().unwrap().contains("name"),
+        "{body}"
+    );
+
+    let (status, html) = app.get("/pools").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("data-pool=\"etl\"") && html.contains("the warehouse"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/pools\""), "the nav links the pools");
+
+    let response = send("DELETE", "/api/v1/pools/etl", "").await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = json(send("GET", "/api/v1/pools/etl", "").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -102,3 +102,10 @@ pub struct BackfillPage {
     /// The dry run's dates, after Preview.
     pub plan: Option<BackfillPlanView>,
 }
+
+#[derive(Template)]
+#[template(path = "pools.html")]
+pub struct PoolsPage {
+    pub chrome: Chrome,
+    pub pools: Vec<crate::views::PoolView>,
+}

@@ -19,7 +19,7 @@ use ui::{
     views::{
         Actor, BackfillAction, BackfillDateView, BackfillPlanView, BackfillProgressView,
         BackfillRequest, BackfillView, DagVersionView, EventLogList, EventLogQuery, EventLogView,
-        ListTaskInstanceForm, Role, TaskInstanceList,
+        ListTaskInstanceForm, PoolView, Role, TaskInstanceList,
     },
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
@@ -65,6 +65,8 @@ pub(crate) struct Memory {
     pub admin_password_changed_at: Option<chrono::DateTime<Utc>>,
     /// Backfills created, newest last.
     pub backfills: Vec<BackfillView>,
+    /// Pools set.
+    pub pools: Vec<PoolView>,
     /// `admin` was deleted.
     pub admin_deleted: bool,
 }
@@ -645,6 +647,54 @@ impl ui::Backend for MemoryBackend {
             dates,
             backfill,
         })
+    }
+
+    async fn pools(&self) -> BackendResult<Vec<PoolView>> {
+        Ok(self.memory().pools.clone())
+    }
+
+    async fn set_pool(
+        &self,
+        name: &str,
+        slots: i64,
+        description: Option<&str>,
+        _: &Actor,
+    ) -> BackendResult<PoolView> {
+        if slots < 0 {
+            return Err(BackendError::invalid("slots", "negative"));
+        }
+        let mut memory = self.memory();
+        // As the store: a description not given is kept.
+        let kept = memory
+            .pools
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.description.clone());
+        memory.pools.retain(|p| p.name != name);
+        let pool = PoolView {
+            name: name.into(),
+            slots,
+            occupied_slots: 0,
+            running_slots: 0,
+            queued_slots: 0,
+            scheduled_slots: 0,
+            deferred_slots: 0,
+            open_slots: slots,
+            description: description.map(str::to_owned).or(kept).unwrap_or_default(),
+            include_deferred: false,
+        };
+        memory.pools.push(pool.clone());
+        Ok(pool)
+    }
+
+    async fn delete_pool(&self, name: &str, _: &Actor) -> BackendResult<()> {
+        let mut memory = self.memory();
+        let before = memory.pools.len();
+        memory.pools.retain(|p| p.name != name);
+        if memory.pools.len() == before {
+            return Err(BackendError::NotFound(format!("no pool {name:?}")));
+        }
+        Ok(())
     }
 
     async fn dag_versions(&self, dag_id: &DagId) -> BackendResult<Vec<DagVersionView>> {
