@@ -224,6 +224,7 @@ pub struct TiFilter {
     pub task_ids: Vec<String>,
     pub states: Vec<TiState>,
     pub queues: Vec<String>,
+    pub pools: Vec<String>,
     /// Of the run's logical date.
     pub logical_date: TimeRange,
     pub start_date: TimeRange,

@@ -75,6 +75,7 @@ impl Store {
             filter.states.iter().map(|s| s.as_str().to_owned()),
         );
         conditions.any_of("ti.queue", filter.queues.iter().cloned());
+        conditions.any_of("ti.pool", filter.pools.iter().cloned());
         conditions.within("r.logical_date_us", filter.logical_date);
         conditions.within("ti.start_us", filter.start_date);
         conditions.within("ti.end_us", filter.end_date);

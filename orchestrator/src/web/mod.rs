@@ -233,9 +233,8 @@ fn task_key(task: &UiTaskKey) -> TaskKey {
     }
 }
 
-/// The store's filter for a task instance form, and whether its pools include Updraft's one
-/// (`default_pool`).
-fn ti_filter(form: &ListTaskInstanceForm) -> BackendResult<(TiFilter, bool)> {
+/// The store's filter for a task instance form.
+fn ti_filter(form: &ListTaskInstanceForm) -> BackendResult<TiFilter> {
     let states = parse_filters("state", &form.state)?;
     let millis = |seconds: Option<f64>| seconds.map(|s| (s * 1000.0).round() as i64);
     let range = |from, to| TimeRange { from, to };
@@ -245,6 +244,7 @@ fn ti_filter(form: &ListTaskInstanceForm) -> BackendResult<(TiFilter, bool)> {
         task_ids: form.task_ids.clone(),
         states,
         queues: form.queue.clone(),
+        pools: form.pool.clone(),
         logical_date: range(form.execution_date_gte, form.execution_date_lte),
         start_date: range(form.start_date_gte, form.start_date_lte),
         end_date: range(form.end_date_gte, form.end_date_lte),
@@ -252,8 +252,7 @@ fn ti_filter(form: &ListTaskInstanceForm) -> BackendResult<(TiFilter, bool)> {
         limit: i64::from(form.page_limit.unwrap_or(100)).min(MAX_PAGE as i64),
         offset: i64::from(form.page_offset.unwrap_or(0)),
     };
-    let pool_matches = form.pool.is_empty() || form.pool.iter().any(|p| p == "default_pool");
-    Ok((filter, pool_matches))
+    Ok(filter)
 }
 
 /// The store's filter for a runs query: states and run type checked, Airflow's order names.
@@ -467,13 +466,7 @@ impl ui::Backend for WebBackend {
         &self,
         form: &ListTaskInstanceForm,
     ) -> BackendResult<TaskInstanceList> {
-        let (filter, pool_matches) = ti_filter(form)?;
-        if !pool_matches {
-            return Ok(TaskInstanceList {
-                task_instances: Vec::new(),
-                total_entries: 0,
-            });
-        }
+        let filter = ti_filter(form)?;
         let (found, total_entries) = self
             .store
             .find_task_instances(&filter)
@@ -532,9 +525,14 @@ impl ui::Backend for WebBackend {
             }
             _ => None,
         };
+        let mut task_instances = views::ordered_task_instances(tis, dag.as_deref(), logical_date);
+        if task_instances.iter().any(|ti| ti.state == "queued") {
+            let pools = self.store.pools().await.map_err(internal)?;
+            views::explain_pool_waits(&mut task_instances, &pools);
+        }
         Ok(RunDetail {
             run: run_view(row),
-            task_instances: views::ordered_task_instances(tis, dag.as_deref(), logical_date),
+            task_instances,
             is_active,
             dag_version_source: version.map(|(_, text)| text),
             dag_version_is_current,

@@ -70,12 +70,14 @@ pub fn task_instance_view(
     dag: Option<&Dag>,
     logical_date: DateTime<Utc>,
 ) -> TaskInstanceView {
-    let operator = dag
-        .and_then(|d| d.task(&ti.task_id))
-        .map(|t| t.operator.to_string())
-        .unwrap_or_default();
+    let spec = dag.and_then(|d| d.task(&ti.task_id));
+    let operator = spec.map(|t| t.operator.to_string()).unwrap_or_default();
     TaskInstanceView {
         operator,
+        pool: spec.map_or_else(|| crate::store::DEFAULT_POOL.to_owned(), |t| t.pool.clone()),
+        pool_slots: spec.map_or(1, |t| t.pool_slots),
+        priority_weight: spec.map_or(1, |t| t.priority_weight),
+        waiting_for: None,
         dag_id: ti.dag_id,
         run_id: ti.run_id,
         logical_date,
@@ -275,5 +277,24 @@ pub fn pool_view(pool: crate::store::PoolRow) -> ui::views::PoolView {
         deferred_slots: 0,
         description: pool.description,
         include_deferred: false,
+    }
+}
+
+/// Says why each queued instance whose pool is full (or missing) has not started.
+pub fn explain_pool_waits(tis: &mut [TaskInstanceView], pools: &[crate::store::PoolRow]) {
+    for ti in tis.iter_mut().filter(|ti| ti.state == "queued") {
+        ti.waiting_for = match pools.iter().find(|p| p.name == ti.pool) {
+            Some(pool) if pool.running_slots + i64::from(ti.pool_slots) > pool.slots => {
+                Some(format!(
+                    "waiting for pool {}: {} of {} slots used",
+                    pool.name, pool.running_slots, pool.slots
+                ))
+            }
+            Some(_) => None,
+            None => Some(format!(
+                "waiting for pool {0}, which does not exist: `orchestrator pools set {0} --slots N`",
+                ti.pool
+            )),
+        };
     }
 }

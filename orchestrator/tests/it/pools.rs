@@ -58,6 +58,7 @@ async fn a_pool_of_two_runs_two_at_a_time_highest_priority_first(dir: &Path, db:
     let mut serve = Serve::start(dir, &[("UPDRAFT_DB", db)]);
     serve.wait_healthy(Duration::from_secs(30));
     let mut most_at_once = 0;
+    let mut reason_seen = false;
     let mut started: HashMap<i32, chrono::DateTime<chrono::Utc>> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -82,6 +83,15 @@ async fn a_pool_of_two_runs_two_at_a_time_highest_priority_first(dir: &Path, db:
                     .or_insert(start);
             }
         }
+        // A queued task's row on the run page says why it waits.
+        if let Some(queued) = tis.iter().find(|t| t.state == TiState::Queued)
+            && !reason_seen
+        {
+            let page = serve
+                .get(&format!("/dags/{}/runs/{}", queued.dag_id, queued.run_id))
+                .unwrap_or_default();
+            reason_seen = page.contains("waiting for pool etl: 2 of 2 slots used");
+        }
         let done = tis.iter().filter(|t| t.state == TiState::Success).count();
         if done == 20 {
             break;
@@ -90,6 +100,23 @@ async fn a_pool_of_two_runs_two_at_a_time_highest_priority_first(dir: &Path, db:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(most_at_once, 2, "a pool of 2 runs 2 at a time, no more");
+    assert!(reason_seen, "the run page said why queued tasks waited");
+    let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    let p1 = runs.iter().find(|r| r.dag_id == "p1").unwrap();
+    let tis_of = |pool: &str| {
+        serve
+            .get(&format!(
+                "/api/v1/dags/p1/dagRuns/{}/taskInstances?pool={pool}",
+                p1.run_id
+            ))
+            .unwrap_or_default()
+    };
+    let etl = tis_of("etl");
+    assert!(
+        etl.contains("\"total_entries\":7") && etl.contains("\"pool\":\"etl\""),
+        "{etl}"
+    );
+    assert!(tis_of("default_pool").contains("\"total_entries\":0"));
     // The first two took free slots as they came; every later one waited for the pool, and
     // the highest waiting priority took each slot that freed. Two slots free at nearly the
     // same moment, so the two tries they admit may record their starts either way round.

@@ -163,13 +163,20 @@ pub struct TaskInstanceView {
     pub hostname: Option<String>,
     pub pid: Option<i64>,
     pub queue: String,
+    /// Its pool, the slots it takes there, and its rank among the tries waiting for it.
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i32,
+    /// Why a queued instance has not started: a full pool ("waiting for pool etl: 2 of 2
+    /// slots used").
+    pub waiting_for: Option<String>,
     pub error: Option<String>,
     /// The result summary (what downstream templates see as `upstream.<task>`).
     pub result: Option<serde_json::Value>,
 }
 
 /// Airflow's `TaskInstance`: its fields and types (`duration` in seconds, `hostname` empty
-/// before a try ran, one pool `default_pool`, no mapped tasks), and Updraft's `error` and
+/// before a try ran, no mapped tasks), and Updraft's `error` and
 /// `result` besides.
 impl Serialize for TaskInstanceView {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -190,10 +197,10 @@ impl Serialize for TaskInstanceView {
         ti.serialize_field("max_tries", &self.max_tries)?;
         ti.serialize_field("hostname", self.hostname.as_deref().unwrap_or(""))?;
         ti.serialize_field("unixname", "")?;
-        ti.serialize_field("pool", "default_pool")?;
-        ti.serialize_field("pool_slots", &1)?;
+        ti.serialize_field("pool", &self.pool)?;
+        ti.serialize_field("pool_slots", &self.pool_slots)?;
         ti.serialize_field("queue", &self.queue)?;
-        ti.serialize_field("priority_weight", &1)?;
+        ti.serialize_field("priority_weight", &self.priority_weight)?;
         ti.serialize_field("operator", &self.operator)?;
         ti.serialize_field("pid", &self.pid)?;
         ti.serialize_field("executor_config", "{}")?;

@@ -371,6 +371,10 @@ impl ui::Backend for MemoryBackend {
             "shell"
         };
         let ti = |task_id: &str, state: &str| TaskInstanceView {
+            pool: "default_pool".into(),
+            pool_slots: 1,
+            priority_weight: 1,
+            waiting_for: None,
             dag_id: run.dag_id.to_string(),
             run_id: run.run_id.clone(),
             logical_date: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
