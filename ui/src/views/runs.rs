@@ -225,7 +225,7 @@ pub struct ListTaskInstanceForm {
     pub dag_run_ids: Vec<String>,
     pub task_ids: Vec<String>,
     pub state: Vec<String>,
-    /// Updraft has one pool, `default_pool`.
+    /// Task instances in any of these pools.
     pub pool: Vec<String>,
     pub queue: Vec<String>,
     /// Accepted from Airflow's clients: Updraft has one executor.
