@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ui::views::Actor;
+use ui::views::{Actor, BackfillAction, BackfillRequest};
 
 use crate::{
     audit,
@@ -316,21 +316,6 @@ mod tests {
     }
 }
 
-/// A backfill as asked for: dates as users write them (in the DAG's timezone when they carry
-/// no offset).
-#[derive(Debug, Clone, Default)]
-pub struct BackfillRequest {
-    pub from_date: String,
-    pub to_date: String,
-    /// `none` (default), `failed` or `all`.
-    pub reprocess: Option<String>,
-    /// The DAG's `max_active_runs` by default.
-    pub max_active_runs: Option<u32>,
-    pub conf: serde_json::Map<String, serde_json::Value>,
-    /// Only say which dates would run and which would be skipped.
-    pub dry_run: bool,
-}
-
 /// What a backfill did (or, dry, would do): its dates, and the backfill created.
 #[derive(Debug, Clone)]
 pub struct BackfillOutcome {
@@ -356,7 +341,7 @@ pub async fn backfill(
         parse_date_in(&request.from_date, dag.timezone).map_err(|m| invalid("from_date", m))?;
     let to = parse_date_in(&request.to_date, dag.timezone).map_err(|m| invalid("to_date", m))?;
     let reprocess: Reprocess = request
-        .reprocess
+        .reprocess_behavior
         .as_deref()
         .unwrap_or("none")
         .parse()
@@ -368,7 +353,7 @@ pub async fn backfill(
             format!("{max_active_runs} is out of 1..={MAX_BACKFILL_ACTIVE_RUNS}"),
         ));
     }
-    check_conf(dag, &request.conf)?;
+    check_conf(dag, &request.dag_run_conf)?;
     let existing = store.run_states_between(&dag.id, from, to).await?;
     let dates = crate::backfill::plan(dag, from, to, reprocess, &existing)
         .map_err(|m| invalid("to_date", m))?;
@@ -396,7 +381,7 @@ pub async fn backfill(
         to,
         reprocess: reprocess.as_str().into(),
         max_active_runs,
-        conf: request.conf,
+        conf: request.dag_run_conf,
         created_by: actor.username.clone(),
         dag_version_number: Some(dag_version(store, dag).await?),
     };
@@ -417,21 +402,12 @@ pub async fn backfill(
     })
 }
 
-/// What can be done to a backfill as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackfillAction {
-    Pause,
-    Unpause,
-    Cancel,
-}
-
-impl BackfillAction {
-    fn event(self) -> &'static str {
-        match self {
-            Self::Pause => "backfill_pause",
-            Self::Unpause => "backfill_unpause",
-            Self::Cancel => "backfill_cancel",
-        }
+/// The audit event of a change to a backfill.
+fn backfill_event(action: BackfillAction) -> &'static str {
+    match action {
+        BackfillAction::Pause => "backfill_pause",
+        BackfillAction::Unpause => "backfill_unpause",
+        BackfillAction::Cancel => "backfill_cancel",
     }
 }
 
@@ -466,7 +442,7 @@ pub async fn change_backfill(
             backfill.dag_id
         )));
     }
-    let entry = audit::entry(actor, action.event()).about_dag(&backfill.dag_id);
+    let entry = audit::entry(actor, backfill_event(action)).about_dag(&backfill.dag_id);
     let detail = serde_json::json!({ "backfill_id": id });
     audit::record(store, entry.with_detail(detail)).await;
     store.backfill(id).await?.ok_or_else(unknown)

@@ -4,12 +4,8 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use orchestrator::{
-    audit,
-    commands::{self, BackfillAction, BackfillRequest},
-    scheduler::parse_conf,
-    store::BackfillRow,
-};
+use orchestrator::{audit, commands, scheduler::parse_conf, store::BackfillRow};
+use ui::views::{BackfillAction, BackfillRequest};
 
 use super::{GlobalArgs, table};
 
@@ -58,10 +54,11 @@ pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> anyhow::Result
     let request = BackfillRequest {
         from_date: args.from_date,
         to_date: args.to_date,
-        reprocess: Some(args.reprocess),
+        reprocess_behavior: Some(args.reprocess),
         max_active_runs: args.max_active_runs,
-        conf,
+        dag_run_conf: conf,
         dry_run: args.dry_run,
+        run_backwards: false,
     };
     let outcome = commands::backfill(&store, &dag, request, &audit::cli_actor()).await?;
     let skipped = outcome.dates.iter().filter(|d| d.skip.is_some()).count();

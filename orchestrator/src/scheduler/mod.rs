@@ -313,16 +313,12 @@ impl Scheduler {
     /// the scheduled runs), none of a paused backfill.
     async fn try_start_queued(&mut self) -> Result<(), SchedulerError> {
         let store = self.executor.store().clone();
-        let queued = store.runs_in_state(RunState::Queued).await?;
+        let backfills = store.unfinished_backfills().await?;
+        let queued = store.startable_queued_runs(&backfills).await?;
         if queued.is_empty() {
             return Ok(());
         }
         let paused = store.paused_dags().await?;
-        let backfills = if queued.iter().any(|run| run.backfill_id.is_some()) {
-            store.unfinished_backfills().await?
-        } else {
-            HashMap::new()
-        };
         let mut running = store.running_run_counts().await?;
         for run in queued {
             if paused.contains(&run.dag_id) {

@@ -70,11 +70,6 @@ impl BackfillProgress {
             _ => self.stopped += count,
         }
     }
-
-    /// Runs not ended yet.
-    pub fn unfinished(&self) -> u64 {
-        self.queued + self.running
-    }
 }
 
 /// What the scheduler needs to know of an unfinished backfill.
@@ -209,7 +204,7 @@ impl Store {
             .iter()
             .map(backfill_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let progress = self.backfill_progress(Some(dag_id)).await?;
+        let progress = self.backfill_progress(dag_id).await?;
         for backfill in &mut backfills {
             backfill.progress = progress.get(&backfill.id).copied().unwrap_or_default();
         }
@@ -226,22 +221,19 @@ impl Store {
         let Some(mut backfill) = row.as_ref().map(backfill_from_row).transpose()? else {
             return Ok(None);
         };
-        let progress = self.backfill_progress(Some(&backfill.dag_id)).await?;
+        let progress = self.backfill_progress(&backfill.dag_id).await?;
         backfill.progress = progress.get(&id).copied().unwrap_or_default();
         Ok(Some(backfill))
     }
 
-    /// Runs per state of every backfill (of `dag_id`).
-    async fn backfill_progress(
-        &self,
-        dag_id: Option<&str>,
-    ) -> Result<HashMap<i64, BackfillProgress>> {
+    /// Runs per state of every backfill of `dag_id`.
+    async fn backfill_progress(&self, dag_id: &str) -> Result<HashMap<i64, BackfillProgress>> {
         let rows = sqlx::query(
             "SELECT backfill_id, state, COUNT(*) AS n FROM dag_runs
-             WHERE backfill_id IS NOT NULL AND ($1 = '' OR dag_id = $1)
+             WHERE backfill_id IS NOT NULL AND dag_id = $1
              GROUP BY backfill_id, state",
         )
-        .bind(dag_id.unwrap_or(""))
+        .bind(dag_id)
         .fetch_all(&self.pool)
         .await?;
         let mut progress: HashMap<i64, BackfillProgress> = HashMap::new();

@@ -203,7 +203,7 @@ const MIGRATIONS: &[Migration] = &[
         )",
             "CREATE INDEX IF NOT EXISTS backfills_by_dag ON backfills (dag_id, id)",
             "ALTER TABLE dag_runs ADD COLUMN backfill_id BIGINT",
-            "CREATE INDEX IF NOT EXISTS dag_runs_by_backfill ON dag_runs (backfill_id, state)",
+            "CREATE INDEX IF NOT EXISTS dag_runs_by_backfill ON dag_runs (backfill_id, state, logical_date_us)",
             // The run history lists a DAG's runs latest queued first: through this index, not
             // a sort of all of them (3.3 ms at 10,000 runs on SQLite, 0.03 ms with it).
             "CREATE INDEX IF NOT EXISTS dag_runs_by_dag_queued ON dag_runs (dag_id, queued_at_us, logical_date_us)",

@@ -375,6 +375,39 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
+    /// The queued runs the scheduler may start, oldest logical date first: every queued run
+    /// that belongs to no backfill, and of each unpaused backfill in `backfills` only its
+    /// oldest `max_active_runs` (a backfill of thousands of runs is not read whole on every
+    /// poll).
+    pub async fn startable_queued_runs(
+        &self,
+        backfills: &std::collections::HashMap<i64, super::BackfillLimit>,
+    ) -> Result<Vec<DagRunRow>> {
+        let order = "ORDER BY logical_date_us, queued_at_us";
+        let own = format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state = $1 AND backfill_id IS NULL {order}"
+        );
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(own))
+            .bind(RunState::Queued.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let of_backfill = format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state = $1 AND backfill_id = $2 {order} LIMIT $3"
+        );
+        for (id, limit) in backfills.iter().filter(|(_, limit)| !limit.is_paused) {
+            let first = sqlx::query(sqlx::AssertSqlSafe(of_backfill.clone()))
+                .bind(RunState::Queued.as_str())
+                .bind(*id)
+                .bind(i64::from(limit.max_active_runs))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.extend(first);
+        }
+        let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
+        runs.sort_by_key(|run| (run.logical_date, run.queued_at));
+        Ok(runs)
+    }
+
     /// Runs in `state`, oldest logical date first.
     pub async fn runs_in_state(&self, state: RunState) -> Result<Vec<DagRunRow>> {
         let sql = format!(

@@ -9,10 +9,7 @@ use ui::{
 };
 
 use super::{WebBackend, command_error, internal};
-use crate::{
-    commands::{self, BackfillAction as Action},
-    store::BackfillRow,
-};
+use crate::{commands, store::BackfillRow};
 
 impl WebBackend {
     pub(super) async fn plan_backfill(
@@ -23,14 +20,6 @@ impl WebBackend {
     ) -> BackendResult<BackfillPlanView> {
         let dag = self.dag(dag_id)?;
         let dry_run = request.dry_run;
-        let request = commands::BackfillRequest {
-            from_date: request.from_date,
-            to_date: request.to_date,
-            reprocess: request.reprocess_behavior,
-            max_active_runs: request.max_active_runs,
-            conf: request.dag_run_conf,
-            dry_run,
-        };
         let outcome = commands::backfill(&self.store, &dag, request, actor)
             .await
             .map_err(command_error)?;
@@ -68,11 +57,6 @@ impl WebBackend {
         action: BackfillAction,
         actor: &Actor,
     ) -> BackendResult<BackfillView> {
-        let action = match action {
-            BackfillAction::Pause => Action::Pause,
-            BackfillAction::Unpause => Action::Unpause,
-            BackfillAction::Cancel => Action::Cancel,
-        };
         let backfill = commands::change_backfill(
             &self.store,
             backfill_id,
