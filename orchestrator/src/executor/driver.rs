@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Decision, Dispatch, Executor, ExecutorError, decide,
     pending::PendingDecisions,
+    pools::PoolPermit,
     remote::RemoteTries,
     runner::{Runner, RunnerDone},
 };
@@ -136,6 +137,8 @@ struct RunDrive<'a> {
     /// Tries run here whose last move (from running) is not written yet: the next release
     /// writes them first, in the same commit as the moves they allow.
     unwritten_ends: Vec<TaskInstanceRow>,
+    /// The pool slots of those tries, given back once their ends are written.
+    unwritten_ends_slots: Vec<PoolPermit>,
     /// Runners started here and not yet back.
     in_process: usize,
     /// Queued instances to run here once a runner comes back: at most [`RunDrive::runners`]
@@ -177,6 +180,7 @@ impl<'a> RunDrive<'a> {
             done_tx,
             done_rx,
             unwritten_ends: Vec::new(),
+            unwritten_ends_slots: Vec::new(),
             in_process: 0,
             waiting: VecDeque::new(),
             remote: RemoteTries::default(),
@@ -273,6 +277,8 @@ impl<'a> RunDrive<'a> {
         )
         .await;
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
+        // The ends taken into this write are durable: their pool slots go back.
+        self.unwritten_ends_slots.clear();
         for (ti, next) in changes {
             if next == TiState::Queued {
                 self.tis.insert(ti.task_id.clone(), Box::new(ti.clone()));
@@ -380,6 +386,7 @@ impl<'a> RunDrive<'a> {
             let _ = self.done_tx.send(RunnerDone {
                 ti,
                 end_unwritten: false,
+                pool_permit: None,
             });
             return;
         };
@@ -403,6 +410,7 @@ impl<'a> RunDrive<'a> {
             stop: self.stop.clone(),
             defer_end: true,
             end_deferred: Default::default(),
+            pool_permit: Default::default(),
         };
         let done_tx = self.done_tx.clone();
         tokio::spawn(async move {
@@ -446,6 +454,7 @@ impl<'a> RunDrive<'a> {
                 self.in_process -= 1;
                 if done.end_unwritten {
                     self.unwritten_ends.push(done.ti.clone());
+                    self.unwritten_ends_slots.extend(done.pool_permit);
                 }
                 self.record(done.ti);
                 self.start_waiting();

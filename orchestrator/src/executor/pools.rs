@@ -39,7 +39,8 @@ struct GateState {
     /// The pool's slots; None when it does not exist (its tries wait for it).
     slots: Option<i64>,
     read_at: Option<Instant>,
-    waiters: BTreeMap<WaiterKey, oneshot::Sender<()>>,
+    /// The line; a woken try keeps its place (its waker taken) until it is served or leaves.
+    waiters: BTreeMap<WaiterKey, Option<oneshot::Sender<()>>>,
     arrivals: u64,
 }
 
@@ -80,7 +81,7 @@ impl Gate {
 
 impl GateState {
     fn wake_first(&mut self) {
-        if let Some((_, waker)) = self.waiters.pop_first() {
+        if let Some(waker) = self.waiters.values_mut().next().and_then(Option::take) {
             let _ = waker.send(());
         }
     }
@@ -103,6 +104,40 @@ impl PoolGates {
         gates.entry(pool.to_owned()).or_default().clone()
     }
 
+    /// Reads the pool's size when it is over a second old: the first time before going on,
+    /// later in the background (a try's start does not wait for the store once a second).
+    async fn refresh(&self, pool: &str, gate: &Arc<Gate>) {
+        let known = {
+            let mut state = gate.lock();
+            if !state.stale() {
+                return;
+            }
+            let known = state.read_at.is_some();
+            // Marked now: one read at a time.
+            state.read_at = Some(Instant::now());
+            known
+        };
+        let read = {
+            let (store, pool, gate) = (self.store.clone(), pool.to_owned(), gate.clone());
+            async move {
+                let size = store.pool_slots(&pool).await;
+                let mut state = gate.lock();
+                match size {
+                    Ok(size) => state.slots = size,
+                    Err(error) => tracing::warn!(pool, %error, "Cannot read the pool's size"),
+                }
+                state.read_at = Some(Instant::now());
+                // A larger pool may admit the first in line.
+                state.wake_first();
+            }
+        };
+        if known {
+            tokio::spawn(read);
+        } else {
+            read.await;
+        }
+    }
+
     /// Waits until `slots` of `pool` are free for a try of this priority and logical date
     /// (RFC 3339), and takes them.
     pub async fn acquire(
@@ -123,15 +158,7 @@ impl PoolGates {
         // In line from the first wait on (leaving it when served or cancelled).
         let mut waiting: Option<Waiting<'_>> = None;
         loop {
-            if gate.lock().stale() {
-                let read = self.store.pool_slots(pool).await;
-                let mut state = gate.lock();
-                match read {
-                    Ok(size) => state.slots = size,
-                    Err(error) => tracing::warn!(pool, %error, "Cannot read the pool's size"),
-                }
-                state.read_at = Some(Instant::now());
-            }
+            self.refresh(pool, &gate).await;
             let woken = {
                 let mut state = gate.lock();
                 let first = state
@@ -143,13 +170,17 @@ impl PoolGates {
                 if first && fits {
                     state.used += slots;
                     state.waiters.remove(&key);
+                    // Slots left: the next in line may fit too.
+                    if state.slots.is_some_and(|size| state.used < size) {
+                        state.wake_first();
+                    }
                     return PoolPermit {
                         gate: gate.clone(),
                         slots,
                     };
                 }
                 let (waker, woken) = oneshot::channel();
-                state.waiters.insert(key.clone(), waker);
+                state.waiters.insert(key.clone(), Some(waker));
                 woken
             };
             if waiting.is_none() {

@@ -17,7 +17,7 @@ use tasks::{
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{Executor, ExecutorError, retry_delay, stream_restart_delay};
+use super::{Executor, ExecutorError, pools::PoolPermit, retry_delay, stream_restart_delay};
 use crate::{
     dag::{Dag, TaskSpec, TemplateContext, has_templates, render_config},
     logs::{TryLog, task_secrets},
@@ -139,6 +139,7 @@ impl Executor {
             stop,
             defer_end: false,
             end_deferred: AtomicBool::new(false),
+            pool_permit: Default::default(),
         };
         runner.run_claimed(ti).await
     }
@@ -196,6 +197,10 @@ pub(super) struct Runner {
     pub defer_end: bool,
     /// Whether the instance returned ended in a move left to the driver.
     pub end_deferred: AtomicBool,
+    /// The pool slots of the try under way; those of a try whose end is left to the driver
+    /// go back with it, held until that end is written (the store never shows more of a
+    /// pool running than it has).
+    pub pool_permit: std::sync::Mutex<Option<PoolPermit>>,
 }
 
 /// A try run by a drive's runner, as it came back.
@@ -203,6 +208,8 @@ pub(super) struct RunnerDone {
     pub ti: TaskInstanceRow,
     /// The instance's last move (from running to its `state`) is left to the driver.
     pub end_unwritten: bool,
+    /// Its pool slots, to give back once that move is written.
+    pub pool_permit: Option<PoolPermit>,
 }
 
 /// What interrupted a wait.
@@ -221,6 +228,7 @@ impl Runner {
         RunnerDone {
             ti,
             end_unwritten: self.end_deferred.load(Ordering::Relaxed),
+            pool_permit: self.held_pool().take(),
         }
     }
 
@@ -286,8 +294,11 @@ impl Runner {
                 .await;
             (global, dag, pool)
         };
-        let _permits = match self.interruptible(slots).await {
-            Ok(permits) => permits,
+        let (_global, _dag) = match self.interruptible(slots).await {
+            Ok((global, dag, pool)) => {
+                *self.held_pool() = Some(pool);
+                (global, dag)
+            }
             Err(Interrupt::Shutdown) => return Ok(false),
             Err(Interrupt::Stop) => {
                 ti.end = Some(Utc::now());
@@ -313,7 +324,16 @@ impl Runner {
         };
         let (running, log) = tokio::join!(self.executor.transition(ti, TiState::Running), log);
         running?;
-        self.finish_try(ti, started, log).await
+        let more = self.finish_try(ti, started, log).await;
+        // Slots of a try whose end is written here go back now; a deferred end keeps them.
+        if !self.end_deferred.load(Ordering::Relaxed) {
+            self.held_pool().take();
+        }
+        more
+    }
+
+    fn held_pool(&self) -> std::sync::MutexGuard<'_, Option<PoolPermit>> {
+        self.pool_permit.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs a try that a worker's claim started (`running`) to its end; whatever follows
