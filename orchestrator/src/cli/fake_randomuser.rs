@@ -12,13 +12,13 @@ pub struct FakeRandomUserArgs {
 
 /// Serves the offline randomuser.me API until SIGINT/SIGTERM.
 pub async fn serve(args: FakeRandomUserArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    super::serve::cancel_on_signal(&shutdown)?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr()?;
     println!("Fake randomuser.me API on http://{address}/api/?results=10");
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(super::serve::signal_shutdown(shutdown.clone()));
     axum::serve(listener, ::fake_randomuser::router())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

@@ -66,6 +66,8 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(&shutdown)?;
     let store = global.store().await?;
     let bag = Arc::new(global.dag_bag()?);
     tracing::info!(dags = bag.dags.len(), import_errors = bag.errors.len(), folder = %global.dags_folder.display(), "Loaded the DAGs folder");
@@ -102,7 +104,6 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     if shared {
         executor.live_metrics_registry().spawn_mirror(store.clone());
     }
-    let shutdown = CancellationToken::new();
     let local_worker = (shared && !args.no_local_tasks).then(|| {
         let worker = Worker::new(
             store.clone(),
@@ -161,7 +162,6 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
             .with_graceful_shutdown(web_shutdown.cancelled_owned())
             .await
     });
-    tokio::spawn(signal_shutdown(shutdown.clone()));
     let mut scheduler = Scheduler::new(executor, bags).with_heartbeat(heartbeat);
     if shared {
         scheduler = scheduler
@@ -182,21 +182,21 @@ pub async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-pub(super) async fn signal_shutdown(shutdown: CancellationToken) {
+/// Cancels `shutdown` on the first SIGTERM or SIGINT. The handlers are in place when this
+/// returns (a signal sent right after still shuts down cleanly); the wait runs in its own task.
+pub(super) fn cancel_on_signal(shutdown: &CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot listen for SIGTERM/SIGINT");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 /// With no user at all, creates `admin` with a random password (or `UPDRAFT_ADMIN_PASSWORD`)

@@ -11,7 +11,7 @@ use orchestrator::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{GlobalArgs, serve::signal_shutdown, table};
+use super::{GlobalArgs, serve::cancel_on_signal, table};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -39,6 +39,8 @@ pub enum WorkersCommand {
 }
 
 pub async fn worker(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(&shutdown)?;
     let store = global.store().await?;
     let bag = Arc::new(global.dag_bag()?);
     let (bags, _watcher) =
@@ -60,8 +62,6 @@ pub async fn worker(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<Exi
         env_passthrough: global.env_passthrough()?,
         live_metrics: None,
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
     let logs = global.log_hub().shipping_to(&store);
     Worker::new(store, bags, logs, config).run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
