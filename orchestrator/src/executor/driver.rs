@@ -4,7 +4,8 @@
 //! come back as store events; the task-instance rows in the store are the truth either way.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
     sync::Arc,
 };
 
@@ -15,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Decision, Dispatch, Executor, ExecutorError, decide,
     pending::PendingDecisions,
-    pools::PoolPermit,
     remote::RemoteTries,
     runner::{Runner, RunnerDone},
+    slots::SlotPermit,
 };
 use crate::{
     dag::{Dag, TemplateContext},
@@ -138,12 +139,15 @@ struct RunDrive<'a> {
     /// writes them first, in the same commit as the moves they allow.
     unwritten_ends: Vec<TaskInstanceRow>,
     /// The pool slots of those tries, given back once their ends are written.
-    unwritten_ends_slots: Vec<PoolPermit>,
+    unwritten_ends_slots: Vec<SlotPermit>,
     /// Runners started here and not yet back.
     in_process: usize,
     /// Queued instances to run here once a runner comes back: at most [`RunDrive::runners`]
     /// run at a time, so a 20,000-task run holds 20,000 rows, not 20,000 waiting runners.
-    waiting: VecDeque<String>,
+    /// Served highest `priority_weight` first, then in the order they were queued.
+    waiting: BinaryHeap<(i32, Reverse<u64>, String)>,
+    /// How many instances have waited so far (the order among equal priorities).
+    waited: u64,
     /// Instances left to the queue and not yet finished.
     remote: RemoteTries,
     stop_seen: bool,
@@ -182,13 +186,14 @@ impl<'a> RunDrive<'a> {
             unwritten_ends: Vec::new(),
             unwritten_ends_slots: Vec::new(),
             in_process: 0,
-            waiting: VecDeque::new(),
+            waiting: BinaryHeap::new(),
+            waited: 0,
             remote: RemoteTries::default(),
             stop_seen: false,
             stop_told: false,
         };
         let queue = executor.dispatch() == Dispatch::Queue;
-        let under_way: Vec<TaskInstanceRow> = drive
+        let under_way: Vec<String> = drive
             .tis
             .values()
             .filter(|ti| match ti.state {
@@ -197,11 +202,12 @@ impl<'a> RunDrive<'a> {
                 TiState::Running => queue,
                 _ => false,
             })
-            .map(|ti| TaskInstanceRow::clone(ti))
+            .map(|ti| ti.task_id.clone())
             .collect();
-        for ti in under_way {
-            drive.dispatch(ti);
+        for task_id in under_way {
+            drive.dispatch(task_id);
         }
+        drive.start_waiting();
         if queue && !drive.remote.is_empty() {
             drive.recheck_remote().await?;
         }
@@ -280,13 +286,13 @@ impl<'a> RunDrive<'a> {
         // The ends taken into this write are durable: their pool slots go back.
         self.unwritten_ends_slots.clear();
         for (ti, next) in changes {
+            let task_id = ti.task_id.clone();
+            self.tis.insert(task_id.clone(), Box::new(ti));
             if next == TiState::Queued {
-                self.tis.insert(ti.task_id.clone(), Box::new(ti.clone()));
-                self.dispatch(ti);
-            } else {
-                self.tis.insert(ti.task_id.clone(), Box::new(ti));
+                self.dispatch(task_id);
             }
         }
+        self.start_waiting();
         Ok(())
     }
 
@@ -335,16 +341,16 @@ impl<'a> RunDrive<'a> {
         changes.push((ti, next));
     }
 
-    /// A queued (or retrying, or running elsewhere) instance: run here (now, or when a
-    /// runner comes back) or left to the queue.
-    fn dispatch(&mut self, ti: TaskInstanceRow) {
+    /// A queued (or retrying, or running elsewhere) instance: left to the queue, or in line
+    /// to run here ([`RunDrive::start_waiting`] starts it).
+    fn dispatch(&mut self, task_id: String) {
         match self.executor.dispatch() {
-            Dispatch::Queue => self.remote.insert(ti.task_id.clone()),
-            Dispatch::InProcess if self.in_process < self.runners() => {
-                self.spawn_runner(ti);
-                self.in_process += 1;
+            Dispatch::Queue => self.remote.insert(task_id),
+            Dispatch::InProcess => {
+                let priority = self.dag.task(&task_id).map_or(1, |t| t.priority_weight);
+                self.waited += 1;
+                self.waiting.push((priority, Reverse(self.waited), task_id));
             }
-            Dispatch::InProcess => self.waiting.push_back(ti.task_id),
         }
     }
 
@@ -358,20 +364,20 @@ impl<'a> RunDrive<'a> {
         slots.max(1) * 2
     }
 
-    /// Starts the next waiting instance when a runner came back (not once the run stops:
-    /// what waits is skipped then).
+    /// Starts waiting instances, highest priority first, while runners are free (not once
+    /// the run stops: what waits is skipped then).
     fn start_waiting(&mut self) {
         if self.stop.is_cancelled() {
             return;
         }
         while self.in_process < self.runners() {
-            let Some(task_id) = self.waiting.pop_front() else {
+            let Some((_, _, task_id)) = self.waiting.pop() else {
                 return;
             };
             if let Some(ti) = self
                 .tis
                 .get(&task_id)
-                .filter(|ti| ti.state == TiState::Queued)
+                .filter(|ti| matches!(ti.state, TiState::Queued | TiState::UpForRetry))
             {
                 let ti = TaskInstanceRow::clone(ti);
                 self.spawn_runner(ti);
@@ -401,16 +407,14 @@ impl<'a> RunDrive<'a> {
             .collect();
         let runner = Runner {
             executor: self.executor.clone(),
-            slots: self
-                .executor
-                .dag_slots(&self.dag.id, self.dag.max_active_tasks),
+            max_active_tasks: self.dag.max_active_tasks,
             spec,
             base: self.base.clone(),
             upstream_results,
             stop: self.stop.clone(),
             defer_end: true,
             end_deferred: Default::default(),
-            pool_permit: Default::default(),
+            slots: Default::default(),
         };
         let done_tx = self.done_tx.clone();
         tokio::spawn(async move {

@@ -5,9 +5,9 @@ mod backoff;
 mod driver;
 mod live_metrics;
 mod pending;
-mod pools;
 mod remote;
 mod runner;
+mod slots;
 mod trigger_rule;
 mod writer;
 mod zombies;
@@ -19,7 +19,6 @@ use std::{
 };
 
 use tasks::Connections;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::{retry_delay, stream_restart_delay};
@@ -96,10 +95,8 @@ struct Inner {
     writer: StateWriter,
     logs: LogHub,
     config: ExecutorConfig,
-    slots: Arc<Semaphore>,
-    dag_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// Pool slots of the tries run here.
-    pools: pools::PoolGates,
+    /// Process, DAG and pool slots of the tries run here, in one priority line.
+    slots: slots::SlotLine,
     /// `host:pid` of this process, written on the runs it drives.
     owner: String,
     hostname: String,
@@ -121,13 +118,11 @@ impl Executor {
         Self {
             inner: Arc::new(Inner {
                 writer: StateWriter::start(store.clone(), owner.clone()),
-                pools: pools::PoolGates::new(store.clone()),
+                slots: slots::SlotLine::new(store.clone(), config.parallelism),
                 store,
                 logs,
-                slots: Arc::new(Semaphore::new(config.parallelism.max(1))),
                 live_metrics: config.live_metrics.clone().unwrap_or_default(),
                 config,
-                dag_slots: Mutex::default(),
                 owner,
                 hostname,
                 shutdown: CancellationToken::new(),
@@ -231,18 +226,6 @@ impl Executor {
             executor: self.clone(),
             key,
         }
-    }
-
-    fn dag_slots(&self, dag_id: &str, max_active_tasks: u32) -> Arc<Semaphore> {
-        let mut slots = self
-            .inner
-            .dag_slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        slots
-            .entry(dag_id.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(max_active_tasks as usize)))
-            .clone()
     }
 
     /// Moves a task instance through the store's state machine (which checks the edge, writes

@@ -14,10 +14,13 @@ use tasks::{
     ConfigError, JsonConfigError, LogSink, Metrics, Operator, OperatorConfig, TaskContext,
     TaskError, TaskResult,
 };
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{Executor, ExecutorError, pools::PoolPermit, retry_delay, stream_restart_delay};
+use super::{
+    Executor, ExecutorError, retry_delay,
+    slots::{Need, SlotPermit},
+    stream_restart_delay,
+};
 use crate::{
     dag::{Dag, TaskSpec, TemplateContext, has_templates, render_config},
     logs::{TryLog, task_secrets},
@@ -132,14 +135,14 @@ impl Executor {
         };
         let runner = Runner {
             executor: self.clone(),
-            slots: self.dag_slots(&dag.id, dag.max_active_tasks),
+            max_active_tasks: dag.max_active_tasks,
             spec,
             base: Arc::new(TemplateContext::for_dag_run(dag, run)),
             upstream_results,
             stop,
             defer_end: false,
             end_deferred: AtomicBool::new(false),
-            pool_permit: Default::default(),
+            slots: Default::default(),
         };
         runner.run_claimed(ti).await
     }
@@ -186,7 +189,8 @@ impl From<TaskError> for TryFailure {
 
 pub(super) struct Runner {
     pub executor: Executor,
-    pub slots: Arc<Semaphore>,
+    /// Its DAG's limit of tries at once.
+    pub max_active_tasks: u32,
     pub spec: TaskSpec,
     pub base: Arc<TemplateContext>,
     pub upstream_results: serde_json::Map<String, serde_json::Value>,
@@ -197,10 +201,10 @@ pub(super) struct Runner {
     pub defer_end: bool,
     /// Whether the instance returned ended in a move left to the driver.
     pub end_deferred: AtomicBool,
-    /// The pool slots of the try under way; those of a try whose end is left to the driver
-    /// go back with it, held until that end is written (the store never shows more of a
-    /// pool running than it has).
-    pub pool_permit: std::sync::Mutex<Option<PoolPermit>>,
+    /// The slots of the try under way. A try whose end is left to the driver gives back its
+    /// process and DAG slots at once and hands its pool's to the driver, which holds them
+    /// until that end is written (the store never shows more of a pool running than it has).
+    pub slots: std::sync::Mutex<Option<SlotPermit>>,
 }
 
 /// A try run by a drive's runner, as it came back.
@@ -209,7 +213,7 @@ pub(super) struct RunnerDone {
     /// The instance's last move (from running to its `state`) is left to the driver.
     pub end_unwritten: bool,
     /// Its pool slots, to give back once that move is written.
-    pub pool_permit: Option<PoolPermit>,
+    pub pool_permit: Option<SlotPermit>,
 }
 
 /// What interrupted a wait.
@@ -228,7 +232,7 @@ impl Runner {
         RunnerDone {
             ti,
             end_unwritten: self.end_deferred.load(Ordering::Relaxed),
-            pool_permit: self.held_pool().take(),
+            pool_permit: self.held_slots().take(),
         }
     }
 
@@ -277,35 +281,27 @@ impl Runner {
 
     /// One try from `queued`; true when another try follows.
     async fn try_once(&self, ti: &mut TaskInstanceRow) -> Result<bool, ExecutorError> {
-        let slots = async {
-            let global = self.executor.inner.slots.clone().acquire_owned().await;
-            let dag = self.slots.clone().acquire_owned().await;
-            // Waiting for its pool, the try stays queued.
-            let pool = self
-                .executor
-                .inner
-                .pools
-                .acquire(
-                    &self.spec.pool,
-                    self.spec.pool_slots,
-                    self.spec.priority_weight,
-                    &self.base.logical_date,
-                )
-                .await;
-            (global, dag, pool)
+        let need = Need {
+            dag_id: ti.dag_id.clone(),
+            max_active_tasks: self.max_active_tasks,
+            pool: self.spec.pool.clone(),
+            pool_slots: self.spec.pool_slots,
+            priority_weight: self.spec.priority_weight,
+            logical_date: self.base.logical_date.clone(),
         };
-        let (_global, _dag) = match self.interruptible(slots).await {
-            Ok((global, dag, pool)) => {
-                *self.held_pool() = Some(pool);
-                (global, dag)
-            }
+        // Waiting for its slots, the try stays queued.
+        match self
+            .interruptible(self.executor.inner.slots.acquire(need))
+            .await
+        {
+            Ok(permit) => *self.held_slots() = Some(permit),
             Err(Interrupt::Shutdown) => return Ok(false),
             Err(Interrupt::Stop) => {
                 ti.end = Some(Utc::now());
                 self.executor.transition(ti, TiState::Skipped).await?;
                 return Ok(false);
             }
-        };
+        }
         let started = Utc::now();
         ti.try_number += 1;
         ti.start = Some(started);
@@ -325,15 +321,21 @@ impl Runner {
         let (running, log) = tokio::join!(self.executor.transition(ti, TiState::Running), log);
         running?;
         let more = self.finish_try(ti, started, log).await;
-        // Slots of a try whose end is written here go back now; a deferred end keeps them.
-        if !self.end_deferred.load(Ordering::Relaxed) {
-            self.held_pool().take();
+        // The slots of a try whose end is written here go back now; a deferred end keeps its
+        // pool's until the driver writes it.
+        let mut held = self.held_slots();
+        if self.end_deferred.load(Ordering::Relaxed) {
+            if let Some(permit) = held.as_mut() {
+                permit.keep_pool_only();
+            }
+        } else {
+            held.take();
         }
         more
     }
 
-    fn held_pool(&self) -> std::sync::MutexGuard<'_, Option<PoolPermit>> {
-        self.pool_permit.lock().unwrap_or_else(|e| e.into_inner())
+    fn held_slots(&self) -> std::sync::MutexGuard<'_, Option<SlotPermit>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs a try that a worker's claim started (`running`) to its end; whatever follows

@@ -149,3 +149,36 @@ async fn a_pool_of_two_runs_two_at_a_time_highest_priority_first(dir: &Path, db:
     assert_eq!(runs.len(), 3);
     serve.terminate();
 }
+
+/// With one slot for the whole process (`--parallelism 1`) and no pool in the way, the waiting
+/// tries of a run start highest `priority_weight` first, whatever order the file lists them in.
+/// (The first two take runners at once and may swap: the line starts whichever asks first.)
+#[tokio::test]
+async fn tries_waiting_for_the_process_slots_start_highest_priority_first() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let mut text = String::from("[dag]\nid = \"prio\"\n");
+    for priority in 1..=6 {
+        text.push_str(&format!(
+            "[[task]]\nid = \"t{priority}\"\noperator = \"shell\"\ncommand = \"sleep 0.05\"\npriority_weight = {priority}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("dags/prio.toml"), text).unwrap();
+    cli_output(cli(dir.path()).args(["run", "prio", "--parallelism", "1"]));
+    let db = format!("sqlite://{}", dir.path().join("updraft.db").display());
+    let store = Store::connect(&db).await.unwrap();
+    let run = store
+        .list_runs(&RunFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let mut tis = store.task_instances("prio", &run.run_id).await.unwrap();
+    assert!(tis.iter().all(|t| t.state == TiState::Success), "{tis:?}");
+    tis.sort_by_key(|t| t.start);
+    let order: Vec<&str> = tis.iter().map(|t| t.task_id.as_str()).collect();
+    assert!(
+        order == ["t6", "t5", "t4", "t3", "t2", "t1"]
+            || order == ["t5", "t6", "t4", "t3", "t2", "t1"],
+        "started in the order {order:?}"
+    );
+}

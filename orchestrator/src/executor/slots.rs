@@ -1,0 +1,463 @@
+//! Slots for the tries this process runs. A try waits (still `queued`) until three limits all
+//! have room at once: the process's (`--parallelism`), its DAG's (`max_active_tasks`) and its
+//! pool's (`pool_slots` of the pool's size), and then takes the three together: a try waiting
+//! for its pool holds no slot of the process, so it cannot starve the tries of other pools.
+//!
+//! The waiting tries form one line over every DAG and pool, served highest `priority_weight`
+//! first, then oldest logical date, then first come. A try that does not fit holds back the
+//! tries behind it that need what it waits for (the same DAG, the same pool, or any process
+//! slot), not the others.
+//!
+//! A pool's size is read from the store (at most a second old), so `orchestrator pools set`
+//! reaches a running `serve` within a second. Tries on workers take their pool slots in the
+//! claim's transaction instead (see `Store::claim_task_instances`).
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::oneshot;
+
+use crate::store::Store;
+
+/// How old a pool's size may be, and how often a waiting try looks again.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// The slots of this process's tries; cheap to clone.
+#[derive(Clone)]
+pub(super) struct SlotLine {
+    store: Store,
+    state: Arc<Mutex<LineState>>,
+}
+
+/// What one try needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Need {
+    pub dag_id: String,
+    /// The DAG's `max_active_tasks`, as its file says now.
+    pub max_active_tasks: u32,
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i32,
+    /// RFC 3339: older runs first among equal priorities.
+    pub logical_date: String,
+}
+
+/// Who is served first: higher priority, then the older logical date, then who came first.
+type WaiterKey = (Reverse<i32>, String, u64);
+
+struct Waiter {
+    need: Need,
+    /// Set once its slots are taken for it; it takes them up when it wakes.
+    granted: bool,
+    wake: Option<oneshot::Sender<()>>,
+}
+
+struct LineState {
+    parallelism: usize,
+    running: usize,
+    /// Tries running per DAG (no entry at 0).
+    dags: HashMap<String, u32>,
+    pools: HashMap<String, PoolState>,
+    waiters: BTreeMap<WaiterKey, Waiter>,
+    arrivals: u64,
+}
+
+#[derive(Default)]
+struct PoolState {
+    used: i64,
+    /// The pool's slots; None while unknown or when it does not exist (its tries wait).
+    size: Option<i64>,
+    read_at: Option<Instant>,
+}
+
+impl PoolState {
+    fn stale(&self) -> bool {
+        self.read_at.is_none_or(|at| at.elapsed() >= REFRESH)
+    }
+}
+
+/// The slots one try holds: a process slot, a DAG slot and its pool slots, given back when
+/// dropped. [`SlotPermit::keep_pool_only`] gives the first two back early.
+pub(super) struct SlotPermit {
+    state: Arc<Mutex<LineState>>,
+    need: Need,
+    /// Whether it still holds its process and DAG slots.
+    run_slots: bool,
+}
+
+impl SlotPermit {
+    /// Gives the process and DAG slots back now, keeping the pool's (the try's end is not
+    /// written yet: the store must not show more of a pool running than it has).
+    pub fn keep_pool_only(&mut self) {
+        if std::mem::take(&mut self.run_slots) {
+            let mut state = lock(&self.state);
+            state.release_run_slots(&self.need);
+            state.admit();
+        }
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        let mut state = lock(&self.state);
+        if self.run_slots {
+            state.release_run_slots(&self.need);
+        }
+        if let Some(pool) = state.pools.get_mut(&self.need.pool) {
+            pool.used -= i64::from(self.need.pool_slots);
+        }
+        state.admit();
+    }
+}
+
+/// Takes a try's place in the line away when it stops waiting (cancelled); slots taken for
+/// it in the meantime go back.
+struct Waiting<'a> {
+    line: &'a SlotLine,
+    key: WaiterKey,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.line.state);
+        if let Some(waiter) = state.waiters.remove(&self.key) {
+            if waiter.granted {
+                state.release_run_slots(&waiter.need);
+                if let Some(pool) = state.pools.get_mut(&waiter.need.pool) {
+                    pool.used -= i64::from(waiter.need.pool_slots);
+                }
+            }
+            // Those it held back may fit now.
+            state.admit();
+        }
+    }
+}
+
+fn lock(state: &Mutex<LineState>) -> MutexGuard<'_, LineState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LineState {
+    fn release_run_slots(&mut self, need: &Need) {
+        self.running -= 1;
+        if let Some(used) = self.dags.get_mut(&need.dag_id) {
+            *used -= 1;
+            if *used == 0 {
+                self.dags.remove(&need.dag_id);
+            }
+        }
+    }
+
+    /// Takes the slots of every waiter that fits, in the line's order, and wakes it. A waiter
+    /// that does not fit holds back the later ones needing what it lacks.
+    fn admit(&mut self) {
+        let mut blocked_dags: HashSet<String> = HashSet::new();
+        let mut blocked_pools: HashSet<String> = HashSet::new();
+        let Self {
+            parallelism,
+            running,
+            dags,
+            pools,
+            waiters,
+            ..
+        } = self;
+        for waiter in waiters.values_mut().filter(|w| !w.granted) {
+            if *running >= *parallelism {
+                return;
+            }
+            let need = &waiter.need;
+            if blocked_dags.contains(&need.dag_id) || blocked_pools.contains(&need.pool) {
+                continue;
+            }
+            let dag_used = dags.get(&need.dag_id).copied().unwrap_or(0);
+            let dag_fits = dag_used < need.max_active_tasks.max(1);
+            let pool = pools.entry(need.pool.clone()).or_default();
+            let pool_fits = pool
+                .size
+                .is_some_and(|size| pool.used + i64::from(need.pool_slots) <= size);
+            if !dag_fits {
+                blocked_dags.insert(need.dag_id.clone());
+            }
+            if !pool_fits {
+                blocked_pools.insert(need.pool.clone());
+            }
+            if !(dag_fits && pool_fits) {
+                continue;
+            }
+            pool.used += i64::from(need.pool_slots);
+            *running += 1;
+            *dags.entry(need.dag_id.clone()).or_default() += 1;
+            waiter.granted = true;
+            if let Some(wake) = waiter.wake.take() {
+                let _ = wake.send(());
+            }
+        }
+    }
+}
+
+impl SlotLine {
+    /// A line for a process running at most `parallelism` tries at once.
+    pub fn new(store: Store, parallelism: usize) -> Self {
+        Self {
+            store,
+            state: Arc::new(Mutex::new(LineState {
+                parallelism: parallelism.max(1),
+                running: 0,
+                dags: HashMap::new(),
+                pools: HashMap::new(),
+                waiters: BTreeMap::new(),
+                arrivals: 0,
+            })),
+        }
+    }
+
+    /// Waits until the process, the try's DAG and its pool all have room for it, and takes
+    /// the slots. Dropping the future leaves the line.
+    pub async fn acquire(&self, need: Need) -> SlotPermit {
+        self.refresh(&need.pool).await;
+        let (key, mut woken) = {
+            let mut state = lock(&self.state);
+            state.arrivals += 1;
+            let key: WaiterKey = (
+                Reverse(need.priority_weight),
+                need.logical_date.clone(),
+                state.arrivals,
+            );
+            let (wake, woken) = oneshot::channel();
+            let waiter = Waiter {
+                need: need.clone(),
+                granted: false,
+                wake: Some(wake),
+            };
+            state.waiters.insert(key.clone(), waiter);
+            state.admit();
+            if let Some(permit) = self.take_grant(&mut state, &key) {
+                return permit;
+            }
+            (key, woken)
+        };
+        // Leaves the line if this future is dropped while it waits.
+        let waiting = Waiting { line: self, key };
+        loop {
+            let _ = tokio::time::timeout(REFRESH, &mut woken).await;
+            let granted = {
+                let mut state = lock(&self.state);
+                let permit = self.take_grant(&mut state, &waiting.key);
+                if permit.is_none() {
+                    let (wake, next) = oneshot::channel();
+                    if let Some(waiter) = state.waiters.get_mut(&waiting.key) {
+                        waiter.wake = Some(wake);
+                    }
+                    woken = next;
+                }
+                permit
+            };
+            if let Some(permit) = granted {
+                return permit;
+            }
+            // A pool made larger (or created) admits its waiters within a second.
+            self.refresh(&need.pool).await;
+        }
+    }
+
+    /// The permit of a waiter whose slots were taken, leaving the line.
+    fn take_grant(&self, state: &mut LineState, key: &WaiterKey) -> Option<SlotPermit> {
+        if !state.waiters.get(key).is_some_and(|w| w.granted) {
+            return None;
+        }
+        let waiter = state.waiters.remove(key)?;
+        Some(SlotPermit {
+            state: self.state.clone(),
+            need: waiter.need,
+            run_slots: true,
+        })
+    }
+
+    /// Reads the pool's size when it is over a second old: the first time before going on,
+    /// later in the background (a try's start does not wait for the store once a second).
+    async fn refresh(&self, pool: &str) {
+        let known = {
+            let mut state = lock(&self.state);
+            let entry = state.pools.entry(pool.to_owned()).or_default();
+            if !entry.stale() {
+                return;
+            }
+            let known = entry.read_at.is_some();
+            // Marked now: one read at a time.
+            entry.read_at = Some(Instant::now());
+            known
+        };
+        let read = {
+            let (store, pool, line) = (self.store.clone(), pool.to_owned(), self.state.clone());
+            async move {
+                let size = store.pool_slots(&pool).await;
+                let mut state = lock(&line);
+                let entry = state.pools.entry(pool.clone()).or_default();
+                match size {
+                    Ok(size) => entry.size = size,
+                    Err(error) => tracing::warn!(pool, %error, "Cannot read the pool's size"),
+                }
+                entry.read_at = Some(Instant::now());
+                // A larger pool may admit its first in line.
+                state.admit();
+            }
+        };
+        if known {
+            tokio::spawn(read);
+        } else {
+            read.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn line_with(parallelism: usize, pools: &[(&str, i64)]) -> (SlotLine, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        for (pool, slots) in pools {
+            store.set_pool(pool, *slots, None).await.unwrap();
+        }
+        (SlotLine::new(store, parallelism), dir)
+    }
+
+    fn need(dag: &str, pool: &str, priority: i32) -> Need {
+        Need {
+            dag_id: dag.into(),
+            max_active_tasks: 16,
+            pool: pool.into(),
+            pool_slots: 1,
+            priority_weight: priority,
+            logical_date: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// Spawns a try per need, one after the other, each recording its priority when it
+    /// gets its slots and holding them 20 ms.
+    async fn queue_up(
+        line: &SlotLine,
+        needs: Vec<Need>,
+    ) -> (Arc<Mutex<Vec<i32>>>, Vec<tokio::task::JoinHandle<()>>) {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for need in needs {
+            let (line, order) = (line.clone(), order.clone());
+            waiting.push(tokio::spawn(async move {
+                let priority = need.priority_weight;
+                let permit = line.acquire(need).await;
+                order.lock().unwrap().push(priority);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(permit);
+            }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (order, waiting)
+    }
+
+    #[tokio::test]
+    async fn a_pool_admits_its_slots_and_the_highest_priority_first() {
+        let (line, _dir) = line_with(32, &[("etl", 2)]).await;
+        let first = line.acquire(need("a", "etl", 1)).await;
+        let second = line.acquire(need("b", "etl", 1)).await;
+        let needs = vec![
+            need("a", "etl", 1),
+            need("b", "etl", 5),
+            need("c", "etl", 3),
+        ];
+        let (order, waiting) = queue_up(&line, needs).await;
+        assert!(order.lock().unwrap().is_empty(), "the pool is full");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(second);
+        for task in waiting {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [5, 3, 1]);
+    }
+
+    #[tokio::test]
+    async fn the_process_slots_go_to_the_highest_priority_across_dags() {
+        let (line, _dir) = line_with(1, &[]).await;
+        let held = line.acquire(need("a", "default_pool", 1)).await;
+        let needs = vec![
+            need("a", "default_pool", 1),
+            need("b", "default_pool", 7),
+            need("c", "default_pool", 4),
+        ];
+        let (order, waiting) = queue_up(&line, needs).await;
+        drop(held);
+        for task in waiting {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [7, 4, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_try_waiting_for_its_pool_holds_no_process_slot() {
+        let (line, _dir) = line_with(2, &[("one", 1)]).await;
+        let _pool_held = line.acquire(need("a", "one", 1)).await;
+        // First in line (highest priority), but its pool is full.
+        let line2 = line.clone();
+        let blocked = tokio::spawn(async move { line2.acquire(need("a", "one", 9)).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let other = tokio::time::timeout(
+            Duration::from_secs(1),
+            line.acquire(need("b", "default_pool", 1)),
+        )
+        .await;
+        assert!(
+            other.is_ok(),
+            "another pool's try takes the free process slot"
+        );
+        assert!(!blocked.is_finished(), "the pool is still full");
+        blocked.abort();
+    }
+
+    #[tokio::test]
+    async fn a_dag_at_its_max_active_tasks_holds_back_its_own_tries_only() {
+        let (line, _dir) = line_with(8, &[]).await;
+        let mut one = need("a", "default_pool", 1);
+        one.max_active_tasks = 1;
+        let _held = line.acquire(one.clone()).await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), line.acquire(one)).await;
+        assert!(waiting.is_err(), "the DAG's one slot is taken");
+        let other = tokio::time::timeout(
+            Duration::from_secs(1),
+            line.acquire(need("b", "default_pool", 1)),
+        )
+        .await;
+        assert!(other.is_ok(), "another DAG runs");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_the_line_and_keep_pool_only_frees_the_process_slot() {
+        let (line, _dir) = line_with(1, &[("one", 1)]).await;
+        let mut held = line.acquire(need("a", "one", 1)).await;
+        let gone =
+            tokio::time::timeout(Duration::from_millis(50), line.acquire(need("a", "one", 9)))
+                .await;
+        assert!(gone.is_err(), "waited while the pool was full");
+        held.keep_pool_only();
+        let other = tokio::time::timeout(
+            Duration::from_secs(1),
+            line.acquire(need("b", "default_pool", 1)),
+        )
+        .await
+        .expect("the process slot came back");
+        drop(other);
+        drop(held);
+        let next =
+            tokio::time::timeout(Duration::from_secs(2), line.acquire(need("a", "one", 1))).await;
+        assert!(
+            next.is_ok(),
+            "the cancelled waiter no longer blocks the line"
+        );
+    }
+}
