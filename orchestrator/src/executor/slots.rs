@@ -94,23 +94,14 @@ impl SlotPermit {
     /// written yet: the store must not show more of a pool running than it has).
     pub fn keep_pool_only(&mut self) {
         if std::mem::take(&mut self.run_slots) {
-            let mut state = lock(&self.state);
-            state.release_run_slots(&self.need);
-            state.admit();
+            lock(&self.state).release(&self.need, true, false);
         }
     }
 }
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
-        let mut state = lock(&self.state);
-        if self.run_slots {
-            state.release_run_slots(&self.need);
-        }
-        if let Some(pool) = state.pools.get_mut(&self.need.pool) {
-            pool.used -= i64::from(self.need.pool_slots);
-        }
-        state.admit();
+        lock(&self.state).release(&self.need, self.run_slots, true);
     }
 }
 
@@ -125,14 +116,8 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut state = lock(&self.line.state);
         if let Some(waiter) = state.waiters.remove(&self.key) {
-            if waiter.granted {
-                state.release_run_slots(&waiter.need);
-                if let Some(pool) = state.pools.get_mut(&waiter.need.pool) {
-                    pool.used -= i64::from(waiter.need.pool_slots);
-                }
-            }
-            // Those it held back may fit now.
-            state.admit();
+            // What was taken for it goes back; those it held back may fit now.
+            state.release(&waiter.need, waiter.granted, waiter.granted);
         }
     }
 }
@@ -142,14 +127,22 @@ fn lock(state: &Mutex<LineState>) -> MutexGuard<'_, LineState> {
 }
 
 impl LineState {
-    fn release_run_slots(&mut self, need: &Need) {
-        self.running -= 1;
-        if let Some(used) = self.dags.get_mut(&need.dag_id) {
-            *used -= 1;
-            if *used == 0 {
-                self.dags.remove(&need.dag_id);
+    /// Gives back a try's process and DAG slots (`run_slots`) and its pool's (`pool`), then
+    /// admits whoever fits.
+    fn release(&mut self, need: &Need, run_slots: bool, pool: bool) {
+        if run_slots {
+            self.running -= 1;
+            if let Some(used) = self.dags.get_mut(&need.dag_id) {
+                *used -= 1;
+                if *used == 0 {
+                    self.dags.remove(&need.dag_id);
+                }
             }
         }
+        if let Some(state) = self.pools.get_mut(&need.pool).filter(|_| pool) {
+            state.used -= i64::from(need.pool_slots);
+        }
+        self.admit();
     }
 
     /// Takes the slots of every waiter that fits, in the line's order, and wakes it. A waiter
