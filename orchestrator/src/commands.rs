@@ -355,8 +355,12 @@ pub async fn backfill(
     }
     check_conf(dag, &request.dag_run_conf)?;
     let existing = store.run_states_between(&dag.id, from, to).await?;
-    let dates = crate::backfill::plan(dag, from, to, reprocess, &existing)
+    let mut dates = crate::backfill::plan(dag, from, to, reprocess, &existing)
         .map_err(|m| invalid("to_date", m))?;
+    if request.run_backwards {
+        // In the order they start.
+        dates.reverse();
+    }
     if request.dry_run {
         return Ok(BackfillOutcome {
             dates,
@@ -384,13 +388,14 @@ pub async fn backfill(
         conf: request.dag_run_conf,
         created_by: actor.username.clone(),
         dag_version_number: Some(dag_version(store, dag).await?),
+        run_backwards: request.run_backwards,
     };
     let id = store
         .create_backfill(&new, &to_run, &dag.new_task_instances())
         .await?;
     let detail = serde_json::json!({
         "backfill_id": id, "from_date": from, "to_date": to, "reprocess": reprocess.as_str(),
-        "max_active_runs": max_active_runs, "runs": to_run.len(),
+        "max_active_runs": max_active_runs, "run_backwards": new.run_backwards, "runs": to_run.len(),
         "skipped": dates.len() - to_run.len(), "conf": new.conf,
     });
     let entry = audit::entry(actor, "backfill").about_dag(&dag.id);

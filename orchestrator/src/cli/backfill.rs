@@ -32,6 +32,9 @@ pub struct BackfillArgs {
     /// List the dates it would run and those it would skip, and create nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Start the latest dates first (oldest first by default)
+    #[arg(long)]
+    pub run_backwards: bool,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +61,7 @@ pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> anyhow::Result
         max_active_runs: args.max_active_runs,
         dag_run_conf: conf,
         dry_run: args.dry_run,
-        run_backwards: false,
+        run_backwards: args.run_backwards,
     };
     let outcome = commands::backfill(&store, &dag, request, &audit::cli_actor()).await?;
     let skipped = outcome.dates.iter().filter(|d| d.skip.is_some()).count();
@@ -87,8 +90,15 @@ pub async fn backfill(global: &GlobalArgs, args: BackfillArgs) -> anyhow::Result
     }
     if let Some(backfill) = outcome.backfill {
         println!(
-            "Backfill {} of {}: {to_run} runs queued ({skipped} dates skipped), at most {} at once; `orchestrator serve` starts them",
-            backfill.id, dag.id, backfill.max_active_runs
+            "Backfill {} of {}: {to_run} runs queued ({skipped} dates skipped), at most {} at once{}; `orchestrator serve` starts them",
+            backfill.id,
+            dag.id,
+            backfill.max_active_runs,
+            if backfill.run_backwards {
+                ", latest first"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -26,6 +26,8 @@ pub struct NewBackfill {
     pub created_by: String,
     /// The version of the DAG's file its runs are created with.
     pub dag_version_number: Option<i64>,
+    /// Start its latest dates first.
+    pub run_backwards: bool,
 }
 
 /// A backfill as stored, with how far its runs have got.
@@ -42,6 +44,8 @@ pub struct BackfillRow {
     pub created_by: String,
     pub is_paused: bool,
     pub is_cancelled: bool,
+    /// Its latest dates start first.
+    pub run_backwards: bool,
     /// When its last run ended, or when it was cancelled.
     pub completed_at: Option<DateTime<Utc>>,
     pub progress: BackfillProgress,
@@ -60,16 +64,57 @@ pub struct BackfillProgress {
 }
 
 impl BackfillProgress {
-    fn add(&mut self, state: &str, count: u64) {
-        self.total += count;
-        match state.parse::<RunState>() {
-            Ok(RunState::Queued) => self.queued += count,
-            Ok(RunState::Running) => self.running += count,
-            Ok(RunState::Success) => self.success += count,
-            Ok(RunState::Failed) => self.failed += count,
-            _ => self.stopped += count,
-        }
+    /// From the counters a backfill's row keeps (moved with each of its runs' states).
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let count = |state: RunState| -> Result<u64> {
+            let column = counter_column(state);
+            Ok(u64::try_from(row.try_get::<i64, _>(column.as_str())?).unwrap_or(0))
+        };
+        let mut progress = Self {
+            queued: count(RunState::Queued)?,
+            running: count(RunState::Running)?,
+            success: count(RunState::Success)?,
+            failed: count(RunState::Failed)?,
+            stopped: count(RunState::Stopped)?,
+            total: 0,
+        };
+        progress.total = progress.queued
+            + progress.running
+            + progress.success
+            + progress.failed
+            + progress.stopped;
+        Ok(progress)
     }
+}
+
+/// The column of `backfills` counting its runs in `state`.
+fn counter_column(state: RunState) -> String {
+    format!("runs_{}", state.as_str())
+}
+
+/// Moves one run of backfill `id` from `from`'s counter to `to`'s, inside the transaction
+/// that moves the run (so the counters always add up to its runs' states). A run queued
+/// again (cleared) reopens its backfill if it was completed or cancelled, so the scheduler
+/// starts it under the backfill's `max_active_runs` and completes the backfill again after.
+pub(super) async fn count_run_move(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    from: RunState,
+    to: RunState,
+) -> Result<()> {
+    let reopen = if to == RunState::Queued {
+        ", completed_at_us = NULL, is_cancelled = 0"
+    } else {
+        ""
+    };
+    let (from, to) = (counter_column(from), counter_column(to));
+    let sql =
+        format!("UPDATE backfills SET {from} = {from} - 1, {to} = {to} + 1{reopen} WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// What the scheduler needs to know of an unfinished backfill.
@@ -77,9 +122,11 @@ impl BackfillProgress {
 pub struct BackfillLimit {
     pub is_paused: bool,
     pub max_active_runs: u32,
+    /// Its latest dates start first.
+    pub run_backwards: bool,
 }
 
-const COLUMNS: &str = "id, dag_id, from_us, to_us, reprocess, max_active_runs, conf, created_at_us, created_by, is_paused, is_cancelled, completed_at_us";
+const COLUMNS: &str = "id, dag_id, from_us, to_us, reprocess, max_active_runs, conf, created_at_us, created_by, is_paused, is_cancelled, run_backwards, completed_at_us, runs_queued, runs_running, runs_success, runs_failed, runs_stopped";
 
 impl BackfillRow {
     /// `running`, `paused`, `completed` or `cancelled`.
@@ -107,10 +154,11 @@ fn backfill_from_row(row: &AnyRow) -> Result<BackfillRow> {
         created_by: row.try_get("created_by")?,
         is_paused: row.try_get::<i64, _>("is_paused")? != 0,
         is_cancelled: row.try_get::<i64, _>("is_cancelled")? != 0,
+        run_backwards: row.try_get::<i64, _>("run_backwards")? != 0,
         completed_at: row
             .try_get::<Option<i64>, _>("completed_at_us")?
             .map(from_micros),
-        progress: BackfillProgress::default(),
+        progress: BackfillProgress::from_row(row)?,
     })
 }
 
@@ -126,8 +174,8 @@ impl Store {
     ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO backfills (dag_id, from_us, to_us, reprocess, max_active_runs, conf, created_at_us, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO backfills (dag_id, from_us, to_us, reprocess, max_active_runs, conf, created_at_us, created_by, run_backwards)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(new.dag_id.as_str())
         .bind(to_micros(new.from))
@@ -137,6 +185,7 @@ impl Store {
         .bind(serde_json::Value::Object(new.conf.clone()).to_string())
         .bind(to_micros(Utc::now()))
         .bind(new.created_by.as_str())
+        .bind(i64::from(new.run_backwards))
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -158,6 +207,12 @@ impl Store {
             }
             created.push(run.run_id);
         }
+        // Its runs are all queued: no run moves counted (count_run_move) are under way yet.
+        sqlx::query("UPDATE backfills SET runs_queued = $1 WHERE id = $2")
+            .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         for run_id in created {
             self.publish_run(&new.dag_id, &run_id, RunState::Queued);
@@ -200,15 +255,7 @@ impl Store {
             .bind(dag_id)
             .fetch_all(&self.pool)
             .await?;
-        let mut backfills = rows
-            .iter()
-            .map(backfill_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let progress = self.backfill_progress(dag_id).await?;
-        for backfill in &mut backfills {
-            backfill.progress = progress.get(&backfill.id).copied().unwrap_or_default();
-        }
-        Ok(backfills)
+        rows.iter().map(backfill_from_row).collect()
     }
 
     /// One backfill with its progress.
@@ -218,34 +265,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(mut backfill) = row.as_ref().map(backfill_from_row).transpose()? else {
-            return Ok(None);
-        };
-        let progress = self.backfill_progress(&backfill.dag_id).await?;
-        backfill.progress = progress.get(&id).copied().unwrap_or_default();
-        Ok(Some(backfill))
-    }
-
-    /// Runs per state of every backfill of `dag_id`.
-    async fn backfill_progress(&self, dag_id: &str) -> Result<HashMap<i64, BackfillProgress>> {
-        let rows = sqlx::query(
-            "SELECT backfill_id, state, COUNT(*) AS n FROM dag_runs
-             WHERE backfill_id IS NOT NULL AND dag_id = $1
-             GROUP BY backfill_id, state",
-        )
-        .bind(dag_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut progress: HashMap<i64, BackfillProgress> = HashMap::new();
-        for row in &rows {
-            let state: String = row.try_get("state")?;
-            let count: i64 = row.try_get("n")?;
-            progress
-                .entry(row.try_get("backfill_id")?)
-                .or_default()
-                .add(&state, u64::try_from(count).unwrap_or(0));
-        }
-        Ok(progress)
+        row.as_ref().map(backfill_from_row).transpose()
     }
 
     /// Pauses or resumes an unfinished backfill; false when it is completed (or unknown).
@@ -317,7 +337,7 @@ impl Store {
     /// The pause and limit of every backfill not completed.
     pub async fn unfinished_backfills(&self) -> Result<HashMap<i64, BackfillLimit>> {
         let rows = sqlx::query(
-            "SELECT id, is_paused, max_active_runs FROM backfills WHERE completed_at_us IS NULL",
+            "SELECT id, is_paused, max_active_runs, run_backwards FROM backfills WHERE completed_at_us IS NULL",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -327,6 +347,7 @@ impl Store {
                     is_paused: row.try_get::<i64, _>("is_paused")? != 0,
                     max_active_runs: u32::try_from(row.try_get::<i64, _>("max_active_runs")?)
                         .unwrap_or(1),
+                    run_backwards: row.try_get::<i64, _>("run_backwards")? != 0,
                 };
                 Ok((row.try_get("id")?, limit))
             })

@@ -242,6 +242,24 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX IF NOT EXISTS task_instances_running_by_pool ON task_instances (pool) WHERE state = 'running'",
         ],
     },
+    Migration {
+        version: 14,
+        description: "each backfill's runs counted by state as they move (a page reads its progress instead of counting its runs), and whether it runs newest first",
+        statements: &[
+            "ALTER TABLE backfills ADD COLUMN run_backwards BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE backfills ADD COLUMN runs_queued BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE backfills ADD COLUMN runs_running BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE backfills ADD COLUMN runs_success BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE backfills ADD COLUMN runs_failed BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE backfills ADD COLUMN runs_stopped BIGINT NOT NULL DEFAULT 0",
+            "UPDATE backfills SET
+            runs_queued = (SELECT COUNT(*) FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state = 'queued'),
+            runs_running = (SELECT COUNT(*) FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state = 'running'),
+            runs_success = (SELECT COUNT(*) FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state = 'success'),
+            runs_failed = (SELECT COUNT(*) FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state = 'failed'),
+            runs_stopped = (SELECT COUNT(*) FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state = 'stopped')",
+        ],
+    },
 ];
 
 /// `{auto_id}` in a migration: an integer key the database numbers, in each dialect's words.

@@ -261,10 +261,13 @@ impl Store {
     /// Moves a run if it is still in `change.from` (and held by `change.owner`, if given);
     /// false when it is not. Durable when this returns; logged and published after the commit.
     pub async fn transition_run(&self, change: &RunChange<'_>) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
-        let moved = apply_run_change(&mut conn, change).await?;
+        let mut tx = self.pool.begin().await?;
+        let moved = apply_run_change(&mut tx, change).await?;
         if moved {
-            self.notify_in(&mut conn, || vec![change.event()]).await?;
+            self.notify_in(&mut tx, || vec![change.event()]).await?;
+        }
+        tx.commit().await?;
+        if moved {
             self.after_run_change(change);
         }
         Ok(moved)
@@ -375,27 +378,28 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// The queued runs the scheduler may start, oldest logical date first: every queued run
-    /// that belongs to no backfill, and of each unpaused backfill in `backfills` only its
-    /// oldest `max_active_runs` (a backfill of thousands of runs is not read whole on every
-    /// poll).
+    /// The queued runs the scheduler may start, in the order to start them: every queued run
+    /// that belongs to no backfill, oldest logical date first, and of each unpaused backfill in
+    /// `backfills` only its first `max_active_runs` (oldest first, or latest first when it runs
+    /// backwards: a backfill of thousands of runs is not read whole on every poll).
     pub async fn startable_queued_runs(
         &self,
         backfills: &std::collections::HashMap<i64, super::BackfillLimit>,
     ) -> Result<Vec<DagRunRow>> {
-        let order = "ORDER BY logical_date_us, queued_at_us";
         let own = format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state = $1 AND backfill_id IS NULL {order}"
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state = $1 AND backfill_id IS NULL ORDER BY logical_date_us, queued_at_us"
         );
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(own))
             .bind(RunState::Queued.as_str())
             .fetch_all(&self.pool)
             .await?;
-        let of_backfill = format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state = $1 AND backfill_id = $2 {order} LIMIT $3"
-        );
         for (id, limit) in backfills.iter().filter(|(_, limit)| !limit.is_paused) {
-            let first = sqlx::query(sqlx::AssertSqlSafe(of_backfill.clone()))
+            let direction = if limit.run_backwards { "DESC" } else { "ASC" };
+            let of_backfill = format!(
+                "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state = $1 AND backfill_id = $2
+                 ORDER BY logical_date_us {direction}, queued_at_us LIMIT $3"
+            );
+            let first = sqlx::query(sqlx::AssertSqlSafe(of_backfill))
                 .bind(RunState::Queued.as_str())
                 .bind(*id)
                 .bind(i64::from(limit.max_active_runs))
@@ -403,9 +407,9 @@ impl Store {
                 .await?;
             rows.extend(first);
         }
-        let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
-        runs.sort_by_key(|run| (run.logical_date, run.queued_at));
-        Ok(runs)
+        // In the order each group (the DAGs' own runs, each backfill's) starts them; the groups
+        // have their own limits, so their order among each other does not matter.
+        rows.iter().map(run_from_row).collect()
     }
 
     /// Runs in `state`, oldest logical date first.
@@ -507,8 +511,8 @@ pub enum RunEffect<'a> {
     Restate,
 }
 
-/// Checks the edge and writes one run's move inside `conn` (a transaction or not); false when
-/// the run was no longer `from` under the expected owner.
+/// Checks the edge and writes one run's move, and its backfill's counters if it has one, inside
+/// the transaction `conn`; false when the run was no longer `from` under the expected owner.
 pub(super) async fn apply_run_change(
     conn: &mut AnyConnection,
     change: &RunChange<'_>,
@@ -536,7 +540,8 @@ pub(super) async fn apply_run_change(
     };
     let sql = format!(
         "UPDATE dag_runs SET state = $1{set}
-         WHERE dag_id = $2 AND run_id = $3 AND state = $4 AND ($5 = '*' OR COALESCE(owner, '') = $5)"
+         WHERE dag_id = $2 AND run_id = $3 AND state = $4 AND ($5 = '*' OR COALESCE(owner, '') = $5)
+         RETURNING backfill_id"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(change.to.as_str())
@@ -550,8 +555,13 @@ pub(super) async fn apply_run_change(
     if let Some(stamp) = stamp {
         query = query.bind(stamp);
     }
-    let result = query.execute(&mut *conn).await?;
-    Ok(result.rows_affected() == 1)
+    let Some(moved) = query.fetch_optional(&mut *conn).await? else {
+        return Ok(false);
+    };
+    if let Some(backfill_id) = moved.try_get::<Option<i64>, _>("backfill_id")? {
+        super::backfills::count_run_move(conn, backfill_id, change.from, change.to).await?;
+    }
+    Ok(true)
 }
 
 /// The conditions of a run filter.

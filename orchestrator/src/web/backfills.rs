@@ -82,6 +82,7 @@ fn backfill_view(backfill: BackfillRow) -> BackfillView {
         is_paused: backfill.is_paused,
         reprocess_behavior: backfill.reprocess,
         max_active_runs: backfill.max_active_runs,
+        run_backwards: backfill.run_backwards,
         created_at: backfill.created_at,
         completed_at: backfill.completed_at,
         created_by: backfill.created_by,

@@ -11,7 +11,9 @@ use std::{
 };
 
 use chrono::Utc;
-use orchestrator::store::{RunFilter, RunState, RunType, Store};
+use orchestrator::store::{
+    BackfillProgress, BackfillRow, RunFilter, RunKey, RunState, RunType, Store, TaskKey, TiState,
+};
 use support::serve::{Serve, cli, cli_output};
 
 /// Every 2 s, one run at a time of its own; each run sleeps 1 s.
@@ -197,5 +199,139 @@ async fn backfills_run_beside_the_schedule(dir: &Path, db: &str) {
         !refused.status.success() && stderr.contains("is completed"),
         "{stderr}"
     );
+    for id in [1, 2] {
+        assert_progress_counts_the_runs(&store, id).await;
+    }
+    a_cleared_run_reopens_its_backfill(&store).await;
+    a_backfill_runs_backwards(dir, db, &store).await;
     serve.terminate();
+}
+
+/// The counters a backfill keeps as its runs move add up to its runs' states.
+async fn assert_progress_counts_the_runs(store: &Store, id: i64) {
+    let runs = store
+        .list_runs(&RunFilter {
+            dag_id: Some("bf".into()),
+            limit: Some(1000),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut counted = BackfillProgress::default();
+    for run in runs.iter().filter(|r| r.backfill_id == Some(id)) {
+        counted.total += 1;
+        match run.state {
+            RunState::Queued => counted.queued += 1,
+            RunState::Running => counted.running += 1,
+            RunState::Success => counted.success += 1,
+            RunState::Failed => counted.failed += 1,
+            RunState::Stopped => counted.stopped += 1,
+        }
+    }
+    let kept = store.backfill(id).await.unwrap().unwrap().progress;
+    assert_eq!(kept, counted, "backfill {id}'s progress against its runs");
+}
+
+/// Marking a backfill's run failed moves its counters; clearing it reopens the completed
+/// backfill, which runs it again and completes once more.
+async fn a_cleared_run_reopens_its_backfill(store: &Store) {
+    let run = RunKey {
+        dag_id: "bf".into(),
+        run_id: "backfill__2026-11-01T00:00:02Z".into(),
+    };
+    let task = TaskKey {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: "work".into(),
+    };
+    assert!(
+        store
+            .mark_task_instance(&task, TiState::Failed)
+            .await
+            .unwrap()
+    );
+    let marked = store.backfill(1).await.unwrap().unwrap();
+    assert_eq!(
+        (marked.progress.success, marked.progress.failed),
+        (20, 1),
+        "{:?}",
+        marked.progress
+    );
+    assert!(
+        store
+            .clear_task_instances(&run, &[("work".into(), 1)])
+            .await
+            .unwrap()
+    );
+    let reopened = store.backfill(1).await.unwrap().unwrap();
+    assert_eq!(reopened.state(), "running", "{reopened:?}");
+    assert_eq!(reopened.progress.queued, 1, "{:?}", reopened.progress);
+    wait_for_backfill(store, 1, |b| b.progress.success == 21).await;
+    assert_progress_counts_the_runs(store, 1).await;
+}
+
+/// `--run-backwards` lists and starts the latest dates first.
+async fn a_backfill_runs_backwards(dir: &Path, db: &str, store: &Store) {
+    let args = |dry: bool| {
+        let mut command = cli(dir);
+        command.env("UPDRAFT_DB", db).args([
+            "backfill",
+            "bf",
+            "--from",
+            FROM,
+            "--to",
+            "2026-11-01T00:00:06Z",
+            "--reprocess",
+            "all",
+            "--max-active-runs",
+            "1",
+            "--run-backwards",
+        ]);
+        if dry {
+            command.arg("--dry-run");
+        }
+        cli_output(&mut command)
+    };
+    let dry = args(true);
+    let (latest, oldest) = (dry.find("00:00:06"), dry.find("00:00:00"));
+    assert!(
+        latest.is_some() && oldest.is_some() && latest < oldest,
+        "the dry run lists the latest date first:\n{dry}"
+    );
+    let queued = args(false);
+    assert!(
+        queued.contains("Backfill 3 of bf: 4 runs queued"),
+        "{queued}"
+    );
+    wait_for_backfill(store, 3, |_| true).await;
+    let mut runs: Vec<_> = store
+        .list_runs(&RunFilter {
+            dag_id: Some("bf".into()),
+            limit: Some(1000),
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.backfill_id == Some(3))
+        .collect();
+    runs.sort_by_key(|r| r.start);
+    let started: Vec<u32> = runs
+        .iter()
+        .map(|r| chrono::Timelike::second(&r.logical_date))
+        .collect();
+    assert_eq!(started, [6, 4, 2, 0], "started latest first");
+}
+
+/// Waits (up to 30 s) for backfill `id` to be completed with `check` true of it.
+async fn wait_for_backfill(store: &Store, id: i64, check: impl Fn(&BackfillRow) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let backfill = store.backfill(id).await.unwrap().unwrap();
+        if backfill.state() == "completed" && check(&backfill) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "backfill {id}: {backfill:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -57,6 +57,9 @@ struct BackfillFields {
     max_active_runs: String,
     #[serde(default)]
     conf: String,
+    /// The "latest first" box: present when ticked.
+    #[serde(default)]
+    run_backwards: Option<String>,
     #[serde(default)]
     preview: Option<String>,
 }
@@ -91,6 +94,7 @@ async fn backfill_form(
     form.reprocess_behavior = fields.reprocess_behavior.clone();
     form.max_active_runs = fields.max_active_runs.clone();
     form.conf = fields.conf.clone();
+    form.run_backwards = fields.run_backwards.is_some();
     let dry_run = fields.preview.is_some();
     let mut plan = None;
     match form.request(dry_run) {

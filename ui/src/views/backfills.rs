@@ -23,7 +23,7 @@ pub struct BackfillRequest {
     /// Only say which dates would run.
     #[serde(default)]
     pub dry_run: bool,
-    /// Airflow 3 asks for it; Updraft runs oldest first whatever it says.
+    /// Start the latest dates first (the dry run lists them in that order).
     #[serde(default)]
     pub run_backwards: bool,
 }
@@ -61,6 +61,8 @@ pub struct BackfillView {
     pub is_paused: bool,
     pub reprocess_behavior: String,
     pub max_active_runs: u32,
+    /// Its latest dates start first.
+    pub run_backwards: bool,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_by: String,

@@ -16,6 +16,7 @@ async fn the_form_previews_the_dates_then_starts_the_backfill() {
         "to_date",
         "reprocess_behavior",
         "max_active_runs",
+        "run_backwards",
         "conf",
     ] {
         assert!(
@@ -64,7 +65,7 @@ async fn the_form_previews_the_dates_then_starts_the_backfill() {
 
     let response = app
         .send(post(
-            "from_date=2026-01-01&to_date=2026-01-02&reprocess_behavior=failed&max_active_runs=3",
+            "from_date=2026-01-01&to_date=2026-01-02&reprocess_behavior=failed&max_active_runs=3&run_backwards=on",
         ))
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -77,9 +78,10 @@ async fn the_form_previews_the_dates_then_starts_the_backfill() {
     assert_eq!(
         (
             created[0].reprocess_behavior.as_str(),
-            created[0].max_active_runs
+            created[0].max_active_runs,
+            created[0].run_backwards
         ),
-        ("failed", 3)
+        ("failed", 3, true)
     );
 
     let (_, page) = app.get_in(&session, "/dags/hello").await;
@@ -88,6 +90,7 @@ async fn the_form_previews_the_dates_then_starts_the_backfill() {
         "the Backfill button: {page}"
     );
     assert!(page.contains("id=\"backfill-1\""), "{page}");
+    assert!(page.contains("3 at once · latest first"), "{page}");
     assert!(
         page.contains("1 done") && page.contains("1 queued"),
         "{page}"
@@ -128,7 +131,7 @@ async fn the_api_plans_creates_lists_and_changes_backfills() {
         send(
             "POST",
             "/api/v1/dags/hello/backfills",
-            r#"{"from_date": "2026-01-01", "to_date": "2026-01-02", "reprocess_behavior": "completed", "max_active_runs": 2, "dag_run_conf": {"results": 1}}"#,
+            r#"{"from_date": "2026-01-01", "to_date": "2026-01-02", "reprocess_behavior": "completed", "max_active_runs": 2, "dag_run_conf": {"results": 1}, "run_backwards": true}"#,
         )
         .await,
     )
@@ -138,6 +141,7 @@ async fn the_api_plans_creates_lists_and_changes_backfills() {
     assert_eq!(backfill["id"], 1);
     assert_eq!(backfill["dag_id"], "hello");
     assert_eq!(backfill["max_active_runs"], 2);
+    assert_eq!(backfill["run_backwards"], true);
     assert_eq!(backfill["dag_run_conf"]["results"], 1);
     assert_eq!(backfill["progress"]["total"], 2);
 

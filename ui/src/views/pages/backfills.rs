@@ -13,6 +13,8 @@ pub struct BackfillFormView {
     pub reprocess_behavior: String,
     pub max_active_runs: String,
     pub conf: String,
+    /// Start the latest dates first.
+    pub run_backwards: bool,
     /// (field, message)
     pub errors: Vec<(String, String)>,
 }
@@ -48,7 +50,7 @@ impl BackfillFormView {
             max_active_runs,
             dag_run_conf,
             dry_run,
-            run_backwards: false,
+            run_backwards: self.run_backwards,
         })
     }
 

@@ -630,6 +630,7 @@ impl ui::Backend for MemoryBackend {
                 is_paused: false,
                 reprocess_behavior: request.reprocess_behavior.clone().unwrap_or_default(),
                 max_active_runs: request.max_active_runs.unwrap_or(1),
+                run_backwards: request.run_backwards,
                 created_at: Utc::now(),
                 completed_at: None,
                 created_by: actor.username.clone(),
