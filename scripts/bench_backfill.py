@@ -119,6 +119,9 @@ def main():
         _, out = cli(env, "backfill", "hourly", *more, "--max-active-runs", "1")
         cli(env, "backfills", "pause", str(created_id(out)))
         p50_10k, p99_10k = page_times(port, "/dags/hourly")
+        # Deep in the grid (its pages go by logical date) and in the run history (by offset).
+        p50_grid, p99_grid = page_times(port, "/dags/hourly?before=2025-06-01T00:00:00Z")
+        p50_hist, p99_hist = page_times(port, "/dags/hourly?offset=9000")
         total = sum(1 for _ in open(f"{work}/serve.log"))
     finally:
         serve.terminate()
@@ -129,6 +132,8 @@ def main():
     print(f"  running them through serve (16 at once): {ran:.1f} s, {1000/ran:.0f} runs/s, {3000/ran:.0f} TI/s")
     print(f"  DAG page with 25 runs: p50 {p50_25:.1f} ms, p99 {p99_25:.1f} ms (200 requests)")
     print(f"  DAG page with ~10,000 runs: p50 {p50_10k:.1f} ms, p99 {p99_10k:.1f} ms (200 requests); ratio p99 {p99_10k/p99_25:.2f}x")
+    print(f"  DAG page with ~10,000 runs, grid 6,500 runs deep: p50 {p50_grid:.1f} ms, p99 {p99_grid:.1f} ms; ratio p99 {p99_grid/p99_25:.2f}x")
+    print(f"  DAG page with ~10,000 runs, run history at offset 9,000: p50 {p50_hist:.1f} ms, p99 {p99_hist:.1f} ms; ratio p99 {p99_hist/p99_25:.2f}x")
     print(f"  serve log lines at warn: {total}")
 
 

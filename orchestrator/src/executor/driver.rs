@@ -14,11 +14,11 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Decision, Dispatch, Executor, ExecutorError, decide,
+    Decision, Dispatch, Executor, ExecutorError, begin_try, decide,
     pending::PendingDecisions,
     remote::RemoteTries,
     runner::{Runner, RunnerDone},
-    slots::SlotPermit,
+    slots::{Need, SlotPermit},
 };
 use crate::{
     dag::{Dag, TemplateContext},
@@ -275,25 +275,83 @@ impl<'a> RunDrive<'a> {
         &mut self,
         mut changes: Vec<(TaskInstanceRow, TiState)>,
     ) -> Result<(), ExecutorError> {
+        let mut started = self.start_at_once(&mut changes);
         let executor = self.executor;
-        let written = futures::future::join_all(
-            changes
-                .iter_mut()
-                .map(|(ti, next)| executor.transition(ti, *next)),
-        )
+        let written = futures::future::join_all(changes.iter_mut().map(|(ti, next)| {
+            // A start decided here passes through queued in the same write.
+            let via = (ti.state == TiState::Scheduled && *next == TiState::Running)
+                .then_some(TiState::Queued);
+            executor.transition_via(ti, via, *next)
+        }))
         .await;
         written.into_iter().collect::<Result<Vec<()>, _>>()?;
         // The ends taken into this write are durable: their pool slots go back.
         self.unwritten_ends_slots.clear();
         for (ti, next) in changes {
             let task_id = ti.task_id.clone();
-            self.tis.insert(task_id.clone(), Box::new(ti));
-            if next == TiState::Queued {
-                self.dispatch(task_id);
+            match started.remove(&task_id) {
+                Some(permit) => {
+                    self.spawn_runner(ti.clone(), Some(permit));
+                    self.in_process += 1;
+                }
+                None if next == TiState::Queued => self.dispatch(task_id.clone()),
+                None => {}
             }
+            self.tis.insert(task_id, Box::new(ti));
         }
         self.start_waiting();
         Ok(())
+    }
+
+    /// Turns the queued moves that can start at once into starts, highest priority first, so
+    /// a task goes scheduled -> queued -> running in the same commit as the end that released
+    /// it (one commit per hand-off, not two): when its tries run here, the run is not
+    /// stopped, nothing of this drive waits, a runner is free and the try's slots are free
+    /// without waiting (it never goes ahead of the line). Returns each start's slots by task.
+    fn start_at_once(
+        &self,
+        changes: &mut [(TaskInstanceRow, TiState)],
+    ) -> HashMap<String, SlotPermit> {
+        let mut started = HashMap::new();
+        if self.executor.dispatch() != Dispatch::InProcess
+            || self.stop.is_cancelled()
+            || !self.waiting.is_empty()
+        {
+            return started;
+        }
+        let mut queued: Vec<(i32, usize)> = changes
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, next))| *next == TiState::Queued)
+            .map(|(at, (ti, _))| {
+                let priority = self.dag.task(&ti.task_id).map_or(1, |t| t.priority_weight);
+                (priority, at)
+            })
+            .collect();
+        queued.sort_by_key(|(priority, at)| (Reverse(*priority), *at));
+        let inner = &self.executor.inner;
+        for (_, at) in queued {
+            let (ti, next) = &mut changes[at];
+            let Some(spec) = self.dag.task(&ti.task_id) else {
+                continue;
+            };
+            if self.in_process + started.len() >= self.runners() {
+                break;
+            }
+            let need = Need::of(
+                spec,
+                &ti.dag_id,
+                self.dag.max_active_tasks,
+                &self.base.logical_date,
+            );
+            let Some(permit) = inner.slots.try_acquire(&need) else {
+                break;
+            };
+            begin_try(ti, &inner.hostname);
+            *next = TiState::Running;
+            started.insert(ti.task_id.clone(), permit);
+        }
+        started
     }
 
     /// Takes in the latest row of an instance; its downstreams are looked at again.
@@ -380,13 +438,15 @@ impl<'a> RunDrive<'a> {
                 .filter(|ti| matches!(ti.state, TiState::Queued | TiState::UpForRetry))
             {
                 let ti = TaskInstanceRow::clone(ti);
-                self.spawn_runner(ti);
+                self.spawn_runner(ti, None);
                 self.in_process += 1;
             }
         }
     }
 
-    fn spawn_runner(&self, ti: TaskInstanceRow) {
+    /// Runs `ti` here: from queued (or waiting for a retry), or from running with the slots
+    /// `started` took for it.
+    fn spawn_runner(&self, ti: TaskInstanceRow, started: Option<SlotPermit>) {
         let Some(spec) = self.dag.task(&ti.task_id).cloned() else {
             tracing::warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, "Task no longer in the DAG file; left as it is");
             let _ = self.done_tx.send(RunnerDone {
@@ -414,7 +474,7 @@ impl<'a> RunDrive<'a> {
             stop: self.stop.clone(),
             defer_end: true,
             end_deferred: Default::default(),
-            slots: Default::default(),
+            slots: std::sync::Mutex::new(started),
         };
         let done_tx = self.done_tx.clone();
         tokio::spawn(async move {

@@ -232,17 +232,44 @@ impl Executor {
     /// it fenced by this process's hold on the run or the try, and logs it), in a group commit
     /// with the moves made at the same moment; `ti` keeps its old state if the move fails.
     async fn transition(&self, ti: &mut TaskInstanceRow, to: TiState) -> Result<(), ExecutorError> {
+        self.transition_via(ti, None, to).await
+    }
+
+    /// [`Executor::transition`] through the state `via` in the same write (both edges are
+    /// checked and logged).
+    async fn transition_via(
+        &self,
+        ti: &mut TaskInstanceRow,
+        via: Option<TiState>,
+        to: TiState,
+    ) -> Result<(), ExecutorError> {
         let from = ti.state;
         ti.state = to;
         if to == TiState::Running {
             ti.claimed_by = Some(self.inner.owner.clone());
         }
-        if let Err(error) = self.inner.writer.save(ti.clone(), from).await {
+        if let Err(error) = self.inner.writer.save(ti.clone(), from, via).await {
             ti.state = from;
             return Err(error.into());
         }
         Ok(())
     }
+}
+
+/// A new try of `ti` begins now (before its move to running is written): its number, start,
+/// host and process; its last try's end and retry time are cleared. Returns its start.
+fn begin_try(ti: &mut TaskInstanceRow, hostname: &str) -> chrono::DateTime<chrono::Utc> {
+    let started = chrono::Utc::now();
+    ti.try_number += 1;
+    ti.start = Some(started);
+    ti.end = None;
+    ti.duration_ms = None;
+    // `error` stays: why the last try failed, until a try succeeds (the streams page shows
+    // it for a restarted stream).
+    ti.next_retry_at = None;
+    ti.hostname = Some(hostname.to_owned());
+    ti.pid = Some(i64::from(std::process::id()));
+    started
 }
 
 /// This machine's host name (`localhost` when it has none).

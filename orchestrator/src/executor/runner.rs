@@ -17,7 +17,7 @@ use tasks::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Executor, ExecutorError, retry_delay,
+    Executor, ExecutorError, begin_try, retry_delay,
     slots::{Need, SlotPermit},
     stream_restart_delay,
 };
@@ -267,6 +267,15 @@ impl Runner {
                         return Ok(());
                     }
                 }
+                // Its driver started it: moved it to running with its slots taken (see
+                // `RunDrive::start_at_once`).
+                TiState::Running if self.holds_slots() => {
+                    let started = ti.start.unwrap_or_else(Utc::now);
+                    let log = self.open_log(&ti.key(), ti.try_number).await;
+                    if !self.go_on_started(ti, started, log).await? {
+                        return Ok(());
+                    }
+                }
                 _ => return Ok(()),
             }
         }
@@ -281,14 +290,12 @@ impl Runner {
 
     /// One try from `queued`; true when another try follows.
     async fn try_once(&self, ti: &mut TaskInstanceRow) -> Result<bool, ExecutorError> {
-        let need = Need {
-            dag_id: ti.dag_id.clone(),
-            max_active_tasks: self.max_active_tasks,
-            pool: self.spec.pool.clone(),
-            pool_slots: self.spec.pool_slots,
-            priority_weight: self.spec.priority_weight,
-            logical_date: self.base.logical_date.clone(),
-        };
+        let need = Need::of(
+            &self.spec,
+            &ti.dag_id,
+            self.max_active_tasks,
+            &self.base.logical_date,
+        );
         // Waiting for its slots, the try stays queued.
         match self
             .interruptible(self.executor.inner.slots.acquire(need))
@@ -302,16 +309,7 @@ impl Runner {
                 return Ok(false);
             }
         }
-        let started = Utc::now();
-        ti.try_number += 1;
-        ti.start = Some(started);
-        ti.end = None;
-        ti.duration_ms = None;
-        // `error` stays: why the last try failed, until a try succeeds (the streams page
-        // shows it for a restarted stream).
-        ti.next_retry_at = None;
-        ti.hostname = Some(self.executor.inner.hostname.clone());
-        ti.pid = Some(i64::from(std::process::id()));
+        let started = begin_try(ti, &self.executor.inner.hostname);
         // The log file is opened while the move to running commits.
         let log = {
             let key = ti.key();
@@ -320,6 +318,17 @@ impl Runner {
         };
         let (running, log) = tokio::join!(self.executor.transition(ti, TiState::Running), log);
         running?;
+        self.go_on_started(ti, started, log).await
+    }
+
+    /// The rest of a try that is `running` with its slots held: its operator and how it
+    /// went, then its slots go back; true when another try follows.
+    async fn go_on_started(
+        &self,
+        ti: &mut TaskInstanceRow,
+        started: chrono::DateTime<Utc>,
+        log: Result<TryLog, TryFailure>,
+    ) -> Result<bool, ExecutorError> {
         let more = self.finish_try(ti, started, log).await;
         // The slots of a try whose end is written here go back now; a deferred end keeps its
         // pool's until the driver writes it.
@@ -332,6 +341,10 @@ impl Runner {
             held.take();
         }
         more
+    }
+
+    fn holds_slots(&self) -> bool {
+        self.held_slots().is_some()
     }
 
     fn held_slots(&self) -> std::sync::MutexGuard<'_, Option<SlotPermit>> {

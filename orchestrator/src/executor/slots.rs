@@ -21,7 +21,7 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use crate::store::Store;
+use crate::{dag::TaskSpec, store::Store};
 
 /// How old a pool's size may be, and how often a waiting try looks again.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -44,6 +44,21 @@ pub(super) struct Need {
     pub priority_weight: i32,
     /// RFC 3339: older runs first among equal priorities.
     pub logical_date: String,
+}
+
+impl Need {
+    /// What a try of `spec` needs in a run (dated `logical_date`) of the DAG `dag_id` whose
+    /// `max_active_tasks` is given.
+    pub fn of(spec: &TaskSpec, dag_id: &str, max_active_tasks: u32, logical_date: &str) -> Self {
+        Self {
+            dag_id: dag_id.to_owned(),
+            max_active_tasks,
+            pool: spec.pool.clone(),
+            pool_slots: spec.pool_slots,
+            priority_weight: spec.priority_weight,
+            logical_date: logical_date.to_owned(),
+        }
+    }
 }
 
 /// Who is served first: higher priority, then the older logical date, then who came first.
@@ -166,12 +181,8 @@ impl LineState {
             if blocked_dags.contains(&need.dag_id) || blocked_pools.contains(&need.pool) {
                 continue;
             }
-            let dag_used = dags.get(&need.dag_id).copied().unwrap_or(0);
-            let dag_fits = dag_used < need.max_active_tasks.max(1);
             let pool = pools.entry(need.pool.clone()).or_default();
-            let pool_fits = pool
-                .size
-                .is_some_and(|size| pool.used + i64::from(need.pool_slots) <= size);
+            let (dag_fits, pool_fits) = fits(dags, pool, need);
             if !dag_fits {
                 blocked_dags.insert(need.dag_id.clone());
             }
@@ -181,15 +192,30 @@ impl LineState {
             if !(dag_fits && pool_fits) {
                 continue;
             }
-            pool.used += i64::from(need.pool_slots);
-            *running += 1;
-            *dags.entry(need.dag_id.clone()).or_default() += 1;
+            take(running, dags, pool, need);
             waiter.granted = true;
             if let Some(wake) = waiter.wake.take() {
                 let _ = wake.send(());
             }
         }
     }
+}
+
+/// Whether `need` fits its DAG's limit and its pool (a pool of unknown size fits nothing).
+fn fits(dags: &HashMap<String, u32>, pool: &PoolState, need: &Need) -> (bool, bool) {
+    let dag_used = dags.get(&need.dag_id).copied().unwrap_or(0);
+    let dag_fits = dag_used < need.max_active_tasks.max(1);
+    let pool_fits = pool
+        .size
+        .is_some_and(|size| pool.used + i64::from(need.pool_slots) <= size);
+    (dag_fits, pool_fits)
+}
+
+/// Takes a process slot, a DAG slot and the pool's slots for `need`.
+fn take(running: &mut usize, dags: &mut HashMap<String, u32>, pool: &mut PoolState, need: &Need) {
+    pool.used += i64::from(need.pool_slots);
+    *running += 1;
+    *dags.entry(need.dag_id.clone()).or_default() += 1;
 }
 
 impl SlotLine {
@@ -255,6 +281,40 @@ impl SlotLine {
             // A pool made larger (or created) admits its waiters within a second.
             self.refresh(&need.pool).await;
         }
+    }
+
+    /// Takes a try's slots now if the process, its DAG and its pool have room and nobody
+    /// waits in the line (it never goes ahead of a waiting try); None otherwise, or while
+    /// the pool's size was never read: then the try waits in [`SlotLine::acquire`].
+    pub fn try_acquire(&self, need: &Need) -> Option<SlotPermit> {
+        let stale = {
+            let mut state = lock(&self.state);
+            let LineState {
+                parallelism,
+                running,
+                dags,
+                pools,
+                waiters,
+                ..
+            } = &mut *state;
+            let pool = pools.get_mut(&need.pool).filter(|p| p.read_at.is_some())?;
+            let free = *running < *parallelism && waiters.values().all(|w| w.granted);
+            if !free || fits(dags, pool, need) != (true, true) {
+                return None;
+            }
+            take(running, dags, pool, need);
+            pool.stale()
+        };
+        if stale {
+            // Read again in the background, as a waiting try would.
+            let (line, pool) = (self.clone(), need.pool.clone());
+            tokio::spawn(async move { line.refresh(&pool).await });
+        }
+        Some(SlotPermit {
+            state: self.state.clone(),
+            need: need.clone(),
+            run_slots: true,
+        })
     }
 
     /// The permit of a waiter whose slots were taken, leaving the line.
@@ -452,5 +512,48 @@ mod tests {
             next.is_ok(),
             "the cancelled waiter no longer blocks the line"
         );
+    }
+
+    #[tokio::test]
+    async fn try_acquire_takes_free_slots_but_never_goes_ahead_of_the_line() {
+        let (line, _dir) = line_with(2, &[("etl", 1)]).await;
+        // The default pool's size is read.
+        drop(line.acquire(need("z", "default_pool", 1)).await);
+        assert!(
+            line.try_acquire(&need("a", "etl", 1)).is_none(),
+            "the pool's size was never read"
+        );
+        let first = line.acquire(need("a", "etl", 1)).await;
+        assert!(
+            line.try_acquire(&need("a", "etl", 1)).is_none(),
+            "the pool is full"
+        );
+        drop(first);
+        let first = line
+            .try_acquire(&need("a", "etl", 1))
+            .expect("the pool has room");
+        // A try of the full pool waits in line: a try of another pool may not take the
+        // process's last slot ahead of it, even though it would fit.
+        let waiter = tokio::spawn({
+            let line = line.clone();
+            async move { line.acquire(need("b", "etl", 5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(line.try_acquire(&need("c", "default_pool", 1)).is_none());
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the waiter got the pool")
+            .unwrap();
+        let other = line.try_acquire(&need("c", "default_pool", 1));
+        assert!(
+            other.is_some(),
+            "nobody waits: the free process slot is taken"
+        );
+        assert!(
+            line.try_acquire(&need("d", "default_pool", 1)).is_none(),
+            "the process is full (2 of 2)"
+        );
+        drop(second);
     }
 }

@@ -10,10 +10,11 @@ const MAX_BATCH: usize = 512;
 
 type Ack = oneshot::Sender<Result<(), StoreError>>;
 
-/// A row to write and the state it must still be in.
+/// A row to write, the state it must still be in and the one it passes through, if any.
 struct Request {
     row: TaskInstanceRow,
     from: TiState,
+    via: Option<TiState>,
     ack: Ack,
 }
 
@@ -32,10 +33,22 @@ impl StateWriter {
         Self { requests }
     }
 
-    /// Saves `row` if it is still `from` in a run this executor holds; returns once durable.
-    pub async fn save(&self, row: TaskInstanceRow, from: TiState) -> Result<(), StoreError> {
+    /// Saves `row` if it is still `from` in a run this executor holds (through `via` on the
+    /// way, if given); returns once durable.
+    pub async fn save(
+        &self,
+        row: TaskInstanceRow,
+        from: TiState,
+        via: Option<TiState>,
+    ) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        if self.requests.send(Request { row, from, ack }).is_err() {
+        let request = Request {
+            row,
+            from,
+            via,
+            ack,
+        };
+        if self.requests.send(request).is_err() {
             return Err(StoreError::Closed);
         }
         done.await.unwrap_or(Err(StoreError::Closed))
@@ -54,6 +67,7 @@ async fn write_batches(
             .map(|r: &Request| TiChange {
                 row: &r.row,
                 from: r.from,
+                via: r.via,
                 fence: fence(r.from, &owner),
             })
             .collect();
@@ -71,6 +85,7 @@ async fn write_batches(
                     let change = TiChange {
                         row: &request.row,
                         from: request.from,
+                        via: request.via,
                         fence: fence(request.from, &owner),
                     };
                     let _ = request

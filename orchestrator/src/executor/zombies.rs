@@ -130,6 +130,7 @@ async fn take_over_try(
         .transition_task_instance(&TiChange {
             row: &ti,
             from: TiState::Running,
+            via: None,
             fence: Fence::Claim(&claimant),
         })
         .await?;

@@ -280,6 +280,7 @@ impl Store {
             .map(|(row, from)| TiChange {
                 row,
                 from: *from,
+                via: None,
                 fence: Fence::Command,
             })
             .collect();
@@ -322,6 +323,7 @@ impl Store {
         let change = TiChange {
             row: &marked,
             from,
+            via: None,
             fence: Fence::Command,
         };
         let changes = if from == state {
@@ -364,7 +366,7 @@ impl Store {
             self.after_run_change(run);
         }
         for change in changes {
-            self.after_ti_change(change.row, change.from);
+            self.after_ti_change(change.row, change.from, change.via);
         }
         Ok(true)
     }
@@ -378,7 +380,7 @@ impl Store {
             // telling: BEGIN and COMMIT were two more round trips to the connection's thread.
             let mut conn = self.pool.acquire().await?;
             apply_ti_change(&mut conn, change).await?;
-            self.after_ti_change(change.row, change.from);
+            self.after_ti_change(change.row, change.from, change.via);
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
@@ -393,18 +395,24 @@ impl Store {
         .await?;
         tx.commit().await?;
         for change in changes {
-            self.after_ti_change(change.row, change.from);
+            self.after_ti_change(change.row, change.from, change.via);
         }
         Ok(())
     }
 
-    pub(super) fn after_ti_change(&self, ti: &TaskInstanceRow, from: TiState) {
+    pub(super) fn after_ti_change(
+        &self,
+        ti: &TaskInstanceRow,
+        from: TiState,
+        via: Option<TiState>,
+    ) {
         tracing::info!(
             dag_id = %ti.dag_id,
             run_id = %ti.run_id,
             task_id = %ti.task_id,
             try_number = ti.try_number,
             from = %from,
+            via = via.map(tracing::field::display),
             to = %ti.state,
             duration_ms = ti.duration_ms,
             "Task state changed"
@@ -430,6 +438,9 @@ pub(super) fn task_event(ti: &TaskInstanceRow) -> StoreEvent {
 pub struct TiChange<'a> {
     pub row: &'a TaskInstanceRow,
     pub from: TiState,
+    /// A state passed through on the way, in the same write (a task its driver queues and
+    /// starts at once goes scheduled -> queued -> running): both edges are checked.
+    pub via: Option<TiState>,
     pub fence: Fence<'a>,
 }
 
@@ -608,14 +619,21 @@ fn bind_fields<'q>(
 /// The state machine's verdict on one move.
 fn check_edge(change: &TiChange<'_>) -> Result<()> {
     let ti = change.row;
-    if task_can_transition(change.from, ti.state) {
-        return Ok(());
+    let edges = match change.via {
+        Some(via) => [(change.from, via), (via, ti.state)],
+        None => [(change.from, ti.state); 2],
+    };
+    match edges
+        .iter()
+        .find(|(from, to)| !task_can_transition(*from, *to))
+    {
+        None => Ok(()),
+        Some((from, to)) => Err(StoreError::IllegalTransition {
+            what: format!("task instance {}.{}.{}", ti.dag_id, ti.run_id, ti.task_id),
+            from: from.to_string(),
+            to: to.to_string(),
+        }),
     }
-    Err(StoreError::IllegalTransition {
-        what: format!("task instance {}.{}.{}", ti.dag_id, ti.run_id, ti.task_id),
-        from: change.from.to_string(),
-        to: ti.state.to_string(),
-    })
 }
 
 /// Checks the edge and writes one move inside `conn`'s transaction.

@@ -227,7 +227,7 @@ impl Store {
             .await?;
         tx.commit().await?;
         for ti in &claimed {
-            self.after_ti_change(ti, TiState::Queued);
+            self.after_ti_change(ti, TiState::Queued, None);
         }
         Ok(claimed)
     }

@@ -257,6 +257,7 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
         let change = TiChange {
             row: &a,
             from,
+            via: None,
             fence: Fence::RunOwner(&dead_owner),
         };
         store.transition_task_instance(&change).await.unwrap();
@@ -279,6 +280,7 @@ async fn zombies_are_retried_and_the_run_resumed(store: Store) {
     let late_write = TiChange {
         row: &a,
         from: TiState::Running,
+        via: None,
         fence: Fence::Claim(&dead_owner),
     };
     assert!(matches!(
@@ -329,3 +331,49 @@ on_both_engines!(
     timeout_and_template_errors_fail_the_task,
     zombies_are_retried_and_the_run_resumed
 );
+
+/// A task whose upstream ends starts in the same commit as that end: its move reads
+/// scheduled -> running via queued, and its try is begun as a runner begins one.
+#[tokio::test]
+async fn a_chain_starts_each_downstream_in_the_commit_of_its_upstreams_end() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let mut text = String::from("[dag]\nid = \"hand\"\n");
+    for i in 0..4 {
+        text.push_str(&format!("[[task]]\nid = \"t{i}\"\noperator = \"noop\"\n"));
+        if i > 0 {
+            text.push_str(&format!("upstream = [\"t{}\"]\n", i - 1));
+        }
+    }
+    std::fs::write(dir.path().join("dags/hand.toml"), text).unwrap();
+    let out = support::serve::cli(dir.path())
+        .env("RUST_LOG", "info")
+        .args(["run", "hand"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    for task in ["t1", "t2", "t3"] {
+        assert!(
+            log.lines()
+                .any(|line| line.contains(&format!("task_id={task} "))
+                    && line.contains("from=scheduled via=queued to=running")),
+            "{task} started in its upstream's commit: {log}"
+        );
+    }
+    let db = format!("sqlite://{}", dir.path().join("updraft.db").display());
+    let store = Store::connect(&db).await.unwrap();
+    let run = store
+        .list_runs(&Default::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let tis = store.task_instances("hand", &run.run_id).await.unwrap();
+    for ti in &tis {
+        assert_eq!((ti.state, ti.try_number), (TiState::Success, 1), "{ti:?}");
+        assert!(
+            ti.hostname.is_some() && ti.pid.is_some() && ti.start <= ti.end,
+            "{ti:?}"
+        );
+    }
+}

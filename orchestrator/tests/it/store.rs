@@ -113,6 +113,7 @@ async fn group_commits_write_all_or_nothing(store: Store) {
         .map(|(i, row)| TiChange {
             row,
             from: TiState::Scheduled,
+            via: None,
             fence: Fence::RunOwner(if i == 299 { "driver-b" } else { "driver-a" }),
         })
         .collect();
@@ -129,6 +130,7 @@ async fn group_commits_write_all_or_nothing(store: Store) {
         .map(|row| TiChange {
             row,
             from: TiState::Scheduled,
+            via: None,
             fence: Fence::RunOwner("driver-a"),
         })
         .collect();
