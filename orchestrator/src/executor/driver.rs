@@ -10,7 +10,7 @@ use std::{
 };
 
 use chrono::Utc;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -276,6 +276,21 @@ impl<'a> RunDrive<'a> {
         mut changes: Vec<(TaskInstanceRow, TiState)>,
     ) -> Result<(), ExecutorError> {
         let mut started = self.start_at_once(&mut changes);
+        // Their runners start now, each opening its log while the write commits; they run
+        // their operators once it is durable.
+        let mut start_written = Vec::with_capacity(started.len());
+        for (ti, _) in &changes {
+            let Some(permit) = started.remove(&ti.task_id) else {
+                continue;
+            };
+            let (written, wait) = oneshot::channel();
+            let mut row = ti.clone();
+            row.state = TiState::Running;
+            row.claimed_by = Some(self.executor.owner().to_owned());
+            self.spawn_runner(row, Some((permit, wait)));
+            self.in_process += 1;
+            start_written.push(written);
+        }
         let executor = self.executor;
         let written = futures::future::join_all(changes.iter_mut().map(|(ti, next)| {
             // A start decided here passes through queued in the same write.
@@ -284,18 +299,17 @@ impl<'a> RunDrive<'a> {
             executor.transition_via(ti, via, *next)
         }))
         .await;
-        written.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let written = written.into_iter().collect::<Result<Vec<()>, _>>();
+        for start in start_written {
+            let _ = start.send(written.is_ok());
+        }
+        written?;
         // The ends taken into this write are durable: their pool slots go back.
         self.unwritten_ends_slots.clear();
         for (ti, next) in changes {
             let task_id = ti.task_id.clone();
-            match started.remove(&task_id) {
-                Some(permit) => {
-                    self.spawn_runner(ti.clone(), Some(permit));
-                    self.in_process += 1;
-                }
-                None if next == TiState::Queued => self.dispatch(task_id.clone()),
-                None => {}
+            if next == TiState::Queued {
+                self.dispatch(task_id.clone());
             }
             self.tis.insert(task_id, Box::new(ti));
         }
@@ -445,8 +459,12 @@ impl<'a> RunDrive<'a> {
     }
 
     /// Runs `ti` here: from queued (or waiting for a retry), or from running with the slots
-    /// `started` took for it.
-    fn spawn_runner(&self, ti: TaskInstanceRow, started: Option<SlotPermit>) {
+    /// `started` took for it and the word that its move to running is written.
+    fn spawn_runner(
+        &self,
+        ti: TaskInstanceRow,
+        started: Option<(SlotPermit, oneshot::Receiver<bool>)>,
+    ) {
         let Some(spec) = self.dag.task(&ti.task_id).cloned() else {
             tracing::warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, "Task no longer in the DAG file; left as it is");
             let _ = self.done_tx.send(RunnerDone {
@@ -456,6 +474,7 @@ impl<'a> RunDrive<'a> {
             });
             return;
         };
+        let (permit, start_written) = started.unzip();
         // Its upstreams' results only, as on a worker.
         let upstream_results = spec
             .upstream
@@ -474,7 +493,8 @@ impl<'a> RunDrive<'a> {
             stop: self.stop.clone(),
             defer_end: true,
             end_deferred: Default::default(),
-            slots: std::sync::Mutex::new(started),
+            slots: std::sync::Mutex::new(permit),
+            start_written: std::sync::Mutex::new(start_written),
         };
         let done_tx = self.done_tx.clone();
         tokio::spawn(async move {

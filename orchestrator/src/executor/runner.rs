@@ -143,6 +143,7 @@ impl Executor {
             defer_end: false,
             end_deferred: AtomicBool::new(false),
             slots: Default::default(),
+            start_written: Default::default(),
         };
         runner.run_claimed(ti).await
     }
@@ -205,6 +206,9 @@ pub(super) struct Runner {
     /// process and DAG slots at once and hands its pool's to the driver, which holds them
     /// until that end is written (the store never shows more of a pool running than it has).
     pub slots: std::sync::Mutex<Option<SlotPermit>>,
+    /// For a try its driver started: true once the driver's write of its move to running
+    /// is durable (false: the write failed and the try does not run).
+    pub start_written: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<bool>>>,
 }
 
 /// A try run by a drive's runner, as it came back.
@@ -271,8 +275,21 @@ impl Runner {
                 // `RunDrive::start_at_once`).
                 TiState::Running if self.holds_slots() => {
                     let started = ti.start.unwrap_or_else(Utc::now);
-                    let log = self.open_log(&ti.key(), ti.try_number).await;
-                    if !self.go_on_started(ti, started, log).await? {
+                    let written = self
+                        .start_written
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    let written = async {
+                        match written {
+                            Some(written) => written.await.unwrap_or(false),
+                            None => true,
+                        }
+                    };
+                    // The log opens while the driver's write commits.
+                    let key = ti.key();
+                    let (log, written) = tokio::join!(self.open_log(&key, ti.try_number), written);
+                    if !written || !self.go_on_started(ti, started, log).await? {
                         return Ok(());
                     }
                 }
