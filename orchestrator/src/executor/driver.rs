@@ -275,18 +275,14 @@ impl<'a> RunDrive<'a> {
         &mut self,
         mut changes: Vec<(TaskInstanceRow, TiState)>,
     ) -> Result<(), ExecutorError> {
-        let mut started = self.start_at_once(&mut changes);
+        let started = self.start_at_once(&mut changes);
         // Their runners start now, each opening its log while the write commits; they run
         // their operators once it is durable.
         let mut start_written = Vec::with_capacity(started.len());
-        for (ti, _) in &changes {
-            let Some(permit) = started.remove(&ti.task_id) else {
-                continue;
-            };
+        for (at, permit) in started {
             let (written, wait) = oneshot::channel();
-            let mut row = ti.clone();
-            row.state = TiState::Running;
-            row.claimed_by = Some(self.executor.owner().to_owned());
+            let mut row = changes[at].0.clone();
+            self.executor.set_state(&mut row, TiState::Running);
             self.spawn_runner(row, Some((permit, wait)));
             self.in_process += 1;
             start_written.push(written);
@@ -321,15 +317,17 @@ impl<'a> RunDrive<'a> {
     /// a task goes scheduled -> queued -> running in the same commit as the end that released
     /// it (one commit per hand-off, not two): when its tries run here, the run is not
     /// stopped, nothing of this drive waits, a runner is free and the try's slots are free
-    /// without waiting (it never goes ahead of the line). Returns each start's slots by task.
+    /// without waiting (it never goes ahead of the line). Returns each start's position in
+    /// `changes` and its slots.
     fn start_at_once(
         &self,
         changes: &mut [(TaskInstanceRow, TiState)],
-    ) -> HashMap<String, SlotPermit> {
-        let mut started = HashMap::new();
+    ) -> Vec<(usize, SlotPermit)> {
+        let mut started = Vec::new();
         if self.executor.dispatch() != Dispatch::InProcess
             || self.stop.is_cancelled()
             || !self.waiting.is_empty()
+            || self.in_process >= self.runners()
         {
             return started;
         }
@@ -363,7 +361,7 @@ impl<'a> RunDrive<'a> {
             };
             begin_try(ti, &inner.hostname);
             *next = TiState::Running;
-            started.insert(ti.task_id.clone(), permit);
+            started.push((at, permit));
         }
         started
     }

@@ -235,6 +235,15 @@ impl Executor {
         self.transition_via(ti, None, to).await
     }
 
+    /// Moves the row in memory: its state, and its claim by this executor when it starts
+    /// running.
+    fn set_state(&self, ti: &mut TaskInstanceRow, to: TiState) {
+        ti.state = to;
+        if to == TiState::Running {
+            ti.claimed_by = Some(self.inner.owner.clone());
+        }
+    }
+
     /// [`Executor::transition`] through the state `via` in the same write (both edges are
     /// checked and logged).
     async fn transition_via(
@@ -244,10 +253,7 @@ impl Executor {
         to: TiState,
     ) -> Result<(), ExecutorError> {
         let from = ti.state;
-        ti.state = to;
-        if to == TiState::Running {
-            ti.claimed_by = Some(self.inner.owner.clone());
-        }
+        self.set_state(ti, to);
         if let Err(error) = self.inner.writer.save(ti.clone(), from, via).await {
             ti.state = from;
             return Err(error.into());

@@ -272,24 +272,21 @@ impl Runner {
                     }
                 }
                 // Its driver started it: moved it to running with its slots taken (see
-                // `RunDrive::start_at_once`).
-                TiState::Running if self.holds_slots() => {
-                    let started = ti.start.unwrap_or_else(Utc::now);
+                // `RunDrive::start_at_once`), and says when that move is written.
+                TiState::Running => {
                     let written = self
                         .start_written
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .take();
-                    let written = async {
-                        match written {
-                            Some(written) => written.await.unwrap_or(false),
-                            None => true,
-                        }
+                    let Some(written) = written else {
+                        return Ok(());
                     };
+                    let started = ti.start.unwrap_or_else(Utc::now);
                     // The log opens while the driver's write commits.
                     let key = ti.key();
                     let (log, written) = tokio::join!(self.open_log(&key, ti.try_number), written);
-                    if !written || !self.go_on_started(ti, started, log).await? {
+                    if !written.unwrap_or(false) || !self.go_on_started(ti, started, log).await? {
                         return Ok(());
                     }
                 }
@@ -358,10 +355,6 @@ impl Runner {
             held.take();
         }
         more
-    }
-
-    fn holds_slots(&self) -> bool {
-        self.held_slots().is_some()
     }
 
     fn held_slots(&self) -> std::sync::MutexGuard<'_, Option<SlotPermit>> {

@@ -67,8 +67,7 @@ impl BackfillProgress {
     /// From the counters a backfill's row keeps (moved with each of its runs' states).
     fn from_row(row: &AnyRow) -> Result<Self> {
         let count = |state: RunState| -> Result<u64> {
-            let column = counter_column(state);
-            Ok(u64::try_from(row.try_get::<i64, _>(column.as_str())?).unwrap_or(0))
+            Ok(u64::try_from(row.try_get::<i64, _>(counter_column(state))?).unwrap_or(0))
         };
         let mut progress = Self {
             queued: count(RunState::Queued)?,
@@ -88,8 +87,14 @@ impl BackfillProgress {
 }
 
 /// The column of `backfills` counting its runs in `state`.
-fn counter_column(state: RunState) -> String {
-    format!("runs_{}", state.as_str())
+fn counter_column(state: RunState) -> &'static str {
+    match state {
+        RunState::Queued => "runs_queued",
+        RunState::Running => "runs_running",
+        RunState::Success => "runs_success",
+        RunState::Failed => "runs_failed",
+        RunState::Stopped => "runs_stopped",
+    }
 }
 
 /// Moves one run of backfill `id` from `from`'s counter to `to`'s, inside the transaction

@@ -12,7 +12,8 @@ use std::{
 
 use chrono::Utc;
 use orchestrator::store::{
-    BackfillProgress, BackfillRow, RunFilter, RunKey, RunState, RunType, Store, TaskKey, TiState,
+    BackfillProgress, BackfillRow, DagRunRow, RunFilter, RunKey, RunState, RunType, Store, TaskKey,
+    TiState,
 };
 use support::serve::{Serve, cli, cli_output};
 
@@ -209,16 +210,8 @@ async fn backfills_run_beside_the_schedule(dir: &Path, db: &str) {
 
 /// The counters a backfill keeps as its runs move add up to its runs' states.
 async fn assert_progress_counts_the_runs(store: &Store, id: i64) {
-    let runs = store
-        .list_runs(&RunFilter {
-            dag_id: Some("bf".into()),
-            limit: Some(1000),
-            ..RunFilter::default()
-        })
-        .await
-        .unwrap();
     let mut counted = BackfillProgress::default();
-    for run in runs.iter().filter(|r| r.backfill_id == Some(id)) {
+    for run in runs_of_backfill(store, id).await {
         counted.total += 1;
         match run.state {
             RunState::Queued => counted.queued += 1,
@@ -304,17 +297,7 @@ async fn a_backfill_runs_backwards(dir: &Path, db: &str, store: &Store) {
         "{queued}"
     );
     wait_for_backfill(store, 3, |_| true).await;
-    let mut runs: Vec<_> = store
-        .list_runs(&RunFilter {
-            dag_id: Some("bf".into()),
-            limit: Some(1000),
-            ..RunFilter::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.backfill_id == Some(3))
-        .collect();
+    let mut runs = runs_of_backfill(store, 3).await;
     runs.sort_by_key(|r| r.start);
     let started: Vec<u32> = runs
         .iter()
@@ -334,4 +317,17 @@ async fn wait_for_backfill(store: &Store, id: i64, check: impl Fn(&BackfillRow) 
         assert!(Instant::now() < deadline, "backfill {id}: {backfill:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The runs of `bf` that backfill `id` made.
+async fn runs_of_backfill(store: &Store, id: i64) -> Vec<DagRunRow> {
+    let filter = RunFilter {
+        dag_id: Some("bf".into()),
+        limit: Some(1000),
+        ..RunFilter::default()
+    };
+    let runs = store.list_runs(&filter).await.unwrap();
+    runs.into_iter()
+        .filter(|r| r.backfill_id == Some(id))
+        .collect()
 }

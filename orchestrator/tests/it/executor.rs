@@ -361,14 +361,7 @@ async fn a_chain_starts_each_downstream_in_the_commit_of_its_upstreams_end() {
             "{task} started in its upstream's commit: {log}"
         );
     }
-    let db = format!("sqlite://{}", dir.path().join("updraft.db").display());
-    let store = Store::connect(&db).await.unwrap();
-    let run = store
-        .list_runs(&Default::default())
-        .await
-        .unwrap()
-        .remove(0);
-    let tis = store.task_instances("hand", &run.run_id).await.unwrap();
+    let tis = support::task_instances_of_only_run(dir.path(), "hand").await;
     for ti in &tis {
         assert_eq!((ti.state, ti.try_number), (TiState::Success, 1), "{ti:?}");
         assert!(

@@ -165,14 +165,7 @@ async fn tries_waiting_for_the_process_slots_start_highest_priority_first() {
     }
     std::fs::write(dir.path().join("dags/prio.toml"), text).unwrap();
     cli_output(cli(dir.path()).args(["run", "prio", "--parallelism", "1"]));
-    let db = format!("sqlite://{}", dir.path().join("updraft.db").display());
-    let store = Store::connect(&db).await.unwrap();
-    let run = store
-        .list_runs(&RunFilter::default())
-        .await
-        .unwrap()
-        .remove(0);
-    let mut tis = store.task_instances("prio", &run.run_id).await.unwrap();
+    let mut tis = support::task_instances_of_only_run(dir.path(), "prio").await;
     assert!(tis.iter().all(|t| t.state == TiState::Success), "{tis:?}");
     tis.sort_by_key(|t| t.start);
     let order: Vec<&str> = tis.iter().map(|t| t.task_id.as_str()).collect();

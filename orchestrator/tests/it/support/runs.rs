@@ -8,7 +8,7 @@ use orchestrator::{
     executor::{Executor, ExecutorConfig, RunOutcome},
     logs::LogHub,
     scheduler::new_manual_run,
-    store::{DagRunRow, Store, TaskKey},
+    store::{DagRunRow, RunFilter, Store, TaskInstanceRow, TaskKey},
 };
 use tokio::task::JoinHandle;
 
@@ -40,6 +40,17 @@ pub async fn sqlite(dir: &Path) -> Store {
     Store::connect(&format!("sqlite://{}", dir.join("updraft.db").display()))
         .await
         .expect("SQLite store")
+}
+
+/// The task instances of the one run of `dag_id` that the CLI made in `dir`.
+pub async fn task_instances_of_only_run(dir: &Path, dag_id: &str) -> Vec<TaskInstanceRow> {
+    let store = sqlite(dir).await;
+    let filter = RunFilter {
+        dag_id: Some(dag_id.into()),
+        ..RunFilter::default()
+    };
+    let run = store.list_runs(&filter).await.unwrap().remove(0);
+    store.task_instances(dag_id, &run.run_id).await.unwrap()
 }
 
 /// The PostgreSQL store named by UPDRAFT_TEST_POSTGRES_URL (scripts/test starts one).
