@@ -96,8 +96,9 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // UPDRAFT_BENCH_ONLY=latency measures produce -> counted alone.
-    let latency_only = std::env::var("UPDRAFT_BENCH_ONLY").is_ok_and(|only| only == "latency");
+    // UPDRAFT_BENCH_ONLY=latency measures produce -> counted alone; =produce the producers.
+    let only = std::env::var("UPDRAFT_BENCH_ONLY").unwrap_or_default();
+    let latency_only = only == "latency";
     runtime.block_on(async {
         if latency_only {
             let sinks = [Sink::Mongodb(mongo.clone()), Sink::Postgres(postgres.clone())];
@@ -126,6 +127,9 @@ fn main() -> anyhow::Result<()> {
             one_topic / raw_produce,
             one_topic / alone
         );
+        if only == "produce" {
+            return Ok(());
+        }
         let records = records.0;
         let raw = consume_raw(&brokers, &ns, records)?;
         let sinks = [Sink::Mongodb(mongo.clone()), Sink::Postgres(postgres.clone())];
@@ -261,6 +265,7 @@ async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f
     let producer = tasks::kafka::producer(brokers, Duration::from_secs(60))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let total = sizes.calls * sizes.per_call;
+    let cpu = CpuUse::now();
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(total);
     for (topic, key, payload) in records.iter().cycle().take(total) {
@@ -280,9 +285,73 @@ async fn produce_raw(brokers: &str, ns: &str, sizes: &Sizes) -> anyhow::Result<f
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
     println!(
-        "raw rdkafka producer, same settings and broker: {total} users rendered beforehand, {rate:.0} records/s"
+        "raw rdkafka producer, same settings and broker: {total} users rendered beforehand, {rate:.0} records/s; {}",
+        cpu.per_thousand(total)
     );
     Ok(rate)
+}
+
+/// CPU time used by this process and by the broker since a point in time: whether a rate
+/// is bound by the cores they share (the fake API and the tasks run in this process).
+struct CpuUse {
+    at: Instant,
+    own: Duration,
+    broker: Duration,
+}
+
+impl CpuUse {
+    fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            own: cpu_time("self"),
+            broker: broker_pid().map_or(Duration::ZERO, |pid| cpu_time(&pid)),
+        }
+    }
+
+    /// "CPU per 1,000 records: this process A ms, the broker B ms; C of D cores busy".
+    fn per_thousand(&self, records: usize) -> String {
+        let own = cpu_time("self").saturating_sub(self.own);
+        let broker = broker_pid()
+            .map_or(Duration::ZERO, |pid| cpu_time(&pid))
+            .saturating_sub(self.broker);
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / records as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        format!(
+            "CPU per 1,000 records: this process {:.1} ms, the broker {:.1} ms; {:.2} of {cores} cores busy",
+            per(own),
+            per(broker),
+            (own + broker).as_secs_f64() / self.at.elapsed().as_secs_f64()
+        )
+    }
+}
+
+/// User and system CPU time of a process, from /proc (zero where it cannot be read).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Linux reports CPU time in clock ticks of 1/100 s.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The broker's process (`tansu`, as `scripts/kafka` starts it), when on this machine.
+fn broker_pid() -> Option<String> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == "tansu").then_some(pid)
+        })
 }
 
 /// The fake API's query for `results` users of `seed`.
@@ -366,6 +435,7 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     let mut busy = Duration::ZERO;
     // GET, parse and route, produce (topics, producer, every acknowledgement).
     let mut phases = [Duration::ZERO; 3];
+    let cpu = CpuUse::now();
     let (tasks, pages) = match api {
         Api::FakePaged => (1, sizes.calls),
         _ => (sizes.calls, 1),
@@ -401,15 +471,16 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     ensure!(total == sizes.calls * sizes.per_call, "produced {total}");
     let rate = total as f64 / busy.as_secs_f64();
     let per_call = |d: Duration| d.as_millis() / tasks as u128;
+    let cpu = cpu.per_thousand(total);
     if pages > 1 {
         println!(
-            "http_to_kafka from the fake API in one task of {pages} pages of {}: {total} records, {rate:.0} records/s",
+            "http_to_kafka from the fake API in one task of {pages} pages of {}: {total} records, {rate:.0} records/s; {cpu}",
             sizes.per_call
         );
         return Ok((total, rate));
     }
     println!(
-        "http_to_kafka from {}: {total} records in {} calls of {}, {rate:.0} records/s (target >= 100,000); per call: GET {} ms, parse and route {} ms, produce {} ms",
+        "http_to_kafka from {}: {total} records in {} calls of {}, {rate:.0} records/s (target >= 100,000); per call: GET {} ms, parse and route {} ms, produce {} ms; {cpu}",
         match api {
             Api::Fake | Api::FakePaged => "the fake API",
             Api::Static => "one answer generated beforehand",

@@ -23,25 +23,24 @@ pub(crate) enum Fields {
 }
 
 impl Fields {
-    /// What `filters` read, when each is a plain path of at least one key; else none (the
-    /// whole record is needed).
+    /// What `filters` read, when each reads the record only through paths of plain keys
+    /// (`.a.b`, `"x." + (.a | ascii_downcase)`); else none (the whole record is needed).
     pub(crate) fn read_by<'f>(filters: impl IntoIterator<Item = &'f JqFilter>) -> Option<Self> {
         let mut fields = Self::Keys(BTreeMap::new());
         for filter in filters {
-            match jq::plain_keys(filter.source())?.as_slice() {
-                [] => return None,
-                keys => fields.add(keys),
+            for keys in filter.input_paths()? {
+                fields.add(keys);
             }
         }
         Some(fields)
     }
 
-    fn add(&mut self, keys: &[&str]) {
+    fn add(&mut self, keys: &[String]) {
         let (Self::Keys(map), Some((first, rest))) = (&mut *self, keys.split_first()) else {
             return;
         };
         let entry = map
-            .entry((*first).to_owned())
+            .entry(first.clone())
             .or_insert_with(|| Self::Keys(BTreeMap::new()));
         if rest.is_empty() {
             *entry = Self::Whole;
@@ -166,10 +165,19 @@ mod tests {
         "dob": {"age": 31, "date": "1994-01-01"}, "tags": [1, {"a": null}], "loc\u0061tion2": 1}"#;
 
     #[test]
-    fn only_plain_paths_of_a_key_or_more_are_read_in_part() {
+    fn only_filters_reading_through_paths_of_a_key_or_more_are_read_in_part() {
         assert_eq!(fields(&[".", ".a"]), None);
-        assert_eq!(fields(&[".a | ascii_downcase"]), None);
-        assert_eq!(fields(&[".a[0]"]), None);
+        assert_eq!(fields(&["keys"]), None);
+        assert_eq!(fields(&[".[0]"]), None);
+        let through_pipe = fields(&["\"x.\" + (.a.b | ascii_downcase)", ".c[0]"]).unwrap();
+        let Fields::Keys(keys) = through_pipe else {
+            panic!()
+        };
+        assert_eq!(keys["c"], Fields::Whole);
+        assert_eq!(
+            keys["a"],
+            Fields::Keys([("b".to_owned(), Fields::Whole)].into())
+        );
         let both = fields(&[".a.b", ".a"]).unwrap();
         let Fields::Keys(keys) = both else { panic!() };
         assert_eq!(keys["a"], Fields::Whole);
@@ -184,6 +192,9 @@ mod tests {
             ".name",
             ".missing.deeper",
             ".tags",
+            "\"users.\" + (.location.country | ascii_downcase)",
+            ".tags[1] | keys",
+            "[.dob.age, .gender] | tostring",
         ];
         let part = fields(&codes).unwrap().parse(USER).unwrap();
         let whole = jq::parse_json(USER).unwrap();

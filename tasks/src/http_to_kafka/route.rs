@@ -1,7 +1,7 @@
 //! Turns a response into keyed records, each bound for its topic.
 
-use std::collections::HashMap;
-
+use serde::Deserialize as _;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::HttpToKafkaConfig;
@@ -68,15 +68,52 @@ fn plain_path(records: &str) -> Option<Vec<&str>> {
     jq::plain_keys(records.trim().strip_suffix("[]")?)
 }
 
-/// The elements of the array at `path` in `body`, as slices of it; none when the answer has
-/// no array there.
+/// The elements of the array at `path` in `body`, as slices of it, found in one pass over
+/// the answer; none when it has no array there (or is not JSON).
 fn raw_records<'a>(body: &'a [u8], path: &[&str]) -> Option<Vec<&'a RawValue>> {
-    let mut current: &'a RawValue = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
-    for key in path {
-        let object: HashMap<String, &'a RawValue> = serde_json::from_str(current.get()).ok()?;
-        current = object.get(*key)?;
+    let mut deserializer = serde_json::Deserializer::from_str(std::str::from_utf8(body).ok()?);
+    let records = ArrayAt(path).deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    records
+}
+
+/// Follows a path of keys through objects to an array; its elements as slices of the
+/// answer. Other values are skipped (still checked as JSON); a key given twice counts
+/// last, as in jq.
+struct ArrayAt<'p>(&'p [&'p str]);
+
+impl<'de> DeserializeSeed<'de> for ArrayAt<'_> {
+    type Value = Option<Vec<&'de RawValue>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        if self.0.is_empty() {
+            return Vec::deserialize(deserializer).map(Some);
+        }
+        deserializer.deserialize_map(self)
     }
-    serde_json::from_str(current.get()).ok()
+}
+
+impl<'de> Visitor<'de> for ArrayAt<'_> {
+    type Value = Option<Vec<&'de RawValue>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some((first, rest)) = self.0.split_first() else {
+            return Ok(None);
+        };
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == *first {
+                found = map.next_value_seed(ArrayAt(rest))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// Routes every item with `route_item`, split over the cores, in order; the error names the
@@ -216,15 +253,53 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_key_reads_only_its_path_and_fails_as_jq_would() {
-        let plain = config(serde_json::json!({"key": ".login.uuid", "topic": "t"}));
-        let whole = config(serde_json::json!({"key": "(.login.uuid)", "topic": "t"}));
+    fn a_plain_path_finds_the_array_jq_finds() {
+        let by_scan =
+            config(serde_json::json!({"records": ".data.items[]", "key": ".k", "topic": "t"}));
+        let by_jq =
+            config(serde_json::json!({"records": ".data.items[] | .", "key": ".k", "topic": "t"}));
+        for body in [
+            &br#"{"info": {"items": [{"k": "no"}]}, "data": {"x": [1, "]"], "items": [{"k": "a"}, {"k": "b"}]}, "z": {}}"#[..],
+            br#"{"data": {"items": [{"k": "first"}]}, "data": {"items": [{"k": "last"}]}}"#,
+            br#"{"d\u0061ta": {"items": [{"k": "escaped"}]}}"#,
+            br#"{"data": {"items": []}}"#,
+        ] {
+            let keys = |config: &HttpToKafkaConfig| {
+                route(config, body).map(|routed| routed.into_iter().map(|r| r.key).collect::<Vec<_>>())
+            };
+            assert_eq!(keys(&by_scan), keys(&by_jq), "{}", String::from_utf8_lossy(body));
+            assert!(raw_records(body, &["data", "items"]).is_some());
+        }
+        for body in [
+            &br#"{"data": {"items": {"k": "a"}}}"#[..],
+            br#"{"data": [] }"#,
+            br#"{"data": {}} x"#,
+        ] {
+            assert!(
+                raw_records(body, &["data", "items"]).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_and_topic_read_in_part_give_and_fail_as_on_the_whole_record() {
+        let topic = "\"users.\" + (.nat | ascii_downcase)";
+        let plain = config(serde_json::json!({"key": ".login.uuid", "topic": topic}));
+        let whole = config(
+            serde_json::json!({"key": ". as $u | .login.uuid", "topic": format!(". as $u | {topic}")}),
+        );
+        let read = |c: &HttpToKafkaConfig| Fields::read_by(c.key.iter().chain(c.topic.filter()));
+        assert!(read(&plain).is_some() && read(&whole).is_none());
         for body in [
             &br#"{"results": [{"nat": "US", "login": {"uuid": 7, "x": [1, {"y": null}]}}]}"#[..],
             br#"{"results": [{"nat": "US", "login": {"uuid": "u1"}}, {"nat": "FR"}]}"#,
             br#"{"results": [{"login": "text"}]}"#,
             br#"{"results": [{"login": {"uuid": null}}]}"#,
             br#"{"results": [3]}"#,
+            br#"{"results": [{"nat": 3, "login": {"uuid": "u1"}}]}"#,
+            br#"{"results": [{"nat": {"a": 1}, "login": {"uuid": "u1"}}]}"#,
         ] {
             let outcome = |config: &HttpToKafkaConfig| {
                 route(config, body)
@@ -234,7 +309,7 @@ mod tests {
                             .map(|r| (r.topic, r.key, r.payload))
                             .collect::<Vec<_>>()
                     })
-                    .map_err(|e| e.to_string().replace("(.login.uuid)", ".login.uuid"))
+                    .map_err(|e| e.to_string().replace(". as $u | ", ""))
             };
             assert_eq!(
                 outcome(&plain),

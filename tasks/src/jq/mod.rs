@@ -12,6 +12,8 @@ use jaq_core::{
 pub(crate) use jaq_json::Val;
 use serde::{Deserialize, Deserializer};
 
+mod reads;
+
 type Data = JustLut<Val>;
 
 /// A jq expression that does not compile, fails on a value, or gives the wrong number of
@@ -35,6 +37,8 @@ pub struct JqFilter {
     filter: Arc<jaq_core::Filter<Data>>,
     /// The keys of a plain path (`.a.b`), looked up without running jaq when they can be.
     plain: Option<Arc<[Val]>>,
+    /// The paths it reads its input through, when it reads nothing else of it.
+    input_paths: Option<Arc<[Vec<String>]>>,
 }
 
 impl fmt::Debug for JqFilter {
@@ -79,6 +83,7 @@ impl JqFilter {
             source: code.into(),
             filter: Arc::new(filter),
             plain,
+            input_paths: reads::input_paths(code).map(Arc::from),
         })
     }
 
@@ -101,6 +106,13 @@ impl JqFilter {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The paths of plain keys (`.a.b`) the expression reads its input through, when it
+    /// reads nothing else of it (`"x." + (.a | ascii_downcase)` reads `.a`; `keys` may read
+    /// anything).
+    pub(crate) fn input_paths(&self) -> Option<&[Vec<String>]> {
+        self.input_paths.as_deref()
     }
 
     /// Every output of the expression on `input`, or the first error.
