@@ -13,8 +13,35 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// mimalloc's `mi_option_purge_delay` (option 15 of `mi_option_e` in its `mimalloc.h`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the system at once rather than 10 ms later: a 20,000-task run
+/// peaks at 56 MB instead of 76 MB for no measured loss of speed (BENCHMARKS.md).
+/// `MIMALLOC_PURGE_DELAY` in the environment still decides when set.
+#[allow(unsafe_code)]
+fn purge_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: a plain store of one option, before any other thread exists.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
+fn main() -> ExitCode {
+    purge_freed_memory_at_once();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = cli::Cli::parse();
     let default_level = if matches!(
         cli.command,
