@@ -349,31 +349,32 @@ impl CpuUse {
 
 /// User and system CPU time of a process, from /proc (zero where it cannot be read).
 fn cpu_time(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name: state is the first, utime the 12th, stime the 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     // Linux reports CPU time in clock ticks of 1/100 s.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    Duration::from_millis((stat_field(pid, 11) + stat_field(pid, 12)) * 10)
 }
 
-/// The broker's process (`tansu`, as `scripts/kafka` starts it), when on this machine.
+/// A number of /proc/<pid>/stat, counted from the state after the command name (utime is
+/// 11, stime 12, the start time 19); zero where it cannot be read.
+fn stat_field(pid: &str, index: usize) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().nth(index))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The broker's process (`tansu`, as `scripts/kafka` starts it; the latest started when a
+/// stopped one is still exiting), when on this machine.
 fn broker_pid() -> Option<String> {
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
-        .find_map(|entry| {
+        .filter_map(|entry| {
             let pid = entry.file_name().into_string().ok()?;
             let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             (comm.trim() == "tansu").then_some(pid)
         })
+        .max_by_key(|pid| stat_field(pid, 19))
 }
 
 /// The fake API's query for `results` users of `seed`.
