@@ -119,7 +119,7 @@ impl<'de, 'k> Visitor<'de> for Object<'k> {
 }
 
 /// An object key, borrowed from the record unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(pub Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

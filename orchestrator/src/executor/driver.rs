@@ -21,7 +21,7 @@ use super::{
     slots::{Need, SlotPermit},
 };
 use crate::{
-    dag::{Dag, TemplateContext},
+    dag::{Dag, TaskSpec, TemplateContext},
     store::{DagRunRow, RunState, StoreError, StoreEvent, TaskInstanceRow, TiState},
 };
 
@@ -331,22 +331,16 @@ impl<'a> RunDrive<'a> {
         {
             return started;
         }
-        let mut queued: Vec<(i32, usize)> = changes
+        let mut queued: Vec<(usize, &TaskSpec)> = changes
             .iter()
             .enumerate()
             .filter(|(_, (_, next))| *next == TiState::Queued)
-            .map(|(at, (ti, _))| {
-                let priority = self.dag.task(&ti.task_id).map_or(1, |t| t.priority_weight);
-                (priority, at)
-            })
+            .filter_map(|(at, (ti, _))| Some((at, self.dag.task(&ti.task_id)?)))
             .collect();
-        queued.sort_by_key(|(priority, at)| (Reverse(*priority), *at));
+        queued.sort_by_key(|(at, spec)| (Reverse(spec.priority_weight), *at));
         let inner = &self.executor.inner;
-        for (_, at) in queued {
+        for (at, spec) in queued {
             let (ti, next) = &mut changes[at];
-            let Some(spec) = self.dag.task(&ti.task_id) else {
-                continue;
-            };
             if self.in_process + started.len() >= self.runners() {
                 break;
             }
@@ -375,7 +369,7 @@ impl<'a> RunDrive<'a> {
     /// Decides the instance `instance` of `spec` if it waits and its upstreams allow it.
     fn decide_one(
         &mut self,
-        spec: &crate::dag::TaskSpec,
+        spec: &TaskSpec,
         instance: &str,
         changes: &mut Vec<(TaskInstanceRow, TiState)>,
     ) {

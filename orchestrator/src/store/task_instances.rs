@@ -619,12 +619,10 @@ fn bind_fields<'q>(
 /// The state machine's verdict on one move.
 fn check_edge(change: &TiChange<'_>) -> Result<()> {
     let ti = change.row;
-    let edges = match change.via {
-        Some(via) => [(change.from, via), (via, ti.state)],
-        None => [(change.from, ti.state); 2],
-    };
-    match edges
-        .iter()
+    let first = (change.from, change.via.unwrap_or(ti.state));
+    let then = change.via.map(|via| (via, ti.state));
+    match std::iter::once(first)
+        .chain(then)
         .find(|(from, to)| !task_can_transition(*from, *to))
     {
         None => Ok(()),

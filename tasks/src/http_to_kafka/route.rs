@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use super::HttpToKafkaConfig;
 use crate::{
     RecordError,
-    fields::Fields,
+    fields::{Fields, Key},
     jq::{self, JqError, Val},
     kafka,
 };
@@ -105,7 +105,7 @@ impl<'de> Visitor<'de> for ArrayAt<'_> {
             return Ok(None);
         };
         let mut found = None;
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(Key(key)) = map.next_key()? {
             if key == *first {
                 found = map.next_value_seed(ArrayAt(rest))?;
             } else {
