@@ -78,6 +78,7 @@ fn env(name: &str, how: &str) -> anyhow::Result<String> {
 const ROUNDS: usize = 3;
 
 fn main() -> anyhow::Result<()> {
+    orchestrator::alloc::set_up();
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { FULL } else { SMOKE };
     let brokers = env(

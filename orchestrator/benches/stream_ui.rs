@@ -66,6 +66,7 @@ fn env(name: &str, how: &str) -> anyhow::Result<String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    orchestrator::alloc::set_up();
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { FULL } else { SMOKE };
     let runtime = tokio::runtime::Runtime::new()?;

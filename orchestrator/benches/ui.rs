@@ -60,6 +60,7 @@ const SMOKE: Sizes = Sizes {
 };
 
 fn main() -> anyhow::Result<()> {
+    orchestrator::alloc::set_up();
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { FULL } else { SMOKE };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -1,5 +1,6 @@
 //! Updraft's orchestrator: DAG files, the metadata store, the scheduler and the executor.
 
+pub mod alloc;
 pub mod audit;
 pub mod backfill;
 pub mod commands;

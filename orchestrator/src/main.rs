@@ -9,27 +9,12 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: parsing and freeing a JSON tree per record is allocation-bound (BENCHMARKS.md).
 /// Built with `no_thp`: its transparent huge pages added ~21 MB to idle RSS for no measured
-/// speed.
+/// speed. [`orchestrator::alloc::set_up`] sets it up.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (option 15 of `mi_option_e` in its `mimalloc.h`).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Freed memory goes back to the system at once rather than 10 ms later (and, in an idle
-/// process, never): an idle `serve` settles at 29 MB instead of 47 MB and a 20,000-task run
-/// peaks at 54-56 MB, for no measured loss of speed (BENCHMARKS.md).
-/// `MIMALLOC_PURGE_DELAY` in the environment still decides when set.
-#[allow(unsafe_code)]
-fn purge_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a plain store of one option, before any other thread exists.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
-}
-
 fn main() -> ExitCode {
-    purge_freed_memory_at_once();
+    orchestrator::alloc::set_up();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

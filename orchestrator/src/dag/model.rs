@@ -1,4 +1,4 @@
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -40,7 +40,7 @@ pub struct Dag {
     /// Tasks in a topological order (every task after its upstreams).
     pub tasks: Vec<TaskSpec>,
     /// Task id -> position in `tasks` (set with them: [`Dag::set_tasks`]).
-    pub(super) positions: HashMap<String, usize>,
+    pub(super) positions: rustc_hash::FxHashMap<String, usize>,
 }
 
 impl Dag {

@@ -3,11 +3,7 @@
 //! ([`Dispatch::InProcess`]) or is left queued for a worker ([`Dispatch::Queue`]), whose moves
 //! come back as store events; the task-instance rows in the store are the truth either way.
 
-use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
-    sync::Arc,
-};
+use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc};
 
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -36,7 +32,7 @@ pub enum RunOutcome {
 
 /// The run's task instances by id, each row boxed: a 20,000-task run's table holds 32,768
 /// slots, and a slot of a row itself took 330 bytes where a box takes 8.
-type TaskInstances = HashMap<String, Box<TaskInstanceRow>>;
+type TaskInstances = rustc_hash::FxHashMap<String, Box<TaskInstanceRow>>;
 
 /// The most moves one release writes together (the state writer's batch).
 const RELEASE_BATCH: usize = 512;
@@ -165,7 +161,7 @@ impl<'a> RunDrive<'a> {
     ) -> Result<Self, ExecutorError> {
         // Each row goes into the table as it arrives (a list of 20,000 rows first held
         // 10 MB more at once).
-        let mut tis = TaskInstances::new();
+        let mut tis = TaskInstances::default();
         executor
             .store()
             .for_each_task_instance(&run.dag_id, &run.run_id, |ti| {

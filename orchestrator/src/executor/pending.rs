@@ -3,7 +3,9 @@
 //! topological order, so a finished task costs work in proportion to its downstream count,
 //! not to the DAG.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::dag::{Dag, base_task_id};
 
@@ -19,7 +21,7 @@ pub(super) struct PendingDecisions {
 impl PendingDecisions {
     /// Every task of `dag` pending.
     pub fn all(dag: &Dag) -> Self {
-        let mut downstream: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut downstream: HashMap<String, Vec<usize>> = HashMap::default();
         for (position, task) in dag.tasks.iter().enumerate() {
             for upstream in &task.upstream {
                 downstream

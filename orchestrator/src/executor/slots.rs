@@ -14,11 +14,12 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tokio::sync::oneshot;
 
 use crate::{dag::TaskSpec, store::Store};
@@ -163,8 +164,8 @@ impl LineState {
     /// Takes the slots of every waiter that fits, in the line's order, and wakes it. A waiter
     /// that does not fit holds back the later ones needing what it lacks.
     fn admit(&mut self) {
-        let mut blocked_dags: HashSet<String> = HashSet::new();
-        let mut blocked_pools: HashSet<String> = HashSet::new();
+        let mut blocked_dags: HashSet<String> = HashSet::default();
+        let mut blocked_pools: HashSet<String> = HashSet::default();
         let Self {
             parallelism,
             running,
@@ -181,7 +182,12 @@ impl LineState {
             if blocked_dags.contains(&need.dag_id) || blocked_pools.contains(&need.pool) {
                 continue;
             }
-            let pool = pools.entry(need.pool.clone()).or_default();
+            if !pools.contains_key(&need.pool) {
+                pools.insert(need.pool.clone(), PoolState::default());
+            }
+            let Some(pool) = pools.get_mut(&need.pool) else {
+                continue;
+            };
             let (dag_fits, pool_fits) = fits(dags, pool, need);
             if !dag_fits {
                 blocked_dags.insert(need.dag_id.clone());
@@ -226,8 +232,8 @@ impl SlotLine {
             state: Arc::new(Mutex::new(LineState {
                 parallelism: parallelism.max(1),
                 running: 0,
-                dags: HashMap::new(),
-                pools: HashMap::new(),
+                dags: HashMap::default(),
+                pools: HashMap::default(),
                 waiters: BTreeMap::new(),
                 arrivals: 0,
             })),

@@ -221,23 +221,34 @@ impl Drop for TryLog {
 impl tasks::LogSink for TryLog {
     fn line(&self, line: &str) {
         let line = self.try_secrets.get().unwrap_or(&self.secrets).mask(line);
-        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        let text = format!("{stamp} {line}");
+        // RFC 3339 in milliseconds; `format` with a pattern parsed the pattern on every line.
+        let mut entry = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        entry.reserve(line.len() + 2);
+        entry.push(' ');
+        entry.push_str(&line);
+        entry.push('\n');
+        let live = self.live.receiver_count() > 0;
         match self.file.lock() {
             Ok(file) => {
-                if let Err(error) = file.line(format!("{text}\n")) {
-                    tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
-                }
                 // Under the file's lock: shipped in the order written.
                 if let Some(shipper) = &self.shipper {
-                    shipper.push(&format!("{text}\n"));
+                    shipper.push(&entry);
+                }
+                let for_file = if live {
+                    entry.clone()
+                } else {
+                    std::mem::take(&mut entry)
+                };
+                if let Err(error) = file.line(for_file) {
+                    tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
                 }
             }
             Err(_) => tracing::warn!(task_id = %self.template.task_id, "The task log is poisoned"),
         }
-        if self.live.receiver_count() > 0 {
+        if live {
+            entry.pop();
             let _ = self.live.send(LogLine {
-                text,
+                text: entry,
                 ..self.template.clone()
             });
         }

@@ -82,21 +82,69 @@ pub(super) async fn insert_run(
     if inserted.rows_affected() == 0 {
         return Ok(false);
     }
+    for chunk in tasks.chunks(INSTANCES_PER_STATEMENT) {
+        insert_task_instances(tx, new, chunk).await?;
+    }
+    Ok(true)
+}
+
+/// The most task instances one INSERT statement writes (10 parameters each).
+const INSTANCES_PER_STATEMENT: usize = 64;
+
+/// `INSERT ... SELECT FROM (VALUES ...)` of new task instances; rows with an empty DAG id are
+/// padding.
+static INSERT_INSTANCES: super::bulk::BulkStatement = {
+    use super::bulk::{BIGINT, TEXT};
+    super::bulk::BulkStatement::new(
+        &[TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT, TEXT, BIGINT, BIGINT],
+        |values| {
+            format!(
+                "INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries, queue, pool, pool_slots, priority_weight)
+                 SELECT v.column1, v.column2, v.column3, v.column4, 0, v.column5, v.column6, v.column7, v.column8, v.column9
+                 FROM (VALUES {values}) AS v WHERE v.column1 <> ''"
+            )
+        },
+    )
+};
+
+/// Inserts `tasks` of the run `new` as `scheduled` with one statement, padded to a power of
+/// two with rows the statement leaves out: one statement per run instead of one per task.
+async fn insert_task_instances(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewRun,
+    tasks: &[NewTaskInstance],
+) -> Result<()> {
+    let rows = tasks.len().next_power_of_two();
+    let dialect = super::bulk::Dialect::of(tx);
+    let mut query = sqlx::query(INSERT_INSTANCES.text(dialect, rows));
+    let scheduled = TiState::Scheduled.as_str();
     for task in tasks {
-        sqlx::query("INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, max_tries, queue, pool, pool_slots, priority_weight) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9)")
+        query = query
             .bind(new.dag_id.as_str())
             .bind(new.run_id.as_str())
             .bind(task.task_id.as_str())
-            .bind(TiState::Scheduled.as_str())
+            .bind(scheduled)
             .bind(i64::from(task.max_tries))
             .bind(task.queue.as_str())
             .bind(task.pool.as_str())
             .bind(i64::from(task.pool_slots))
-            .bind(i64::from(task.priority_weight))
-            .execute(&mut **tx)
-            .await?;
+            .bind(i64::from(task.priority_weight));
     }
-    Ok(true)
+    for _ in tasks.len()..rows {
+        query = query
+            .bind("")
+            .bind("")
+            .bind("")
+            .bind("")
+            .bind(0_i64)
+            .bind("")
+            .bind("")
+            .bind(0_i64)
+            .bind(0_i64);
+    }
+    let written = query.execute(&mut **tx).await?.rows_affected();
+    debug_assert_eq!(written, tasks.len() as u64);
+    Ok(())
 }
 
 impl Store {
