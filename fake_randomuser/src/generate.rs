@@ -1,10 +1,14 @@
 //! Deterministic fake users: user `i` of page `p` for seed `s` is always the same person.
 
 use chrono::{DateTime, Datelike, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha1::Digest as _;
 
 use super::data::{NATS, Nat, PASSWORDS, TIMEZONES, USERNAME_ANIMALS, USERNAME_WORDS};
+use super::shape::{
+    Coordinates, Dated, Degrees, Email, Id, Location, Login, Name, Picture, Postcode, Selected,
+    Street, Timezone, User,
+};
 
 /// The largest `results` the real API serves in one call.
 pub const MAX_RESULTS: usize = 5000;
@@ -110,31 +114,70 @@ pub fn random_seed() -> String {
     Rng(nanos ^ u64::from(std::process::id())).hex(16)
 }
 
-/// The users of one request.
+/// The users of one request, as JSON values (the server writes them without this tree).
 pub fn users(query: &UserQuery, now: DateTime<Utc>) -> Vec<Value> {
+    let clock = Clock::new(now);
     (0..query.results)
-        .map(|index| user_at(query, index, now))
+        .map(|index| serde_json::to_value(user_at(query, index, &clock)).unwrap_or(Value::Null))
         .collect()
 }
 
-/// User `index` of the query's seed and page.
-pub fn user_at(query: &UserQuery, index: usize, now: DateTime<Utc>) -> Value {
+/// Writes users `range` of the query as JSON objects separated by commas.
+pub fn write_users(
+    query: &UserQuery,
+    range: std::ops::Range<usize>,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    let clock = Clock::new(now);
+    let mut out = Vec::with_capacity(range.len() * 1100);
+    for (i, index) in range.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, &user_at(query, index, &clock));
+    }
+    out
+}
+
+/// User `index` of the query's seed and page, with the query's fields.
+fn user_at<'q>(query: &'q UserQuery, index: usize, clock: &Clock) -> Selected<'q> {
     let mut rng = Rng(user_seed(&query.seed, query.page, index));
-    let user = user(&mut rng, query, now);
-    select_fields(user, query)
+    Selected {
+        user: user(&mut rng, query, clock),
+        query,
+    }
 }
 
-fn select_fields(mut user: Map<String, Value>, query: &UserQuery) -> Value {
-    if !query.include.is_empty() {
-        user.retain(|key, _| query.include.iter().any(|f| f == key));
-    }
-    for field in &query.exclude {
-        user.remove(field);
-    }
-    Value::Object(user)
+/// The moment a request is answered, and the start of its year (dates stay put within a year).
+struct Clock {
+    now: DateTime<Utc>,
+    year_start: DateTime<Utc>,
 }
 
-fn user(rng: &mut Rng, query: &UserQuery, now: DateTime<Utc>) -> Map<String, Value> {
+impl Clock {
+    fn new(now: DateTime<Utc>) -> Self {
+        let year_start = now
+            .with_ordinal(1)
+            .and_then(|d| d.date_naive().and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc())
+            .unwrap_or(now);
+        Self { now, year_start }
+    }
+}
+
+/// Lower-case hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    text
+}
+
+/// `1985-03-02T10:11:12.123Z`.
+fn user(rng: &mut Rng, query: &UserQuery, clock: &Clock) -> User {
     let nat = if query.nats.is_empty() {
         rng.pick(NATS)
     } else {
@@ -146,107 +189,73 @@ fn user(rng: &mut Rng, query: &UserQuery, now: DateTime<Utc>) -> Map<String, Val
         Gender::Female
     });
     let (first, title, sex, folder) = match gender {
-        Gender::Male => (rng.pick(nat.male), rng.pick(nat.titles.0), "male", "men"),
+        Gender::Male => (*rng.pick(nat.male), *rng.pick(nat.titles.0), "male", "men"),
         Gender::Female => (
-            rng.pick(nat.female),
-            rng.pick(nat.titles.1),
+            *rng.pick(nat.female),
+            *rng.pick(nat.titles.1),
             "female",
             "women",
         ),
     };
-    let last = rng.pick(nat.last);
-    let dob = date_between(rng, now, 18, 77);
-    let registered = date_between(rng, now, 0, 22);
+    let last = *rng.pick(nat.last);
+    let dob = date_between(rng, clock, 18, 77);
+    let registered = date_between(rng, clock, 0, 22);
     let portrait = rng.below(100);
-    let mut user = Map::new();
-    user.insert("gender".into(), sex.into());
-    user.insert(
-        "name".into(),
-        json!({ "title": title, "first": first, "last": last }),
-    );
-    user.insert("location".into(), location(rng, nat));
-    user.insert("email".into(), email(first, last).into());
-    user.insert("login".into(), login(rng));
-    user.insert("dob".into(), dated(dob, now));
-    user.insert("registered".into(), dated(registered, now));
-    user.insert("phone".into(), rng.fill(nat.phone).into());
-    user.insert("cell".into(), rng.fill(nat.cell).into());
-    user.insert(
-        "id".into(),
-        json!({
-            "name": nat.id_name,
-            "value": if nat.id_value.is_empty() { Value::Null } else { rng.fill(nat.id_value).into() },
-        }),
-    );
-    let base = "https://randomuser.me/api/portraits";
-    user.insert(
-        "picture".into(),
-        json!({
-            "large": format!("{base}/{folder}/{portrait}.jpg"),
-            "medium": format!("{base}/med/{folder}/{portrait}.jpg"),
-            "thumbnail": format!("{base}/thumb/{folder}/{portrait}.jpg"),
-        }),
-    );
-    user.insert("nat".into(), nat.code.into());
-    user
+    User {
+        gender: sex,
+        name: Name { title, first, last },
+        location: location(rng, nat),
+        email: Email { first, last },
+        login: login(rng),
+        dob: dated(dob, clock),
+        registered: dated(registered, clock),
+        phone: rng.fill(nat.phone),
+        cell: rng.fill(nat.cell),
+        id: Id {
+            name: nat.id_name,
+            value: (!nat.id_value.is_empty()).then(|| rng.fill(nat.id_value)),
+        },
+        picture: Picture { folder, portrait },
+        nat: nat.code,
+    }
 }
 
-fn location(rng: &mut Rng, nat: &Nat) -> Value {
-    let (city, state) = rng.pick(nat.places);
+fn location(rng: &mut Rng, nat: &Nat) -> Location {
+    let &(city, state) = rng.pick(nat.places);
     let postcode = rng.fill(nat.postcode);
     let postcode = match postcode.parse::<u64>() {
-        Ok(number) if nat.numeric_postcode => Value::from(number),
-        _ => Value::from(postcode),
+        Ok(number) if nat.numeric_postcode => Postcode::Number(number),
+        _ => Postcode::Text(postcode),
     };
-    let (offset, description) = rng.pick(TIMEZONES);
-    let latitude = (rng.below(180_000_000) as f64 / 1e6) - 90.0;
-    let longitude = (rng.below(360_000_000) as f64 / 1e6) - 180.0;
-    json!({
-        "street": { "number": 1 + rng.below(9999), "name": rng.pick(nat.streets) },
-        "city": city,
-        "state": state,
-        "country": nat.country,
-        "postcode": postcode,
-        "coordinates": { "latitude": format!("{latitude:.4}"), "longitude": format!("{longitude:.4}") },
-        "timezone": { "offset": offset, "description": description },
-    })
-}
-
-/// `first.last@example.com`, lower-case ASCII as the real API writes it.
-fn email(first: &str, last: &str) -> String {
-    let ascii = |s: &str| -> String {
-        s.chars()
-            .filter_map(|c| {
-                let c = c.to_lowercase().next().unwrap_or(c);
-                if c.is_ascii_alphanumeric() {
-                    Some(c)
-                } else {
-                    fold_accent(c)
-                }
-            })
-            .collect()
+    let &(offset, description) = rng.pick(TIMEZONES);
+    let latitude = Degrees {
+        drawn: rng.below(180_000_000),
+        offset: 90,
     };
-    format!("{}.{}@example.com", ascii(first), ascii(last))
+    let longitude = Degrees {
+        drawn: rng.below(360_000_000),
+        offset: 180,
+    };
+    let number = 1 + rng.below(9999);
+    let name = *rng.pick(nat.streets);
+    Location {
+        street: Street { number, name },
+        city,
+        state,
+        country: nat.country,
+        postcode,
+        coordinates: Coordinates {
+            latitude,
+            longitude,
+        },
+        timezone: Timezone {
+            offset,
+            description,
+        },
+    }
 }
 
-fn fold_accent(c: char) -> Option<char> {
-    Some(match c {
-        'á' | 'à' | 'â' | 'ä' | 'ã' => 'a',
-        'é' | 'è' | 'ê' | 'ë' => 'e',
-        'í' | 'ì' | 'î' | 'ï' | 'ı' => 'i',
-        'ó' | 'ò' | 'ô' | 'ö' | 'õ' | 'ø' => 'o',
-        'ú' | 'ù' | 'û' | 'ü' => 'u',
-        'ç' | 'č' | 'ć' => 'c',
-        'ş' | 'š' => 's',
-        'ğ' => 'g',
-        'ñ' => 'n',
-        'đ' => 'd',
-        'ž' => 'z',
-        _ => return None,
-    })
-}
-
-fn login(rng: &mut Rng) -> Value {
+fn login(rng: &mut Rng) -> Login {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&rng.next().to_le_bytes());
     bytes[8..].copy_from_slice(&rng.next().to_le_bytes());
@@ -258,48 +267,33 @@ fn login(rng: &mut Rng) -> Value {
         100 + rng.below(900)
     );
     let password = *rng.pick(PASSWORDS);
-    let salt: String = (0..8)
-        .map(|_| {
-            let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-            char::from(*rng.pick(alphabet))
-        })
-        .collect();
+    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let salt: String = (0..8).map(|_| char::from(*rng.pick(alphabet))).collect();
     let salted = format!("{password}{salt}");
-    json!({
-        "uuid": uuid.to_string(),
-        "username": username,
-        "password": password,
-        "salt": salt,
-        "md5": format!("{:x}", md5::Md5::digest(salted.as_bytes())),
-        "sha1": format!("{:x}", sha1::Sha1::digest(salted.as_bytes())),
-        "sha256": format!("{:x}", sha2::Sha256::digest(salted.as_bytes())),
-    })
+    Login {
+        uuid,
+        username,
+        password,
+        md5: hex(&md5::Md5::digest(salted.as_bytes())),
+        sha1: hex(&sha1::Sha1::digest(salted.as_bytes())),
+        sha256: hex(&sha2::Sha256::digest(salted.as_bytes())),
+        salt,
+    }
 }
 
-/// A moment between `min_years` and `max_years` before `now`, on a fixed grid so a seed gives
-/// the same date whenever it is asked.
-fn date_between(
-    rng: &mut Rng,
-    now: DateTime<Utc>,
-    min_years: u64,
-    max_years: u64,
-) -> DateTime<Utc> {
+/// A moment between `min_years` and `max_years` before the start of the year, on a fixed
+/// grid so a seed gives the same date whenever it is asked.
+fn date_between(rng: &mut Rng, clock: &Clock, min_years: u64, max_years: u64) -> DateTime<Utc> {
     const YEAR_MS: u64 = 31_556_952_000;
-    // Anchor to the start of the current year: dates stay put within a year.
-    let anchor = now
-        .with_ordinal(1)
-        .and_then(|d| d.date_naive().and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc())
-        .unwrap_or(now);
     let back_ms = min_years * YEAR_MS + rng.below((max_years - min_years) * YEAR_MS);
-    anchor - chrono::Duration::milliseconds(back_ms as i64)
+    clock.year_start - chrono::Duration::milliseconds(back_ms as i64)
 }
 
-fn dated(date: DateTime<Utc>, now: DateTime<Utc>) -> Value {
-    json!({
-        "date": date.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        "age": age(date, now),
-    })
+fn dated(date: DateTime<Utc>, clock: &Clock) -> Dated {
+    Dated {
+        date,
+        age: age(date, clock.now),
+    }
 }
 
 /// Whole years from `date` to `now`.

@@ -3,6 +3,7 @@
 
 mod data;
 mod generate;
+mod shape;
 
 use std::collections::HashMap;
 
@@ -66,7 +67,7 @@ pub fn response_body(query: &UserQuery) -> Vec<u8> {
             .step_by(chunk)
             .map(|start| {
                 let end = (start + chunk).min(query.results);
-                scope.spawn(move || serialize_users(query, start..end, now))
+                scope.spawn(move || generate::write_users(query, start..end, now))
             })
             .collect();
         workers
@@ -90,22 +91,6 @@ pub fn response_body(query: &UserQuery) -> Vec<u8> {
     }
     body.push(b'}');
     body
-}
-
-/// Users `range` as JSON objects separated by commas.
-fn serialize_users(
-    query: &UserQuery,
-    range: std::ops::Range<usize>,
-    now: chrono::DateTime<Utc>,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(range.len() * 1100);
-    for (i, index) in range.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let _ = serde_json::to_writer(&mut out, &generate::user_at(query, index, now));
-    }
-    out
 }
 
 impl UserQuery {

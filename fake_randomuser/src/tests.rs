@@ -215,3 +215,71 @@ fn a_body_made_on_several_threads_keeps_the_order() {
     let expected = users(&query, chrono::Utc::now());
     assert_eq!(body["results"].as_array().unwrap(), &expected);
 }
+
+#[test]
+fn coordinates_read_as_the_float_formatted_to_four_decimals() {
+    use crate::shape::Degrees;
+    let around = |centre: u64| centre.saturating_sub(20_000)..centre + 20_000;
+    let drawn = around(90_000_000)
+        .chain(around(180_000_000))
+        .chain(0..20_000)
+        .chain((0..200_000u64).map(|i| i.wrapping_mul(0x9E37_79B9) % 360_000_000));
+    for drawn in drawn {
+        for offset in [90, 180] {
+            let degrees = Degrees { drawn, offset };
+            let expected = format!("{:.4}", degrees.as_f64());
+            assert_eq!(degrees.to_string(), expected, "{drawn} / 1e6 - {offset}");
+        }
+    }
+}
+
+/// A seed gives the same users on every release: these three were written by the generator
+/// that built a `serde_json::Value` per user, before users were written field by field.
+#[test]
+fn a_seed_gives_the_users_it_always_gave() {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    let query = query(&[
+        ("results", "3"),
+        ("seed", "golden"),
+        ("page", "2"),
+        ("nat", "ch,fr,tr,ca"),
+    ])
+    .unwrap();
+    let expected: Value = serde_json::from_str(include_str!("golden_users.json")).unwrap();
+    assert_eq!(Value::from(users(&query, now)), expected);
+}
+
+#[test]
+fn fields_come_in_the_real_apis_order() {
+    let body = response_body(&query(&[("results", "1"), ("seed", "order")]).unwrap());
+    let text = String::from_utf8(body).unwrap();
+    let order = [
+        "gender",
+        "name",
+        "location",
+        "email",
+        "login",
+        "dob",
+        "registered",
+        "phone",
+        "cell",
+        "id",
+        "picture",
+        "nat",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|key| text.find(&format!("\"{key}\":")).unwrap())
+        .collect();
+    assert!(at.is_sorted(), "{text}");
+    let login = [
+        "uuid", "username", "password", "salt", "md5", "sha1", "sha256",
+    ];
+    let at: Vec<usize> = login
+        .iter()
+        .map(|key| text.find(&format!("\"{key}\":")).unwrap())
+        .collect();
+    assert!(at.is_sorted(), "{text}");
+}
