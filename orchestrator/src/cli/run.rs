@@ -1,4 +1,4 @@
-use std::{process::ExitCode, sync::Arc};
+use std::{fmt::Write as _, io::Write as _, process::ExitCode, sync::Arc};
 
 use clap::Args;
 use orchestrator::{
@@ -79,20 +79,52 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     })
 }
 
+/// Prints the run's log lines as they come, a burst at a time: lines already waiting are
+/// written together and flushed once (stdout flushes at every line otherwise).
 async fn print_log_lines(
     mut lines: tokio::sync::broadcast::Receiver<orchestrator::logs::LogLine>,
     run_id: String,
 ) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut burst = String::new();
+    let mut next = lines.recv().await;
     loop {
-        match lines.recv().await {
+        match next {
             Ok(line) if *line.run_id == *run_id => {
-                println!("[{}#{}] {}", line.task_id, line.try_number, line.text)
+                let _ = writeln!(
+                    burst,
+                    "[{}#{}] {}",
+                    line.task_id, line.try_number, line.text
+                );
             }
             Ok(_) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                println!("... {n} log lines skipped (they are in the log files)")
+            Err(RecvError::Lagged(n)) => {
+                let _ = writeln!(
+                    burst,
+                    "... {n} log lines skipped (they are in the log files)"
+                );
             }
-            Err(_) => break,
+            Err(RecvError::Closed) => break,
         }
+        next = match lines.try_recv() {
+            Ok(line) => Ok(line),
+            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            Err(TryRecvError::Empty) => {
+                write_out(&mut burst);
+                lines.recv().await
+            }
+        };
+    }
+    write_out(&mut burst);
+}
+
+/// Writes and empties `text` with one write to stdout.
+fn write_out(text: &mut String) {
+    if !text.is_empty() {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        text.clear();
     }
 }
