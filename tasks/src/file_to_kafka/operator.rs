@@ -41,7 +41,7 @@ impl FileToKafkaOperator {
             (None, TopicSpec::Name(topic), None) => Ok(Outgoing {
                 topic: topic.clone(),
                 key: None,
-                payload: record.payload,
+                payload: record.payload.into(),
             }),
             (None, _, _) => Err(at(
                 &"not UTF-8 or JSON: its topic and key cannot be evaluated",

@@ -25,8 +25,9 @@ pub(super) enum RouteError {
     Panicked,
 }
 
-/// One record ready to produce. Its payload is the record's JSON: its own bytes from the
-/// answer when `records` is a plain path, else the value jq selected, written compactly.
+/// One record ready to produce. Its payload is the record's JSON: a slice of the answer,
+/// shared and not copied, when `records` is a plain path; else the value jq selected,
+/// written compactly.
 pub(super) type Routed = kafka::Outgoing;
 
 /// Records routed on one thread; larger answers are split over every core.
@@ -39,7 +40,10 @@ const RECORDS_PER_THREAD: usize = 500;
 /// records are found by scanning the answer without building its tree, and each is parsed on
 /// its own, on every core, and sent as the bytes the API gave. Anything else, or an answer
 /// that does not have an array there, goes through jq (which then names the problem).
-pub(super) fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, RouteError> {
+pub(super) fn route(
+    config: &HttpToKafkaConfig,
+    body: &bytes::Bytes,
+) -> Result<Vec<Routed>, RouteError> {
     if let Some(raw) = plain_path(config.records.source()).and_then(|path| raw_records(body, &path))
     {
         // With a plain key and topic path (or a topic name), only what they read is parsed.
@@ -50,13 +54,13 @@ pub(super) fn route(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Route
                 Some(fields) => fields.parse(bytes)?,
                 None => jq::parse_json(bytes)?,
             };
-            route_one(config, record, bytes.to_vec())
+            route_one(config, record, body.slice_ref(bytes))
         });
     }
     let document = jq::parse_json(body).map_err(RouteError::Response)?;
     let records = config.records.run(document).map_err(RouteError::Records)?;
     let routed = in_parallel(&records, |record: &Val| {
-        route_one(config, record.clone(), jq::to_json_bytes(record))
+        route_one(config, record.clone(), jq::to_json_bytes(record).into())
     })?;
     // Freeing a parsed answer of 5,000 users takes ~60 ms: off the task's path.
     std::thread::spawn(move || drop(records));
@@ -157,7 +161,7 @@ fn in_parallel<T: Sync>(
 fn route_one(
     config: &HttpToKafkaConfig,
     record: Val,
-    payload: Vec<u8>,
+    payload: bytes::Bytes,
 ) -> Result<Routed, RecordError> {
     Routed::route(&config.topic, config.key.as_ref(), &record, payload)
 }
@@ -165,6 +169,11 @@ fn route_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `route` of a body given as bytes.
+    fn route_of(config: &HttpToKafkaConfig, body: &[u8]) -> Result<Vec<Routed>, RouteError> {
+        route(config, &bytes::Bytes::copy_from_slice(body))
+    }
 
     fn config(extra: serde_json::Value) -> HttpToKafkaConfig {
         let mut value = serde_json::json!({"url": "http://x/"});
@@ -186,7 +195,7 @@ mod tests {
             "key": ".login.uuid",
             "topic": "\"users.\\(.nat | ascii_downcase)\"",
         }));
-        let routed = route(&config, BODY).unwrap();
+        let routed = route_of(&config, BODY).unwrap();
         let pairs: Vec<(&str, Option<&str>)> = routed
             .iter()
             .map(|r| (r.topic.as_str(), r.key.as_deref()))
@@ -204,14 +213,17 @@ mod tests {
             .collect();
         let body = serde_json::json!({ "results": users }).to_string();
         let config = config(serde_json::json!({"key": ".login.uuid", "topic": "t"}));
-        let routed = route(&config, body.as_bytes()).unwrap();
+        let routed = route_of(&config, body.as_bytes()).unwrap();
         let keys: Vec<String> = routed.iter().map(|r| r.key.clone().unwrap()).collect();
         let expected: Vec<String> = (0..1_200).map(|i| format!("u{i}")).collect();
         assert_eq!(keys, expected);
         let mut users = users;
         users[1_100] = serde_json::json!({"nat": "US"});
         let body = serde_json::json!({ "results": users }).to_string();
-        let error = route(&config, body.as_bytes()).err().unwrap().to_string();
+        let error = route_of(&config, body.as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.starts_with("record 1100:"), "{error}");
     }
 
@@ -240,13 +252,13 @@ mod tests {
         let body = br#"{"info": {"seed": "x"}, "results": [ {"nat": "US", "n": 1.50, "login": {"uuid": "u1"}},
             {"nat":"FR","n":2e3,"login":{"uuid":"u2"}} ]}"#;
         let config = config(serde_json::json!({"key": ".login.uuid", "topic": "t"}));
-        let routed = route(&config, body).unwrap();
+        let routed = route_of(&config, body).unwrap();
         assert_eq!(
-            String::from_utf8(routed[0].payload.clone()).unwrap(),
+            String::from_utf8(routed[0].payload.to_vec()).unwrap(),
             r#"{"nat": "US", "n": 1.50, "login": {"uuid": "u1"}}"#
         );
         assert_eq!(
-            String::from_utf8(routed[1].payload.clone()).unwrap(),
+            String::from_utf8(routed[1].payload.to_vec()).unwrap(),
             r#"{"nat":"FR","n":2e3,"login":{"uuid":"u2"}}"#
         );
         assert_eq!(routed[1].key.as_deref(), Some("u2"));
@@ -265,7 +277,7 @@ mod tests {
             br#"{"data": {"items": []}}"#,
         ] {
             let keys = |config: &HttpToKafkaConfig| {
-                route(config, body).map(|routed| routed.into_iter().map(|r| r.key).collect::<Vec<_>>())
+                route_of(config, body).map(|routed| routed.into_iter().map(|r| r.key).collect::<Vec<_>>())
             };
             assert_eq!(keys(&by_scan), keys(&by_jq), "{}", String::from_utf8_lossy(body));
             assert!(raw_records(body, &["data", "items"]).is_some());
@@ -302,7 +314,7 @@ mod tests {
             br#"{"results": [{"nat": {"a": 1}, "login": {"uuid": "u1"}}]}"#,
         ] {
             let outcome = |config: &HttpToKafkaConfig| {
-                route(config, body)
+                route_of(config, body)
                     .map(|routed| {
                         routed
                             .into_iter()
@@ -327,10 +339,10 @@ mod tests {
             "key": ".login.uuid",
             "topic": "t",
         }));
-        let routed = route(&config, BODY).unwrap();
+        let routed = route_of(&config, BODY).unwrap();
         assert_eq!(routed.len(), 1);
         assert_eq!(routed[0].key.as_deref(), Some("u2"));
-        let error = route(&config, br#"{"info": {}}"#)
+        let error = route_of(&config, br#"{"info": {}}"#)
             .err()
             .unwrap()
             .to_string();
@@ -339,7 +351,7 @@ mod tests {
             records: crate::jq::JqFilter::compile(".results[]").unwrap(),
             ..config
         };
-        let error = route(&plain, br#"{"results": null}"#)
+        let error = route_of(&plain, br#"{"results": null}"#)
             .err()
             .unwrap()
             .to_string();
@@ -351,26 +363,26 @@ mod tests {
 
     #[test]
     fn a_fixed_topic_and_no_key() {
-        let routed = route(&config(serde_json::json!({"topic": "all"})), BODY).unwrap();
+        let routed = route_of(&config(serde_json::json!({"topic": "all"})), BODY).unwrap();
         assert!(routed.iter().all(|r| r.topic == "all" && r.key.is_none()));
     }
 
     #[test]
     fn bad_records_and_bodies_are_named() {
         let config = config(serde_json::json!({"key": ".missing", "topic": "t"}));
-        let error = route(&config, BODY).err().unwrap().to_string();
+        let error = route_of(&config, BODY).err().unwrap().to_string();
         assert!(
             error.contains("record 0") && error.contains("null"),
             "{error}"
         );
-        let error = route(&config, b"<html>").err().unwrap().to_string();
+        let error = route_of(&config, b"<html>").err().unwrap().to_string();
         assert!(error.contains("invalid JSON"), "{error}");
         let by_number = super::super::HttpToKafkaConfig {
             topic: crate::kafka::TopicSpec::parse(".login").unwrap(),
             key: None,
             ..config
         };
-        let error = route(&by_number, BODY).err().unwrap().to_string();
+        let error = route_of(&by_number, BODY).err().unwrap().to_string();
         assert!(error.contains("not a topic name"), "{error}");
     }
 

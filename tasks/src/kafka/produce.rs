@@ -16,12 +16,13 @@ use crate::{
     jq::{self, JqFilter, Val},
 };
 
-/// One record ready to produce.
+/// One record ready to produce. The payload may be a slice of a larger answer it shares
+/// (`Bytes`), so routing a page does not copy each record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
     pub topic: String,
     pub key: Option<String>,
-    pub payload: Vec<u8>,
+    pub payload: bytes::Bytes,
 }
 
 impl Outgoing {
@@ -31,7 +32,7 @@ impl Outgoing {
         topic: &TopicSpec,
         key: Option<&JqFilter>,
         record: &Val,
-        payload: Vec<u8>,
+        payload: impl Into<bytes::Bytes>,
     ) -> Result<Self, RecordError> {
         let key = match key {
             Some(filter) => match filter.one(record.clone())? {
@@ -48,7 +49,7 @@ impl Outgoing {
         Ok(Self {
             topic: topic.topic_of(record)?,
             key,
-            payload,
+            payload: payload.into(),
         })
     }
 }
@@ -149,7 +150,7 @@ pub async fn produce_all(
 ) -> Result<BTreeMap<String, u64>, TaskError> {
     let mut pending = Vec::with_capacity(records.len());
     for record in records {
-        let mut message = FutureRecord::to(&record.topic).payload(&record.payload);
+        let mut message = FutureRecord::to(&record.topic).payload(&record.payload[..]);
         if let Some(key) = &record.key {
             message = message.key(key.as_bytes());
         }

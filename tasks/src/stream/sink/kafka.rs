@@ -35,7 +35,7 @@ impl KafkaSink {
                 Ok(Outgoing {
                     topic,
                     key,
-                    payload: jq::to_json_bytes(&record),
+                    payload: jq::to_json_bytes(&record).into(),
                 })
             })
             .collect()
