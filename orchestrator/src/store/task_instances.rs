@@ -375,14 +375,30 @@ impl Store {
     /// its `from` state under its fence, else none is written ([`StoreError::Lost`]). Durable
     /// when this returns; each move is logged and published after the commit.
     pub async fn transition_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
-        if let ([change], false) = (changes, self.is_shared()) {
-            // One guarded UPDATE commits on its own, all or nothing, and nobody else needs
+        if !self.is_shared() && changes.len() <= MOVES_PER_STATEMENT_SQLITE {
+            // One guarded statement commits on its own, all or nothing, and nobody else needs
             // telling: BEGIN and COMMIT were two more round trips to the connection's thread.
             let mut conn = self.pool.acquire().await?;
-            apply_ti_change(&mut conn, change).await?;
-            self.after_ti_change(change.row, change.from, change.via);
+            match (changes, super::bulk::Dialect::of(&conn)) {
+                ([change], _) => apply_ti_change(&mut conn, change).await?,
+                (_, super::bulk::Dialect::Sqlite) => {
+                    apply_ti_changes_all_or_none(&mut conn, changes).await?
+                }
+                (_, super::bulk::Dialect::Postgres) => {
+                    drop(conn);
+                    return self.transition_in_transaction(changes).await;
+                }
+            }
+            for change in changes {
+                self.after_ti_change(change.row, change.from, change.via);
+            }
             return Ok(());
         }
+        self.transition_in_transaction(changes).await
+    }
+
+    /// The moves in one transaction, with the events other processes are told of.
+    async fn transition_in_transaction(&self, changes: &[TiChange<'_>]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if let [change] = changes {
             apply_ti_change(&mut tx, change).await?;
@@ -520,6 +536,40 @@ async fn apply_ti_changes(conn: &mut AnyConnection, changes: &[TiChange<'_>]) ->
     Ok(())
 }
 
+/// Checks every edge and writes the moves with [`BULK_UPDATE_ALL_OR_NONE`]: all of them, or
+/// none and [`StoreError::Lost`] when one no longer holds. SQLite only, at most
+/// [`MOVES_PER_STATEMENT_SQLITE`] moves.
+async fn apply_ti_changes_all_or_none(
+    conn: &mut AnyConnection,
+    changes: &[TiChange<'_>],
+) -> Result<()> {
+    for change in changes {
+        check_edge(change)?;
+    }
+    let rows = changes.len().next_power_of_two();
+    let text = BULK_UPDATE_ALL_OR_NONE.text(super::bulk::Dialect::Sqlite, rows);
+    let mut query = sqlx::query(text);
+    for change in changes {
+        let (kind, fence) = fence_values(change.fence);
+        query = bind_move(query, change.row, change.from.as_str(), kind, fence);
+    }
+    for _ in changes.len()..rows {
+        query = bind_move(query, &PADDING, "", "command", "padding");
+    }
+    let written = query
+        .bind(changes.len() as i64)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if written == changes.len() as u64 {
+        return Ok(());
+    }
+    Err(StoreError::Lost {
+        what: format!("one or more of {} task instances", changes.len()),
+        expected: "in the state and under the fence their moves expected (none was written)".into(),
+    })
+}
+
 /// A row that no task instance matches (empty ids), to pad a bulk statement.
 static PADDING: std::sync::LazyLock<TaskInstanceRow> =
     std::sync::LazyLock::new(|| TaskInstanceRow {
@@ -550,34 +600,60 @@ fn fence_values<'a>(fence: Fence<'a>) -> (&'static str, &'a str) {
     }
 }
 
+/// What a bulk move writes, from the move's row `v`.
+const MOVE_SET: &str = "state = v.column1, try_number = v.column2, max_tries = v.column3,
+    start_us = v.column4, end_us = v.column5, duration_ms = v.column6, hostname = v.column7,
+    pid = v.column8, next_retry_us = v.column9, result = v.column10, error = v.column11,
+    claimed_by = v.column12";
+
+/// The guard of a bulk move `v` on the task instance `t`: its ids, the state it expects and
+/// its fence (as [`apply_ti_change`] guards one move).
+fn move_guard(t: &str, v: &str) -> String {
+    format!(
+        "{t}.dag_id = {v}.column13 AND {t}.run_id = {v}.column14
+           AND {t}.task_id = {v}.column15 AND {t}.state = {v}.column16
+           AND CASE {v}.column17
+             WHEN 'owner' THEN EXISTS (SELECT 1 FROM dag_runs r
+               WHERE r.dag_id = {v}.column13 AND r.run_id = {v}.column14 AND r.owner = {v}.column18)
+             WHEN 'claim' THEN COALESCE({t}.claimed_by, '') = {v}.column18
+               AND {t}.try_number = {v}.column2
+             ELSE {v}.column18 = '' END"
+    )
+}
+
+/// The types of a bulk move's 18 values, in the order [`bind_move`] binds them.
+const MOVE_TYPES: &[&str] = {
+    use super::bulk::{BIGINT, TEXT};
+    &[
+        TEXT, BIGINT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, BIGINT, BIGINT, TEXT, TEXT, TEXT, TEXT,
+        TEXT, TEXT, TEXT, TEXT, TEXT,
+    ]
+};
+
 /// `UPDATE ... FROM (VALUES ...)` moving task instances; portable between SQLite and
 /// PostgreSQL (both name the VALUES columns column1, column2, ...).
-static BULK_UPDATE: super::bulk::BulkStatement = {
-    use super::bulk::{BIGINT, TEXT};
-    super::bulk::BulkStatement::new(
-        &[
-            TEXT, BIGINT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT, BIGINT, BIGINT, TEXT, TEXT, TEXT,
-            TEXT, TEXT, TEXT, TEXT, TEXT, TEXT,
-        ],
-        |values| {
-            format!(
-                "UPDATE task_instances SET state = v.column1, try_number = v.column2, max_tries = v.column3,
-                    start_us = v.column4, end_us = v.column5, duration_ms = v.column6, hostname = v.column7,
-                    pid = v.column8, next_retry_us = v.column9, result = v.column10, error = v.column11,
-                    claimed_by = v.column12
-                 FROM (VALUES {values}) AS v
-                 WHERE task_instances.dag_id = v.column13 AND task_instances.run_id = v.column14
-                   AND task_instances.task_id = v.column15 AND task_instances.state = v.column16
-                   AND CASE v.column17
-                     WHEN 'owner' THEN EXISTS (SELECT 1 FROM dag_runs r
-                       WHERE r.dag_id = v.column13 AND r.run_id = v.column14 AND r.owner = v.column18)
-                     WHEN 'claim' THEN COALESCE(task_instances.claimed_by, '') = v.column18
-                       AND task_instances.try_number = v.column2
-                     ELSE v.column18 = '' END"
-            )
-        },
-    )
-};
+static BULK_UPDATE: super::bulk::BulkStatement =
+    super::bulk::BulkStatement::new(MOVE_TYPES, |values| {
+        format!(
+            "UPDATE task_instances SET {MOVE_SET} FROM (VALUES {values}) AS v WHERE {}",
+            move_guard("task_instances", "v")
+        )
+    });
+
+/// SQLite only: the same moves written all or none by one statement, outside a transaction.
+/// They are written only when every move's guard holds (the count, taken once before any row
+/// changes, is bound last), so a hand-off's two moves need no BEGIN and COMMIT: one round
+/// trip to the connection's thread instead of three.
+static BULK_UPDATE_ALL_OR_NONE: super::bulk::BulkStatement =
+    super::bulk::BulkStatement::new(MOVE_TYPES, |values| {
+        format!(
+            "WITH v AS (VALUES {values})
+             UPDATE task_instances SET {MOVE_SET} FROM v WHERE {}
+               AND (SELECT count(*) FROM v AS w JOIN task_instances AS t ON {}) = ?",
+            move_guard("task_instances", "v"),
+            move_guard("t", "w")
+        )
+    });
 
 /// Binds one move's 18 values in the order [`BULK_UPDATE`] reads them.
 fn bind_move<'q>(

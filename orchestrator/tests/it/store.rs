@@ -61,8 +61,9 @@ async fn latest_runs_of_dags_on_postgres() {
     latest_runs_of_dags_takes_the_newest_of_each(support::postgres().await).await;
 }
 
-/// A group commit of more moves than one statement writes: every move lands with its fields;
-/// a batch with one move whose state or fence no longer holds writes nothing at all.
+/// A group commit of more moves than one statement writes, and one of a few moves: every
+/// move lands with its fields; a batch with one move whose state or fence no longer holds
+/// writes nothing at all.
 async fn group_commits_write_all_or_nothing(store: Store) {
     use orchestrator::store::{Fence, NewTaskInstance, StoreError, TiChange, TiState};
     let dag_id = support::unique("group");
@@ -124,6 +125,15 @@ async fn group_commits_write_all_or_nothing(store: Store) {
         300,
         "nothing written"
     );
+    // A batch small enough for one statement (on SQLite, written without a transaction):
+    // two moves that hold and a foreign one write nothing either.
+    let lost = store.transition_task_instances(&foreign[297..]).await;
+    assert!(matches!(lost, Err(StoreError::Lost { .. })), "{lost:?}");
+    assert_eq!(
+        rows_in(TiState::Scheduled).await.len(),
+        300,
+        "nothing of the small batch written"
+    );
 
     let all: Vec<TiChange<'_>> = scheduled
         .iter()
@@ -134,7 +144,13 @@ async fn group_commits_write_all_or_nothing(store: Store) {
             fence: Fence::RunOwner("driver-a"),
         })
         .collect();
-    store.transition_task_instances(&all).await.unwrap();
+    store.transition_task_instances(&all[..3]).await.unwrap();
+    assert_eq!(
+        rows_in(TiState::Queued).await.len(),
+        3,
+        "a small batch lands whole"
+    );
+    store.transition_task_instances(&all[3..]).await.unwrap();
     let queued = rows_in(TiState::Queued).await;
     assert_eq!(queued.len(), 300, "every move of the batch landed");
     assert!(
