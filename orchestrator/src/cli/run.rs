@@ -87,36 +87,39 @@ async fn print_log_lines(
 ) {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut burst = String::new();
-    let mut next = lines.recv().await;
     loop {
-        match next {
-            Ok(line) if *line.run_id == *run_id => {
-                let _ = writeln!(
-                    burst,
-                    "[{}#{}] {}",
-                    line.task_id, line.try_number, line.text
-                );
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                let _ = writeln!(
-                    burst,
-                    "... {n} log lines skipped (they are in the log files)"
-                );
-            }
+        match lines.recv().await {
+            Ok(line) => add(&mut burst, &run_id, &line),
+            Err(RecvError::Lagged(n)) => skipped(&mut burst, n),
             Err(RecvError::Closed) => break,
         }
-        next = match lines.try_recv() {
-            Ok(line) => Ok(line),
-            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
-            Err(TryRecvError::Closed) => Err(RecvError::Closed),
-            Err(TryRecvError::Empty) => {
-                write_out(&mut burst);
-                lines.recv().await
+        loop {
+            match lines.try_recv() {
+                Ok(line) => add(&mut burst, &run_id, &line),
+                Err(TryRecvError::Lagged(n)) => skipped(&mut burst, n),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
-        };
+        }
+        write_out(&mut burst);
     }
-    write_out(&mut burst);
+}
+
+/// Adds `line` to the burst when it is of the run.
+fn add(burst: &mut String, run_id: &str, line: &orchestrator::logs::LogLine) {
+    if *line.run_id == *run_id {
+        let _ = writeln!(
+            burst,
+            "[{}#{}] {}",
+            line.task_id, line.try_number, line.text
+        );
+    }
+}
+
+fn skipped(burst: &mut String, n: u64) {
+    let _ = writeln!(
+        burst,
+        "... {n} log lines skipped (they are in the log files)"
+    );
 }
 
 /// Writes and empties `text` with one write to stdout.

@@ -376,29 +376,19 @@ impl Store {
     /// when this returns; each move is logged and published after the commit.
     pub async fn transition_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
         if !self.is_shared() && changes.len() <= ALL_OR_NONE_MOVES {
-            // One guarded statement commits on its own, all or nothing, and nobody else needs
-            // telling: BEGIN and COMMIT were two more round trips to the connection's thread.
+            // SQLite (a store nobody shares): one guarded statement commits on its own, all or
+            // nothing, and nobody else needs telling. BEGIN and COMMIT were two more round
+            // trips to the connection's thread.
             let mut conn = self.pool.acquire().await?;
-            match (changes, super::bulk::Dialect::of(&conn)) {
-                ([change], _) => apply_ti_change(&mut conn, change).await?,
-                (_, super::bulk::Dialect::Sqlite) => {
-                    apply_ti_changes_all_or_none(&mut conn, changes).await?
-                }
-                (_, super::bulk::Dialect::Postgres) => {
-                    drop(conn);
-                    return self.transition_in_transaction(changes).await;
-                }
+            match changes {
+                [change] => apply_ti_change(&mut conn, change).await?,
+                _ => apply_ti_changes_all_or_none(&mut conn, changes).await?,
             }
             for change in changes {
                 self.after_ti_change(change.row, change.from, change.via);
             }
             return Ok(());
         }
-        self.transition_in_transaction(changes).await
-    }
-
-    /// The moves in one transaction, with the events other processes are told of.
-    async fn transition_in_transaction(&self, changes: &[TiChange<'_>]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if let [change] = changes {
             apply_ti_change(&mut tx, change).await?;
@@ -511,17 +501,10 @@ async fn apply_ti_changes(conn: &mut AnyConnection, changes: &[TiChange<'_>]) ->
         super::bulk::Dialect::Postgres => MOVES_PER_STATEMENT,
     };
     for chunk in changes.chunks(per_statement) {
-        // Padded with rows that match nothing (see `BulkStatement`).
-        let rows = chunk.len().next_power_of_two();
-        let mut query = sqlx::query(BULK_UPDATE.text(dialect, rows));
-        for change in chunk {
-            let (kind, fence) = fence_values(change.fence);
-            query = bind_move(query, change.row, change.from.as_str(), kind, fence);
-        }
-        for _ in chunk.len()..rows {
-            query = bind_move(query, &PADDING, "", "command", "padding");
-        }
-        let written = query.execute(&mut *conn).await?.rows_affected();
+        let written = bound_moves(&BULK_UPDATE, dialect, chunk)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
         if written != chunk.len() as u64 {
             return Err(StoreError::Lost {
                 what: format!(
@@ -551,17 +534,8 @@ async fn apply_ti_changes_all_or_none(
     for change in changes {
         check_edge(change)?;
     }
-    let rows = changes.len().next_power_of_two();
-    let text = BULK_UPDATE_ALL_OR_NONE.text(super::bulk::Dialect::Sqlite, rows);
-    let mut query = sqlx::query(text);
-    for change in changes {
-        let (kind, fence) = fence_values(change.fence);
-        query = bind_move(query, change.row, change.from.as_str(), kind, fence);
-    }
-    for _ in changes.len()..rows {
-        query = bind_move(query, &PADDING, "", "command", "padding");
-    }
-    let written = query
+    let dialect = super::bulk::Dialect::Sqlite;
+    let written = bound_moves(&BULK_UPDATE_ALL_OR_NONE, dialect, changes)
         .bind(changes.len() as i64)
         .execute(&mut *conn)
         .await?
@@ -573,6 +547,25 @@ async fn apply_ti_changes_all_or_none(
         what: format!("one or more of {} task instances", changes.len()),
         expected: "in the state and under the fence their moves expected (none was written)".into(),
     })
+}
+
+/// `statement` for `moves` with every move bound, padded to a power of two with rows that
+/// match nothing (see `BulkStatement`).
+fn bound_moves<'q>(
+    statement: &'static super::bulk::BulkStatement,
+    dialect: super::bulk::Dialect,
+    moves: &'q [TiChange<'q>],
+) -> super::bulk::AnyQuery<'q> {
+    let rows = moves.len().next_power_of_two();
+    let mut query = sqlx::query(statement.text(dialect, rows));
+    for change in moves {
+        let (kind, fence) = fence_values(change.fence);
+        query = bind_move(query, change.row, change.from.as_str(), kind, fence);
+    }
+    for _ in moves.len()..rows {
+        query = bind_move(query, &PADDING, "", "command", "padding");
+    }
+    query
 }
 
 /// A row that no task instance matches (empty ids), to pad a bulk statement.
