@@ -3,7 +3,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Fence, Store, StoreError, TaskInstanceRow, TiChange, TiState};
+use crate::store::{Fence, HeldConnection, Store, StoreError, TaskInstanceRow, TiChange, TiState};
 
 /// The most rows one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -61,6 +61,8 @@ async fn write_batches(
     mut receiver: mpsc::UnboundedReceiver<Request>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Every batch on the same connection: see [`HeldConnection`].
+    let mut held = HeldConnection::default();
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let changes: Vec<TiChange<'_>> = batch
             .iter()
@@ -71,7 +73,9 @@ async fn write_batches(
                 fence: fence(r.from, &owner),
             })
             .collect();
-        let outcome = store.transition_task_instances(&changes).await;
+        let outcome = store
+            .transition_task_instances_held(&mut held, &changes)
+            .await;
         drop(changes);
         match outcome {
             Ok(()) => {
@@ -88,9 +92,10 @@ async fn write_batches(
                         via: request.via,
                         fence: fence(request.from, &owner),
                     };
-                    let _ = request
-                        .ack
-                        .send(store.transition_task_instance(&change).await);
+                    let outcome = store
+                        .transition_task_instances_held(&mut held, std::slice::from_ref(&change))
+                        .await;
+                    let _ = request.ack.send(outcome);
                 }
             }
         }

@@ -170,6 +170,14 @@ impl Store {
     }
 }
 
+/// A pool connection one writer keeps across its writes
+/// ([`Store::transition_task_instances_held`]). SQLite drops a
+/// connection's whole page cache when another connection has written since it last read, so
+/// a writer that took whichever connection was idle (sqlx hands out the least recently used)
+/// read ~9 pages back from the WAL on every hand-off of a chain.
+#[derive(Default)]
+pub struct HeldConnection(Option<sqlx::pool::PoolConnection<sqlx::Any>>);
+
 /// `sqlite://file` gets `mode=rwc` so the file is created on first use.
 fn normalize_url(url: &str) -> Result<(String, bool)> {
     if url.starts_with("sqlite:") {

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
-    Result, RunKey, RunState, Store, StoreError, StoreEvent, TaskInstanceRow, TaskKey, TiFilter,
-    TiState,
+    HeldConnection, Result, RunKey, RunState, Store, StoreError, StoreEvent, TaskInstanceRow,
+    TaskKey, TiFilter, TiState,
     filter::Conditions,
     from_micros,
     runs::{RunChange, RunEffect, apply_run_change},
@@ -375,21 +375,48 @@ impl Store {
     /// its `from` state under its fence, else none is written ([`StoreError::Lost`]). Durable
     /// when this returns; each move is logged and published after the commit.
     pub async fn transition_task_instances(&self, changes: &[TiChange<'_>]) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        self.transition_task_instances_on(&mut conn, changes).await
+    }
+
+    /// [`Store::transition_task_instances`] on the connection `held` keeps for its owner
+    /// (the state writer), taken from the pool when it holds none.
+    pub async fn transition_task_instances_held(
+        &self,
+        held: &mut HeldConnection,
+        changes: &[TiChange<'_>],
+    ) -> Result<()> {
+        let conn = match &mut held.0 {
+            Some(conn) => conn,
+            empty => empty.insert(self.pool.acquire().await?),
+        };
+        let outcome = self.transition_task_instances_on(conn, changes).await;
+        if let Err(StoreError::Sql(_)) = outcome {
+            // The connection may be broken: the next call takes one from the pool.
+            held.0 = None;
+        }
+        outcome
+    }
+
+    async fn transition_task_instances_on(
+        &self,
+        conn: &mut AnyConnection,
+        changes: &[TiChange<'_>],
+    ) -> Result<()> {
         if !self.is_shared() && changes.len() <= ALL_OR_NONE_MOVES {
             // SQLite (a store nobody shares): one guarded statement commits on its own, all or
             // nothing, and nobody else needs telling. BEGIN and COMMIT were two more round
             // trips to the connection's thread.
-            let mut conn = self.pool.acquire().await?;
             match changes {
-                [change] => apply_ti_change(&mut conn, change).await?,
-                _ => apply_ti_changes_all_or_none(&mut conn, changes).await?,
+                [change] => apply_ti_change(conn, change).await?,
+                _ => apply_ti_changes_all_or_none(conn, changes).await?,
             }
             for change in changes {
                 self.after_ti_change(change.row, change.from, change.via);
             }
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlx::Connection::begin(conn).await?;
         if let [change] = changes {
             apply_ti_change(&mut tx, change).await?;
         } else {
