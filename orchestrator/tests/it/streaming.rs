@@ -59,6 +59,7 @@ url = "{api}?results=150&seed=pages&page=9"
 pages = 3
 key = ".login.uuid"
 topic = "{ns}.paged"
+partitions = 1
 "#
     ));
     let (outcome, ti) = support::run_single_task(&dag).await;
@@ -81,18 +82,24 @@ topic = "{ns}.paged"
         (450, 450),
         "three different pages"
     );
-    // The pages asked for are 1, 2 and 3 (the URL's own page=9 is replaced): page 2's users.
-    let body = reqwest::get(format!("{api}?results=150&seed=pages&page=2"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let page2: serde_json::Value = serde_json::from_str(&body).unwrap();
-    for user in page2["results"].as_array().unwrap() {
-        let uuid = user["login"]["uuid"].as_str().map(str::to_owned);
-        assert!(uuids.contains(&uuid), "page 2's {uuid:?} was produced");
+    // The pages asked for are 1, 2 and 3 (the URL's own page=9 is replaced), and a page is
+    // sent while the one before is still being acknowledged: the topic holds page 1's users,
+    // then page 2's, then page 3's, each page in its own order.
+    let mut expected = Vec::new();
+    for page in 1..=3 {
+        let body = reqwest::get(format!("{api}?results=150&seed=pages&page={page}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let users: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for user in users["results"].as_array().unwrap() {
+            expected.push(user["login"]["uuid"].as_str().map(str::to_owned));
+        }
     }
+    let produced: Vec<_> = records.iter().map(|r| r.key.clone()).collect();
+    assert!(produced == expected, "the topic holds the pages in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

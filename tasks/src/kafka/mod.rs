@@ -24,7 +24,7 @@ use crate::{
     jq::{JqError, JqFilter, Val},
 };
 
-pub use produce::{Delivered, Delivery, Outgoing, deliver, produce_all, topics};
+pub use produce::{Delivered, Delivery, InFlight, Outgoing, deliver, send, topics};
 pub use tail::{TailRecord, tail};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,7 +7,8 @@ use std::{
 
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{FutureProducer, FutureRecord},
+    message::Message as _,
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 
 use super::{TopicPolicy, TopicSpec, ensure_topics, forget_shared_state, shared_producer};
@@ -124,31 +125,89 @@ pub async fn deliver(
     delivery: &Delivery<'_>,
     records: &[Outgoing],
 ) -> Result<Delivered, TaskError> {
+    send(ctx, delivery, records)
+        .await?
+        .acknowledged(ctx, delivery)
+        .await
+}
+
+/// Records handed to the producer whose acknowledgements are still to come: a task may route
+/// and send its next batch meanwhile.
+pub struct InFlight {
+    acks: Vec<DeliveryFuture>,
+    counts: BTreeMap<String, u64>,
+    created: Vec<String>,
+}
+
+/// Creates the missing topics and hands every record to the shared producer, without
+/// waiting for their acknowledgements ([`InFlight::acknowledged`]).
+pub async fn send(
+    ctx: &TaskContext,
+    delivery: &Delivery<'_>,
+    records: &[Outgoing],
+) -> Result<InFlight, TaskError> {
     let created = ensure_topics(delivery.brokers, &topics(records), delivery.topics).await?;
     if !created.is_empty() {
         ctx.log(&format!("Created topics {}", created.join(", ")));
     }
     let producer = shared_producer(delivery.brokers, delivery.timeout)?;
-    let counts = tokio::select! {
-        counts = produce_all(&producer, records) => counts.inspect_err(|_| {
+    let acks = tokio::select! {
+        acks = enqueue(&producer, records) => acks.inspect_err(|_| {
             forget_shared_state(delivery.brokers, delivery.timeout);
         })?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
-    Ok(Delivered { counts, created })
+    Ok(InFlight {
+        acks,
+        counts: counts_per_topic(records),
+        created,
+    })
+}
+
+impl InFlight {
+    /// Waits for every acknowledgement (or for `ctx` to be cancelled); a record not
+    /// acknowledged drops the shared producer, so the retry starts afresh.
+    pub async fn acknowledged(
+        self,
+        ctx: &TaskContext,
+        delivery: &Delivery<'_>,
+    ) -> Result<Delivered, TaskError> {
+        tokio::select! {
+            acked = acknowledge(self.acks) => acked.inspect_err(|_| {
+                forget_shared_state(delivery.brokers, delivery.timeout);
+            })?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        }
+        Ok(Delivered {
+            counts: self.counts,
+            created: self.created,
+        })
+    }
 }
 
 /// The distinct topics of `records`.
 pub fn topics(records: &[Outgoing]) -> BTreeSet<String> {
-    records.iter().map(|r| r.topic.clone()).collect()
+    let names: BTreeSet<&str> = records.iter().map(|r| r.topic.as_str()).collect();
+    names.into_iter().map(str::to_owned).collect()
 }
 
-/// Sends every record and waits for every acknowledgement; counts per topic.
-pub async fn produce_all(
+fn counts_per_topic(records: &[Outgoing]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for record in records {
+        *counts.entry(&record.topic).or_insert(0) += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(topic, n)| (topic.to_owned(), n))
+        .collect()
+}
+
+/// Hands every record to `producer` (waiting while its queue is full); their deliveries.
+async fn enqueue(
     producer: &FutureProducer,
     records: &[Outgoing],
-) -> Result<BTreeMap<String, u64>, TaskError> {
-    let mut pending = Vec::with_capacity(records.len());
+) -> Result<Vec<DeliveryFuture>, TaskError> {
+    let mut acks = Vec::with_capacity(records.len());
     for record in records {
         let mut message = FutureRecord::to(&record.topic).payload(&record.payload[..]);
         if let Some(key) = &record.key {
@@ -157,7 +216,7 @@ pub async fn produce_all(
         loop {
             match producer.send_result(message) {
                 Ok(delivery) => {
-                    pending.push(delivery);
+                    acks.push(delivery);
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -173,18 +232,19 @@ pub async fn produce_all(
             }
         }
     }
-    let mut counts = BTreeMap::new();
-    for (delivery, record) in futures::future::join_all(pending)
-        .await
-        .into_iter()
-        .zip(records)
-    {
-        match delivery {
-            Ok(Ok(_)) => *counts.entry(record.topic.clone()).or_insert(0) += 1,
-            Ok(Err((error, _))) => {
+    Ok(acks)
+}
+
+/// Waits for every delivery, in the order sent: acknowledgements come in about that order,
+/// so the task wakes about once per batch rather than once per record.
+async fn acknowledge(acks: Vec<DeliveryFuture>) -> Result<(), TaskError> {
+    for ack in acks {
+        match ack.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, message))) => {
                 return Err(TaskError::Failed(format!(
                     "a record to {} was not acknowledged: {error}",
-                    record.topic
+                    message.topic()
                 )));
             }
             Err(_) => {
@@ -194,5 +254,5 @@ pub async fn produce_all(
             }
         }
     }
-    Ok(counts)
+    Ok(())
 }
