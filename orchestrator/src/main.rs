@@ -15,11 +15,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     orchestrator::alloc::set_up();
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(run()),
+    let cli = cli::Cli::parse();
+    match runtime_for(&cli.command) {
+        Ok(runtime) => runtime.block_on(run(cli)),
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             ExitCode::FAILURE
@@ -27,8 +25,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run() -> ExitCode {
-    let cli = cli::Cli::parse();
+/// `orchestrator run` drives one run on this thread alone: its driver, state writer and
+/// runners hand work to each other without waking another thread (per hand-off of a noop
+/// chain: 0.34 -> 0.23 ms on a 2-core guest, BENCHMARKS.md). Operators do their heavy work
+/// on threads of their own (routing, file reads, record generation, child processes).
+/// Everything else gets a worker per core.
+fn runtime_for(command: &cli::Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match command {
+        cli::Command::Run(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
+}
+
+async fn run(cli: cli::Cli) -> ExitCode {
     let default_level = if matches!(
         cli.command,
         cli::Command::Serve(_) | cli::Command::Worker(_)

@@ -21,30 +21,32 @@ impl GenerateToKafkaOperator {
         Self { config }
     }
 
-    fn outgoing(&self) -> Result<Vec<Outgoing>, TaskError> {
-        let config = &self.config;
-        let generators = config.generators()?;
-        Records::new(generators, config.seed, chrono::Utc::now())
-            .take(config.records as usize)
-            .enumerate()
-            .map(|(index, record)| {
-                let payload = serde_json::to_vec(&record)
-                    .map_err(|e| TaskError::Failed(format!("record {index}: {e}")))?;
-                self.route(payload)
-                    .map_err(|e| TaskError::Failed(format!("record {index}: {e}")))
-            })
-            .collect()
+    /// The run's records, generated and routed on a blocking thread: CPU work kept off the
+    /// async runtime (which `orchestrator run` drives on one thread).
+    async fn generated(&self) -> Result<Vec<Outgoing>, TaskError> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || outgoing(&config))
+            .await
+            .map_err(|e| TaskError::Failed(format!("generating the records stopped: {e}")))?
     }
+}
 
-    fn route(&self, payload: Vec<u8>) -> Result<Outgoing, RecordError> {
-        let record: Val = jq::parse_json(&payload)?;
-        Outgoing::route(
-            &self.config.topic,
-            self.config.key.as_ref(),
-            &record,
-            payload,
-        )
-    }
+fn outgoing(config: &GenerateToKafkaConfig) -> Result<Vec<Outgoing>, TaskError> {
+    let generators = config.generators()?;
+    Records::new(generators, config.seed, chrono::Utc::now())
+        .take(config.records as usize)
+        .enumerate()
+        .map(|(index, record)| {
+            let payload = serde_json::to_vec(&record)
+                .map_err(|e| TaskError::Failed(format!("record {index}: {e}")))?;
+            route(config, payload).map_err(|e| TaskError::Failed(format!("record {index}: {e}")))
+        })
+        .collect()
+}
+
+fn route(config: &GenerateToKafkaConfig, payload: Vec<u8>) -> Result<Outgoing, RecordError> {
+    let record: Val = jq::parse_json(&payload)?;
+    Outgoing::route(&config.topic, config.key.as_ref(), &record, payload)
 }
 
 #[async_trait]
@@ -52,7 +54,7 @@ impl Operator for GenerateToKafkaOperator {
     async fn execute(&self, ctx: &TaskContext) -> Result<TaskResult, TaskError> {
         let config = &self.config;
         let started = Instant::now();
-        let records = self.outgoing()?;
+        let records = self.generated().await?;
         ctx.log(&format!(
             "Generated {} records in {} ms{}",
             records.len(),
