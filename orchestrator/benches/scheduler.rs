@@ -51,7 +51,7 @@ const FULL: Sizes = Sizes {
     idle_wait: Duration::from_secs(5),
     sweep_wide: &[1_000, 5_000, 20_000],
     sweep_chain: &[250, 1_000, 4_000],
-    cli_repeats: 5,
+    cli_repeats: 11,
 };
 
 const SMOKE: Sizes = Sizes {
@@ -430,18 +430,18 @@ fn chain_source(n: usize) -> String {
 }
 
 /// Per hand-off through the whole CLI: (41-noop chain - 1-task DAG) / 40, medians of runs.
+/// The two DAGs take turns, so a slow minute of the machine weighs on both alike.
 fn cli_handoff(sizes: &Sizes) -> anyhow::Result<()> {
-    let median_wall = |source: &str| -> anyhow::Result<i64> {
-        let mut walls = Vec::new();
-        for _ in 0..sizes.cli_repeats {
-            walls.push(cli_run(source)?.wall.as_micros() as i64);
-        }
-        Ok(percentile(&mut walls, 50.0))
-    };
-    let one = median_wall(&chain_source(1))?;
-    let chain = median_wall(&chain_source(41))?;
+    let (one_source, chain_source) = (chain_source(1), chain_source(41));
+    let (mut ones, mut chains) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.cli_repeats {
+        ones.push(cli_run(&one_source)?.wall.as_micros() as i64);
+        chains.push(cli_run(&chain_source)?.wall.as_micros() as i64);
+    }
+    let one = percentile(&mut ones, 50.0);
+    let chain = percentile(&mut chains, 50.0);
     println!(
-        "orchestrator run, 41-noop chain {} ms - 1-task DAG {} ms = {} ms per hand-off ({} runs each, medians)",
+        "orchestrator run, 41-noop chain {} ms - 1-task DAG {} ms = {} ms per hand-off ({} runs each, taking turns, medians)",
         ms(chain),
         ms(one),
         ms((chain - one) / 40),
