@@ -13,8 +13,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// GETs a URL (or `pages` pages of it) and produces the selected records to Kafka; succeeds
 /// only once the brokers have acknowledged every record. Each page is routed whole before
-/// any of its records is sent; up to two pages are in flight at once. The result holds `records`,
-/// `topics` (count per topic), `created_topics`, `status`, `pages` and `elapsed_ms`.
+/// any of its records is sent; up to two pages are in flight at once. The result holds
+/// `records`, `topics` (count per topic), `created_topics`, `status`, `pages` and
+/// `elapsed_ms`.
 pub(crate) struct HttpToKafkaOperator {
     config: HttpToKafkaConfig,
 }
@@ -87,10 +88,10 @@ impl Operator for HttpToKafkaOperator {
         let status = page.status;
         // The page before, sent and not yet acknowledged: a page goes out as soon as it is
         // routed, while the page before it is acknowledged and the next one fetched.
-        let mut unacknowledged = None;
+        let mut unacknowledged = kafka::InFlight::default();
         for number in 1..=pages {
             let sent = kafka::send(ctx, &delivery, &page.records).await?;
-            let earlier = acknowledged(ctx, &delivery, unacknowledged.replace(sent));
+            let earlier = std::mem::replace(&mut unacknowledged, sent).acknowledged(ctx, &delivery);
             if number < pages {
                 let (done, next) = tokio::join!(earlier, self.fetch_and_route(ctx, number + 1));
                 delivered.add(done?);
@@ -99,7 +100,7 @@ impl Operator for HttpToKafkaOperator {
                 delivered.add(earlier.await?);
             }
         }
-        delivered.add(acknowledged(ctx, &delivery, unacknowledged).await?);
+        delivered.add(unacknowledged.acknowledged(ctx, &delivery).await?);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         ctx.log(&format!(
             "Produced {} records of {pages} page(s) to {brokers} in {elapsed_ms} ms: {}",
@@ -115,18 +116,6 @@ impl Operator for HttpToKafkaOperator {
         result.insert("status".into(), status.into());
         result.insert("pages".into(), pages.into());
         Ok(result)
-    }
-}
-
-/// What `in_flight` delivered once acknowledged (nothing when there is none).
-async fn acknowledged(
-    ctx: &TaskContext,
-    delivery: &kafka::Delivery<'_>,
-    in_flight: Option<kafka::InFlight>,
-) -> Result<kafka::Delivered, TaskError> {
-    match in_flight {
-        Some(in_flight) => in_flight.acknowledged(ctx, delivery).await,
-        None => Ok(kafka::Delivered::default()),
     }
 }
 

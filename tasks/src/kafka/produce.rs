@@ -132,7 +132,8 @@ pub async fn deliver(
 }
 
 /// Records handed to the producer whose acknowledgements are still to come: a task may route
-/// and send its next batch meanwhile.
+/// and send its next batch meanwhile. The default holds nothing and is acknowledged at once.
+#[derive(Default)]
 pub struct InFlight {
     acks: Vec<DeliveryFuture>,
     counts: BTreeMap<String, u64>,
@@ -146,7 +147,9 @@ pub async fn send(
     delivery: &Delivery<'_>,
     records: &[Outgoing],
 ) -> Result<InFlight, TaskError> {
-    let created = ensure_topics(delivery.brokers, &topics(records), delivery.topics).await?;
+    let counts = counts_per_topic(records);
+    let names = counts.keys().cloned().collect();
+    let created = ensure_topics(delivery.brokers, &names, delivery.topics).await?;
     if !created.is_empty() {
         ctx.log(&format!("Created topics {}", created.join(", ")));
     }
@@ -159,7 +162,7 @@ pub async fn send(
     };
     Ok(InFlight {
         acks,
-        counts: counts_per_topic(records),
+        counts,
         created,
     })
 }
@@ -187,10 +190,10 @@ impl InFlight {
 
 /// The distinct topics of `records`.
 pub fn topics(records: &[Outgoing]) -> BTreeSet<String> {
-    let names: BTreeSet<&str> = records.iter().map(|r| r.topic.as_str()).collect();
-    names.into_iter().map(str::to_owned).collect()
+    counts_per_topic(records).into_keys().collect()
 }
 
+/// How many of `records` go to each topic.
 fn counts_per_topic(records: &[Outgoing]) -> BTreeMap<String, u64> {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for record in records {
