@@ -81,7 +81,7 @@ lines = 20
 [[task]]
 id = "talk"
 operator = "shell"
-command = 'for i in $(seq 1 "$LINES"); do echo "line $i for $NAME"; sleep 0.15; done'
+command = 'for i in $(seq 1 "$LINES"); do echo "line $i for $NAME"; sleep 0.15; done; until [ -e "TALK_GATE" ]; do sleep 0.05; done'
 env = { LINES = "{{ params.lines }}", NAME = "{{ params.name }}" }
 
 [[task]]
@@ -110,17 +110,35 @@ struct Ui {
 }
 
 impl Ui {
+    /// `hello`'s `talk` ends only once [`Ui::release_talk`] has run, so a test sees it running
+    /// however slow the machine.
     async fn start() -> Self {
-        Self::start_with(
-            &[("hello.toml", HELLO.into()), ("tick.toml", TICK.into())],
+        let dir = tempfile::tempdir().unwrap();
+        let gate = dir.path().join("talk.gate");
+        let hello = HELLO.replace("TALK_GATE", &gate.display().to_string());
+        Self::start_in(
+            dir,
+            &[("hello.toml", hello), ("tick.toml", TICK.into())],
             &[],
         )
         .await
     }
 
+    /// Lets every run of `hello`'s `talk` end once it has printed its lines.
+    fn release_talk(&self) {
+        std::fs::write(self.dir.path().join("talk.gate"), "").unwrap();
+    }
+
     /// `serve` over these DAG files (with `env` added) and a browser on it.
     async fn start_with(dags: &[(&str, String)], env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), dags, env).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        dags: &[(&str, String)],
+        env: &[(&str, &str)],
+    ) -> Self {
         std::fs::create_dir(dir.path().join("dags")).unwrap();
         for (file, source) in dags {
             std::fs::write(dir.path().join("dags").join(file), source).unwrap();
@@ -343,7 +361,7 @@ async fn a_user_triggers_watches_tails_and_pauses_in_the_browser() {
     };
     ui.until(
         "the talk cell to show running",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         &format!(
             "const c = {}; return !!c && c.dataset.state === 'running'",
             cell("talk")
@@ -351,6 +369,7 @@ async fn a_user_triggers_watches_tails_and_pauses_in_the_browser() {
     )
     .await;
     ui.shot("grid-running").await;
+    ui.release_talk();
     ui.until("both cells to turn success", Duration::from_secs(30), &format!("const a = {}, b = {}; return !!a && !!b && a.dataset.state === 'success' && b.dataset.state === 'success'", cell("talk"), cell("report"))).await;
     assert_eq!(
         ui.js("return window.__notReloaded === true").await,
