@@ -598,14 +598,22 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
     // between the first report that shows records and the last one before all were read (the
     // report showing them all comes up to a second after the last record).
     let mut reports: Vec<(Instant, usize)> = Vec::new();
+    // Each flush's duration while records were being read: the task reads nothing meanwhile.
+    let mut flushes: Vec<u64> = Vec::new();
+    let mut flushes_seen = 0;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let seen = metrics.stream().map_or(0, |m| m.records_in) as usize;
+        let now = metrics.stream().unwrap_or_default();
+        let seen = now.records_in as usize;
         if seen >= expected {
             break;
         }
         if seen > 0 && reports.last().is_none_or(|(_, last)| *last != seen) {
             reports.push((Instant::now(), seen));
+        }
+        if now.flushes != flushes_seen {
+            flushes_seen = now.flushes;
+            flushes.push(now.last_flush_ms);
         }
         ensure!(
             Instant::now() < deadline,
@@ -623,6 +631,11 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
     };
     cancel.cancel();
     task.await?.map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    println!(
+        "  {} flushes while reading, {} ms in all: {flushes:?} ms",
+        flushes.len(),
+        flushes.iter().sum::<u64>()
+    );
     Ok(rate)
 }
 

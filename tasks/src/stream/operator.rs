@@ -76,6 +76,8 @@ struct StreamTask<'a> {
     metrics: crate::Metrics,
     /// Added to the ids of this share's window documents (empty for a whole task).
     id_suffix: String,
+    /// The last flush, while it is written.
+    writing: Option<flush::Writing>,
 }
 
 impl<'a> StreamTask<'a> {
@@ -129,6 +131,7 @@ impl<'a> StreamTask<'a> {
             counters: Counters::default(),
             metrics: ctx.metrics.clone(),
             id_suffix: ctx.share.id_suffix(),
+            writing: None,
         };
         task.expect_starts(&starts);
         task.resume_watermark().await?;
@@ -157,10 +160,12 @@ impl<'a> StreamTask<'a> {
                 biased;
                 _ = ctx.cancel.cancelled() => {
                     self.flush().await?;
+                    self.flushed().await?;
                     ctx.log(&format!("Stopped after a final flush: {}", self.describe()));
                     return Ok(());
                 }
                 _ = flush.tick() => self.flush().await?,
+                written = flush::written(&mut self.writing) => self.count_flush(written?),
                 _ = topics.tick() => {
                     let added = self.source.refresh_assignment().await?;
                     self.expect_starts(&added);

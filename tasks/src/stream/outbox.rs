@@ -41,11 +41,21 @@ impl Outbox {
         Ok(())
     }
 
-    /// Waits until the brokers have acknowledged every record sent so far; how many that was.
-    pub(super) async fn acknowledged(&mut self) -> Result<usize, TaskError> {
-        let deliveries = std::mem::take(&mut self.deliveries);
-        let count = deliveries.len();
-        for delivery in deliveries {
+    /// The acknowledgements of every record sent so far, to wait for apart from the outbox
+    /// ([`Acks::all`]).
+    pub(super) fn take(&mut self) -> Acks {
+        Acks(std::mem::take(&mut self.deliveries))
+    }
+}
+
+/// Acknowledgements to come of records an [`Outbox`] sent.
+pub(super) struct Acks(Vec<DeliveryFuture>);
+
+impl Acks {
+    /// Waits until the brokers have acknowledged every record; how many there were.
+    pub(super) async fn all(self) -> Result<usize, TaskError> {
+        let count = self.0.len();
+        for delivery in self.0 {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {

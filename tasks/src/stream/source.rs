@@ -189,23 +189,27 @@ impl Source {
         self.assigned.len()
     }
 
-    /// Commits `positions` (the next offset to read per partition); returns once the broker
-    /// has acknowledged.
-    pub(super) async fn commit(
+    /// Commits `positions` (the next offset to read per partition) when awaited; returns once
+    /// the broker has acknowledged. Owns what it needs, so a flush can commit while the task
+    /// reads on.
+    pub(super) fn commit(
         &self,
         positions: &BTreeMap<Partition, i64>,
-    ) -> Result<(), TaskError> {
+    ) -> impl Future<Output = Result<(), TaskError>> + Send + 'static {
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in positions {
+        let listed = positions.iter().try_for_each(|((topic, partition), next)| {
             offsets
                 .add_partition_offset(topic, *partition, Offset::Offset(*next))
-                .map_err(|e| TaskError::Failed(format!("offsets: {e}")))?;
-        }
+                .map_err(|e| TaskError::Failed(format!("offsets: {e}")))
+        });
         let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-            .await
-            .map_err(|e| TaskError::Failed(format!("commit: {e}")))?
-            .map_err(|e| TaskError::Failed(format!("committing offsets failed: {e}")))
+        async move {
+            listed?;
+            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+                .await
+                .map_err(|e| TaskError::Failed(format!("commit: {e}")))?
+                .map_err(|e| TaskError::Failed(format!("committing offsets failed: {e}")))
+        }
     }
 
     /// Moves the next fetch of `partition` to `offset`.

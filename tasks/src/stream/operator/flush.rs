@@ -1,37 +1,122 @@
-//! The flush: windows the watermark passed are closed, changed documents written, produced
-//! records acknowledged, the watermark saved, and only then the offsets committed.
+//! The flush, in two halves. On the task's loop, windows the watermark passed are closed and
+//! what the flush makes durable is taken out of the task: changed documents, staged records,
+//! produced records' acknowledgements, the offsets and the watermark. A spawned [`Writing`]
+//! then waits for the acknowledgements, writes, and only then commits the offsets, while the
+//! loop reads on. A flush first waits for the one before it, so flushes end in order.
 
 use std::time::Instant;
 
 use mongodb::bson::Document;
+use tokio::task::JoinHandle;
 
 use super::{StreamTask, lateness_ms};
 use crate::{
     TaskError,
-    stream::{metrics::publish_flush, sink::Checkpoint, window::Watermark},
+    stream::{
+        metrics::publish_flush,
+        sink::{Checkpoint, SinkWrite},
+        window::Watermark,
+    },
 };
 
+/// A flush being written while the task reads on; aborted when dropped (the try failed).
+pub(super) struct Writing {
+    handle: JoinHandle<Result<Written, TaskError>>,
+    started: Instant,
+    /// Whether the flush commits offsets that moved.
+    moved: bool,
+    /// Window documents among what it writes: records out once written.
+    window_docs: u64,
+}
+
+/// What a flush wrote: documents or rows, and produced records acknowledged.
+pub(super) struct Written {
+    documents: usize,
+    produced: usize,
+}
+
+impl Writing {
+    /// Waits for the flush's end.
+    pub(super) async fn join(&mut self) -> Result<Written, TaskError> {
+        (&mut self.handle)
+            .await
+            .map_err(|e| TaskError::Failed(format!("a flush stopped: {e}")))?
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Waits for the flush being written; never, when there is none.
+pub(super) async fn written(writing: &mut Option<Writing>) -> Result<Written, TaskError> {
+    match writing {
+        Some(writing) => writing.join().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl StreamTask<'_> {
-    /// Waits for every produced record (dead letters, Kafka results), writes every changed
-    /// document with the watermark (and, into SQL, the offsets), and only then commits the
-    /// offsets to Kafka.
+    /// Waits for the flush before (if still writing), then starts this one: every produced
+    /// record (dead letters, Kafka results) acknowledged, every changed document written
+    /// with the watermark (and, into SQL, the offsets), and only then the offsets committed
+    /// to Kafka. [`StreamTask::flushed`] waits for its end.
     pub(super) async fn flush(&mut self) -> Result<(), TaskError> {
+        self.flushed().await?;
         let started = Instant::now();
         self.close_windows()?;
-        let produced = self.outbox.acknowledged().await?;
-        let written = self.write_documents().await?;
+        let acks = self.outbox.take();
+        let (write, window_docs) = self.prepare_write()?;
         let moved = self.uncommitted;
-        self.commit().await?;
+        let commit = moved.then(|| self.source.commit(&self.positions));
+        self.uncommitted = false;
         self.open.retain(|_, w| !w.closed);
+        let handle = tokio::spawn(async move {
+            let produced = acks.all().await?;
+            let documents = write.run().await?;
+            if let Some(commit) = commit {
+                commit.await?;
+            }
+            Ok(Written {
+                documents,
+                produced,
+            })
+        });
+        self.writing = Some(Writing {
+            handle,
+            started,
+            moved,
+            window_docs,
+        });
+        Ok(())
+    }
+
+    /// Waits for the flush being written, if any, and counts it.
+    pub(super) async fn flushed(&mut self) -> Result<(), TaskError> {
+        if let Some(writing) = &mut self.writing {
+            let written = writing.join().await?;
+            self.count_flush(written);
+        }
+        Ok(())
+    }
+
+    /// Counts the flush that just ended (`writing` holds it) in the metrics.
+    pub(super) fn count_flush(&mut self, written: Written) {
+        let Some(writing) = self.writing.take() else {
+            return;
+        };
+        self.counters.records_out += writing.window_docs;
+        let total = written.documents + written.produced;
         // A flush that wrote, produced or moved offsets counts; an idle one does not.
-        if written + produced > 0 || moved {
+        if total > 0 || writing.moved {
             self.counters.flushes += 1;
-            self.counters.last_flush_docs = written + produced;
-            self.counters.last_flush_ms = started.elapsed().as_millis() as u64;
+            self.counters.last_flush_docs = total;
+            self.counters.last_flush_ms = writing.started.elapsed().as_millis() as u64;
             self.counters.last_flush_at = Some(chrono::Utc::now().to_rfc3339());
             publish_flush(&self.counters, &self.metrics);
         }
-        Ok(())
     }
 
     /// Marks windows the watermark has passed as closed (written once more, then dropped
@@ -74,9 +159,9 @@ impl StreamTask<'_> {
             .map_err(|e| TaskError::Failed(e.to_string()))
     }
 
-    /// Hands the changed window documents (where the sink stores them) and the staged
-    /// records to the sink; how many documents it wrote.
-    async fn write_documents(&mut self) -> Result<usize, TaskError> {
+    /// The writes of the changed window documents (where the sink stores them), the staged
+    /// records and the checkpoint, and how many window documents they write.
+    fn prepare_write(&mut self) -> Result<(SinkWrite, u64), TaskError> {
         let dirty = std::mem::take(&mut self.dirty);
         let mut windows = Vec::new();
         if self.sink.stores_windows() {
@@ -86,19 +171,11 @@ impl StreamTask<'_> {
         }
         let window_docs = windows.len() as u64;
         let checkpoint = Checkpoint {
-            positions: self.uncommitted.then_some(&self.positions),
+            positions: self.uncommitted.then(|| self.positions.clone()),
             watermark_ms: self.windows.and(self.watermark.value()),
         };
-        let written = match self.sink.write(windows, &checkpoint).await {
-            Ok(written) => written,
-            Err(error) => {
-                // Kept for the next flush of this try; a failed try starts over anyway.
-                self.dirty = dirty;
-                return Err(error);
-            }
-        };
-        self.counters.records_out += window_docs;
-        Ok(written)
+        let write = self.sink.prepare(windows, &checkpoint)?;
+        Ok((write, window_docs))
     }
 
     pub(super) async fn resume_watermark(&mut self) -> Result<(), TaskError> {
@@ -108,15 +185,6 @@ impl StreamTask<'_> {
         if let Some(watermark) = self.sink.load_watermark().await? {
             self.watermark = Watermark::resume(lateness_ms(self.config), Some(watermark));
         }
-        Ok(())
-    }
-
-    async fn commit(&mut self) -> Result<(), TaskError> {
-        if !self.uncommitted {
-            return Ok(());
-        }
-        self.source.commit(&self.positions).await?;
-        self.uncommitted = false;
         Ok(())
     }
 }

@@ -9,14 +9,18 @@ use std::collections::BTreeMap;
 
 use ::mongodb::bson::Document;
 
-use self::{kafka::KafkaSink, mongodb::MongoSink, sql::SqlSink};
+use self::{
+    kafka::KafkaSink,
+    mongodb::{MongoSink, MongoWrite},
+    sql::{SqlSink, SqlWrite},
+};
 use super::{SinkConfig, SqlKind, SqlSinkConfig, StreamConfig, outbox::Outbox, source::Partition};
 use crate::{RecordError, TaskContext, TaskError, jq::Val};
 
 /// Where a flush leaves the source: the next offset per partition and the watermark, when
 /// records were handled since the last flush (`None`: nothing moved, nothing to save).
-pub(super) struct Checkpoint<'a> {
-    pub positions: Option<&'a BTreeMap<Partition, i64>>,
+pub(super) struct Checkpoint {
+    pub positions: Option<BTreeMap<Partition, i64>>,
     pub watermark_ms: Option<i64>,
 }
 
@@ -151,26 +155,22 @@ impl Sink {
         }
     }
 
-    /// Makes `windows` (changed window documents), staged records and `checkpoint`'s
-    /// watermark durable (SQL: with the offsets, in one transaction); how many documents or
-    /// rows were written.
-    pub(super) async fn write(
+    /// What makes `windows` (changed window documents), staged records and `checkpoint`'s
+    /// watermark durable (SQL: with the offsets, in one transaction), taken out of the sink so
+    /// that it can run while the task reads on ([`SinkWrite::run`]).
+    pub(super) fn prepare(
         &mut self,
         windows: Vec<Document>,
-        checkpoint: &Checkpoint<'_>,
-    ) -> Result<usize, TaskError> {
-        match self {
-            Self::Mongodb(sink) => {
-                let written = sink.write(windows).await?;
-                if let (Some(_), Some(watermark)) = (checkpoint.positions, checkpoint.watermark_ms)
-                {
-                    sink.save_watermark(watermark).await?;
-                }
-                Ok(written)
-            }
-            Self::Sql(sink) => sink.write(windows, checkpoint).await,
-            Self::Kafka(_) => Ok(0),
-        }
+        checkpoint: &Checkpoint,
+    ) -> Result<SinkWrite, TaskError> {
+        Ok(match self {
+            Self::Mongodb(sink) => SinkWrite::Mongodb(sink.prepare(
+                windows,
+                checkpoint.positions.as_ref().and(checkpoint.watermark_ms),
+            )),
+            Self::Sql(sink) => SinkWrite::Sql(sink.prepare(windows, checkpoint)?),
+            Self::Kafka(_) => SinkWrite::Nothing,
+        })
     }
 
     /// The watermark of the last flush, where the sink keeps one.
@@ -179,6 +179,25 @@ impl Sink {
             Self::Mongodb(sink) => sink.load_watermark().await,
             Self::Sql(sink) => sink.load_watermark().await,
             Self::Kafka(_) => Ok(None),
+        }
+    }
+}
+
+/// One flush's writes to the sink, prepared by [`Sink::prepare`].
+pub(super) enum SinkWrite {
+    Mongodb(MongoWrite),
+    Sql(SqlWrite),
+    /// The sink's records went out through the outbox.
+    Nothing,
+}
+
+impl SinkWrite {
+    /// Makes the flush's documents or rows durable; how many were written.
+    pub(super) async fn run(self) -> Result<usize, TaskError> {
+        match self {
+            Self::Mongodb(write) => write.run().await,
+            Self::Sql(write) => write.run().await,
+            Self::Nothing => Ok(0),
         }
     }
 }

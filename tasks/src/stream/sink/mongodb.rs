@@ -95,35 +95,21 @@ impl MongoSink {
             .map_err(|e| mongo::failed("loading a window", &e))
     }
 
-    /// Upserts `windows` and the staged records, a few at a time; how many were written.
-    pub(crate) async fn write(&mut self, mut documents: Vec<Document>) -> Result<usize, TaskError> {
+    /// The upserts of `windows` and the staged records, then of `watermark_ms` when given
+    /// (run by [`MongoWrite::run`], which needs nothing of the sink).
+    pub(crate) fn prepare(
+        &mut self,
+        mut documents: Vec<Document>,
+        watermark_ms: Option<i64>,
+    ) -> MongoWrite {
         documents.extend(self.staged.drain().map(|(_, document)| document));
-        let count = documents.len();
-        let collection = &self.collection;
-        let results: Vec<(Bson, mongodb::results::UpdateResult)> = futures::stream::iter(documents)
-            .map(|document| async move {
-                let id = document.get("_id").cloned().unwrap_or(Bson::Null);
-                collection
-                    .replace_one(doc! { "_id": id.clone() }, document)
-                    .upsert(true)
-                    .await
-                    .map(|result| (id, result))
-            })
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .try_collect()
-            .await
-            .map_err(|e| mongo::failed("writing results", &e))?;
-        // An upsert must have replaced or inserted its document; anything else means the
-        // server dropped the write, and committing offsets now would lose records.
-        if let Some((id, _)) = results
-            .iter()
-            .find(|(_, r)| r.matched_count == 0 && r.upserted_id.is_none())
-        {
-            return Err(TaskError::Failed(format!(
-                "MongoDB acknowledged the upsert of {id} without writing it"
-            )));
+        MongoWrite {
+            collection: self.collection.clone(),
+            state: self.state.clone(),
+            state_id: self.state_id.clone(),
+            documents,
+            watermark_ms,
         }
-        Ok(count)
     }
 
     /// The watermark saved by the last flush of this group into this collection.
@@ -135,16 +121,57 @@ impl MongoSink {
             .map_err(|e| mongo::failed("loading the stream state", &e))?;
         Ok(stored.and_then(|d| d.get_i64("watermark_ms").ok()))
     }
+}
 
-    pub(crate) async fn save_watermark(&self, watermark_ms: i64) -> Result<(), TaskError> {
-        self.state
-            .replace_one(
-                doc! { "_id": &self.state_id },
-                doc! { "_id": &self.state_id, "watermark_ms": watermark_ms, "watermark": iso(watermark_ms) },
-            )
-            .upsert(true)
-            .await
-            .map_err(|e| mongo::failed("saving the watermark", &e))?;
-        Ok(())
+/// One flush's writes, prepared by [`MongoSink::prepare`].
+pub(crate) struct MongoWrite {
+    collection: Collection<Document>,
+    state: Collection<Document>,
+    state_id: String,
+    documents: Vec<Document>,
+    watermark_ms: Option<i64>,
+}
+
+impl MongoWrite {
+    /// Upserts the documents a few at a time, then saves the watermark; how many documents
+    /// were written.
+    pub(crate) async fn run(self) -> Result<usize, TaskError> {
+        let count = self.documents.len();
+        let collection = &self.collection;
+        let results: Vec<(Bson, mongodb::results::UpdateResult)> =
+            futures::stream::iter(self.documents)
+                .map(|document| async move {
+                    let id = document.get("_id").cloned().unwrap_or(Bson::Null);
+                    collection
+                        .replace_one(doc! { "_id": id.clone() }, document)
+                        .upsert(true)
+                        .await
+                        .map(|result| (id, result))
+                })
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .try_collect()
+                .await
+                .map_err(|e| mongo::failed("writing results", &e))?;
+        // An upsert must have replaced or inserted its document; anything else means the
+        // server dropped the write, and committing offsets now would lose records.
+        if let Some((id, _)) = results
+            .iter()
+            .find(|(_, r)| r.matched_count == 0 && r.upserted_id.is_none())
+        {
+            return Err(TaskError::Failed(format!(
+                "MongoDB acknowledged the upsert of {id} without writing it"
+            )));
+        }
+        if let Some(watermark_ms) = self.watermark_ms {
+            self.state
+                .replace_one(
+                    doc! { "_id": &self.state_id },
+                    doc! { "_id": &self.state_id, "watermark_ms": watermark_ms, "watermark": iso(watermark_ms) },
+                )
+                .upsert(true)
+                .await
+                .map_err(|e| mongo::failed("saving the watermark", &e))?;
+        }
+        Ok(count)
     }
 }

@@ -197,13 +197,13 @@ impl SqlSink {
         Ok(Some(doc! { "_id": id, "closed": closed, "_state": state }))
     }
 
-    /// Writes `windows`, the staged records, the offsets and the watermark in one
-    /// transaction; how many rows of results were written.
-    pub(crate) async fn write(
+    /// The transaction writing `windows`, the staged records, the offsets and the watermark
+    /// (run by [`SqlWrite::run`], which needs nothing of the sink: the task reads on meanwhile).
+    pub(crate) fn prepare(
         &mut self,
         windows: Vec<Document>,
-        checkpoint: &Checkpoint<'_>,
-    ) -> Result<usize, TaskError> {
+        checkpoint: &Checkpoint,
+    ) -> Result<SqlWrite, TaskError> {
         let mut rows = Vec::with_capacity(windows.len() + self.staged.len());
         for window in &windows {
             rows.push(self.window_row(window)?);
@@ -218,23 +218,19 @@ impl SqlSink {
         }));
         let written = rows.len();
         let mut statements = self.upserts(&self.table, rows);
-        if let Some(positions) = checkpoint.positions {
+        if let Some(positions) = &checkpoint.positions {
             statements.extend(self.upserts(&OFFSETS, self.offset_rows(positions)));
             if let Some(watermark_ms) = checkpoint.watermark_ms {
                 statements
                     .extend(self.upserts(&WATERMARKS, vec![self.watermark_row(watermark_ms)]));
             }
         }
-        if statements.is_empty() {
-            return Ok(0);
-        }
-        self.pool.transaction(&statements).await.map_err(|e| {
-            failed(
-                &format!("writing {written} rows to {}", self.table.name),
-                &e,
-            )
-        })?;
-        Ok(written)
+        Ok(SqlWrite {
+            pool: self.pool.clone(),
+            statements,
+            written,
+            table: self.table.name.clone(),
+        })
     }
 
     /// The next offset of every partition this group stored with its results here.
@@ -439,3 +435,28 @@ static WATERMARKS: LazyLock<TableSpec> = LazyLock::new(|| TableSpec {
     ],
     primary_key: vec!["group_id", "sink_table"],
 });
+
+/// One flush's transaction, prepared by [`SqlSink::prepare`].
+pub(crate) struct SqlWrite {
+    pool: SqlPool,
+    statements: Vec<Statement>,
+    /// Rows of results among the statements' rows.
+    written: usize,
+    table: String,
+}
+
+impl SqlWrite {
+    /// Runs the transaction; how many rows of results it wrote.
+    pub(crate) async fn run(self) -> Result<usize, TaskError> {
+        if self.statements.is_empty() {
+            return Ok(0);
+        }
+        self.pool.transaction(&self.statements).await.map_err(|e| {
+            failed(
+                &format!("writing {} rows to {}", self.written, self.table),
+                &e,
+            )
+        })?;
+        Ok(self.written)
+    }
+}
