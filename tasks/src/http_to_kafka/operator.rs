@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
 
 use super::{
     HttpToKafkaConfig,
@@ -10,10 +11,13 @@ use super::{
 use crate::{ConfigError, Operator, TaskContext, TaskError, TaskResult, kafka};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pages fetched and routed at once, ahead of the one being sent.
+const PAGES_AHEAD: usize = 2;
 
 /// GETs a URL (or `pages` pages of it) and produces the selected records to Kafka; succeeds
 /// only once the brokers have acknowledged every record. Each page is routed whole before
-/// any of its records is sent; up to two pages are in flight at once. The result holds
+/// any of its records is sent. Pages are fetched and routed two at a time ahead of the one
+/// being sent, which goes out while the page before it is acknowledged. The result holds
 /// `records`, `topics` (count per topic), `created_topics`, `status`, `pages` and
 /// `elapsed_ms`.
 pub(crate) struct HttpToKafkaOperator {
@@ -84,23 +88,24 @@ impl Operator for HttpToKafkaOperator {
         );
         let pages = config.pages.max(1);
         let mut delivered = kafka::Delivered::default();
-        let mut page = self.fetch_and_route(ctx, 1).await?;
-        let status = page.status;
-        // The page before, sent and not yet acknowledged: a page goes out as soon as it is
-        // routed, while the page before it is acknowledged and the next one fetched.
+        // Pages are fetched and routed up to PAGES_AHEAD at once, and come out in order; a
+        // page goes out as soon as it is routed, while the page before it is acknowledged.
+        let mut routed = futures::stream::iter(1..=pages)
+            .map(|number| self.fetch_and_route(ctx, number))
+            .buffered(PAGES_AHEAD);
+        let mut status = None;
+        // The page before, sent and not yet acknowledged.
         let mut unacknowledged = kafka::InFlight::default();
-        for number in 1..=pages {
-            let sent = kafka::send(ctx, &delivery, &page.records).await?;
-            let earlier = std::mem::replace(&mut unacknowledged, sent).acknowledged(ctx, &delivery);
-            if number < pages {
-                let (done, next) = tokio::join!(earlier, self.fetch_and_route(ctx, number + 1));
-                delivered.add(done?);
-                page = next?;
-            } else {
-                delivered.add(earlier.await?);
-            }
+        loop {
+            let earlier = std::mem::take(&mut unacknowledged).acknowledged(ctx, &delivery);
+            let (done, next) = tokio::join!(earlier, routed.next());
+            delivered.add(done?);
+            let Some(page) = next.transpose()? else {
+                break;
+            };
+            status.get_or_insert(page.status);
+            unacknowledged = kafka::send(ctx, &delivery, &page.records).await?;
         }
-        delivered.add(unacknowledged.acknowledged(ctx, &delivery).await?);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         ctx.log(&format!(
             "Produced {} records of {pages} page(s) to {brokers} in {elapsed_ms} ms: {}",
@@ -113,7 +118,7 @@ impl Operator for HttpToKafkaOperator {
                 .join(", ")
         ));
         let mut result = delivered.result(elapsed_ms);
-        result.insert("status".into(), status.into());
+        result.insert("status".into(), status.unwrap_or_default().into());
         result.insert("pages".into(), pages.into());
         Ok(result)
     }
