@@ -598,7 +598,8 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
     // between the first report that shows records and the last one before all were read (the
     // report showing them all comes up to a second after the last record).
     let mut reports: Vec<(Instant, usize)> = Vec::new();
-    // Each flush's duration while records were being read: the task reads nothing meanwhile.
+    // Each flush's duration (first half on the task's loop, then its writes while the task
+    // reads on) while records were being read.
     let mut flushes: Vec<u64> = Vec::new();
     let mut flushes_seen = 0;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -632,7 +633,7 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
     cancel.cancel();
     task.await?.map_err(|e| anyhow::anyhow!("stream: {e}"))?;
     println!(
-        "  {} flushes while reading, {} ms in all: {flushes:?} ms",
+        "  {} flushes ended while reading, {} ms from start to end in all: {flushes:?} ms",
         flushes.len(),
         flushes.iter().sum::<u64>()
     );
