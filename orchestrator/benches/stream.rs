@@ -107,8 +107,8 @@ fn main() -> anyhow::Result<()> {
         }
         let raw_first = produce_raw(&brokers, &ns, &sizes).await?;
         let records = produce_from_api(&ns, &sizes, Api::Fake).await?;
-        let (_, paged) = produce_from_api(&ns, &sizes, Api::FakePaged).await?;
-        let (_, alone) = produce_from_api(&ns, &sizes, Api::Static).await?;
+        let (paged_records, paged) = produce_from_api(&ns, &sizes, Api::FakePaged).await?;
+        let (static_records, alone) = produce_from_api(&ns, &sizes, Api::Static).await?;
         let (_, one_topic) = produce_from_api(&ns, &sizes, Api::StaticOneTopic).await?;
         // The broker's cost per record grows as it fills (BENCHMARKS.md): the raw producer
         // runs first and again last, and the ratios are to the mean of the two.
@@ -138,7 +138,10 @@ fn main() -> anyhow::Result<()> {
         if only == "produce" {
             return Ok(());
         }
-        let records = records.0;
+        // The raw consumer and the stream rounds read the users, paged and static topics
+        // (600,000 records at full size, ~6 s a round): a round's rate then spans about five
+        // of the task's once-a-second reports, where 200,000 records gave one or two.
+        let records = records.0 + paged_records + static_records;
         let raw = consume_raw(&brokers, &ns, records)?;
         let sinks = [Sink::Mongodb(mongo.clone()), Sink::Postgres(postgres.clone())];
         // Rounds alternate which sink goes first, so neither gains from the broker's warm-up.
@@ -528,6 +531,11 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
 }
 
 /// An rdkafka consumer that only counts the records of the users topics.
+/// The topics the raw consumer and the stream task read: three producers' users.
+fn read_topics(ns: &str) -> String {
+    format!("^{ns}\\.(users|paged|static)\\..*")
+}
+
 fn consume_raw(brokers: &str, ns: &str, expected: usize) -> anyhow::Result<f64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -537,7 +545,7 @@ fn consume_raw(brokers: &str, ns: &str, expected: usize) -> anyhow::Result<f64> 
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    consumer.subscribe(&[&format!("^{ns}\\.users\\..*")])?;
+    consumer.subscribe(&[&read_topics(ns)])?;
     let mut count = 0;
     let mut first: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -578,7 +586,7 @@ fn stream_config(
 async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> anyhow::Result<f64> {
     let group = format!("{ns}_stats_{}_{round}", sink.name().to_ascii_lowercase());
     let config = stream_config(
-        &format!("^{ns}\\.users\\..*"),
+        &read_topics(ns),
         &group,
         "1s",
         serde_json::json!({
