@@ -192,6 +192,14 @@ impl Sink {
         }
     }
 
+    /// The process name (`comm`) of the sink's server processes, whose CPU a round reports.
+    fn server_comm(&self) -> &'static str {
+        match self {
+            Self::Mongodb(_) => "nx-27017",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
     /// The sink of a stream config writing into `table` (a collection in MongoDB).
     fn config(&self, ns: &str, table: &str) -> serde_json::Value {
         match self {
@@ -337,16 +345,14 @@ impl CpuUse {
         Self {
             at: Instant::now(),
             own: cpu_time("self"),
-            broker: broker_pid().map_or(Duration::ZERO, |pid| cpu_time(&pid)),
+            broker: broker_cpu(),
         }
     }
 
     /// "CPU per 1,000 records: this process A ms, the broker B ms; C of D cores busy".
     fn per_thousand(&self, records: usize) -> String {
         let own = cpu_time("self").saturating_sub(self.own);
-        let broker = broker_pid()
-            .map_or(Duration::ZERO, |pid| cpu_time(&pid))
-            .saturating_sub(self.broker);
+        let broker = broker_cpu().saturating_sub(self.broker);
         let per = |d: Duration| d.as_secs_f64() * 1e6 / records as f64;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         format!(
@@ -376,16 +382,41 @@ fn stat_field(pid: &str, index: usize) -> u64 {
 
 /// The broker's process (`tansu`, as `scripts/kafka` starts it; the latest started when a
 /// stopped one is still exiting), when on this machine.
-fn broker_pid() -> Option<String> {
-    std::fs::read_dir("/proc")
-        .ok()?
+/// CPU time so far of this process, the broker and the sink's server processes.
+fn round_cpu(sink: &Sink) -> [Duration; 3] {
+    [
+        cpu_time("self"),
+        broker_cpu(),
+        pids_named(sink.server_comm())
+            .iter()
+            .map(|pid| cpu_time(pid))
+            .sum(),
+    ]
+}
+
+/// The processes whose `comm` is `comm`.
+fn pids_named(comm: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
         .flatten()
         .filter_map(|entry| {
             let pid = entry.file_name().into_string().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            (comm.trim() == "tansu").then_some(pid)
+            let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (name.trim() == comm).then_some(pid)
         })
+        .collect()
+}
+
+fn broker_pid() -> Option<String> {
+    pids_named("tansu")
+        .into_iter()
         .max_by_key(|pid| stat_field(pid, 19))
+}
+
+fn broker_cpu() -> Duration {
+    broker_pid().map_or(Duration::ZERO, |pid| cpu_time(&pid))
 }
 
 /// The fake API's query for `results` users of `seed`.
@@ -601,6 +632,7 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
     let metrics = ctx.metrics.clone();
     let cancel = ctx.cancel.clone();
     let operator = config.build()?;
+    let cpu_before = round_cpu(sink);
     let task = tokio::spawn(async move { operator.execute(&ctx).await });
     // Metrics are published once a second, each exact when published: the rate is taken
     // between the first report that shows records and the last one before all were read (the
@@ -631,6 +663,8 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ended = Instant::now();
+    // Before the task stops: PostgreSQL's backends of its connections exit with them.
+    let cpu_after = round_cpu(sink);
     let rate = match (reports.first(), reports.last()) {
         (Some((t0, n0)), Some((t1, n1))) if n1 > n0 => {
             (n1 - n0) as f64 / t1.duration_since(*t0).as_secs_f64()
@@ -640,10 +674,13 @@ async fn stream_rate(ns: &str, expected: usize, sink: &Sink, round: usize) -> an
     };
     cancel.cancel();
     task.await?.map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    let [own, broker, server] = [0, 1, 2]
+        .map(|i| cpu_after[i].saturating_sub(cpu_before[i]).as_secs_f64() * 1e6 / expected as f64);
     println!(
-        "  {} flushes ended while reading, {} ms from start to end in all: {flushes:?} ms",
+        "  {} flushes ended while reading, {} ms from start to end in all: {flushes:?} ms; CPU per 1,000 records: this process {own:.1} ms, the broker {broker:.1} ms, {} {server:.1} ms",
         flushes.len(),
-        flushes.iter().sum::<u64>()
+        flushes.iter().sum::<u64>(),
+        sink.server_comm()
     );
     Ok(rate)
 }
