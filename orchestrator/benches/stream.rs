@@ -380,8 +380,6 @@ fn stat_field(pid: &str, index: usize) -> u64 {
         .unwrap_or(0)
 }
 
-/// The broker's process (`tansu`, as `scripts/kafka` starts it; the latest started when a
-/// stopped one is still exiting), when on this machine.
 /// CPU time so far of this process, the broker and the sink's server processes.
 fn round_cpu(sink: &Sink) -> [Duration; 3] {
     [
@@ -409,12 +407,15 @@ fn pids_named(comm: &str) -> Vec<String> {
         .collect()
 }
 
+/// The broker's process (`tansu`, as `scripts/kafka` starts it; the latest started when a
+/// stopped one is still exiting), when on this machine.
 fn broker_pid() -> Option<String> {
     pids_named("tansu")
         .into_iter()
         .max_by_key(|pid| stat_field(pid, 19))
 }
 
+/// The broker's CPU time so far (zero when it is not on this machine).
 fn broker_cpu() -> Duration {
     broker_pid().map_or(Duration::ZERO, |pid| cpu_time(&pid))
 }
@@ -561,12 +562,12 @@ async fn produce_from_api(ns: &str, sizes: &Sizes, api: Api) -> anyhow::Result<(
     Ok((total, rate))
 }
 
-/// An rdkafka consumer that only counts the records of the users topics.
 /// The topics the raw consumer and the stream task read: three producers' users.
 fn read_topics(ns: &str) -> String {
     format!("^{ns}\\.(users|paged|static)\\..*")
 }
 
+/// An rdkafka consumer that only counts the records of those topics.
 fn consume_raw(brokers: &str, ns: &str, expected: usize) -> anyhow::Result<f64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)

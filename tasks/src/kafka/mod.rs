@@ -24,6 +24,7 @@ use crate::{
     jq::{JqError, JqFilter, Val},
 };
 
+pub(crate) use produce::acknowledge;
 pub use produce::{Delivered, Delivery, InFlight, Outgoing, deliver, send, topics};
 pub use tail::{TailRecord, tail};
 

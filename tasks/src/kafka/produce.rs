@@ -240,7 +240,7 @@ async fn enqueue(
 
 /// Waits for every delivery, in the order sent: acknowledgements come in about that order,
 /// so the task wakes about once per batch rather than once per record.
-async fn acknowledge(acks: Vec<DeliveryFuture>) -> Result<(), TaskError> {
+pub(crate) async fn acknowledge(acks: Vec<DeliveryFuture>) -> Result<(), TaskError> {
     for ack in acks {
         match ack.await {
             Ok(Ok(_)) => {}

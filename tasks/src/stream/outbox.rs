@@ -55,17 +55,7 @@ impl Acks {
     /// Waits until the brokers have acknowledged every record; how many there were.
     pub(super) async fn all(self) -> Result<usize, TaskError> {
         let count = self.0.len();
-        for delivery in self.0 {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    return Err(TaskError::Failed(format!(
-                        "a produced record was not acknowledged: {e}"
-                    )));
-                }
-                Err(_) => return Err(TaskError::Failed("the producer stopped".into())),
-            }
-        }
+        crate::kafka::acknowledge(self.0).await?;
         Ok(count)
     }
 }

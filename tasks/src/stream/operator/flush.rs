@@ -68,8 +68,8 @@ impl StreamTask<'_> {
         let started = Instant::now();
         self.close_windows()?;
         let acks = self.outbox.take();
-        let (write, window_docs) = self.prepare_write()?;
         let moved = self.uncommitted;
+        let (write, window_docs) = self.prepare_write(moved)?;
         let commit = moved.then(|| self.source.commit(&self.positions));
         self.uncommitted = false;
         self.open.retain(|_, w| !w.closed);
@@ -160,8 +160,9 @@ impl StreamTask<'_> {
     }
 
     /// The writes of the changed window documents (where the sink stores them), the staged
-    /// records and the checkpoint, and how many window documents they write.
-    fn prepare_write(&mut self) -> Result<(SinkWrite, u64), TaskError> {
+    /// records and the checkpoint (with the offsets when they `moved`), and how many window
+    /// documents they write.
+    fn prepare_write(&mut self, moved: bool) -> Result<(SinkWrite, u64), TaskError> {
         let dirty = std::mem::take(&mut self.dirty);
         let mut windows = Vec::new();
         if self.sink.stores_windows() {
@@ -171,7 +172,7 @@ impl StreamTask<'_> {
         }
         let window_docs = windows.len() as u64;
         let checkpoint = Checkpoint {
-            positions: self.uncommitted.then(|| self.positions.clone()),
+            positions: moved.then(|| self.positions.clone()),
             watermark_ms: self.windows.and(self.watermark.value()),
         };
         let write = self.sink.prepare(windows, &checkpoint)?;
