@@ -79,7 +79,50 @@ struct LineState {
     dags: HashMap<String, u32>,
     pools: HashMap<String, PoolState>,
     waiters: BTreeMap<WaiterKey, Waiter>,
+    /// The waiters not granted yet, counted by DAG and by pool.
+    ungranted: Ungranted,
     arrivals: u64,
+}
+
+/// How many waiters wait for slots, per DAG and per pool (no entry at 0): once every DAG or
+/// every pool in the line is held back, nobody further back can fit, and the line is not
+/// walked on (a line of hundreds of waiters behind one full pool is not looked at on every
+/// release).
+#[derive(Default)]
+struct Ungranted {
+    per_dag: HashMap<String, usize>,
+    per_pool: HashMap<String, usize>,
+}
+
+impl Ungranted {
+    fn add(&mut self, need: &Need) {
+        *self.per_dag.entry(need.dag_id.clone()).or_default() += 1;
+        *self.per_pool.entry(need.pool.clone()).or_default() += 1;
+    }
+
+    fn remove(&mut self, need: &Need) {
+        count_down(&mut self.per_dag, &need.dag_id);
+        count_down(&mut self.per_pool, &need.pool);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.per_dag.is_empty()
+    }
+
+    /// Whether every waiter is held back by one of these DAGs or pools.
+    fn all_held_back(&self, dags: &HashSet<String>, pools: &HashSet<String>) -> bool {
+        dags.len() == self.per_dag.len() || pools.len() == self.per_pool.len()
+    }
+}
+
+/// Counts `key` down by one, dropping its entry at 0.
+fn count_down(counts: &mut HashMap<String, usize>, key: &str) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -132,6 +175,9 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut state = lock(&self.line.state);
         if let Some(waiter) = state.waiters.remove(&self.key) {
+            if !waiter.granted {
+                state.ungranted.remove(&waiter.need);
+            }
             // What was taken for it goes back; those it held back may fit now.
             state.release(&waiter.need, waiter.granted, waiter.granted);
         }
@@ -143,6 +189,24 @@ fn lock(state: &Mutex<LineState>) -> MutexGuard<'_, LineState> {
 }
 
 impl LineState {
+    /// Puts a try at its place in the line; its key there.
+    fn enter(&mut self, need: Need, wake: oneshot::Sender<()>) -> WaiterKey {
+        self.arrivals += 1;
+        let key: WaiterKey = (
+            Reverse(need.priority_weight),
+            need.logical_date.clone(),
+            self.arrivals,
+        );
+        self.ungranted.add(&need);
+        let waiter = Waiter {
+            need,
+            granted: false,
+            wake: Some(wake),
+        };
+        self.waiters.insert(key.clone(), waiter);
+        key
+    }
+
     /// Gives back a try's process and DAG slots (`run_slots`) and its pool's (`pool`), then
     /// admits whoever fits.
     fn release(&mut self, need: &Need, run_slots: bool, pool: bool) {
@@ -172,10 +236,11 @@ impl LineState {
             dags,
             pools,
             waiters,
+            ungranted,
             ..
         } = self;
         for waiter in waiters.values_mut().filter(|w| !w.granted) {
-            if *running >= *parallelism {
+            if *running >= *parallelism || ungranted.all_held_back(&blocked_dags, &blocked_pools) {
                 return;
             }
             let need = &waiter.need;
@@ -199,6 +264,7 @@ impl LineState {
                 continue;
             }
             take(running, dags, pool, need);
+            ungranted.remove(need);
             waiter.granted = true;
             if let Some(wake) = waiter.wake.take() {
                 let _ = wake.send(());
@@ -235,6 +301,7 @@ impl SlotLine {
                 dags: HashMap::default(),
                 pools: HashMap::default(),
                 waiters: BTreeMap::new(),
+                ungranted: Ungranted::default(),
                 arrivals: 0,
             })),
         }
@@ -246,19 +313,8 @@ impl SlotLine {
         self.refresh(&need.pool).await;
         let (key, mut woken) = {
             let mut state = lock(&self.state);
-            state.arrivals += 1;
-            let key: WaiterKey = (
-                Reverse(need.priority_weight),
-                need.logical_date.clone(),
-                state.arrivals,
-            );
             let (wake, woken) = oneshot::channel();
-            let waiter = Waiter {
-                need: need.clone(),
-                granted: false,
-                wake: Some(wake),
-            };
-            state.waiters.insert(key.clone(), waiter);
+            let key = state.enter(need.clone(), wake);
             state.admit();
             if let Some(permit) = self.take_grant(&mut state, &key) {
                 return permit;
@@ -300,11 +356,11 @@ impl SlotLine {
                 running,
                 dags,
                 pools,
-                waiters,
+                ungranted,
                 ..
             } = &mut *state;
             let pool = pools.get_mut(&need.pool).filter(|p| p.read_at.is_some())?;
-            let free = *running < *parallelism && waiters.values().all(|w| w.granted);
+            let free = *running < *parallelism && ungranted.is_empty();
             if !free || fits(dags, pool, need) != (true, true) {
                 return None;
             }
@@ -418,6 +474,48 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         (order, waiting)
+    }
+
+    #[test]
+    fn a_line_held_back_by_a_full_pool_still_admits_the_tries_of_other_pools_behind_it() {
+        let pool = |used, size| PoolState {
+            used,
+            size: Some(size),
+            read_at: Some(Instant::now()),
+        };
+        let mut state = LineState {
+            parallelism: 8,
+            running: 1,
+            dags: HashMap::default(),
+            pools: [("full".into(), pool(1, 1)), ("free".into(), pool(0, 2))]
+                .into_iter()
+                .collect(),
+            waiters: BTreeMap::new(),
+            ungranted: Ungranted::default(),
+            arrivals: 0,
+        };
+        let order = ["full", "full", "free", "full", "full", "free", "free"];
+        let woken: Vec<_> = order
+            .iter()
+            .map(|pool| {
+                let (wake, woken) = oneshot::channel();
+                state.enter(need("a", pool, 1), wake);
+                woken
+            })
+            .collect();
+        state.admit();
+        let granted: Vec<bool> = woken
+            .into_iter()
+            .map(|mut w| w.try_recv().is_ok())
+            .collect();
+        // The free pool's first two (its size) go; its third and the full pool's wait.
+        assert_eq!(granted, [false, false, true, false, false, true, false]);
+        assert_eq!(state.ungranted.per_pool.get("full"), Some(&4));
+        assert_eq!(state.ungranted.per_pool.get("free"), Some(&1));
+        assert_eq!(state.ungranted.per_dag.get("a"), Some(&5));
+        // Every pool is held back: nobody more is admitted.
+        state.admit();
+        assert_eq!(state.ungranted.per_dag.get("a"), Some(&5));
     }
 
     #[tokio::test]
