@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -118,6 +118,9 @@ fn stopped() -> io::Error {
 /// The most operations one go takes before it flushes.
 const MAX_GO: usize = 4096;
 
+/// The largest buffer an open file keeps from one go to the next.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
 fn write_files(receiver: &mpsc::Receiver<Op>) {
     let mut files: HashMap<u64, OpenFile> = HashMap::new();
     while let Ok(first) = receiver.recv() {
@@ -164,11 +167,13 @@ fn write_files(receiver: &mpsc::Receiver<Op>) {
     }
 }
 
-/// A file the thread writes, and whether it has lines not yet flushed.
+/// A file the thread writes, and its lines not yet flushed. They are kept in a buffer that
+/// grows to what one go writes, not in a `BufWriter`: its 8 KB buffer, taken and freed for
+/// every try, made the allocator hand a page back to the system (`madvise`) on most closes.
 struct OpenFile {
     path: PathBuf,
-    out: BufWriter<File>,
-    dirty: bool,
+    file: File,
+    unflushed: Vec<u8>,
     /// Whether a failed write was reported already (once per file).
     failed: bool,
 }
@@ -178,26 +183,37 @@ impl OpenFile {
         if let Some(folder) = path.parent() {
             std::fs::create_dir_all(folder)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let length = file.metadata()?.len();
+        // A new try's file is new: its length is known without asking.
+        let (file, length) = match OpenOptions::new().create_new(true).append(true).open(&path) {
+            Ok(file) => (file, 0),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                let file = OpenOptions::new().append(true).open(&path)?;
+                let length = file.metadata()?.len();
+                (file, length)
+            }
+            Err(error) => return Err(error),
+        };
         let open = Self {
             path,
-            out: BufWriter::new(file),
-            dirty: false,
+            file,
+            unflushed: Vec::new(),
             failed: false,
         };
         Ok((open, length))
     }
 
     fn write(&mut self, text: &str) {
-        let written = self.out.write_all(text.as_bytes());
-        self.dirty = true;
-        self.report(written);
+        self.unflushed.extend_from_slice(text.as_bytes());
     }
 
     fn flush(&mut self) {
-        if std::mem::take(&mut self.dirty) {
-            let flushed = self.out.flush();
+        if !self.unflushed.is_empty() {
+            let flushed = self.file.write_all(&self.unflushed);
+            self.unflushed.clear();
+            // A long-running task's file keeps no more than a small buffer between goes.
+            if self.unflushed.capacity() > MAX_KEPT_BUFFER {
+                self.unflushed = Vec::new();
+            }
             self.report(flushed);
         }
     }
@@ -208,5 +224,27 @@ impl OpenFile {
         {
             tracing::warn!(%error, path = %self.path.display(), "Cannot write the task log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_opened_again_is_appended_to_from_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dag/run/task/1.log");
+        let writer = FileWriter::start();
+        let (first, length) = writer.open(path.clone()).await.unwrap();
+        assert_eq!(length, 0);
+        first.line("one\n".into()).unwrap();
+        first.close().await;
+        let (again, length) = writer.open(path.clone()).await.unwrap();
+        assert_eq!(length, 4);
+        again.line("two\n".into()).unwrap();
+        again.line("three\n".into()).unwrap();
+        again.close().await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
     }
 }
