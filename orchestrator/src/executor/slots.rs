@@ -90,14 +90,14 @@ struct LineState {
 /// release).
 #[derive(Default)]
 struct Ungranted {
-    per_dag: HashMap<String, usize>,
-    per_pool: HashMap<String, usize>,
+    per_dag: HashMap<String, u32>,
+    per_pool: HashMap<String, u32>,
 }
 
 impl Ungranted {
     fn add(&mut self, need: &Need) {
-        *self.per_dag.entry(need.dag_id.clone()).or_default() += 1;
-        *self.per_pool.entry(need.pool.clone()).or_default() += 1;
+        count_up(&mut self.per_dag, &need.dag_id);
+        count_up(&mut self.per_pool, &need.pool);
     }
 
     fn remove(&mut self, need: &Need) {
@@ -115,8 +115,18 @@ impl Ungranted {
     }
 }
 
+/// Counts `key` up by one (its name copied only for a new entry).
+fn count_up(counts: &mut HashMap<String, u32>, key: &str) {
+    match counts.get_mut(key) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
 /// Counts `key` down by one, dropping its entry at 0.
-fn count_down(counts: &mut HashMap<String, usize>, key: &str) {
+fn count_down(counts: &mut HashMap<String, u32>, key: &str) {
     if let Some(count) = counts.get_mut(key) {
         *count -= 1;
         if *count == 0 {
@@ -212,12 +222,7 @@ impl LineState {
     fn release(&mut self, need: &Need, run_slots: bool, pool: bool) {
         if run_slots {
             self.running -= 1;
-            if let Some(used) = self.dags.get_mut(&need.dag_id) {
-                *used -= 1;
-                if *used == 0 {
-                    self.dags.remove(&need.dag_id);
-                }
-            }
+            count_down(&mut self.dags, &need.dag_id);
         }
         if let Some(state) = self.pools.get_mut(&need.pool).filter(|_| pool) {
             state.used -= i64::from(need.pool_slots);
@@ -287,7 +292,7 @@ fn fits(dags: &HashMap<String, u32>, pool: &PoolState, need: &Need) -> (bool, bo
 fn take(running: &mut usize, dags: &mut HashMap<String, u32>, pool: &mut PoolState, need: &Need) {
     pool.used += i64::from(need.pool_slots);
     *running += 1;
-    *dags.entry(need.dag_id.clone()).or_default() += 1;
+    count_up(dags, &need.dag_id);
 }
 
 impl SlotLine {
