@@ -57,27 +57,60 @@ impl Fields {
         self.parse_part(bytes).or_else(|_| jq::parse_json(bytes))
     }
 
+    /// The value of `json` with only these fields, as [`Fields::parse`] gives it, for a value
+    /// serde_json has checked already (a record of an answer it parsed whole): its text is
+    /// not checked as UTF-8 again.
+    pub(crate) fn parse_raw(&self, json: &RawValue) -> Result<Val, JqError> {
+        let json = json.get();
+        self.parse_checked(json)
+            .or_else(|_| jq::parse_json(json.as_bytes()))
+    }
+
     fn parse_part(&self, bytes: &[u8]) -> Result<Val, JqError> {
         let keys = match self {
             Self::Keys(keys) if first_byte(bytes) == Some(b'{') => keys,
             _ => return jq::parse_json(bytes),
         };
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let kept = Object(keys)
-            .deserialize(&mut deserializer)
-            .and_then(|kept| deserializer.end().map(|()| kept))
-            .map_err(|e| JqError::Json(e.to_string()))?;
-        let object = kept
-            .into_iter()
-            .map(|(key, fields, raw)| {
-                Ok((
-                    Val::from(key.clone()),
-                    fields.parse_part(raw.get().as_bytes())?,
-                ))
-            })
-            .collect::<Result<_, JqError>>()?;
-        Ok(Val::obj(object))
+        kept_object(keys, serde_json::Deserializer::from_slice(bytes))
     }
+
+    fn parse_checked(&self, json: &str) -> Result<Val, JqError> {
+        let keys = match self {
+            Self::Keys(keys) if first_byte(json.as_bytes()) == Some(b'{') => keys,
+            _ => return jq::parse_json(json.as_bytes()),
+        };
+        kept_object(keys, serde_json::Deserializer::from_str(json))
+    }
+
+    /// `value` with only these fields: what [`Fields::parse`] gives on its JSON (a value
+    /// that is not an object is taken whole; of a key given twice, the value kept is last).
+    pub(crate) fn project(&self, value: &Val) -> Val {
+        let (Self::Keys(keys), Val::Obj(object)) = (self, value) else {
+            return value.clone();
+        };
+        let kept = object.iter().filter_map(|(key, value)| {
+            let Val::TStr(name) = key else { return None };
+            let fields = keys.get(std::str::from_utf8(name).ok()?)?;
+            Some((key.clone(), fields.project(value)))
+        });
+        Val::obj(kept.collect())
+    }
+}
+
+/// The object `deserializer` reads, with only the keys of `keys`, each with its fields.
+fn kept_object<'de, R: serde_json::de::Read<'de>>(
+    keys: &BTreeMap<String, Fields>,
+    mut deserializer: serde_json::Deserializer<R>,
+) -> Result<Val, JqError> {
+    let kept = Object(keys)
+        .deserialize(&mut deserializer)
+        .and_then(|kept| deserializer.end().map(|()| kept))
+        .map_err(|e| JqError::Json(e.to_string()))?;
+    let object = kept
+        .into_iter()
+        .map(|(key, fields, raw)| Ok((Val::from(key.clone()), fields.parse_checked(raw.get())?)))
+        .collect::<Result<_, JqError>>()?;
+    Ok(Val::obj(object))
 }
 
 fn first_byte(bytes: &[u8]) -> Option<u8> {
@@ -212,6 +245,34 @@ mod tests {
             serde_json::json!({"gender": "female", "name": {"first": "Ana", "last": "Lee"},
                 "location": {"country": "Spain"}, "dob": {"age": 31}, "tags": [1, {"a": null}]})
         );
+    }
+
+    #[test]
+    fn a_checked_value_gives_what_its_bytes_give() {
+        let codes = [
+            ".location.country",
+            ".gender",
+            ".dob",
+            ".tags",
+            ".location2",
+        ];
+        let read = fields(&codes).unwrap();
+        for record in [
+            USER,
+            br#"{"location": "Vigo", "gender": {"x": "}"}, "dob": [1, "]"]}"#,
+            br#"{"location": {"country": "A", "country": "B"}, "location": {"city": "C"}}"#,
+            br#"[1, {"gender": "f"}]"#,
+            br#""text""#,
+            br#"{}"#,
+        ] {
+            let raw: &RawValue = serde_json::from_slice(record).unwrap();
+            assert_eq!(
+                read.parse_raw(raw).unwrap(),
+                read.parse(record).unwrap(),
+                "{}",
+                String::from_utf8_lossy(record)
+            );
+        }
     }
 
     #[test]

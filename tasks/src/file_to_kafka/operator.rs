@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::{FileToKafkaConfig, read::FileReader};
 use crate::{
     Operator, TaskContext, TaskError, TaskResult,
-    kafka::{self, Outgoing, TopicSpec},
+    kafka::{self, Outgoing, Router, TopicSpec},
 };
 
 use super::read::FileRecord;
@@ -24,7 +24,7 @@ impl FileToKafkaOperator {
 
     /// Where a record goes. A line that is not UTF-8 (or JSON) has no value to evaluate:
     /// it can go only to a named topic, unkeyed.
-    fn route(&self, record: FileRecord) -> Result<Outgoing, TaskError> {
+    fn route(&self, router: &mut Router, record: FileRecord) -> Result<Outgoing, TaskError> {
         let config = &self.config;
         let at = |e: &dyn std::fmt::Display| {
             TaskError::Failed(format!(
@@ -34,10 +34,9 @@ impl FileToKafkaOperator {
             ))
         };
         match (&record.value, &config.topic, &config.key) {
-            (Some(value), topic, key) => {
-                Outgoing::route(topic, key.as_ref(), value, record.payload.clone())
-                    .map_err(|e| at(&e))
-            }
+            (Some(value), _, _) => router
+                .route(value, record.payload.clone())
+                .map_err(|e| at(&e)),
             (None, TopicSpec::Name(topic), None) => Ok(Outgoing {
                 topic: topic.clone(),
                 key: None,
@@ -84,6 +83,7 @@ impl Operator for FileToKafkaOperator {
         ));
         let mut reader = FileReader::open(&config.path, config.format)?;
         let mut delivered = kafka::Delivered::default();
+        let mut router = Router::new(&config.topic, config.key.as_ref());
         loop {
             if ctx.cancel.is_cancelled() {
                 return Err(TaskError::Cancelled);
@@ -95,7 +95,7 @@ impl Operator for FileToKafkaOperator {
             }
             let outgoing = records
                 .into_iter()
-                .map(|r| self.route(r))
+                .map(|r| self.route(&mut router, r))
                 .collect::<Result<Vec<_>, _>>()?;
             delivered.add(kafka::deliver(ctx, &delivery, &outgoing).await?);
         }

@@ -6,7 +6,7 @@ use super::{GenerateToKafkaConfig, generate::Records};
 use crate::{
     Operator, RecordError, TaskContext, TaskError, TaskResult,
     jq::{self, Val},
-    kafka::{self, Outgoing},
+    kafka::{self, Outgoing, Router},
 };
 
 /// Generates the run's records, routes each to its topic with its key, and produces them all;
@@ -33,20 +33,22 @@ impl GenerateToKafkaOperator {
 
 fn outgoing(config: &GenerateToKafkaConfig) -> Result<Vec<Outgoing>, TaskError> {
     let generators = config.generators()?;
+    let mut router = Router::new(&config.topic, config.key.as_ref());
     Records::new(generators, config.seed, chrono::Utc::now())
         .take(config.records as usize)
         .enumerate()
         .map(|(index, record)| {
             let payload = serde_json::to_vec(&record)
                 .map_err(|e| TaskError::Failed(format!("record {index}: {e}")))?;
-            route(config, payload).map_err(|e| TaskError::Failed(format!("record {index}: {e}")))
+            route(&mut router, payload)
+                .map_err(|e| TaskError::Failed(format!("record {index}: {e}")))
         })
         .collect()
 }
 
-fn route(config: &GenerateToKafkaConfig, payload: Vec<u8>) -> Result<Outgoing, RecordError> {
+fn route(router: &mut Router, payload: Vec<u8>) -> Result<Outgoing, RecordError> {
     let record: Val = jq::parse_json(&payload)?;
-    Outgoing::route(&config.topic, config.key.as_ref(), &record, payload)
+    router.route(&record, payload)
 }
 
 #[async_trait]

@@ -48,19 +48,19 @@ pub(super) fn route(
     {
         // With a plain key and topic path (or a topic name), only what they read is parsed.
         let fields = Fields::read_by(config.key.iter().chain(config.topic.filter()));
-        return in_parallel(&raw, |raw: &&RawValue| {
+        return in_parallel(config, &raw, |raw: &&RawValue| {
             let bytes = raw.get().as_bytes();
             let record = match &fields {
-                Some(fields) => fields.parse(bytes)?,
+                Some(fields) => fields.parse_raw(raw)?,
                 None => jq::parse_json(bytes)?,
             };
-            route_one(config, record, body.slice_ref(bytes))
+            Ok((record, body.slice_ref(bytes)))
         });
     }
     let document = jq::parse_json(body).map_err(RouteError::Response)?;
     let records = config.records.run(document).map_err(RouteError::Records)?;
-    let routed = in_parallel(&records, |record: &Val| {
-        route_one(config, record.clone(), jq::to_json_bytes(record).into())
+    let routed = in_parallel(config, &records, |record: &Val| {
+        Ok((record.clone(), jq::to_json_bytes(record).into()))
     })?;
     // Freeing a parsed answer of 5,000 users takes ~60 ms: off the task's path.
     std::thread::spawn(move || drop(records));
@@ -120,31 +120,35 @@ impl<'de> Visitor<'de> for ArrayAt<'_> {
     }
 }
 
-/// Routes every item with `route_item`, split over the cores, in order; the error names the
-/// first item that failed.
+/// Routes every item (`to_record` gives its value and payload), split over the cores, in
+/// order; the error names the first item that failed.
 fn in_parallel<T: Sync>(
+    config: &HttpToKafkaConfig,
     items: &[T],
-    route_item: impl Fn(&T) -> Result<Routed, RecordError> + Sync,
+    to_record: impl Fn(&T) -> Result<(Val, bytes::Bytes), RecordError> + Sync,
 ) -> Result<Vec<Routed>, RouteError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len().div_ceil(RECORDS_PER_THREAD))
         .max(1);
     let chunk = items.len().div_ceil(threads).max(1);
-    let route_item = &route_item;
+    let to_record = &to_record;
     std::thread::scope(|scope| {
         let workers: Vec<_> = items
             .chunks(chunk)
             .enumerate()
             .map(|(n, part)| {
                 scope.spawn(move || {
+                    let mut router = kafka::Router::new(&config.topic, config.key.as_ref());
                     part.iter()
                         .enumerate()
                         .map(|(index, item)| {
-                            route_item(item).map_err(|error| RouteError::Record {
-                                index: n * chunk + index,
-                                error,
-                            })
+                            to_record(item)
+                                .and_then(|(record, payload)| router.route(&record, payload))
+                                .map_err(|error| RouteError::Record {
+                                    index: n * chunk + index,
+                                    error,
+                                })
                         })
                         .collect::<Result<Vec<_>, RouteError>>()
                 })
@@ -156,14 +160,6 @@ fn in_parallel<T: Sync>(
         }
         Ok(routed)
     })
-}
-
-fn route_one(
-    config: &HttpToKafkaConfig,
-    record: Val,
-    payload: bytes::Bytes,
-) -> Result<Routed, RecordError> {
-    Routed::route(&config.topic, config.key.as_ref(), &record, payload)
 }
 
 #[cfg(test)]

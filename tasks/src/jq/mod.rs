@@ -39,6 +39,8 @@ pub struct JqFilter {
     plain: Option<Arc<[Val]>>,
     /// The paths it reads its input through, when it reads nothing else of it.
     input_paths: Option<Arc<[Vec<String>]>>,
+    /// Whether it gives the same outputs whenever given the same input.
+    pure: bool,
 }
 
 impl fmt::Debug for JqFilter {
@@ -84,6 +86,7 @@ impl JqFilter {
             filter: Arc::new(filter),
             plain,
             input_paths: reads::input_paths(code).map(Arc::from),
+            pure: reads::is_pure(code),
         })
     }
 
@@ -113,6 +116,12 @@ impl JqFilter {
     /// anything).
     pub(crate) fn input_paths(&self) -> Option<&[Vec<String>]> {
         self.input_paths.as_deref()
+    }
+
+    /// Whether the expression gives the same outputs whenever given the same input (it reads
+    /// neither the clock nor other inputs, and writes nothing to stderr).
+    pub(crate) fn is_pure(&self) -> bool {
+        self.pure
     }
 
     /// Every output of the expression on `input`, or the first error.

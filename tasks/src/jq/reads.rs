@@ -6,7 +6,7 @@
 use jaq_core::{
     load::{
         Lexer, Parser,
-        lex::StrPart,
+        lex::{StrPart, Tok, Token},
         parse::{BinaryOp, Pattern, Term},
     },
     path::{Part, Path},
@@ -21,6 +21,37 @@ pub(crate) fn input_paths(code: &str) -> Option<Vec<Vec<String>>> {
     reads(&term, &mut paths)?;
     Some(paths)
 }
+
+/// Whether `code` gives the same outputs whenever it is given the same input: it calls
+/// nothing that reads the clock or other inputs, or writes to stderr (a word in a string
+/// counts too: such a filter is only run more often than needed).
+pub(crate) fn is_pure(code: &str) -> bool {
+    fn pure(tokens: &[Token<&str>]) -> bool {
+        tokens.iter().all(|Token(text, kind)| match kind {
+            Tok::Word => !IMPURE.contains(text),
+            Tok::Block(inner) => pure(inner),
+            Tok::Str(parts) => parts.iter().all(|part| match part {
+                StrPart::Term(term) => pure(std::slice::from_ref(term)),
+                StrPart::Str(_) | StrPart::Char(_) => true,
+            }),
+            Tok::Var | Tok::Fmt | Tok::Num | Tok::Sym => true,
+        })
+    }
+    Lexer::new(code).lex().is_ok_and(|tokens| pure(&tokens))
+}
+
+/// Calls whose outputs or effects do not follow from their input alone.
+const IMPURE: [&str; 9] = [
+    "now",
+    "input",
+    "inputs",
+    "input_filename",
+    "input_line_number",
+    "debug",
+    "stderr",
+    "debug_empty",
+    "stderr_empty",
+];
 
 /// Adds the paths `term` reads of its input to `paths`; none when it may read more.
 ///
@@ -138,6 +169,27 @@ mod tests {
         ] {
             let expected: Vec<String> = expected.into_iter().map(String::from).collect();
             assert_eq!(paths(code), Some(expected), "{code}");
+        }
+    }
+
+    #[test]
+    fn filters_reading_the_clock_or_other_inputs_are_not_pure() {
+        for code in [
+            "\"users.\" + (.nat | ascii_downcase)",
+            ".a | tostring | .[0:2]",
+            "env.HOME + .a",
+        ] {
+            assert!(is_pure(code), "{code}");
+        }
+        for code in [
+            ".a + (now | tostring)",
+            "\"t.\\(now | strftime(\"%Y\"))\"",
+            "[.a, input]",
+            ".a | debug",
+            "def f: now; .a + f",
+            "(",
+        ] {
+            assert!(!is_pure(code), "{code}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! settings, and topics created on demand.
 
 mod produce;
+mod router;
 mod tail;
 
 use std::{
@@ -26,6 +27,7 @@ use crate::{
 
 pub(crate) use produce::acknowledge;
 pub use produce::{Delivered, Delivery, InFlight, Outgoing, deliver, send, topics};
+pub use router::Router;
 pub use tail::{TailRecord, tail};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

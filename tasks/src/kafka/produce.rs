@@ -11,11 +11,8 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 
-use super::{TopicPolicy, TopicSpec, ensure_topics, forget_shared_state, shared_producer};
-use crate::{
-    RecordError, TaskContext, TaskError, TaskResult,
-    jq::{self, JqFilter, Val},
-};
+use super::{TopicPolicy, ensure_topics, forget_shared_state, shared_producer};
+use crate::{TaskContext, TaskError, TaskResult};
 
 /// One record ready to produce. The payload may be a slice of a larger answer it shares
 /// (`Bytes`), so routing a page does not copy each record.
@@ -24,35 +21,6 @@ pub struct Outgoing {
     pub topic: String,
     pub key: Option<String>,
     pub payload: bytes::Bytes,
-}
-
-impl Outgoing {
-    /// `record` (whose JSON is `payload`) bound for the topic `topic` gives it, keyed by `key`'s
-    /// value; a null key is the record's fault.
-    pub fn route(
-        topic: &TopicSpec,
-        key: Option<&JqFilter>,
-        record: &Val,
-        payload: impl Into<bytes::Bytes>,
-    ) -> Result<Self, RecordError> {
-        let key = match key {
-            Some(filter) => match filter.one(record.clone())? {
-                Val::Null => {
-                    return Err(RecordError::NullKey {
-                        field: "key",
-                        code: filter.source().to_owned(),
-                    });
-                }
-                value => Some(jq::as_text(&value)),
-            },
-            None => None,
-        };
-        Ok(Self {
-            topic: topic.topic_of(record)?,
-            key,
-            payload: payload.into(),
-        })
-    }
 }
 
 /// How a producer task delivers: to which brokers, creating which topics, waiting how long.
