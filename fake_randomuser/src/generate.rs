@@ -7,7 +7,7 @@ use sha1::Digest as _;
 use super::data::{NATS, Nat, PASSWORDS, TIMEZONES, USERNAME_ANIMALS, USERNAME_WORDS};
 use super::shape::{
     Coordinates, Dated, Degrees, Email, Id, Location, Login, Name, Picture, Postcode, Selected,
-    Street, Timezone, User,
+    Street, Timezone, User, WriteJson as _,
 };
 
 /// The largest `results` the real API serves in one call.
@@ -118,7 +118,11 @@ pub fn random_seed() -> String {
 pub fn users(query: &UserQuery, now: DateTime<Utc>) -> Vec<Value> {
     let clock = Clock::new(now);
     (0..query.results)
-        .map(|index| serde_json::to_value(user_at(query, index, &clock)).unwrap_or(Value::Null))
+        .map(|index| {
+            let mut json = Vec::with_capacity(1100);
+            user_at(query, index, &clock).write_json(&mut json);
+            serde_json::from_slice(&json).unwrap_or(Value::Null)
+        })
         .collect()
 }
 
@@ -134,7 +138,7 @@ pub fn write_users(
         if i > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut out, &user_at(query, index, &clock));
+        user_at(query, index, &clock).write_json(&mut out);
     }
     out
 }

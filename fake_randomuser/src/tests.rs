@@ -218,7 +218,7 @@ fn a_body_made_on_several_threads_keeps_the_order() {
 
 #[test]
 fn coordinates_read_as_the_float_formatted_to_four_decimals() {
-    use crate::shape::Degrees;
+    use crate::shape::{Degrees, WriteJson as _};
     let around = |centre: u64| centre.saturating_sub(20_000)..centre + 20_000;
     let drawn = around(90_000_000)
         .chain(around(180_000_000))
@@ -227,8 +227,14 @@ fn coordinates_read_as_the_float_formatted_to_four_decimals() {
     for drawn in drawn {
         for offset in [90, 180] {
             let degrees = Degrees { drawn, offset };
-            let expected = format!("{:.4}", degrees.as_f64());
-            assert_eq!(degrees.to_string(), expected, "{drawn} / 1e6 - {offset}");
+            let expected = format!("\"{:.4}\"", degrees.as_f64());
+            let mut written = Vec::new();
+            degrees.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                expected,
+                "{drawn} / 1e6 - {offset}"
+            );
         }
     }
 }
