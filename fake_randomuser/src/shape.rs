@@ -223,30 +223,34 @@ impl WriteJson for Id {
 
 impl WriteJson for Picture {
     fn write_json(&self, out: &mut Vec<u8>) {
-        let base = "https://randomuser.me/api/portraits/";
         let mut object = Object::start(out);
         for (key, size) in [("large", ""), ("medium", "med/"), ("thumbnail", "thumb/")] {
             object.value(
                 key,
-                &Plain(&[base, size, self.folder, "/"], self.portrait, ".jpg"),
+                &PortraitUrl {
+                    size,
+                    picture: self,
+                },
             );
         }
         object.end();
     }
 }
 
-/// `prefix` parts, a number, then `suffix`, as a string that needs no escaping.
-struct Plain<'a>(&'a [&'a str], u64, &'a str);
+/// `https://randomuser.me/api/portraits/{size}{folder}/{portrait}.jpg`: nothing to escape.
+struct PortraitUrl<'p> {
+    size: &'static str,
+    picture: &'p Picture,
+}
 
-impl WriteJson for Plain<'_> {
+impl WriteJson for PortraitUrl<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.push(b'"');
-        for part in self.0 {
-            out.extend_from_slice(part.as_bytes());
-        }
-        out.extend_from_slice(itoa::Buffer::new().format(self.1).as_bytes());
-        out.extend_from_slice(self.2.as_bytes());
-        out.push(b'"');
+        out.extend_from_slice(b"\"https://randomuser.me/api/portraits/");
+        out.extend_from_slice(self.size.as_bytes());
+        out.extend_from_slice(self.picture.folder.as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(itoa::Buffer::new().format(self.picture.portrait).as_bytes());
+        out.extend_from_slice(b".jpg\"");
     }
 }
 

@@ -289,3 +289,14 @@ fn fields_come_in_the_real_apis_order() {
         .collect();
     assert!(at.is_sorted(), "{text}");
 }
+
+#[test]
+fn strings_are_written_as_json_and_escaped_where_needed() {
+    use crate::shape::WriteJson as _;
+    for text in ["Genève", "plain", "", "a \"quoted\" \\ back\nslash\t\u{1}"] {
+        let mut written = Vec::new();
+        text.write_json(&mut written);
+        let back: String = serde_json::from_slice(&written).unwrap();
+        assert_eq!(back, text);
+    }
+}
