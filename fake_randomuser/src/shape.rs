@@ -126,37 +126,28 @@ impl WriteJson for Selected<'_> {
     }
 }
 
-impl WriteJson for Name {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("title", &self.title);
-        object.value("first", &self.first);
-        object.value("last", &self.last);
-        object.end();
-    }
+/// `WriteJson` for structs written as an object of their fields, in the order given.
+macro_rules! object_of_fields {
+    ($($type:ty { $($field:ident),* })*) => {$(
+        impl WriteJson for $type {
+            fn write_json(&self, out: &mut Vec<u8>) {
+                let mut object = Object::start(out);
+                $(object.value(stringify!($field), &self.$field);)*
+                object.end();
+            }
+        }
+    )*};
 }
 
-impl WriteJson for Location {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("street", &self.street);
-        object.value("city", &self.city);
-        object.value("state", &self.state);
-        object.value("country", &self.country);
-        object.value("postcode", &self.postcode);
-        object.value("coordinates", &self.coordinates);
-        object.value("timezone", &self.timezone);
-        object.end();
-    }
-}
-
-impl WriteJson for Street {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("number", &self.number);
-        object.value("name", &self.name);
-        object.end();
-    }
+object_of_fields! {
+    Name { title, first, last }
+    Location { street, city, state, country, postcode, coordinates, timezone }
+    Street { number, name }
+    Coordinates { latitude, longitude }
+    Timezone { offset, description }
+    Login { uuid, username, password, salt, md5, sha1, sha256 }
+    Dated { date, age }
+    Id { name, value }
 }
 
 impl WriteJson for Postcode {
@@ -165,59 +156,6 @@ impl WriteJson for Postcode {
             Self::Number(number) => number.write_json(out),
             Self::Text(text) => text.write_json(out),
         }
-    }
-}
-
-impl WriteJson for Coordinates {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("latitude", &self.latitude);
-        object.value("longitude", &self.longitude);
-        object.end();
-    }
-}
-
-impl WriteJson for Timezone {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("offset", &self.offset);
-        object.value("description", &self.description);
-        object.end();
-    }
-}
-
-impl WriteJson for Login {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("uuid", &self.uuid);
-        object.value("username", &self.username);
-        object.value("password", &self.password);
-        object.value("salt", &self.salt);
-        object.value("md5", &self.md5);
-        object.value("sha1", &self.sha1);
-        object.value("sha256", &self.sha256);
-        object.end();
-    }
-}
-
-impl WriteJson for Dated {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("date", &self.date);
-        object.value("age", &self.age);
-        object.end();
-    }
-}
-
-impl WriteJson for Id {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut object = Object::start(out);
-        object.value("name", &self.name);
-        match &self.value {
-            Some(value) => object.value("value", value),
-            None => object.value("value", &Null),
-        }
-        object.end();
     }
 }
 
@@ -361,12 +299,13 @@ impl WriteJson for Degrees {
     }
 }
 
-/// JSON's `null`.
-struct Null;
-
-impl WriteJson for Null {
+/// `null` when there is no value.
+impl<T: WriteJson> WriteJson for Option<T> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"null");
+        match self {
+            Some(value) => value.write_json(out),
+            None => out.extend_from_slice(b"null"),
+        }
     }
 }
 
