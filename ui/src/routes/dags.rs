@@ -53,9 +53,10 @@ async fn list_page(
     Extension(principal): Extension<Principal>,
     ApiQuery(query): ApiQuery<DagQuery>,
 ) -> Result<Page<DagsPage>, PageError> {
+    let chrome = Chrome::new(&state, &principal, "DAGs");
     let list = state.backend.dags(&query).await?;
     Ok(Page(DagsPage {
-        chrome: Chrome::new(&state, &principal, "DAGs"),
+        chrome,
         rows: DagRowsView::new(list, &query, &principal),
     }))
 }
@@ -102,10 +103,11 @@ async fn dag_page(
     ApiQuery(query): ApiQuery<DagPageQuery>,
 ) -> Result<Page<DagPage>, PageError> {
     let dag_id = DagId::parse(&dag_id)?;
+    let chrome = Chrome::new(&state, &principal, &dag_id.to_string());
     let detail = state.backend.dag(&dag_id).await?;
     let live = dag_live_view(&state, &principal, &detail, query).await?;
     Ok(Page(DagPage {
-        chrome: Chrome::new(&state, &principal, &dag_id.to_string()),
+        chrome,
         source_lines: detail.source.lines().map(str::to_owned).collect(),
         dag: detail,
         live,

@@ -67,9 +67,10 @@ async fn run_page(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<Page<RunPage>, PageError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
+    let chrome = Chrome::new(&state, &principal, &format!("{dag_id} · {run_id}"));
     let detail = state.backend.run(&key).await?;
     Ok(Page(RunPage {
-        chrome: Chrome::new(&state, &principal, &format!("{dag_id} · {run_id}")),
+        chrome,
         live: RunLiveView::new(detail, &principal),
     }))
 }

@@ -28,6 +28,9 @@ pub struct Chrome {
 }
 
 impl Chrome {
+    /// A page's frame. Made before the page's data is read: its live parts follow the
+    /// events from the one seen here, and an event numbered between reading the data and
+    /// this would never reach the page (a run page showing `scheduled` for good).
     pub(crate) fn new(state: &AppState, principal: &Principal, title: &str) -> Self {
         Self {
             live_seq: state.backend.live_seq(),
