@@ -473,12 +473,12 @@ async fn a_user_triggers_watches_tails_and_pauses_in_the_browser() {
             .args(["users", "add", "vera", "--role", "viewer"]),
     );
     ui.click("header form[action=\"/logout\"] button").await;
-    // Signing out ends on the sign-in page (via /dags); going to it before then races the
-    // navigation, and the page the next step reads may be swapped under it.
+    // Signing out ends on the DAG list, signed out; going to the sign-in page before then
+    // races that navigation, and the page the next step reads may be swapped under it.
     ui.until(
-        "the sign-in page after signing out",
+        "the DAG list after signing out",
         Duration::from_secs(10),
-        "return location.pathname === '/login' && !!document.querySelector('#username')",
+        "return location.pathname === '/dags' && !document.querySelector('header form[action=\"/logout\"]')",
     )
     .await;
     ui.sign_in_as("vera", "a viewer's password", "#dag-rows")
