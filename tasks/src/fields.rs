@@ -67,19 +67,25 @@ impl Fields {
     }
 
     fn parse_part(&self, bytes: &[u8]) -> Result<Val, JqError> {
-        let keys = match self {
-            Self::Keys(keys) if first_byte(bytes) == Some(b'{') => keys,
-            _ => return jq::parse_json(bytes),
-        };
-        kept_object(keys, serde_json::Deserializer::from_slice(bytes))
+        match self.keys_of_object(bytes) {
+            Some(keys) => kept_object(keys, serde_json::Deserializer::from_slice(bytes)),
+            None => jq::parse_json(bytes),
+        }
     }
 
     fn parse_checked(&self, json: &str) -> Result<Val, JqError> {
-        let keys = match self {
-            Self::Keys(keys) if first_byte(json.as_bytes()) == Some(b'{') => keys,
-            _ => return jq::parse_json(json.as_bytes()),
-        };
-        kept_object(keys, serde_json::Deserializer::from_str(json))
+        match self.keys_of_object(json.as_bytes()) {
+            Some(keys) => kept_object(keys, serde_json::Deserializer::from_str(json)),
+            None => jq::parse_json(json.as_bytes()),
+        }
+    }
+
+    /// The keys to keep when `json` is an object read in part; none when it is taken whole.
+    fn keys_of_object(&self, json: &[u8]) -> Option<&BTreeMap<String, Fields>> {
+        match self {
+            Self::Keys(keys) if first_byte(json) == Some(b'{') => Some(keys),
+            _ => None,
+        }
     }
 
     /// `value` with only these fields: what [`Fields::parse`] gives on its JSON (a value
