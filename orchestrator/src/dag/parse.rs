@@ -330,16 +330,18 @@ fn parse_task_tables(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Vec<Par
         );
         return Vec::new();
     };
+    let mut split = SplitTable::default();
     array
         .iter()
         .enumerate()
-        .filter_map(|(index, task)| parse_task_table(index, task, problems))
+        .filter_map(|(index, task)| parse_task_table(index, task, &mut split, problems))
         .collect()
 }
 
-fn parse_task_table(
+fn parse_task_table<'i>(
     index: usize,
-    value: &Spanned<DeValue<'_>>,
+    value: &Spanned<DeValue<'i>>,
+    split: &mut SplitTable<'i>,
     problems: &mut Problems<'_>,
 ) -> Option<ParsedTask> {
     let field = format!("task[{index}]");
@@ -347,12 +349,13 @@ fn parse_task_table(
         problems.at(Some(value.span()), field, "expected a table");
         return None;
     };
-    let (common, operator) = split_task_table(table);
+    split.fill(table);
+    let SplitTable { common, operator } = &*split;
     let raw: RawTask = match deserialize(Spanned::new(value.span(), DeValue::Table(common.clone())))
     {
         Ok(raw) => raw,
         Err(error) => {
-            problems.toml_error(&error, &field, Some(&common), Some(value.span()));
+            problems.toml_error(&error, &field, Some(common), Some(value.span()));
             return None;
         }
     };
@@ -400,13 +403,13 @@ fn parse_task_table(
         return None;
     };
     let operator_value = Spanned::new(value.span(), DeValue::Table(operator.clone()));
-    match check_operator_config(kind, &operator, value.span()) {
+    match check_operator_config(kind, operator, value.span()) {
         Err(ConfigProblem::Toml(error)) => {
-            problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
+            problems.toml_error(&error, &field, Some(operator), Some(value.span()));
             return None;
         }
         Err(ConfigProblem::Rule(error)) => {
-            let span = value_span(&operator, &error.field).unwrap_or(value.span());
+            let span = value_span(operator, &error.field).unwrap_or(value.span());
             problems.at(
                 Some(span),
                 format!("{field}.{}", error.field),
@@ -422,7 +425,7 @@ fn parse_task_table(
             config
         }
         Err(error) => {
-            problems.toml_error(&error, &field, Some(&operator), Some(value.span()));
+            problems.toml_error(&error, &field, Some(operator), Some(value.span()));
             return None;
         }
     };
@@ -635,21 +638,31 @@ fn value_span(table: &DeTable<'_>, field: &str) -> Option<Range<usize>> {
     found
 }
 
-/// Splits a task table into its common keys and its operator's keys (`operator` in both: it
-/// tags the operator config).
-fn split_task_table<'i>(table: &DeTable<'i>) -> (DeTable<'i>, DeTable<'i>) {
-    let mut common = DeTable::new();
-    let mut operator = DeTable::new();
-    for (key, value) in table.iter() {
-        let name = key.get_ref().as_ref();
-        if COMMON_TASK_KEYS.contains(&name) {
-            common.insert(key.clone(), value.clone());
-        }
-        if name == "operator" || !COMMON_TASK_KEYS.contains(&name) {
-            operator.insert(key.clone(), value.clone());
+/// A task table split into its common keys and its operator's keys (`operator` in both: it
+/// tags the operator config). One split is filled again for each task of a file: two maps
+/// made and dropped per task emptied a page of the allocator each time, which mimalloc gave
+/// back to the system at once, a `madvise` per task and half the parse of a 20,000-task DAG
+/// (BENCHMARKS.md).
+#[derive(Default)]
+struct SplitTable<'i> {
+    common: DeTable<'i>,
+    operator: DeTable<'i>,
+}
+
+impl<'i> SplitTable<'i> {
+    fn fill(&mut self, table: &DeTable<'i>) {
+        self.common.clear();
+        self.operator.clear();
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            if COMMON_TASK_KEYS.contains(&name) {
+                self.common.insert(key.clone(), value.clone());
+            }
+            if name == "operator" || !COMMON_TASK_KEYS.contains(&name) {
+                self.operator.insert(key.clone(), value.clone());
+            }
         }
     }
-    (common, operator)
 }
 
 fn task_spec(raw: RawTask, operator: OperatorKind, config: serde_json::Value) -> ParsedTask {

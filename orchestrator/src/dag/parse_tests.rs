@@ -96,6 +96,25 @@ fn unknown_keys_are_named_with_their_position() {
 }
 
 #[test]
+fn each_task_gets_only_the_keys_of_its_own_table() {
+    // One split of common and operator keys is filled again for every task of a file.
+    let dag = parse(
+        "[dag]\nid = \"x\"\n[[task]]\nid = \"a\"\noperator = \"shell\"\ncommand = \"true\"\nretries = 2\n[[task]]\nid = \"b\"\noperator = \"noop\"\n",
+    )
+    .unwrap();
+    let (a, b) = (dag.task("a").unwrap(), dag.task("b").unwrap());
+    assert_eq!(a.config["command"], "true");
+    assert_eq!(a.retry.retries, 2);
+    assert_eq!(b.config, serde_json::json!({"operator": "noop"}));
+    assert_eq!(b.retry.retries, RetryPolicy::default().retries);
+    let p = problems(
+        "[dag]\nid = \"x\"\n[[task]]\nid = \"a\"\noperator = \"noop\"\n[[task]]\nid = \"b\"\noperator = \"noop\"\nbogus = 1\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(has(&p, "task \"b\": unknown field `bogus`"), "{p:?}");
+}
+
+#[test]
 fn unknown_operator_is_reported() {
     let p = problems("[dag]\nid = \"x\"\n[[task]]\nid = \"a\"\noperator = \"teleport\"\n");
     assert!(
