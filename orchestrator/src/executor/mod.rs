@@ -274,8 +274,15 @@ fn begin_try(ti: &mut TaskInstanceRow, hostname: &str) -> chrono::DateTime<chron
     // it for a restarted stream).
     ti.next_retry_at = None;
     ti.hostname = Some(hostname.to_owned());
-    ti.pid = Some(i64::from(std::process::id()));
+    ti.pid = Some(i64::from(process_id()));
     started
+}
+
+/// This process's id, asked of the system once: glibc makes a system call of every `getpid`,
+/// which was one per try.
+fn process_id() -> u32 {
+    static ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ID.get_or_init(std::process::id)
 }
 
 /// This machine's host name (`localhost` when it has none).
