@@ -27,7 +27,7 @@ use crate::{
 
 pub(crate) use produce::acknowledge;
 pub use produce::{Delivered, Delivery, InFlight, Outgoing, deliver, send, topics};
-pub use router::Router;
+pub use router::{RecordTopics, Router};
 pub use tail::{TailRecord, tail};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,36 +9,18 @@ use crate::{
     jq::{self, JqFilter, Val},
 };
 
-/// Routes records to their topic and key. A topic expression that reads the record only
-/// through plain paths, and gives the same for the same input, runs once per distinct value
-/// of what it reads (`"users." + (.nat | ascii_downcase)` once per nationality), not once
-/// per record: running jaq costs 1-2 µs a record (BENCHMARKS.md). One router per thread.
+/// Routes records to their topic ([`RecordTopics`]) and key. One router per thread.
 pub struct Router<'c> {
-    topic: &'c TopicSpec,
+    topics: RecordTopics,
     key: Option<&'c JqFilter>,
-    known: Option<KnownTopics>,
 }
-
-/// The topics worked out so far, by the JSON of the part of the record the expression reads.
-struct KnownTopics {
-    reads: Fields,
-    topics: HashMap<Vec<u8>, String>,
-}
-
-/// Distinct values remembered per router; past them, the expression runs for every record.
-const MAX_KNOWN_TOPICS: usize = 1024;
 
 impl<'c> Router<'c> {
-    pub fn new(topic: &'c TopicSpec, key: Option<&'c JqFilter>) -> Self {
-        let known = topic
-            .filter()
-            .filter(|filter| filter.is_pure())
-            .and_then(|filter| Fields::read_by([filter]))
-            .map(|reads| KnownTopics {
-                reads,
-                topics: HashMap::new(),
-            });
-        Self { topic, key, known }
+    pub fn new(topic: &TopicSpec, key: Option<&'c JqFilter>) -> Self {
+        Self {
+            topics: RecordTopics::new(topic.clone()),
+            key,
+        }
     }
 
     /// `record` (whose JSON is `payload`) bound for its topic, keyed by the key's value; a
@@ -61,21 +43,59 @@ impl<'c> Router<'c> {
             None => None,
         };
         Ok(Outgoing {
-            topic: self.topic_of(record)?,
+            topic: self.topics.topic_of(record)?,
             key,
             payload: payload.into(),
         })
     }
+}
 
-    fn topic_of(&mut self, record: &Val) -> Result<String, TopicError> {
+/// The topics a [`TopicSpec`] gives records. An expression that reads the record only
+/// through plain paths, and gives the same for the same input, runs once per distinct value
+/// of what it reads (`"users." + (.nat | ascii_downcase)` once per nationality), not once
+/// per record: running jaq costs 1-2 µs a record (BENCHMARKS.md).
+pub struct RecordTopics {
+    spec: TopicSpec,
+    known: Option<KnownTopics>,
+}
+
+/// The topics worked out so far, by the JSON of the part of the record the expression reads.
+struct KnownTopics {
+    reads: Fields,
+    topics: HashMap<Vec<u8>, String>,
+}
+
+/// Distinct values remembered; past them, the expression runs for every record.
+const MAX_KNOWN_TOPICS: usize = 1024;
+
+impl RecordTopics {
+    pub fn new(spec: TopicSpec) -> Self {
+        let known = spec
+            .filter()
+            .filter(|filter| filter.is_pure())
+            .and_then(|filter| Fields::read_by([filter]))
+            .map(|reads| KnownTopics {
+                reads,
+                topics: HashMap::new(),
+            });
+        Self { spec, known }
+    }
+
+    /// What the topics are worked out from.
+    pub fn spec(&self) -> &TopicSpec {
+        &self.spec
+    }
+
+    /// The topic of `record`, as [`TopicSpec::topic_of`] gives it.
+    pub fn topic_of(&mut self, record: &Val) -> Result<String, TopicError> {
         let Some(known) = &mut self.known else {
-            return self.topic.topic_of(record);
+            return self.spec.topic_of(record);
         };
         let read = jq::to_json_bytes(&known.reads.project(record));
         if let Some(topic) = known.topics.get(&read) {
             return Ok(topic.clone());
         }
-        let topic = self.topic.topic_of(record)?;
+        let topic = self.spec.topic_of(record)?;
         if known.topics.len() < MAX_KNOWN_TOPICS {
             known.topics.insert(read, topic.clone());
         }
@@ -127,7 +147,7 @@ mod tests {
         assert_eq!(topics(code, &records), each_alone);
         assert_eq!(each_alone[0], Ok("users.us".to_owned()));
         assert_eq!(each_alone[5], Ok("users.fr".to_owned()));
-        assert!(Router::new(&spec, None).known.is_some());
+        assert!(Router::new(&spec, None).topics.known.is_some());
     }
 
     #[test]
@@ -137,7 +157,7 @@ mod tests {
             "\"t.\" + (keys | join(\"-\"))",
         ] {
             let spec = TopicSpec::parse(code).unwrap();
-            assert!(Router::new(&spec, None).known.is_none(), "{code}");
+            assert!(Router::new(&spec, None).topics.known.is_none(), "{code}");
         }
         let many: Vec<String> = (0..MAX_KNOWN_TOPICS + 5)
             .map(|i| format!(r#"{{"id": "{i}"}}"#))

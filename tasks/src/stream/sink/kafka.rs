@@ -7,26 +7,29 @@ use super::super::outbox::Outbox;
 use crate::{
     RecordError, TaskError,
     jq::{self, JqFilter, Val},
-    kafka::{Outgoing, TopicSpec},
+    kafka::{Outgoing, RecordTopics, TopicSpec},
 };
 
 pub(crate) struct KafkaSink {
-    topic: TopicSpec,
+    topics: RecordTopics,
     key: Option<JqFilter>,
 }
 
 impl KafkaSink {
     pub(crate) fn new(topic: TopicSpec, key: Option<JqFilter>) -> Self {
-        Self { topic, key }
+        Self {
+            topics: RecordTopics::new(topic),
+            key,
+        }
     }
 
     /// The topic and key of every record, or the first record's problem (nothing is sent
     /// then: the source record is dead-lettered whole).
-    pub(crate) fn route(&self, records: Vec<Val>) -> Result<Vec<Outgoing>, RecordError> {
+    pub(crate) fn route(&mut self, records: Vec<Val>) -> Result<Vec<Outgoing>, RecordError> {
         records
             .into_iter()
             .map(|record| {
-                let topic = self.topic.topic_of(&record)?;
+                let topic = self.topics.topic_of(&record)?;
                 let key = self
                     .key
                     .as_ref()
@@ -72,7 +75,8 @@ impl KafkaSink {
         let record = jq::parse_json(json.as_bytes())
             .map_err(|e| TaskError::Failed(format!("window {id}: {e}")))?;
         let topic = self
-            .topic
+            .topics
+            .spec()
             .topic_of(&record)
             .map_err(|e| TaskError::Failed(format!("window {id}: {e}")))?;
         outbox.send(&topic, Some(id), json.as_bytes(), OwnedHeaders::new())
