@@ -89,12 +89,37 @@ fn main() -> anyhow::Result<()> {
     cli_handoff(&sizes)?;
     size_sweep(&sizes)?;
     idle_rss(&sizes)?;
+    remove_scratch_folders();
     Ok(())
+}
+
+/// Every temporary folder of this bench, removed when it ends: see [`scratch_folder`].
+static SCRATCH_FOLDERS: std::sync::Mutex<Vec<tempfile::TempDir>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A new temporary folder, kept until the bench ends. ext4 without a journal (this guest's
+/// disk) skips inodes freed in the last 1-5 minutes when it creates a file or folder, reading
+/// each one's inode: removing the 40,000 of a 20,000-task run's logs made every folder and
+/// file the next phases created cost 300-700 us instead of 30-60 (BENCHMARKS.md).
+fn scratch_folder() -> anyhow::Result<std::path::PathBuf> {
+    let folder = tempfile::tempdir()?;
+    let path = folder.path().to_path_buf();
+    SCRATCH_FOLDERS
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a bench phase panicked"))?
+        .push(folder);
+    Ok(path)
+}
+
+fn remove_scratch_folders() {
+    if let Ok(mut folders) = SCRATCH_FOLDERS.lock() {
+        folders.clear();
+    }
 }
 
 /// One executor on a fresh SQLite file, as `serve` builds it.
 struct Bench {
-    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
     store: Store,
     executor: Executor,
 }
@@ -114,14 +139,10 @@ impl Bench {
     }
 
     async fn with_logs(parallelism: usize, logs_on: LogsOn) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let store = Store::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("bench.db").display()
-        ))
-        .await?;
+        let dir = scratch_folder()?;
+        let store = Store::connect(&format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let logs = match logs_on {
-            LogsOn::Disk => dir.path().join("logs"),
+            LogsOn::Disk => dir.join("logs"),
             LogsOn::Memory => memory_logs(),
         };
         let executor = Executor::new(
@@ -133,7 +154,7 @@ impl Bench {
             },
         );
         Ok(Self {
-            _dir: dir,
+            dir,
             store,
             executor,
         })
@@ -308,9 +329,7 @@ fn log_file_cost(dir: &Path, tries: usize) -> anyhow::Result<Duration> {
             .open(folder.join("1.log"))?;
         file.write_all(b"Try 1 of 1\nTask succeeded\n")?;
     }
-    let spent = start.elapsed() / tries as u32;
-    std::fs::remove_dir_all(dir.join("probe"))?;
-    Ok(spent)
+    Ok(start.elapsed() / tries as u32)
 }
 
 async fn throughput(sizes: &Sizes, logs_on: LogsOn) -> anyhow::Result<()> {
@@ -323,7 +342,7 @@ async fn throughput(sizes: &Sizes, logs_on: LogsOn) -> anyhow::Result<()> {
     let bench = Bench::with_logs(n, logs_on).await?;
     let where_logs = match logs_on {
         LogsOn::Disk => {
-            let cost = log_file_cost(bench._dir.path(), 200)?;
+            let cost = log_file_cost(&bench.dir, 200)?;
             format!(
                 "logs on disk: a try's folder and file cost {} us here now",
                 cost.as_micros()
@@ -371,12 +390,12 @@ struct CliRun {
 /// Runs `orchestrator run` on `source` (DAG id `bench`) on a fresh SQLite file, as a new user
 /// would; the peak RSS is the process's high-water mark, read every 5 ms until it exits.
 fn cli_run(source: &str) -> anyhow::Result<CliRun> {
-    let dir = tempfile::tempdir()?;
-    let dags = dir.path().join("dags");
+    let dir = scratch_folder()?;
+    let dags = dir.join("dags");
     std::fs::create_dir(&dags)?;
     std::fs::write(dags.join("bench.toml"), source)?;
     let started = Instant::now();
-    let mut child = orchestrator_in(dir.path()).args(["run", "bench"]).spawn()?;
+    let mut child = orchestrator_in(&dir).args(["run", "bench"]).spawn()?;
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0;
     let status = loop {
