@@ -70,6 +70,8 @@ fn main() -> anyhow::Result<()> {
     orchestrator::alloc::set_up();
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { FULL } else { SMOKE };
+    let scratch = tempfile::tempdir()?;
+    SCRATCH_ROOT.get_or_init(|| scratch.path().to_path_buf());
     let runtime = tokio::runtime::Runtime::new()?;
     // UPDRAFT_BENCH_ONLY=throughput runs the 500 independent tasks alone.
     let only_throughput =
@@ -89,32 +91,22 @@ fn main() -> anyhow::Result<()> {
     cli_handoff(&sizes)?;
     size_sweep(&sizes)?;
     idle_rss(&sizes)?;
-    remove_scratch_folders();
     Ok(())
 }
 
-/// Every temporary folder of this bench, removed when it ends: see [`scratch_folder`].
-static SCRATCH_FOLDERS: std::sync::Mutex<Vec<tempfile::TempDir>> =
-    std::sync::Mutex::new(Vec::new());
+/// The folder holding every phase's folder: see [`scratch_folder`].
+static SCRATCH_ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
-/// A new temporary folder, kept until the bench ends. ext4 without a journal (this guest's
-/// disk) skips inodes freed in the last 1-5 minutes when it creates a file or folder, reading
-/// each one's inode: removing the 40,000 of a 20,000-task run's logs made every folder and
-/// file the next phases created cost 300-700 us instead of 30-60 (BENCHMARKS.md).
+/// A new temporary folder, kept until the bench ends (its root goes then, on any return).
+/// ext4 without a journal (this guest's disk) skips inodes freed in the last 1-5 minutes
+/// when it creates a file or folder, reading each one's inode: removing the 40,000 of a
+/// 20,000-task run's logs made every folder and file the next phases created cost 300-700 us
+/// instead of 30-60 (BENCHMARKS.md).
 fn scratch_folder() -> anyhow::Result<std::path::PathBuf> {
-    let folder = tempfile::tempdir()?;
-    let path = folder.path().to_path_buf();
-    SCRATCH_FOLDERS
-        .lock()
-        .map_err(|_| anyhow::anyhow!("a bench phase panicked"))?
-        .push(folder);
-    Ok(path)
-}
-
-fn remove_scratch_folders() {
-    if let Ok(mut folders) = SCRATCH_FOLDERS.lock() {
-        folders.clear();
-    }
+    let root = SCRATCH_ROOT
+        .get()
+        .context("the bench's scratch folder is not made yet")?;
+    Ok(tempfile::tempdir_in(root)?.keep())
 }
 
 /// One executor on a fresh SQLite file, as `serve` builds it.
@@ -507,8 +499,8 @@ fn size_sweep(sizes: &Sizes) -> anyhow::Result<()> {
 
 /// Peak and current RSS of `orchestrator serve` idle with `idle_dags` DAGs loaded.
 fn idle_rss(sizes: &Sizes) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let dags = dir.path().join("dags");
+    let dir = scratch_folder()?;
+    let dags = dir.join("dags");
     std::fs::create_dir(&dags)?;
     for i in 0..sizes.idle_dags {
         std::fs::write(dags.join(format!("dag_{i}.toml")), idle_dag(i))?;
@@ -516,7 +508,7 @@ fn idle_rss(sizes: &Sizes) -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut serve = orchestrator_in(dir.path())
+    let mut serve = orchestrator_in(&dir)
         .env("UPDRAFT_PUBLIC_READ", "true")
         .arg("serve")
         .arg("--bind")
