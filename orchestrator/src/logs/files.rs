@@ -1,50 +1,46 @@
-//! One thread creates and writes every try's log file. Tries run on the async runtime's
-//! workers, and a folder, a file and two lines per try written from each worker at once cost
-//! ~700 us of kernel time per try on ext4 (the two workers contending on the file system),
-//! against ~70 us written one after the other; a worker blocked in the file system is also
-//! a worker not running tasks. The thread takes whatever is waiting in one go and flushes
-//! each file it wrote once per go, so lines reach the file within one go of being written.
+//! One thread creates every try's log file and writes its lines. Tries run on the async
+//! runtime's workers, and a folder, a file and two lines per try written from each worker at
+//! once cost ~700 us of kernel time per try on ext4 (the two workers contending on the file
+//! system), against ~70 us written one after the other; a worker blocked in the file system
+//! is also a worker not running tasks. The thread takes whatever is waiting in one go and
+//! writes each file's new lines once per go, so lines reach the file within one go of being
+//! written. A try's close writes what the thread has not yet written and closes the file on
+//! the try's own thread: waiting for the log thread to wake and answer was ~50 us of every
+//! hand-off between tasks (BENCHMARKS.md).
 
 use std::{
-    collections::HashMap,
     fs::{File, OpenOptions},
     io::{self, Write},
     path::PathBuf,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        mpsc,
-    },
+    sync::{Arc, Mutex, MutexGuard, mpsc},
 };
 
 use tokio::sync::oneshot;
 
+/// A file open for a try: its handle and the thread both write it, under its lock.
+type SharedFile = Arc<Mutex<OpenFile>>;
+
 enum Op {
-    /// Creates (or appends to) a file; answers with its length before this open.
+    /// Creates (or appends to) a file; answers with it and its length before this open.
     Open {
-        id: u64,
         path: PathBuf,
-        opened: oneshot::Sender<io::Result<u64>>,
+        opened: oneshot::Sender<io::Result<(SharedFile, u64)>>,
     },
-    /// A whole line, its newline included.
-    Line { id: u64, text: String },
-    /// Flushes and closes the file; answers once its lines are in it.
-    Close {
-        id: u64,
-        closed: Option<oneshot::Sender<()>>,
-    },
+    /// Lines were added to the file's buffer: write them.
+    Flush(SharedFile),
 }
 
 /// Sends file work to the writer thread; cheap to clone. The thread ends with the last clone.
 #[derive(Clone)]
 pub(super) struct FileWriter {
     ops: mpsc::Sender<Op>,
-    next_id: std::sync::Arc<AtomicU64>,
 }
 
-/// One open file of the writer thread.
+/// One open file: lines go into its buffer, which the thread writes; closing writes what is
+/// left and closes it on the caller's thread, so a try's end waits on no other thread.
 pub(super) struct FileHandle {
     writer: FileWriter,
-    id: u64,
+    file: SharedFile,
 }
 
 impl FileWriter {
@@ -54,22 +50,18 @@ impl FileWriter {
             .name("updraft-task-logs".into())
             .spawn(move || write_files(&receiver))
             .expect("cannot start the task log thread");
-        Self {
-            ops,
-            next_id: std::sync::Arc::new(AtomicU64::new(0)),
-        }
+        Self { ops }
     }
 
     /// Creates the file at `path` (and its folders), or opens it to append; returns it and its
     /// length so far.
     pub async fn open(&self, path: PathBuf) -> io::Result<(FileHandle, u64)> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (opened, answer) = oneshot::channel();
-        self.send(Op::Open { id, path, opened })?;
-        let length = answer.await.map_err(|_| stopped())??;
+        self.send(Op::Open { path, opened })?;
+        let (file, length) = answer.await.map_err(|_| stopped())??;
         let handle = FileHandle {
             writer: self.clone(),
-            id,
+            file,
         };
         Ok((handle, length))
     }
@@ -80,35 +72,38 @@ impl FileWriter {
 }
 
 impl FileHandle {
-    /// Queues a whole line (its newline included).
+    /// Queues a whole line (its newline included); the thread writes it with the rest of its
+    /// go.
     pub fn line(&self, text: String) -> io::Result<()> {
-        self.writer.send(Op::Line { id: self.id, text })
+        let first_unwritten = {
+            let mut file = lock(&self.file);
+            let first = file.unflushed.is_empty();
+            file.write(&text);
+            first
+        };
+        // Lines added before the thread wrote the first go with them.
+        if first_unwritten {
+            self.writer.send(Op::Flush(self.file.clone()))?;
+        }
+        Ok(())
     }
 
-    /// Closes the file; the future ends once every line queued before is in it.
-    pub fn close(&self) -> impl Future<Output = ()> + use<> {
-        let (closed, done) = oneshot::channel();
-        let op = Op::Close {
-            id: self.id,
-            closed: Some(closed),
-        };
-        let sent = self.writer.send(op).is_ok();
-        async move {
-            if sent {
-                let _ = done.await;
-            }
-        }
+    /// Writes every line queued so far and closes the file, on this thread: no line the
+    /// thread has not written yet waits for it.
+    pub fn close(&self) {
+        lock(&self.file).close();
     }
 }
 
 impl Drop for FileHandle {
     /// Closes the file if [`FileHandle::close`] did not (closing twice is harmless).
     fn drop(&mut self) {
-        let _ = self.writer.send(Op::Close {
-            id: self.id,
-            closed: None,
-        });
+        self.close();
     }
+}
+
+fn lock(file: &SharedFile) -> MutexGuard<'_, OpenFile> {
+    file.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn stopped() -> io::Error {
@@ -122,37 +117,18 @@ const MAX_GO: usize = 4096;
 const MAX_KEPT_BUFFER: usize = 64 * 1024;
 
 fn write_files(receiver: &mpsc::Receiver<Op>) {
-    let mut files: HashMap<u64, OpenFile> = HashMap::new();
+    let mut written: Vec<SharedFile> = Vec::new();
     while let Ok(first) = receiver.recv() {
         let mut op = Some(first);
         let mut taken = 0;
         while let Some(next) = op {
             match next {
-                Op::Open { id, path, opened } => {
-                    let outcome = OpenFile::open(path);
-                    let _ = opened.send(
-                        outcome
-                            .as_ref()
-                            .map(|(_, length)| *length)
-                            .map_err(|error| io::Error::new(error.kind(), error.to_string())),
-                    );
-                    if let Ok((file, _)) = outcome {
-                        files.insert(id, file);
-                    }
+                Op::Open { path, opened } => {
+                    let outcome = OpenFile::open(path)
+                        .map(|(file, length)| (Arc::new(Mutex::new(file)), length));
+                    let _ = opened.send(outcome);
                 }
-                Op::Line { id, text } => {
-                    if let Some(file) = files.get_mut(&id) {
-                        file.write(&text);
-                    }
-                }
-                Op::Close { id, closed } => {
-                    if let Some(mut file) = files.remove(&id) {
-                        file.flush();
-                    }
-                    if let Some(closed) = closed {
-                        let _ = closed.send(());
-                    }
-                }
+                Op::Flush(file) => written.push(file),
             }
             taken += 1;
             op = if taken < MAX_GO {
@@ -161,8 +137,8 @@ fn write_files(receiver: &mpsc::Receiver<Op>) {
                 None
             };
         }
-        for file in files.values_mut() {
-            file.flush();
+        for file in written.drain(..) {
+            lock(&file).flush();
         }
     }
 }
@@ -172,7 +148,8 @@ fn write_files(receiver: &mpsc::Receiver<Op>) {
 /// every try, made the allocator hand a page back to the system (`madvise`) on most closes.
 struct OpenFile {
     path: PathBuf,
-    file: File,
+    /// None once closed.
+    file: Option<File>,
     unflushed: Vec<u8>,
     /// Whether a failed write was reported already (once per file).
     failed: bool,
@@ -195,27 +172,42 @@ impl OpenFile {
         };
         let open = Self {
             path,
-            file,
+            file: Some(file),
             unflushed: Vec::new(),
             failed: false,
         };
         Ok((open, length))
     }
 
+    /// Adds a line to write; none once the file is closed.
     fn write(&mut self, text: &str) {
-        self.unflushed.extend_from_slice(text.as_bytes());
+        if self.file.is_some() {
+            self.unflushed.extend_from_slice(text.as_bytes());
+        }
     }
 
     fn flush(&mut self) {
-        if !self.unflushed.is_empty() {
-            let flushed = self.file.write_all(&self.unflushed);
-            self.unflushed.clear();
-            // A long-running task's file keeps no more than a small buffer between goes.
-            if self.unflushed.capacity() > MAX_KEPT_BUFFER {
-                self.unflushed = Vec::new();
-            }
-            self.report(flushed);
+        if self.unflushed.is_empty() {
+            return;
         }
+        let flushed = match &mut self.file {
+            Some(file) => file.write_all(&self.unflushed),
+            // Lines after the close are dropped, as the file is complete.
+            None => Ok(()),
+        };
+        self.unflushed.clear();
+        // A long-running task's file keeps no more than a small buffer between goes.
+        if self.unflushed.capacity() > MAX_KEPT_BUFFER {
+            self.unflushed = Vec::new();
+        }
+        self.report(flushed);
+    }
+
+    /// Writes what is left and closes the file.
+    fn close(&mut self) {
+        self.flush();
+        self.file = None;
+        self.unflushed = Vec::new();
     }
 
     fn report(&mut self, outcome: io::Result<()>) {
@@ -239,12 +231,41 @@ mod tests {
         let (first, length) = writer.open(path.clone()).await.unwrap();
         assert_eq!(length, 0);
         first.line("one\n".into()).unwrap();
-        first.close().await;
+        first.close();
         let (again, length) = writer.open(path.clone()).await.unwrap();
         assert_eq!(length, 4);
         again.line("two\n".into()).unwrap();
         again.line("three\n".into()).unwrap();
-        again.close().await;
+        again.close();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
+    }
+
+    #[tokio::test]
+    async fn a_close_writes_every_line_while_the_thread_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dag/run/task/1.log");
+        let writer = FileWriter::start();
+        let (file, _) = writer.open(path.clone()).await.unwrap();
+        // Opening a FIFO to append blocks the thread until someone reads it.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo failed");
+        let (opened, stuck) = oneshot::channel();
+        writer
+            .send(Op::Open {
+                path: fifo.clone(),
+                opened,
+            })
+            .unwrap();
+        file.line("one\n".into()).unwrap();
+        file.line("two\n".into()).unwrap();
+        file.close();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        // A line after the close is dropped: the file is complete.
+        file.line("late\n".into()).unwrap();
+        let reader = std::fs::File::open(&fifo).unwrap();
+        assert_eq!(stuck.await.unwrap().unwrap().1, 0);
+        drop(reader);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
     }
 }

@@ -187,20 +187,12 @@ impl TryLog {
     /// Waits until every line written so far is in the file and shipped (when shipping): a
     /// try's end is recorded only after its log is complete everywhere.
     pub async fn finish(&self) {
-        let closed = match self.file.lock() {
-            Ok(file) => Some(file.close()),
-            Err(_) => None,
-        };
-        let file = async {
-            if let Some(closed) = closed {
-                closed.await;
-            }
-        };
-        match &self.shipper {
-            Some(shipper) => {
-                futures::join!(file, shipper.finish());
-            }
-            None => file.await,
+        match self.file.lock() {
+            Ok(file) => file.close(),
+            Err(_) => tracing::warn!(task_id = %self.template.task_id, "The task log is poisoned"),
+        }
+        if let Some(shipper) = &self.shipper {
+            shipper.finish().await;
         }
     }
 }
