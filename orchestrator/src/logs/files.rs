@@ -5,8 +5,8 @@
 //! is also a worker not running tasks. The thread takes whatever is waiting in one go and
 //! writes each file's new lines once per go, so lines reach the file within one go of being
 //! written. A try's close writes what the thread has not yet written and closes the file on
-//! the try's own thread: waiting for the log thread to wake and answer was ~50 us of every
-//! hand-off between tasks (BENCHMARKS.md).
+//! the try's own thread: waiting for the log thread to wake and answer was ~25 us, about a
+//! tenth, of every hand-off between tasks (BENCHMARKS.md).
 
 use std::{
     fs::{File, OpenOptions},
@@ -75,13 +75,8 @@ impl FileHandle {
     /// Queues a whole line (its newline included); the thread writes it with the rest of its
     /// go.
     pub fn line(&self, text: String) -> io::Result<()> {
-        let first_unwritten = {
-            let mut file = lock(&self.file);
-            let first = file.unflushed.is_empty();
-            file.write(&text);
-            first
-        };
-        // Lines added before the thread wrote the first go with them.
+        let first_unwritten = lock(&self.file).write(&text);
+        // The thread is told once per batch: later lines join the buffer it has yet to write.
         if first_unwritten {
             self.writer.send(Op::Flush(self.file.clone()))?;
         }
@@ -179,11 +174,15 @@ impl OpenFile {
         Ok((open, length))
     }
 
-    /// Adds a line to write; none once the file is closed.
-    fn write(&mut self, text: &str) {
-        if self.file.is_some() {
-            self.unflushed.extend_from_slice(text.as_bytes());
+    /// Adds a line to write (none once the file is closed); true when it is the first the
+    /// thread has yet to write.
+    fn write(&mut self, text: &str) -> bool {
+        if self.file.is_none() {
+            return false;
         }
+        let first = self.unflushed.is_empty();
+        self.unflushed.extend_from_slice(text.as_bytes());
+        first
     }
 
     fn flush(&mut self) {
