@@ -15,7 +15,9 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, mpsc},
 };
 
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
+
+use super::LogLine;
 
 /// A file open for a try: its handle and the thread both write it, under its lock.
 type SharedFile = Arc<Mutex<OpenFile>>;
@@ -73,9 +75,9 @@ impl FileWriter {
 
 impl FileHandle {
     /// Queues a whole line (its newline included); the thread writes it with the rest of its
-    /// go.
-    pub fn line(&self, text: String) -> io::Result<()> {
-        let first_unwritten = lock(&self.file).write(&text);
+    /// go. `announce`: the line goes to the live feed once it is in the file.
+    pub fn line(&self, text: &str, announce: bool) -> io::Result<()> {
+        let first_unwritten = lock(&self.file).write(text, announce);
         // The thread is told once per batch: later lines join the buffer it has yet to write.
         if first_unwritten {
             self.writer.send(Op::Flush(self.file.clone()))?;
@@ -87,6 +89,15 @@ impl FileHandle {
     /// thread has not written yet waits for it.
     pub fn close(&self) {
         lock(&self.file).close();
+    }
+
+    /// Where the file's lines are announced once written: `live`, as lines of `template`.
+    pub fn announce_to(&self, live: broadcast::Sender<LogLine>, template: LogLine) {
+        lock(&self.file).announce = Some(Announce {
+            live,
+            template,
+            lines: Vec::new(),
+        });
     }
 }
 
@@ -148,6 +159,16 @@ struct OpenFile {
     unflushed: Vec<u8>,
     /// Whether a failed write was reported already (once per file).
     failed: bool,
+    announce: Option<Announce>,
+}
+
+/// The live feed of a file's lines: each is sent once it is in the file, so a follower that
+/// hears of a line and reads the file finds it there.
+struct Announce {
+    live: broadcast::Sender<LogLine>,
+    template: LogLine,
+    /// Lines written to the buffer and not yet to the file, without their newlines.
+    lines: Vec<String>,
 }
 
 impl OpenFile {
@@ -170,18 +191,22 @@ impl OpenFile {
             file: Some(file),
             unflushed: Vec::new(),
             failed: false,
+            announce: None,
         };
         Ok((open, length))
     }
 
     /// Adds a line to write (none once the file is closed); true when it is the first the
     /// thread has yet to write.
-    fn write(&mut self, text: &str) -> bool {
+    fn write(&mut self, text: &str, announce: bool) -> bool {
         if self.file.is_none() {
             return false;
         }
         let first = self.unflushed.is_empty();
         self.unflushed.extend_from_slice(text.as_bytes());
+        if announce && let Some(feed) = &mut self.announce {
+            feed.lines.push(text.trim_end_matches('\n').to_owned());
+        }
         first
     }
 
@@ -200,6 +225,14 @@ impl OpenFile {
             self.unflushed = Vec::new();
         }
         self.report(flushed);
+        if let Some(feed) = &mut self.announce {
+            for text in feed.lines.drain(..) {
+                let _ = feed.live.send(LogLine {
+                    text,
+                    ..feed.template.clone()
+                });
+            }
+        }
     }
 
     /// Writes what is left and closes the file.
@@ -229,12 +262,12 @@ mod tests {
         let writer = FileWriter::start();
         let (first, length) = writer.open(path.clone()).await.unwrap();
         assert_eq!(length, 0);
-        first.line("one\n".into()).unwrap();
+        first.line("one\n", false).unwrap();
         first.close();
         let (again, length) = writer.open(path.clone()).await.unwrap();
         assert_eq!(length, 4);
-        again.line("two\n".into()).unwrap();
-        again.line("three\n".into()).unwrap();
+        again.line("two\n", false).unwrap();
+        again.line("three\n", false).unwrap();
         again.close();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
     }
@@ -256,12 +289,12 @@ mod tests {
                 opened,
             })
             .unwrap();
-        file.line("one\n".into()).unwrap();
-        file.line("two\n".into()).unwrap();
+        file.line("one\n", false).unwrap();
+        file.line("two\n", false).unwrap();
         file.close();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
         // A line after the close is dropped: the file is complete.
-        file.line("late\n".into()).unwrap();
+        file.line("late\n", false).unwrap();
         let reader = std::fs::File::open(&fifo).unwrap();
         assert_eq!(stuck.await.unwrap().unwrap().1, 0);
         drop(reader);

@@ -118,16 +118,18 @@ impl LogHub {
             };
             hub.for_try(key, length)
         });
+        let template = LogLine {
+            dag_id: dag_id.into(),
+            run_id: run_id.into(),
+            task_id: task_id.into(),
+            try_number,
+            text: String::new(),
+        };
+        file.announce_to(self.live.clone(), template.clone());
         Ok(TryLog {
             shipper,
             file: Mutex::new(file),
-            template: LogLine {
-                dag_id: dag_id.into(),
-                run_id: run_id.into(),
-                task_id: task_id.into(),
-                try_number,
-                text: String::new(),
-            },
+            template,
             live: self.live.clone(),
             closed: self.closed.clone(),
             secrets: self.secrets.clone(),
@@ -160,8 +162,8 @@ pub fn try_log_path(
         .join(format!("{try_number}.log"))
 }
 
-/// The log of one try: each line goes to the file (through the log thread), then to live
-/// followers (and to the shared database, when shipping).
+/// The log of one try: each line goes to the file (through the log thread) and, when
+/// shipping, to the shared database; live followers hear of it once it is in the file.
 pub struct TryLog {
     shipper: Option<ship::Shipper>,
     /// Locked while a line is queued for the file and the shipper, so both take lines in
@@ -199,6 +201,10 @@ impl TryLog {
 
 impl Drop for TryLog {
     fn drop(&mut self) {
+        // Every line in the file (and announced) before the notice that the log is closed.
+        if let Ok(file) = self.file.lock() {
+            file.close();
+        }
         if self.closed.receiver_count() > 0 {
             let _ = self.closed.send(TryLogKey {
                 dag_id: self.template.dag_id.clone(),
@@ -219,6 +225,7 @@ impl tasks::LogSink for TryLog {
         entry.push(' ');
         entry.push_str(&line);
         entry.push('\n');
+        // Followers hear of the line once it is in the file.
         let live = self.live.receiver_count() > 0;
         match self.file.lock() {
             Ok(file) => {
@@ -226,23 +233,11 @@ impl tasks::LogSink for TryLog {
                 if let Some(shipper) = &self.shipper {
                     shipper.push(&entry);
                 }
-                let for_file = if live {
-                    entry.clone()
-                } else {
-                    std::mem::take(&mut entry)
-                };
-                if let Err(error) = file.line(for_file) {
+                if let Err(error) = file.line(&entry, live) {
                     tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
                 }
             }
             Err(_) => tracing::warn!(task_id = %self.template.task_id, "The task log is poisoned"),
-        }
-        if live {
-            entry.pop();
-            let _ = self.live.send(LogLine {
-                text: entry,
-                ..self.template.clone()
-            });
         }
     }
 }
@@ -304,5 +299,37 @@ mod tests {
             "{text:?}"
         );
         assert!(!live.recv().await.unwrap().text.contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn followers_hear_of_a_line_once_it_is_in_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(root.path());
+        let mut live = hub.subscribe();
+        let log = hub.open_try("d", "manual__1", "t", 1).await.unwrap();
+        // Opening a FIFO to append holds the log thread until someone reads it.
+        let fifo = root.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo failed");
+        let (files, path) = (hub.files.clone(), fifo.clone());
+        let stuck = tokio::spawn(async move { files.open(path).await.map(|(_, n)| n) });
+        tokio::task::yield_now().await;
+        log.line("hello");
+        let file = root.path().join("d/manual__1/t/1.log");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
+        assert!(
+            live.try_recv().is_err(),
+            "announced before it is in the file"
+        );
+        log.finish().await;
+        assert!(live.try_recv().unwrap().text.ends_with(" hello"));
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .ends_with(" hello\n")
+        );
+        let reader = std::fs::File::open(&fifo).unwrap();
+        assert_eq!(stuck.await.unwrap().unwrap(), 0);
+        drop(reader);
     }
 }
