@@ -251,6 +251,41 @@ impl OpenFile {
     }
 }
 
+/// The log thread held in the open of a FIFO (which blocks until someone reads it): what it
+/// is asked meanwhile waits, until [`Held::release`].
+#[cfg(test)]
+pub(super) struct Held {
+    fifo: tempfile::TempDir,
+    opened: oneshot::Receiver<io::Result<(SharedFile, u64)>>,
+}
+
+#[cfg(test)]
+impl FileWriter {
+    /// Holds the thread (see [`Held`]) once the operations sent before this are done.
+    pub(super) fn hold(&self, dir: &std::path::Path) -> Held {
+        let fifo = tempfile::tempdir_in(dir).unwrap();
+        let path = fifo.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success(), "mkfifo failed");
+        let (opened, answer) = oneshot::channel();
+        self.send(Op::Open { path, opened }).unwrap();
+        Held {
+            fifo,
+            opened: answer,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Held {
+    /// Lets the thread go on.
+    pub(super) async fn release(self) {
+        let reader = File::open(self.fifo.path().join("fifo")).unwrap();
+        assert_eq!(self.opened.await.unwrap().unwrap().1, 0);
+        drop(reader);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,26 +313,14 @@ mod tests {
         let path = dir.path().join("dag/run/task/1.log");
         let writer = FileWriter::start();
         let (file, _) = writer.open(path.clone()).await.unwrap();
-        // Opening a FIFO to append blocks the thread until someone reads it.
-        let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.unwrap().success(), "mkfifo failed");
-        let (opened, stuck) = oneshot::channel();
-        writer
-            .send(Op::Open {
-                path: fifo.clone(),
-                opened,
-            })
-            .unwrap();
+        let held = writer.hold(dir.path());
         file.line("one\n", false).unwrap();
         file.line("two\n", false).unwrap();
         file.close();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
         // A line after the close is dropped: the file is complete.
         file.line("late\n", false).unwrap();
-        let reader = std::fs::File::open(&fifo).unwrap();
-        assert_eq!(stuck.await.unwrap().unwrap().1, 0);
-        drop(reader);
+        held.release().await;
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
     }
 }

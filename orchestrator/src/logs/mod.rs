@@ -307,13 +307,7 @@ mod tests {
         let hub = LogHub::new(root.path());
         let mut live = hub.subscribe();
         let log = hub.open_try("d", "manual__1", "t", 1).await.unwrap();
-        // Opening a FIFO to append holds the log thread until someone reads it.
-        let fifo = root.path().join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.unwrap().success(), "mkfifo failed");
-        let (files, path) = (hub.files.clone(), fifo.clone());
-        let stuck = tokio::spawn(async move { files.open(path).await.map(|(_, n)| n) });
-        tokio::task::yield_now().await;
+        let held = hub.files.hold(root.path());
         log.line("hello");
         let file = root.path().join("d/manual__1/t/1.log");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
@@ -328,8 +322,6 @@ mod tests {
                 .unwrap()
                 .ends_with(" hello\n")
         );
-        let reader = std::fs::File::open(&fifo).unwrap();
-        assert_eq!(stuck.await.unwrap().unwrap(), 0);
-        drop(reader);
+        held.release().await;
     }
 }
