@@ -7,6 +7,10 @@
 //! `cargo bench --bench stream` runs the full sizes; under `cargo test` (no `--bench`) tiny
 //! sizes, so the suite proves the benchmark still works.
 
+#[path = "support/median.rs"]
+mod median;
+
+use median::median;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -172,17 +176,6 @@ fn main() -> anyhow::Result<()> {
         }
         latencies(&ns, &brokers, &sinks, &sizes).await
     })
-}
-
-/// The middle value of `values`, or the mean of the two middle ones when they are even.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[middle - 1] + values[middle]) / 2.0
-    } else {
-        values[middle]
-    }
 }
 
 /// Produce -> counted on each sink, with 1 s and with 250 ms flushes.

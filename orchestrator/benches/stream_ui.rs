@@ -12,6 +12,10 @@
 //!
 //! Under `cargo test` it runs tiny sizes once.
 
+#[path = "support/median.rs"]
+mod median;
+
+use median::median;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -188,11 +192,6 @@ async fn run(sizes: &Sizes) -> anyhow::Result<()> {
         watched / alone
     );
     flush_to_push(&bench, ids.last().unwrap(), sizes).await
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Produces `count` synthetic users (event times 1 ms apart from `first`) to `topic`.

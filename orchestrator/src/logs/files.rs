@@ -211,14 +211,14 @@ impl OpenFile {
     }
 
     fn flush(&mut self) {
+        // A closed file has nothing left to write: `write` takes no line after the close.
+        let Some(file) = &mut self.file else {
+            return;
+        };
         if self.unflushed.is_empty() {
             return;
         }
-        let flushed = match &mut self.file {
-            Some(file) => file.write_all(&self.unflushed),
-            // Lines after the close are dropped, as the file is complete.
-            None => Ok(()),
-        };
+        let flushed = file.write_all(&self.unflushed);
         self.unflushed.clear();
         // A long-running task's file keeps no more than a small buffer between goes.
         if self.unflushed.capacity() > MAX_KEPT_BUFFER {
