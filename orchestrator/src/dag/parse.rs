@@ -331,11 +331,12 @@ fn parse_task_tables(root: &DeTable<'_>, problems: &mut Problems<'_>) -> Vec<Par
         return Vec::new();
     };
     let mut split = SplitTable::default();
-    array
-        .iter()
-        .enumerate()
-        .filter_map(|(index, task)| parse_task_table(index, task, &mut split, problems))
-        .collect()
+    // Sized once: grown by doubling, a 20,000-task file's list was copied ~15 times over.
+    let mut tasks = Vec::with_capacity(array.len());
+    for (index, task) in array.iter().enumerate() {
+        tasks.extend(parse_task_table(index, task, &mut split, problems));
+    }
+    tasks
 }
 
 fn parse_task_table<'i>(

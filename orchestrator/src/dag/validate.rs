@@ -89,10 +89,9 @@ pub(crate) fn validate_graph(tasks: Vec<ParsedTask>, problems: &mut Problems<'_>
         }
     }
     let mut by_index: Vec<Option<TaskSpec>> = tasks.into_iter().map(|t| Some(t.spec)).collect();
-    order
-        .into_iter()
-        .filter_map(|i| by_index[i].take())
-        .collect()
+    let mut ordered = Vec::with_capacity(order.len());
+    ordered.extend(order.into_iter().filter_map(|i| by_index[i].take()));
+    ordered
 }
 
 /// A template sees the results of its task's own upstreams only: `upstream.<id>` inside
