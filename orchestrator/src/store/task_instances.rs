@@ -546,10 +546,13 @@ async fn apply_ti_changes(conn: &mut AnyConnection, changes: &[TiChange<'_>]) ->
     Ok(())
 }
 
-/// The most moves written by [`BULK_UPDATE_ALL_OR_NONE`] rather than in a transaction. Its
-/// count re-reads every move's row: for a hand-off's two moves that costs less than BEGIN
-/// and COMMIT (~60 us a hand-off), but at 32 a 2,000-task run took 5.7% more instructions.
-const ALL_OR_NONE_MOVES: usize = 4;
+/// The most moves written by [`BULK_UPDATE_ALL_OR_NONE`] rather than in a transaction: as
+/// many as one SQLite statement takes. Its count re-reads every move's row (at 32 moves a
+/// 2,000-task run took 5.7% more instructions than at 4), but BEGIN and COMMIT are two more
+/// round trips to the connection's thread, each waking a core that may sleep: with this at 4,
+/// a 20,000-task wide run's group commits (~26 moves each) went through all three, and the
+/// run took 1,738 ms (median of 11) against 1,351 ms at 32.
+const ALL_OR_NONE_MOVES: usize = MOVES_PER_STATEMENT_SQLITE;
 
 /// Checks every edge and writes the moves with [`BULK_UPDATE_ALL_OR_NONE`]: all of them, or
 /// none and [`StoreError::Lost`] when one no longer holds. SQLite only, at most

@@ -134,6 +134,15 @@ async fn group_commits_write_all_or_nothing(store: Store) {
         300,
         "nothing of the small batch written"
     );
+    // The most one statement takes (32 on SQLite, still without a transaction), the foreign
+    // move last: nothing written.
+    let lost = store.transition_task_instances(&foreign[268..]).await;
+    assert!(matches!(lost, Err(StoreError::Lost { .. })), "{lost:?}");
+    assert_eq!(
+        rows_in(TiState::Scheduled).await.len(),
+        300,
+        "nothing of the 32 moves written"
+    );
 
     let all: Vec<TiChange<'_>> = scheduled
         .iter()
