@@ -134,14 +134,14 @@ async fn group_commits_write_all_or_nothing(store: Store) {
         300,
         "nothing of the small batch written"
     );
-    // The most one statement takes (32 on SQLite, still without a transaction), the foreign
+    // The most one statement takes (64 on SQLite, still without a transaction), the foreign
     // move last: nothing written.
-    let lost = store.transition_task_instances(&foreign[268..]).await;
+    let lost = store.transition_task_instances(&foreign[236..]).await;
     assert!(matches!(lost, Err(StoreError::Lost { .. })), "{lost:?}");
     assert_eq!(
         rows_in(TiState::Scheduled).await.len(),
         300,
-        "nothing of the 32 moves written"
+        "nothing of the 64 moves written"
     );
 
     let all: Vec<TiChange<'_>> = scheduled
