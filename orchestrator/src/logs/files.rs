@@ -75,9 +75,9 @@ impl FileWriter {
 
 impl FileHandle {
     /// Queues a whole line (its newline included); the thread writes it with the rest of its
-    /// go. `announce`: the line goes to the live feed once it is in the file.
-    pub fn line(&self, text: &str, announce: bool) -> io::Result<()> {
-        let first_unwritten = lock(&self.file).write(text, announce);
+    /// go. It goes to the live feed (if any, and followed) once it is in the file.
+    pub fn line(&self, text: &str) -> io::Result<()> {
+        let first_unwritten = lock(&self.file).write(text);
         // The thread is told once per batch: later lines join the buffer it has yet to write.
         if first_unwritten {
             self.writer.send(Op::Flush(self.file.clone()))?;
@@ -197,14 +197,18 @@ impl OpenFile {
     }
 
     /// Adds a line to write (none once the file is closed); true when it is the first the
-    /// thread has yet to write.
-    fn write(&mut self, text: &str, announce: bool) -> bool {
+    /// thread has yet to write. A line is kept for the feed only while someone follows it.
+    fn write(&mut self, text: &str) -> bool {
         if self.file.is_none() {
             return false;
         }
         let first = self.unflushed.is_empty();
         self.unflushed.extend_from_slice(text.as_bytes());
-        if announce && let Some(feed) = &mut self.announce {
+        if let Some(feed) = self
+            .announce
+            .as_mut()
+            .filter(|feed| feed.live.receiver_count() > 0)
+        {
             feed.lines.push(text.trim_end_matches('\n').to_owned());
         }
         first
@@ -297,12 +301,12 @@ mod tests {
         let writer = FileWriter::start();
         let (first, length) = writer.open(path.clone()).await.unwrap();
         assert_eq!(length, 0);
-        first.line("one\n", false).unwrap();
+        first.line("one\n").unwrap();
         first.close();
         let (again, length) = writer.open(path.clone()).await.unwrap();
         assert_eq!(length, 4);
-        again.line("two\n", false).unwrap();
-        again.line("three\n", false).unwrap();
+        again.line("two\n").unwrap();
+        again.line("three\n").unwrap();
         again.close();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
     }
@@ -314,12 +318,12 @@ mod tests {
         let writer = FileWriter::start();
         let (file, _) = writer.open(path.clone()).await.unwrap();
         let held = writer.hold(dir.path());
-        file.line("one\n", false).unwrap();
-        file.line("two\n", false).unwrap();
+        file.line("one\n").unwrap();
+        file.line("two\n").unwrap();
         file.close();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
         // A line after the close is dropped: the file is complete.
-        file.line("late\n", false).unwrap();
+        file.line("late\n").unwrap();
         held.release().await;
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
     }

@@ -130,7 +130,6 @@ impl LogHub {
             shipper,
             file: Mutex::new(file),
             template,
-            live: self.live.clone(),
             closed: self.closed.clone(),
             secrets: self.secrets.clone(),
             try_secrets: OnceLock::new(),
@@ -173,7 +172,6 @@ pub struct TryLog {
     /// The hub's secrets and the try's own, once the try's config is rendered.
     try_secrets: OnceLock<Secrets>,
     template: LogLine,
-    live: broadcast::Sender<LogLine>,
     closed: broadcast::Sender<TryLogKey>,
 }
 
@@ -225,15 +223,14 @@ impl tasks::LogSink for TryLog {
         entry.push(' ');
         entry.push_str(&line);
         entry.push('\n');
-        // Followers hear of the line once it is in the file.
-        let live = self.live.receiver_count() > 0;
         match self.file.lock() {
             Ok(file) => {
                 // Under the file's lock: shipped in the order written.
                 if let Some(shipper) = &self.shipper {
                     shipper.push(&entry);
                 }
-                if let Err(error) = file.line(&entry, live) {
+                // Followers hear of the line once it is in the file.
+                if let Err(error) = file.line(&entry) {
                     tracing::warn!(%error, task_id = %self.template.task_id, "Cannot write the task log");
                 }
             }

@@ -403,10 +403,14 @@ impl Store {
         conn: &mut AnyConnection,
         changes: &[TiChange<'_>],
     ) -> Result<()> {
-        if !self.is_shared() && changes.len() <= ALL_OR_NONE_MOVES {
-            // SQLite (a store nobody shares): one guarded statement commits on its own, all or
-            // nothing, and nobody else needs telling. BEGIN and COMMIT were two more round
-            // trips to the connection's thread.
+        if !self.is_shared() && changes.len() <= MOVES_PER_STATEMENT_SQLITE {
+            // SQLite (a store nobody shares), moves that fit one statement: it commits on its
+            // own, all or nothing, and nobody else needs telling. BEGIN and COMMIT were two
+            // more round trips to the connection's thread, each waking a core that may sleep.
+            // Its count re-reads every move's row (at 32 moves a 2,000-task run took 5.7% more
+            // instructions than at 4), but with this at 4 a 20,000-task wide run's group
+            // commits (~26 moves) went through all three, and the run took 1,738 ms (median of
+            // 11) against 1,351 ms at 32.
             match changes {
                 [change] => apply_ti_change(conn, change).await?,
                 _ => apply_ti_changes_all_or_none(conn, changes).await?,
@@ -511,7 +515,7 @@ const MOVES_PER_STATEMENT: usize = 256;
 /// On SQLite, where a statement is no round trip but its preparing grows with its text:
 /// 32 moves a statement took the preparing of a 500-task run from 58 to 22 million
 /// instructions (against 256), and running them costs the same per move. 64, not 32, since
-/// a batch that fits one statement needs no transaction ([`ALL_OR_NONE_MOVES`]): 1,000 wide
+/// a batch that fits one statement needs no transaction (`transition_task_instances_on`): 1,000 wide
 /// at `max_active_tasks` 1,000 ran in 74 ms against 81, 5,000 at 64 in 281 ms against 333.
 const MOVES_PER_STATEMENT_SQLITE: usize = 64;
 
@@ -548,17 +552,9 @@ async fn apply_ti_changes(conn: &mut AnyConnection, changes: &[TiChange<'_>]) ->
     Ok(())
 }
 
-/// The most moves written by [`BULK_UPDATE_ALL_OR_NONE`] rather than in a transaction: as
-/// many as one SQLite statement takes. Its count re-reads every move's row (at 32 moves a
-/// 2,000-task run took 5.7% more instructions than at 4), but BEGIN and COMMIT are two more
-/// round trips to the connection's thread, each waking a core that may sleep: with this at 4,
-/// a 20,000-task wide run's group commits (~26 moves each) went through all three, and the
-/// run took 1,738 ms (median of 11) against 1,351 ms at 32.
-const ALL_OR_NONE_MOVES: usize = MOVES_PER_STATEMENT_SQLITE;
-
 /// Checks every edge and writes the moves with [`BULK_UPDATE_ALL_OR_NONE`]: all of them, or
 /// none and [`StoreError::Lost`] when one no longer holds. SQLite only, at most
-/// [`ALL_OR_NONE_MOVES`] moves.
+/// [`MOVES_PER_STATEMENT_SQLITE`] moves.
 async fn apply_ti_changes_all_or_none(
     conn: &mut AnyConnection,
     changes: &[TiChange<'_>],
