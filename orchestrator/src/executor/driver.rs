@@ -144,6 +144,12 @@ struct RunDrive<'a> {
     waiting: BinaryHeap<(i32, Reverse<u64>, String)>,
     /// How many instances have waited so far (the order among equal priorities).
     waited: u64,
+    /// Instances decided to run here whose rows stay `scheduled` until their try takes its
+    /// slots, as in Airflow (`queued` is a try handed on with its slots), in `waiting` or
+    /// with a runner until it comes back: the line costs no write (a 20,000-task run wrote
+    /// 20,000 moves to `queued` before its 33rd try could start), and nothing decides them
+    /// again.
+    held: rustc_hash::FxHashSet<String>,
     /// Instances left to the queue and not yet finished.
     remote: RemoteTries,
     stop_seen: bool,
@@ -184,6 +190,7 @@ impl<'a> RunDrive<'a> {
             in_process: 0,
             waiting: BinaryHeap::new(),
             waited: 0,
+            held: Default::default(),
             remote: RemoteTries::default(),
             stop_seen: false,
             stop_told: false,
@@ -283,6 +290,7 @@ impl<'a> RunDrive<'a> {
             self.in_process += 1;
             start_written.push(written);
         }
+        let held = self.take_held(&mut changes);
         let executor = self.executor;
         let written = futures::future::join_all(changes.iter_mut().map(|(ti, next)| {
             // A start decided here passes through queued in the same write.
@@ -298,6 +306,9 @@ impl<'a> RunDrive<'a> {
         written?;
         // The ends taken into this write are durable: their pool slots go back.
         self.unwritten_ends_slots.clear();
+        for ti in held {
+            self.hold(ti);
+        }
         for (ti, next) in changes {
             let task_id = ti.task_id.clone();
             if next == TiState::Queued {
@@ -307,6 +318,28 @@ impl<'a> RunDrive<'a> {
         }
         self.start_waiting();
         Ok(())
+    }
+
+    /// Takes out of `changes` the moves to `queued` that did not start at once and whose
+    /// tries run here: they wait in this drive's line with their rows left `scheduled`
+    /// ([`RunDrive::held`]).
+    fn take_held(&self, changes: &mut Vec<(TaskInstanceRow, TiState)>) -> Vec<TaskInstanceRow> {
+        if self.executor.dispatch() != Dispatch::InProcess {
+            return Vec::new();
+        }
+        let (held, written): (Vec<_>, Vec<_>) = std::mem::take(changes)
+            .into_iter()
+            .partition(|(ti, next)| *next == TiState::Queued && ti.state == TiState::Scheduled);
+        *changes = written;
+        held.into_iter().map(|(ti, _)| ti).collect()
+    }
+
+    /// Puts a `scheduled` instance whose upstreams let it run in this drive's line.
+    fn hold(&mut self, ti: TaskInstanceRow) {
+        let task_id = ti.task_id.clone();
+        self.held.insert(task_id.clone());
+        self.dispatch(task_id.clone());
+        self.tis.insert(task_id, Box::new(ti));
     }
 
     /// Turns the queued moves that can start at once into starts, highest priority first, so
@@ -358,6 +391,7 @@ impl<'a> RunDrive<'a> {
 
     /// Takes in the latest row of an instance; its downstreams are looked at again.
     fn record(&mut self, ti: TaskInstanceRow) {
+        self.held.remove(&ti.task_id);
         self.pending.moved(&ti.task_id);
         self.tis.insert(ti.task_id.clone(), Box::new(ti));
     }
@@ -372,7 +406,7 @@ impl<'a> RunDrive<'a> {
         let Some(ti) = self
             .tis
             .get(instance)
-            .filter(|ti| ti.state == TiState::Scheduled)
+            .filter(|ti| ti.state == TiState::Scheduled && !self.held.contains(instance))
         else {
             return;
         };
@@ -434,11 +468,11 @@ impl<'a> RunDrive<'a> {
             let Some((_, _, task_id)) = self.waiting.pop() else {
                 return;
             };
-            if let Some(ti) = self
-                .tis
-                .get(&task_id)
-                .filter(|ti| matches!(ti.state, TiState::Queued | TiState::UpForRetry))
-            {
+            if let Some(ti) = self.tis.get(&task_id).filter(|ti| match ti.state {
+                TiState::Queued | TiState::UpForRetry => true,
+                TiState::Scheduled => self.held.contains(&task_id),
+                _ => false,
+            }) {
                 let ti = TaskInstanceRow::clone(ti);
                 self.spawn_runner(ti, None);
                 self.in_process += 1;

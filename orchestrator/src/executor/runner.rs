@@ -266,7 +266,8 @@ impl Runner {
                         Ok(()) => self.executor.transition(ti, TiState::Queued).await?,
                     }
                 }
-                TiState::Queued => {
+                // Queued, or left `scheduled` by its driver until its slots are taken.
+                TiState::Queued | TiState::Scheduled => {
                     if !self.try_once(ti).await? {
                         return Ok(());
                     }
@@ -302,7 +303,8 @@ impl Runner {
         }
     }
 
-    /// One try from `queued`; true when another try follows.
+    /// One try from `queued` (or `scheduled`, passing through `queued` in the write that
+    /// starts it); true when another try follows.
     async fn try_once(&self, ti: &mut TaskInstanceRow) -> Result<bool, ExecutorError> {
         let need = Need::of(
             &self.spec,
@@ -310,7 +312,7 @@ impl Runner {
             self.max_active_tasks,
             &self.base.logical_date,
         );
-        // Waiting for its slots, the try stays queued.
+        // Waiting for its slots, the try stays queued (or scheduled).
         match self
             .interruptible(self.executor.inner.slots.acquire(need))
             .await
@@ -330,7 +332,9 @@ impl Runner {
             let try_number = ti.try_number;
             async move { self.open_log(&key, try_number).await }
         };
-        let (running, log) = tokio::join!(self.executor.transition(ti, TiState::Running), log);
+        let via = (ti.state == TiState::Scheduled).then_some(TiState::Queued);
+        let (running, log) =
+            tokio::join!(self.executor.transition_via(ti, via, TiState::Running), log);
         running?;
         self.go_on_started(ti, started, log).await
     }

@@ -526,9 +526,12 @@ impl ui::Backend for WebBackend {
             _ => None,
         };
         let mut task_instances = views::ordered_task_instances(tis, dag.as_deref(), logical_date);
-        if task_instances.iter().any(|ti| ti.state == "queued") {
+        if task_instances
+            .iter()
+            .any(|ti| ti.state == "queued" || ti.state == "scheduled")
+        {
             let pools = self.store.pools().await.map_err(internal)?;
-            views::explain_pool_waits(&mut task_instances, &pools);
+            views::explain_waits(&mut task_instances, dag.as_deref(), &pools);
         }
         Ok(RunDetail {
             run: run_view(row),

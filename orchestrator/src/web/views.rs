@@ -11,7 +11,7 @@ use ui::views::{
 use crate::{
     commands::json_type,
     dag::{Dag, DagFileError, Schedule, next_fire},
-    store::{AuditRow, DagRunRow, TaskInstanceRow},
+    store::{AuditRow, DagRunRow, TaskInstanceRow, TiState},
 };
 
 /// An audit log entry as Airflow's `EventLog`: where it came from goes into `extra` with the
@@ -280,21 +280,63 @@ pub fn pool_view(pool: crate::store::PoolRow) -> ui::views::PoolView {
     }
 }
 
-/// Says why each queued instance whose pool is full (or missing) has not started.
-pub fn explain_pool_waits(tis: &mut [TaskInstanceView], pools: &[crate::store::PoolRow]) {
-    for ti in tis.iter_mut().filter(|ti| ti.state == "queued") {
-        ti.waiting_for = match pools.iter().find(|p| p.name == ti.pool) {
-            Some(pool) if pool.running_slots + i64::from(ti.pool_slots) > pool.slots => {
-                Some(format!(
-                    "waiting for pool {}: {} of {} slots used",
-                    pool.name, pool.running_slots, pool.slots
-                ))
-            }
-            Some(_) => None,
-            None => Some(format!(
-                "waiting for pool {0}, which does not exist: `orchestrator pools set {0} --slots N`",
-                ti.pool
-            )),
-        };
+/// Says why each instance of a run that may start has not: a queued one, or a scheduled
+/// one whose upstreams let it run (its driver leaves it `scheduled` until its slots are
+/// taken, as Airflow does). Its pool is full or missing, or the run has as many tries
+/// running as its DAG's `max_active_tasks`.
+pub fn explain_waits(
+    tis: &mut [TaskInstanceView],
+    dag: Option<&Dag>,
+    pools: &[crate::store::PoolRow],
+) {
+    let states: HashMap<&str, TiState> = tis
+        .iter()
+        .filter_map(|ti| Some((ti.task_id.as_str(), ti.state.parse().ok()?)))
+        .collect();
+    let waits: Vec<bool> = tis
+        .iter()
+        .map(|ti| match states.get(ti.task_id.as_str()) {
+            Some(TiState::Queued) => true,
+            Some(TiState::Scheduled) => dag.is_some_and(|dag| may_start(dag, &ti.task_id, &states)),
+            _ => false,
+        })
+        .collect();
+    let running = states.values().filter(|s| **s == TiState::Running).count();
+    let max_active_tasks = dag.map(|dag| dag.max_active_tasks);
+    for (ti, _) in tis.iter_mut().zip(waits).filter(|(_, waits)| *waits) {
+        ti.waiting_for = pool_wait(ti, pools).or_else(|| {
+            let most = max_active_tasks.filter(|most| running >= *most as usize)?;
+            Some(format!(
+                "waiting for a slot: {running} running, max_active_tasks is {most}"
+            ))
+        });
+    }
+}
+
+/// Whether the trigger rule of `task_id` lets it run on its upstreams' states.
+fn may_start(dag: &Dag, task_id: &str, states: &HashMap<&str, TiState>) -> bool {
+    let Some(spec) = dag.task(task_id) else {
+        return false;
+    };
+    let upstream: Vec<TiState> = spec
+        .upstream
+        .iter()
+        .filter_map(|id| states.get(id.as_str()).copied())
+        .collect();
+    crate::executor::decide(spec.trigger_rule, &upstream) == crate::executor::Decision::Run
+}
+
+/// Why an instance waits for its pool: the pool is full, or does not exist.
+fn pool_wait(ti: &TaskInstanceView, pools: &[crate::store::PoolRow]) -> Option<String> {
+    match pools.iter().find(|p| p.name == ti.pool) {
+        Some(pool) if pool.running_slots + i64::from(ti.pool_slots) > pool.slots => Some(format!(
+            "waiting for pool {}: {} of {} slots used",
+            pool.name, pool.running_slots, pool.slots
+        )),
+        Some(_) => None,
+        None => Some(format!(
+            "waiting for pool {0}, which does not exist: `orchestrator pools set {0} --slots N`",
+            ti.pool
+        )),
     }
 }

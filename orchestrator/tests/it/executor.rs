@@ -370,3 +370,73 @@ async fn a_chain_starts_each_downstream_in_the_commit_of_its_upstreams_end() {
         );
     }
 }
+
+/// A task that may run while its DAG's `max_active_tasks` are taken waits in its driver's line
+/// with its row left `scheduled`, as in Airflow: no write moves it to `queued` on its own,
+/// each start reads scheduled -> running via queued. One that a second upstream's end looks
+/// at again while it waits (`one_success`) still runs once.
+#[tokio::test]
+async fn a_task_waiting_for_a_slot_stays_scheduled_and_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    std::fs::write(
+        dir.path().join("dags/held.toml"),
+        r#"
+[dag]
+id = "held"
+max_active_tasks = 1
+[[task]]
+id = "a"
+operator = "shell"
+command = "sleep 0.2"
+[[task]]
+id = "b"
+operator = "shell"
+command = "sleep 0.2"
+[[task]]
+id = "c"
+operator = "noop"
+upstream = ["a", "b"]
+trigger_rule = "one_success"
+"#,
+    )
+    .unwrap();
+    let out = support::serve::cli(dir.path())
+        .env("RUST_LOG", "info")
+        .args(["run", "held"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let moves: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("Task state changed"))
+        .collect();
+    assert!(
+        !moves.iter().any(|line| line.contains(" to=queued")),
+        "no move to queued alone: {moves:#?}"
+    );
+    for task in ["a", "b", "c"] {
+        let starts: Vec<_> = moves
+            .iter()
+            .filter(|line| {
+                line.contains(&format!("task_id={task} ")) && line.contains("to=running")
+            })
+            .collect();
+        assert_eq!(starts.len(), 1, "{task} started once: {moves:#?}");
+        assert!(
+            starts[0].contains("from=scheduled via=queued to=running"),
+            "{task}: {moves:#?}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("Try 1 of 1 of held.c").count(),
+        1,
+        "{stdout}"
+    );
+    let tis = support::task_instances_of_only_run(dir.path(), "held").await;
+    for ti in &tis {
+        assert_eq!((ti.state, ti.try_number), (TiState::Success, 1), "{ti:?}");
+    }
+}

@@ -83,12 +83,15 @@ async fn a_pool_of_two_runs_two_at_a_time_highest_priority_first(dir: &Path, db:
                     .or_insert(start);
             }
         }
-        // A queued task's row on the run page says why it waits.
-        if let Some(queued) = tis.iter().find(|t| t.state == TiState::Queued)
+        // A waiting task's row on the run page says why it waits (`scheduled` until its
+        // slots are taken when `serve` runs it, `queued` for a worker).
+        if let Some(waiting) = tis
+            .iter()
+            .find(|t| matches!(t.state, TiState::Scheduled | TiState::Queued))
             && !reason_seen
         {
             let page = serve
-                .get(&format!("/dags/{}/runs/{}", queued.dag_id, queued.run_id))
+                .get(&format!("/dags/{}/runs/{}", waiting.dag_id, waiting.run_id))
                 .unwrap_or_default();
             reason_seen = page.contains("waiting for pool etl: 2 of 2 slots used");
         }
@@ -100,7 +103,7 @@ async fn a_pool_of_two_runs_two_at_a_time_highest_priority_first(dir: &Path, db:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(most_at_once, 2, "a pool of 2 runs 2 at a time, no more");
-    assert!(reason_seen, "the run page said why queued tasks waited");
+    assert!(reason_seen, "the run page said why waiting tasks waited");
     let runs = store.list_runs(&RunFilter::default()).await.unwrap();
     let p1 = runs.iter().find(|r| r.dag_id == "p1").unwrap();
     let tis_of = |pool: &str| {

@@ -167,8 +167,8 @@ pub struct TaskInstanceView {
     pub pool: String,
     pub pool_slots: u32,
     pub priority_weight: i32,
-    /// Why a queued instance has not started: a full pool ("waiting for pool etl: 2 of 2
-    /// slots used").
+    /// Why an instance that may start has not: a full pool ("waiting for pool etl: 2 of 2
+    /// slots used"), or its DAG's `max_active_tasks`.
     pub waiting_for: Option<String>,
     pub error: Option<String>,
     /// The result summary (what downstream templates see as `upstream.<task>`).
