@@ -40,7 +40,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     );
     let mut new = new_manual_run(&dag, conf, Some(executor.owner().to_owned()));
     new.dag_version_number = Some(orchestrator::scheduler::dag_version(&store, &dag).await?);
-    let Some(run) = store.create_run(&new, &dag.new_task_instances()).await? else {
+    let tasks = dag.new_task_instances();
+    let Some(run) = store.create_run(&new, &tasks).await? else {
         anyhow::bail!("a run {} of {} already exists", new.run_id, dag.id);
     };
     println!("Running {} ({})", dag.id, run.run_id);
@@ -57,7 +58,9 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             exec.shut_down();
         }
     });
-    let outcome = executor.drive_run(dag.clone(), run.clone()).await?;
+    let outcome = executor
+        .drive_created_run(dag.clone(), run.clone(), tasks)
+        .await?;
     printer.abort();
     print_task_instances(&store, &run.key(), Some(&dag)).await?;
     Ok(match outcome {

@@ -18,7 +18,9 @@ use super::{
 };
 use crate::{
     dag::{Dag, TaskSpec, TemplateContext},
-    store::{DagRunRow, RunState, StoreError, StoreEvent, TaskInstanceRow, TiState},
+    store::{
+        DagRunRow, NewTaskInstance, RunState, StoreError, StoreEvent, TaskInstanceRow, TiState,
+    },
 };
 
 /// How a drive ended.
@@ -44,6 +46,27 @@ impl Executor {
         dag: Arc<Dag>,
         run: DagRunRow,
     ) -> Result<RunOutcome, ExecutorError> {
+        self.drive_run_of(dag, run, None).await
+    }
+
+    /// [`Executor::drive_run`] of a run this process has just created for itself with the
+    /// task instances `created`: their rows are known without reading them back (a
+    /// 20,000-task run read them in ~45 ms).
+    pub async fn drive_created_run(
+        &self,
+        dag: Arc<Dag>,
+        run: DagRunRow,
+        created: Vec<NewTaskInstance>,
+    ) -> Result<RunOutcome, ExecutorError> {
+        self.drive_run_of(dag, run, Some(created)).await
+    }
+
+    async fn drive_run_of(
+        &self,
+        dag: Arc<Dag>,
+        run: DagRunRow,
+        created: Option<Vec<NewTaskInstance>>,
+    ) -> Result<RunOutcome, ExecutorError> {
         let key = run.key();
         let stop = self.inner.shutdown.child_token();
         self.inner
@@ -52,7 +75,7 @@ impl Executor {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), stop.clone());
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, "Run started");
-        let outcome = self.drive(&dag, &run, &stop).await;
+        let outcome = self.drive(&dag, &run, &stop, created).await;
         self.inner
             .active_runs
             .lock()
@@ -67,12 +90,13 @@ impl Executor {
         dag: &Arc<Dag>,
         run: &DagRunRow,
         stop: &CancellationToken,
+        created: Option<Vec<NewTaskInstance>>,
     ) -> Result<RunOutcome, ExecutorError> {
         // Tries left to the queue come back as store events: subscribed before reading the
         // rows, so no move of a worker falls between the two. Tries run here report back
         // directly, so an in-process drive hears nothing else.
         let mut events = (self.dispatch() == Dispatch::Queue).then(|| self.store().subscribe());
-        let mut drive = RunDrive::start(self, dag, run, stop).await?;
+        let mut drive = RunDrive::start(self, dag, run, stop, created).await?;
         loop {
             if self.is_shutting_down() && self.dispatch() == Dispatch::Queue {
                 return Ok(RunOutcome::Interrupted);
@@ -158,22 +182,32 @@ struct RunDrive<'a> {
 }
 
 impl<'a> RunDrive<'a> {
-    /// Reads the run's task instances and starts again what was under way.
+    /// Takes the run's task instances (read, unless `created` says what they are) and starts
+    /// again what was under way.
     async fn start(
         executor: &'a Executor,
         dag: &'a Arc<Dag>,
         run: &'a DagRunRow,
         stop: &'a CancellationToken,
+        created: Option<Vec<NewTaskInstance>>,
     ) -> Result<Self, ExecutorError> {
-        // Each row goes into the table as it arrives (a list of 20,000 rows first held
-        // 10 MB more at once).
         let mut tis = TaskInstances::default();
-        executor
-            .store()
-            .for_each_task_instance(&run.dag_id, &run.run_id, |ti| {
-                tis.insert(ti.task_id.clone(), Box::new(ti));
-            })
-            .await?;
+        if let Some(created) = created {
+            tis.reserve(created.len());
+            for new in created {
+                let row = new.into_row(run);
+                tis.insert(row.task_id.clone(), Box::new(row));
+            }
+        } else {
+            // Each row goes into the table as it arrives (a list of 20,000 rows first held
+            // 10 MB more at once).
+            executor
+                .store()
+                .for_each_task_instance(&run.dag_id, &run.run_id, |ti| {
+                    tis.insert(ti.task_id.clone(), Box::new(ti));
+                })
+                .await?;
+        }
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut drive = Self {
             base: Arc::new(TemplateContext::for_dag_run(dag, run)),

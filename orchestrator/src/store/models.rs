@@ -157,11 +157,35 @@ pub struct NewTaskInstance {
     pub priority_weight: i32,
 }
 
+impl NewTaskInstance {
+    /// Its row as [`super::Store::create_run`] writes it into the run `run`.
+    pub fn into_row(self, run: &DagRunRow) -> TaskInstanceRow {
+        TaskInstanceRow {
+            dag_id: run.dag_id.clone(),
+            run_id: run.run_id.clone(),
+            task_id: self.task_id,
+            state: TiState::Scheduled,
+            try_number: 0,
+            max_tries: self.max_tries,
+            start: None,
+            end: None,
+            duration_ms: None,
+            hostname: None,
+            pid: None,
+            next_retry_at: None,
+            result: None,
+            error: None,
+            queue: self.queue,
+            claimed_by: None,
+        }
+    }
+}
+
 /// The pool of tasks that name none (Airflow's name and default size).
 pub const DEFAULT_POOL: &str = "default_pool";
 
 /// A task instance as stored: one task in one DAG run, across its tries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskInstanceRow {
     pub dag_id: String,
     pub run_id: String,

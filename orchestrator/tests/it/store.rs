@@ -61,8 +61,8 @@ async fn latest_runs_of_dags_on_postgres() {
     latest_runs_of_dags_takes_the_newest_of_each(support::postgres().await).await;
 }
 
-/// A group commit of more moves than one statement writes, and one of a few moves: every
-/// move lands with its fields; a batch with one move whose state or fence no longer holds
+/// A new run's rows are as a driver takes them without reading them. A group commit of more
+/// moves than one statement writes, and one of a few moves: every move lands with its fields; a batch with one move whose state or fence no longer holds
 /// writes nothing at all.
 async fn group_commits_write_all_or_nothing(store: Store) {
     use orchestrator::store::{Fence, NewTaskInstance, StoreError, TiChange, TiState};
@@ -80,14 +80,20 @@ async fn group_commits_write_all_or_nothing(store: Store) {
     let tasks: Vec<NewTaskInstance> = (0..300)
         .map(|i| NewTaskInstance {
             task_id: format!("t{i}"),
-            max_tries: 1,
+            max_tries: 1 + i % 3,
             pool: "default_pool".into(),
             pool_slots: 1,
             priority_weight: 1,
-            queue: "default".into(),
+            queue: if i % 2 == 0 { "default" } else { "etl" }.into(),
         })
         .collect();
-    store.create_run(&new, &tasks).await.unwrap().unwrap();
+    let run = store.create_run(&new, &tasks).await.unwrap().unwrap();
+    // The rows that the driver of a run it created takes without reading them back are the
+    // rows written.
+    let mut written = store.task_instances(&dag_id, &new.run_id).await.unwrap();
+    written.sort_by_key(|ti| ti.task_id[1..].parse::<u32>().unwrap());
+    let known: Vec<_> = tasks.iter().map(|t| t.clone().into_row(&run)).collect();
+    assert_eq!(written, known);
     let rows_in = |state: TiState| {
         let store = store.clone();
         let (dag_id, run_id) = (dag_id.clone(), new.run_id.clone());
