@@ -88,7 +88,9 @@ pub(super) async fn insert_run(
     Ok(true)
 }
 
-/// The most task instances one INSERT statement writes (10 parameters each).
+/// The most task instances one INSERT statement writes (9 parameters each). 256 created a
+/// 20,000-task run in 63 ms instead of 72, but each connection prepares the longer text
+/// once: a fresh process's 500-task run took 4.95 ms to create instead of 3.85.
 const INSTANCES_PER_STATEMENT: usize = 64;
 
 /// `INSERT ... SELECT FROM (VALUES ...)` of new task instances; rows with an empty DAG id are
