@@ -61,6 +61,7 @@ impl Executor {
         self.drive_run_of(dag, run, Some(created)).await
     }
 
+    /// Drives the run, listed among this process's active runs meanwhile.
     async fn drive_run_of(
         &self,
         dag: Arc<Dag>,
@@ -306,8 +307,9 @@ impl<'a> RunDrive<'a> {
     }
 
     /// Writes decided moves together (the state writer commits them in one transaction) and
-    /// starts the queued ones. Their downstreams were marked when decided (skips cascade in
-    /// the same pass).
+    /// starts the queued ones; tries run here that cannot start at once wait in this drive's
+    /// line with their rows left `scheduled`. Their downstreams were marked when decided
+    /// (skips cascade in the same pass).
     async fn write_released(
         &mut self,
         mut changes: Vec<(TaskInstanceRow, TiState)>,

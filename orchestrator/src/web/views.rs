@@ -340,3 +340,102 @@ fn pool_wait(ti: &TaskInstanceView, pools: &[crate::store::PoolRow]) -> Option<S
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PoolRow;
+
+    fn row(task_id: &str, state: TiState) -> TaskInstanceRow {
+        TaskInstanceRow {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            task_id: task_id.into(),
+            state,
+            try_number: 0,
+            max_tries: 1,
+            start: None,
+            end: None,
+            duration_ms: None,
+            hostname: None,
+            pid: None,
+            next_retry_at: None,
+            result: None,
+            error: None,
+            queue: "default".into(),
+            claimed_by: None,
+        }
+    }
+
+    fn pool(name: &str, slots: i64, running_slots: i64) -> PoolRow {
+        PoolRow {
+            name: name.into(),
+            slots,
+            description: String::new(),
+            running_slots,
+            queued_slots: 0,
+        }
+    }
+
+    /// Each task's reason, by task id.
+    fn waits(
+        dag_source: &str,
+        rows: Vec<TaskInstanceRow>,
+        pools: &[PoolRow],
+    ) -> HashMap<String, Option<String>> {
+        let dag = crate::dag::parse_dag_file(std::path::Path::new("d.toml"), dag_source).unwrap();
+        let mut tis = ordered_task_instances(rows, Some(&dag), Utc::now());
+        explain_waits(&mut tis, Some(&dag), pools);
+        tis.into_iter()
+            .map(|ti| (ti.task_id, ti.waiting_for))
+            .collect()
+    }
+
+    /// A scheduled task whose upstreams let it run says what it waits for; one still waiting
+    /// for its upstreams says nothing.
+    #[test]
+    fn a_ready_scheduled_task_says_which_slot_it_waits_for() {
+        let source = r#"
+[dag]
+id = "d"
+max_active_tasks = 1
+[[task]]
+id = "a"
+operator = "noop"
+[[task]]
+id = "b"
+operator = "noop"
+[[task]]
+id = "c"
+operator = "noop"
+upstream = ["a"]
+[[task]]
+id = "e"
+operator = "noop"
+pool = "etl"
+"#;
+        let rows = vec![
+            row("a", TiState::Running),
+            row("b", TiState::Scheduled),
+            row("c", TiState::Scheduled),
+            row("e", TiState::Scheduled),
+        ];
+        let found = waits(
+            source,
+            rows,
+            &[pool("default_pool", 128, 1), pool("etl", 2, 2)],
+        );
+        let expected = [
+            ("a", None),
+            (
+                "b",
+                Some("waiting for a slot: 1 running, max_active_tasks is 1"),
+            ),
+            ("c", None),
+            ("e", Some("waiting for pool etl: 2 of 2 slots used")),
+        ];
+        for (task, reason) in expected {
+            assert_eq!(found[task].as_deref(), reason, "{task}: {found:?}");
+        }
+    }
+}
