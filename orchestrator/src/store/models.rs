@@ -160,24 +160,13 @@ pub struct NewTaskInstance {
 impl NewTaskInstance {
     /// Its row as [`super::Store::create_run`] writes it into the run `run`.
     pub fn into_row(self, run: &DagRunRow) -> TaskInstanceRow {
-        TaskInstanceRow {
-            dag_id: run.dag_id.clone(),
-            run_id: run.run_id.clone(),
-            task_id: self.task_id,
-            state: TiState::Scheduled,
-            try_number: 0,
-            max_tries: self.max_tries,
-            start: None,
-            end: None,
-            duration_ms: None,
-            hostname: None,
-            pid: None,
-            next_retry_at: None,
-            result: None,
-            error: None,
-            queue: self.queue,
-            claimed_by: None,
-        }
+        TaskInstanceRow::scheduled(
+            run.dag_id.clone(),
+            run.run_id.clone(),
+            self.task_id,
+            self.max_tries,
+            self.queue,
+        )
     }
 }
 
@@ -211,6 +200,34 @@ pub struct TaskInstanceRow {
 }
 
 impl TaskInstanceRow {
+    /// A task instance before its first try.
+    pub fn scheduled(
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        max_tries: u32,
+        queue: String,
+    ) -> Self {
+        Self {
+            dag_id,
+            run_id,
+            task_id,
+            state: TiState::Scheduled,
+            try_number: 0,
+            max_tries,
+            start: None,
+            end: None,
+            duration_ms: None,
+            hostname: None,
+            pid: None,
+            next_retry_at: None,
+            result: None,
+            error: None,
+            queue,
+            claimed_by: None,
+        }
+    }
+
     pub fn key(&self) -> TaskKey {
         TaskKey {
             dag_id: self.dag_id.clone(),

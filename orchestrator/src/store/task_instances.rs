@@ -597,25 +597,15 @@ fn bound_moves<'q>(
 }
 
 /// A row that no task instance matches (empty ids), to pad a bulk statement.
-static PADDING: std::sync::LazyLock<TaskInstanceRow> =
-    std::sync::LazyLock::new(|| TaskInstanceRow {
-        dag_id: String::new(),
-        run_id: String::new(),
-        task_id: String::new(),
-        state: TiState::Scheduled,
-        try_number: 0,
-        max_tries: 0,
-        start: None,
-        end: None,
-        duration_ms: None,
-        hostname: None,
-        pid: None,
-        next_retry_at: None,
-        result: None,
-        error: None,
-        queue: String::new(),
-        claimed_by: None,
-    });
+static PADDING: std::sync::LazyLock<TaskInstanceRow> = std::sync::LazyLock::new(|| {
+    TaskInstanceRow::scheduled(
+        String::new(),
+        String::new(),
+        String::new(),
+        0,
+        String::new(),
+    )
+});
 
 /// The fence's kind and value as the bulk statement compares them.
 fn fence_values<'a>(fence: Fence<'a>) -> (&'static str, &'a str) {

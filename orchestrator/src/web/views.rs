@@ -347,24 +347,10 @@ mod tests {
     use crate::store::PoolRow;
 
     fn row(task_id: &str, state: TiState) -> TaskInstanceRow {
-        TaskInstanceRow {
-            dag_id: "d".into(),
-            run_id: "r".into(),
-            task_id: task_id.into(),
-            state,
-            try_number: 0,
-            max_tries: 1,
-            start: None,
-            end: None,
-            duration_ms: None,
-            hostname: None,
-            pid: None,
-            next_retry_at: None,
-            result: None,
-            error: None,
-            queue: "default".into(),
-            claimed_by: None,
-        }
+        let mut row =
+            TaskInstanceRow::scheduled("d".into(), "r".into(), task_id.into(), 1, "default".into());
+        row.state = state;
+        row
     }
 
     fn pool(name: &str, slots: i64, running_slots: i64) -> PoolRow {
