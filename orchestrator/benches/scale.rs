@@ -495,7 +495,14 @@ async fn worker_failover(admin: &str, timeouts: &[&str]) -> anyhow::Result<()> {
         let source = "[dag]\nid = \"bench\"\n[[task]]\nid = \"long\"\noperator = \"shell\"\nretries = 1\nretry_delay = \"0s\"\ncommand = \"sleep 600\"\n";
         let mut cluster = Cluster::new(Backend::Postgres(admin), source).await?;
         cluster.serve("serve", false, &[("UPDRAFT_WORKER_TIMEOUT", timeout)])?;
-        let first = cluster.worker("first", 4, &[])?;
+        // Heartbeats well within the timeout: at the default 3 s, a live worker was declared
+        // lost under a 2 s timeout and its try retried before the kill (a CI failure).
+        let heartbeat = format!(
+            "{}ms",
+            (humantime::parse_duration(timeout)? / 4).as_millis()
+        );
+        let beat = [("UPDRAFT_HEARTBEAT", heartbeat.as_str())];
+        let first = cluster.worker("first", 4, &beat)?;
         cluster.wait_for_workers(1).await?;
         let source_dag = parse_dag(source)?;
         let new = new_manual_run(&source_dag, Default::default(), None);
@@ -517,8 +524,12 @@ async fn worker_failover(admin: &str, timeouts: &[&str]) -> anyhow::Result<()> {
             }
         };
         wait_for("the first try", Duration::from_secs(60), || running(1)).await?;
-        cluster.worker("second", 4, &[])?;
+        cluster.worker("second", 4, &beat)?;
         cluster.wait_for_workers(2).await?;
+        ensure!(
+            running(1).await,
+            "the first try ended before its worker was killed"
+        );
         let killed = Instant::now();
         cluster.kill(first)?;
         wait_for("the retry elsewhere", Duration::from_secs(120), || {
