@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Decision, Dispatch, Executor, ExecutorError, begin_try, decide,
+    Decision, Dispatch, Executor, ExecutorError, begin_try, decide_for,
     pending::PendingDecisions,
     remote::RemoteTries,
     runner::{Runner, RunnerDone},
@@ -328,12 +328,12 @@ impl<'a> RunDrive<'a> {
         }
         let held = self.take_held(&mut changes);
         let executor = self.executor;
-        let written = futures::future::join_all(changes.iter_mut().map(|(ti, next)| {
-            // A start decided here passes through queued in the same write.
-            let via = (ti.state == TiState::Scheduled && *next == TiState::Running)
-                .then_some(TiState::Queued);
-            executor.transition_via(ti, via, *next)
-        }))
+        // A start decided here passes through queued in the same write.
+        let written = futures::future::join_all(
+            changes
+                .iter_mut()
+                .map(|(ti, next)| executor.transition(ti, *next)),
+        )
         .await;
         let written = written.into_iter().collect::<Result<Vec<()>, _>>();
         for start in start_written {
@@ -446,12 +446,7 @@ impl<'a> RunDrive<'a> {
         else {
             return;
         };
-        let upstream: Vec<TiState> = spec
-            .upstream
-            .iter()
-            .filter_map(|id| self.tis.get(id).map(|t| t.state))
-            .collect();
-        let next = match decide(spec.trigger_rule, &upstream) {
+        let next = match decide_for(spec, |id| self.tis.get(id).map(|t| t.state)) {
             Decision::Wait => return,
             Decision::Run => TiState::Queued,
             Decision::Skip => TiState::Skipped,

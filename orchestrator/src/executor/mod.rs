@@ -25,7 +25,7 @@ pub use backoff::{retry_delay, stream_restart_delay};
 pub use driver::RunOutcome;
 pub use live_metrics::LiveMetrics;
 pub use runner::build_operator;
-pub use trigger_rule::{Decision, decide};
+pub use trigger_rule::{Decision, decide_for};
 pub use zombies::{is_owner_alive, recover_lost_workers, recover_zombies};
 
 use self::writer::StateWriter;
@@ -231,8 +231,17 @@ impl Executor {
     /// Moves a task instance through the store's state machine (which checks the edge, writes
     /// it fenced by this process's hold on the run or the try, and logs it), in a group commit
     /// with the moves made at the same moment; `ti` keeps its old state if the move fails.
+    /// A start from `scheduled` passes through `queued` in the same write (both edges are
+    /// checked and logged): a try whose slots are taken at once is never queued alone.
     async fn transition(&self, ti: &mut TaskInstanceRow, to: TiState) -> Result<(), ExecutorError> {
-        self.transition_via(ti, None, to).await
+        let from = ti.state;
+        let via = (from == TiState::Scheduled && to == TiState::Running).then_some(TiState::Queued);
+        self.set_state(ti, to);
+        if let Err(error) = self.inner.writer.save(ti.clone(), from, via).await {
+            ti.state = from;
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// Moves the row in memory: its state, and its claim by this executor when it starts
@@ -242,23 +251,6 @@ impl Executor {
         if to == TiState::Running {
             ti.claimed_by = Some(self.inner.owner.clone());
         }
-    }
-
-    /// [`Executor::transition`] through the state `via` in the same write (both edges are
-    /// checked and logged).
-    async fn transition_via(
-        &self,
-        ti: &mut TaskInstanceRow,
-        via: Option<TiState>,
-        to: TiState,
-    ) -> Result<(), ExecutorError> {
-        let from = ti.state;
-        self.set_state(ti, to);
-        if let Err(error) = self.inner.writer.save(ti.clone(), from, via).await {
-            ti.state = from;
-            return Err(error.into());
-        }
-        Ok(())
     }
 }
 

@@ -332,9 +332,7 @@ impl Runner {
             let try_number = ti.try_number;
             async move { self.open_log(&key, try_number).await }
         };
-        let via = (ti.state == TiState::Scheduled).then_some(TiState::Queued);
-        let (running, log) =
-            tokio::join!(self.executor.transition_via(ti, via, TiState::Running), log);
+        let (running, log) = tokio::join!(self.executor.transition(ti, TiState::Running), log);
         running?;
         self.go_on_started(ti, started, log).await
     }

@@ -1,6 +1,9 @@
 //! Whether a waiting task may start, given its upstreams' states (Airflow's trigger rules).
 
-use crate::{dag::TriggerRule, store::TiState};
+use crate::{
+    dag::{TaskSpec, TriggerRule},
+    store::TiState,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -11,7 +14,14 @@ pub enum Decision {
     UpstreamFailed,
 }
 
-pub fn decide(rule: TriggerRule, upstream: &[TiState]) -> Decision {
+/// What `spec`'s trigger rule decides on the states of its upstreams (`state_of` an
+/// upstream's id; one without a state is left out).
+pub fn decide_for(spec: &TaskSpec, state_of: impl Fn(&str) -> Option<TiState>) -> Decision {
+    let upstream: Vec<TiState> = spec.upstream.iter().filter_map(|id| state_of(id)).collect();
+    decide(spec.trigger_rule, &upstream)
+}
+
+fn decide(rule: TriggerRule, upstream: &[TiState]) -> Decision {
     use TiState::*;
     let count = |wanted: &[TiState]| upstream.iter().filter(|s| wanted.contains(s)).count();
     let all_done = upstream.iter().all(|s| s.is_finished());

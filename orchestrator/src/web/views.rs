@@ -315,15 +315,10 @@ pub fn explain_waits(
 
 /// Whether the trigger rule of `task_id` lets it run on its upstreams' states.
 fn may_start(dag: &Dag, task_id: &str, states: &HashMap<&str, TiState>) -> bool {
-    let Some(spec) = dag.task(task_id) else {
-        return false;
-    };
-    let upstream: Vec<TiState> = spec
-        .upstream
-        .iter()
-        .filter_map(|id| states.get(id.as_str()).copied())
-        .collect();
-    crate::executor::decide(spec.trigger_rule, &upstream) == crate::executor::Decision::Run
+    dag.task(task_id).is_some_and(|spec| {
+        crate::executor::decide_for(spec, |id| states.get(id).copied())
+            == crate::executor::Decision::Run
+    })
 }
 
 /// Why an instance waits for its pool: the pool is full, or does not exist.
