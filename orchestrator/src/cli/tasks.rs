@@ -7,7 +7,7 @@ use orchestrator::{
     audit, commands,
     dag::TemplateContext,
     executor::build_operator,
-    logs::{LogSource, TryLogKey, try_log_path},
+    logs::{LogSource, TryLogKey, try_log_to_read},
     scheduler::parse_conf,
     store::{TaskKey, TiState},
 };
@@ -127,13 +127,13 @@ async fn logs(
         .await?
         .with_context(|| format!("no task instance {dag_id}.{task_id} in run {run_id:?}: see `orchestrator runs show {run_id}`"))?;
     let try_number = try_number.unwrap_or(ti.try_number.max(1));
-    let path = try_log_path(&global.logs_folder, dag_id, run_id, task_id, try_number);
     let key = TryLogKey {
         dag_id: dag_id.into(),
         run_id: run_id.into(),
         task_id: task_id.into(),
         try_number,
     };
+    let path = try_log_to_read(&global.logs_folder, &key);
     // This machine's file, or the chunks shipped by the worker that ran the try.
     let source = LogSource::locate(path.clone(), &store, &key);
     let mut offset = 0u64;

@@ -1,4 +1,4 @@
-//! Task logs: one file per try at `<root>/<dag>/<run>/<task>/<try>.log`, written line by line,
+//! Task logs: one file per try at `<root>/<dag>/<run>/<task>.<try>.log`, written line by line,
 //! and a live feed of new lines for followers (the CLI's `run`, the UI's log tail), with a
 //! notice when a try's log is closed for good.
 
@@ -95,10 +95,6 @@ impl LogHub {
         &self.root
     }
 
-    pub fn path(&self, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
-        try_log_path(&self.root, dag_id, run_id, task_id, try_number)
-    }
-
     /// Creates (or appends to) the log file of one try.
     pub async fn open_try(
         &self,
@@ -107,7 +103,7 @@ impl LogHub {
         task_id: &str,
         try_number: u32,
     ) -> std::io::Result<TryLog> {
-        let path = self.path(dag_id, run_id, task_id, try_number);
+        let path = try_log_path(&self.root, dag_id, run_id, task_id, try_number);
         let (file, length) = self.files.open(path).await?;
         let shipper = self.ship_to.as_ref().map(|hub| {
             let key = TryLogKey {
@@ -148,6 +144,8 @@ impl LogHub {
     }
 }
 
+/// Where a try's log is written: `<root>/<dag>/<run>/<task>.<try>.log`. The run's tries share
+/// its folder: a folder per task cost the file system more than the try's file (BENCHMARKS.md).
 pub fn try_log_path(
     root: &Path,
     dag_id: &str,
@@ -157,8 +155,22 @@ pub fn try_log_path(
 ) -> PathBuf {
     root.join(dag_id)
         .join(run_id)
-        .join(task_id)
-        .join(format!("{try_number}.log"))
+        .join(format!("{task_id}.{try_number}.log"))
+}
+
+/// Where a try's log is read: its file, or the one releases before 2026-12-07 wrote
+/// (`<root>/<dag>/<run>/<task>/<try>.log`) when only that one exists.
+pub fn try_log_to_read(root: &Path, key: &TryLogKey) -> PathBuf {
+    let path = try_log_path(root, &key.dag_id, &key.run_id, &key.task_id, key.try_number);
+    if path.exists() {
+        return path;
+    }
+    let earlier = root
+        .join(&*key.dag_id)
+        .join(&*key.run_id)
+        .join(&*key.task_id)
+        .join(format!("{}.log", key.try_number));
+    if earlier.exists() { earlier } else { path }
 }
 
 /// The log of one try: each line goes to the file (through the log thread) and, when
@@ -254,7 +266,7 @@ mod tests {
         log.line("hello");
         log.line("world");
         log.finish().await;
-        let text = std::fs::read_to_string(root.path().join("d/manual__1/t/2.log")).unwrap();
+        let text = std::fs::read_to_string(root.path().join("d/manual__1/t.2.log")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(
@@ -264,6 +276,27 @@ mod tests {
         let first = live.recv().await.unwrap();
         assert_eq!((&*first.task_id, first.try_number), ("t", 2));
         assert!(first.text.ends_with("hello"));
+    }
+
+    #[test]
+    fn a_log_in_the_earlier_layout_is_still_read() {
+        let root = tempfile::tempdir().unwrap();
+        let key = TryLogKey {
+            dag_id: "d".into(),
+            run_id: "manual__1".into(),
+            task_id: "t".into(),
+            try_number: 3,
+        };
+        let written = root.path().join("d/manual__1/t.3.log");
+        assert_eq!(try_log_path(root.path(), "d", "manual__1", "t", 3), written);
+        // Neither exists yet: a follower waits on the file a try would write.
+        assert_eq!(try_log_to_read(root.path(), &key), written);
+        let earlier = root.path().join("d/manual__1/t/3.log");
+        std::fs::create_dir_all(earlier.parent().unwrap()).unwrap();
+        std::fs::write(&earlier, "written before the layout changed\n").unwrap();
+        assert_eq!(try_log_to_read(root.path(), &key), earlier);
+        std::fs::write(&written, "").unwrap();
+        assert_eq!(try_log_to_read(root.path(), &key), written);
     }
 
     #[tokio::test]
@@ -278,7 +311,7 @@ mod tests {
         let log = hub.open_try("e", "manual__1", "t", 1).await.unwrap();
         log.line("after");
         log.finish().await;
-        let text = std::fs::read_to_string(root.path().join("e/manual__1/t/1.log")).unwrap();
+        let text = std::fs::read_to_string(root.path().join("e/manual__1/t.1.log")).unwrap();
         assert!(text.ends_with(" after\n"), "{text:?}");
     }
 
@@ -290,7 +323,7 @@ mod tests {
         let log = hub.open_try("d", "manual__1", "t", 1).await.unwrap();
         log.line("DATABASE_URL=postgres://app:s3cret-pw@db/updraft");
         log.finish().await;
-        let text = std::fs::read_to_string(root.path().join("d/manual__1/t/1.log")).unwrap();
+        let text = std::fs::read_to_string(root.path().join("d/manual__1/t.1.log")).unwrap();
         assert!(
             text.ends_with(" DATABASE_URL=postgres://app:***@db/updraft\n"),
             "{text:?}"
@@ -306,7 +339,7 @@ mod tests {
         let log = hub.open_try("d", "manual__1", "t", 1).await.unwrap();
         let held = hub.files.hold(root.path());
         log.line("hello");
-        let file = root.path().join("d/manual__1/t/1.log");
+        let file = root.path().join("d/manual__1/t.1.log");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
         assert!(
             live.try_recv().is_err(),

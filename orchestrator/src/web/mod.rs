@@ -149,11 +149,6 @@ impl WebBackend {
         })
     }
 
-    fn log_path(&self, key: &TryLogKey) -> std::path::PathBuf {
-        self.logs
-            .path(&key.dag_id, &key.run_id, &key.task_id, key.try_number)
-    }
-
     /// Who holds the scheduler lease (`host:pid`); None on SQLite, where there is none.
     async fn lease_holder(&self) -> Result<Option<String>, crate::store::StoreError> {
         if !self.store.is_shared() {
@@ -168,7 +163,11 @@ impl WebBackend {
 
     /// The try's file here, else the chunks its worker shipped.
     pub(super) fn log_source(&self, key: &TryLogKey) -> LogSource {
-        LogSource::locate(self.log_path(key), &self.store, key)
+        LogSource::locate(
+            crate::logs::try_log_to_read(self.logs.root(), key),
+            &self.store,
+            key,
+        )
     }
 
     /// A file holding the shipped log of a try run elsewhere, for its raw download (written

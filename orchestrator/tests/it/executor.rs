@@ -83,10 +83,10 @@ command = "echo first is {{{{ 'visible' if upstream['first'] is defined else 'hi
         "conf overrides params and results flow downstream"
     );
     let log =
-        std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("second/1.log")).unwrap();
+        std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("second.1.log")).unwrap();
     assert!(log.contains("got: hello conf"), "{log}");
     let third =
-        std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("third/1.log")).unwrap();
+        std::fs::read_to_string(logs.path().join(&id).join(&run_id).join("third.1.log")).unwrap();
     assert!(
         third.contains("first is hidden, second is visible"),
         "a template reads its upstreams' results only (the loader refuses `upstream.first` here; a subscript gets past it and finds nothing): {third}"

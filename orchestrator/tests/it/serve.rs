@@ -132,7 +132,7 @@ fn known_secrets_are_masked_in_task_logs() {
     );
     let runs = dir.path().join("logs/leak");
     let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
-    let log = std::fs::read_to_string(run.path().join("say/1.log")).unwrap();
+    let log = std::fs::read_to_string(run.path().join("say.1.log")).unwrap();
     for text in [&printed, &log] {
         assert!(text.contains("sink postgres://app:***@db/x"), "{text}");
         assert!(text.contains("admin ***"), "{text}");
@@ -168,7 +168,7 @@ env = { API_TOKEN = "task-token-value", REGION = "eu-west-1" }
     );
     let runs = dir.path().join("logs/own");
     let run = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap();
-    let log = std::fs::read_to_string(run.path().join("say/1.log")).unwrap();
+    let log = std::fs::read_to_string(run.path().join("say.1.log")).unwrap();
     for text in [&printed, &log] {
         assert!(text.contains("token ***"), "{text}");
         // Passed through (not empty), and masked for its name.
@@ -209,7 +209,7 @@ fn a_cut_log_line_says_its_whole_length() {
         .unwrap()
         .unwrap();
     let run_id = run.file_name().into_string().unwrap();
-    let log = std::fs::read_to_string(run.path().join("say/1.log")).unwrap();
+    let log = std::fs::read_to_string(run.path().join("say.1.log")).unwrap();
     let done = log.find("Z done\n").expect("the line after the long one");
     let done_line = log[..done].rfind('\n').unwrap() + 1;
     let long_line = log[..done_line - 1].rfind('\n').unwrap() + 1;
@@ -267,7 +267,7 @@ fn a_run_keeps_the_dag_version_it_was_created_with() {
         runs.matches(" success ").count() == 2
     });
     let log =
-        std::fs::read_to_string(dir.path().join(format!("logs/ver/{run_id}/say/1.log"))).unwrap();
+        std::fs::read_to_string(dir.path().join(format!("logs/ver/{run_id}/say.1.log"))).unwrap();
     assert!(
         log.contains("said first") && !log.contains("said second"),
         "the first run ran its own version's task: {log}"
