@@ -173,11 +173,19 @@ struct Announce {
 
 impl OpenFile {
     fn open(path: PathBuf) -> io::Result<(Self, u64)> {
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)?;
-        }
-        // A new try's file is new: its length is known without asking.
-        let (file, length) = match OpenOptions::new().create_new(true).append(true).open(&path) {
+        // A new try's file is new: its length is known without asking. Its run's folder is
+        // made by its first try (asking for it on every try cost two more system calls).
+        let create = || OpenOptions::new().create_new(true).append(true).open(&path);
+        let created = match create() {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                if let Some(folder) = path.parent() {
+                    std::fs::create_dir_all(folder)?;
+                }
+                create()
+            }
+            created => created,
+        };
+        let (file, length) = match created {
             Ok(file) => (file, 0),
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                 let file = OpenOptions::new().append(true).open(&path)?;
