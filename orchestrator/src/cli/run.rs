@@ -8,7 +8,7 @@ use orchestrator::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{GlobalArgs, runs::print_task_instances};
+use super::{GlobalArgs, runs::print_ended_run};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -62,7 +62,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         .drive_created_run(dag.clone(), run.clone(), tasks)
         .await?;
     printer.abort();
-    print_task_instances(&store, &run.key(), Some(&dag)).await?;
+    print_ended_run(&store, &run.key(), &dag).await?;
     Ok(match outcome {
         RunOutcome::Finished(RunState::Success) => {
             println!("Run {} succeeded", run.run_id);

@@ -221,6 +221,26 @@ impl Store {
         .await?)
     }
 
+    /// How many of a run's task instances are in each state (the states with none left out).
+    pub async fn run_task_instance_counts(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<(TiState, i64)>> {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM task_instances WHERE dag_id = $1 AND run_id = $2 \
+             GROUP BY state ORDER BY state",
+        )
+        .bind(dag_id)
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        counts
+            .into_iter()
+            .map(|(state, n)| Ok((state.parse().map_err(corrupt)?, n)))
+            .collect()
+    }
+
     /// The task instances of several runs of one DAG.
     pub async fn task_instances_of_runs(
         &self,

@@ -371,6 +371,62 @@ async fn a_chain_starts_each_downstream_in_the_commit_of_its_upstreams_end() {
     }
 }
 
+/// `orchestrator run` ends a run of more than 100 task instances with the ones that did not
+/// succeed and the counts by state, not a row per task instance; a smaller run lists each.
+#[tokio::test]
+async fn a_big_run_ends_with_what_did_not_succeed_and_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let mut big = String::from("[dag]\nid = \"big\"\n");
+    for i in 0..120 {
+        big.push_str(&format!("[[task]]\nid = \"t{i}\"\noperator = \"noop\"\n"));
+    }
+    big.push_str("[[task]]\nid = \"bad\"\noperator = \"shell\"\ncommand = \"exit 3\"\n");
+    big.push_str("[[task]]\nid = \"after\"\noperator = \"noop\"\nupstream = [\"bad\"]\n");
+    std::fs::write(dir.path().join("dags/big.toml"), big).unwrap();
+    std::fs::write(
+        dir.path().join("dags/small.toml"),
+        "[dag]\nid = \"small\"\n[[task]]\nid = \"one\"\noperator = \"noop\"\n\
+         [[task]]\nid = \"two\"\noperator = \"noop\"\n",
+    )
+    .unwrap();
+
+    let out = support::serve::cli(dir.path())
+        .args(["run", "big"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("task_id "))
+        .collect();
+    assert_eq!(table.len(), 5, "{stdout}");
+    assert!(table[1].starts_with("after ") && table[1].contains("upstream_failed"));
+    assert!(table[2].starts_with("bad ") && table[2].contains("exit status: 3"));
+    let run_id = support::task_instances_of_only_run(dir.path(), "big").await[0]
+        .run_id
+        .clone();
+    assert_eq!(
+        table[3],
+        format!(
+            "122 task instances: 1 failed, 120 success, 1 upstream_failed. \
+             All of them: orchestrator runs show {run_id} --dag big"
+        )
+    );
+    assert_eq!(table[4], format!("Run {run_id} ended failed"));
+
+    let small = support::serve::cli_output(support::serve::cli(dir.path()).args(["run", "small"]));
+    let rows: Vec<&str> = small
+        .lines()
+        .skip_while(|line| !line.starts_with("task_id "))
+        .collect();
+    assert!(
+        rows.len() == 4 && rows[1].starts_with("one ") && rows[2].starts_with("two "),
+        "{small}"
+    );
+}
+
 /// A task that may run while its DAG's `max_active_tasks` are taken waits in its driver's line
 /// with its row left `scheduled`, as in Airflow: no write moves it to `queued` on its own,
 /// each start reads scheduled -> running via queued. One that a second upstream's end looks
