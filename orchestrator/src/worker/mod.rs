@@ -102,7 +102,13 @@ impl Worker {
             match self.registration(&shutdown).await? {
                 Ended::Stopped => return Ok(()),
                 Ended::Lost => {
-                    tracing::warn!(worker = %self.config.name, "Declared lost by the scheduler: its tries were taken over; registering again")
+                    tracing::warn!(
+                        worker = %self.config.name,
+                        heartbeat = ?self.config.heartbeat_interval,
+                        "Declared lost by the scheduler: its tries were taken over; registering again. \
+                         If this worker was alive, the scheduler's --worker-timeout is shorter than a few \
+                         of its heartbeats, or its heartbeats did not reach the database"
+                    )
                 }
             }
         }
