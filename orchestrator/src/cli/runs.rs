@@ -193,7 +193,8 @@ pub async fn print_ended_run(store: &Store, run: &RunKey, dag: &Dag) -> anyhow::
         .map(|(state, n)| format!("{n} {state}"))
         .collect();
     println!(
-        "{instances} task instances: {}. All of them: orchestrator runs show {} --dag {}",
+        "{} task instances: {}. All of them: orchestrator runs show {} --dag {}",
+        counts.iter().map(|(_, n)| n).sum::<i64>(),
         by_state.join(", "),
         run.run_id,
         run.dag_id
