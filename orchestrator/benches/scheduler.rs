@@ -324,6 +324,45 @@ fn log_file_cost(dir: &Path, tries: usize) -> anyhow::Result<Duration> {
     Ok(start.elapsed() / tries as u32)
 }
 
+/// The file system holding `dir` (the longest mount point above it), and for ext4 whether
+/// it has a journal: without one, creating a file walks the inodes freed in the last minutes,
+/// and the figure says more about what was removed before than about Updraft (BENCHMARKS.md).
+fn file_system_of(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // Each line: id parent major:minor root mount-point options... - type source options.
+    let mount = mounts
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let point = before.split(' ').nth(4)?;
+            let mut after = after.split(' ');
+            Some((point, after.next()?, after.next()?))
+        })
+        .filter(|(point, _, _)| dir.starts_with(point))
+        .max_by_key(|(point, _, _)| point.len());
+    let Some((_, kind, source)) = mount else {
+        return "file system unknown".into();
+    };
+    if kind != "ext4" {
+        return kind.to_owned();
+    }
+    let device = source.rsplit('/').next().unwrap_or(source);
+    let journaled = std::fs::read_dir("/proc/fs/jbd2").is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{device}-"))
+        })
+    });
+    if journaled {
+        "ext4".into()
+    } else {
+        "ext4 without a journal".into()
+    }
+}
+
 async fn throughput(sizes: &Sizes, logs_on: LogsOn) -> anyhow::Result<()> {
     let n = sizes.independent;
     let mut source = format!("[dag]\nid = \"wide\"\nmax_active_tasks = {n}\n");
@@ -336,7 +375,8 @@ async fn throughput(sizes: &Sizes, logs_on: LogsOn) -> anyhow::Result<()> {
         LogsOn::Disk => {
             let cost = log_file_cost(&bench.dir, 200)?;
             format!(
-                "logs on disk: a try's file costs {} us here now",
+                "logs on disk ({}): a try's file costs {} us here now",
+                file_system_of(&bench.dir),
                 cost.as_micros()
             )
         }
