@@ -144,8 +144,13 @@ impl LogHub {
     }
 }
 
+/// The longest file name ext4, XFS and btrfs take, in bytes.
+const MAX_FILE_NAME: usize = 255;
+
 /// Where a try's log is written: `<root>/<dag>/<run>/<task>.<try>.log`. The run's tries share
 /// its folder: a folder per task cost the file system more than the try's file (BENCHMARKS.md).
+/// A task id too long for that name (ids may take 250 bytes) keeps a folder of its own:
+/// `<task>/<try>.log`.
 pub fn try_log_path(
     root: &Path,
     dag_id: &str,
@@ -153,9 +158,17 @@ pub fn try_log_path(
     task_id: &str,
     try_number: u32,
 ) -> PathBuf {
-    root.join(dag_id)
-        .join(run_id)
-        .join(format!("{task_id}.{try_number}.log"))
+    let run = root.join(dag_id).join(run_id);
+    let name = format!("{task_id}.{try_number}.log");
+    if name.len() <= MAX_FILE_NAME {
+        run.join(name)
+    } else {
+        folder_per_task(&run, task_id, try_number)
+    }
+}
+
+fn folder_per_task(run: &Path, task_id: &str, try_number: u32) -> PathBuf {
+    run.join(task_id).join(format!("{try_number}.log"))
 }
 
 /// Where a try's log is read: its file, or the one releases before 2026-12-07 wrote
@@ -165,11 +178,8 @@ pub fn try_log_to_read(root: &Path, key: &TryLogKey) -> PathBuf {
     if path.exists() {
         return path;
     }
-    let earlier = root
-        .join(&*key.dag_id)
-        .join(&*key.run_id)
-        .join(&*key.task_id)
-        .join(format!("{}.log", key.try_number));
+    let run = root.join(&*key.dag_id).join(&*key.run_id);
+    let earlier = folder_per_task(&run, &key.task_id, key.try_number);
     if earlier.exists() { earlier } else { path }
 }
 
@@ -297,6 +307,31 @@ mod tests {
         assert_eq!(try_log_to_read(root.path(), &key), earlier);
         std::fs::write(&written, "").unwrap();
         assert_eq!(try_log_to_read(root.path(), &key), written);
+    }
+
+    #[tokio::test]
+    async fn a_task_id_too_long_for_a_file_name_keeps_a_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(root.path());
+        // The longest id a DAG file may give, as an instance of a task with parallelism.
+        let task_id = format!("{}~12", "t".repeat(250));
+        let log = hub.open_try("d", "manual__1", &task_id, 7).await.unwrap();
+        log.line("long");
+        log.finish().await;
+        let path = root.path().join("d/manual__1").join(&task_id).join("7.log");
+        assert_eq!(
+            try_log_path(root.path(), "d", "manual__1", &task_id, 7),
+            path
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with(" long\n"), "{text:?}");
+        let key = TryLogKey {
+            dag_id: "d".into(),
+            run_id: "manual__1".into(),
+            task_id: task_id.as_str().into(),
+            try_number: 7,
+        };
+        assert_eq!(try_log_to_read(root.path(), &key), path);
     }
 
     #[tokio::test]
