@@ -230,6 +230,82 @@ fn a_cut_log_line_says_its_whole_length() {
     );
 }
 
+/// The run page of a run with more task instances than a page holds shows 200 rows at a
+/// time, the count in each state with a link to the rows in that state, and pages through
+/// the rest; its live part keeps the same rows; a page number that is not one is refused.
+#[test]
+fn a_big_run_page_shows_a_page_of_rows_and_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let mut source = String::from("[dag]\nid = \"wide\"\n");
+    for i in 0..250 {
+        source.push_str(&format!(
+            "[[task]]\nid = \"t{i:03}\"\noperator = \"noop\"\n"
+        ));
+    }
+    source.push_str("[[task]]\nid = \"bad\"\noperator = \"shell\"\ncommand = \"exit 3\"\n");
+    std::fs::write(dir.path().join("dags/wide.toml"), source).unwrap();
+    let out = cli(dir.path()).args(["run", "wide"]).output().unwrap();
+    assert!(!out.status.success(), "bad fails the run");
+    let run_id = std::fs::read_dir(dir.path().join("logs/wide"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let serve = Serve::start_healthy(dir.path());
+    let base = format!("/dags/wide/runs/{run_id}");
+    let rows = |page: &str| -> Vec<String> {
+        page.split("<tr data-task=\"")
+            .skip(1)
+            .map(|row| row.split('"').next().unwrap().to_owned())
+            .collect()
+    };
+
+    let first = serve.get(&base).unwrap_or_default();
+    let shown = rows(&first);
+    assert_eq!(shown.len(), 200, "{}", &first[..first.len().min(2000)]);
+    assert_eq!((shown[0].as_str(), shown[199].as_str()), ("t000", "t199"));
+    assert!(
+        first.contains("251 task instances:")
+            && first.contains("1-200 of 251")
+            && first.contains("page 1 of 2"),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!("href=\"{base}?state=failed\"")),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!("data-live-src=\"{base}/live\"")),
+        "{first}"
+    );
+
+    let second = serve.get(&format!("{base}?page=2")).unwrap_or_default();
+    let shown = rows(&second);
+    assert_eq!(shown.len(), 51);
+    assert_eq!((shown[0].as_str(), shown[50].as_str()), ("t200", "bad"));
+    assert!(second.contains(&format!("data-live-src=\"{base}/live?page=2\"")));
+    let live = serve
+        .get(&format!("{base}/live?page=2"))
+        .unwrap_or_default();
+    assert_eq!(rows(&live), shown, "the live part keeps the page's rows");
+
+    let failed = serve
+        .get(&format!("{base}?state=failed"))
+        .unwrap_or_default();
+    assert_eq!(rows(&failed), ["bad"]);
+    assert!(failed.contains("1-1 of 1"), "{failed}");
+
+    let refused = serve.get(&format!("{base}?page=two")).unwrap_or_default();
+    assert!(
+        refused.starts_with("HTTP/1.1 400") && refused.contains("page"),
+        "{refused}"
+    );
+}
+
 /// Each new text of a DAG file is a version: a run records the one it was created with and
 /// runs with it even after the file changed (a task since renamed runs as it was), the run
 /// page shows that code, and `dags show --version N` prints it.

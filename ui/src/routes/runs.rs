@@ -18,7 +18,7 @@ use crate::{
     views::{
         ListDagRunsForm, ListTaskInstanceForm, Mark, RunList, RunQuery, RunView, TaskInstanceList,
         TaskInstanceQuery, TaskInstanceView,
-        pages::{Chrome, RunLive, RunLiveView, RunPage},
+        pages::{Chrome, RunLive, RunLiveView, RunPage, RunPageQuery},
     },
 };
 
@@ -65,13 +65,14 @@ async fn run_page(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path((dag_id, run_id)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<RunPageQuery>,
 ) -> Result<Page<RunPage>, PageError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
     let chrome = Chrome::new(&state, &principal, &format!("{dag_id} · {run_id}"));
     let detail = state.backend.run(&key).await?;
     Ok(Page(RunPage {
         chrome,
-        live: RunLiveView::new(detail, &principal),
+        live: RunLiveView::new(detail, &principal, query),
     }))
 }
 
@@ -79,11 +80,12 @@ async fn run_live(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path((dag_id, run_id)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<RunPageQuery>,
 ) -> Result<Page<RunLive>, PageError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
     let detail = state.backend.run(&key).await?;
     Ok(Page(RunLive {
-        live: RunLiveView::new(detail, &principal),
+        live: RunLiveView::new(detail, &principal, query),
     }))
 }
 
