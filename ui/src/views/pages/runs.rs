@@ -95,24 +95,15 @@ impl RunLiveView {
                 }
             })
             .collect::<Vec<_>>();
-        let mut state_counts: Vec<(String, usize)> = Vec::new();
-        for row in &rows {
-            match state_counts
-                .iter_mut()
-                .find(|(state, _)| *state == row.ti.state)
-            {
-                Some((_, n)) => *n += 1,
-                None => state_counts.push((row.ti.state.clone(), 1)),
-            }
-        }
+        let state_counts = count_states(&rows);
         let has_streams = rows.iter().any(|r| r.ti.operator == "stream");
         let selected: Vec<TaskRow> = match &query.state {
             Some(state) => rows.into_iter().filter(|r| r.ti.state == *state).collect(),
             None => rows,
         };
-        let pages = selected.len().div_ceil(ROWS_PER_PAGE).max(1);
-        let page = query.page.unwrap_or(1).clamp(1, pages);
         let count = selected.len();
+        let pages = count.div_ceil(ROWS_PER_PAGE).max(1);
+        let page = query.page.unwrap_or(1).clamp(1, pages);
         let rows = selected
             .into_iter()
             .skip((page - 1) * ROWS_PER_PAGE)
@@ -149,21 +140,9 @@ impl RunLiveView {
         self.state_counts.iter().map(|(_, n)| n).sum()
     }
 
-    /// The page's address with `state` and `page` (each left out when none).
+    /// The page's address with `state` and `page`.
     pub fn href(&self, state: Option<&str>, page: usize) -> String {
-        let mut params = Vec::new();
-        if let Some(state) = state {
-            params.push(format!("state={}", url_encode(state)));
-        }
-        if page > 1 {
-            params.push(format!("page={page}"));
-        }
-        let query = if params.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", params.join("&"))
-        };
-        format!("{}{query}", self.base())
+        format!("{}{}", self.base(), query_string(state, page))
     }
 
     /// This page's address with another page number.
@@ -173,8 +152,7 @@ impl RunLiveView {
 
     /// Where the live part of this page is fetched again, with the same rows.
     pub fn live_src(&self) -> String {
-        let page = self.page_href(self.page);
-        let (_, query) = page.split_at(self.base().len());
+        let query = query_string(self.query.state.as_deref(), self.page);
         format!("{}/live{query}", self.base())
     }
 
@@ -222,6 +200,34 @@ impl RunLiveView {
                 url_encode(&self.run.run_id)
             )
         })
+    }
+}
+
+/// How many rows are in each state, in order of first appearance.
+fn count_states(rows: &[TaskRow]) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for row in rows {
+        match counts.iter_mut().find(|(state, _)| *state == row.ti.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((row.ti.state.clone(), 1)),
+        }
+    }
+    counts
+}
+
+/// `?state=S&page=N`, each part left out when it is none or the first page.
+fn query_string(state: Option<&str>, page: usize) -> String {
+    let mut params = Vec::new();
+    if let Some(state) = state {
+        params.push(format!("state={}", url_encode(state)));
+    }
+    if page > 1 {
+        params.push(format!("page={page}"));
+    }
+    if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", params.join("&"))
     }
 }
 
