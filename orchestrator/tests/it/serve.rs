@@ -306,6 +306,72 @@ fn a_big_run_page_shows_a_page_of_rows_and_the_counts() {
     );
 }
 
+/// The DAG page of a DAG with more tasks than the grid's page holds shows 200 task rows of
+/// the grid at a time, and draws no graph past 500 tasks (it says why).
+#[test]
+fn a_big_dag_page_pages_its_grid_and_draws_no_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let mut source = String::from("[dag]\nid = \"many\"\n");
+    for i in 0..520 {
+        source.push_str(&format!(
+            "[[task]]\nid = \"t{i:03}\"\noperator = \"noop\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("dags/many.toml"), source).unwrap();
+    cli_output(cli(dir.path()).args(["run", "many"]));
+    let serve = Serve::start_healthy(dir.path());
+    let task_rows = |page: &str| -> Vec<String> {
+        page.split("<tr><th scope=\"row\">")
+            .skip(1)
+            .map(|row| row.split('<').next().unwrap().to_owned())
+            .collect()
+    };
+
+    let first = serve.get("/dags/many").unwrap_or_default();
+    let rows = task_rows(&first);
+    assert_eq!(rows.len(), 200, "{}", &first[..first.len().min(2000)]);
+    assert_eq!((rows[0].as_str(), rows[199].as_str()), ("t000", "t199"));
+    assert!(first.contains("tasks 1-200 of 520"), "{first}");
+    assert!(
+        first.contains("task_page=2\" id=\"grid-tasks-next\""),
+        "{first}"
+    );
+    assert!(
+        !first.contains("id=\"graph\"")
+            && first.contains("graph is drawn for DAGs of up to 500 tasks; this one has 520"),
+        "{first}"
+    );
+
+    let last = serve.get("/dags/many?task_page=3").unwrap_or_default();
+    let rows = task_rows(&last);
+    assert_eq!(rows.len(), 120);
+    assert_eq!((rows[0].as_str(), rows[119].as_str()), ("t400", "t519"));
+    assert!(last.contains("tasks 401-520 of 520"), "{last}");
+    assert!(
+        last.contains("task_page=2\" id=\"grid-tasks-previous\""),
+        "{last}"
+    );
+    assert!(last.contains("data-live-src=\"/dags/many/live?"), "{last}");
+    let live = serve
+        .get(&format!(
+            "/dags/many/live?{}",
+            last.split("data-live-src=\"/dags/many/live?")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .replace("&#38;", "&")
+        ))
+        .unwrap_or_default();
+    assert_eq!(
+        task_rows(&live),
+        rows,
+        "the live part keeps the page's task rows"
+    );
+}
+
 /// Each new text of a DAG file is a version: a run records the one it was created with and
 /// runs with it even after the file changed (a task since renamed runs as it was), the run
 /// page shows that code, and `dags show --version N` prints it.

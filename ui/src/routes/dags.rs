@@ -94,6 +94,8 @@ pub(crate) struct DagPageQuery {
     pub state: Option<String>,
     pub run_type: Option<String>,
     pub offset: Option<u32>,
+    /// The page of the grid's task rows, from 1.
+    pub task_page: Option<usize>,
 }
 
 async fn dag_page(
@@ -163,6 +165,7 @@ async fn dag_live_view(
         query.before,
         principal,
     );
+    live.page_tasks(query.task_page.unwrap_or(1));
     live.backfills = state.backend.backfills(&dag_id).await?;
     Ok(live)
 }

@@ -71,12 +71,25 @@ pub struct DagRows {
     pub rows: DagRowsView,
 }
 
+/// The most tasks the DAG page draws a graph of: the graph of 20,002 tasks was 7.5 MB of SVG
+/// that no one could read.
+pub const GRAPH_MAX_TASKS: usize = 500;
+
+/// The most task rows the grid shows at once: 20,002 were 8.4 MB of the DAG page.
+pub const GRID_TASKS_PER_PAGE: usize = 200;
+
 /// The live part of a DAG's page: the grid, the graph and the run history.
 pub struct DagLiveView {
     pub dag_id: String,
     pub is_paused: bool,
     pub grid: GridView,
-    pub graph: GraphSvg,
+    /// None past [`GRAPH_MAX_TASKS`] tasks.
+    pub graph: Option<GraphSvg>,
+    /// How many tasks the DAG has.
+    pub task_count: usize,
+    /// The page of the grid's task rows shown (from 1), and how many there are.
+    pub task_page: usize,
+    pub task_pages: usize,
     pub history: RunList,
     pub run_query: RunQuery,
     pub selected_run: Option<String>,
@@ -110,11 +123,15 @@ impl DagLiveView {
             column?;
             Some(format!("/dags/{dag_id}/runs/{run}/tasks/{task_id}"))
         };
-        let graph = layout(&detail.tasks, state_of, href_of);
+        let graph = (detail.tasks.len() <= GRAPH_MAX_TASKS)
+            .then(|| layout(&detail.tasks, state_of, href_of));
         Self {
             dag_id: dag_id.clone(),
             is_paused: detail.summary.is_paused,
             graph,
+            task_count: detail.tasks.len(),
+            task_page: 1,
+            task_pages: 1,
             grid,
             history,
             run_query,
@@ -123,6 +140,30 @@ impl DagLiveView {
             access: Access::of(principal),
             backfills: Vec::new(),
         }
+    }
+
+    /// Keeps the grid's task rows of page `page` (of [`GRID_TASKS_PER_PAGE`]).
+    pub fn page_tasks(&mut self, page: usize) {
+        let rows = std::mem::take(&mut self.grid.rows);
+        self.task_pages = rows.len().div_ceil(GRID_TASKS_PER_PAGE).max(1);
+        self.task_page = page.clamp(1, self.task_pages);
+        self.grid.rows = rows
+            .into_iter()
+            .skip((self.task_page - 1) * GRID_TASKS_PER_PAGE)
+            .take(GRID_TASKS_PER_PAGE)
+            .collect();
+    }
+
+    /// The first and last task row numbers shown (from 1).
+    pub fn tasks_shown(&self) -> (usize, usize) {
+        let first = (self.task_page - 1) * GRID_TASKS_PER_PAGE;
+        (first + 1, first + self.grid.rows.len())
+    }
+
+    /// This view with the grid's task rows of `page`.
+    pub fn task_page_href(&self, page: usize) -> String {
+        let query = self.query_with(self.selected_run.as_deref(), self.before.as_deref(), page);
+        format!("/dags/{}{query}", self.dag_id)
     }
 
     /// The DAG version that starts at the grid's run `index`, when it differs from the run
@@ -162,6 +203,10 @@ impl DagLiveView {
     }
 
     fn query(&self, run: Option<&str>, before: Option<&str>) -> String {
+        self.query_with(run, before, self.task_page)
+    }
+
+    fn query_with(&self, run: Option<&str>, before: Option<&str>, task_page: usize) -> String {
         let mut parts = Vec::new();
         if let Some(run) = run {
             parts.push(format!("run={}", url_encode(run)));
@@ -174,6 +219,9 @@ impl DagLiveView {
         }
         if let Some(run_type) = &self.run_query.run_type {
             parts.push(format!("run_type={}", url_encode(run_type)));
+        }
+        if task_page > 1 {
+            parts.push(format!("task_page={task_page}"));
         }
         if parts.is_empty() {
             String::new()
