@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::{Access, Chrome, url_encode};
+use super::{Access, Chrome, query_of, url_encode};
 use crate::{
     auth::Principal,
     views::{
@@ -223,11 +223,7 @@ impl DagLiveView {
         if task_page > 1 {
             parts.push(format!("task_page={task_page}"));
         }
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", parts.join("&"))
-        }
+        query_of(&parts)
     }
 
     pub fn is_selected(&self, run_id: &str) -> bool {

@@ -94,6 +94,15 @@ pub struct ImportErrorsPage {
     pub errors: Vec<ImportErrorView>,
 }
 
+/// `?a=1&b=2` of `parts` (each `name=value`, already encoded); empty when there are none.
+pub(super) fn query_of(parts: &[String]) -> String {
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
 /// Percent-encodes a query value (`/` stays: legal in a query, and readable in `?next=/dags`).
 pub fn url_encode(text: &str) -> String {
     text.bytes()

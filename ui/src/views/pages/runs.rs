@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::{Access, Chrome, url_encode};
+use super::{Access, Chrome, query_of, url_encode};
 use crate::{
     auth::Principal,
     views::{
@@ -57,57 +57,23 @@ pub struct RunLiveView {
 
 impl RunLiveView {
     pub fn new(mut detail: RunDetail, principal: &Principal, query: RunPageQuery) -> Self {
-        let now = chrono::Utc::now();
-        let begin = detail
-            .task_instances
-            .iter()
-            .filter_map(|t| t.start_date)
-            .chain(detail.run.start_date)
-            .min();
-        let finish = detail
-            .task_instances
-            .iter()
-            .map(|t| t.end_date.or(t.start_date.map(|_| now)))
-            .chain([detail.run.end_date])
-            .flatten()
-            .max();
-        let span_ms = match (begin, finish) {
-            (Some(b), Some(f)) => (f - b).num_milliseconds().max(1) as f64,
-            _ => 1.0,
-        };
-        let rows = std::mem::take(&mut detail.task_instances)
-            .into_iter()
-            .map(|ti| {
-                let (offset_pct, width_pct) = match (begin, ti.start_date) {
-                    (Some(b), Some(start)) => {
-                        let end = ti.end_date.unwrap_or(now);
-                        (
-                            100.0 * (start - b).num_milliseconds() as f64 / span_ms,
-                            100.0 * (end - start).num_milliseconds().max(0) as f64 / span_ms,
-                        )
-                    }
-                    _ => (0.0, 0.0),
-                };
-                TaskRow {
-                    ti,
-                    offset_pct,
-                    width_pct,
-                }
-            })
-            .collect::<Vec<_>>();
-        let state_counts = count_states(&rows);
-        let has_streams = rows.iter().any(|r| r.ti.operator == "stream");
-        let selected: Vec<TaskRow> = match &query.state {
-            Some(state) => rows.into_iter().filter(|r| r.ti.state == *state).collect(),
-            None => rows,
+        let timeline = Timeline::of(&detail);
+        let all = std::mem::take(&mut detail.task_instances);
+        let state_counts = count_states(&all);
+        let has_streams = all.iter().any(|ti| ti.operator == "stream");
+        let selected: Vec<TaskInstanceView> = match &query.state {
+            Some(state) => all.into_iter().filter(|ti| ti.state == *state).collect(),
+            None => all,
         };
         let count = selected.len();
         let pages = count.div_ceil(ROWS_PER_PAGE).max(1);
         let page = query.page.unwrap_or(1).clamp(1, pages);
+        // Only the page's rows get their place on the timeline.
         let rows = selected
             .into_iter()
             .skip((page - 1) * ROWS_PER_PAGE)
             .take(ROWS_PER_PAGE)
+            .map(|ti| timeline.row(ti))
             .collect();
         Self {
             run: detail.run,
@@ -203,13 +169,68 @@ impl RunLiveView {
     }
 }
 
-/// How many rows are in each state, in order of first appearance.
-fn count_states(rows: &[TaskRow]) -> Vec<(String, usize)> {
+/// The span of a run's tries, from the first start to the last end (now, for a try still
+/// running), that the rows' bars are placed on.
+struct Timeline {
+    now: chrono::DateTime<chrono::Utc>,
+    begin: Option<chrono::DateTime<chrono::Utc>>,
+    span_ms: f64,
+}
+
+impl Timeline {
+    fn of(detail: &RunDetail) -> Self {
+        let now = chrono::Utc::now();
+        let begin = detail
+            .task_instances
+            .iter()
+            .filter_map(|t| t.start_date)
+            .chain(detail.run.start_date)
+            .min();
+        let finish = detail
+            .task_instances
+            .iter()
+            .map(|t| t.end_date.or(t.start_date.map(|_| now)))
+            .chain([detail.run.end_date])
+            .flatten()
+            .max();
+        let span_ms = match (begin, finish) {
+            (Some(b), Some(f)) => (f - b).num_milliseconds().max(1) as f64,
+            _ => 1.0,
+        };
+        Self {
+            now,
+            begin,
+            span_ms,
+        }
+    }
+
+    /// `ti` with its place on the timeline.
+    fn row(&self, ti: TaskInstanceView) -> TaskRow {
+        let (offset_pct, width_pct) = match (self.begin, ti.start_date) {
+            (Some(b), Some(start)) => {
+                let end = ti.end_date.unwrap_or(self.now);
+                (
+                    100.0 * (start - b).num_milliseconds() as f64 / self.span_ms,
+                    100.0 * (end - start).num_milliseconds().max(0) as f64 / self.span_ms,
+                )
+            }
+            _ => (0.0, 0.0),
+        };
+        TaskRow {
+            ti,
+            offset_pct,
+            width_pct,
+        }
+    }
+}
+
+/// How many task instances are in each state, in order of first appearance.
+fn count_states(tis: &[TaskInstanceView]) -> Vec<(String, usize)> {
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for row in rows {
-        match counts.iter_mut().find(|(state, _)| *state == row.ti.state) {
+    for ti in tis {
+        match counts.iter_mut().find(|(state, _)| *state == ti.state) {
             Some((_, n)) => *n += 1,
-            None => counts.push((row.ti.state.clone(), 1)),
+            None => counts.push((ti.state.clone(), 1)),
         }
     }
     counts
@@ -224,11 +245,7 @@ fn query_string(state: Option<&str>, page: usize) -> String {
     if page > 1 {
         params.push(format!("page={page}"));
     }
-    if params.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", params.join("&"))
-    }
+    query_of(&params)
 }
 
 #[derive(Template)]
