@@ -9,8 +9,8 @@ use crate::{
         Actor, BackfillAction, BackfillPlanView, BackfillRequest, BackfillView, DagDetail, DagList,
         DagQuery, DagSummary, DagVersionView, EventLogList, EventLogQuery, GridView, HealthView,
         ImportErrorView, ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent, LogMatch,
-        LogRange, Mark, PoolView, ResultsView, RunDetail, RunList, RunQuery, RunView, StreamDetail,
-        StreamTick, StreamView, TaskInstanceList, User, WorkersView,
+        LogRange, Mark, PoolView, ResultsView, RunDagVersion, RunDetail, RunList, RunQuery,
+        RunView, StreamDetail, StreamTick, StreamView, TaskInstanceList, User, WorkersView,
     },
 };
 
@@ -60,6 +60,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs of any of `dag_ids` (of every DAG when empty).
     async fn runs_of(&self, dag_ids: &[String], query: &RunQuery) -> BackendResult<RunList>;
     async fn run(&self, run: &RunKey) -> BackendResult<RunDetail>;
+    /// The DAG file's version `run` was created with, and how the file differs now (None for
+    /// a run made before versions were kept).
+    async fn run_dag_version(&self, run: &RunKey) -> BackendResult<Option<RunDagVersion>>;
     /// A page of the task instances the form selects, across runs.
     async fn find_task_instances(
         &self,

@@ -1,7 +1,8 @@
-//! The one askama wrapper: a rendered template as an HTML response.
+//! The one askama wrapper, a rendered template as an HTML response; and a text the pages
+//! link as plain text.
 
 use axum::{
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 
@@ -17,5 +18,18 @@ impl<T: askama::Template> IntoResponse for Page<T> {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
             }
         }
+    }
+}
+
+/// A text answered as `text/plain` in UTF-8, shown by the browser rather than downloaded.
+pub(crate) struct PlainText(pub String);
+
+impl IntoResponse for PlainText {
+    fn into_response(self) -> Response {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.0,
+        )
+            .into_response()
     }
 }

@@ -113,6 +113,22 @@ impl Store {
         rows.iter().map(version_from_row).collect()
     }
 
+    /// The hash of one version of a DAG's text, without reading the text.
+    pub async fn dag_version_hash(
+        &self,
+        dag_id: &str,
+        version_number: i64,
+    ) -> Result<Option<String>> {
+        let hash = sqlx::query_scalar(
+            "SELECT source_hash FROM dag_versions WHERE dag_id = $1 AND version_number = $2",
+        )
+        .bind(dag_id)
+        .bind(version_number)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(hash)
+    }
+
     /// One version of a DAG and its text.
     pub async fn dag_version_source(
         &self,

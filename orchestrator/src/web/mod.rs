@@ -21,8 +21,8 @@ use ui::{
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
         ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
-        ResultsView, RunDetail, RunList, RunQuery, RunView, SchedulerHealth, StreamDetail,
-        StreamTick, StreamView, User, WorkersView,
+        ResultsView, RunDagVersion, RunDetail, RunList, RunQuery, RunView, SchedulerHealth,
+        StreamDetail, StreamTick, StreamView, User, WorkersView,
     },
 };
 
@@ -65,6 +65,17 @@ pub struct WebBackend {
 }
 
 impl WebBackend {
+    /// The stored row of `run` (NotFound when there is none).
+    async fn run_row(&self, run: &UiRunKey) -> BackendResult<crate::store::DagRunRow> {
+        self.store
+            .get_run(run.dag_id.as_str(), &run.run_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                BackendError::NotFound(format!("DAG {} has no run {:?}", run.dag_id, run.run_id))
+            })
+    }
+
     /// A page of runs and how many match in all.
     async fn run_list(&self, filter: &RunFilter) -> BackendResult<RunList> {
         let runs = self.store.list_runs(filter).await.map_err(internal)?;
@@ -486,14 +497,7 @@ impl ui::Backend for WebBackend {
     }
 
     async fn run(&self, run: &UiRunKey) -> BackendResult<RunDetail> {
-        let row = self
-            .store
-            .get_run(run.dag_id.as_str(), &run.run_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| {
-                BackendError::NotFound(format!("DAG {} has no run {:?}", run.dag_id, run.run_id))
-            })?;
+        let row = self.run_row(run).await?;
         let tis = self
             .store
             .task_instances(run.dag_id.as_str(), &run.run_id)
@@ -506,23 +510,14 @@ impl ui::Backend for WebBackend {
                 .any(|r| r.dag_id == run.dag_id.as_str() && r.run_id == run.run_id)
         });
         let logical_date = row.logical_date;
-        let version = match row.dag_version_number {
-            Some(number) => self
+        let dag_version_is_current = match (row.dag_version_number, &dag) {
+            (Some(number), Some(dag)) => self
                 .store
-                .dag_version_source(run.dag_id.as_str(), number)
+                .dag_version_hash(run.dag_id.as_str(), number)
                 .await
-                .map_err(internal)?,
-            None => None,
-        };
-        let dag_version_is_current = match (&version, &dag) {
-            (Some((stored, _)), Some(dag)) => stored.source_hash == dag.source_hash,
+                .map_err(internal)?
+                .is_some_and(|hash| hash == dag.source_hash),
             _ => false,
-        };
-        let dag_version_diff = match (&version, &dag) {
-            (Some((_, text)), Some(dag)) if !dag_version_is_current => {
-                Some(views::source_diff(text, &dag.source))
-            }
-            _ => None,
         };
         let mut task_instances = views::ordered_task_instances(tis, dag.as_deref(), logical_date);
         if task_instances
@@ -536,10 +531,35 @@ impl ui::Backend for WebBackend {
             run: run_view(row),
             task_instances,
             is_active,
-            dag_version_source: version.map(|(_, text)| text),
             dag_version_is_current,
-            dag_version_diff,
         })
+    }
+
+    async fn run_dag_version(&self, run: &UiRunKey) -> BackendResult<Option<RunDagVersion>> {
+        let row = self.run_row(run).await?;
+        let Some(number) = row.dag_version_number else {
+            return Ok(None);
+        };
+        let dag_id = run.dag_id.as_str();
+        let Some((stored, source)) = self
+            .store
+            .dag_version_source(dag_id, number)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let diff = match self.bag().get(dag_id) {
+            Some(dag) if dag.source_hash != stored.source_hash => {
+                Some(views::source_diff(&source, &dag.source))
+            }
+            _ => None,
+        };
+        Ok(Some(RunDagVersion {
+            number,
+            source,
+            diff,
+        }))
     }
 
     async fn import_errors(&self) -> BackendResult<Vec<ImportErrorView>> {

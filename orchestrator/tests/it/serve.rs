@@ -443,6 +443,85 @@ fn a_run_keeps_the_dag_version_it_was_created_with() {
         .get("/api/v1/dags/ver/dagVersions")
         .unwrap_or_default();
     assert!(versions.contains("\"total_entries\":2"), "{versions}");
+    let source = serve
+        .get(&format!("/dags/ver/runs/{run_id}/source"))
+        .unwrap_or_default();
+    assert_eq!(body_of(&source), text("first"), "{source}");
+}
+
+/// A DAG file too long to show on its pages (a 20,000-task file is 3.2 MB) is linked as
+/// plain text there instead: the file now from the DAG page, the run's version from the run
+/// page, which still shows a short diff between them.
+#[test]
+fn a_dag_file_too_long_for_its_pages_is_linked_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    let file = dir.path().join("dags/long.toml");
+    let comment_line = format!("# {}\n", "x".repeat(100));
+    let text = |word: &str| {
+        format!(
+            "[dag]\nid = \"long\"\n{}[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = \"echo said {word}\"\n",
+            comment_line.repeat(3_000)
+        )
+    };
+    std::fs::write(&file, text("first")).unwrap();
+    let queued = cli_output(cli(dir.path()).args(["dags", "trigger", "long"]));
+    let run_id = queued.split_whitespace().nth(2).unwrap().to_owned();
+    std::fs::write(&file, text("second")).unwrap();
+    let serve = Serve::start_healthy(dir.path());
+
+    let dag_page = serve.get("/dags/long").unwrap_or_default();
+    assert!(
+        dag_page.contains("id=\"source-too-long\">3,006 lines, 301.8 KB: too long")
+            && dag_page.contains("href=\"/dags/long/source\""),
+        "{dag_page}"
+    );
+    assert!(
+        !dag_page.contains(comment_line.trim()),
+        "the text is not on the page"
+    );
+    let now = serve.get("/dags/long/source").unwrap_or_default();
+    assert!(
+        now.to_ascii_lowercase()
+            .contains("content-type: text/plain; charset=utf-8"),
+        "{now}"
+    );
+    assert_eq!(body_of(&now), text("second"));
+
+    let run_page = serve
+        .get(&format!("/dags/long/runs/{run_id}"))
+        .unwrap_or_default();
+    assert!(
+        run_page.contains("id=\"dag-version-too-long\">3,006 lines, 301.8 KB")
+            && run_page.contains(&format!("href=\"/dags/long/runs/{run_id}/source\"")),
+        "{run_page}"
+    );
+    assert!(
+        run_page.contains("id=\"dag-version-diff\"")
+            && run_page.contains("d-del\">-command")
+            && run_page.contains("d-add\">+command"),
+        "a short diff is still shown: {run_page}"
+    );
+    assert!(
+        !run_page.contains(comment_line.trim()),
+        "the text is not on the page"
+    );
+    let then = serve
+        .get(&format!("/dags/long/runs/{run_id}/source"))
+        .unwrap_or_default();
+    assert_eq!(body_of(&then), text("first"));
+    let unknown = serve
+        .get("/dags/long/runs/manual__nope/source")
+        .unwrap_or_default();
+    assert!(
+        unknown.starts_with("HTTP/1.1 404") && unknown.contains("has no run"),
+        "{unknown}"
+    );
+}
+
+/// The body of a whole HTTP response.
+fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
 
 /// As shipped, `serve` shows nothing to someone not signed in: pages go to the sign-in page,
@@ -548,8 +627,7 @@ fn roles_decide_who_writes_and_the_audit_log_keeps_every_write() {
     let refused = serve.send("GET", "/api/v1/eventLogs", &olga, "");
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     let response = serve.send("GET", "/api/v1/eventLogs?limit=100", &auditor, "");
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    let body: serde_json::Value = serde_json::from_str(body_of(&response)).expect("a JSON body");
     let entries: Vec<(String, String, String)> = body["event_logs"]
         .as_array()
         .expect("event_logs")

@@ -15,13 +15,13 @@ use crate::{
     auth::Principal,
     backend::BackendError,
     error::{AppError, PageError},
-    html::Page,
+    html::{Page, PlainText},
     ids::DagId,
     views::{
         DagDetail, DagList, DagQuery, DagSummary, DagVersionList, ImportErrorView, RunQuery,
         pages::{
             Chrome, DagLive, DagLiveView, DagPage, DagRows, DagRowsView, DagsPage,
-            ImportErrorsPage, TriggerForm, TriggerPage,
+            ImportErrorsPage, SourceText, TriggerForm, TriggerPage,
         },
     },
 };
@@ -36,6 +36,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/import-errors", get(import_errors_page))
         .route("/dags/{dag_id}", get(dag_page))
         .route("/dags/{dag_id}/live", get(dag_live))
+        .route("/dags/{dag_id}/source", get(dag_source))
         .route("/dags/{dag_id}/pause", axum::routing::post(pause))
         .route("/dags/{dag_id}/trigger", get(trigger_page).post(trigger))
 }
@@ -106,14 +107,27 @@ async fn dag_page(
 ) -> Result<Page<DagPage>, PageError> {
     let dag_id = DagId::parse(&dag_id)?;
     let chrome = Chrome::new(&state, &principal, &dag_id.to_string());
-    let detail = state.backend.dag(&dag_id).await?;
+    let mut detail = state.backend.dag(&dag_id).await?;
     let live = dag_live_view(&state, &principal, &detail, query).await?;
+    let source = SourceText {
+        text: std::mem::take(&mut detail.source),
+        href: format!("/dags/{dag_id}/source"),
+    };
     Ok(Page(DagPage {
         chrome,
-        source_lines: detail.source.lines().map(str::to_owned).collect(),
+        source,
         dag: detail,
         live,
     }))
+}
+
+/// The DAG file's text as plain text: its page links it when it is too long to show.
+async fn dag_source(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<PlainText, PageError> {
+    let dag_id = DagId::parse(&dag_id)?;
+    Ok(PlainText(state.backend.dag(&dag_id).await?.source))
 }
 
 async fn dag_live(

@@ -12,13 +12,14 @@ use super::{ApiJson, ApiQuery, back_to};
 use crate::{
     AppState,
     auth::Principal,
+    backend::BackendError,
     error::{AppError, PageError},
-    html::Page,
+    html::{Page, PlainText},
     ids::{DagId, RunKey, TaskKey},
     views::{
         ListDagRunsForm, ListTaskInstanceForm, Mark, RunList, RunQuery, RunView, TaskInstanceList,
         TaskInstanceQuery, TaskInstanceView,
-        pages::{Chrome, RunLive, RunLiveView, RunPage, RunPageQuery},
+        pages::{Chrome, RunLive, RunLiveView, RunPage, RunPageQuery, VersionPanel},
     },
 };
 
@@ -26,6 +27,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/dags/{dag_id}/runs/{run_id}", get(run_page))
         .route("/dags/{dag_id}/runs/{run_id}/live", get(run_live))
+        .route("/dags/{dag_id}/runs/{run_id}/source", get(run_source))
         .route("/dags/{dag_id}/runs/{run_id}/stop", post(stop))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
@@ -70,10 +72,29 @@ async fn run_page(
     let key = RunKey::parse(&dag_id, &run_id)?;
     let chrome = Chrome::new(&state, &principal, &format!("{dag_id} · {run_id}"));
     let detail = state.backend.run(&key).await?;
+    let live = RunLiveView::new(detail, &principal, query);
+    let version = state.backend.run_dag_version(&key).await?;
     Ok(Page(RunPage {
         chrome,
-        live: RunLiveView::new(detail, &principal, query),
+        version: version.map(|v| VersionPanel::new(v, &dag_id, &live.base())),
+        live,
     }))
+}
+
+/// The DAG file as the run was created, as plain text: the run page links it when it is too
+/// long to show.
+async fn run_source(
+    State(state): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<PlainText, PageError> {
+    let key = RunKey::parse(&dag_id, &run_id)?;
+    match state.backend.run_dag_version(&key).await? {
+        Some(version) => Ok(PlainText(version.source)),
+        None => Err(BackendError::NotFound(format!(
+            "run {run_id:?} of DAG {dag_id} was created before DAG versions were kept: its DAG file is not stored"
+        ))
+        .into()),
+    }
 }
 
 async fn run_live(

@@ -1,4 +1,4 @@
-//! How times and durations read on the pages.
+//! How times, durations, counts and sizes read on the pages.
 
 use std::fmt;
 
@@ -43,9 +43,52 @@ pub fn duration_text(ms: Option<i64>) -> String {
     }
 }
 
+/// `n` with a comma between groups of three digits: `20,002` (by reference too, as the
+/// templates pass fields).
+pub fn thousands(n: impl std::borrow::Borrow<usize>) -> String {
+    let digits = n.borrow().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+/// A size in bytes in the largest unit that keeps it above 1: `640 B`, `48.0 KB`, `3.2 MB`.
+pub fn size_text(bytes: usize) -> String {
+    const KB: f64 = 1024.0;
+    let bytes_f = bytes as f64;
+    if bytes_f < KB {
+        format!("{bytes} B")
+    } else if bytes_f < KB * KB {
+        format!("{:.1} KB", bytes_f / KB)
+    } else {
+        format!("{:.1} MB", bytes_f / (KB * KB))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(20_002), "20,002");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn sizes_read_in_the_largest_unit_above_one() {
+        assert_eq!(size_text(640), "640 B");
+        assert_eq!(size_text(49_152), "48.0 KB");
+        assert_eq!(size_text(3_355_443), "3.2 MB");
+    }
 
     #[test]
     fn durations_read_in_the_largest_sensible_unit() {

@@ -301,12 +301,18 @@ pub struct RunDetail {
     pub task_instances: Vec<TaskInstanceView>,
     /// Whether this process drives the run now (stop acts at once).
     pub is_active: bool,
-    /// The text of the DAG file's version the run was created with, and whether the file
-    /// differs now.
-    pub dag_version_source: Option<String>,
+    /// Whether the DAG file is the same now as when the run was created.
     pub dag_version_is_current: bool,
-    /// How the file now differs from the run's version (a unified diff), when it does.
-    pub dag_version_diff: Option<String>,
+}
+
+/// The DAG file's version a run was created with (read for the run's page alone: the other
+/// readers of a run need none of it).
+#[derive(Debug, Clone)]
+pub struct RunDagVersion {
+    pub number: i64,
+    pub source: String,
+    /// How the file now differs from it (a unified diff), when it does.
+    pub diff: Option<String>,
 }
 
 /// A state a user may mark a task instance with.

@@ -356,6 +356,11 @@ async fn the_run_page_shows_the_dag_version_it_ran_and_its_code() {
         html.contains("id=\"dag-version-diff\"") && html.contains("<span class=\"d-del\">-id"),
         "the diff to the file now: {html}"
     );
+    let (status, text) = App::public()
+        .get(&format!("/dags/hello/runs/{RUN_ID}/source"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text, "[dag]\nid = \"hello\"  # as it ran\n");
     let (status, body) = App::public().get("/api/v1/dags/hello/dagVersions").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::{Access, Chrome, query_of, url_encode};
+use super::{Access, Chrome, SourceText, query_of, url_encode};
 use crate::{
     auth::Principal,
     views::{
@@ -244,7 +244,8 @@ impl DagLiveView {
 pub struct DagPage {
     pub chrome: Chrome,
     pub dag: DagDetail,
-    pub source_lines: Vec<String>,
+    /// The DAG file's text (`dag.source` moved here).
+    pub source: SourceText,
     pub live: DagLiveView,
 }
 

@@ -7,10 +7,11 @@ mod backfills;
 mod dags;
 mod logs;
 mod runs;
+mod source;
 
 use askama::Template;
 
-pub use self::{audit::*, backfills::*, dags::*, logs::*, runs::*};
+pub use self::{audit::*, backfills::*, dags::*, logs::*, runs::*, source::*};
 use super::ImportErrorView;
 use crate::{AppState, assets, auth::Principal, views::Role};
 

@@ -2,11 +2,11 @@
 
 use askama::Template;
 
-use super::{Access, Chrome, query_of, url_encode};
+use super::{Access, Chrome, SourceText, fits_inline, query_of, size_of, url_encode};
 use crate::{
     auth::Principal,
     views::{
-        RunDetail, RunView, TaskInstanceView,
+        RunDagVersion, RunDetail, RunView, TaskInstanceView,
         format::{Stamp, duration_text},
     },
 };
@@ -49,10 +49,8 @@ pub struct RunLiveView {
     has_streams: bool,
     pub is_active: bool,
     pub access: Access,
-    /// The DAG file as the run was created, and whether the file is the same now.
-    pub dag_version_source: Option<String>,
+    /// Whether the DAG file is the same now as when the run was created.
     pub dag_version_is_current: bool,
-    pub dag_version_diff: Option<String>,
 }
 
 impl RunLiveView {
@@ -86,9 +84,7 @@ impl RunLiveView {
             has_streams,
             is_active: detail.is_active,
             access: Access::of(principal),
-            dag_version_source: detail.dag_version_source,
             dag_version_is_current: detail.dag_version_is_current,
-            dag_version_diff: detail.dag_version_diff,
         }
     }
 
@@ -253,6 +249,46 @@ fn query_string(state: Option<&str>, page: usize) -> String {
 pub struct RunPage {
     pub chrome: Chrome,
     pub live: RunLiveView,
+    /// The DAG file as the run was created (none for runs made before versions were kept).
+    pub version: Option<VersionPanel>,
+}
+
+/// The run page's panel of the DAG file's version it was created with.
+pub struct VersionPanel {
+    pub number: i64,
+    pub source: SourceText,
+    /// How the file now differs from it (a unified diff), when it does.
+    pub diff: Option<String>,
+    /// Where the file as it is now is served as plain text.
+    pub now_href: String,
+}
+
+impl VersionPanel {
+    /// The panel of `version` of the run at `run_base` (`/dags/<dag>/runs/<run>`).
+    pub fn new(version: RunDagVersion, dag_id: &str, run_base: &str) -> Self {
+        Self {
+            number: version.number,
+            source: SourceText {
+                text: version.source,
+                href: format!("{run_base}/source"),
+            },
+            diff: version.diff,
+            now_href: format!("/dags/{dag_id}/source"),
+        }
+    }
+
+    pub fn diff_is_inline(&self) -> bool {
+        self.diff.as_deref().is_some_and(fits_inline)
+    }
+
+    pub fn diff_size(&self) -> String {
+        size_of(self.diff.as_deref().unwrap_or_default())
+    }
+
+    /// The diff's lines, for the panel.
+    pub fn diff_lines(&self) -> Vec<(&'static str, &str)> {
+        self.diff.as_deref().map(diff_lines).unwrap_or_default()
+    }
 }
 
 #[derive(Template)]
@@ -317,14 +353,4 @@ pub fn diff_lines(diff: &str) -> Vec<(&'static str, &str)> {
             (kind, line)
         })
         .collect()
-}
-
-impl RunLiveView {
-    /// The diff's lines, for the run page.
-    pub fn diff_lines(&self) -> Vec<(&'static str, &str)> {
-        self.dag_version_diff
-            .as_deref()
-            .map(diff_lines)
-            .unwrap_or_default()
-    }
 }

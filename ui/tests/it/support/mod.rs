@@ -25,9 +25,9 @@ use ui::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
         GridRow, GridView, HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk,
         LogEvent, LogMatch, LogRange, Mark, ParamView, ProblemView, ResultRow, ResultsView,
-        RunBrief, RunDetail, RunList, RunQuery, RunView, SchedulerHealth, StreamDetail,
-        StreamSample, StreamTick, StreamView, TaskInstanceView, TaskNode, User, WorkerTry,
-        WorkerView, WorkersView,
+        RunBrief, RunDagVersion, RunDetail, RunList, RunQuery, RunView, SchedulerHealth,
+        StreamDetail, StreamSample, StreamTick, StreamView, TaskInstanceView, TaskNode, User,
+        WorkerTry, WorkerView, WorkersView,
     },
 };
 
@@ -401,12 +401,19 @@ impl ui::Backend for MemoryBackend {
             run: view,
             task_instances: vec![ti("greet", "success"), ti("report", "failed")],
             is_active: self.streaming_run,
-            dag_version_source: Some("[dag]\nid = \"hello\"  # as it ran\n".into()),
             dag_version_is_current: false,
-            dag_version_diff: Some(
+        })
+    }
+
+    async fn run_dag_version(&self, run: &RunKey) -> BackendResult<Option<RunDagVersion>> {
+        Self::check_run(run)?;
+        Ok(Some(RunDagVersion {
+            number: 2,
+            source: "[dag]\nid = \"hello\"  # as it ran\n".into(),
+            diff: Some(
                 "@@ -1,2 +1,2 @@\n [dag]\n-id = \"hello\"  # as it ran\n+id = \"hello\"\n".into(),
             ),
-        })
+        }))
     }
 
     async fn workers(&self) -> BackendResult<WorkersView> {
