@@ -17,7 +17,10 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use ui::{
     BackendError, BackendResult, DagId, RunKey as UiRunKey, TaskKey as UiTaskKey, TryKey,
-    views::{Actor, EventLogList, EventLogQuery, ListTaskInstanceForm, TaskInstanceList},
+    views::{
+        Actor, EventLogList, EventLogQuery, ListTaskInstanceForm, TaskInstanceList,
+        TaskInstanceView,
+    },
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
         ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
@@ -533,6 +536,32 @@ impl ui::Backend for WebBackend {
             is_active,
             dag_version_is_current,
         })
+    }
+
+    async fn get_run(&self, run: &UiRunKey) -> BackendResult<RunView> {
+        Ok(run_view(self.run_row(run).await?))
+    }
+
+    async fn task_instance(&self, task: &UiTaskKey) -> BackendResult<TaskInstanceView> {
+        let run = self.run_row(&task.run).await?;
+        let dag_id = task.run.dag_id.as_str();
+        let ti = self
+            .store
+            .task_instance(dag_id, &task.run.run_id, &task.task_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                BackendError::NotFound(format!(
+                    "run {:?} of DAG {dag_id} has no task {:?}",
+                    task.run.run_id, task.task_id
+                ))
+            })?;
+        let dag = self.bag().get(dag_id);
+        Ok(views::task_instance_view(
+            ti,
+            dag.as_deref(),
+            run.logical_date,
+        ))
     }
 
     async fn run_dag_version(&self, run: &UiRunKey) -> BackendResult<Option<RunDagVersion>> {

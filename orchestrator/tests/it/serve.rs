@@ -519,6 +519,70 @@ fn a_dag_file_too_long_for_its_pages_is_linked_as_text() {
     );
 }
 
+/// A run, a task instance and a try's log are read by their keys, not with the run's other
+/// task instances: an unknown run or task is a 404 that names it.
+#[test]
+fn a_run_and_its_task_instances_are_read_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dags")).unwrap();
+    std::fs::write(
+        dir.path().join("dags/keyed.toml"),
+        "[dag]\nid = \"keyed\"\n[[task]]\nid = \"say\"\noperator = \"shell\"\ncommand = \"echo said\"\n",
+    )
+    .unwrap();
+    let queued = cli_output(cli(dir.path()).args(["dags", "trigger", "keyed"]));
+    let run_id = queued.split_whitespace().nth(2).unwrap().to_owned();
+    let serve = Serve::start_healthy(dir.path());
+    let run_path = format!("/api/v1/dags/keyed/dagRuns/{run_id}");
+    support::wait_until("the run to succeed", Duration::from_secs(30), || {
+        serve
+            .get(&run_path)
+            .is_some_and(|r| r.contains("\"state\":\"success\""))
+    });
+    let run = serve.get(&run_path).unwrap_or_default();
+    assert!(
+        run.contains(&format!("\"dag_run_id\":\"{run_id}\"")),
+        "{run}"
+    );
+
+    let task = serve
+        .get(&format!("/dags/keyed/runs/{run_id}/tasks/say"))
+        .unwrap_or_default();
+    assert!(
+        task.starts_with("HTTP/1.1 303")
+            && task.contains(&format!("/dags/keyed/runs/{run_id}/tasks/say/logs/1")),
+        "{task}"
+    );
+    let unknown_task = serve
+        .get(&format!("/dags/keyed/runs/{run_id}/tasks/nope"))
+        .unwrap_or_default();
+    assert!(
+        unknown_task.starts_with("HTTP/1.1 404") && unknown_task.contains("has no task"),
+        "{unknown_task}"
+    );
+    let unknown_run = serve
+        .get("/dags/keyed/runs/manual__nope/tasks/say")
+        .unwrap_or_default();
+    assert!(
+        unknown_run.starts_with("HTTP/1.1 404") && unknown_run.contains("has no run"),
+        "{unknown_run}"
+    );
+    let log = serve
+        .get(&format!("/dags/keyed/runs/{run_id}/tasks/say/logs/1"))
+        .unwrap_or_default();
+    assert!(
+        log.starts_with("HTTP/1.1 200") && log.contains("said"),
+        "{log}"
+    );
+    let unknown_log = serve
+        .get(&format!("/dags/keyed/runs/{run_id}/tasks/nope/logs/1"))
+        .unwrap_or_default();
+    assert!(
+        unknown_log.starts_with("HTTP/1.1 404") && unknown_log.contains("has no task"),
+        "{unknown_log}"
+    );
+}
+
 /// The body of a whole HTTP response.
 fn body_of(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, body)| body)

@@ -244,7 +244,7 @@ async fn api_get(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<Json<RunView>, AppError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
-    Ok(Json(state.backend.run(&key).await?.run))
+    Ok(Json(state.backend.get_run(&key).await?))
 }
 
 async fn api_stop(
@@ -266,7 +266,7 @@ async fn api_task_instances(
     ApiQuery(query): ApiQuery<TaskInstanceQuery>,
 ) -> Result<Json<TaskInstanceList>, AppError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
-    state.backend.run(&key).await?;
+    state.backend.get_run(&key).await?;
     let form = query.within(key.dag_id.as_str(), &key.run_id);
     Ok(Json(state.backend.find_task_instances(&form).await?))
 }
@@ -303,13 +303,7 @@ async fn api_mark(
             .mark_task(&key, body.new_state, &principal.actor())
             .await?;
     }
-    let detail = state.backend.run(&key.run).await?;
-    let ti = detail
-        .task_instances
-        .into_iter()
-        .find(|ti| ti.task_id == key.task_id)
-        .ok_or_else(|| AppError::new(axum::http::StatusCode::NOT_FOUND, "no such task"))?;
-    Ok(Json(ti))
+    Ok(Json(state.backend.task_instance(&key).await?))
 }
 
 #[derive(Deserialize, Default)]

@@ -131,17 +131,7 @@ async fn latest_try(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> Result<Redirect, PageError> {
     let key = TaskKey::parse(&dag_id, &run_id, &task_id)?;
-    let detail = state.backend.run(&key.run).await?;
-    let ti = detail
-        .task_instances
-        .iter()
-        .find(|ti| ti.task_id == key.task_id)
-        .ok_or_else(|| {
-            AppError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                format!("no task {task_id:?} in run {run_id:?}"),
-            )
-        })?;
+    let ti = state.backend.task_instance(&key).await?;
     Ok(Redirect::to(&format!(
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{}",
         ti.try_number.max(1)
@@ -164,7 +154,7 @@ async fn log_page(
     ApiQuery(query): ApiQuery<LogPageQuery>,
 ) -> Result<Page<LogPage>, PageError> {
     let key = try_key(path)?;
-    let detail = state.backend.run(&key.task.run).await?;
+    let ti = state.backend.task_instance(&key.task).await?;
     let range = match query.at {
         Some(offset) => LogRange::From {
             offset,
@@ -185,7 +175,7 @@ async fn log_page(
     Ok(Page(LogPage::new(
         Chrome::new(&state, &principal, &title),
         key,
-        detail,
+        &ti,
         chunk,
         search,
         matches,

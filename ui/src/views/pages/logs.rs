@@ -5,7 +5,7 @@ use askama::Template;
 use super::Chrome;
 use crate::{
     ids::TryKey,
-    views::{LogChunk, LogMatch, RunDetail, logs::highlight},
+    views::{LogChunk, LogMatch, TaskInstanceView, logs::highlight},
 };
 
 /// A log line as shown: its offset (anchor), its time stamp and the rest.
@@ -63,17 +63,13 @@ impl LogPage {
     pub fn new(
         chrome: Chrome,
         key: TryKey,
-        detail: RunDetail,
+        ti: &TaskInstanceView,
         chunk: LogChunk,
         search: Option<String>,
         matches: Option<Vec<LogMatch>>,
         at: Option<u64>,
     ) -> Self {
-        let ti = detail
-            .task_instances
-            .iter()
-            .find(|t| t.task_id == key.task.task_id);
-        let latest = ti.map_or(key.try_number, |t| t.try_number.max(key.try_number));
+        let latest = ti.try_number.max(key.try_number);
         let search = search.unwrap_or_default();
         let lines = chunk
             .lines()
@@ -103,7 +99,7 @@ impl LogPage {
             task_id: key.task.task_id.clone(),
             try_number: key.try_number,
             tries: (1..=latest).collect(),
-            state: ti.map(|t| t.state.clone()).unwrap_or_default(),
+            state: ti.state.clone(),
             lines,
             start: chunk.start,
             end: chunk.end,

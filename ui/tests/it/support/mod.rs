@@ -405,6 +405,19 @@ impl ui::Backend for MemoryBackend {
         })
     }
 
+    async fn get_run(&self, run: &RunKey) -> BackendResult<RunView> {
+        Ok(self.run(run).await?.run)
+    }
+
+    async fn task_instance(&self, task: &TaskKey) -> BackendResult<TaskInstanceView> {
+        self.run(&task.run)
+            .await?
+            .task_instances
+            .into_iter()
+            .find(|ti| ti.task_id == task.task_id)
+            .ok_or_else(|| BackendError::NotFound(format!("no task {:?}", task.task_id)))
+    }
+
     async fn run_dag_version(&self, run: &RunKey) -> BackendResult<Option<RunDagVersion>> {
         Self::check_run(run)?;
         Ok(Some(RunDagVersion {
