@@ -49,12 +49,14 @@ pub trait Backend: Send + Sync + 'static {
     // Queries.
     async fn dags(&self, query: &DagQuery) -> BackendResult<DagList>;
     async fn dag(&self, dag_id: &DagId) -> BackendResult<DagDetail>;
-    /// The latest `limit` runs before the logical date `before` (RFC 3339), by task.
+    /// The latest `limit` runs before the logical date `before` (RFC 3339), by task: the rows
+    /// of the DAG's tasks at `tasks` (their places in the DAG, a page of a big one's grid).
     async fn grid(
         &self,
         dag_id: &DagId,
         before: Option<&str>,
         limit: usize,
+        tasks: std::ops::Range<usize>,
     ) -> BackendResult<GridView>;
     /// Runs of the DAG (NotFound when it has neither a file nor runs).
     async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList>;

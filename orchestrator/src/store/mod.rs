@@ -38,8 +38,8 @@ pub use events::StoreEvent;
 pub use lease::{LeaseAttempt, LeaseHolder};
 pub use log_chunks::LogKey;
 pub use models::{
-    DEFAULT_POOL, DagRunRow, NewRun, NewTaskInstance, RunColumn, RunFilter, RunKey, RunState,
-    RunType, TaskInstanceRow, TaskKey, TiFilter, TiState, TimeRange,
+    DEFAULT_POOL, DagRunRow, GridCellRow, NewRun, NewTaskInstance, RunColumn, RunFilter, RunKey,
+    RunState, RunType, TaskInstanceRow, TaskKey, TiFilter, TiState, TimeRange,
 };
 pub use pools::PoolRow;
 pub use runs::{RunChange, RunEffect};

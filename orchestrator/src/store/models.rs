@@ -173,6 +173,15 @@ impl NewTaskInstance {
 /// The pool of tasks that name none (Airflow's name and default size).
 pub const DEFAULT_POOL: &str = "default_pool";
 
+/// What a DAG's grid shows of a task instance: its state and latest try, by run and task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridCellRow {
+    pub run_id: String,
+    pub task_id: String,
+    pub state: TiState,
+    pub try_number: u32,
+}
+
 /// A task instance as stored: one task in one DAG run, across its tries.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskInstanceRow {

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
-    HeldConnection, Result, RunKey, RunState, Store, StoreError, StoreEvent, TaskInstanceRow,
-    TaskKey, TiFilter, TiState,
+    GridCellRow, HeldConnection, Result, RunKey, RunState, Store, StoreError, StoreEvent,
+    TaskInstanceRow, TaskKey, TiFilter, TiState,
     filter::Conditions,
     from_micros,
     runs::{RunChange, RunEffect, apply_run_change},
@@ -241,24 +241,45 @@ impl Store {
             .collect()
     }
 
-    /// The task instances of several runs of one DAG.
-    pub async fn task_instances_of_runs(
+    /// The grid cells of the tasks `task_ids` in the runs `run_ids` of a DAG: four columns of
+    /// the page's tasks alone (all 20,000 task instances of each of 10 runs, every column,
+    /// took 0.75 s to read for a page that shows 200 tasks).
+    pub async fn grid_cells(
         &self,
         dag_id: &str,
         run_ids: &[String],
-    ) -> Result<Vec<TaskInstanceRow>> {
-        if run_ids.is_empty() {
+        task_ids: &[&str],
+    ) -> Result<Vec<GridCellRow>> {
+        if run_ids.is_empty() || task_ids.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT * FROM task_instances WHERE dag_id = $1 AND run_id IN ({})",
-            super::bulk::placeholders(2, run_ids.len())
+            "SELECT run_id, task_id, state, try_number FROM task_instances
+             WHERE dag_id = $1 AND run_id IN ({}) AND task_id IN ({})",
+            super::bulk::placeholders(2, run_ids.len()),
+            super::bulk::placeholders(2 + run_ids.len(), task_ids.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(dag_id);
         for run_id in run_ids {
             query = query.bind(run_id.as_str());
         }
-        self.task_instance_rows(query).await
+        for task_id in task_ids {
+            query = query.bind(*task_id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(GridCellRow {
+                    run_id: row.try_get("run_id")?,
+                    task_id: row.try_get("task_id")?,
+                    state: row
+                        .try_get::<String, _>("state")?
+                        .parse()
+                        .map_err(corrupt)?,
+                    try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// Clears task instances of a finished run so they run again: each goes back to

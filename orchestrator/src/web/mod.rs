@@ -10,7 +10,7 @@ mod stream_backend;
 mod streams;
 mod views;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, ops::Range, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -407,6 +407,7 @@ impl ui::Backend for WebBackend {
         dag_id: &DagId,
         before: Option<&str>,
         limit: usize,
+        tasks: Range<usize>,
     ) -> BackendResult<GridView> {
         let dag = self.dag(dag_id)?;
         let before = before
@@ -431,14 +432,17 @@ impl ui::Backend for WebBackend {
         runs.truncate(limit);
         runs.reverse();
         let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
-        let tis = self
+        let count = dag.tasks.len();
+        let tasks = &dag.tasks[tasks.start.min(count)..tasks.end.min(count)];
+        let task_ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        let cells = self
             .store
-            .task_instances_of_runs(&dag.id, &run_ids)
+            .grid_cells(&dag.id, &run_ids, &task_ids)
             .await
             .map_err(internal)?;
         Ok(GridView {
             dag_id: dag.id.clone(),
-            rows: grid_rows(&dag, &runs, &tis),
+            rows: grid_rows(tasks, &runs, &cells),
             older: has_older
                 .then(|| {
                     runs.first().map(|r| {

@@ -10,8 +10,8 @@ use ui::views::{
 
 use crate::{
     commands::json_type,
-    dag::{Dag, DagFileError, Schedule, next_fire},
-    store::{AuditRow, DagRunRow, TaskInstanceRow, TiState},
+    dag::{Dag, DagFileError, Schedule, TaskSpec, next_fire},
+    store::{AuditRow, DagRunRow, GridCellRow, TaskInstanceRow, TiState},
 };
 
 /// An audit log entry as Airflow's `EventLog`: where it came from goes into `extra` with the
@@ -172,22 +172,23 @@ pub fn dag_detail(dag: &Dag, summary: DagSummary, source: String) -> DagDetail {
 }
 
 /// One grid row per task of the DAG, one cell per run (oldest first).
-pub fn grid_rows(dag: &Dag, runs: &[DagRunRow], tis: &[TaskInstanceRow]) -> Vec<GridRow> {
-    let by_cell: HashMap<(&str, &str), &TaskInstanceRow> = tis
+/// The grid's rows of `tasks` (a page of the DAG's), a cell per run in `runs`.
+pub fn grid_rows(tasks: &[TaskSpec], runs: &[DagRunRow], cells: &[GridCellRow]) -> Vec<GridRow> {
+    let by_cell: HashMap<(&str, &str), &GridCellRow> = cells
         .iter()
-        .map(|ti| ((ti.run_id.as_str(), ti.task_id.as_str()), ti))
+        .map(|cell| ((cell.run_id.as_str(), cell.task_id.as_str()), cell))
         .collect();
-    dag.tasks
+    tasks
         .iter()
         .map(|task| GridRow {
             task_id: task.id.clone(),
             cells: runs
                 .iter()
                 .map(|run| {
-                    let ti = by_cell.get(&(run.run_id.as_str(), task.id.as_str()));
+                    let cell = by_cell.get(&(run.run_id.as_str(), task.id.as_str()));
                     GridCell {
-                        state: ti.map(|ti| ti.state.to_string()),
-                        try_number: ti.map_or(0, |ti| ti.try_number),
+                        state: cell.map(|cell| cell.state.to_string()),
+                        try_number: cell.map_or(0, |cell| cell.try_number),
                     }
                 })
                 .collect(),

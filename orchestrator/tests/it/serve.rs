@@ -348,6 +348,12 @@ fn a_big_dag_page_pages_its_grid_and_draws_no_graph() {
     assert_eq!(rows.len(), 120);
     assert_eq!((rows[0].as_str(), rows[119].as_str()), ("t400", "t519"));
     assert!(last.contains("tasks 401-520 of 520"), "{last}");
+    assert_eq!(
+        last.matches("data-state=\"success\"").count(),
+        120,
+        "each of the page's tasks has its cell in the run: {last}"
+    );
+    assert!(last.contains("data-task=\"t519\""), "{last}");
     assert!(
         last.contains("task_page=2\" id=\"grid-tasks-previous\""),
         "{last}"

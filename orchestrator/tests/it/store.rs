@@ -273,6 +273,31 @@ async fn runs_and_task_instances_filter_across_dags(store: Store) {
         [(b.clone(), "y".into(), 0), (a.clone(), "y".into(), 1)],
         "by logical date, then DAG; the second and third"
     );
+    // The DAG page's grid reads the cells of its page's tasks in its runs, and no others.
+    let run_ids: Vec<String> = [0, 2]
+        .into_iter()
+        .map(|minute| NewRun::run_id_for(RunType::Scheduled, day + Duration::minutes(minute)))
+        .collect();
+    let mut cells = store.grid_cells(&a, &run_ids, &["y"]).await.unwrap();
+    cells.sort_by(|l, r| l.run_id.cmp(&r.run_id));
+    let cells: Vec<(String, String, TiState, u32)> = cells
+        .into_iter()
+        .map(|c| (c.run_id, c.task_id, c.state, c.try_number))
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            (run_ids[0].clone(), "y".into(), TiState::Scheduled, 0),
+            (run_ids[1].clone(), "y".into(), TiState::Scheduled, 0),
+        ]
+    );
+    assert!(
+        store
+            .grid_cells(&a, &run_ids, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let none = TiFilter {
         dag_ids: vec![a],
         states: vec![TiState::Success],

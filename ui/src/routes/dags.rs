@@ -20,7 +20,7 @@ use crate::{
     views::{
         DagDetail, DagList, DagQuery, DagSummary, DagVersionList, ImportErrorView, RunQuery,
         pages::{
-            Chrome, DagLive, DagLiveView, DagPage, DagRows, DagRowsView, DagsPage,
+            Chrome, DagLive, DagLiveView, DagPage, DagRows, DagRowsView, DagsPage, GridTaskPage,
             ImportErrorsPage, SourceText, TriggerForm, TriggerPage,
         },
     },
@@ -149,9 +149,15 @@ async fn dag_live_view(
     query: DagPageQuery,
 ) -> Result<DagLiveView, BackendError> {
     let dag_id = DagId::parse(&detail.summary.dag_id)?;
+    let task_page = GridTaskPage::of(detail.tasks.len(), query.task_page);
     let grid = state
         .backend
-        .grid(&dag_id, query.before.as_deref(), GRID_RUNS)
+        .grid(
+            &dag_id,
+            query.before.as_deref(),
+            GRID_RUNS,
+            task_page.tasks(),
+        )
         .await?;
     let run_query = RunQuery {
         state: query
@@ -179,7 +185,7 @@ async fn dag_live_view(
         query.before,
         principal,
     );
-    live.page_tasks(query.task_page.unwrap_or(1));
+    live.on_task_page(task_page);
     live.backfills = state.backend.backfills(&dag_id).await?;
     Ok(live)
 }

@@ -78,6 +78,31 @@ pub const GRAPH_MAX_TASKS: usize = 500;
 /// The most task rows the grid shows at once: 20,002 were 8.4 MB of the DAG page.
 pub const GRID_TASKS_PER_PAGE: usize = 200;
 
+/// Which of a DAG's tasks its grid shows: page `page` (from 1) of `pages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridTaskPage {
+    pub page: usize,
+    pub pages: usize,
+}
+
+impl GridTaskPage {
+    /// The page `asked` (the first when none, the nearest when out of range) of a DAG of
+    /// `task_count` tasks.
+    pub fn of(task_count: usize, asked: Option<usize>) -> Self {
+        let pages = task_count.div_ceil(GRID_TASKS_PER_PAGE).max(1);
+        Self {
+            page: asked.unwrap_or(1).clamp(1, pages),
+            pages,
+        }
+    }
+
+    /// The places in the DAG of the page's tasks.
+    pub fn tasks(&self) -> std::ops::Range<usize> {
+        let first = (self.page - 1) * GRID_TASKS_PER_PAGE;
+        first..first + GRID_TASKS_PER_PAGE
+    }
+}
+
 /// The live part of a DAG's page: the grid, the graph and the run history.
 pub struct DagLiveView {
     pub dag_id: String,
@@ -142,16 +167,10 @@ impl DagLiveView {
         }
     }
 
-    /// Keeps the grid's task rows of page `page` (of [`GRID_TASKS_PER_PAGE`]).
-    pub fn page_tasks(&mut self, page: usize) {
-        let rows = std::mem::take(&mut self.grid.rows);
-        self.task_pages = rows.len().div_ceil(GRID_TASKS_PER_PAGE).max(1);
-        self.task_page = page.clamp(1, self.task_pages);
-        self.grid.rows = rows
-            .into_iter()
-            .skip((self.task_page - 1) * GRID_TASKS_PER_PAGE)
-            .take(GRID_TASKS_PER_PAGE)
-            .collect();
+    /// Says which page of the DAG's tasks the grid holds.
+    pub fn on_task_page(&mut self, page: GridTaskPage) {
+        self.task_page = page.page;
+        self.task_pages = page.pages;
     }
 
     /// The first and last task row numbers shown (from 1).

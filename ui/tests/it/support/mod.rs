@@ -294,7 +294,13 @@ impl ui::Backend for MemoryBackend {
         })
     }
 
-    async fn grid(&self, dag_id: &DagId, _: Option<&str>, _: usize) -> BackendResult<GridView> {
+    async fn grid(
+        &self,
+        dag_id: &DagId,
+        _: Option<&str>,
+        _: usize,
+        tasks: std::ops::Range<usize>,
+    ) -> BackendResult<GridView> {
         Self::check_dag(dag_id)?;
         let cell = |state: &str| GridCell {
             state: Some(state.into()),
@@ -312,7 +318,11 @@ impl ui::Backend for MemoryBackend {
                     task_id: "report".into(),
                     cells: vec![cell("failed")],
                 },
-            ],
+            ]
+            .into_iter()
+            .skip(tasks.start)
+            .take(tasks.len())
+            .collect(),
             older: None,
         })
     }
