@@ -39,7 +39,7 @@ pub use lease::{LeaseAttempt, LeaseHolder};
 pub use log_chunks::LogKey;
 pub use models::{
     DEFAULT_POOL, DagRunRow, GridCellRow, NewRun, NewTaskInstance, RunColumn, RunFilter, RunKey,
-    RunState, RunType, TaskInstanceRow, TaskKey, TiFilter, TiState, TimeRange,
+    RunState, RunType, TaskInstanceRow, TaskKey, TaskSummaryRow, TiFilter, TiState, TimeRange,
 };
 pub use pools::PoolRow;
 pub use runs::{RunChange, RunEffect};

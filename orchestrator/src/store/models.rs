@@ -182,6 +182,15 @@ pub struct GridCellRow {
     pub try_number: u32,
 }
 
+/// What a run's page says of each task instance: its state and when its try ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSummaryRow {
+    pub task_id: String,
+    pub state: TiState,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
 /// A task instance as stored: one task in one DAG run, across its tries.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskInstanceRow {

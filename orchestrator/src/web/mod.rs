@@ -10,7 +10,12 @@ mod stream_backend;
 mod streams;
 mod views;
 
-use std::{collections::HashSet, ops::Range, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    ops::Range,
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -24,8 +29,8 @@ use ui::{
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
         ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
-        ResultsView, RunDagVersion, RunDetail, RunList, RunQuery, RunView, SchedulerHealth,
-        StreamDetail, StreamTick, StreamView, User, WorkersView,
+        ResultsView, RowsWanted, RunDagVersion, RunDetail, RunList, RunQuery, RunRows, RunView,
+        SchedulerHealth, StreamDetail, StreamTick, StreamView, User, WorkersView,
     },
 };
 
@@ -42,7 +47,8 @@ use crate::{
     logs::{LogHub, LogSource, TryLogKey},
     scheduler::Heartbeat,
     store::{
-        AuditFilter, RunColumn, RunFilter, RunKey, Store, TaskKey, TiFilter, TiState, TimeRange,
+        AuditFilter, DagRunRow, RunColumn, RunFilter, RunKey, Store, TaskKey, TiFilter, TiState,
+        TimeRange,
     },
     users,
 };
@@ -69,7 +75,7 @@ pub struct WebBackend {
 
 impl WebBackend {
     /// The stored row of `run` (NotFound when there is none).
-    async fn run_row(&self, run: &UiRunKey) -> BackendResult<crate::store::DagRunRow> {
+    async fn run_row(&self, run: &UiRunKey) -> BackendResult<DagRunRow> {
         self.store
             .get_run(run.dag_id.as_str(), &run.run_id)
             .await
@@ -77,6 +83,28 @@ impl WebBackend {
             .ok_or_else(|| {
                 BackendError::NotFound(format!("DAG {} has no run {:?}", run.dag_id, run.run_id))
             })
+    }
+
+    /// Whether this process drives `run` now.
+    fn is_active(&self, run: &UiRunKey) -> bool {
+        self.executor.as_ref().is_some_and(|e| {
+            e.active_runs()
+                .iter()
+                .any(|r| r.dag_id == run.dag_id.as_str() && r.run_id == run.run_id)
+        })
+    }
+
+    /// Whether the DAG file `dag` is now is the version `run` was created with.
+    async fn is_current_version(&self, run: &DagRunRow, dag: Option<&Dag>) -> BackendResult<bool> {
+        let (Some(number), Some(dag)) = (run.dag_version_number, dag) else {
+            return Ok(false);
+        };
+        let hash = self
+            .store
+            .dag_version_hash(&run.dag_id, number)
+            .await
+            .map_err(internal)?;
+        Ok(hash.is_some_and(|hash| hash == dag.source_hash))
     }
 
     /// A page of runs and how many match in all.
@@ -511,34 +539,84 @@ impl ui::Backend for WebBackend {
             .await
             .map_err(internal)?;
         let dag = self.bag().get(run.dag_id.as_str());
-        let is_active = self.executor.as_ref().is_some_and(|e| {
-            e.active_runs()
-                .iter()
-                .any(|r| r.dag_id == run.dag_id.as_str() && r.run_id == run.run_id)
-        });
+        let is_active = self.is_active(run);
         let logical_date = row.logical_date;
-        let dag_version_is_current = match (row.dag_version_number, &dag) {
-            (Some(number), Some(dag)) => self
-                .store
-                .dag_version_hash(run.dag_id.as_str(), number)
-                .await
-                .map_err(internal)?
-                .is_some_and(|hash| hash == dag.source_hash),
-            _ => false,
-        };
-        let mut task_instances = views::ordered_task_instances(tis, dag.as_deref(), logical_date);
+        let dag_version_is_current = self.is_current_version(&row, dag.as_deref()).await?;
+        Ok(RunDetail {
+            task_instances: views::ordered_task_instances(tis, dag.as_deref(), logical_date),
+            run: run_view(row),
+            is_active,
+            dag_version_is_current,
+        })
+    }
+
+    async fn run_rows(&self, run: &UiRunKey, wanted: &RowsWanted) -> BackendResult<RunRows> {
+        let row = self.run_row(run).await?;
+        let dag_id = run.dag_id.as_str();
+        let dag = self.bag().get(dag_id);
+        let mut summaries = self
+            .store
+            .task_summaries(dag_id, &run.run_id)
+            .await
+            .map_err(internal)?;
+        views::order_summaries(&mut summaries, dag.as_deref());
+        let now = Utc::now();
+        let selected: Vec<&str> = summaries
+            .iter()
+            .filter(|s| {
+                wanted
+                    .state
+                    .as_deref()
+                    .is_none_or(|w| s.state.as_str() == w)
+            })
+            .map(|s| s.task_id.as_str())
+            .collect();
+        let per_page = wanted.per_page.max(1);
+        let page = wanted
+            .page
+            .clamp(1, selected.len().div_ceil(per_page).max(1));
+        let page_ids: Vec<&str> = selected
+            .iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .copied()
+            .collect();
+        let tis = self
+            .store
+            .task_instances_named(dag_id, &run.run_id, &page_ids)
+            .await
+            .map_err(internal)?;
+        let mut task_instances =
+            views::ordered_task_instances(tis, dag.as_deref(), row.logical_date);
         if task_instances
             .iter()
             .any(|ti| ti.state == "queued" || ti.state == "scheduled")
         {
+            let states: HashMap<&str, TiState> = summaries
+                .iter()
+                .map(|s| (s.task_id.as_str(), s.state))
+                .collect();
             let pools = self.store.pools().await.map_err(internal)?;
-            views::explain_waits(&mut task_instances, dag.as_deref(), &pools);
+            views::explain_waits(&mut task_instances, &states, dag.as_deref(), &pools);
         }
-        Ok(RunDetail {
-            run: run_view(row),
+        Ok(RunRows {
+            is_active: self.is_active(run),
+            dag_version_is_current: self.is_current_version(&row, dag.as_deref()).await?,
             task_instances,
-            is_active,
-            dag_version_is_current,
+            state_counts: views::count_states(summaries.iter().map(|s| s.state)),
+            selected: selected.len(),
+            page,
+            has_streams: dag.as_deref().is_some_and(|dag| {
+                summaries
+                    .iter()
+                    .any(|s| dag.task(&s.task_id).is_some_and(|t| t.is_stream()))
+            }),
+            first_start: summaries.iter().filter_map(|s| s.start).min(),
+            last_end: summaries
+                .iter()
+                .filter_map(|s| s.end.or(s.start.map(|_| now)))
+                .max(),
+            run: run_view(row),
         })
     }
 

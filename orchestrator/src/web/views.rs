@@ -11,7 +11,7 @@ use ui::views::{
 use crate::{
     commands::json_type,
     dag::{Dag, DagFileError, Schedule, TaskSpec, next_fire},
-    store::{AuditRow, DagRunRow, GridCellRow, TaskInstanceRow, TiState},
+    store::{AuditRow, DagRunRow, GridCellRow, TaskInstanceRow, TaskSummaryRow, TiState},
 };
 
 /// An audit log entry as Airflow's `EventLog`: where it came from goes into `extra` with the
@@ -287,18 +287,15 @@ pub fn pool_view(pool: crate::store::PoolRow) -> ui::views::PoolView {
 /// running as its DAG's `max_active_tasks`.
 pub fn explain_waits(
     tis: &mut [TaskInstanceView],
+    states: &HashMap<&str, TiState>,
     dag: Option<&Dag>,
     pools: &[crate::store::PoolRow],
 ) {
-    let states: HashMap<&str, TiState> = tis
-        .iter()
-        .filter_map(|ti| Some((ti.task_id.as_str(), ti.state.parse().ok()?)))
-        .collect();
     let waits: Vec<bool> = tis
         .iter()
         .map(|ti| match states.get(ti.task_id.as_str()) {
             Some(TiState::Queued) => true,
-            Some(TiState::Scheduled) => dag.is_some_and(|dag| may_start(dag, &ti.task_id, &states)),
+            Some(TiState::Scheduled) => dag.is_some_and(|dag| may_start(dag, &ti.task_id, states)),
             _ => false,
         })
         .collect();
@@ -312,6 +309,28 @@ pub fn explain_waits(
             ))
         });
     }
+}
+
+/// A run's task summaries in the DAG's task order (an instance of a split stream, `stats~1`,
+/// where its task is).
+pub fn order_summaries(summaries: &mut [TaskSummaryRow], dag: Option<&Dag>) {
+    let position = |task_id: &str| dag.and_then(|d| d.position(task_id)).unwrap_or(usize::MAX);
+    summaries.sort_by_cached_key(|s| (position(&s.task_id), s.task_id.clone()));
+}
+
+/// How many of `states` are in each state, in order of first appearance.
+pub fn count_states(states: impl Iterator<Item = TiState>) -> Vec<(String, usize)> {
+    let mut counts: Vec<(TiState, usize)> = Vec::new();
+    for state in states {
+        match counts.iter_mut().find(|(seen, _)| *seen == state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((state, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(state, n)| (state.to_string(), n))
+        .collect()
 }
 
 /// Whether the trigger rule of `task_id` lets it run on its upstreams' states.
@@ -366,8 +385,11 @@ mod tests {
         pools: &[PoolRow],
     ) -> HashMap<String, Option<String>> {
         let dag = crate::dag::parse_dag_file(std::path::Path::new("d.toml"), dag_source).unwrap();
+        let ids: Vec<(String, TiState)> =
+            rows.iter().map(|r| (r.task_id.clone(), r.state)).collect();
+        let states: HashMap<&str, TiState> = ids.iter().map(|(id, s)| (id.as_str(), *s)).collect();
         let mut tis = ordered_task_instances(rows, Some(&dag), Utc::now());
-        explain_waits(&mut tis, Some(&dag), pools);
+        explain_waits(&mut tis, &states, Some(&dag), pools);
         tis.into_iter()
             .map(|ti| (ti.task_id, ti.waiting_for))
             .collect()

@@ -71,8 +71,11 @@ async fn run_page(
 ) -> Result<Page<RunPage>, PageError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
     let chrome = Chrome::new(&state, &principal, &format!("{dag_id} · {run_id}"));
-    let detail = state.backend.run(&key).await?;
-    let live = RunLiveView::new(detail, &principal, query);
+    let rows = state
+        .backend
+        .run_rows(&key, &RunLiveView::wanted(&query))
+        .await?;
+    let live = RunLiveView::new(rows, &principal, query);
     let version = state.backend.run_dag_version(&key).await?;
     Ok(Page(RunPage {
         chrome,
@@ -104,9 +107,12 @@ async fn run_live(
     ApiQuery(query): ApiQuery<RunPageQuery>,
 ) -> Result<Page<RunLive>, PageError> {
     let key = RunKey::parse(&dag_id, &run_id)?;
-    let detail = state.backend.run(&key).await?;
+    let rows = state
+        .backend
+        .run_rows(&key, &RunLiveView::wanted(&query))
+        .await?;
     Ok(Page(RunLive {
-        live: RunLiveView::new(detail, &principal, query),
+        live: RunLiveView::new(rows, &principal, query),
     }))
 }
 

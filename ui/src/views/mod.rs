@@ -30,8 +30,8 @@ pub use live::{LiveEvent, LiveSubscription};
 pub use logs::{CutLine, LogChunk, LogEvent, LogMatch, LogRange};
 pub use pools::{PoolForm, PoolList, PoolView};
 pub use runs::{
-    ListDagRunsForm, ListTaskInstanceForm, Mark, RunBrief, RunDagVersion, RunDetail, RunList,
-    RunQuery, RunView, TaskInstanceList, TaskInstanceQuery, TaskInstanceView,
+    ListDagRunsForm, ListTaskInstanceForm, Mark, RowsWanted, RunBrief, RunDagVersion, RunDetail,
+    RunList, RunQuery, RunRows, RunView, TaskInstanceList, TaskInstanceQuery, TaskInstanceView,
 };
 pub use streams::{
     DeadLetterView, ResultRow, ResultsView, StreamDetail, StreamSample, StreamTick, StreamView,

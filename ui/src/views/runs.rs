@@ -305,6 +305,37 @@ pub struct RunDetail {
     pub dag_version_is_current: bool,
 }
 
+/// Which of a run's task instances its page shows: those in `state` (all when none), page
+/// `page` (from 1) of `per_page` rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowsWanted {
+    pub state: Option<String>,
+    pub page: usize,
+    pub per_page: usize,
+}
+
+/// A page of a run's task instances, and what its page says of all of them.
+#[derive(Debug, Clone)]
+pub struct RunRows {
+    pub run: RunView,
+    pub is_active: bool,
+    /// Whether the DAG file is the same now as when the run was created.
+    pub dag_version_is_current: bool,
+    /// The page's task instances, in the DAG's task order.
+    pub task_instances: Vec<TaskInstanceView>,
+    /// How many task instances are in each state, in order of first appearance.
+    pub state_counts: Vec<(String, usize)>,
+    /// How many the state selects, and the page shown (the last one when asked past it).
+    pub selected: usize,
+    pub page: usize,
+    /// Whether any task of the run (on any page) is a stream.
+    pub has_streams: bool,
+    /// When the run's first try started and its last ended (now for one still running): the
+    /// span of the page's timeline.
+    pub first_start: Option<DateTime<Utc>>,
+    pub last_end: Option<DateTime<Utc>>,
+}
+
 /// The DAG file's version a run was created with (read for the run's page alone: the other
 /// readers of a run need none of it).
 #[derive(Debug, Clone)]

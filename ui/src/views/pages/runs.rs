@@ -6,7 +6,7 @@ use super::{Access, Chrome, SourceText, fits_inline, query_of, size_of, url_enco
 use crate::{
     auth::Principal,
     views::{
-        RunDagVersion, RunDetail, RunView, TaskInstanceView,
+        RowsWanted, RunDagVersion, RunRows, RunView, TaskInstanceView,
         format::{Stamp, duration_text},
     },
 };
@@ -54,37 +54,34 @@ pub struct RunLiveView {
 }
 
 impl RunLiveView {
-    pub fn new(mut detail: RunDetail, principal: &Principal, query: RunPageQuery) -> Self {
-        let timeline = Timeline::of(&detail);
-        let all = std::mem::take(&mut detail.task_instances);
-        let state_counts = count_states(&all);
-        let has_streams = all.iter().any(|ti| ti.operator == "stream");
-        let selected: Vec<TaskInstanceView> = match &query.state {
-            Some(state) => all.into_iter().filter(|ti| ti.state == *state).collect(),
-            None => all,
-        };
-        let count = selected.len();
-        let pages = count.div_ceil(ROWS_PER_PAGE).max(1);
-        let page = query.page.unwrap_or(1).clamp(1, pages);
-        // Only the page's rows get their place on the timeline.
-        let rows = selected
-            .into_iter()
-            .skip((page - 1) * ROWS_PER_PAGE)
-            .take(ROWS_PER_PAGE)
-            .map(|ti| timeline.row(ti))
-            .collect();
+    /// What the run page asks of the backend for `query`.
+    pub fn wanted(query: &RunPageQuery) -> RowsWanted {
+        RowsWanted {
+            state: query.state.clone(),
+            page: query.page.unwrap_or(1),
+            per_page: ROWS_PER_PAGE,
+        }
+    }
+
+    pub fn new(rows: RunRows, principal: &Principal, query: RunPageQuery) -> Self {
+        let timeline = Timeline::of(&rows);
+        let pages = rows.selected.div_ceil(ROWS_PER_PAGE).max(1);
         Self {
-            run: detail.run,
-            rows,
-            state_counts,
-            selected: count,
+            rows: rows
+                .task_instances
+                .into_iter()
+                .map(|ti| timeline.row(ti))
+                .collect(),
+            run: rows.run,
+            state_counts: rows.state_counts,
+            selected: rows.selected,
             query,
-            page,
+            page: rows.page,
             pages,
-            has_streams,
-            is_active: detail.is_active,
+            has_streams: rows.has_streams,
+            is_active: rows.is_active,
             access: Access::of(principal),
-            dag_version_is_current: detail.dag_version_is_current,
+            dag_version_is_current: rows.dag_version_is_current,
         }
     }
 
@@ -174,21 +171,14 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn of(detail: &RunDetail) -> Self {
+    fn of(rows: &RunRows) -> Self {
         let now = chrono::Utc::now();
-        let begin = detail
-            .task_instances
-            .iter()
-            .filter_map(|t| t.start_date)
-            .chain(detail.run.start_date)
+        let begin = rows
+            .first_start
+            .into_iter()
+            .chain(rows.run.start_date)
             .min();
-        let finish = detail
-            .task_instances
-            .iter()
-            .map(|t| t.end_date.or(t.start_date.map(|_| now)))
-            .chain([detail.run.end_date])
-            .flatten()
-            .max();
+        let finish = rows.last_end.into_iter().chain(rows.run.end_date).max();
         let span_ms = match (begin, finish) {
             (Some(b), Some(f)) => (f - b).num_milliseconds().max(1) as f64,
             _ => 1.0,
@@ -218,18 +208,6 @@ impl Timeline {
             width_pct,
         }
     }
-}
-
-/// How many task instances are in each state, in order of first appearance.
-fn count_states(tis: &[TaskInstanceView]) -> Vec<(String, usize)> {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for ti in tis {
-        match counts.iter_mut().find(|(state, _)| *state == ti.state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((ti.state.clone(), 1)),
-        }
-    }
-    counts
 }
 
 /// `?state=S&page=N`, each part left out when it is none or the first page.

@@ -25,9 +25,9 @@ use ui::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
         GridRow, GridView, HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk,
         LogEvent, LogMatch, LogRange, Mark, ParamView, ProblemView, ResultRow, ResultsView,
-        RunBrief, RunDagVersion, RunDetail, RunList, RunQuery, RunView, SchedulerHealth,
-        StreamDetail, StreamSample, StreamTick, StreamView, TaskInstanceView, TaskNode, User,
-        WorkerTry, WorkerView, WorkersView,
+        RowsWanted, RunBrief, RunDagVersion, RunDetail, RunList, RunQuery, RunRows, RunView,
+        SchedulerHealth, StreamDetail, StreamSample, StreamTick, StreamView, TaskInstanceView,
+        TaskNode, User, WorkerTry, WorkerView, WorkersView,
     },
 };
 
@@ -412,6 +412,37 @@ impl ui::Backend for MemoryBackend {
             task_instances: vec![ti("greet", "success"), ti("report", "failed")],
             is_active: self.streaming_run,
             dag_version_is_current: false,
+        })
+    }
+
+    async fn run_rows(&self, run: &RunKey, wanted: &RowsWanted) -> BackendResult<RunRows> {
+        let detail = self.run(run).await?;
+        let mut state_counts: Vec<(String, usize)> = Vec::new();
+        for ti in &detail.task_instances {
+            match state_counts
+                .iter_mut()
+                .find(|(state, _)| *state == ti.state)
+            {
+                Some((_, n)) => *n += 1,
+                None => state_counts.push((ti.state.clone(), 1)),
+            }
+        }
+        let task_instances: Vec<TaskInstanceView> = detail
+            .task_instances
+            .into_iter()
+            .filter(|ti| wanted.state.as_ref().is_none_or(|state| ti.state == *state))
+            .collect();
+        Ok(RunRows {
+            first_start: task_instances.iter().filter_map(|ti| ti.start_date).min(),
+            last_end: task_instances.iter().filter_map(|ti| ti.end_date).max(),
+            has_streams: task_instances.iter().any(|ti| ti.operator == "stream"),
+            selected: task_instances.len(),
+            page: 1,
+            state_counts,
+            task_instances,
+            run: detail.run,
+            is_active: detail.is_active,
+            dag_version_is_current: detail.dag_version_is_current,
         })
     }
 
