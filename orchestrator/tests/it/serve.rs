@@ -334,6 +334,11 @@ fn a_big_dag_page_pages_its_grid_and_draws_no_graph() {
     assert_eq!((rows[0].as_str(), rows[199].as_str()), ("t000", "t199"));
     assert!(first.contains("tasks 1-200 of 520"), "{first}");
     assert!(
+        first.contains("id=\"grid-tasks-top\">tasks 1-200 of 520")
+            && first.contains("task_page=2\" id=\"grid-tasks-top-next\""),
+        "the pages of tasks are named above the grid too: {first}"
+    );
+    assert!(
         first.contains("task_page=2\" id=\"grid-tasks-next\""),
         "{first}"
     );
