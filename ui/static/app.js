@@ -49,9 +49,17 @@
   // ---- Live regions: <div data-live-src="/partial" data-live-dag="id" data-live-run="id">.
   var pending = new Map();
   var inFlight = new Set();
+  var took = new Map();
+  // Resolves once the browser has laid out and painted what was just put in the page.
+  function painted() {
+    return new Promise(function (resolve) {
+      requestAnimationFrame(function () { setTimeout(resolve, 0); });
+    });
+  }
   function refresh(region) {
     if (inFlight.has(region)) { pending.set(region, true); return; }
     inFlight.add(region);
+    var started = Date.now();
     fetch(region.dataset.liveSrc, { headers: { "x-requested-with": "updraft" }, credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : null; })
       .then(function (html) {
@@ -59,18 +67,24 @@
           region.innerHTML = html;
           renderTimes(region);
           region.dispatchEvent(new CustomEvent("updraft:refreshed", { bubbles: true }));
+          return painted();
         }
       })
       .catch(function () {})
       .finally(function () {
         inFlight.delete(region);
+        took.set(region, Date.now() - started);
         if (pending.get(region)) { pending.delete(region); schedule(region); }
       });
   }
   var timers = new Map();
+  // Changes within 40 ms are one refresh. A region that took long to fetch and paint (a run
+  // of thousands of tasks) waits twice that before its next refresh, so that following a
+  // busy run leaves the browser and the server idle two thirds of the time.
   function schedule(region) {
     if (timers.has(region)) { return; }
-    timers.set(region, setTimeout(function () { timers.delete(region); refresh(region); }, 40));
+    var wait = Math.max(40, 2 * (took.get(region) || 0));
+    timers.set(region, setTimeout(function () { timers.delete(region); refresh(region); }, wait));
   }
   function concerns(region, change) {
     var dag = region.dataset.liveDag, run = region.dataset.liveRun;
