@@ -102,9 +102,7 @@ pub fn ordered_task_instances(
     dag: Option<&Dag>,
     logical_date: DateTime<Utc>,
 ) -> Vec<TaskInstanceView> {
-    // An instance of a split stream (`stats~1`) sits where its task does.
-    let position = |task_id: &str| dag.and_then(|d| d.position(task_id)).unwrap_or(usize::MAX);
-    tis.sort_by_cached_key(|ti| (position(&ti.task_id), ti.task_id.clone()));
+    tis.sort_by_cached_key(|ti| dag_order(dag, &ti.task_id));
     tis.into_iter()
         .map(|ti| task_instance_view(ti, dag, logical_date))
         .collect()
@@ -311,11 +309,17 @@ pub fn explain_waits(
     }
 }
 
-/// A run's task summaries in the DAG's task order (an instance of a split stream, `stats~1`,
-/// where its task is).
+/// A run's task summaries in the DAG's task order (instances of tasks no longer in the file
+/// last).
 pub fn order_summaries(summaries: &mut [TaskSummaryRow], dag: Option<&Dag>) {
-    let position = |task_id: &str| dag.and_then(|d| d.position(task_id)).unwrap_or(usize::MAX);
-    summaries.sort_by_cached_key(|s| (position(&s.task_id), s.task_id.clone()));
+    summaries.sort_by_cached_key(|s| dag_order(dag, &s.task_id));
+}
+
+/// Where a task instance sorts: at its task's place in the DAG (an instance of a split
+/// stream, `stats~1`, where its task is), then by id.
+fn dag_order(dag: Option<&Dag>, task_id: &str) -> (usize, String) {
+    let position = dag.and_then(|d| d.position(task_id));
+    (position.unwrap_or(usize::MAX), task_id.to_owned())
 }
 
 /// How many of `states` are in each state, in order of first appearance.
