@@ -20,17 +20,22 @@ fn corrupt(message: String) -> StoreError {
     }
 }
 
+fn state_of(row: &AnyRow) -> Result<TiState> {
+    row.try_get::<String, _>("state")?.parse().map_err(corrupt)
+}
+
+fn try_number_of(row: &AnyRow) -> Result<u32> {
+    Ok(u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0))
+}
+
 pub(super) fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRow> {
     let result: Option<String> = row.try_get("result")?;
     Ok(TaskInstanceRow {
         dag_id: row.try_get("dag_id")?,
         run_id: row.try_get("run_id")?,
         task_id: row.try_get("task_id")?,
-        state: row
-            .try_get::<String, _>("state")?
-            .parse()
-            .map_err(corrupt)?,
-        try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
+        state: state_of(row)?,
+        try_number: try_number_of(row)?,
         max_tries: u32::try_from(row.try_get::<i64, _>("max_tries")?).unwrap_or(1),
         start: row.try_get::<Option<i64>, _>("start_us")?.map(from_micros),
         end: row.try_get::<Option<i64>, _>("end_us")?.map(from_micros),
@@ -135,10 +140,7 @@ impl Store {
         while let Some(row) = rows.try_next().await? {
             summaries.push(TaskSummaryRow {
                 task_id: row.try_get("task_id")?,
-                state: row
-                    .try_get::<String, _>("state")?
-                    .parse()
-                    .map_err(corrupt)?,
+                state: state_of(&row)?,
                 start: row.try_get::<Option<i64>, _>("start_us")?.map(from_micros),
                 end: row.try_get::<Option<i64>, _>("end_us")?.map(from_micros),
             });
@@ -323,11 +325,8 @@ impl Store {
                 Ok(GridCellRow {
                     run_id: row.try_get("run_id")?,
                     task_id: row.try_get("task_id")?,
-                    state: row
-                        .try_get::<String, _>("state")?
-                        .parse()
-                        .map_err(corrupt)?,
-                    try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
+                    state: state_of(row)?,
+                    try_number: try_number_of(row)?,
                 })
             })
             .collect()
