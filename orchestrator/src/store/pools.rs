@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, TiState};
+use super::{Result, Store};
 
 /// A pool and how many of its slots are taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,17 +46,18 @@ impl Store {
     }
 
     async fn pools_where(&self, name: &str) -> Result<Vec<PoolRow>> {
+        // The states are written out, not bound: only then may the engines read the partial
+        // indexes of running (by pool) and queued task instances. A join on bound states made
+        // SQLite index every task instance ever stored on each call (27 ms at 200,000).
         let rows = sqlx::query(
             "SELECT p.name, p.slots, p.description,
-                CAST(COALESCE(SUM(CASE WHEN t.state = $2 THEN t.pool_slots ELSE 0 END), 0) AS BIGINT) AS running,
-                CAST(COALESCE(SUM(CASE WHEN t.state = $3 THEN t.pool_slots ELSE 0 END), 0) AS BIGINT) AS queued
-             FROM pools p LEFT JOIN task_instances t ON t.pool = p.name AND t.state IN ($2, $3)
-             WHERE $1 = '' OR p.name = $1
-             GROUP BY p.name, p.slots, p.description ORDER BY p.name",
+                CAST((SELECT COALESCE(SUM(t.pool_slots), 0) FROM task_instances t
+                      WHERE t.pool = p.name AND t.state = 'running') AS BIGINT) AS running,
+                CAST((SELECT COALESCE(SUM(t.pool_slots), 0) FROM task_instances t
+                      WHERE t.pool = p.name AND t.state = 'queued') AS BIGINT) AS queued
+             FROM pools p WHERE $1 = '' OR p.name = $1 ORDER BY p.name",
         )
         .bind(name)
-        .bind(TiState::Running.as_str())
-        .bind(TiState::Queued.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
