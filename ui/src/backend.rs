@@ -9,9 +9,9 @@ use crate::{
         Actor, BackfillAction, BackfillPlanView, BackfillRequest, BackfillView, DagDetail, DagList,
         DagQuery, DagSummary, DagVersionView, EventLogList, EventLogQuery, GridView, HealthView,
         ImportErrorView, ListTaskInstanceForm, LiveSubscription, LogChunk, LogEvent, LogMatch,
-        LogRange, Mark, PoolView, ResultsView, RowsWanted, RunDagVersion, RunDetail, RunList,
-        RunQuery, RunRows, RunView, StreamDetail, StreamTick, StreamView, TaskInstanceList,
-        TaskInstanceView, User, WorkersView,
+        LogRange, Mark, Paging, PoolView, ResultsView, RowsWanted, RunDagVersion, RunDetail,
+        RunList, RunQuery, RunRows, RunView, StreamDetail, StreamTick, StreamView,
+        TaskInstanceList, TaskInstanceView, User, WorkersView,
     },
 };
 
@@ -50,13 +50,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn dags(&self, query: &DagQuery) -> BackendResult<DagList>;
     async fn dag(&self, dag_id: &DagId) -> BackendResult<DagDetail>;
     /// The latest `limit` runs before the logical date `before` (RFC 3339), by task: the rows
-    /// of the DAG's tasks at `tasks` (their places in the DAG, a page of a big one's grid).
+    /// of the page `task_paging` of the DAG's tasks.
     async fn grid(
         &self,
         dag_id: &DagId,
         before: Option<&str>,
         limit: usize,
-        tasks: std::ops::Range<usize>,
+        task_paging: Paging,
     ) -> BackendResult<GridView>;
     /// Runs of the DAG (NotFound when it has neither a file nor runs).
     async fn runs(&self, dag_id: &DagId, query: &RunQuery) -> BackendResult<RunList>;

@@ -158,13 +158,13 @@ const LISTED_AT_END: usize = 100;
 /// many), then how many ended in each state. A table of 20,000 rows, each saying `success`,
 /// said less and took ~70 ms to read and print.
 pub async fn print_ended_run(store: &Store, run: &RunKey, dag: &Dag) -> anyhow::Result<()> {
-    let instances: usize = dag.tasks.iter().map(|t| t.instance_ids().len()).sum();
-    if instances <= LISTED_AT_END {
-        return print_task_instances(store, run, Some(dag)).await;
-    }
     let counts = store
         .run_task_instance_counts(&run.dag_id, &run.run_id)
         .await?;
+    let instances: i64 = counts.iter().map(|(_, n)| n).sum();
+    if instances <= LISTED_AT_END as i64 {
+        return print_task_instances(store, run, Some(dag)).await;
+    }
     let not_succeeded: Vec<TiState> = counts
         .iter()
         .map(|(state, _)| *state)
@@ -193,8 +193,7 @@ pub async fn print_ended_run(store: &Store, run: &RunKey, dag: &Dag) -> anyhow::
         .map(|(state, n)| format!("{n} {state}"))
         .collect();
     println!(
-        "{} task instances: {}. All of them: orchestrator runs show {} --dag {}",
-        counts.iter().map(|(_, n)| n).sum::<i64>(),
+        "{instances} task instances: {}. All of them: orchestrator runs show {} --dag {}",
         by_state.join(", "),
         run.run_id,
         run.dag_id

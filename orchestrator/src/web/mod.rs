@@ -12,7 +12,6 @@ mod views;
 
 use std::{
     collections::{HashMap, HashSet},
-    ops::Range,
     sync::Arc,
     time::Duration,
 };
@@ -28,7 +27,7 @@ use ui::{
     },
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, GridView, HealthView,
-        ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark,
+        ImportErrorView, LiveSubscription, LogChunk, LogEvent, LogMatch, LogRange, Mark, Paging,
         ResultsView, RowsWanted, RunDagVersion, RunDetail, RunList, RunQuery, RunRows, RunView,
         SchedulerHealth, StreamDetail, StreamTick, StreamView, User, WorkersView,
     },
@@ -435,7 +434,7 @@ impl ui::Backend for WebBackend {
         dag_id: &DagId,
         before: Option<&str>,
         limit: usize,
-        tasks: Range<usize>,
+        task_paging: Paging,
     ) -> BackendResult<GridView> {
         let dag = self.dag(dag_id)?;
         let before = before
@@ -460,8 +459,7 @@ impl ui::Backend for WebBackend {
         runs.truncate(limit);
         runs.reverse();
         let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
-        let count = dag.tasks.len();
-        let tasks = &dag.tasks[tasks.start.min(count)..tasks.end.min(count)];
+        let tasks = task_paging.slice(&dag.tasks);
         let task_ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         let cells = self
             .store
@@ -471,6 +469,7 @@ impl ui::Backend for WebBackend {
         Ok(GridView {
             dag_id: dag.id.clone(),
             rows: grid_rows(tasks, &runs, &cells),
+            task_paging,
             older: has_older
                 .then(|| {
                     runs.first().map(|r| {
@@ -539,14 +538,9 @@ impl ui::Backend for WebBackend {
             .await
             .map_err(internal)?;
         let dag = self.bag().get(run.dag_id.as_str());
-        let is_active = self.is_active(run);
-        let logical_date = row.logical_date;
-        let dag_version_is_current = self.is_current_version(&row, dag.as_deref()).await?;
         Ok(RunDetail {
-            task_instances: views::ordered_task_instances(tis, dag.as_deref(), logical_date),
+            task_instances: views::ordered_task_instances(tis, dag.as_deref(), row.logical_date),
             run: run_view(row),
-            is_active,
-            dag_version_is_current,
         })
     }
 
@@ -571,19 +565,11 @@ impl ui::Backend for WebBackend {
             })
             .map(|s| s.task_id.as_str())
             .collect();
-        let per_page = wanted.per_page.max(1);
-        let page = wanted
-            .page
-            .clamp(1, selected.len().div_ceil(per_page).max(1));
-        let page_ids: Vec<&str> = selected
-            .iter()
-            .skip((page - 1) * per_page)
-            .take(per_page)
-            .copied()
-            .collect();
+        let paging = Paging::of(selected.len(), wanted.per_page, Some(wanted.page));
+        let page_ids = paging.slice(&selected);
         let tis = self
             .store
-            .task_instances_named(dag_id, &run.run_id, &page_ids)
+            .task_instances_named(dag_id, &run.run_id, page_ids)
             .await
             .map_err(internal)?;
         let mut task_instances =
@@ -605,7 +591,7 @@ impl ui::Backend for WebBackend {
             task_instances,
             state_counts: views::count_states(summaries.iter().map(|s| s.state)),
             selected: selected.len(),
-            page,
+            paging,
             has_streams: dag.as_deref().is_some_and(|dag| {
                 summaries
                     .iter()

@@ -169,8 +169,8 @@ pub fn dag_detail(dag: &Dag, summary: DagSummary, source: String) -> DagDetail {
     }
 }
 
-/// One grid row per task of the DAG, one cell per run (oldest first).
-/// The grid's rows of `tasks` (a page of the DAG's), a cell per run in `runs`.
+/// The grid's rows of `tasks` (a page of the DAG's), one cell per run of `runs` (oldest
+/// first).
 pub fn grid_rows(tasks: &[TaskSpec], runs: &[DagRunRow], cells: &[GridCellRow]) -> Vec<GridRow> {
     let by_cell: HashMap<(&str, &str), &GridCellRow> = cells
         .iter()

@@ -18,10 +18,11 @@ use crate::{
     html::{Page, PlainText},
     ids::DagId,
     views::{
-        DagDetail, DagList, DagQuery, DagSummary, DagVersionList, ImportErrorView, RunQuery,
+        DagDetail, DagList, DagQuery, DagSummary, DagVersionList, ImportErrorView, Paging,
+        RunQuery,
         pages::{
-            Chrome, DagLive, DagLiveView, DagPage, DagRows, DagRowsView, DagsPage, GridTaskPage,
-            ImportErrorsPage, SourceText, TriggerForm, TriggerPage,
+            Chrome, DagLive, DagLiveView, DagPage, DagRows, DagRowsView, DagsPage,
+            GRID_TASKS_PER_PAGE, ImportErrorsPage, SourceText, TriggerForm, TriggerPage,
         },
     },
 };
@@ -149,15 +150,10 @@ async fn dag_live_view(
     query: DagPageQuery,
 ) -> Result<DagLiveView, BackendError> {
     let dag_id = DagId::parse(&detail.summary.dag_id)?;
-    let task_page = GridTaskPage::of(detail.tasks.len(), query.task_page);
+    let task_paging = Paging::of(detail.tasks.len(), GRID_TASKS_PER_PAGE, query.task_page);
     let grid = state
         .backend
-        .grid(
-            &dag_id,
-            query.before.as_deref(),
-            GRID_RUNS,
-            task_page.tasks(),
-        )
+        .grid(&dag_id, query.before.as_deref(), GRID_RUNS, task_paging)
         .await?;
     let run_query = RunQuery {
         state: query
@@ -185,7 +181,6 @@ async fn dag_live_view(
         query.before,
         principal,
     );
-    live.on_task_page(task_page);
     live.backfills = state.backend.backfills(&dag_id).await?;
     Ok(live)
 }

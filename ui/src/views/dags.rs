@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::RunBrief;
+use super::{Paging, RunBrief};
 
 /// Filter and page of the DAG list (the page's `search`, and Airflow's `GET /dags` parameters).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -201,6 +201,8 @@ pub struct GridView {
     pub dag_id: String,
     pub runs: Vec<RunBrief>,
     pub rows: Vec<GridRow>,
+    /// Which page of the DAG's tasks `rows` are.
+    pub task_paging: Paging,
     /// Logical date (RFC 3339) to pass as `before` for the page of older runs, if any.
     pub older: Option<String>,
 }

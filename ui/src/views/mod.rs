@@ -10,6 +10,7 @@ mod graph;
 mod live;
 mod logs;
 pub mod pages;
+mod paging;
 mod pools;
 mod runs;
 pub mod stream_pages;
@@ -28,6 +29,7 @@ pub use dags::{
 };
 pub use live::{LiveEvent, LiveSubscription};
 pub use logs::{CutLine, LogChunk, LogEvent, LogMatch, LogRange};
+pub use paging::Paging;
 pub use pools::{PoolForm, PoolList, PoolView};
 pub use runs::{
     ListDagRunsForm, ListTaskInstanceForm, Mark, RowsWanted, RunBrief, RunDagVersion, RunDetail,

@@ -1,6 +1,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::Paging;
+
 /// A run in a list or a grid column.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunBrief {
@@ -294,15 +296,11 @@ pub struct TaskInstanceList {
     pub total_entries: u64,
 }
 
-/// A run with its task instances, in the DAG's task order.
+/// A run with all its task instances, in the DAG's task order.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunDetail {
     pub run: RunView,
     pub task_instances: Vec<TaskInstanceView>,
-    /// Whether this process drives the run now (stop acts at once).
-    pub is_active: bool,
-    /// Whether the DAG file is the same now as when the run was created.
-    pub dag_version_is_current: bool,
 }
 
 /// Which of a run's task instances its page shows: those in `state` (all when none), page
@@ -318,6 +316,7 @@ pub struct RowsWanted {
 #[derive(Debug, Clone)]
 pub struct RunRows {
     pub run: RunView,
+    /// Whether this process drives the run now (stop acts at once).
     pub is_active: bool,
     /// Whether the DAG file is the same now as when the run was created.
     pub dag_version_is_current: bool,
@@ -325,9 +324,10 @@ pub struct RunRows {
     pub task_instances: Vec<TaskInstanceView>,
     /// How many task instances are in each state, in order of first appearance.
     pub state_counts: Vec<(String, usize)>,
-    /// How many the state selects, and the page shown (the last one when asked past it).
+    /// How many the state selects, and which page of them this is (the last one when asked
+    /// past it).
     pub selected: usize,
-    pub page: usize,
+    pub paging: Paging,
     /// Whether any task of the run (on any page) is a stream.
     pub has_streams: bool,
     /// When the run's first try started and its last ended (now for one still running): the

@@ -78,31 +78,6 @@ pub const GRAPH_MAX_TASKS: usize = 500;
 /// The most task rows the grid shows at once: 20,002 were 8.4 MB of the DAG page.
 pub const GRID_TASKS_PER_PAGE: usize = 200;
 
-/// Which of a DAG's tasks its grid shows: page `page` (from 1) of `pages`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GridTaskPage {
-    pub page: usize,
-    pub pages: usize,
-}
-
-impl GridTaskPage {
-    /// The page `asked` (the first when none, the nearest when out of range) of a DAG of
-    /// `task_count` tasks.
-    pub fn of(task_count: usize, asked: Option<usize>) -> Self {
-        let pages = task_count.div_ceil(GRID_TASKS_PER_PAGE).max(1);
-        Self {
-            page: asked.unwrap_or(1).clamp(1, pages),
-            pages,
-        }
-    }
-
-    /// The places in the DAG of the page's tasks.
-    pub fn tasks(&self) -> std::ops::Range<usize> {
-        let first = (self.page - 1) * GRID_TASKS_PER_PAGE;
-        first..first + GRID_TASKS_PER_PAGE
-    }
-}
-
 /// The live part of a DAG's page: the grid, the graph and the run history.
 pub struct DagLiveView {
     pub dag_id: String,
@@ -112,9 +87,6 @@ pub struct DagLiveView {
     pub graph: Option<GraphSvg>,
     /// How many tasks the DAG has.
     pub task_count: usize,
-    /// The page of the grid's task rows shown (from 1), and how many there are.
-    pub task_page: usize,
-    pub task_pages: usize,
     pub history: RunList,
     pub run_query: RunQuery,
     pub selected_run: Option<String>,
@@ -155,8 +127,6 @@ impl DagLiveView {
             is_paused: detail.summary.is_paused,
             graph,
             task_count: detail.tasks.len(),
-            task_page: 1,
-            task_pages: 1,
             grid,
             history,
             run_query,
@@ -167,16 +137,9 @@ impl DagLiveView {
         }
     }
 
-    /// Says which page of the DAG's tasks the grid holds.
-    pub fn on_task_page(&mut self, page: GridTaskPage) {
-        self.task_page = page.page;
-        self.task_pages = page.pages;
-    }
-
     /// The first and last task row numbers shown (from 1).
     pub fn tasks_shown(&self) -> (usize, usize) {
-        let first = (self.task_page - 1) * GRID_TASKS_PER_PAGE;
-        (first + 1, first + self.grid.rows.len())
+        self.grid.task_paging.shown(self.grid.rows.len())
     }
 
     /// This view with the grid's task rows of `page`.
@@ -222,7 +185,7 @@ impl DagLiveView {
     }
 
     fn query(&self, run: Option<&str>, before: Option<&str>) -> String {
-        self.query_with(run, before, self.task_page)
+        self.query_with(run, before, self.grid.task_paging.page)
     }
 
     fn query_with(&self, run: Option<&str>, before: Option<&str>, task_page: usize) -> String {

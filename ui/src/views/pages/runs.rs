@@ -6,7 +6,7 @@ use super::{Access, Chrome, SourceText, fits_inline, query_of, size_of, url_enco
 use crate::{
     auth::Principal,
     views::{
-        RowsWanted, RunDagVersion, RunRows, RunView, TaskInstanceView,
+        Paging, RowsWanted, RunDagVersion, RunRows, RunView, TaskInstanceView,
         format::{Stamp, duration_text},
     },
 };
@@ -40,11 +40,10 @@ pub struct RunLiveView {
     pub rows: Vec<TaskRow>,
     /// How many task instances are in each state, in order of first appearance.
     pub state_counts: Vec<(String, usize)>,
-    /// The rows the filter selects, and the page shown.
+    /// The rows the filter selects, and which page of them is shown.
     pub selected: usize,
     pub query: RunPageQuery,
-    pub page: usize,
-    pub pages: usize,
+    pub paging: Paging,
     /// Whether any task of the run (on any page) is a stream.
     has_streams: bool,
     pub is_active: bool,
@@ -65,7 +64,6 @@ impl RunLiveView {
 
     pub fn new(rows: RunRows, principal: &Principal, query: RunPageQuery) -> Self {
         let timeline = Timeline::of(&rows);
-        let pages = rows.selected.div_ceil(ROWS_PER_PAGE).max(1);
         Self {
             rows: rows
                 .task_instances
@@ -76,8 +74,7 @@ impl RunLiveView {
             state_counts: rows.state_counts,
             selected: rows.selected,
             query,
-            page: rows.page,
-            pages,
+            paging: rows.paging,
             has_streams: rows.has_streams,
             is_active: rows.is_active,
             access: Access::of(principal),
@@ -91,7 +88,7 @@ impl RunLiveView {
 
     /// Whether the page shows part of the run's task instances: a pager and the counts.
     pub fn is_paged(&self) -> bool {
-        self.pages > 1 || self.query.state.is_some()
+        self.paging.pages > 1 || self.query.state.is_some()
     }
 
     /// How many task instances the run has.
@@ -111,21 +108,13 @@ impl RunLiveView {
 
     /// Where the live part of this page is fetched again, with the same rows.
     pub fn live_src(&self) -> String {
-        let query = query_string(self.query.state.as_deref(), self.page);
+        let query = query_string(self.query.state.as_deref(), self.paging.page);
         format!("{}/live{query}", self.base())
     }
 
     /// The first and last row numbers shown (from 1).
-    pub fn shown_from(&self) -> usize {
-        if self.selected == 0 {
-            0
-        } else {
-            (self.page - 1) * ROWS_PER_PAGE + 1
-        }
-    }
-
-    pub fn shown_to(&self) -> usize {
-        ((self.page - 1) * ROWS_PER_PAGE + self.rows.len()).min(self.selected)
+    pub fn shown(&self) -> (usize, usize) {
+        self.paging.shown(self.rows.len())
     }
 
     pub fn conf_json(&self) -> String {

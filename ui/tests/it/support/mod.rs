@@ -24,7 +24,7 @@ use ui::{
     views::{
         ComponentHealth, DagDetail, DagList, DagQuery, DagSummary, DeadLetterView, GridCell,
         GridRow, GridView, HealthView, ImportErrorView, LiveEvent, LiveSubscription, LogChunk,
-        LogEvent, LogMatch, LogRange, Mark, ParamView, ProblemView, ResultRow, ResultsView,
+        LogEvent, LogMatch, LogRange, Mark, Paging, ParamView, ProblemView, ResultRow, ResultsView,
         RowsWanted, RunBrief, RunDagVersion, RunDetail, RunList, RunQuery, RunRows, RunView,
         SchedulerHealth, StreamDetail, StreamSample, StreamTick, StreamView, TaskInstanceView,
         TaskNode, User, WorkerTry, WorkerView, WorkersView,
@@ -299,7 +299,7 @@ impl ui::Backend for MemoryBackend {
         dag_id: &DagId,
         _: Option<&str>,
         _: usize,
-        tasks: std::ops::Range<usize>,
+        task_paging: Paging,
     ) -> BackendResult<GridView> {
         Self::check_dag(dag_id)?;
         let cell = |state: &str| GridCell {
@@ -309,20 +309,19 @@ impl ui::Backend for MemoryBackend {
         Ok(GridView {
             dag_id: "hello".into(),
             runs: self.summary().recent_runs,
-            rows: vec![
-                GridRow {
-                    task_id: "greet".into(),
-                    cells: vec![cell("success")],
-                },
-                GridRow {
-                    task_id: "report".into(),
-                    cells: vec![cell("failed")],
-                },
-            ]
-            .into_iter()
-            .skip(tasks.start)
-            .take(tasks.len())
-            .collect(),
+            rows: task_paging
+                .slice(&[
+                    GridRow {
+                        task_id: "greet".into(),
+                        cells: vec![cell("success")],
+                    },
+                    GridRow {
+                        task_id: "report".into(),
+                        cells: vec![cell("failed")],
+                    },
+                ])
+                .to_vec(),
+            task_paging,
             older: None,
         })
     }
@@ -410,8 +409,6 @@ impl ui::Backend for MemoryBackend {
         Ok(RunDetail {
             run: view,
             task_instances: vec![ti("greet", "success"), ti("report", "failed")],
-            is_active: self.streaming_run,
-            dag_version_is_current: false,
         })
     }
 
@@ -427,22 +424,24 @@ impl ui::Backend for MemoryBackend {
                 None => state_counts.push((ti.state.clone(), 1)),
             }
         }
-        let task_instances: Vec<TaskInstanceView> = detail
+        let selected: Vec<TaskInstanceView> = detail
             .task_instances
             .into_iter()
             .filter(|ti| wanted.state.as_ref().is_none_or(|state| ti.state == *state))
             .collect();
+        let paging = Paging::of(selected.len(), wanted.per_page, Some(wanted.page));
+        let task_instances = paging.slice(&selected).to_vec();
         Ok(RunRows {
-            first_start: task_instances.iter().filter_map(|ti| ti.start_date).min(),
-            last_end: task_instances.iter().filter_map(|ti| ti.end_date).max(),
-            has_streams: task_instances.iter().any(|ti| ti.operator == "stream"),
-            selected: task_instances.len(),
-            page: 1,
+            first_start: selected.iter().filter_map(|ti| ti.start_date).min(),
+            last_end: selected.iter().filter_map(|ti| ti.end_date).max(),
+            has_streams: selected.iter().any(|ti| ti.operator == "stream"),
+            selected: selected.len(),
+            paging,
             state_counts,
             task_instances,
             run: detail.run,
-            is_active: detail.is_active,
-            dag_version_is_current: detail.dag_version_is_current,
+            is_active: self.streaming_run,
+            dag_version_is_current: false,
         })
     }
 
