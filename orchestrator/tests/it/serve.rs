@@ -298,6 +298,14 @@ fn a_big_run_page_shows_a_page_of_rows_and_the_counts() {
         .unwrap_or_default();
     assert_eq!(rows(&failed), ["bad"]);
     assert!(failed.contains("1-1 of 1"), "{failed}");
+    let running = serve
+        .get(&format!("{base}?state=running"))
+        .unwrap_or_default();
+    assert!(
+        running.contains("0-0 of 0")
+            && running.contains("id=\"no-task-instances\">No task instances are running now."),
+        "a state none is in any more says so: {running}"
+    );
 
     let refused = serve.get(&format!("{base}?page=two")).unwrap_or_default();
     assert!(
