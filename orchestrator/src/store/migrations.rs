@@ -260,6 +260,31 @@ const MIGRATIONS: &[Migration] = &[
             runs_stopped = (SELECT COUNT(*) FROM dag_runs r WHERE r.backfill_id = backfills.id AND r.state = 'stopped')",
         ],
     },
+    Migration {
+        version: 15,
+        description: "task instances counted by state as each run ends, and summed by DAG (/metrics reads the sums instead of counting every task instance stored)",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS run_task_counts (
+            dag_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (dag_id, run_id, state)
+        )",
+            "CREATE TABLE IF NOT EXISTS dag_task_counts (
+            dag_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (dag_id, state)
+        )",
+            "INSERT INTO run_task_counts (dag_id, run_id, state, n)
+             SELECT t.dag_id, t.run_id, t.state, COUNT(*) FROM task_instances t
+             JOIN dag_runs r ON r.dag_id = t.dag_id AND r.run_id = t.run_id
+             WHERE r.state IN ('success', 'failed', 'stopped') GROUP BY t.dag_id, t.run_id, t.state",
+            "INSERT INTO dag_task_counts (dag_id, state, n)
+             SELECT dag_id, state, SUM(n) FROM run_task_counts GROUP BY dag_id, state",
+        ],
+    },
 ];
 
 /// `{auto_id}` in a migration: an integer key the database numbers, in each dialect's words.

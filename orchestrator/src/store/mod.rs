@@ -15,6 +15,7 @@ mod models;
 mod notify;
 mod pools;
 mod runs;
+mod task_counts;
 mod task_instances;
 mod task_metrics;
 mod transitions;

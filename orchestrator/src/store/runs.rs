@@ -561,8 +561,9 @@ pub enum RunEffect<'a> {
     Restate,
 }
 
-/// Checks the edge and writes one run's move, and its backfill's counters if it has one, inside
-/// the transaction `conn`; false when the run was no longer `from` under the expected owner.
+/// Checks the edge and writes one run's move, its backfill's counters if it has one, and, as it
+/// ends, its task instances' counts (see `task_counts`), inside the transaction `conn`; false
+/// when the run was no longer `from` under the expected owner.
 pub(super) async fn apply_run_change(
     conn: &mut AnyConnection,
     change: &RunChange<'_>,
@@ -610,6 +611,9 @@ pub(super) async fn apply_run_change(
     };
     if let Some(backfill_id) = moved.try_get::<Option<i64>, _>("backfill_id")? {
         super::backfills::count_run_move(conn, backfill_id, change.from, change.to).await?;
+    }
+    if change.to.is_finished() && !change.from.is_finished() {
+        super::task_counts::recount_ended_run(conn, change.run, true).await?;
     }
     Ok(true)
 }

@@ -265,15 +265,6 @@ impl Store {
         self.events.publish(task_event(ti));
     }
 
-    /// (dag_id, state, count) of every DAG's task instances.
-    pub async fn task_instance_counts(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT dag_id, state, COUNT(*) FROM task_instances GROUP BY dag_id, state ORDER BY dag_id, state",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     /// How many of a run's task instances are in each state (the states with none left out).
     pub async fn run_task_instance_counts(
         &self,
@@ -446,6 +437,7 @@ impl Store {
         for change in changes {
             apply_ti_change(&mut tx, change).await?;
         }
+        super::task_counts::recount_ended_run(&mut tx, run.run, run.to.is_finished()).await?;
         self.notify_in(&mut tx, || {
             let run_event = (run.from != run.to).then(|| run.event());
             let events = changes.iter().map(|c| task_event(c.row));

@@ -3,13 +3,13 @@
 
 use crate::support;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use orchestrator::{
     commands::{self, CommandError},
     executor::RunOutcome,
     store::{AuditFilter, AuditRow},
-    store::{RunKey, RunState, Store, TaskKey, TiState},
+    store::{RunFilter, RunKey, RunState, Store, TaskKey, TiState},
 };
 
 /// Who the commands act for, as the audit log keeps them.
@@ -23,6 +23,30 @@ fn source(id: &str) -> String {
          [[task]]\nid = \"first\"\noperator = \"shell\"\ncommand = 'test \"$FAIL\" != yes'\nenv = {{ FAIL = \"{{{{ params.fail }}}}\" }}\n\
          [[task]]\nid = \"second\"\noperator = \"noop\"\nupstream = [\"first\"]\n"
     )
+}
+
+/// The task instances of DAG `id` by state as `/metrics` reads them (sums kept as runs end,
+/// moved by commands) are what its runs' rows say `after` each step.
+async fn counts_are_the_rows(store: &Store, id: &str, after: &str) {
+    let mut rows: BTreeMap<String, i64> = BTreeMap::new();
+    let filter = RunFilter {
+        dag_id: Some(id.into()),
+        ..RunFilter::default()
+    };
+    for run in store.list_runs(&filter).await.unwrap() {
+        for ti in store.task_instances(id, &run.run_id).await.unwrap() {
+            *rows.entry(ti.state.to_string()).or_default() += 1;
+        }
+    }
+    let counted: BTreeMap<String, i64> = store
+        .task_instance_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(dag_id, _, _)| dag_id == id)
+        .map(|(_, state, n)| (state, n))
+        .collect();
+    assert_eq!(counted, rows, "after {after}");
 }
 
 async fn mark_clear_and_stop(store: Store) {
@@ -47,6 +71,7 @@ async fn mark_clear_and_stop(store: Store) {
         .await
         .unwrap();
     assert_eq!(run.state, RunState::Queued);
+    counts_are_the_rows(&store, &id, "the trigger").await;
     let key = RunKey {
         dag_id: id.clone(),
         run_id: run.run_id.clone(),
@@ -72,10 +97,12 @@ async fn mark_clear_and_stop(store: Store) {
     let claimed = store.get_run(&id, &run.run_id).await.unwrap().unwrap();
     let outcome = support::drive_to_end(&executor, &dag, &claimed, Duration::from_secs(30)).await;
     assert_eq!(outcome, RunOutcome::Finished(RunState::Failed));
+    counts_are_the_rows(&store, &id, "the run failed").await;
 
     commands::mark(&store, &task("first"), TiState::Success, &ada())
         .await
         .unwrap();
+    counts_are_the_rows(&store, &id, "a mark that left the run failed").await;
     let tis = store.task_instances(&id, &run.run_id).await.unwrap();
     let state = |t: &str| tis.iter().find(|ti| ti.task_id == t).unwrap().state;
     assert_eq!(
@@ -92,6 +119,12 @@ async fn mark_clear_and_stop(store: Store) {
         RunState::Failed,
         "second is still upstream_failed"
     );
+    commands::mark(&store, &task("second"), TiState::Success, &ada())
+        .await
+        .unwrap();
+    let marked = store.get_run(&id, &run.run_id).await.unwrap().unwrap();
+    assert_eq!(marked.state, RunState::Success, "every task passed now");
+    counts_are_the_rows(&store, &id, "a mark that made the run a success").await;
 
     let cleared = commands::clear(&store, &dag, &task("first"), true, &ada())
         .await
@@ -103,6 +136,7 @@ async fn mark_clear_and_stop(store: Store) {
         (RunState::Queued, None),
         "the scheduler picks it up again"
     );
+    counts_are_the_rows(&store, &id, "a clear").await;
     let tis = store.task_instances(&id, &run.run_id).await.unwrap();
     assert!(
         tis.iter().all(|ti| ti.state == TiState::Scheduled),
@@ -129,6 +163,7 @@ async fn mark_clear_and_stop(store: Store) {
         RunState::Stopped,
         "a queued run stops at once"
     );
+    counts_are_the_rows(&store, &id, "a queued run stopped").await;
     let again = commands::stop(
         &store,
         Some(&executor),
@@ -170,18 +205,19 @@ async fn mark_clear_and_stop(store: Store) {
         [
             ("trigger", None),
             ("mark_success", Some("first")),
+            ("mark_success", Some("second")),
             ("clear", None),
             ("stop", None)
         ]
     );
-    assert_eq!(total, 4);
+    assert_eq!(total, 5);
     for row in &entries {
         assert_eq!(row.entry.owner, "ada");
         assert_eq!(row.entry.source.as_deref(), Some("192.0.2.7"));
         assert_eq!(row.entry.run_id.as_deref(), Some(run.run_id.as_str()));
     }
     assert_eq!(
-        entries[2].entry.detail["cleared"],
+        entries[3].entry.detail["cleared"],
         serde_json::json!(["first", "second"])
     );
     let newest = AuditFilter {
@@ -238,6 +274,7 @@ async fn stop_a_running_run(store: Store) {
     .await
     .unwrap();
     assert_eq!(stopped.state, RunState::Stopped);
+    counts_are_the_rows(&store, &id, "a running run stopped").await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "stopped long before the sleep's 30 s"
