@@ -262,7 +262,7 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 15,
-        description: "task instances counted by state as each run ends, and summed by DAG (/metrics reads the sums instead of counting every task instance stored)",
+        description: "ended runs counted by DAG and state, and each ended run's task instances by state and their sums by DAG (/metrics reads the sums instead of counting every run and task instance stored)",
         statements: &[
             "CREATE TABLE IF NOT EXISTS run_task_counts (
             dag_id TEXT NOT NULL,
@@ -283,6 +283,15 @@ const MIGRATIONS: &[Migration] = &[
              WHERE r.state IN ('success', 'failed', 'stopped') GROUP BY t.dag_id, t.run_id, t.state",
             "INSERT INTO dag_task_counts (dag_id, state, n)
              SELECT dag_id, state, SUM(n) FROM run_task_counts GROUP BY dag_id, state",
+            "CREATE TABLE IF NOT EXISTS dag_run_counts (
+            dag_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (dag_id, state)
+        )",
+            "INSERT INTO dag_run_counts (dag_id, state, n)
+             SELECT dag_id, state, COUNT(*) FROM dag_runs
+             WHERE state IN ('success', 'failed', 'stopped') GROUP BY dag_id, state",
         ],
     },
 ];

@@ -359,7 +359,9 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// The newest `per_dag` runs of each of `dag_ids` (newest first), in one query.
+    /// The newest `per_dag` runs of each of `dag_ids` (newest first), in one query: each DAG's
+    /// read through its index by logical date and cut at `per_dag`. (A window numbering every
+    /// run of the page's DAGs took 134 ms at 50,000 runs; this takes what 25 runs a DAG do.)
     pub async fn latest_runs_of_dags(
         &self,
         dag_ids: &[&str],
@@ -369,14 +371,17 @@ impl Store {
         if dag_ids.is_empty() {
             return Ok(by_dag);
         }
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM (
-                SELECT {RUN_COLUMNS}, ROW_NUMBER() OVER (
-                    PARTITION BY dag_id ORDER BY logical_date_us DESC, queued_at_us DESC) AS newest
-                FROM dag_runs WHERE dag_id IN ({})) ranked
-             WHERE newest <= $1 ORDER BY dag_id, newest",
-            super::bulk::placeholders(2, dag_ids.len())
-        );
+        let newest_of = |i: usize| {
+            format!(
+                "SELECT {RUN_COLUMNS} FROM (SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ${}
+                 ORDER BY logical_date_us DESC, queued_at_us DESC LIMIT $1) newest_{i}",
+                i + 2
+            )
+        };
+        let sql = (0..dag_ids.len())
+            .map(newest_of)
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(per_dag);
         for dag_id in dag_ids {
             query = query.bind(*dag_id);
@@ -385,16 +390,10 @@ impl Store {
             let run = run_from_row(&row)?;
             by_dag.entry(run.dag_id.clone()).or_default().push(run);
         }
+        for runs in by_dag.values_mut() {
+            runs.sort_by_key(|r| std::cmp::Reverse((r.logical_date, r.queued_at)));
+        }
         Ok(by_dag)
-    }
-
-    /// (dag_id, state, count) of every DAG's runs.
-    pub async fn run_counts(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT dag_id, state, COUNT(*) FROM dag_runs GROUP BY dag_id, state ORDER BY dag_id, state",
-        )
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     /// How many runs match `filter` (its limit and offset aside).
@@ -561,9 +560,9 @@ pub enum RunEffect<'a> {
     Restate,
 }
 
-/// Checks the edge and writes one run's move, its backfill's counters if it has one, and, as it
-/// ends, its task instances' counts (see `task_counts`), inside the transaction `conn`; false
-/// when the run was no longer `from` under the expected owner.
+/// Checks the edge and writes one run's move, its backfill's counters if it has one, and the
+/// counts of ended runs and, as it ends, of its task instances (see `ended_counts`), inside the
+/// transaction `conn`; false when the run was no longer `from` under the expected owner.
 pub(super) async fn apply_run_change(
     conn: &mut AnyConnection,
     change: &RunChange<'_>,
@@ -612,8 +611,9 @@ pub(super) async fn apply_run_change(
     if let Some(backfill_id) = moved.try_get::<Option<i64>, _>("backfill_id")? {
         super::backfills::count_run_move(conn, backfill_id, change.from, change.to).await?;
     }
+    super::ended_counts::count_run_move(conn, &change.run.dag_id, change.from, change.to).await?;
     if change.to.is_finished() && !change.from.is_finished() {
-        super::task_counts::recount_ended_run(conn, change.run, true).await?;
+        super::ended_counts::recount_ended_run(conn, change.run, true).await?;
     }
     Ok(true)
 }

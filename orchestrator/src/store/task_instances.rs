@@ -437,7 +437,7 @@ impl Store {
         for change in changes {
             apply_ti_change(&mut tx, change).await?;
         }
-        super::task_counts::recount_ended_run(&mut tx, run.run, run.to.is_finished()).await?;
+        super::ended_counts::recount_ended_run(&mut tx, run.run, run.to.is_finished()).await?;
         self.notify_in(&mut tx, || {
             let run_event = (run.from != run.to).then(|| run.event());
             let events = changes.iter().map(|c| task_event(c.row));

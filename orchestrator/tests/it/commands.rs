@@ -25,28 +25,31 @@ fn source(id: &str) -> String {
     )
 }
 
-/// The task instances of DAG `id` by state as `/metrics` reads them (sums kept as runs end,
-/// moved by commands) are what its runs' rows say `after` each step.
+/// The runs and task instances of DAG `id` by state as `/metrics` reads them (sums kept as
+/// runs end, moved by commands) are what the rows say `after` each step.
 async fn counts_are_the_rows(store: &Store, id: &str, after: &str) {
-    let mut rows: BTreeMap<String, i64> = BTreeMap::new();
+    let (mut runs, mut task_instances) = (BTreeMap::new(), BTreeMap::new());
     let filter = RunFilter {
         dag_id: Some(id.into()),
         ..RunFilter::default()
     };
     for run in store.list_runs(&filter).await.unwrap() {
+        *runs.entry(run.state.to_string()).or_default() += 1;
         for ti in store.task_instances(id, &run.run_id).await.unwrap() {
-            *rows.entry(ti.state.to_string()).or_default() += 1;
+            *task_instances.entry(ti.state.to_string()).or_default() += 1;
         }
     }
-    let counted: BTreeMap<String, i64> = store
-        .task_instance_counts()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(dag_id, _, _)| dag_id == id)
-        .map(|(_, state, n)| (state, n))
-        .collect();
-    assert_eq!(counted, rows, "after {after}");
+    let of_dag = |counts: Vec<(String, String, i64)>| -> BTreeMap<String, i64> {
+        counts
+            .into_iter()
+            .filter(|(dag_id, _, _)| dag_id == id)
+            .map(|(_, state, n)| (state, n))
+            .collect()
+    };
+    let counted = of_dag(store.run_counts().await.unwrap());
+    assert_eq!(counted, runs, "runs after {after}");
+    let counted = of_dag(store.task_instance_counts().await.unwrap());
+    assert_eq!(counted, task_instances, "task instances after {after}");
 }
 
 async fn mark_clear_and_stop(store: Store) {
