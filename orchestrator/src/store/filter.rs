@@ -61,6 +61,14 @@ impl Conditions {
         }
     }
 
+    /// ` WHERE first AND ...`: `first` (a join's condition, say) and these.
+    pub(super) fn clause_with(&self, first: &str) -> String {
+        let all: Vec<&str> = std::iter::once(first)
+            .chain(self.clauses.iter().map(String::as_str))
+            .collect();
+        format!(" WHERE {}", all.join(" AND "))
+    }
+
     /// `query` with the values bound, in order.
     pub(super) fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
         for value in &self.values {

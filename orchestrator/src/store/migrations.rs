@@ -294,6 +294,14 @@ const MIGRATIONS: &[Migration] = &[
              WHERE state IN ('success', 'failed', 'stopped') GROUP BY dag_id, state",
         ],
     },
+    Migration {
+        version: 16,
+        description: "runs of every DAG by logical date and by the time they were queued (the orders of the lists of task instances and of runs across DAGs)",
+        statements: &[
+            "CREATE INDEX IF NOT EXISTS dag_runs_by_logical_date ON dag_runs (logical_date_us, dag_id, run_id)",
+            "CREATE INDEX IF NOT EXISTS dag_runs_by_queued ON dag_runs (queued_at_us, logical_date_us)",
+        ],
+    },
 ];
 
 /// `{auto_id}` in a migration: an integer key the database numbers, in each dialect's words.

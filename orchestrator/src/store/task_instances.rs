@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
     GridCellRow, HeldConnection, Result, RunKey, RunState, Store, StoreError, StoreEvent,
-    TaskInstanceRow, TaskKey, TaskSummaryRow, TiFilter, TiState,
+    TaskInstanceRow, TaskKey, TaskSummaryRow, TiFilter, TiState, TimeRange,
     filter::Conditions,
     from_micros,
     runs::{RunChange, RunEffect, apply_run_change},
@@ -64,38 +64,34 @@ impl Store {
         Ok(tis)
     }
 
-    /// Hands each task instance of a run to `each` as it arrives (nothing held at once).
     /// A page of the task instances `filter` selects, each with its run's logical date (by
     /// logical date, DAG, run and task), and how many it selects in all.
     pub async fn find_task_instances(
         &self,
         filter: &TiFilter,
     ) -> Result<(Vec<(TaskInstanceRow, DateTime<Utc>)>, u64)> {
-        let mut conditions = Conditions::default();
-        conditions.any_of("ti.dag_id", filter.dag_ids.iter().cloned());
-        conditions.any_of("ti.run_id", filter.run_ids.iter().cloned());
-        conditions.any_of("ti.task_id", filter.task_ids.iter().cloned());
-        conditions.any_of(
-            "ti.state",
-            filter.states.iter().map(|s| s.as_str().to_owned()),
-        );
-        conditions.any_of("ti.queue", filter.queues.iter().cloned());
-        conditions.any_of("ti.pool", filter.pools.iter().cloned());
-        conditions.within("r.logical_date_us", filter.logical_date);
-        conditions.within("ti.start_us", filter.start_date);
-        conditions.within("ti.end_us", filter.end_date);
-        conditions.between("ti.duration_ms", filter.duration_ms.0, filter.duration_ms.1);
-        let from = "FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id";
-        let count = format!("SELECT COUNT(*) AS n {from}{}", conditions.clause());
-        let total: i64 = conditions
-            .bind(sqlx::query(sqlx::AssertSqlSafe(count)))
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
+        let total = self.count_task_instances(filter).await?;
+        // Filtered by run alone, the page is read run by run in its order, through the runs'
+        // index by logical date, and the read stops at the page's end (SQLite's `CROSS JOIN`
+        // keeps the runs outside; PostgreSQL plans it as any join): the first page of 150,000
+        // took 168 ms sorted, 1 ms so. Filtered by a task instance's own columns (a state, say)
+        // the planner picks, since run by run a rare state would read every run.
+        let by_run = !filters_task_columns(filter);
+        let conditions = ti_list_conditions(filter, if by_run { "r" } else { "ti" });
+        let from = if by_run {
+            format!(
+                "FROM dag_runs r CROSS JOIN task_instances ti{}",
+                conditions.clause_with(TI_OF_RUN)
+            )
+        } else {
+            format!(
+                "FROM task_instances ti JOIN dag_runs r ON {TI_OF_RUN}{}",
+                conditions.clause()
+            )
+        };
         let page = format!(
-            "SELECT ti.*, r.logical_date_us AS run_logical_date_us {from}{} \
-             ORDER BY r.logical_date_us, ti.dag_id, ti.run_id, ti.task_id LIMIT {} OFFSET {}",
-            conditions.clause(),
+            "SELECT ti.*, r.logical_date_us AS run_logical_date_us {from} \
+             ORDER BY r.logical_date_us, r.dag_id, r.run_id, ti.task_id LIMIT {} OFFSET {}",
             filter.limit.max(0),
             filter.offset.max(0)
         );
@@ -113,6 +109,24 @@ impl Store {
         Ok((found, u64::try_from(total).unwrap_or(0)))
     }
 
+    /// How many task instances `filter` selects: from the task instances alone unless it asks
+    /// for the runs' dates (joining each to its run took 115 of 120 ms at 150,000).
+    async fn count_task_instances(&self, filter: &TiFilter) -> Result<i64> {
+        let conditions = ti_list_conditions(filter, "ti");
+        let from = if filter.logical_date == TimeRange::default() {
+            "FROM task_instances ti".to_owned()
+        } else {
+            format!("FROM task_instances ti JOIN dag_runs r ON {TI_OF_RUN}")
+        };
+        let sql = format!("SELECT COUNT(*) AS n {from}{}", conditions.clause());
+        Ok(conditions
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    /// Hands each task instance of a run to `each` as it arrives (nothing held at once).
     pub async fn for_each_task_instance(
         &self,
         dag_id: &str,
@@ -539,6 +553,40 @@ impl Store {
         );
         self.publish_task(ti);
     }
+}
+
+/// A task instance joined to its run.
+const TI_OF_RUN: &str = "ti.dag_id = r.dag_id AND ti.run_id = r.run_id";
+
+/// The conditions of a task instance list, its DAGs and runs named on the table `run`'s
+/// columns (`r` when the runs are read first, `ti` otherwise).
+fn ti_list_conditions(filter: &TiFilter, run: &str) -> Conditions {
+    let mut conditions = Conditions::default();
+    conditions.any_of(&format!("{run}.dag_id"), filter.dag_ids.iter().cloned());
+    conditions.any_of(&format!("{run}.run_id"), filter.run_ids.iter().cloned());
+    conditions.any_of("ti.task_id", filter.task_ids.iter().cloned());
+    conditions.any_of(
+        "ti.state",
+        filter.states.iter().map(|s| s.as_str().to_owned()),
+    );
+    conditions.any_of("ti.queue", filter.queues.iter().cloned());
+    conditions.any_of("ti.pool", filter.pools.iter().cloned());
+    conditions.within("r.logical_date_us", filter.logical_date);
+    conditions.within("ti.start_us", filter.start_date);
+    conditions.within("ti.end_us", filter.end_date);
+    conditions.between("ti.duration_ms", filter.duration_ms.0, filter.duration_ms.1);
+    conditions
+}
+
+/// Whether `filter` selects by a task instance's own columns, not only by its run.
+fn filters_task_columns(filter: &TiFilter) -> bool {
+    !(filter.task_ids.is_empty()
+        && filter.states.is_empty()
+        && filter.queues.is_empty()
+        && filter.pools.is_empty()
+        && filter.start_date == TimeRange::default()
+        && filter.end_date == TimeRange::default()
+        && filter.duration_ms == (None, None))
 }
 
 pub(super) fn task_event(ti: &TaskInstanceRow) -> StoreEvent {

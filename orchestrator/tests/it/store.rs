@@ -256,23 +256,54 @@ async fn runs_and_task_instances_filter_across_dags(store: Store) {
         offset: 1,
         ..TiFilter::default()
     };
+    let named = |page: &[(orchestrator::store::TaskInstanceRow, chrono::DateTime<Utc>)]| {
+        page.iter()
+            .map(|(ti, logical)| {
+                (
+                    ti.dag_id.clone(),
+                    ti.task_id.clone(),
+                    (*logical - day).num_minutes(),
+                )
+            })
+            .collect::<Vec<(String, String, i64)>>()
+    };
     let (page, total) = store.find_task_instances(&heavy).await.unwrap();
     assert_eq!(total, 5, "one `y` per run");
-    let page: Vec<(String, String, i64)> = page
-        .iter()
-        .map(|(ti, logical)| {
-            (
-                ti.dag_id.clone(),
-                ti.task_id.clone(),
-                (*logical - day).num_minutes(),
-            )
-        })
-        .collect();
     assert_eq!(
-        page,
+        named(&page),
         [(b.clone(), "y".into(), 0), (a.clone(), "y".into(), 1)],
         "by logical date, then DAG; the second and third"
     );
+    // Filtered by run alone, the runs are read first: the same order, and the same count.
+    let by_run = TiFilter {
+        dag_ids: vec![a.clone(), b.clone()],
+        limit: 3,
+        offset: 3,
+        ..TiFilter::default()
+    };
+    let (page, total) = store.find_task_instances(&by_run).await.unwrap();
+    assert_eq!(total, 10, "two per run");
+    assert_eq!(
+        named(&page),
+        [
+            (b.clone(), "y".into(), 0),
+            (a.clone(), "x".into(), 1),
+            (a.clone(), "y".into(), 1)
+        ],
+        "by logical date, DAG and task; the fourth to the sixth"
+    );
+    let since_minute_1 = TiFilter {
+        logical_date: TimeRange {
+            from: Some(day + Duration::minutes(1)),
+            to: None,
+        },
+        limit: 1,
+        offset: 5,
+        ..by_run
+    };
+    let (page, total) = store.find_task_instances(&since_minute_1).await.unwrap();
+    assert_eq!(total, 6, "three runs from minute 1 on");
+    assert_eq!(named(&page), [(a.clone(), "y".into(), 2)], "the last");
     // The DAG page's grid reads the cells of its page's tasks in its runs, and no others.
     let run_ids: Vec<String> = [0, 2]
         .into_iter()
