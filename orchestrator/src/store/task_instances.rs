@@ -109,9 +109,30 @@ impl Store {
         Ok((found, u64::try_from(total).unwrap_or(0)))
     }
 
-    /// How many task instances `filter` selects: from the task instances alone unless it asks
-    /// for the runs' dates (joining each to its run took 115 of 120 ms at 150,000).
+    /// How many task instances `filter` selects. Selected by DAG and state alone (or not at
+    /// all), from the counts `/metrics` reads (see `ended_counts`); otherwise from the task
+    /// instances alone unless it asks for the runs' dates (joining each to its run took 115 of
+    /// 120 ms at 150,000 on SQLite, 290 of 335 ms on PostgreSQL).
     async fn count_task_instances(&self, filter: &TiFilter) -> Result<i64> {
+        let beyond_dag_and_state = TiFilter {
+            dag_ids: Vec::new(),
+            states: Vec::new(),
+            limit: 0,
+            offset: 0,
+            ..filter.clone()
+        };
+        if beyond_dag_and_state == TiFilter::default() {
+            let counted = self.task_instance_counts().await?;
+            return Ok(counted
+                .into_iter()
+                .filter(|(dag_id, state, _)| {
+                    (filter.dag_ids.is_empty() || filter.dag_ids.contains(dag_id))
+                        && (filter.states.is_empty()
+                            || filter.states.iter().any(|s| s.as_str() == state))
+                })
+                .map(|(_, _, n)| n)
+                .sum());
+        }
         let conditions = ti_list_conditions(filter, "ti");
         let from = if filter.logical_date == TimeRange::default() {
             "FROM task_instances ti".to_owned()
