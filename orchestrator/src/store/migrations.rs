@@ -262,40 +262,6 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 15,
-        description: "ended runs counted by DAG and state, and each ended run's task instances by state and their sums by DAG (/metrics reads the sums instead of counting every run and task instance stored)",
-        statements: &[
-            "CREATE TABLE IF NOT EXISTS run_task_counts (
-            dag_id TEXT NOT NULL,
-            run_id TEXT NOT NULL,
-            state TEXT NOT NULL,
-            n BIGINT NOT NULL,
-            PRIMARY KEY (dag_id, run_id, state)
-        )",
-            "CREATE TABLE IF NOT EXISTS dag_task_counts (
-            dag_id TEXT NOT NULL,
-            state TEXT NOT NULL,
-            n BIGINT NOT NULL,
-            PRIMARY KEY (dag_id, state)
-        )",
-            "INSERT INTO run_task_counts (dag_id, run_id, state, n)
-             SELECT t.dag_id, t.run_id, t.state, COUNT(*) FROM task_instances t
-             JOIN dag_runs r ON r.dag_id = t.dag_id AND r.run_id = t.run_id
-             WHERE r.state IN ('success', 'failed', 'stopped') GROUP BY t.dag_id, t.run_id, t.state",
-            "INSERT INTO dag_task_counts (dag_id, state, n)
-             SELECT dag_id, state, SUM(n) FROM run_task_counts GROUP BY dag_id, state",
-            "CREATE TABLE IF NOT EXISTS dag_run_counts (
-            dag_id TEXT NOT NULL,
-            state TEXT NOT NULL,
-            n BIGINT NOT NULL,
-            PRIMARY KEY (dag_id, state)
-        )",
-            "INSERT INTO dag_run_counts (dag_id, state, n)
-             SELECT dag_id, state, COUNT(*) FROM dag_runs
-             WHERE state IN ('success', 'failed', 'stopped') GROUP BY dag_id, state",
-        ],
-    },
-    Migration {
-        version: 16,
         description: "runs of every DAG by logical date and by the time they were queued (the orders of the lists of task instances and of runs across DAGs)",
         statements: &[
             "CREATE INDEX IF NOT EXISTS dag_runs_by_logical_date ON dag_runs (logical_date_us, dag_id, run_id)",

@@ -6,7 +6,6 @@ mod backfills;
 mod bulk;
 mod dag_versions;
 mod dags;
-mod ended_counts;
 mod events;
 mod filter;
 mod lease;

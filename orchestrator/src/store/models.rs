@@ -275,7 +275,7 @@ pub struct RunFilter {
 }
 
 /// Filters and page for finding task instances across runs.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct TiFilter {
     /// Each list: any of these; empty: no filter.
     pub dag_ids: Vec<String>,
