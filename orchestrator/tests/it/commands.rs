@@ -25,8 +25,8 @@ fn source(id: &str) -> String {
     )
 }
 
-/// The runs and task instances of DAG `id` by state as `/metrics` reads them (sums kept as
-/// runs end, moved by commands) are what the rows say `after` each step.
+/// The runs and task instances of DAG `id` by state as `/metrics` reads them are what the
+/// rows say `after` each step (a way of keeping them counted must keep this true).
 async fn counts_are_the_rows(store: &Store, id: &str, after: &str) {
     let (mut runs, mut task_instances) = (BTreeMap::new(), BTreeMap::new());
     let filter = RunFilter {
