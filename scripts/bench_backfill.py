@@ -6,13 +6,14 @@ with 10,000 runs. Prints figures; asserts nothing."""
 
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from bench_support import start_serve
 
 BIN = os.path.abspath(sys.argv[1])
 
@@ -32,12 +33,6 @@ id = "c"
 operator = "noop"
 upstream = ["b"]
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(env, *args):
@@ -88,20 +83,8 @@ def main():
         UPDRAFT_PUBLIC_READ="true",
         RUST_LOG="warn",
     )
-    port = free_port()
-    serve = subprocess.Popen(
-        [BIN, "serve", "--bind", f"127.0.0.1:{port}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(f"{work}/serve.log", "w"),
-    )
+    serve, port = start_serve(BIN, env, f"{work}/serve.log")
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read()
-                break
-            except OSError:
-                time.sleep(0.1)
         _, out = cli(env, "backfill", "hourly", "--from", "2024-12-31T00:00:00Z", "--to", "2024-12-31T23:00:00Z")
         wait_completed(env, created_id(out))
         p50_25, p99_25 = page_times(port, "/dags/hourly")

@@ -8,13 +8,14 @@ nothing."""
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from bench_support import start_serve
 
 BIN = os.path.abspath(sys.argv[1])
 DAGS = [f"d{i:02d}" for i in range(1, 21)]
@@ -50,17 +51,11 @@ REQUESTS = [
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cli(env, *args, extra_env=None):
     out = subprocess.run(
         [BIN, *args], env={**env, **(extra_env or {})}, capture_output=True, text=True, check=True
     )
-    return out.stdout + out.stderr
+    return out.stdout
 
 
 def request_ms(port, method, path, body, token, n=15):
@@ -117,23 +112,11 @@ def main():
         RUST_LOG="warn",
     )
     cli(env, "users", "add", USER, "--role", "admin", extra_env={"UPDRAFT_PASSWORD": PASSWORD})
-    token = cli(env, "tokens", "create", "--user", USER).split()
-    token = max(token, key=len)
-    port = free_port()
-    serve = subprocess.Popen(
-        [BIN, "serve", "--bind", f"127.0.0.1:{port}", "--metrics-token", token],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(f"{work}/serve.log", "w"),
-    )
+    # The token alone is printed on stdout (how to send it goes to stderr).
+    token = cli(env, "tokens", "create", "--user", USER).strip()
+    serve, port = start_serve(BIN, env, f"{work}/serve.log", "--metrics-token", token)
     figures = {}
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read()
-                break
-            except OSError:
-                time.sleep(0.1)
         sizes = [(0, 49), (50, 2499)]
         for first, last in sizes:
             took = grow(env, port, token, first, last)

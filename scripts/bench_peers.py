@@ -20,7 +20,6 @@ Usage: bench_peers.py ORCHESTRATOR_BINARY POSTGRES_ADMIN_URL
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import textwrap
 import time
 import urllib.request
 from pathlib import Path
+
+from bench_support import free_port
 
 CACHE = Path(os.environ.get("UPDRAFT_CACHE", Path.home() / ".cache" / "updraft")) / "peers"
 AIRFLOW = CACHE / "airflow-2.10.5"
@@ -72,12 +73,6 @@ def timed(command, env=None, cwd=None):
 
 def median_of(measure):
     return statistics.median(measure() for _ in range(REPEATS))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- Updraft -------------------------------------------------------------------------------

@@ -2,11 +2,11 @@
 //! runtime's workers, and a folder, a file and two lines per try (the layout then) written
 //! from each worker at once cost ~700 us of kernel time per try on ext4 (the two workers
 //! contending on the file system), against ~70 us written one after the other; a worker
-//! blocked in the file system is also a worker not running tasks. The thread takes whatever is waiting in one go and
-//! writes each file's new lines once per go, so lines reach the file within one go of being
-//! written. A try's close writes what the thread has not yet written and closes the file on
-//! the try's own thread: waiting for the log thread to wake and answer was ~25 us, about a
-//! tenth, of every hand-off between tasks (BENCHMARKS.md).
+//! blocked in the file system is also a worker not running tasks. The thread takes whatever
+//! is waiting in one go and writes each file's new lines once per go, so lines reach the file
+//! within one go of being written. A try's close writes what the thread has not yet written
+//! and closes the file on the try's own thread: waiting for the log thread to wake and answer
+//! was ~25 us, about a tenth, of every hand-off between tasks (BENCHMARKS.md).
 
 use std::{
     fs::{File, OpenOptions},

@@ -301,6 +301,13 @@ pub struct TimeRange {
     pub to: Option<DateTime<Utc>>,
 }
 
+impl TimeRange {
+    /// Whether it bounds nothing (every time is within it).
+    pub fn is_open(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+}
+
 /// A column runs can be ordered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunColumn {
